@@ -1,0 +1,1 @@
+"""Plain-Python explanations and chart builders. No Django here."""

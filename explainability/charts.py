@@ -1,0 +1,176 @@
+"""Plotly figure builders for the registry pages. Plain values in, figure dicts out.
+
+Each builder returns a JSON-ready dict ``{"data": [...], "layout": {...}}`` that the page
+hands to Plotly.js (served from the installed plotly package, never a CDN).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+PALETTE = ["#2563eb", "#16a34a", "#db2777", "#ea580c", "#7c3aed", "#0891b2", "#ca8a04",
+           "#475569"]
+BASE_LAYOUT = {
+    "margin": {"l": 48, "r": 16, "t": 36, "b": 40},
+    "font": {"family": "Inter, system-ui, -apple-system, Segoe UI, sans-serif", "size": 12},
+    "paper_bgcolor": "rgba(0,0,0,0)",
+    "plot_bgcolor": "rgba(0,0,0,0)",
+    "hovermode": "closest",
+}
+
+
+def _figure(fig) -> dict:
+    import plotly.io as pio
+
+    return json.loads(pio.to_json(fig, validate=False))
+
+
+def metric_history(versions: list[dict]) -> dict | None:
+    """One line per metric across version numbers.
+
+    ``versions``: ``[{"number": 1, "metrics": {"auc": 0.9}, "label": "v1"}]`` in any order.
+    Metrics with different scales get their own small panel.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    ordered = sorted(versions, key=lambda v: v["number"])
+    series: dict[str, list[tuple]] = defaultdict(list)
+    for v in ordered:
+        for name, value in (v.get("metrics") or {}).items():
+            if isinstance(value, int | float):
+                series[name].append((v["number"], value, v.get("label") or f"v{v['number']}"))
+    if not series:
+        return None
+    names = sorted(series)
+    columns = min(3, len(names))
+    rows = -(-len(names) // columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=names,
+                        horizontal_spacing=0.08, vertical_spacing=0.18)
+    for index, name in enumerate(names):
+        points = series[name]
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+            name=name, text=[p[2] for p in points],
+            hovertemplate="%{text}<br>" + name + " = %{y:.4g}<extra></extra>",
+            line={"color": PALETTE[index % len(PALETTE)], "width": 2}, marker={"size": 8},
+        ), row=index // columns + 1, col=index % columns + 1)
+    fig.update_xaxes(title_text="version", dtick=1, gridcolor="#e5e7eb")
+    fig.update_yaxes(gridcolor="#e5e7eb")
+    fig.update_layout(**BASE_LAYOUT, showlegend=False, height=260 * rows)
+    fig.update_layout(margin={"l": 48, "r": 16, "t": 40, "b": 40})
+    return _figure(fig)
+
+
+def lineage_graph(graph: dict) -> dict:
+    """Draw a lineage graph (``{"nodes", "edges"}``) left to right: datasets, then versions
+    by generation. Node ``url``s are carried in ``customdata`` so a click can open them."""
+    import plotly.graph_objects as go
+
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    parents = defaultdict(list)
+    for e in graph["edges"]:
+        parents[e["target"]].append(e["source"])
+
+    depth: dict[str, int] = {}
+
+    def depth_of(node_id: str, seen=()) -> int:
+        if node_id in depth:
+            return depth[node_id]
+        if nodes[node_id]["kind"] == "dataset":
+            depth[node_id] = 0
+            return 0
+        ups = [p for p in parents[node_id] if p in nodes and p not in seen]
+        value = 1 + max((depth_of(p, (*seen, node_id)) for p in ups), default=0)
+        depth[node_id] = value
+        return value
+
+    columns: dict[int, list[str]] = defaultdict(list)
+    for node_id in nodes:
+        columns[depth_of(node_id)].append(node_id)
+    position = {}
+    for x, members in columns.items():
+        members.sort(key=lambda i: (nodes[i].get("number") or 0, nodes[i]["label"]))
+        for rank, node_id in enumerate(members):
+            position[node_id] = (x, -(rank - (len(members) - 1) / 2))
+
+    annotations = []
+    for e in graph["edges"]:
+        if e["source"] not in position or e["target"] not in position:
+            continue
+        (x0, y0), (x1, y1) = position[e["source"]], position[e["target"]]
+        annotations.append({
+            "x": x1, "y": y1, "ax": x0, "ay": y0, "xref": "x", "yref": "y", "axref": "x",
+            "ayref": "y", "showarrow": True, "arrowhead": 3, "arrowsize": 1.2, "arrowwidth": 1.5,
+            "arrowcolor": "#94a3b8" if e["kind"] == "trained_on" else "#64748b",
+            "standoff": 16, "startstandoff": 16, "text": "",
+        })
+
+    traces = []
+    styles = {
+        "dataset": ("Datasets", "square", "#0891b2"),
+        "version": ("Versions", "circle", "#2563eb"),
+        "deployment": ("Deployments", "diamond", "#16a34a"),
+    }
+    for kind, (title, symbol, color) in styles.items():
+        members = [n for n in graph["nodes"] if n["kind"] == kind]
+        if not members:
+            continue
+        colors = [("#dc2626" if n.get("status") == "invalid" else
+                   "#f59e0b" if n.get("focus") else color) for n in members]
+        traces.append(go.Scatter(
+            x=[position[n["id"]][0] for n in members],
+            y=[position[n["id"]][1] for n in members],
+            mode="markers+text", name=title, text=[n["label"] for n in members],
+            textposition="bottom center", customdata=[n.get("url") or "" for n in members],
+            hovertext=[_hover(n) for n in members], hoverinfo="text",
+            marker={"symbol": symbol, "size": [26 if n.get("focus") else 20 for n in members],
+                    "color": colors, "line": {"width": 2, "color": "white"}},
+        ))
+    fig = go.Figure(traces)
+    width = max(columns) + 1 if columns else 1
+    height = max(len(m) for m in columns.values()) if columns else 1
+    fig.update_layout(**BASE_LAYOUT, annotations=annotations, showlegend=True,
+                      legend={"orientation": "h", "y": 1.12},
+                      height=max(240, 110 * height + 80),
+                      xaxis={"visible": False, "range": [-0.5, width - 0.5]},
+                      yaxis={"visible": False, "range": [-(height / 2) - 0.3, height / 2 + 0.1]})
+    return _figure(fig)
+
+
+def _hover(node: dict) -> str:
+    if node["kind"] == "dataset":
+        return f"{node['label']}<br>sha256 {node.get('sha256', '')[:12]}…<br>{node.get('rows') or '?'} rows"
+    return f"{node['label']}<br>status: {node.get('status', '')}<br>{node.get('created_at', '')[:10]}"
+
+
+def feature_profile(name: str, profile: dict) -> dict:
+    """The baseline distribution of one feature: a histogram over its quantile bins, or the
+    frequencies of its categories."""
+    import plotly.graph_objects as go
+
+    if profile.get("kind") == "numeric" and profile.get("edges"):
+        edges, counts = profile["edges"], profile["counts"]
+        total = sum(counts) or 1
+        centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        # Quantile bins have unequal widths: plot density so wide bins don't look tall.
+        density = [c / total / w if w else 0 for c, w in zip(counts, widths, strict=True)]
+        fig = go.Figure(go.Bar(
+            x=centers, y=density, width=widths, marker={"color": "#2563eb", "opacity": 0.75},
+            customdata=[[a, b, c] for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)],
+            hovertemplate="[%{customdata[0]:.4g}, %{customdata[1]:.4g}): %{customdata[2]} rows"
+                          "<extra></extra>",
+        ))
+        fig.update_yaxes(title_text="density", showticklabels=False)
+    else:
+        frequencies = profile.get("frequencies", {})
+        items = sorted(frequencies.items(), key=lambda kv: -kv[1])[:20]
+        fig = go.Figure(go.Bar(x=[k for k, _ in items], y=[v for _, v in items],
+                               marker={"color": "#0891b2"}))
+        fig.update_yaxes(title_text="rows")
+    fig.update_layout(**BASE_LAYOUT, height=200, title={"text": name, "font": {"size": 13}},
+                      showlegend=False, bargap=0.02)
+    fig.update_layout(margin={"l": 36, "r": 8, "t": 32, "b": 28})
+    return _figure(fig)

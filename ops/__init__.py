@@ -1,0 +1,1 @@
+"""Plain-Python operations code: artifacts, profiles, storage, backends. No Django here."""

@@ -1,0 +1,243 @@
+"""Load and check model artifacts without trusting them.
+
+skops files are loaded with an explicit list of trusted types: anything else in the file
+refuses to load. Pickle and joblib files can run arbitrary code when loaded, so they are
+only loaded when the caller says the project's owner allowed them, and never in the web
+process (the portal calls this from a Celery worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ops.exceptions import ArtifactError, UnsafeArtifactError
+from ops.schema import Feature
+
+SKOPS = "skops"
+PICKLE = "pickle"
+FORMATS = (SKOPS, PICKLE)
+
+# Types outside skops' own defaults that scikit-learn's common estimators need. Anything
+# not listed here (or in the caller's extra list) makes the load fail with its name.
+TRUSTED_SKOPS_TYPES = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.IdentityLink",
+)
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+
+
+@dataclass(frozen=True)
+class ArtifactReport:
+    """What the validator learned about a loadable artifact."""
+
+    format: str
+    estimator: str
+    framework: str
+    n_features: int | None
+    feature_names: list[str] | None
+    classes: list = field(default_factory=list)
+    unsafe: bool = False
+
+
+def detect_format(head: bytes) -> str:
+    """Tell the artifact format from its first bytes, without loading anything."""
+    if head.startswith(b"PK\x03\x04"):
+        return SKOPS
+    # Pickle protocol 2+ starts with PROTO (0x80); joblib's compressed files start with a
+    # zlib header ("x") or joblib's own "ZF" marker.
+    if head[:1] == b"\x80" or head[:2] in (b"x\x01", b"x\x5e", b"x\x9c", b"x\xda", b"ZF"):
+        return PICKLE
+    raise ArtifactError(
+        "the file is neither a skops archive nor a pickle/joblib file", code="not_a_model"
+    )
+
+
+def detect_file_format(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return detect_format(handle.read(8))
+
+
+def load_model(path: Path, *, allow_unsafe: bool = False, extra_trusted: tuple[str, ...] = ()):
+    """Load an artifact, refusing unknown skops types and (unless allowed) pickles."""
+    fmt = detect_file_format(path)
+    if fmt == SKOPS:
+        return _load_skops(path, extra_trusted)
+    if not allow_unsafe:
+        raise UnsafeArtifactError(
+            "pickle/joblib artifacts can run code when loaded; this project's owner has not "
+            "allowed them (upload a skops file instead)"
+        )
+    return _load_pickle(path)
+
+
+def _load_skops(path: Path, extra_trusted: tuple[str, ...]):
+    import skops.io as sio
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "schema.json" not in archive.namelist():
+                raise ArtifactError("the zip archive is not a skops file (no schema.json)",
+                                    code="not_a_model")
+        untrusted = sio.get_untrusted_types(file=path)
+    except ArtifactError:
+        raise
+    except Exception as e:  # skops raises a variety of errors on corrupt archives
+        raise ArtifactError(f"the skops file cannot be read: {e}", code="corrupt_artifact") from e
+    allowed = set(TRUSTED_SKOPS_TYPES) | set(extra_trusted)
+    refused = sorted(set(untrusted) - allowed)
+    if refused:
+        raise ArtifactError(
+            "the skops file contains types that are not trusted: " + ", ".join(refused),
+            code="untrusted_types",
+        )
+    try:
+        return sio.load(path, trusted=list(untrusted))
+    except Exception as e:
+        raise ArtifactError(f"the skops file failed to load: {e}", code="corrupt_artifact") from e
+
+
+def _load_pickle(path: Path):
+    import joblib
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return joblib.load(path)
+    except Exception as e:  # a pickle can raise anything while it is being loaded
+        raise ArtifactError(
+            f"the pickle failed to load: {type(e).__name__}: {e}", code="corrupt_artifact"
+        ) from e
+
+
+def inspect_model(
+    model, *, task: str, input_schema: list[Feature], sample: np.ndarray | None = None,
+    fmt: str = SKOPS,
+) -> ArtifactReport:
+    """Check a loaded estimator against its declared task and input schema.
+
+    ``sample`` is a few rows in schema order used for a smoke prediction; when absent a
+    row of zeros is used.
+    """
+    estimator = f"{type(model).__module__}.{type(model).__qualname__}"
+    if not callable(getattr(model, "predict", None)):
+        raise ArtifactError(f"{estimator} has no predict method", code="not_a_model")
+    if task == CLASSIFICATION and not callable(getattr(model, "predict_proba", None)):
+        raise ArtifactError(
+            f"{estimator} has no predict_proba method; a classification model needs one",
+            code="schema_mismatch",
+        )
+    n_features = getattr(model, "n_features_in_", None)
+    names = getattr(model, "feature_names_in_", None)
+    names = [str(n) for n in names] if names is not None else None
+    declared = [f.name for f in input_schema]
+    if n_features is not None and int(n_features) != len(declared):
+        raise ArtifactError(
+            f"the model expects {int(n_features)} features but the input schema declares "
+            f"{len(declared)}",
+            code="schema_mismatch",
+        )
+    if names is not None and names != declared:
+        missing = [n for n in names if n not in declared]
+        extra = [n for n in declared if n not in names]
+        if missing or extra:
+            detail = "feature names differ from the input schema"
+            if missing:
+                detail += "; model has " + ", ".join(missing[:5])
+            if extra:
+                detail += "; schema has " + ", ".join(extra[:5])
+        else:
+            detail = "the input schema lists the model's features in a different order"
+        raise ArtifactError(detail, code="schema_mismatch")
+
+    rows = sample if sample is not None else np.zeros((1, len(declared)))
+    frame = _as_model_input(rows, names)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.predict(frame)
+            if task == CLASSIFICATION:
+                model.predict_proba(frame)
+    except Exception as e:
+        raise ArtifactError(
+            f"the model failed to predict on {len(rows)} row(s) shaped like its input schema: "
+            f"{type(e).__name__}: {e}",
+            code="predict_failed",
+        ) from e
+
+    classes = getattr(model, "classes_", None)
+    module = type(model).__module__.split(".")[0]
+    return ArtifactReport(
+        format=fmt,
+        estimator=estimator,
+        framework=_framework(module),
+        n_features=int(n_features) if n_features is not None else None,
+        feature_names=names,
+        classes=[_plain(c) for c in classes] if classes is not None else [],
+        unsafe=fmt != SKOPS,
+    )
+
+
+def validate_artifact(
+    path: Path, *, task: str, input_schema: list[Feature], allow_unsafe: bool = False,
+    extra_trusted: tuple[str, ...] = (), sample: np.ndarray | None = None,
+) -> ArtifactReport:
+    """Load ``path`` safely and check it; raises ``ArtifactError`` with a readable reason."""
+    fmt = detect_file_format(path)
+    model = load_model(path, allow_unsafe=allow_unsafe, extra_trusted=extra_trusted)
+    return inspect_model(model, task=task, input_schema=input_schema, sample=sample, fmt=fmt)
+
+
+def dump_skops(model) -> bytes:
+    """Serialize an estimator to skops bytes (used by the demo and the tests)."""
+    import skops.io as sio
+
+    return sio.dumps(model)
+
+
+def _as_model_input(rows: np.ndarray, names: list[str] | None):
+    if names is None:
+        return np.asarray(rows)
+    import pandas as pd
+
+    return pd.DataFrame(np.asarray(rows), columns=names)
+
+
+def _framework(module: str) -> str:
+    if module == "sklearn":
+        import sklearn
+
+        return f"scikit-learn {sklearn.__version__}"
+    with contextlib.suppress(Exception):
+        from importlib.metadata import version
+
+        return f"{module} {version(module)}"
+    return module
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def read_head(fileobj: io.BufferedIOBase, size: int = 8) -> bytes:
+    """Read the first bytes of an open file and rewind it."""
+    position = fileobj.tell()
+    head = fileobj.read(size)
+    fileobj.seek(position)
+    return head

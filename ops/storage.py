@@ -1,0 +1,203 @@
+"""Artifact stores: where model and dataset files live.
+
+The local filesystem is the embedded default; S3 (through boto3) when configured. Files
+are written once under a key and never rewritten; ``put`` streams the upload while it
+computes the sha256 so the digest is the server's own, never the client's claim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ops.exceptions import PermanentError, StorageError
+
+CHUNK = 1024 * 1024
+
+
+class TooLarge(PermanentError):
+    code = "too_large"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    uri: str
+    sha256: str
+    size: int
+
+
+class ArtifactStore(ABC):
+    """Write-once file storage keyed by relative paths such as ``models/7/<uuid>.skops``."""
+
+    @abstractmethod
+    def put(self, key: str, source: BinaryIO, max_bytes: int | None = None) -> StoredFile:
+        """Store ``source`` under ``key``; raise ``TooLarge`` (storing nothing) past ``max_bytes``."""
+
+    @abstractmethod
+    def open(self, uri: str) -> BinaryIO:
+        """Open a stored file for reading."""
+
+    @abstractmethod
+    def delete(self, uri: str) -> None:
+        """Remove a stored file; removing a missing file is not an error."""
+
+    @abstractmethod
+    def exists(self, uri: str) -> bool:
+        """Whether a file is stored at ``uri``."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise ``StorageError`` when the store cannot be reached."""
+
+    @contextlib.contextmanager
+    def local_path(self, uri: str) -> Iterator[Path]:
+        """A local path holding the file for the duration of the block."""
+        with tempfile.NamedTemporaryFile(suffix=Path(uri).suffix) as tmp, self.open(uri) as src:
+            shutil.copyfileobj(src, tmp, CHUNK)
+            tmp.flush()
+            yield Path(tmp.name)
+
+
+def _copy_hashing(source: BinaryIO, target: BinaryIO, max_bytes: int | None) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := source.read(CHUNK):
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise TooLarge(f"the file is larger than the limit of {max_bytes} bytes")
+        digest.update(chunk)
+        target.write(chunk)
+    return digest.hexdigest(), size
+
+
+class LocalArtifactStore(ArtifactStore):
+    """Files under a root directory; uris are ``file://`` + absolute path."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    def _path(self, uri: str) -> Path:
+        path = Path(uri.removeprefix("file://")).resolve()
+        if self.root not in path.parents:
+            raise PermanentError(f"{uri} is outside the artifact store")
+        return path
+
+    def put(self, key: str, source: BinaryIO, max_bytes: int | None = None) -> StoredFile:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise PermanentError(f"invalid key {key!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        try:
+            with open(partial, "xb") as target:
+                sha, size = _copy_hashing(source, target, max_bytes)
+            os.replace(partial, path)  # readers never see a half-written file
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return StoredFile(uri=f"file://{path}", sha256=sha, size=size)
+
+    def open(self, uri: str) -> BinaryIO:
+        try:
+            return open(self._path(uri), "rb")
+        except FileNotFoundError as e:
+            raise PermanentError(f"{uri} is not in the artifact store") from e
+
+    def delete(self, uri: str) -> None:
+        self._path(uri).unlink(missing_ok=True)
+
+    def exists(self, uri: str) -> bool:
+        return self._path(uri).is_file()
+
+    def ping(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK):
+                raise StorageError(f"{self.root} is not writable")
+        except OSError as e:
+            raise StorageError(str(e)) from e
+
+    @contextlib.contextmanager
+    def local_path(self, uri: str) -> Iterator[Path]:
+        yield self._path(uri)
+
+
+class S3ArtifactStore(ArtifactStore):
+    """Objects in an S3 bucket under a prefix; uris are ``s3://bucket/key``."""
+
+    def __init__(self, bucket: str, prefix: str = "", client=None):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client or boto3.client(
+            "s3", config=Config(retries={"max_attempts": 3, "mode": "standard"})
+        )
+
+    def _key(self, uri: str) -> str:
+        prefix = f"s3://{self.bucket}/"
+        if not uri.startswith(prefix):
+            raise PermanentError(f"{uri} is not in bucket {self.bucket}")
+        return uri[len(prefix):]
+
+    def _wrap(self, e: Exception) -> Exception:
+        return StorageError(f"S3 error: {e}")
+
+    def put(self, key: str, source: BinaryIO, max_bytes: int | None = None) -> StoredFile:
+        full_key = f"{self.prefix}/{key}" if self.prefix else key
+        # Hash and bound the size locally first: S3 must never hold a file we refuse.
+        with tempfile.TemporaryFile() as spool:
+            sha, size = _copy_hashing(source, spool, max_bytes)
+            spool.seek(0)
+            try:
+                self.client.upload_fileobj(spool, self.bucket, full_key,
+                                           ExtraArgs={"Metadata": {"sha256": sha}})
+            except Exception as e:
+                raise self._wrap(e) from e
+        return StoredFile(uri=f"s3://{self.bucket}/{full_key}", sha256=sha, size=size)
+
+    def open(self, uri: str) -> BinaryIO:
+        spool = tempfile.TemporaryFile()
+        try:
+            self.client.download_fileobj(self.bucket, self._key(uri), spool)
+        except Exception as e:
+            spool.close()
+            raise self._wrap(e) from e
+        spool.seek(0)
+        return spool
+
+    def delete(self, uri: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(uri))
+        except Exception as e:
+            raise self._wrap(e) from e
+
+    def exists(self, uri: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(uri))
+            return True
+        except Exception:
+            return False
+
+    def ping(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as e:
+            raise self._wrap(e) from e
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,71 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.accounts import forms, services
+from portal.accounts.models import ApiToken, Membership
+from portal.errors import DomainError
+from portal.registry.models import Project
+
+
+@login_required
+def tokens(request):
+    form = forms.TokenForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            token, new_key = services.create_token(request.user, form.cleaned_data["name"],
+                                                   form.cleaned_data["expires_at"])
+        except DomainError as e:
+            form.add_error(e.field if e.field in form.fields else None, e.detail)
+        else:
+            form = forms.TokenForm()
+    return render(request, "accounts/tokens.html", {
+        "form": form, "new_key": new_key,
+        "tokens": ApiToken.objects.filter(user=request.user).order_by("-created_at"),
+    })
+
+
+@login_required
+@require_POST
+def token_revoke(request, pk):
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    services.revoke_token(request.user, token)
+    messages.success(request, f"Token {token.name} revoked; it no longer authenticates.")
+    return redirect("accounts:tokens")
+
+
+@login_required
+@require_POST
+def member_add(request, slug):
+    project = get_object_or_404(Project, slug=slug)
+    form = forms.MemberForm(request.POST)
+    if form.is_valid():
+        try:
+            user = services.find_user(form.cleaned_data["username"])
+            services.add_member(request.user, project, user, form.cleaned_data["role"])
+        except DomainError as e:
+            messages.error(request, e.detail)
+        else:
+            messages.success(request, f"{user.username} is now {form.cleaned_data['role']}.")
+    else:
+        messages.error(request, "Give a username and a role.")
+    return redirect(project)
+
+
+@login_required
+@require_POST
+def member_change(request, pk):
+    membership = get_object_or_404(Membership.objects.select_related("project", "user"), pk=pk)
+    form = forms.RoleForm(request.POST)
+    try:
+        if request.POST.get("remove"):
+            services.remove_member(request.user, membership)
+            messages.success(request, f"{membership.user.username} removed.")
+        elif form.is_valid():
+            services.change_role(request.user, membership, form.cleaned_data["role"])
+            messages.success(request, f"{membership.user.username} is now {membership.role}.")
+    except DomainError as e:
+        messages.error(request, e.detail)
+    return redirect(membership.project)

@@ -1,0 +1,28 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from portal.accounts.api.views import ApiTokenViewSet, MembershipViewSet
+from portal.api.views import TokenLoginView
+from portal.audit.api.views import AuditEventViewSet
+from portal.registry.api.views import (
+    DatasetViewSet,
+    ModelVersionViewSet,
+    ProjectViewSet,
+    RegisteredModelViewSet,
+)
+
+app_name = "api"
+
+router = DefaultRouter()
+router.register("projects", ProjectViewSet, basename="project")
+router.register("memberships", MembershipViewSet, basename="membership")
+router.register("models", RegisteredModelViewSet, basename="model")
+router.register("versions", ModelVersionViewSet, basename="version")
+router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("tokens", ApiTokenViewSet, basename="token")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
+
+urlpatterns = [
+    path("auth/token/", TokenLoginView.as_view(), name="token-login"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,60 @@
+"""Shared behaviour of the API's viewsets, and the token login endpoint."""
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status, viewsets
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from portal.accounts.services import create_token
+
+
+class PortalViewSet(viewsets.GenericViewSet):
+    """Base of every viewset: querysets are cut to what the user may see by ``scope``."""
+
+    def scope(self, queryset):
+        return queryset
+
+    def get_queryset(self):
+        return self.scope(super().get_queryset())
+
+
+class LoginThrottle(AnonRateThrottle):
+    rate = "30/min"
+
+
+class TokenLoginView(APIView):
+    """Exchange a username and password for a new API token (shown once)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(
+        request=inline_serializer("TokenLogin", {
+            "username": serializers.CharField(), "password": serializers.CharField(),
+            "name": serializers.CharField(required=False)}),
+        responses={201: inline_serializer("TokenIssued", {
+            "token": serializers.CharField(), "name": serializers.CharField(),
+            "prefix": serializers.CharField()})},
+        tags=["auth"],
+    )
+    def post(self, request):
+        username = request.data.get("username")
+        password = request.data.get("password")
+        if not isinstance(username, str) or not isinstance(password, str) or not username:
+            return Response({"code": "validation_error",
+                             "detail": "send a JSON body with username and password"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        user = authenticate(request, username=username, password=password)
+        if user is None:
+            return Response({"code": "authentication_failed",
+                             "detail": "wrong username or password"},
+                            status=status.HTTP_401_UNAUTHORIZED,
+                            headers={"WWW-Authenticate": "Token"})
+        name = request.data.get("name") or "API login"
+        token, key = create_token(user, str(name))
+        return Response({"token": key, "name": token.name, "prefix": token.prefix},
+                        status=status.HTTP_201_CREATED)

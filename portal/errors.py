@@ -1,0 +1,53 @@
+"""Domain errors raised by service functions.
+
+Each carries a stable ``code`` and a human ``detail``; the API's exception handler maps
+the class to an HTTP status in one place (``portal.api.exceptions``), and the web views
+show ``detail`` to the user.
+"""
+
+
+class DomainError(Exception):
+    status = 400
+    code = "invalid"
+
+    def __init__(self, detail: str, code: str | None = None, field: str | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        if code:
+            self.code = code
+
+
+class ValidationFailed(DomainError):
+    status = 400
+    code = "validation_error"
+
+
+class NotAllowed(DomainError):
+    status = 403
+    code = "permission_denied"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMedia(DomainError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    code = "service_unavailable"

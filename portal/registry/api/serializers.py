@@ -1,0 +1,165 @@
+import json
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from portal.accounts.services import role_in
+from portal.registry.choices import Task
+from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+    model_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "slug", "description", "allow_unsafe_artifacts", "created_at",
+                  "model_count", "role"]
+        read_only_fields = ["id", "created_at", "model_count", "role"]
+        extra_kwargs = {"slug": {"validators": []}}
+
+    def get_role(self, project) -> str | None:
+        return role_in(self.context["request"].user, project)
+
+
+class ProjectUpdateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["name", "description", "allow_unsafe_artifacts"]
+
+
+class AliasSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="version.number", read_only=True)
+    version_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Alias
+        fields = ["name", "version", "version_id", "updated_at"]
+
+
+class AliasSetSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="Version number of this model", min_value=1)
+
+
+class RegisteredModelSerializer(serializers.ModelSerializer):
+    project_slug = serializers.CharField(source="project.slug", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    latest_version = serializers.IntegerField(read_only=True, allow_null=True)
+    version_count = serializers.IntegerField(read_only=True, allow_null=True)
+    aliases = AliasSerializer(many=True, read_only=True)
+    task = serializers.ChoiceField(choices=Task.choices)
+
+    class Meta:
+        model = RegisteredModel
+        fields = ["id", "project", "project_slug", "name", "task", "description", "created_at",
+                  "created_by", "latest_version", "version_count", "aliases"]
+        read_only_fields = ["id", "created_at"]
+        validators = []
+
+
+class ModelUpdateSerializer(serializers.Serializer):
+    description = serializers.CharField(allow_blank=True)
+
+
+class DatasetRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    sha256 = serializers.CharField()
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    model_name = serializers.CharField(source="model.name", read_only=True)
+    project = serializers.IntegerField(source="model.project_id", read_only=True)
+    project_slug = serializers.CharField(source="model.project.slug", read_only=True)
+    artifact = serializers.SerializerMethodField()
+    dataset = serializers.SerializerMethodField()
+    code = serializers.SerializerMethodField()
+    parent = serializers.SerializerMethodField()
+    tags = serializers.SerializerMethodField()
+    aliases = serializers.SerializerMethodField()
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "model", "model_name", "project", "project_slug", "number", "label",
+                  "description", "status", "status_reason", "artifact", "framework", "estimator",
+                  "classes", "input_schema", "output_schema", "metrics", "params", "dataset",
+                  "code", "parent", "tags", "aliases", "created_at", "created_by",
+                  "validated_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_artifact(self, v) -> dict:
+        return {"sha256": v.artifact_sha256, "size": v.artifact_size, "format": v.artifact_format,
+                "unsafe": v.is_unsafe,
+                "download": reverse("api:version-artifact", args=[v.pk])}
+
+    @extend_schema_field(DatasetRefSerializer(allow_null=True))
+    def get_dataset(self, v):
+        d = v.dataset
+        return {"id": d.pk, "name": d.name, "sha256": d.sha256} if d else None
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_code(self, v) -> dict:
+        return {"repository": v.code_repository, "commit": v.code_commit}
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_parent(self, v):
+        return {"id": v.parent_id, "number": v.parent.number} if v.parent_id else None
+
+    def get_tags(self, v) -> list[str]:
+        return sorted(t.name for t in v.tags.all())
+
+    def get_aliases(self, v) -> list[str]:
+        return sorted(a.name for a in v.aliases.all())
+
+
+class VersionCreateSerializer(serializers.Serializer):
+    """Multipart form: the artifact file and a JSON metadata document."""
+
+    artifact = serializers.FileField(help_text="skops file (preferred) or pickle/joblib if allowed")
+    metadata = serializers.CharField(
+        help_text='JSON: {"input_schema": [{"name": "x", "type": "double"}], "metrics": {...}, '
+                  '"params": {...}, "dataset": id-or-name, "code": {"repository": ..., "commit": '
+                  '...}, "parent": 2, "tags": [...], "label": "1.2.0", "description": ...}')
+
+    def validate_metadata(self, value):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as e:
+            raise serializers.ValidationError(f"metadata is not valid JSON: {e}") from e
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    project_slug = serializers.CharField(source="project.slug", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "project", "project_slug", "name", "description", "uri", "sha256", "size",
+                  "format", "target", "rows", "columns", "profile_status", "profile_reason",
+                  "created_at", "created_by"]
+        read_only_fields = fields
+
+
+class DatasetDetailSerializer(DatasetSerializer):
+    class Meta(DatasetSerializer.Meta):
+        fields = DatasetSerializer.Meta.fields + ["profile"]
+        read_only_fields = fields
+
+
+class DatasetCreateSerializer(serializers.Serializer):
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    name = serializers.CharField(max_length=100)
+    file = serializers.FileField(help_text="CSV with a header row, or Parquet")
+    target = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class LineageSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    nodes = serializers.ListField(child=serializers.DictField())
+    edges = serializers.ListField(child=serializers.DictField())

@@ -1,0 +1,224 @@
+from django.conf import settings
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import UnsupportedMediaType
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+
+from portal.accounts.choices import Role
+from portal.accounts.services import require_role
+from portal.api.pagination import VersionCursorPagination
+from portal.api.views import PortalViewSet
+from portal.errors import PayloadTooLarge, ValidationFailed
+from portal.registry import queries, services
+from portal.registry.api.serializers import (
+    AliasSerializer,
+    AliasSetSerializer,
+    DatasetCreateSerializer,
+    DatasetDetailSerializer,
+    DatasetSerializer,
+    LineageSerializer,
+    ModelUpdateSerializer,
+    ModelVersionSerializer,
+    ProjectSerializer,
+    ProjectUpdateSerializer,
+    RegisteredModelSerializer,
+    VersionCreateSerializer,
+)
+from portal.registry.filtersets import (
+    DatasetFilterSet,
+    ModelVersionFilterSet,
+    ProjectFilterSet,
+    RegisteredModelFilterSet,
+)
+from portal.registry.models import Alias
+from portal.registry.storage import get_store
+
+# Room for the multipart envelope and the metadata field around the file itself.
+MULTIPART_OVERHEAD = 1024 * 1024
+
+
+def check_upload_size(request, limit: int) -> None:
+    """Refuse an oversized upload from its Content-Length, before reading the body."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(f"the upload is {length} bytes; the limit is {limit} bytes")
+
+
+def parse_or_raise(serializer_class, data, **kwargs):
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    """Projects you are a member of (staff see all)."""
+
+    serializer_class = ProjectSerializer
+    filterset_class = ProjectFilterSet
+    search_fields = ["name", "slug", "description"]
+    ordering_fields = ["name", "created_at"]
+
+    def get_queryset(self):
+        return queries.projects_for(self.request.user)
+
+    def create(self, request):
+        data = parse_or_raise(ProjectSerializer, request.data, context={"request": request})
+        project = services.create_project(request.user, name=data["name"], slug=data["slug"],
+                                          description=data.get("description", ""),
+                                          allow_unsafe_artifacts=data.get(
+                                              "allow_unsafe_artifacts", False))
+        project = self.get_queryset().get(pk=project.pk)
+        return Response(self.get_serializer(project).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ProjectUpdateSerializer, responses=ProjectSerializer)
+    def partial_update(self, request, pk=None):
+        project = self.get_object()
+        data = parse_or_raise(ProjectUpdateSerializer, request.data, partial=True)
+        services.update_project(request.user, project, **data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=project.pk)).data)
+
+
+class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    """Registered models and, nested under each, its versions and aliases."""
+
+    serializer_class = RegisteredModelSerializer
+    filterset_class = RegisteredModelFilterSet
+    search_fields = ["name", "description", "project__name"]
+    ordering_fields = ["name", "created_at", "id"]
+
+    def get_queryset(self):
+        return queries.models_for(self.request.user)
+
+    def create(self, request):
+        data = parse_or_raise(RegisteredModelSerializer, request.data,
+                              context={"request": request})
+        model = services.create_model(request.user, data["project"], name=data["name"],
+                                      task=data["task"],
+                                      description=data.get("description", ""))
+        return Response(self.get_serializer(self.get_queryset().get(pk=model.pk)).data,
+                        status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ModelUpdateSerializer, responses=RegisteredModelSerializer)
+    def partial_update(self, request, pk=None):
+        model = self.get_object()
+        data = parse_or_raise(ModelUpdateSerializer, request.data)
+        services.update_model(request.user, model, description=data["description"])
+        return Response(self.get_serializer(self.get_queryset().get(pk=model.pk)).data)
+
+    @extend_schema(methods=["GET"], responses=ModelVersionSerializer(many=True),
+                   summary="List the versions of a model")
+    @extend_schema(methods=["POST"], request={"multipart/form-data": VersionCreateSerializer},
+                   responses={201: ModelVersionSerializer}, summary="Register a new version")
+    @action(detail=True, methods=["get", "post"],
+            parser_classes=[MultiPartParser], pagination_class=VersionCursorPagination,
+            filterset_class=ModelVersionFilterSet, serializer_class=ModelVersionSerializer)
+    def versions(self, request, pk=None):
+        model = get_object_or_404(queries.models_for(request.user), pk=pk)
+        if request.method == "GET":
+            queryset = self.filter_queryset(queries.versions_for(request.user).filter(model=model))
+            page = self.paginate_queryset(queryset)
+            return self.get_paginated_response(ModelVersionSerializer(page, many=True).data)
+        require_role(request.user, model.project, Role.CONTRIBUTOR, "register versions")
+        check_upload_size(request, settings.MODELGATE_MAX_ARTIFACT_BYTES)
+        data = parse_or_raise(VersionCreateSerializer, request.data)
+        version = services.register_version(request.user, model, data["artifact"],
+                                             data["metadata"])
+        version = queries.versions_for(request.user).get(pk=version.pk)
+        return Response(ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=AliasSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def aliases(self, request, pk=None):
+        model = self.get_object()
+        aliases = Alias.objects.filter(model=model).select_related("version")
+        return Response(AliasSerializer(aliases, many=True).data)
+
+    @extend_schema(methods=["PUT"], request=AliasSetSerializer, responses=AliasSerializer)
+    @extend_schema(methods=["DELETE"], request=None, responses={204: None})
+    @action(detail=True, methods=["put", "delete"], url_path=r"aliases/(?P<alias>[a-z0-9._-]+)",
+            filterset_class=None)
+    def alias(self, request, pk=None, alias=None):
+        model = self.get_object()
+        if request.method == "DELETE":
+            services.delete_alias(request.user, get_object_or_404(Alias, model=model, name=alias))
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        data = parse_or_raise(AliasSetSerializer, request.data)
+        version = model.versions.filter(number=data["version"]).first()
+        if version is None:
+            raise ValidationFailed(f"{model.name} has no version {data['version']}",
+                                   field="version")
+        result = services.set_alias(request.user, model, alias, version)
+        return Response(AliasSerializer(result).data)
+
+
+class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    """Every version you may see, with filters; artifacts and lineage per version."""
+
+    serializer_class = ModelVersionSerializer
+    filterset_class = ModelVersionFilterSet
+    pagination_class = VersionCursorPagination
+    search_fields = ["model__name", "label", "description"]
+    ordering_fields = ["created_at", "number", "id"]
+
+    def get_queryset(self):
+        return queries.versions_for(self.request.user)
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(
+        description="The artifact file, exactly as uploaded")})
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def artifact(self, request, pk=None):
+        version = self.get_object()
+        handle = get_store().open(version.artifact_uri)
+        suffix = "skops" if not version.is_unsafe else "joblib"
+        response = FileResponse(
+            handle, as_attachment=True, content_type="application/octet-stream",
+            filename=f"{version.model.name}-v{version.number}.{suffix}")
+        response["X-Checksum-SHA256"] = version.artifact_sha256
+        return response
+
+    @extend_schema(responses=LineageSerializer)
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def lineage(self, request, pk=None):
+        return Response(services.lineage(self.get_object()))
+
+    @extend_schema(request=None, responses=ModelVersionSerializer)
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def archive(self, request, pk=None):
+        version = services.archive_version(request.user, self.get_object())
+        return Response(self.get_serializer(self.get_queryset().get(pk=version.pk)).data)
+
+
+class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    """Reference datasets and their baseline profiles."""
+
+    serializer_class = DatasetSerializer
+    filterset_class = DatasetFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["name", "created_at", "id"]
+
+    def get_queryset(self):
+        return queries.datasets_for(self.request.user)
+
+    def get_serializer_class(self):
+        return DatasetDetailSerializer if self.action == "retrieve" else DatasetSerializer
+
+    @extend_schema(request={"multipart/form-data": DatasetCreateSerializer},
+                   responses={201: DatasetDetailSerializer})
+    def create(self, request):
+        check_upload_size(request, settings.MODELGATE_MAX_DATASET_BYTES)
+        if not request.content_type.startswith("multipart/form-data"):
+            raise UnsupportedMediaType(request.content_type)
+        data = parse_or_raise(DatasetCreateSerializer, request.data)
+        dataset = services.upload_dataset(
+            request.user, data["project"], name=data["name"], file=data["file"],
+            filename=data["file"].name, target=data["target"], description=data["description"])
+        dataset = self.get_queryset().get(pk=dataset.pk)
+        return Response(DatasetDetailSerializer(dataset).data, status=status.HTTP_201_CREATED)
+

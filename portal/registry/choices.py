@@ -1,0 +1,29 @@
+from django.db import models
+
+
+class Task(models.TextChoices):
+    CLASSIFICATION = "classification", "Classification"
+    REGRESSION = "regression", "Regression"
+
+
+class VersionStatus(models.TextChoices):
+    PENDING = "pending", "Validating"
+    READY = "ready", "Ready"
+    INVALID = "invalid", "Invalid"
+    ARCHIVED = "archived", "Archived"
+
+
+class ArtifactFormat(models.TextChoices):
+    SKOPS = "skops", "skops (safe)"
+    PICKLE = "pickle", "pickle/joblib (unsafe)"
+
+
+class DatasetFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    PARQUET = "parquet", "Parquet"
+
+
+class ProfileStatus(models.TextChoices):
+    PENDING = "pending", "Profiling"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"

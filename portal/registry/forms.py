@@ -1,0 +1,104 @@
+import json
+
+from django import forms
+
+from portal.registry.choices import Task
+from portal.registry.models import Dataset, ModelVersion
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    slug = forms.SlugField(max_length=100, help_text="Lowercase identifier used in URLs and the API")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class ProjectSettingsForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    allow_unsafe_artifacts = forms.BooleanField(
+        required=False, label="Allow pickle/joblib artifacts",
+        help_text="They can run arbitrary code when loaded. Versions in these formats are "
+                  "marked unsafe everywhere.")
+
+
+class ModelForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="Lowercase, e.g. churn-classifier")
+    task = forms.ChoiceField(choices=Task.choices)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class JSONField(forms.CharField):
+    def __init__(self, *args, expect=dict, **kwargs):
+        self.expect = expect
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 4, "class": "mono"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        if not value:
+            return self.expect()
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise forms.ValidationError(f"not valid JSON: {e}") from e
+        if not isinstance(parsed, self.expect):
+            raise forms.ValidationError(f"expected a JSON {self.expect.__name__}")
+        return parsed
+
+
+class VersionForm(forms.Form):
+    artifact = forms.FileField(help_text="A skops file (skops.io.dump). Pickle/joblib only if "
+                                         "the project allows unsafe artifacts.")
+    input_schema = JSONField(expect=list, help_text='[{"name": "age", "type": "double"}, …] — '
+                                                    "must match the features the model was fitted on")
+    metrics = JSONField(required=False, help_text='{"roc_auc": 0.97}')
+    params = JSONField(required=False, help_text='{"n_estimators": 200}')
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), required=False,
+                                     help_text="The reference dataset it was trained on")
+    parent = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), required=False,
+                                    help_text="The version this one was derived from")
+    code_repository = forms.CharField(required=False, label="Code repository")
+    code_commit = forms.CharField(required=False, label="Commit")
+    label = forms.CharField(required=False, help_text="Optional semantic version, e.g. 1.3.0")
+    tags = forms.CharField(required=False, help_text="Comma-separated")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args, model=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = Dataset.objects.filter(project=model.project)
+        self.fields["parent"].queryset = ModelVersion.objects.filter(model=model).order_by("-number")
+        self.fields["parent"].label_from_instance = lambda v: v.display_name
+
+    def metadata(self) -> dict:
+        data = self.cleaned_data
+        meta = {
+            "input_schema": data["input_schema"], "metrics": data["metrics"],
+            "params": data["params"],
+            "tags": [t.strip() for t in data["tags"].split(",") if t.strip()],
+            "label": data["label"].strip(), "description": data["description"],
+        }
+        if data["dataset"]:
+            meta["dataset"] = data["dataset"].pk
+        if data["parent"]:
+            meta["parent"] = data["parent"].number
+        if data["code_repository"] or data["code_commit"]:
+            meta["code"] = {"repository": data["code_repository"], "commit": data["code_commit"]}
+        return meta
+
+
+class DatasetForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    file = forms.FileField(help_text="CSV with a header row, or Parquet")
+    target = forms.CharField(required=False, help_text="Label column, if the file has one")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+class AliasForm(forms.Form):
+    name = forms.CharField(max_length=64, help_text="champion, challenger, or any name")
+    version = forms.ModelChoiceField(queryset=ModelVersion.objects.none())
+
+    def __init__(self, *args, model=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = ModelVersion.objects.filter(
+            model=model, status="ready").order_by("-number")
+        self.fields["version"].label_from_instance = lambda v: v.display_name

@@ -1,0 +1,247 @@
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.urls import reverse
+
+from portal.registry.choices import (
+    ArtifactFormat,
+    DatasetFormat,
+    ProfileStatus,
+    Task,
+    VersionStatus,
+)
+
+name_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9._-]{0,99}$",
+    "Use lowercase letters, digits, dots, dashes and underscores, starting with a letter or digit.",
+)
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+semver_validator = RegexValidator(SEMVER, "Not a semantic version such as 1.4.0 or 2.0.0-rc.1.")
+
+
+class Project(models.Model):
+    """A team's namespace; members hold roles in it."""
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True, validators=[name_validator])
+    description = models.TextField(blank=True)
+    allow_unsafe_artifacts = models.BooleanField(
+        default=False,
+        help_text="Accept pickle/joblib artifacts (they can run code when loaded).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("registry:project", args=[self.slug])
+
+
+class RegisteredModel(models.Model):
+    """A named model in a project; its versions are immutable artifacts."""
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="models")
+    name = models.CharField(max_length=100, validators=[name_validator])
+    task = models.CharField(max_length=20, choices=Task.choices)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["project__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="model_unique_name"),
+        ]
+
+    def __str__(self):
+        return f"{self.project.slug}/{self.name}"
+
+    def get_absolute_url(self):
+        return reverse("registry:model", args=[self.project.slug, self.name])
+
+
+class Dataset(models.Model):
+    """A reference dataset (training or evaluation data) and its baseline profile."""
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="datasets")
+    name = models.CharField(max_length=100, validators=[name_validator])
+    description = models.TextField(blank=True)
+    uri = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField(default=0)
+    format = models.CharField(max_length=10, choices=DatasetFormat.choices)
+    target = models.CharField(max_length=100, blank=True,
+                              help_text="Name of the label column, if the file has one.")
+    rows = models.IntegerField(null=True, blank=True)
+    columns = models.JSONField(default=list, blank=True)
+    profile = models.JSONField(default=dict, blank=True)
+    profile_status = models.CharField(max_length=10, choices=ProfileStatus.choices,
+                                      default=ProfileStatus.PENDING)
+    profile_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "sha256"], name="dataset_unique_content"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.sha256[:12]})"
+
+    def get_absolute_url(self):
+        return reverse("registry:dataset", args=[self.pk])
+
+    @property
+    def feature_columns(self) -> list[dict]:
+        return [c for c in self.columns if c["name"] != self.target]
+
+
+# Fields a version may still change after creation: its lifecycle, and what the
+# validator learns about the artifact. Everything else is frozen at registration.
+VERSION_MUTABLE_FIELDS = frozenset({
+    "status", "status_reason", "validated_at", "framework", "estimator", "classes",
+})
+
+
+class ImmutableVersionError(Exception):
+    pass
+
+
+class ModelVersion(models.Model):
+    """One immutable trained artifact of a model, with its lineage."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    label = models.CharField(max_length=64, blank=True, validators=[semver_validator],
+                             help_text="Optional semantic version, e.g. 1.4.0")
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=VersionStatus.choices,
+                              default=VersionStatus.PENDING)
+    status_reason = models.TextField(blank=True)
+    artifact_uri = models.CharField(max_length=500)
+    artifact_sha256 = models.CharField(max_length=64)
+    artifact_size = models.BigIntegerField()
+    artifact_format = models.CharField(max_length=10, choices=ArtifactFormat.choices)
+    framework = models.CharField(max_length=100, blank=True)
+    estimator = models.CharField(max_length=200, blank=True)
+    classes = models.JSONField(default=list, blank=True)
+    input_schema = models.JSONField(default=list)
+    output_schema = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="versions")
+    code_repository = models.CharField(max_length=300, blank=True)
+    code_commit = models.CharField(max_length=64, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="children")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    validated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "number"], name="version_unique_number"),
+            models.UniqueConstraint(fields=["model", "artifact_sha256"],
+                                    name="version_unique_artifact"),
+            models.UniqueConstraint(fields=["model", "label"], condition=~models.Q(label=""),
+                                    name="version_unique_label"),
+            models.CheckConstraint(condition=models.Q(status__in=VersionStatus.values),
+                                   name="version_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["model", "-number"], name="version_model_number"),
+            models.Index(fields=["status", "-created_at"], name="version_status_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.model.name} v{self.number}"
+
+    def get_absolute_url(self):
+        return reverse("registry:version", args=[self.model.project.slug, self.model.name,
+                                                 self.number])
+
+    @property
+    def is_unsafe(self) -> bool:
+        return self.artifact_format != ArtifactFormat.SKOPS
+
+    @property
+    def display_name(self) -> str:
+        return f"v{self.number}" + (f" ({self.label})" if self.label else "")
+
+    def clean(self):
+        if self.parent_id and self.parent.model_id != self.model_id:
+            raise ValidationError({"parent": "The parent must be a version of the same model."})
+        if self.dataset_id and self.dataset.project_id != self.model.project_id:
+            raise ValidationError({"dataset": "The dataset must belong to the model's project."})
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if self.pk is not None and not kwargs.get("force_insert"):
+            # Versions are immutable: only lifecycle fields may be written after creation.
+            if update_fields is None or not set(update_fields) <= VERSION_MUTABLE_FIELDS:
+                raise ImmutableVersionError(
+                    "model versions are immutable; only "
+                    + ", ".join(sorted(VERSION_MUTABLE_FIELDS)) + " may change"
+                )
+        super().save(*args, **kwargs)
+
+
+class VersionTag(models.Model):
+    """A free-form tag on a version (a table rather than JSON so it filters on any database)."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "name"], name="tag_unique_per_version"),
+        ]
+        indexes = [models.Index(fields=["name"], name="tag_name")]
+
+    def __str__(self):
+        return self.name
+
+
+class Alias(models.Model):
+    """A movable name (champion, challenger, ...) on a model, pointing at one version."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="aliases")
+    name = models.CharField(max_length=64, validators=[name_validator])
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "aliases"
+        constraints = [
+            models.UniqueConstraint(fields=["model", "name"], name="alias_unique_name"),
+        ]
+
+    def __str__(self):
+        return f"{self.model.name}@{self.name}"
+
+    def clean(self):
+        if self.version.model_id != self.model_id:
+            raise ValidationError({"version": "The alias must point at a version of this model."})

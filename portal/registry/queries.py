@@ -1,0 +1,39 @@
+"""Querysets shared by the API and the pages, shaped so a page costs a constant number of
+queries whatever its size."""
+
+from django.db.models import Count, OuterRef, Prefetch, Subquery
+
+from portal.accounts.services import filter_visible
+from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
+
+
+def projects_for(user):
+    return filter_visible(Project.objects.all(), user, "pk").annotate(
+        model_count=Count("models", distinct=True))
+
+
+def models_for(user):
+    versions = ModelVersion.objects.filter(model=OuterRef("pk"))
+    return (
+        filter_visible(RegisteredModel.objects.all(), user, "project")
+        .select_related("project", "created_by")
+        .annotate(
+            latest_version=Subquery(versions.order_by("-number").values("number")[:1]),
+            version_count=Subquery(versions.values("model").annotate(c=Count("*")).values("c")),
+        )
+        .prefetch_related(Prefetch("aliases", queryset=Alias.objects.select_related("version")))
+    )
+
+
+def versions_for(user):
+    return (
+        filter_visible(ModelVersion.objects.all(), user, "model__project")
+        .select_related("model__project", "dataset", "parent", "created_by")
+        .prefetch_related("tags", Prefetch("aliases", queryset=Alias.objects.only(
+            "id", "name", "version_id", "model_id")))
+    )
+
+
+def datasets_for(user):
+    return filter_visible(Dataset.objects.all(), user, "project").select_related(
+        "project", "created_by")

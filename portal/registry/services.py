@@ -1,0 +1,536 @@
+"""Registry operations: projects, models, versions, datasets, aliases, lineage.
+
+Views, serializers, admin actions and tasks call these functions; none of them carries
+business rules of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from ops import artifacts as ops_artifacts
+from ops import profile as ops_profile
+from ops.exceptions import ArtifactError, DatasetError
+from ops.schema import SchemaError, parse_input_schema, schema_document
+from ops.storage import TooLarge, sha256_file
+from portal.accounts.choices import Role
+from portal.accounts.models import Membership
+from portal.accounts.services import require_role
+from portal.audit import services as audit
+from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
+from portal.registry.choices import ArtifactFormat, ProfileStatus, VersionStatus
+from portal.registry.models import (
+    Alias,
+    Dataset,
+    ModelVersion,
+    Project,
+    RegisteredModel,
+    VersionTag,
+    semver_validator,
+)
+from portal.registry.storage import get_store
+
+log = logging.getLogger(__name__)
+
+PROTECTED_ALIASES = {"champion"}  # moving these needs the approver role
+COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+def _full_clean(instance, exclude: Iterable[str] = ()) -> None:
+    try:
+        instance.full_clean(exclude=list(exclude), validate_unique=False)
+    except ValidationError as e:
+        field, messages = next(iter(e.message_dict.items()))
+        field = None if field == "__all__" else field
+        raise ValidationFailed("; ".join(messages) if field is None else
+                               f"{field}: {'; '.join(messages)}", field=field) from e
+
+
+# Projects --------------------------------------------------------------------------------
+
+def create_project(user, *, name: str, slug: str, description: str = "",
+                   allow_unsafe_artifacts: bool = False) -> Project:
+    """Any signed-in user may create a project and becomes its owner."""
+    project = Project(name=name, slug=slug, description=description,
+                      allow_unsafe_artifacts=allow_unsafe_artifacts, created_by=user)
+    _full_clean(project, exclude=["created_by"])
+    with transaction.atomic():
+        if Project.objects.filter(slug=slug).exists():
+            raise Conflict(f"a project with slug {slug!r} already exists", code="duplicate_project",
+                           field="slug")
+        project.save()
+        Membership.objects.create(project=project, user=user, role=Role.OWNER)
+        audit.record(user, "project.create", project,
+                     changes={"name": name, "slug": slug,
+                              "allow_unsafe_artifacts": allow_unsafe_artifacts})
+    return project
+
+
+PROJECT_EDITABLE = ("name", "description", "allow_unsafe_artifacts")
+
+
+def update_project(user, project: Project, **fields) -> Project:
+    require_role(user, project, Role.OWNER, "change project settings")
+    unknown = set(fields) - set(PROJECT_EDITABLE)
+    if unknown:
+        raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}")
+    before = {k: getattr(project, k) for k in fields}
+    for key, value in fields.items():
+        setattr(project, key, value)
+    _full_clean(project, exclude=["created_by", "slug"])
+    with transaction.atomic():
+        project.save(update_fields=list(fields))
+        audit.record(user, "project.update", project, changes=audit.diff(before, fields))
+    return project
+
+
+# Models ----------------------------------------------------------------------------------
+
+def create_model(user, project: Project, *, name: str, task: str,
+                 description: str = "") -> RegisteredModel:
+    require_role(user, project, Role.CONTRIBUTOR, "register models")
+    model = RegisteredModel(project=project, name=name, task=task, description=description,
+                            created_by=user)
+    _full_clean(model, exclude=["created_by"])
+    try:
+        with transaction.atomic():
+            model.save()
+            audit.record(user, "model.create", model, changes={"name": name, "task": task})
+    except IntegrityError as e:
+        raise Conflict(f"project {project.slug} already has a model named {name!r}",
+                       code="duplicate_model", field="name") from e
+    return model
+
+
+def update_model(user, model: RegisteredModel, *, description: str) -> RegisteredModel:
+    require_role(user, model.project, Role.CONTRIBUTOR, "edit models")
+    with transaction.atomic():
+        before = model.description
+        model.description = description
+        model.save(update_fields=["description"])
+        audit.record(user, "model.update", model, changes={"description": [before, description]})
+    return model
+
+
+# Versions --------------------------------------------------------------------------------
+
+def parse_version_metadata(model: RegisteredModel, metadata) -> dict:
+    """Check the metadata document of a new version; return the fields to store.
+
+    Raises ``ValidationFailed`` naming the first offending field.
+    """
+    if not isinstance(metadata, dict):
+        raise ValidationFailed("metadata must be a JSON object", field="metadata")
+    known = {"metrics", "params", "input_schema", "output_schema", "dataset", "code", "parent",
+             "tags", "label", "description"}
+    unknown = set(metadata) - known
+    if unknown:
+        raise ValidationFailed(f"metadata has unknown keys: {', '.join(sorted(unknown))} "
+                               f"(known: {', '.join(sorted(known))})", field="metadata")
+    if "input_schema" not in metadata:
+        raise ValidationFailed("metadata.input_schema is required: the list of input features",
+                               field="input_schema")
+    try:
+        features = parse_input_schema(metadata["input_schema"])
+    except SchemaError as e:
+        raise ValidationFailed(str(e), field="input_schema") from e
+
+    metrics = metadata.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+        and v == v for k, v in metrics.items()
+    ):
+        raise ValidationFailed("metrics must map names to numbers, e.g. {\"auc\": 0.93}",
+                               field="metrics")
+    params = metadata.get("params", {})
+    if not isinstance(params, dict):
+        raise ValidationFailed("params must be a JSON object", field="params")
+    output_schema = metadata.get("output_schema", {})
+    if not isinstance(output_schema, dict):
+        raise ValidationFailed("output_schema must be a JSON object", field="output_schema")
+
+    code = metadata.get("code") or {}
+    if not isinstance(code, dict) or set(code) - {"repository", "commit"}:
+        raise ValidationFailed("code must be {\"repository\": ..., \"commit\": ...}", field="code")
+    commit = str(code.get("commit") or "").lower()
+    if commit and not COMMIT.match(commit):
+        raise ValidationFailed("code.commit must be a hexadecimal git commit id", field="code")
+
+    tags = metadata.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags):
+        raise ValidationFailed("tags must be a list of short strings", field="tags")
+
+    label = metadata.get("label") or ""
+    if label:
+        try:
+            semver_validator(label)
+        except ValidationError as e:
+            raise ValidationFailed(f"label {label!r} is not a semantic version such as 1.4.0",
+                                   field="label") from e
+
+    dataset = None
+    if metadata.get("dataset") not in (None, ""):
+        dataset = _resolve_dataset(model.project, metadata["dataset"])
+    parent = None
+    if metadata.get("parent") not in (None, ""):
+        parent = _resolve_parent(model, metadata["parent"])
+
+    description = metadata.get("description") or ""
+    if not isinstance(description, str):
+        raise ValidationFailed("description must be a string", field="description")
+    return {
+        "input_schema": schema_document(features),
+        "output_schema": output_schema,
+        "metrics": metrics,
+        "params": params,
+        "code_repository": str(code.get("repository") or "")[:300],
+        "code_commit": commit,
+        "tags": sorted(set(tags)),
+        "label": label,
+        "dataset": dataset,
+        "parent": parent,
+        "description": description,
+    }
+
+
+def _resolve_dataset(project: Project, ref) -> Dataset:
+    queryset = Dataset.objects.filter(project=project)
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        dataset = queryset.filter(pk=ref).first()
+    elif isinstance(ref, str):
+        dataset = queryset.filter(name=ref).order_by("-created_at").first() or (
+            queryset.filter(sha256=ref.lower()).first() if len(ref) == 64 else None)
+    else:
+        raise ValidationFailed("dataset must be a dataset id, name or sha256", field="dataset")
+    if dataset is None:
+        raise ValidationFailed(f"dataset {ref!r} is not in project {project.slug}",
+                               code="unknown_dataset", field="dataset")
+    return dataset
+
+
+def _resolve_parent(model: RegisteredModel, ref) -> ModelVersion:
+    number = ref
+    if isinstance(ref, str) and re.fullmatch(r"v?\d+", ref):
+        number = int(ref.lstrip("v"))
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise ValidationFailed("parent must be a version number of this model, e.g. 2",
+                               field="parent")
+    parent = ModelVersion.objects.filter(model=model, number=number).first()
+    if parent is None:
+        raise ValidationFailed(f"model {model.name} has no version {number}",
+                               code="unknown_parent", field="parent")
+    return parent
+
+
+def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata) -> ModelVersion:
+    """Store the artifact, create the version (status pending) and queue its validation.
+
+    The artifact is written before the row; if anything after that fails the file is
+    removed again, so a failed registration leaves neither a row nor a file behind.
+    """
+    require_role(user, model.project, Role.CONTRIBUTOR, "register versions")
+    fields = parse_version_metadata(model, metadata)
+    try:
+        fmt = ops_artifacts.detect_format(ops_artifacts.read_head(artifact))
+    except ArtifactError as e:
+        raise ValidationFailed(e.detail, code=e.code, field="artifact") from e
+    if fmt == ops_artifacts.PICKLE and not model.project.allow_unsafe_artifacts:
+        raise ValidationFailed(
+            "pickle/joblib artifacts can run code when loaded and project "
+            f"{model.project.slug} does not allow them; save the model with skops "
+            "(skops.io.dump) or ask the project's owner to allow unsafe artifacts",
+            code="unsafe_artifact", field="artifact")
+
+    key = f"models/{model.project.slug}/{model.name}/{uuid.uuid4().hex}." + (
+        "skops" if fmt == ops_artifacts.SKOPS else "joblib")
+    store = get_store()
+    try:
+        stored = store.put(key, artifact, max_bytes=settings.MODELGATE_MAX_ARTIFACT_BYTES)
+    except TooLarge as e:
+        raise PayloadTooLarge(str(e), field="artifact") from e
+    if stored.size == 0:
+        store.delete(stored.uri)
+        raise ValidationFailed("the artifact is empty", code="empty_artifact", field="artifact")
+
+    try:
+        with transaction.atomic():
+            # Serialise registrations of one model: two uploads racing would otherwise read
+            # the same highest number and collide on it.
+            RegisteredModel.objects.select_for_update().only("pk").get(pk=model.pk)
+            if ModelVersion.objects.filter(model=model, artifact_sha256=stored.sha256).exists():
+                existing = ModelVersion.objects.get(model=model, artifact_sha256=stored.sha256)
+                raise Conflict(f"this artifact is already registered as {existing.display_name} "
+                               f"of {model.name}", code="duplicate_version", field="artifact")
+            if fields["label"] and ModelVersion.objects.filter(model=model,
+                                                               label=fields["label"]).exists():
+                raise Conflict(f"{model.name} already has a version labelled {fields['label']}",
+                               code="duplicate_version", field="label")
+            last = ModelVersion.objects.filter(model=model).aggregate(n=Max("number"))["n"] or 0
+            tags = fields.pop("tags")
+            version = ModelVersion(
+                model=model, number=last + 1, created_by=user,
+                artifact_uri=stored.uri, artifact_sha256=stored.sha256,
+                artifact_size=stored.size,
+                artifact_format=ArtifactFormat.SKOPS if fmt == ops_artifacts.SKOPS
+                else ArtifactFormat.PICKLE,
+                status=VersionStatus.PENDING, **fields,
+            )
+            _full_clean(version, exclude=["created_by", "model", "parent", "dataset"])
+            version.save(force_insert=True)
+            VersionTag.objects.bulk_create(VersionTag(version=version, name=t) for t in tags)
+            audit.record(user, "version.create", version, changes={
+                "number": version.number, "sha256": stored.sha256, "size": stored.size,
+                "format": version.artifact_format, "label": version.label,
+                "parent": fields["parent"].number if fields["parent"] else None,
+                "dataset": fields["dataset"].pk if fields["dataset"] else None,
+                "metrics": version.metrics, "tags": tags,
+            })
+            transaction.on_commit(lambda: _enqueue("validate_version", version.pk))
+    except BaseException:
+        store.delete(stored.uri)
+        raise
+    return version
+
+
+def _enqueue(task: str, *args) -> None:
+    """Queue a worker task; if the broker is down the periodic requeue picks the work up."""
+    from workers import registry as tasks
+
+    try:
+        getattr(tasks, task).delay(*args)
+    except Exception as e:  # kombu raises many connection errors; the work is not lost
+        log.warning("could not queue %s%s (%s); the periodic requeue will retry", task, args, e)
+
+
+def archive_version(user, version: ModelVersion) -> ModelVersion:
+    require_role(user, version.model.project, Role.CONTRIBUTOR, "archive versions")
+    if version.aliases.exists():
+        names = ", ".join(version.aliases.values_list("name", flat=True))
+        raise Conflict(f"{version} is pointed at by alias {names}; move the alias first",
+                       code="version_in_use")
+    with transaction.atomic():
+        before = version.status
+        version.status = VersionStatus.ARCHIVED
+        version.save(update_fields=["status"])
+        audit.record(user, "version.archive", version,
+                     changes={"status": [before, VersionStatus.ARCHIVED]})
+    return version
+
+
+def _sample_rows(version: ModelVersion, feature_names: list[str]):
+    """A few real rows from the version's dataset, in schema order, when it has them."""
+    dataset = version.dataset
+    if dataset is None:
+        return None
+    with get_store().local_path(dataset.uri) as path:
+        frame = ops_profile.read_dataset(path, dataset.format)
+    if not set(feature_names) <= set(frame.columns):
+        return None
+    sample = frame[feature_names].head(settings.MODELGATE_VALIDATION_SAMPLE_ROWS)
+    return sample.to_numpy(dtype=float) if all(
+        sample[c].dtype.kind in "biuf" for c in feature_names) else None
+
+
+def validate_version(version_id: int) -> ModelVersion | None:
+    """Load the artifact safely and check it; record ready or invalid with the reason.
+
+    Runs in a worker, never in the web process: loading a pickle runs its code.
+    """
+    version = (ModelVersion.objects.select_related("model__project", "dataset")
+               .filter(pk=version_id).first())
+    if version is None or version.status != VersionStatus.PENDING:
+        return version
+    features = parse_input_schema(version.input_schema)
+    reason = ""
+    report = None
+    try:
+        with get_store().local_path(version.artifact_uri) as path:
+            if sha256_file(path) != version.artifact_sha256:
+                raise ArtifactError("the stored artifact no longer matches its sha256",
+                                    code="sha256_mismatch")
+            sample = None
+            try:
+                sample = _sample_rows(version, [f.name for f in features])
+            except DatasetError:
+                sample = None
+            report = ops_artifacts.validate_artifact(
+                path, task=version.model.task, input_schema=features,
+                allow_unsafe=version.model.project.allow_unsafe_artifacts,
+                extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES), sample=sample,
+            )
+    except ArtifactError as e:
+        reason = f"{e.code}: {e.detail}"
+    with transaction.atomic():
+        # Claim: only the first worker to finish records the verdict.
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status != VersionStatus.PENDING:
+            return locked
+        locked.validated_at = timezone.now()
+        if report is not None:
+            locked.status = VersionStatus.READY
+            locked.status_reason = ""
+            locked.framework = report.framework
+            locked.estimator = report.estimator
+            locked.classes = report.classes
+        else:
+            locked.status = VersionStatus.INVALID
+            locked.status_reason = reason
+        locked.save(update_fields=["status", "status_reason", "validated_at", "framework",
+                                   "estimator", "classes"])
+        audit.record(None, "version.validate", locked,
+                     changes={"status": [VersionStatus.PENDING, locked.status],
+                              "reason": locked.status_reason})
+    return locked
+
+
+# Datasets --------------------------------------------------------------------------------
+
+def upload_dataset(user, project: Project, *, name: str, file: BinaryIO, filename: str = "",
+                   target: str = "", description: str = "") -> Dataset:
+    require_role(user, project, Role.CONTRIBUTOR, "upload datasets")
+    try:
+        fmt = ops_profile.detect_dataset_format(ops_artifacts.read_head(file, 8), filename)
+    except DatasetError as e:
+        raise ValidationFailed(e.detail, code=e.code, field="file") from e
+    dataset = Dataset(project=project, name=name, description=description, target=target,
+                      format=fmt, uri="pending", sha256="0" * 64, created_by=user)
+    _full_clean(dataset, exclude=["created_by"])
+    store = get_store()
+    try:
+        stored = store.put(f"datasets/{project.slug}/{uuid.uuid4().hex}.{fmt}", file,
+                           max_bytes=settings.MODELGATE_MAX_DATASET_BYTES)
+    except TooLarge as e:
+        raise PayloadTooLarge(str(e), field="file") from e
+    try:
+        with transaction.atomic():
+            existing = Dataset.objects.filter(project=project, sha256=stored.sha256).first()
+            if existing:
+                raise Conflict(f"this file is already registered as dataset {existing.name} "
+                               f"(id {existing.pk})", code="duplicate_dataset", field="file")
+            dataset.uri, dataset.sha256, dataset.size = stored.uri, stored.sha256, stored.size
+            dataset.save()
+            audit.record(user, "dataset.create", dataset,
+                         changes={"name": name, "sha256": stored.sha256, "size": stored.size})
+            transaction.on_commit(lambda: _enqueue("profile_dataset", dataset.pk))
+    except BaseException:
+        store.delete(stored.uri)
+        raise
+    return dataset
+
+
+def profile_dataset(dataset_id: int) -> Dataset | None:
+    """Read the file, record rows and column schema, and compute the baseline profile."""
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None or dataset.profile_status == ProfileStatus.READY:
+        return dataset
+    try:
+        with get_store().local_path(dataset.uri) as path:
+            frame = ops_profile.read_dataset(path, dataset.format)
+        if dataset.target and dataset.target not in frame.columns:
+            raise DatasetError(f"the target column {dataset.target!r} is not in the file")
+        columns = ops_profile.column_schema(frame)
+        profile = ops_profile.profile_frame(frame)
+        update = {"rows": len(frame), "columns": columns, "profile": profile,
+                  "profile_status": ProfileStatus.READY, "profile_reason": ""}
+    except DatasetError as e:
+        update = {"profile_status": ProfileStatus.FAILED, "profile_reason": e.detail}
+    Dataset.objects.filter(pk=dataset.pk).update(**update)
+    dataset.refresh_from_db()
+    return dataset
+
+
+# Aliases ---------------------------------------------------------------------------------
+
+def set_alias(user, model: RegisteredModel, name: str, version: ModelVersion) -> Alias:
+    """Point ``name`` at ``version`` (creating the alias or moving it)."""
+    needed = Role.APPROVER if name in PROTECTED_ALIASES else Role.CONTRIBUTOR
+    require_role(user, model.project, needed, f"move the {name} alias")
+    if version.model_id != model.pk:
+        raise ValidationFailed(f"{version} is not a version of {model.name}", field="version")
+    if version.status != VersionStatus.READY:
+        raise Conflict(f"{version} is {version.get_status_display().lower()}; only ready versions "
+                       "can carry an alias", code="version_not_ready", field="version")
+    with transaction.atomic():
+        alias = Alias.objects.select_for_update().filter(model=model, name=name).first()
+        before = alias.version.number if alias else None
+        if alias is None:
+            alias = Alias(model=model, name=name, version=version, updated_by=user)
+            _full_clean(alias, exclude=["updated_by"])
+        elif alias.version_id == version.pk:
+            return alias
+        alias.version = version
+        alias.updated_by = user
+        alias.save()
+        audit.record(user, "alias.set", alias, changes={"version": [before, version.number]},
+                     project_id=model.project_id)
+    return alias
+
+
+def delete_alias(user, alias: Alias) -> None:
+    needed = Role.APPROVER if alias.name in PROTECTED_ALIASES else Role.CONTRIBUTOR
+    require_role(user, alias.model.project, needed, f"remove the {alias.name} alias")
+    with transaction.atomic():
+        audit.record(user, "alias.delete", alias,
+                     changes={"version": [alias.version.number, None]},
+                     project_id=alias.model.project_id)
+        alias.delete()
+
+
+# Lineage ---------------------------------------------------------------------------------
+
+MAX_LINEAGE_NODES = 200
+
+
+def lineage(version: ModelVersion) -> dict:
+    """The graph around a version: its ancestors, descendants and their datasets.
+
+    Nodes are ``{"id", "kind", "label", ...}``; edges ``{"source", "target", "kind"}`` with
+    kinds ``derived_from`` (parent → child) and ``trained_on`` (dataset → version).
+    """
+    versions: dict[int, ModelVersion] = {version.pk: version}
+    current = version
+    while current.parent_id and len(versions) < MAX_LINEAGE_NODES:
+        if current.parent_id in versions:
+            break
+        current = ModelVersion.objects.select_related("dataset").get(pk=current.parent_id)
+        versions[current.pk] = current
+    frontier = [version.pk]
+    while frontier and len(versions) < MAX_LINEAGE_NODES:
+        children = list(ModelVersion.objects.select_related("dataset")
+                        .filter(parent_id__in=frontier)[:MAX_LINEAGE_NODES])
+        frontier = [c.pk for c in children if c.pk not in versions]
+        versions.update({c.pk: c for c in children})
+
+    model = version.model
+    nodes, edges = [], []
+    datasets: dict[int, Dataset] = {}
+    for v in sorted(versions.values(), key=lambda v: v.number):
+        nodes.append({
+            "id": f"version:{v.pk}", "kind": "version", "version_id": v.pk,
+            "label": f"{model.name} {v.display_name}", "number": v.number, "status": v.status,
+            "created_at": v.created_at.isoformat(), "focus": v.pk == version.pk,
+            "url": v.get_absolute_url() if v.model_id == model.pk else None,
+        })
+        if v.parent_id and v.parent_id in versions:
+            edges.append({"source": f"version:{v.parent_id}", "target": f"version:{v.pk}",
+                          "kind": "derived_from"})
+        if v.dataset_id:
+            datasets[v.dataset_id] = v.dataset
+            edges.append({"source": f"dataset:{v.dataset_id}", "target": f"version:{v.pk}",
+                          "kind": "trained_on"})
+    for d in datasets.values():
+        nodes.append({"id": f"dataset:{d.pk}", "kind": "dataset", "dataset_id": d.pk,
+                      "label": d.name, "sha256": d.sha256, "rows": d.rows,
+                      "url": d.get_absolute_url()})
+    return {"version": version.pk, "nodes": nodes, "edges": edges}
+

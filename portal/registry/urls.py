@@ -1,0 +1,22 @@
+from django.urls import path
+
+from portal.registry import views
+
+app_name = "registry"
+
+urlpatterns = [
+    path("projects/", views.project_list, name="projects"),
+    path("projects/new/", views.project_create, name="project-create"),
+    path("p/<slug:slug>/", views.project_detail, name="project"),
+    path("p/<slug:slug>/settings/", views.project_settings, name="project-settings"),
+    path("p/<slug:slug>/models/new/", views.model_create, name="model-create"),
+    path("p/<slug:slug>/datasets/new/", views.dataset_create, name="dataset-create"),
+    path("models/", views.model_list, name="models"),
+    path("p/<slug:slug>/m/<str:name>/", views.model_detail, name="model"),
+    path("p/<slug:slug>/m/<str:name>/versions/new/", views.version_create, name="version-create"),
+    path("p/<slug:slug>/m/<str:name>/aliases/", views.alias_set, name="alias-set"),
+    path("p/<slug:slug>/m/<str:name>/v/<int:number>/", views.version_detail, name="version"),
+    path("p/<slug:slug>/m/<str:name>/v/<int:number>/archive/", views.version_archive,
+         name="version-archive"),
+    path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),
+]

@@ -1,0 +1,249 @@
+"""Registry pages. Each view: permission-checked fetch → one service call → render."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from explainability import charts
+from portal.accounts.choices import Role
+from portal.accounts.models import Membership
+from portal.accounts.services import has_role, role_in
+from portal.audit.models import AuditEvent
+from portal.errors import DomainError
+from portal.registry import forms, queries, services
+from portal.registry.models import Project
+
+
+def _project(request, slug) -> Project:
+    project = get_object_or_404(Project, slug=slug)
+    if role_in(request.user, project) is None:
+        raise Http404("project not found")
+    return project
+
+
+def _model(request, slug, name):
+    return get_object_or_404(queries.models_for(request.user), project__slug=slug, name=name)
+
+
+def _version(request, slug, name, number):
+    return get_object_or_404(queries.versions_for(request.user), model__project__slug=slug,
+                             model__name=name, number=number)
+
+
+def _form_error(form, error: DomainError):
+    field = error.field if error.field in form.fields else None
+    form.add_error(field, error.detail)
+
+
+@login_required
+def project_list(request):
+    q = request.GET.get("q", "").strip()
+    projects = queries.projects_for(request.user)
+    if q:
+        projects = projects.filter(Q(name__icontains=q) | Q(slug__icontains=q) |
+                                   Q(description__icontains=q))
+    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+    return render(request, "registry/project_list.html",
+                  {"projects": projects, "q": q, "roles": roles})
+
+
+@login_required
+def project_create(request):
+    form = forms.ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = services.create_project(request.user, **form.cleaned_data)
+        except DomainError as e:
+            _form_error(form, e)
+        else:
+            messages.success(request, f"Project {project.name} created; you are its owner.")
+            return redirect(project)
+    return render(request, "registry/form.html", {
+        "form": form, "title": "New project", "submit": "Create project",
+        "intro": "A project is a team's namespace: its members, models and datasets."})
+
+
+@login_required
+def project_detail(request, slug):
+    project = _project(request, slug)
+    memberships = project.memberships.select_related("user").order_by("user__username")
+    return render(request, "registry/project_detail.html", {
+        "project": project,
+        "models": queries.models_for(request.user).filter(project=project),
+        "datasets": queries.datasets_for(request.user).filter(project=project)[:20],
+        "memberships": memberships,
+        "role": role_in(request.user, project),
+        "can_contribute": has_role(request.user, project, Role.CONTRIBUTOR),
+        "is_owner": has_role(request.user, project, Role.OWNER),
+        "roles": Role.choices,
+    })
+
+
+@login_required
+def project_settings(request, slug):
+    project = _project(request, slug)
+    initial = {"name": project.name, "description": project.description,
+               "allow_unsafe_artifacts": project.allow_unsafe_artifacts}
+    form = forms.ProjectSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_project(request.user, project, **form.cleaned_data)
+        except DomainError as e:
+            _form_error(form, e)
+        else:
+            messages.success(request, "Project settings saved.")
+            return redirect(project)
+    return render(request, "registry/form.html", {
+        "form": form, "title": f"Settings of {project.name}", "submit": "Save", "project": project})
+
+
+@login_required
+def model_list(request):
+    q = request.GET.get("q", "").strip()
+    models = queries.models_for(request.user)
+    if q:
+        models = models.filter(Q(name__icontains=q) | Q(description__icontains=q) |
+                               Q(project__name__icontains=q))
+    page = Paginator(models.order_by("project__name", "name"), 25).get_page(request.GET.get("page"))
+    return render(request, "registry/model_list.html", {"page": page, "q": q})
+
+
+@login_required
+def model_create(request, slug):
+    project = _project(request, slug)
+    form = forms.ModelForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            model = services.create_model(request.user, project, **form.cleaned_data)
+        except DomainError as e:
+            _form_error(form, e)
+        else:
+            messages.success(request, f"Model {model.name} registered. Upload its first version.")
+            return redirect("registry:version-create", slug, model.name)
+    return render(request, "registry/form.html", {
+        "form": form, "title": f"New model in {project.name}", "submit": "Create model",
+        "project": project})
+
+
+@login_required
+def model_detail(request, slug, name):
+    model = _model(request, slug, name)
+    versions = list(queries.versions_for(request.user).filter(model=model).order_by("-number")[:200])
+    history = charts.metric_history([{"number": v.number, "metrics": v.metrics, "label":
+                                      v.display_name} for v in versions])
+    can_contribute = has_role(request.user, model.project, Role.CONTRIBUTOR)
+    return render(request, "registry/model_detail.html", {
+        "model": model, "project": model.project, "versions": versions,
+        "metric_chart": history, "aliases": model.aliases.all(),
+        "alias_form": forms.AliasForm(model=model) if can_contribute else None,
+        "can_contribute": can_contribute,
+        "metric_names": sorted({k for v in versions for k in v.metrics})[:6],
+    })
+
+
+@login_required
+def version_create(request, slug, name):
+    model = _model(request, slug, name)
+    form = forms.VersionForm(request.POST or None, request.FILES or None, model=model)
+    if request.method == "POST" and form.is_valid():
+        try:
+            version = services.register_version(request.user, model, form.cleaned_data["artifact"],
+                                                 form.metadata())
+        except DomainError as e:
+            _form_error(form, e)
+        else:
+            messages.success(request, f"{version.display_name} uploaded; a worker is validating "
+                                      "the artifact now.")
+            return redirect(version)
+    return render(request, "registry/form.html", {
+        "form": form, "title": f"New version of {model.name}", "submit": "Upload version",
+        "project": model.project, "model": model, "multipart": True,
+        "intro": "The artifact is hashed on the server, stored, then loaded and checked by a "
+                 "worker against the input schema."})
+
+
+@login_required
+@require_POST
+def alias_set(request, slug, name):
+    model = _model(request, slug, name)
+    form = forms.AliasForm(request.POST, model=model)
+    if form.is_valid():
+        try:
+            alias = services.set_alias(request.user, model, form.cleaned_data["name"],
+                                       form.cleaned_data["version"])
+        except DomainError as e:
+            messages.error(request, e.detail)
+        else:
+            messages.success(request, f"{alias.name} now points at {alias.version.display_name}.")
+    else:
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+    return redirect(model)
+
+
+@login_required
+def version_detail(request, slug, name, number):
+    version = _version(request, slug, name, number)
+    graph = services.lineage(version)
+    history = AuditEvent.objects.filter(object_type="registry.modelversion",
+                                        object_id=str(version.pk)).order_by("-id")[:50]
+    alias_names = [a.name for a in version.aliases.all()]
+    return render(request, "registry/version_detail.html", {
+        "version": version, "model": version.model, "project": version.model.project,
+        "lineage_chart": charts.lineage_graph(graph), "lineage": graph,
+        "history": history, "alias_names": alias_names,
+        "can_contribute": has_role(request.user, version.model.project, Role.CONTRIBUTOR),
+    })
+
+
+@login_required
+@require_POST
+def version_archive(request, slug, name, number):
+    version = _version(request, slug, name, number)
+    try:
+        services.archive_version(request.user, version)
+    except DomainError as e:
+        messages.error(request, e.detail)
+    else:
+        messages.success(request, f"{version.display_name} archived.")
+    return redirect(version)
+
+
+@login_required
+def dataset_create(request, slug):
+    project = _project(request, slug)
+    form = forms.DatasetForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            dataset = services.upload_dataset(request.user, project, name=data["name"],
+                                              file=data["file"], filename=data["file"].name,
+                                              target=data["target"],
+                                              description=data["description"])
+        except DomainError as e:
+            _form_error(form, e)
+        else:
+            messages.success(request, f"Dataset {dataset.name} uploaded; its profile is being "
+                                      "computed.")
+            return redirect(dataset)
+    return render(request, "registry/form.html", {
+        "form": form, "title": f"Upload a dataset to {project.name}", "submit": "Upload",
+        "project": project, "multipart": True})
+
+
+@login_required
+def dataset_detail(request, pk):
+    dataset = get_object_or_404(queries.datasets_for(request.user), pk=pk)
+    features = (dataset.profile or {}).get("features", {})
+    feature_charts = [(name, charts.feature_profile(name, profile), profile)
+                      for name, profile in features.items()]
+    versions = dataset.versions.select_related("model").order_by("-created_at")[:50]
+    return render(request, "registry/dataset_detail.html", {
+        "dataset": dataset, "project": dataset.project, "feature_charts": feature_charts,
+        "versions": versions})
+
+
+

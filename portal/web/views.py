@@ -1,0 +1,23 @@
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.shortcuts import render
+
+from portal.registry import queries
+from portal.registry.choices import VersionStatus
+
+
+@login_required
+def dashboard(request):
+    versions = queries.versions_for(request.user)
+    models = queries.models_for(request.user)
+    status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))
+    return render(request, "web/dashboard.html", {
+        "project_count": queries.projects_for(request.user).count(),
+        "model_count": models.count(),
+        "version_count": sum(status_counts.values()),
+        "dataset_count": queries.datasets_for(request.user).count(),
+        "status_counts": status_counts,
+        "recent_versions": versions[:10],
+        "attention": versions.filter(status__in=[VersionStatus.PENDING, VersionStatus.INVALID])[:5],
+        "models": models.order_by("-created_at")[:8],
+    })
