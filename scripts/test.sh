@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Run the whole test suite against PostgreSQL and Redis when they are reachable
+# (127.0.0.1 by default), SQLite and no broker otherwise. Called by `make test` and .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+probe_pg() {
+  $PY - "$1" <<'PYEOF'
+import sys, psycopg
+try:
+    psycopg.connect(sys.argv[1], connect_timeout=2).close()
+except Exception as e:
+    print(f"PostgreSQL not reachable: {e}", file=sys.stderr)
+    sys.exit(1)
+PYEOF
+}
+probe_redis() {
+  $PY - "$1" <<'PYEOF'
+import sys, redis
+try:
+    redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
+except Exception as e:
+    print(f"Redis not reachable: {e}", file=sys.stderr)
+    sys.exit(1)
+PYEOF
+}
+
+PG_URL="${MODELGATE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if probe_pg "$PG_URL"; then
+  export DATABASE_URL="${PG_URL%/*}/modelgate"
+  export MODELGATE_TEST_DATABASE="${MODELGATE_TEST_DATABASE:-test_modelgate_$$}"
+  echo "tests: PostgreSQL (test database $MODELGATE_TEST_DATABASE)"
+else
+  unset DATABASE_URL
+  echo "tests: SQLite (PostgreSQL unavailable)"
+fi
+REDIS="${MODELGATE_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+if probe_redis "$REDIS"; then
+  export MODELGATE_TEST_REDIS_URL="$REDIS"
+  echo "tests: Redis at $REDIS (key prefix modelgate-test-$$:)"
+else
+  unset MODELGATE_TEST_REDIS_URL
+  echo "tests: Redis unavailable; the real-worker test uses the filesystem broker"
+fi
+export MODELGATE_REDIS_PREFIX="modelgate-test-$$:"
+export MODELGATE_DATA_DIR="$(mktemp -d /tmp/modelgate-test.XXXXXX)"
+export CELERY_TASK_ALWAYS_EAGER=true
+export MODELGATE_TEST_OUTPUT="${MODELGATE_TEST_OUTPUT:-$PWD/test-output}"
+mkdir -p "$MODELGATE_TEST_OUTPUT"
+trap 'rm -rf "$MODELGATE_DATA_DIR"' EXIT
+
+set +e
+$PY -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: failing on purpose" >&2
+  exit 1
+fi
+exit "$status"

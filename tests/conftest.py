@@ -1,0 +1,183 @@
+"""Shared fixtures: users in every role, a project, API clients, real trained artifacts."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from ops.artifacts import dump_skops
+from portal.accounts.choices import Role
+from portal.accounts.models import Membership
+from portal.accounts.services import create_token
+from portal.registry import services
+from portal.registry.models import Project
+from portal.registry.storage import get_store
+
+FEATURES = ["mean radius", "mean texture", "mean perimeter", "mean area", "mean smoothness"]
+
+
+@pytest.fixture(autouse=True)
+def artifact_root(settings, tmp_path):
+    """Every test stores artifacts in its own directory, so leftovers are visible."""
+    settings.MODELGATE_ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.MODELGATE_ARTIFACT_BUCKET = ""
+    get_store.cache_clear()
+    yield settings.MODELGATE_ARTIFACT_ROOT
+    get_store.cache_clear()
+
+
+def stored_files(root) -> list:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+# Data and artifacts ---------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def cancer_frame():
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    return frame[FEATURES + ["target"]]
+
+
+@pytest.fixture(scope="session")
+def fitted_classifier(cancer_frame):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    return model.fit(cancer_frame[FEATURES], cancer_frame["target"])
+
+
+@pytest.fixture(scope="session")
+def fitted_forest(cancer_frame):
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0)
+    return model.fit(cancer_frame[FEATURES], cancer_frame["target"])
+
+
+@pytest.fixture(scope="session")
+def skops_bytes(fitted_classifier) -> bytes:
+    return dump_skops(fitted_classifier)
+
+
+@pytest.fixture(scope="session")
+def forest_bytes(fitted_forest) -> bytes:
+    return dump_skops(fitted_forest)
+
+
+@pytest.fixture(scope="session")
+def pickle_bytes(fitted_classifier) -> bytes:
+    return pickle.dumps(fitted_classifier, protocol=4)
+
+
+def random_classifier_bytes(seed: int) -> bytes:
+    """A small classifier over FEATURES fitted on random data: a distinct artifact per seed."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(40, len(FEATURES))), columns=FEATURES)
+    return dump_skops(LogisticRegression().fit(frame, [0, 1] * 20))
+
+
+class Exploding:
+    def __reduce__(self):
+        return (int, ("not a number",))  # raises ValueError while unpickling
+
+
+@pytest.fixture(scope="session")
+def exploding_pickle() -> bytes:
+    return pickle.dumps(Exploding(), protocol=4)
+
+
+def schema(names=FEATURES):
+    return [{"name": n, "type": "double"} for n in names]
+
+
+def metadata(**overrides) -> dict:
+    doc = {"input_schema": schema(), "metrics": {"roc_auc": 0.97, "accuracy": 0.93},
+           "params": {"C": 1.0}, "tags": ["test"],
+           "code": {"repository": "https://git.example.com/ml/cancer", "commit": "a1b2c3d4e5f6"}}
+    doc.update(overrides)
+    return doc
+
+
+# Users, project, clients ----------------------------------------------------------------
+
+def make_user(username, **extra):
+    return get_user_model().objects.create_user(username=username, password="pw-" + username,
+                                                **extra)
+
+
+@pytest.fixture
+def users(db):
+    return {
+        "owner": make_user("olivia"),
+        "approver": make_user("alice"),
+        "contributor": make_user("carlos"),
+        "viewer": make_user("vera"),
+        "outsider": make_user("oscar"),
+        "staff": make_user("sam", is_staff=True),
+    }
+
+
+@pytest.fixture
+def project(users) -> Project:
+    project = services.create_project(users["owner"], name="Clinical ML", slug="clinical-ml")
+    for key, role in (("approver", Role.APPROVER), ("contributor", Role.CONTRIBUTOR),
+                      ("viewer", Role.VIEWER)):
+        Membership.objects.create(project=project, user=users[key], role=role)
+    return project
+
+
+@pytest.fixture
+def other_project(users) -> Project:
+    return services.create_project(users["outsider"], name="Elsewhere", slug="elsewhere")
+
+
+@pytest.fixture
+def clf(project, users):
+    return services.create_model(users["contributor"], project, name="tumor-classifier",
+                                 task="classification")
+
+
+class Api:
+    """An API client authenticated with a real token, whose requests run on-commit hooks
+    (so queued tasks run, eagerly, as they would after a real commit)."""
+
+    def __init__(self, user, capture):
+        self.client = APIClient()
+        self.capture = capture
+        if user is not None:
+            _, key = create_token(user, "tests")
+            self.client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+
+    def __getattr__(self, method):
+        call = getattr(self.client, method)
+
+        def wrapped(*args, **kwargs):
+            with self.capture(execute=True):
+                return call(*args, **kwargs)
+        return wrapped
+
+    def upload(self, model_id, artifact: bytes, meta, name="model.skops"):
+        body = {"artifact": io.BytesIO(artifact),
+                "metadata": meta if isinstance(meta, str) else json.dumps(meta)}
+        body["artifact"].name = name
+        return self.post(f"/api/v1/models/{model_id}/versions/", body, format="multipart")
+
+
+@pytest.fixture
+def api(users, django_capture_on_commit_callbacks):
+    def make(who: str | None):
+        return Api(users[who] if who else None, django_capture_on_commit_callbacks)
+    return make
