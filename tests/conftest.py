@@ -26,6 +26,8 @@ def artifact_root(settings, tmp_path):
     """Every test stores artifacts in its own directory, so leftovers are visible."""
     settings.MODELGATE_ARTIFACT_ROOT = tmp_path / "artifacts"
     settings.MODELGATE_ARTIFACT_BUCKET = ""
+    # Hashing six users' passwords with PBKDF2 costs a second per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     get_store.cache_clear()
     yield settings.MODELGATE_ARTIFACT_ROOT
     get_store.cache_clear()

@@ -9,7 +9,7 @@ from portal.registry.models import Alias, Dataset, ModelVersion, Project, Regist
 
 def projects_for(user):
     return filter_visible(Project.objects.all(), user, "pk").annotate(
-        model_count=Count("models", distinct=True))
+        model_count=Count("models", distinct=True)).order_by("name")
 
 
 def models_for(user):

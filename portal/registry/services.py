@@ -48,7 +48,7 @@ COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 
 def _full_clean(instance, exclude: Iterable[str] = ()) -> None:
     try:
-        instance.full_clean(exclude=list(exclude), validate_unique=False)
+        instance.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
     except ValidationError as e:
         field, messages = next(iter(e.message_dict.items()))
         field = None if field == "__all__" else field

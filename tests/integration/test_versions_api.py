@@ -1,7 +1,6 @@
 """Registering versions through the REST API: the happy path and every kind of bad input."""
 
 import hashlib
-import io
 import json
 
 import pytest

@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import UnsupportedMediaType
+from rest_framework.exceptions import UnsupportedMediaType, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
@@ -116,14 +116,18 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
                    summary="List the versions of a model")
     @extend_schema(methods=["POST"], request={"multipart/form-data": VersionCreateSerializer},
                    responses={201: ModelVersionSerializer}, summary="Register a new version")
-    @action(detail=True, methods=["get", "post"],
+    @action(detail=True, methods=["get", "post"], filter_backends=[],
             parser_classes=[MultiPartParser], pagination_class=VersionCursorPagination,
-            filterset_class=ModelVersionFilterSet, serializer_class=ModelVersionSerializer)
+            serializer_class=ModelVersionSerializer)
     def versions(self, request, pk=None):
         model = get_object_or_404(queries.models_for(request.user), pk=pk)
         if request.method == "GET":
-            queryset = self.filter_queryset(queries.versions_for(request.user).filter(model=model))
-            page = self.paginate_queryset(queryset)
+            filterset = ModelVersionFilterSet(
+                request.query_params, request=request,
+                queryset=queries.versions_for(request.user).filter(model=model))
+            if not filterset.is_valid():
+                raise ValidationError(filterset.errors)
+            page = self.paginate_queryset(filterset.qs)
             return self.get_paginated_response(ModelVersionSerializer(page, many=True).data)
         require_role(request.user, model.project, Role.CONTRIBUTOR, "register versions")
         check_upload_size(request, settings.MODELGATE_MAX_ARTIFACT_BYTES)
@@ -134,7 +138,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
         return Response(ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=AliasSerializer(many=True))
-    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def aliases(self, request, pk=None):
         model = self.get_object()
         aliases = Alias.objects.filter(model=model).select_related("version")
@@ -143,7 +147,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
     @extend_schema(methods=["PUT"], request=AliasSetSerializer, responses=AliasSerializer)
     @extend_schema(methods=["DELETE"], request=None, responses={204: None})
     @action(detail=True, methods=["put", "delete"], url_path=r"aliases/(?P<alias>[a-z0-9._-]+)",
-            filterset_class=None)
+            filter_backends=[])
     def alias(self, request, pk=None, alias=None):
         model = self.get_object()
         if request.method == "DELETE":
@@ -172,7 +176,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(
         description="The artifact file, exactly as uploaded")})
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filter_backends=[])
     def artifact(self, request, pk=None):
         version = self.get_object()
         handle = get_store().open(version.artifact_uri)
@@ -184,12 +188,12 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
         return response
 
     @extend_schema(responses=LineageSerializer)
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filter_backends=[])
     def lineage(self, request, pk=None):
         return Response(services.lineage(self.get_object()))
 
     @extend_schema(request=None, responses=ModelVersionSerializer)
-    @action(detail=True, methods=["post"], filterset_class=None)
+    @action(detail=True, methods=["post"], filter_backends=[])
     def archive(self, request, pk=None):
         version = services.archive_version(request.user, self.get_object())
         return Response(self.get_serializer(self.get_queryset().get(pk=version.pk)).data)
