@@ -133,7 +133,7 @@ def lineage_graph(graph: dict) -> dict:
     height = max(len(m) for m in columns.values()) if columns else 1
     fig.update_layout(**BASE_LAYOUT, annotations=annotations, showlegend=True,
                       legend={"orientation": "h", "y": 1.12},
-                      height=max(240, 110 * height + 80),
+                      height=max(200, 110 * height + 60),
                       xaxis={"visible": False, "range": [-0.5, width - 0.5]},
                       yaxis={"visible": False, "range": [-(height / 2) - 0.3, height / 2 + 0.1]})
     return _figure(fig)

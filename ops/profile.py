@@ -41,6 +41,8 @@ def read_dataset(path: Path, fmt: str):
             frame = pd.read_parquet(path)
         else:
             frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError as e:  # an empty (or blank-lines-only) CSV file
+        raise DatasetError("the dataset has no rows or no columns", code="empty_dataset") from e
     except Exception as e:
         raise DatasetError(f"the {fmt} file cannot be read: {e}") from e
     if frame.empty or len(frame.columns) == 0:

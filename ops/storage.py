@@ -166,33 +166,48 @@ class S3ArtifactStore(ArtifactStore):
         return StoredFile(uri=f"s3://{self.bucket}/{full_key}", sha256=sha, size=size)
 
     def open(self, uri: str) -> BinaryIO:
+        key = self._key(uri)  # a uri outside the bucket is permanent, not an S3 outage
         spool = tempfile.TemporaryFile()
         try:
-            self.client.download_fileobj(self.bucket, self._key(uri), spool)
+            self.client.download_fileobj(self.bucket, key, spool)
         except Exception as e:
             spool.close()
+            if _not_found(e):  # retrying cannot bring a missing object back
+                raise PermanentError(f"{uri} is not in the artifact store") from e
             raise self._wrap(e) from e
         spool.seek(0)
         return spool
 
     def delete(self, uri: str) -> None:
+        key = self._key(uri)
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(uri))
+            self.client.delete_object(Bucket=self.bucket, Key=key)
         except Exception as e:
             raise self._wrap(e) from e
 
     def exists(self, uri: str) -> bool:
+        key = self._key(uri)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(uri))
+            self.client.head_object(Bucket=self.bucket, Key=key)
             return True
-        except Exception:
-            return False
+        except Exception as e:
+            if _not_found(e):
+                return False
+            raise self._wrap(e) from e  # an outage is not "the file is gone"
 
     def ping(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as e:
             raise self._wrap(e) from e
+
+
+def _not_found(error: Exception) -> bool:
+    """Whether a botocore error says the object (or bucket) does not exist."""
+    response = getattr(error, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("404", "NoSuchKey", "NotFound") or status == 404
 
 
 def sha256_file(path: Path) -> str:

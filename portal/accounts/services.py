@@ -74,7 +74,7 @@ def add_member(actor, project, user, role: str) -> Membership:
         if Membership.objects.filter(project=project, user=user).exists():
             raise Conflict(f"{user} is already a member of {project}", code="duplicate_member")
         membership = Membership.objects.create(project=project, user=user, role=role)
-        audit.record(actor, "membership.create", membership, changes={"role": [None, role]},
+        audit.record(actor, "membership.create", membership, changes={"role": audit.change(None, role)},
                      project_id=project.pk)
     return membership
 
@@ -94,7 +94,7 @@ def change_role(actor, membership: Membership, role: str) -> Membership:
         before = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
-        audit.record(actor, "membership.update", membership, changes={"role": [before, role]},
+        audit.record(actor, "membership.update", membership, changes={"role": audit.change(before, role)},
                      project_id=project.pk)
     return membership
 
@@ -108,7 +108,7 @@ def remove_member(actor, membership: Membership) -> None:
         if owners == [membership.pk]:
             raise Conflict("a project must keep at least one owner", code="last_owner")
         audit.record(actor, "membership.delete", membership,
-                     changes={"role": [membership.role, None]}, project_id=project.pk)
+                     changes={"role": audit.change(membership.role, None)}, project_id=project.pk)
         membership.delete()
 
 

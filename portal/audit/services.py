@@ -99,9 +99,14 @@ def _project_of(obj):
     return None
 
 
+def change(old, new) -> dict:
+    """How one field changed, as stored in ``AuditEvent.changes``."""
+    return {"from": old, "to": new}
+
+
 def diff(before: dict, after: dict) -> dict:
-    """``{field: [old, new]}`` for the fields whose value changed."""
-    return {k: [before.get(k), after.get(k)] for k in after if before.get(k) != after.get(k)}
+    """``{field: {"from": old, "to": new}}`` for the fields whose value changed."""
+    return {k: change(before.get(k), after.get(k)) for k in after if before.get(k) != after.get(k)}
 
 
 def verify_chain() -> tuple[int, list[str]]:

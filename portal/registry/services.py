@@ -118,7 +118,7 @@ def update_model(user, model: RegisteredModel, *, description: str) -> Registere
         before = model.description
         model.description = description
         model.save(update_fields=["description"])
-        audit.record(user, "model.update", model, changes={"description": [before, description]})
+        audit.record(user, "model.update", model, changes={"description": audit.change(before, description)})
     return model
 
 
@@ -323,7 +323,7 @@ def archive_version(user, version: ModelVersion) -> ModelVersion:
         version.status = VersionStatus.ARCHIVED
         version.save(update_fields=["status"])
         audit.record(user, "version.archive", version,
-                     changes={"status": [before, VersionStatus.ARCHIVED]})
+                     changes={"status": audit.change(before, VersionStatus.ARCHIVED)})
     return version
 
 
@@ -388,7 +388,7 @@ def validate_version(version_id: int) -> ModelVersion | None:
         locked.save(update_fields=["status", "status_reason", "validated_at", "framework",
                                    "estimator", "classes"])
         audit.record(None, "version.validate", locked,
-                     changes={"status": [VersionStatus.PENDING, locked.status],
+                     changes={"status": audit.change(VersionStatus.PENDING, locked.status),
                               "reason": locked.status_reason})
     return locked
 
@@ -471,7 +471,7 @@ def set_alias(user, model: RegisteredModel, name: str, version: ModelVersion) ->
         alias.version = version
         alias.updated_by = user
         alias.save()
-        audit.record(user, "alias.set", alias, changes={"version": [before, version.number]},
+        audit.record(user, "alias.set", alias, changes={"version": audit.change(before, version.number)},
                      project_id=model.project_id)
     return alias
 
@@ -481,7 +481,7 @@ def delete_alias(user, alias: Alias) -> None:
     require_role(user, alias.model.project, needed, f"remove the {alias.name} alias")
     with transaction.atomic():
         audit.record(user, "alias.delete", alias,
-                     changes={"version": [alias.version.number, None]},
+                     changes={"version": audit.change(alias.version.number, None)},
                      project_id=alias.model.project_id)
         alias.delete()
 

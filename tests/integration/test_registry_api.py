@@ -71,7 +71,7 @@ def test_only_owners_change_project_settings(api, project):
                                   {"allow_unsafe_artifacts": True}, format="json")
     assert response.status_code == 200 and response.json()["allow_unsafe_artifacts"] is True
     event = AuditEvent.objects.filter(action="project.update").get()
-    assert event.changes == {"allow_unsafe_artifacts": [False, True]}
+    assert event.changes == {"allow_unsafe_artifacts": {"from": False, "to": True}}
     assert event.via == "api" and event.actor_name == "olivia"
 
 
@@ -136,7 +136,7 @@ def test_aliases_need_the_right_role_and_a_ready_version(api, clf, skops_bytes, 
          "updated_at": api("viewer").get(url).json()[1]["updated_at"]},
     ]
     events = list(AuditEvent.objects.filter(action="alias.set").values_list("changes", flat=True))
-    assert {"version": [1, 2]} in events
+    assert {"version": {"from": 1, "to": 2}} in events
     assert client.put(url + "champion/", {"version": 9}, format="json").status_code == 400
 
 

@@ -28,3 +28,18 @@ def metric(value):
     if isinstance(value, float):
         return f"{value:.4g}"
     return value
+
+
+@register.filter
+def change(value):
+    """Render an audit change: ``{"from", "to"}`` as "old → new", anything else as itself."""
+    if isinstance(value, dict) and set(value) == {"from", "to"}:
+        old, new = value["from"], value["to"]
+        return f"{'—' if old in (None, '') else old} → {'—' if new in (None, '') else new}"
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return value
