@@ -50,7 +50,7 @@ def broker(tmp_path):
         folder.mkdir()
         url = "filesystem://"
         options = {"data_folder_in": str(folder), "data_folder_out": str(folder),
-                   "polling_interval": 0.1}
+                   "control_folder": str(folder), "polling_interval": 0.1}
     saved = {k: app.conf[k] for k in ("broker_url", "broker_transport_options",
                                       "task_always_eager", "task_default_queue")}
     app.conf.update(broker_url=url, broker_transport_options=options, task_always_eager=False,
