@@ -46,11 +46,15 @@ def broker(tmp_path):
         url, options = redis_url, dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
         options.setdefault("global_keyprefix", f"modelgate-test-{os.getpid()}:")
     else:
-        folder = tmp_path / "broker"
-        folder.mkdir()
+        # Mirror what settings derive from MODELGATE_DATA_DIR, which the worker is given.
+        data_dir = tmp_path / "fsbroker"
+        folders = {name: data_dir / "broker" / name for name in ("queue", "processed", "control")}
+        for folder in folders.values():
+            folder.mkdir(parents=True)
         url = "filesystem://"
-        options = {"data_folder_in": str(folder), "data_folder_out": str(folder),
-                   "control_folder": str(folder), "polling_interval": 0.1}
+        options = {"data_folder_in": str(folders["queue"]), "data_folder_out": str(folders["queue"]),
+                   "processed_folder": str(folders["processed"]),
+                   "control_folder": str(folders["control"]), "polling_interval": 0.1}
     saved = {k: app.conf[k] for k in ("broker_url", "broker_transport_options",
                                       "task_always_eager", "task_default_queue")}
     app.conf.update(broker_url=url, broker_transport_options=options, task_always_eager=False,
@@ -67,7 +71,7 @@ def worker(broker, artifact_root, tmp_path):
                MODELGATE_ARTIFACT_ROOT=str(artifact_root), MODELGATE_CELERY_QUEUE=broker["queue"],
                CELERY_BROKER_URL=broker["url"], MODELGATE_DATA_DIR=str(tmp_path / "worker"))
     if broker["url"] == "filesystem://":
-        env["MODELGATE_DATA_DIR"] = str(Path(broker["options"]["data_folder_in"]).parent)
+        env["MODELGATE_DATA_DIR"] = str(Path(broker["options"]["data_folder_in"]).parents[1])
     log = open(tmp_path / "worker.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", "solo",
