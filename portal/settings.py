@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.audit.middleware.RequestContextMiddleware",
+    "portal.web.middleware.DomainErrorMiddleware",
 ]
 if env_bool("MODELGATE_QUERY_COUNT_HEADER", False):
     # Benchmarks only: adds X-Query-Count to every response.

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from explainability import charts
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
-from portal.accounts.services import has_role, role_in
+from portal.accounts.services import has_role, require_role, role_in
 from portal.audit.models import AuditEvent
 from portal.errors import DomainError
 from portal.registry import forms, queries, services
@@ -86,6 +86,7 @@ def project_detail(request, slug):
 @login_required
 def project_settings(request, slug):
     project = _project(request, slug)
+    require_role(request.user, project, Role.OWNER, "change project settings")
     initial = {"name": project.name, "description": project.description,
                "allow_unsafe_artifacts": project.allow_unsafe_artifacts}
     form = forms.ProjectSettingsForm(request.POST or None, initial=initial)
@@ -115,6 +116,7 @@ def model_list(request):
 @login_required
 def model_create(request, slug):
     project = _project(request, slug)
+    require_role(request.user, project, Role.CONTRIBUTOR, "register models")
     form = forms.ModelForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -148,6 +150,7 @@ def model_detail(request, slug, name):
 @login_required
 def version_create(request, slug, name):
     model = _model(request, slug, name)
+    require_role(request.user, model.project, Role.CONTRIBUTOR, "upload versions")
     form = forms.VersionForm(request.POST or None, request.FILES or None, model=model)
     if request.method == "POST" and form.is_valid():
         try:
@@ -215,6 +218,7 @@ def version_archive(request, slug, name, number):
 @login_required
 def dataset_create(request, slug):
     project = _project(request, slug)
+    require_role(request.user, project, Role.CONTRIBUTOR, "upload datasets")
     form = forms.DatasetForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

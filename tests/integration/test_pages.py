@@ -1,0 +1,117 @@
+"""Server-rendered pages: who sees what, and what the forms do with bad input."""
+
+import pytest
+from django.test import Client
+
+from portal.audit.models import AuditEvent
+from tests.conftest import metadata
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def browser_for(users):
+    def make(who):
+        client = Client()
+        client.force_login(users[who])
+        return client
+    return make
+
+
+@pytest.fixture
+def version(api, clf, skops_bytes):
+    return api("contributor").upload(clf.pk, skops_bytes, metadata(label="1.0.0")).json()
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(db):
+    response = Client().get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+@pytest.mark.parametrize("who, status", [("viewer", 200), ("owner", 200), ("staff", 200),
+                                         ("outsider", 404)])
+def test_project_model_and_version_pages_by_role(browser_for, clf, version, who, status):
+    client = browser_for(who)
+    for url in ("/p/clinical-ml/", "/p/clinical-ml/m/tumor-classifier/",
+                "/p/clinical-ml/m/tumor-classifier/v/1/"):
+        response = client.get(url)
+        assert response.status_code == status, url
+    if status == 200:
+        page = client.get("/p/clinical-ml/m/tumor-classifier/v/1/").content.decode()
+        assert "roc_auc" in page and version["artifact"]["sha256"] in page
+        assert 'data-chart="lineage-graph"' in page and "version.create" in page
+
+
+@pytest.mark.parametrize("url", ["/p/clinical-ml/settings/", "/p/clinical-ml/models/new/",
+                                 "/p/clinical-ml/m/tumor-classifier/versions/new/",
+                                 "/p/clinical-ml/datasets/new/"])
+def test_viewer_is_refused_write_pages_with_a_reason(browser_for, clf, url):
+    response = browser_for("viewer").get(url)
+    assert response.status_code == 403
+    assert b"you are viewer" in response.content
+
+
+def test_searches_filter_lists(browser_for, clf):
+    client = browser_for("viewer")
+    assert b"tumor-classifier" in client.get("/models/?q=tumor").content
+    assert b"No model matches" in client.get("/models/?q=zzz").content
+    assert b"Clinical ML" in client.get("/projects/?q=clinical").content
+
+
+def test_create_project_and_model_from_the_browser(browser_for):
+    client = browser_for("outsider")
+    response = client.post("/projects/new/", {"name": "Fraud", "slug": "fraud"})
+    assert response.status_code == 302 and response["Location"] == "/p/fraud/"
+    response = client.post("/p/fraud/models/new/", {"name": "BAD NAME", "task": "regression"})
+    assert response.status_code == 200 and b"Use lowercase letters" in response.content
+    response = client.post("/p/fraud/models/new/", {"name": "amount", "task": "regression"})
+    assert response.status_code == 302
+
+
+def test_owner_manages_members_in_the_browser(browser_for, project, users):
+    client = browser_for("owner")
+    client.post("/p/clinical-ml/members/", {"username": "oscar", "role": "viewer"})
+    membership = project.memberships.get(user=users["outsider"])
+    client.post(f"/members/{membership.pk}/", {"role": "contributor"})
+    membership.refresh_from_db()
+    assert membership.role == "contributor"
+    assert AuditEvent.objects.filter(action="membership.update", via="ui").exists()
+    response = browser_for("viewer").post(f"/members/{membership.pk}/", {"remove": "1"},
+                                          follow=True)
+    assert b"you need the owner role" in response.content
+    assert project.memberships.filter(pk=membership.pk).exists()
+
+
+def test_token_page_shows_a_new_key_once_and_revokes(browser_for, users):
+    client = browser_for("viewer")
+    page = client.post("/tokens/", {"name": "notebook"}).content.decode()
+    token = users["viewer"].api_tokens.get(name="notebook")
+    assert "copy it now" in page and token.prefix in page
+    assert "copy it now" not in client.get("/tokens/").content.decode()
+    client.post(f"/tokens/{token.pk}/revoke/")
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_alias_form_refuses_champion_for_a_contributor(browser_for, clf, version):
+    response = browser_for("contributor").post(
+        "/p/clinical-ml/m/tumor-classifier/aliases/", {"name": "champion",
+                                                       "version": version["id"]}, follow=True)
+    assert b"you need the approver role" in response.content
+    response = browser_for("approver").post(
+        "/p/clinical-ml/m/tumor-classifier/aliases/", {"name": "champion",
+                                                       "version": version["id"]}, follow=True)
+    assert b"champion now points at v1" in response.content
+
+
+def test_admin_changes_are_audited(users, project):
+    client = Client()
+    users["staff"].is_superuser = True
+    users["staff"].save()
+    client.force_login(users["staff"])
+    response = client.post(f"/admin/registry/project/{project.pk}/change/", {
+        "name": "Clinical ML (renamed)", "slug": "clinical-ml", "description": "",
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"})
+    assert response.status_code == 302, response.content[:2000]
+    event = AuditEvent.objects.get(action="project.update")
+    assert event.via == "admin" and event.changes["name"]["to"] == "Clinical ML (renamed)"
