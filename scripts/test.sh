@@ -50,6 +50,9 @@ export MODELGATE_TEST_OUTPUT="${MODELGATE_TEST_OUTPUT:-$PWD/test-output}"
 mkdir -p "$MODELGATE_TEST_OUTPUT"
 trap 'rm -rf "$MODELGATE_DATA_DIR"' EXIT
 
+$PY manage.py makemigrations --check --dry-run >/dev/null || {
+  echo "models and migrations differ: run manage.py makemigrations" >&2; exit 1; }
+
 set +e
 $PY -m pytest "$@"
 status=$?
