@@ -248,3 +248,10 @@ def test_audit_trail_is_a_verifiable_chain(api, clf, skops_bytes):
     AuditEvent.objects.filter(pk=first.pk).update(object_repr="something else")
     with pytest.raises(CommandError, match="audit chain broken"):
         call_command("verify_audit_chain")
+
+
+def test_openapi_schema_is_valid_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
+    assert "/api/v1/versions/{id}/lineage/" in (tmp_path / "s.yaml").read_text()

@@ -1,0 +1,231 @@
+"""explainability.charts: Plotly figure dicts for the registry pages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from explainability import charts
+
+# metric_history -------------------------------------------------------------------------
+
+
+def trace_named(figure: dict, name: str) -> dict:
+    return next(t for t in figure["data"] if t["name"] == name)
+
+
+def test_metric_history_is_none_without_metrics():
+    assert charts.metric_history([]) is None
+    assert charts.metric_history([{"number": 1, "metrics": {}},
+                                  {"number": 2, "metrics": None},
+                                  {"number": 3}]) is None
+
+
+def test_metric_history_ignores_non_numeric_values():
+    assert charts.metric_history([{"number": 1, "metrics": {"note": "n/a", "cm": [[1, 2]]}}]) \
+        is None
+    figure = charts.metric_history([{"number": 1, "metrics": {"auc": 0.9, "note": "n/a"}}])
+    assert [t["name"] for t in figure["data"]] == ["auc"]
+
+
+def test_metric_history_has_one_subplot_per_metric():
+    figure = charts.metric_history([
+        {"number": 1, "metrics": {"auc": 0.8, "accuracy": 0.7, "loss": 0.5, "f1": 0.6}},
+        {"number": 2, "metrics": {"auc": 0.85, "loss": 0.4}},
+    ])
+    names = [t["name"] for t in figure["data"]]
+    assert names == ["accuracy", "auc", "f1", "loss"]
+    axes = {(t["xaxis"], t["yaxis"]) for t in figure["data"]}
+    assert len(axes) == 4  # each metric on its own axes
+    titles = [a["text"] for a in figure["layout"]["annotations"]]
+    assert titles == names
+    # Four panels wrap onto a second row of at most three.
+    assert figure["layout"]["height"] == 2 * 260
+
+
+def test_metric_history_x_is_sorted_by_version_with_labels():
+    figure = charts.metric_history([
+        {"number": 3, "metrics": {"auc": 0.93}, "label": "retrained"},
+        {"number": 1, "metrics": {"auc": 0.80}},
+        {"number": 2, "metrics": {"auc": 0.91}, "label": "v2-tuned"},
+    ])
+    auc = trace_named(figure, "auc")
+    assert auc["x"] == [1, 2, 3]
+    assert auc["y"] == [0.80, 0.91, 0.93]
+    assert auc["text"] == ["v1", "v2-tuned", "retrained"]
+
+
+def test_metric_history_skips_versions_missing_a_metric():
+    figure = charts.metric_history([
+        {"number": 1, "metrics": {"auc": 0.8, "f1": 0.5}},
+        {"number": 2, "metrics": {"auc": 0.9}},
+    ])
+    assert trace_named(figure, "f1")["x"] == [1]
+    assert trace_named(figure, "auc")["x"] == [1, 2]
+
+
+def test_metric_history_is_json_serialisable():
+    figure = charts.metric_history([{"number": 1, "metrics": {"auc": 0.8}}])
+    assert json.loads(json.dumps(figure)) == figure
+
+
+# lineage_graph --------------------------------------------------------------------------
+
+@pytest.fixture
+def graph() -> dict:
+    def version(pk, number, status="ready", focus=False, url=True):
+        return {"id": f"version:{pk}", "kind": "version", "label": f"clf v{number}",
+                "number": number, "status": status, "focus": focus,
+                "created_at": "2025-03-01T10:00:00+00:00",
+                "url": f"/versions/{pk}/" if url else None}
+
+    return {
+        "nodes": [
+            version(11, 1),
+            version(12, 2, focus=True),
+            version(13, 3, status="invalid"),
+            version(14, 4, url=False),
+            {"id": "dataset:5", "kind": "dataset", "label": "train.csv", "sha256": "ab" * 32,
+             "rows": 500, "url": "/datasets/5/"},
+        ],
+        "edges": [
+            {"source": "dataset:5", "target": "version:11", "kind": "trained_on"},
+            {"source": "version:11", "target": "version:12", "kind": "derived_from"},
+            {"source": "version:12", "target": "version:13", "kind": "derived_from"},
+            {"source": "version:12", "target": "version:14", "kind": "derived_from"},
+            {"source": "dataset:5", "target": "version:14", "kind": "trained_on"},
+        ],
+    }
+
+
+def node_points(figure: dict) -> dict[str, dict]:
+    """label -> {x, y, url, color, size, trace} for every node drawn."""
+    points = {}
+    for trace in figure["data"]:
+        colors = trace["marker"]["color"]
+        sizes = trace["marker"]["size"]
+        for i, label in enumerate(trace["text"]):
+            points[label] = {"x": trace["x"][i], "y": trace["y"][i],
+                             "url": trace["customdata"][i], "color": colors[i],
+                             "size": sizes[i], "trace": trace["name"]}
+    return points
+
+
+def test_lineage_places_datasets_left_of_versions(graph):
+    points = node_points(charts.lineage_graph(graph))
+    dataset_x = points["train.csv"]["x"]
+    assert all(p["x"] > dataset_x for label, p in points.items() if label != "train.csv")
+
+
+def test_lineage_places_parents_left_of_children(graph):
+    figure = charts.lineage_graph(graph)
+    points = node_points(figure)
+    labels = {n["id"]: n["label"] for n in graph["nodes"]}
+    for edge in graph["edges"]:
+        assert points[labels[edge["source"]]]["x"] < points[labels[edge["target"]]]["x"], edge
+    # Siblings share a column and do not overlap.
+    assert points["clf v3"]["x"] == points["clf v4"]["x"]
+    assert points["clf v3"]["y"] != points["clf v4"]["y"]
+
+
+def test_lineage_draws_one_arrow_per_edge(graph):
+    figure = charts.lineage_graph(graph)
+    arrows = figure["layout"]["annotations"]
+    assert len(arrows) == len(graph["edges"])
+    points = node_points(figure)
+    first = arrows[0]  # dataset:5 -> version:11
+    assert (first["ax"], first["x"]) == (points["train.csv"]["x"], points["clf v1"]["x"])
+
+
+def test_lineage_ignores_edges_to_nodes_outside_the_graph(graph):
+    graph["edges"].append({"source": "version:99", "target": "version:11",
+                           "kind": "derived_from"})
+    figure = charts.lineage_graph(graph)
+    assert len(figure["layout"]["annotations"]) == len(graph["edges"]) - 1
+
+
+def test_lineage_carries_urls_in_customdata(graph):
+    points = node_points(charts.lineage_graph(graph))
+    assert points["clf v1"]["url"] == "/versions/11/"
+    assert points["train.csv"]["url"] == "/datasets/5/"
+    assert points["clf v4"]["url"] == ""  # no page to open, but still clickable safely
+
+
+def test_lineage_marks_invalid_versions_red_and_the_focus_larger(graph):
+    points = node_points(charts.lineage_graph(graph))
+    assert points["clf v3"]["color"] == "#dc2626"
+    assert points["clf v1"]["color"] != "#dc2626"
+    assert points["clf v2"]["size"] > points["clf v1"]["size"]
+    assert points["clf v2"]["color"] not in ("#dc2626", points["clf v1"]["color"])
+
+
+def test_lineage_groups_nodes_into_one_trace_per_kind(graph):
+    figure = charts.lineage_graph(graph)
+    assert [t["name"] for t in figure["data"]] == ["Datasets", "Versions"]
+    points = node_points(figure)
+    assert points["train.csv"]["trace"] == "Datasets"
+
+
+def test_lineage_of_a_version_without_parents_or_datasets():
+    figure = charts.lineage_graph({"nodes": [
+        {"id": "version:1", "kind": "version", "label": "v1", "number": 1, "status": "ready",
+         "created_at": "2025-01-01T00:00:00", "url": "/v/1/"}], "edges": []})
+    assert node_points(figure)["v1"]["url"] == "/v/1/"
+
+
+def test_lineage_survives_a_cycle(graph):
+    graph["edges"].append({"source": "version:13", "target": "version:11",
+                           "kind": "derived_from"})
+    figure = charts.lineage_graph(graph)
+    assert len(node_points(figure)) == len(graph["nodes"])
+
+
+def test_lineage_of_an_empty_graph_is_an_empty_figure():
+    figure = charts.lineage_graph({"nodes": [], "edges": []})
+    assert figure["data"] == []
+
+
+# feature_profile ------------------------------------------------------------------------
+
+def test_numeric_feature_profile_draws_density_bars_as_wide_as_their_bins():
+    figure = charts.feature_profile("age", {"kind": "numeric", "edges": [0, 1, 3, 7],
+                                            "counts": [10, 10, 20]})
+    (bar,) = figure["data"]
+    assert bar["type"] == "bar"
+    assert bar["x"] == [0.5, 2.0, 5.0]
+    assert bar["width"] == [1, 2, 4]
+    # Density: share of rows / bin width, so the bars' areas sum to 1.
+    assert bar["y"] == pytest.approx([0.25, 0.125, 0.125])
+    assert sum(y * w for y, w in zip(bar["y"], bar["width"], strict=True)) == pytest.approx(1)
+    assert bar["customdata"][2] == [3, 7, 20]
+    assert figure["layout"]["title"]["text"] == "age"
+
+
+def test_numeric_feature_profile_with_no_rows_does_not_divide_by_zero():
+    figure = charts.feature_profile("x", {"kind": "numeric", "edges": [0, 1], "counts": [0]})
+    assert figure["data"][0]["y"] == [0]
+
+
+def test_all_missing_numeric_feature_profile_is_an_empty_chart():
+    figure = charts.feature_profile("x", {"kind": "numeric", "edges": [], "counts": []})
+    (bar,) = figure["data"]
+    assert bar.get("x", []) == []
+
+
+def test_categorical_feature_profile_sorts_by_frequency():
+    figure = charts.feature_profile("city", {"kind": "categorical", "frequencies": {
+        "Lyon": 3, "Paris": 10, "__other__": 5}})
+    (bar,) = figure["data"]
+    assert bar["x"] == ["Paris", "__other__", "Lyon"]
+    assert bar["y"] == [10, 5, 3]
+    assert figure["layout"]["yaxis"]["title"]["text"] == "rows"
+
+
+def test_categorical_feature_profile_shows_at_most_twenty_categories():
+    frequencies = {f"c{i:02d}": i + 1 for i in range(30)}
+    (bar,) = charts.feature_profile("code", {"kind": "categorical",
+                                             "frequencies": frequencies})["data"]
+    assert len(bar["x"]) == 20
+    assert bar["x"][0] == "c29"
+    assert min(bar["y"]) == 11
