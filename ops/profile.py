@@ -63,18 +63,38 @@ def column_schema(frame) -> list[dict]:
     return schema
 
 
+def numeric_edges(present: np.ndarray, bins: int = DEFAULT_BINS) -> np.ndarray:
+    """Bin edges for a column: quantiles, or one bin per value for a discrete column.
+
+    A column with no more distinct values than bins (a flag, a count, a rating) gets an
+    edge half-way between neighbouring values, so each value has its own bin; quantile
+    edges would otherwise merge them (a 0/1 column would collapse into one bin and drift in
+    its share of ones could never be seen).
+    """
+    distinct = np.unique(present)
+    if len(distinct) == 1:  # a constant column: one bin around the value
+        return np.array([distinct[0] - 0.5, distinct[0] + 0.5])
+    if len(distinct) <= bins:
+        middles = (distinct[:-1] + distinct[1:]) / 2
+        first = distinct[0] - (middles[0] - distinct[0])
+        last = distinct[-1] + (distinct[-1] - middles[-1])
+        return np.concatenate([[first], middles, [last]])
+    return np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)))
+
+
 def numeric_profile(values: np.ndarray, bins: int = DEFAULT_BINS) -> dict:
-    """Quantile bin edges, counts per bin, moments and missing share of one column."""
+    """Bin edges, counts per bin, moments and missing share of one column.
+
+    NaN and infinite values count as missing: they cannot be binned or averaged.
+    """
     values = np.asarray(values, dtype=float)
     total = len(values)
-    present = values[~np.isnan(values)]
+    present = values[np.isfinite(values)]
     missing_share = float(1 - len(present) / total) if total else 0.0
     if len(present) == 0:
         return {"kind": "numeric", "count": 0, "missing_share": missing_share, "edges": [],
                 "counts": [], "mean": None, "std": None, "min": None, "max": None}
-    edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)))
-    if len(edges) == 1:  # a constant column: one bin around the value
-        edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+    edges = numeric_edges(present, bins)
     # Interior edges decide the bins; the outer bins are open so live values beyond the
     # baseline range still land in a bin (the model server uses the same rule).
     counts = np.bincount(np.searchsorted(edges[1:-1], present, side="right"),

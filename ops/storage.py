@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ class LocalArtifactStore(ArtifactStore):
         if self.root not in path.parents:
             raise PermanentError(f"invalid key {key!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
+        partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
         try:
             with open(partial, "xb") as target:
                 sha, size = _copy_hashing(source, target, max_bytes)
@@ -127,7 +128,10 @@ class LocalArtifactStore(ArtifactStore):
 
     @contextlib.contextmanager
     def local_path(self, uri: str) -> Iterator[Path]:
-        yield self._path(uri)
+        path = self._path(uri)
+        if not path.is_file():
+            raise PermanentError(f"{uri} is not in the artifact store")
+        yield path
 
 
 class S3ArtifactStore(ArtifactStore):

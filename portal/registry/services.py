@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ops import artifacts as ops_artifacts
 from ops import profile as ops_profile
-from ops.exceptions import ArtifactError, DatasetError
+from ops.exceptions import ArtifactError, DatasetError, PermanentError
 from ops.schema import SchemaError, parse_input_schema, schema_document
 from ops.storage import TooLarge, sha256_file
 from portal.accounts.choices import Role
@@ -370,6 +370,8 @@ def validate_version(version_id: int) -> ModelVersion | None:
             )
     except ArtifactError as e:
         reason = f"{e.code}: {e.detail}"
+    except PermanentError as e:  # the stored file is gone: retrying cannot bring it back
+        reason = f"artifact_missing: {e}"
     with transaction.atomic():
         # Claim: only the first worker to finish records the verdict.
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.portal_fixtures import *  # noqa: F401,F403  (users, project, artifacts)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(os.environ.get("MODELGATE_TEST_OUTPUT", "test-output")) / "screenshots"
 

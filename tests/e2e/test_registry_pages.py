@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from ops.artifacts import dump_skops
 from portal.registry import services
-from tests.conftest import FEATURES, metadata, random_classifier_bytes, schema
+from tests.portal_fixtures import FEATURES, metadata, random_classifier_bytes, schema
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 DRAWN = re.compile(r"\bdrawn\b")

@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 
 from portal.audit.models import AuditEvent
-from tests.conftest import metadata
+from tests.portal_fixtures import metadata
 
 pytestmark = pytest.mark.django_db
 

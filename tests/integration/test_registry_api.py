@@ -6,7 +6,7 @@ import pytest
 
 from portal.audit.models import AuditEvent
 from portal.registry.models import Dataset
-from tests.conftest import metadata, stored_files
+from tests.portal_fixtures import metadata, stored_files
 
 pytestmark = pytest.mark.django_db
 
@@ -141,7 +141,7 @@ def test_aliases_need_the_right_role_and_a_ready_version(api, clf, skops_bytes, 
 
 
 def test_alias_cannot_point_at_an_invalid_version(api, clf, skops_bytes):
-    from tests.conftest import schema
+    from tests.portal_fixtures import schema
 
     api("contributor").upload(clf.pk, skops_bytes, metadata(input_schema=schema(["x"] * 1)))
     response = api("approver").put(f"/api/v1/models/{clf.pk}/aliases/champion/",

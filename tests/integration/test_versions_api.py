@@ -6,7 +6,7 @@ import json
 import pytest
 
 from portal.registry.models import ModelVersion
-from tests.conftest import FEATURES, metadata, random_classifier_bytes, schema, stored_files
+from tests.portal_fixtures import FEATURES, metadata, random_classifier_bytes, schema, stored_files
 
 pytestmark = pytest.mark.django_db
 
@@ -284,3 +284,36 @@ def test_version_list_costs_the_same_queries_whatever_the_page_size(api, clf):
         assert len(response.json()["results"]) == size
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1], counts
+
+
+def test_artifact_lost_from_the_store_makes_the_version_invalid(users, clf, skops_bytes,
+                                                               django_capture_on_commit_callbacks):
+    import io
+
+    from portal.registry import services
+    from portal.registry.storage import get_store
+
+    with django_capture_on_commit_callbacks(execute=False):
+        version = services.register_version(users["contributor"], clf, io.BytesIO(skops_bytes),
+                                            metadata())
+    get_store().delete(version.artifact_uri)
+    version = services.validate_version(version.pk)
+    assert version.status == "invalid"
+    assert version.status_reason.startswith("artifact_missing:")
+
+
+def test_stored_artifact_that_changed_fails_its_sha256_check(users, clf, skops_bytes,
+                                                            forest_bytes,
+                                                            django_capture_on_commit_callbacks):
+    import io
+    from pathlib import Path
+
+    from portal.registry import services
+
+    with django_capture_on_commit_callbacks(execute=False):
+        version = services.register_version(users["contributor"], clf, io.BytesIO(skops_bytes),
+                                            metadata())
+    Path(version.artifact_uri.removeprefix("file://")).write_bytes(forest_bytes)
+    version = services.validate_version(version.pk)
+    assert version.status == "invalid"
+    assert version.status_reason.startswith("sha256_mismatch:")

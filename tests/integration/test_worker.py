@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 
 from portal.registry.models import ModelVersion
-from tests.conftest import metadata, random_classifier_bytes
+from tests.portal_fixtures import metadata, random_classifier_bytes
 from workers.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

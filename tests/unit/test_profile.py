@@ -82,6 +82,23 @@ def test_constant_column_gets_one_bin_around_the_value():
     assert profile["min"] == profile["max"] == 3.0
 
 
+def test_discrete_column_gets_one_bin_per_value():
+    flags = np.array([0, 1, 1, 0, 1, 1, 1, 0], dtype=float)
+    result = numeric_profile(flags)
+    assert result["edges"] == [-0.5, 0.5, 1.5]
+    assert result["counts"] == [3, 5]
+    ratings = np.array([1, 2, 2, 3, 5, 5, 5], dtype=float)
+    assert numeric_profile(ratings)["counts"] == [1, 2, 1, 3]
+
+
+def test_infinite_values_count_as_missing_and_keep_the_profile_finite():
+    values = np.array([1.0, 2.0, np.inf, -np.inf, 3.0, np.nan] + list(range(20)), dtype=float)
+    result = numeric_profile(values)
+    assert result["missing_share"] == pytest.approx(3 / len(values))
+    assert all(np.isfinite(result["edges"])) and np.isfinite(result["mean"])
+    assert sum(result["counts"]) == len(values) - 3
+
+
 def test_single_value_has_zero_std():
     profile = numeric_profile(np.array([4.0]))
     assert profile["std"] == 0.0

@@ -1,4 +1,6 @@
-"""Shared fixtures: users in every role, a project, API clients, real trained artifacts."""
+"""Shared fixtures for the Django tests (integration and e2e): users in every role, a project,
+API clients, real trained artifacts. Imported by their conftest modules; the unit tests stay
+free of Django."""
 
 from __future__ import annotations
 
