@@ -50,6 +50,7 @@ export MODELGATE_TEST_OUTPUT="${MODELGATE_TEST_OUTPUT:-$PWD/test-output}"
 mkdir -p "$MODELGATE_TEST_OUTPUT"
 trap 'rm -rf "$MODELGATE_DATA_DIR"' EXIT
 
+$PY -m ruff check --quiet . || { echo "ruff found problems" >&2; exit 1; }
 env -u DATABASE_URL $PY manage.py makemigrations --check --dry-run >/dev/null || {
   echo "models and migrations differ: run manage.py makemigrations" >&2; exit 1; }
 

@@ -16,5 +16,5 @@ app.conf.imports = ("workers.registry",)
 def preload_libraries(**kwargs):
     """Import the heavy libraries once per worker process, not inside the first task."""
     import pandas  # noqa: F401
-    import skops.io  # noqa: F401
     import sklearn.ensemble  # noqa: F401
+    import skops.io  # noqa: F401

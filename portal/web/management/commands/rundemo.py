@@ -98,7 +98,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"\nModelgate is running at {url}"))
         self.stdout.write(f"API docs: {url}api/docs/   Admin: {url}admin/")
         self.stdout.write(f"Demo logins (password for all: {demo.DEMO_PASSWORD}):")
-        for username, role, description in demo.DEMO_USERS:
+        for username, _role, description in demo.DEMO_USERS:
             self.stdout.write(f"  {username:<8} {description}")
         self.stdout.write("Press Ctrl-C to stop every process.\n")
         while True:
