@@ -27,7 +27,7 @@ def models_for(user):
 
 def versions_for(user):
     # Parent and dataset come in their own queries rather than as joins: with them joined,
-    # PostgreSQL spent longer planning the list query (9 relations once a tag filter and
+    # PostgreSQL spent longer planning the list query (8 relations once a tag filter and
     # the visibility subquery are added) than running it, and every row carried a copy of
     # its dataset's baseline profile. A prefetch also reads each dataset only once per page.
     return (

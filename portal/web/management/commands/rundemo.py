@@ -74,7 +74,7 @@ class Command(BaseCommand):
             self.stdout.write("\nStopping web, worker and beat...")
             for proc in processes.values():
                 if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.terminate()  # each stops its own children (warm shutdown)
             deadline = time.monotonic() + 10
             for proc in processes.values():
                 try:
