@@ -1,0 +1,92 @@
+"""The serving plan: the whole desired state of one endpoint, handed to backends and model
+servers alike (DESIGN.md §5). Backends converge to it; applying a plan twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from ops.exceptions import PermanentError
+
+
+class PlanError(PermanentError):
+    code = "invalid_plan"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model version serving a share of an endpoint's traffic."""
+
+    name: str
+    version_id: int
+    artifact_uri: str
+    sha256: str
+    weight: float
+    replicas: int = 1
+    trusted_unsafe: bool = False  # pickle/joblib allowed by the project's owner
+    input_schema: list = field(default_factory=list)
+    baseline: dict = field(default_factory=dict)  # per-feature bin edges for drift metrics
+    task: str = "classification"
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """Desired state of an endpoint: its variants and their traffic weights.
+
+    ``generation`` increases with every new plan so servers and backends can tell which
+    plan they run; ``shadow`` names a variant that receives a copy of traffic whose answers
+    are discarded; ``sticky`` makes weighted assignment deterministic per unit id (A/B).
+    """
+
+    endpoint: str
+    variants: tuple[Variant, ...]
+    generation: int = 1
+    shadow: str | None = None
+    sticky: bool = False
+
+    def __post_init__(self):
+        names = [v.name for v in self.variants]
+        if not self.variants:
+            raise PlanError(f"plan for {self.endpoint} has no variants")
+        if len(set(names)) != len(names):
+            raise PlanError(f"plan for {self.endpoint} repeats a variant name: {names}")
+        if any(v.weight < 0 for v in self.variants):
+            raise PlanError("variant weights cannot be negative")
+        live = [v for v in self.variants if v.name != self.shadow]
+        if sum(v.weight for v in live) <= 0:
+            raise PlanError(f"plan for {self.endpoint} sends no traffic anywhere")
+        if self.shadow is not None and self.shadow not in names:
+            raise PlanError(f"shadow variant {self.shadow} is not in the plan")
+
+    def weights(self) -> dict[str, float]:
+        """Traffic shares of the live (non-shadow) variants, normalised to sum to 1."""
+        live = [v for v in self.variants if v.name != self.shadow]
+        total = sum(v.weight for v in live)
+        return {v.name: v.weight / total for v in live}
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ServingPlan:
+        try:
+            variants = tuple(Variant(**v) for v in data["variants"])
+            return cls(endpoint=data["endpoint"], variants=variants,
+                       generation=int(data.get("generation", 1)), shadow=data.get("shadow"),
+                       sticky=bool(data.get("sticky", False)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise PlanError(f"malformed serving plan: {e}") from e
+
+    @classmethod
+    def from_json(cls, text: str) -> ServingPlan:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise PlanError(f"serving plan is not JSON: {e}") from e
