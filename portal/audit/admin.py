@@ -26,11 +26,8 @@ class AuditedAdmin(admin.ModelAdmin):
             self.delete_model(request, obj)
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_name", "action", "object_repr", "via", "remote_addr"]
-    list_filter = ["action", "via", "object_type"]
-    search_fields = ["object_repr", "actor_name", "action"]
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For rows that only change through services (or never): the admin shows, never edits."""
 
     def has_add_permission(self, request):
         return False
@@ -40,3 +37,10 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor_name", "action", "object_repr", "via", "remote_addr"]
+    list_filter = ["action", "via", "object_type"]
+    search_fields = ["object_repr", "actor_name", "action"]

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from portal.accounts.models import Membership
-from portal.audit.admin import AuditedAdmin
+from portal.audit.admin import AuditedAdmin, ReadOnlyAdmin
 from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
 
 
@@ -41,21 +41,12 @@ class RegisteredModelAdmin(AuditedAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdmin):
     """Read-only: versions are immutable and created through the API or the pages."""
 
     list_display = ["model", "number", "label", "status", "artifact_format", "created_at"]
     list_filter = ["status", "artifact_format"]
     search_fields = ["model__name", "label"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Dataset)
@@ -68,11 +59,7 @@ class DatasetAdmin(AuditedAdmin):
 
 
 @admin.register(Alias)
-class AliasAdmin(admin.ModelAdmin):
+class AliasAdmin(ReadOnlyAdmin):
+    """Read-only: aliases move through ``services.set_alias`` (role checks, audit)."""
+
     list_display = ["model", "name", "version", "updated_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

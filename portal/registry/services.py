@@ -267,8 +267,9 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata)
             # Serialise registrations of one model: two uploads racing would otherwise read
             # the same highest number and collide on it.
             RegisteredModel.objects.select_for_update().only("pk").get(pk=model.pk)
-            if ModelVersion.objects.filter(model=model, artifact_sha256=stored.sha256).exists():
-                existing = ModelVersion.objects.get(model=model, artifact_sha256=stored.sha256)
+            existing = ModelVersion.objects.filter(model=model,
+                                                   artifact_sha256=stored.sha256).first()
+            if existing is not None:
                 raise Conflict(f"this artifact is already registered as {existing.display_name} "
                                f"of {model.name}", code="duplicate_version", field="artifact")
             if fields["label"] and ModelVersion.objects.filter(model=model,
