@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "portal.accounts",
     "portal.audit",
     "portal.registry",
+    "portal.releases",
     "portal.api",
     "portal.web",
 ]
@@ -169,6 +170,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-work": {"task": "workers.registry.requeue_stuck_work", "schedule": 60.0},
+    "expire-approval-requests": {"task": "workers.releases.expire_requests", "schedule": 300.0},
 }
 
 REST_FRAMEWORK = {

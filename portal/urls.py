@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("healthz", healthz, name="healthz"),
     path("", include("portal.registry.urls")),
+    path("", include("portal.releases.urls")),
     path("", include("portal.accounts.urls")),
     path("", include("portal.web.urls")),
 ]

@@ -10,6 +10,7 @@ from portal.registry.api.views import (
     ProjectViewSet,
     RegisteredModelViewSet,
 )
+from portal.releases.api.views import ApprovalRequestViewSet, EnvironmentViewSet
 
 app_name = "api"
 
@@ -19,6 +20,8 @@ router.register("memberships", MembershipViewSet, basename="membership")
 router.register("models", RegisteredModelViewSet, basename="model")
 router.register("versions", ModelVersionViewSet, basename="version")
 router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("environments", EnvironmentViewSet, basename="environment")
+router.register("approval-requests", ApprovalRequestViewSet, basename="approval-request")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 

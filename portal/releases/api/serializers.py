@@ -1,0 +1,63 @@
+from rest_framework import serializers
+
+from portal.registry.models import ModelVersion, Project
+from portal.releases.choices import BackendKind, Strategy
+from portal.releases.models import ApprovalRequest, Environment, Review
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    project_slug = serializers.CharField(source="project.slug", read_only=True)
+    backend = serializers.ChoiceField(choices=BackendKind.choices, default=BackendKind.LOCAL)
+
+    class Meta:
+        model = Environment
+        fields = ["id", "project", "project_slug", "name", "description", "backend", "settings",
+                  "required_approvals", "gates", "approval_ttl_hours", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        validators = []
+
+
+class EnvironmentUpdateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Environment
+        fields = ["description", "backend", "settings", "required_approvals", "gates",
+                  "approval_ttl_hours"]
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["reviewer", "decision", "comment", "created_at"]
+        read_only_fields = fields
+
+
+class ApprovalRequestSerializer(serializers.ModelSerializer):
+    version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
+    environment = serializers.PrimaryKeyRelatedField(queryset=Environment.objects.all())
+    strategy = serializers.ChoiceField(choices=Strategy.choices, default=Strategy.CANARY)
+    model_name = serializers.CharField(source="version.model.name", read_only=True)
+    version_number = serializers.IntegerField(source="version.number", read_only=True)
+    environment_name = serializers.CharField(source="environment.name", read_only=True)
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True,
+                                         default=None)
+    champion = serializers.IntegerField(source="champion.number", read_only=True, default=None)
+    reviews = ReviewSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ApprovalRequest
+        fields = ["id", "version", "model_name", "version_number", "environment",
+                  "environment_name", "strategy", "strategy_params", "reason", "status",
+                  "gates_passed", "gate_results", "champion", "requested_by", "reviews",
+                  "created_at", "decided_at"]
+        read_only_fields = ["id", "status", "gates_passed", "gate_results", "champion",
+                            "requested_by", "reviews", "created_at", "decided_at"]
+        validators = []
+
+
+class ReviewInputSerializer(serializers.Serializer):
+    comment = serializers.CharField(help_text="Required: why you approve or reject")
+
+

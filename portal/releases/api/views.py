@@ -1,0 +1,96 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from portal.accounts.services import role_in
+from portal.api.views import PortalViewSet
+from portal.errors import NotFound
+from portal.releases import queries, services
+from portal.releases.api.serializers import (
+    ApprovalRequestSerializer,
+    EnvironmentSerializer,
+    EnvironmentUpdateSerializer,
+    ReviewInputSerializer,
+)
+from portal.releases.choices import Decision
+from portal.releases.filtersets import ApprovalRequestFilterSet, EnvironmentFilterSet
+
+
+def _valid(serializer_class, data, **kwargs):
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _visible(user, project):
+    if role_in(user, project) is None:
+        raise NotFound(f"project {project.pk} was not found")
+
+
+class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    """Deployment targets and their protection rules (owners create and change them)."""
+
+    serializer_class = EnvironmentSerializer
+    filterset_class = EnvironmentFilterSet
+    ordering_fields = ["name", "created_at"]
+
+    def get_queryset(self):
+        return queries.environments_for(self.request.user)
+
+    def create(self, request):
+        data = _valid(EnvironmentSerializer, request.data)
+        project = data.pop("project")
+        _visible(request.user, project)
+        environment = services.create_environment(request.user, project, **data)
+        return Response(EnvironmentSerializer(environment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=EnvironmentUpdateSerializer, responses=EnvironmentSerializer)
+    def partial_update(self, request, pk=None):
+        environment = self.get_object()
+        data = _valid(EnvironmentUpdateSerializer, request.data, partial=True)
+        services.update_environment(request.user, environment, **data)
+        return Response(EnvironmentSerializer(environment).data)
+
+
+class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    """Release requests; approvers approve or reject them with a comment."""
+
+    serializer_class = ApprovalRequestSerializer
+    filterset_class = ApprovalRequestFilterSet
+    ordering_fields = ["created_at", "id"]
+
+    def get_queryset(self):
+        return queries.requests_for(self.request.user)
+
+    def create(self, request):
+        data = _valid(ApprovalRequestSerializer, request.data)
+        version = data["version"]
+        _visible(request.user, version.model.project)
+        approval = services.request_approval(
+            request.user, version, data["environment"], strategy=data["strategy"],
+            strategy_params=data.get("strategy_params"), reason=data.get("reason", ""))
+        return Response(self.get_serializer(self.get_queryset().get(pk=approval.pk)).data,
+                        status=status.HTTP_201_CREATED)
+
+    def _review(self, request, decision):
+        approval = self.get_object()
+        data = _valid(ReviewInputSerializer, request.data)
+        services.review(request.user, approval, decision, data["comment"])
+        return Response(self.get_serializer(self.get_queryset().get(pk=approval.pk)).data)
+
+    @extend_schema(request=ReviewInputSerializer, responses=ApprovalRequestSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def approve(self, request, pk=None):
+        return self._review(request, Decision.APPROVE)
+
+    @extend_schema(request=ReviewInputSerializer, responses=ApprovalRequestSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def reject(self, request, pk=None):
+        return self._review(request, Decision.REJECT)
+
+    @extend_schema(request=None, responses=ApprovalRequestSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def cancel(self, request, pk=None):
+        services.cancel_request(request.user, self.get_object())
+        return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)

@@ -1,0 +1,53 @@
+import json
+
+from django import forms
+
+from portal.releases.choices import BackendKind, Strategy
+from portal.releases.models import Environment
+
+
+class RequestForm(forms.Form):
+    environment = forms.ModelChoiceField(queryset=Environment.objects.none())
+    strategy = forms.ChoiceField(choices=Strategy.choices, initial=Strategy.CANARY)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
+                             help_text="What changed and why it should ship")
+
+    def __init__(self, *args, project=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["environment"].queryset = Environment.objects.filter(project=project)
+
+
+class ReviewForm(forms.Form):
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}),
+                              help_text="Required: what you checked and why you decide so")
+
+
+class EnvironmentForm(forms.Form):
+    name = forms.CharField(max_length=64, help_text="e.g. staging, production")
+    description = forms.CharField(required=False)
+    backend = forms.ChoiceField(choices=BackendKind.choices)
+    settings = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                               help_text='Backend settings as JSON, e.g. {"port": 9100}')
+    required_approvals = forms.IntegerField(min_value=1, max_value=5, initial=1)
+    gates = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                            help_text='Metric rules as JSON, e.g. [{"metric": "roc_auc", '
+                                      '"min": 0.9}, {"metric": "roc_auc", "max_drop": 0.01}]')
+    approval_ttl_hours = forms.IntegerField(min_value=1, initial=72)
+
+    def _json(self, name, kind):
+        raw = self.cleaned_data.get(name) or ""
+        if not raw.strip():
+            return kind()
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise forms.ValidationError(f"not valid JSON: {e}") from e
+        if not isinstance(value, kind):
+            raise forms.ValidationError(f"expected a JSON {kind.__name__}")
+        return value
+
+    def clean_settings(self):
+        return self._json("settings", dict)
+
+    def clean_gates(self):
+        return self._json("gates", list)

@@ -1,0 +1,97 @@
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from portal.registry.models import ModelVersion, Project, name_validator
+from portal.releases.choices import BackendKind, Decision, RequestStatus, Strategy
+
+
+class Environment(models.Model):
+    """A deployment target (staging, production) with its protection rules.
+
+    ``settings`` holds the backend's non-secret configuration (ports, namespace, region,
+    image...); credentials come from the worker's process environment, never from here.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="environments")
+    name = models.CharField(max_length=64, validators=[name_validator])
+    description = models.TextField(blank=True)
+    backend = models.CharField(max_length=16, choices=BackendKind.choices,
+                               default=BackendKind.LOCAL)
+    settings = models.JSONField(default=dict, blank=True)
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1, help_text="Approvals needed from approvers other than the requester.")
+    gates = models.JSONField(default=list, blank=True,
+                             help_text='Metric rules, e.g. [{"metric": "roc_auc", "min": 0.9}]')
+    approval_ttl_hours = models.PositiveIntegerField(
+        default=72, help_text="Approvals older than this no longer count.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="environment_unique_name"),
+        ]
+
+    def __str__(self):
+        return f"{self.project.slug}/{self.name}"
+
+    def get_absolute_url(self):
+        return reverse("releases:environment", args=[self.project.slug, self.name])
+
+
+class ApprovalRequest(models.Model):
+    """A request to release a version to an environment with a strategy."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT,
+                                related_name="approval_requests")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT,
+                                    related_name="approval_requests")
+    strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.CANARY)
+    strategy_params = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True, help_text="Why this version should be released")
+    status = models.CharField(max_length=16, choices=RequestStatus.choices,
+                              default=RequestStatus.OPEN)
+    gate_results = models.JSONField(default=list, blank=True)
+    gates_passed = models.BooleanField(default=False)
+    champion = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+", help_text="The champion when requested")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One open request per version and environment: a second would split the reviews.
+            models.UniqueConstraint(fields=["version", "environment"],
+                                    condition=models.Q(status="open"),
+                                    name="request_one_open_per_target"),
+        ]
+
+    def __str__(self):
+        return f"release {self.version} to {self.environment.name}"
+
+    def get_absolute_url(self):
+        return reverse("releases:request", args=[self.pk])
+
+
+class Review(models.Model):
+    """One approver's decision on a request, with the required comment."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                 related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "reviewer"], name="review_one_per_reviewer"),
+        ]
+
+    def __str__(self):
+        return f"{self.reviewer} {self.decision}d {self.request}"

@@ -1,0 +1,208 @@
+"""Release operations: environments, approval requests and reviews (four-eyes, gates)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ops import gates as ops_gates
+from portal.accounts.choices import Role
+from portal.accounts.services import has_role, require_role
+from portal.audit import services as audit
+from portal.errors import Conflict, NotAllowed, ValidationFailed
+from portal.registry.choices import VersionStatus
+from portal.registry.models import Alias, ModelVersion, Project
+from portal.releases.choices import BackendKind, Decision, RequestStatus, Strategy
+from portal.releases.models import ApprovalRequest, Environment, Review
+
+ENVIRONMENT_EDITABLE = ("description", "backend", "settings", "required_approvals", "gates",
+                        "approval_ttl_hours")
+
+
+def _check_environment_fields(fields: dict) -> None:
+    if "gates" in fields:
+        try:
+            ops_gates.parse_rules(fields["gates"])
+        except ops_gates.GateRuleError as e:
+            raise ValidationFailed(str(e), field="gates") from e
+    if "backend" in fields and fields["backend"] not in BackendKind.values:
+        raise ValidationFailed(f"backend must be one of {', '.join(BackendKind.values)}",
+                               field="backend")
+    if "settings" in fields and not isinstance(fields["settings"], dict):
+        raise ValidationFailed("settings must be a JSON object", field="settings")
+    if "required_approvals" in fields and not 1 <= int(fields["required_approvals"]) <= 5:
+        raise ValidationFailed("required_approvals must be between 1 and 5",
+                               field="required_approvals")
+
+
+def create_environment(user, project: Project, *, name: str, **fields) -> Environment:
+    require_role(user, project, Role.OWNER, "create environments")
+    unknown = set(fields) - set(ENVIRONMENT_EDITABLE)
+    if unknown:
+        raise ValidationFailed(f"unknown fields: {', '.join(sorted(unknown))}")
+    _check_environment_fields(fields)
+    environment = Environment(project=project, name=name, **fields)
+    try:
+        environment.full_clean(validate_unique=False, validate_constraints=False)
+    except Exception as e:
+        raise ValidationFailed(str(e), field="name") from e
+    try:
+        with transaction.atomic():
+            environment.save()
+            audit.record(user, "environment.create", environment,
+                         changes={k: getattr(environment, k) for k in ("name", *fields)})
+    except IntegrityError as e:
+        raise Conflict(f"project {project.slug} already has an environment {name!r}",
+                       code="duplicate_environment", field="name") from e
+    return environment
+
+
+def update_environment(user, environment: Environment, **fields) -> Environment:
+    require_role(user, environment.project, Role.OWNER, "change environments")
+    unknown = set(fields) - set(ENVIRONMENT_EDITABLE)
+    if unknown:
+        raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}")
+    _check_environment_fields(fields)
+    before = {k: getattr(environment, k) for k in fields}
+    with transaction.atomic():
+        for key, value in fields.items():
+            setattr(environment, key, value)
+        environment.save(update_fields=list(fields))
+        audit.record(user, "environment.update", environment, changes=audit.diff(before, fields))
+    return environment
+
+
+def champion_of(version: ModelVersion) -> ModelVersion | None:
+    alias = Alias.objects.filter(model_id=version.model_id, name="champion").select_related(
+        "version").first()
+    return alias.version if alias else None
+
+
+def request_approval(user, version: ModelVersion, environment: Environment, *,
+                     strategy: str = Strategy.CANARY, strategy_params: dict | None = None,
+                     reason: str = "") -> ApprovalRequest:
+    """Open a request; the gates are judged now against the current champion."""
+    project = version.model.project
+    require_role(user, project, Role.CONTRIBUTOR, "request releases")
+    if environment.project_id != project.pk:
+        raise ValidationFailed(f"environment {environment.name} belongs to another project",
+                               field="environment")
+    if version.status != VersionStatus.READY:
+        raise Conflict(f"{version} is {version.get_status_display().lower()}; only ready versions "
+                       "can be released", code="version_not_ready", field="version")
+    if strategy not in Strategy.values:
+        raise ValidationFailed(f"strategy must be one of {', '.join(Strategy.values)}",
+                               field="strategy")
+    if strategy_params is not None and not isinstance(strategy_params, dict):
+        raise ValidationFailed("strategy_params must be a JSON object", field="strategy_params")
+    champion = champion_of(version)
+    results = ops_gates.evaluate(environment.gates, version.metrics,
+                                 champion.metrics if champion and champion.pk != version.pk
+                                 else None)
+    request = ApprovalRequest(
+        version=version, environment=environment, strategy=strategy,
+        strategy_params=strategy_params or {}, reason=reason, requested_by=user,
+        champion=champion, gate_results=[r.to_dict() for r in results],
+        gates_passed=all(r.passed for r in results))
+    try:
+        with transaction.atomic():
+            request.save()
+            audit.record(user, "approval_request.create", request, project_id=project.pk,
+                         changes={"version": version.number, "environment": environment.name,
+                                  "strategy": strategy, "gates_passed": request.gates_passed})
+    except IntegrityError as e:
+        raise Conflict(f"{version} already has an open request for {environment.name}",
+                       code="duplicate_request") from e
+    return request
+
+
+def _expired(request: ApprovalRequest, now) -> bool:
+    return now - request.created_at > timedelta(hours=request.environment.approval_ttl_hours)
+
+
+def approvals_counted(request: ApprovalRequest, now=None) -> list[Review]:
+    """Approvals that count: by approvers other than the requester, not older than the TTL."""
+    now = now or timezone.now()
+    ttl = timedelta(hours=request.environment.approval_ttl_hours)
+    project = request.environment.project
+    return [r for r in request.reviews.all()
+            if r.decision == Decision.APPROVE and r.reviewer_id != request.requested_by_id
+            and now - r.created_at <= ttl and has_role(r.reviewer, project, Role.APPROVER)]
+
+
+def review(user, request: ApprovalRequest, decision: str, comment: str) -> ApprovalRequest:
+    """Record an approver's decision. Four-eyes: nobody reviews their own request."""
+    project = request.environment.project
+    require_role(user, project, Role.APPROVER, "review releases")
+    if decision not in Decision.values:
+        raise ValidationFailed("decision must be approve or reject", field="decision")
+    comment = (comment or "").strip()
+    if not comment:
+        raise ValidationFailed("a comment is required: say why", field="comment")
+    if request.requested_by_id == user.pk:
+        raise NotAllowed("you requested this release; another approver must review it "
+                         "(four-eyes)", code="own_request")
+    now = timezone.now()
+    with transaction.atomic():
+        # Two approvers deciding at once must not both see "one approval missing" and
+        # neither approve, nor approve a request the other just rejected.
+        request = ApprovalRequest.objects.select_for_update().select_related(
+            "environment__project", "version__model").get(pk=request.pk)
+        if request.status == RequestStatus.OPEN and _expired(request, now):
+            request.status, request.decided_at = RequestStatus.EXPIRED, now
+            request.save(update_fields=["status", "decided_at"])
+            audit.record(None, "approval_request.expire", request, project_id=project.pk)
+            raise Conflict("this request has expired; open a new one", code="request_closed")
+        if request.status != RequestStatus.OPEN:
+            raise Conflict(f"this request is already {request.get_status_display().lower()}",
+                           code="request_closed")
+        if decision == Decision.APPROVE and not request.gates_passed:
+            raise Conflict("the release gates failed; it cannot be approved (reject it, or "
+                           "register a better version)", code="gates_failed")
+        if request.reviews.filter(reviewer=user).exists():
+            raise Conflict("you have already reviewed this request", code="already_reviewed")
+        Review.objects.create(request=request, reviewer=user, decision=decision, comment=comment)
+        audit.record(user, f"approval_request.{decision}", request, project_id=project.pk,
+                     changes={"comment": comment})
+        if decision == Decision.REJECT:
+            request.status, request.decided_at = RequestStatus.REJECTED, now
+        elif len(approvals_counted(request, now)) >= request.environment.required_approvals:
+            request.status, request.decided_at = RequestStatus.APPROVED, now
+        if request.status != RequestStatus.OPEN:
+            request.save(update_fields=["status", "decided_at"])
+            audit.record(user, "approval_request.decide", request, project_id=project.pk,
+                         changes={"status": audit.change(RequestStatus.OPEN, request.status)})
+    return request
+
+
+def cancel_request(user, request: ApprovalRequest) -> ApprovalRequest:
+    project = request.environment.project
+    if request.requested_by_id != user.pk:
+        require_role(user, project, Role.OWNER, "cancel someone else's request")
+    with transaction.atomic():
+        request = ApprovalRequest.objects.select_for_update().get(pk=request.pk)
+        if request.status != RequestStatus.OPEN:
+            raise Conflict(f"this request is already {request.get_status_display().lower()}",
+                           code="request_closed")
+        request.status, request.decided_at = RequestStatus.CANCELLED, timezone.now()
+        request.save(update_fields=["status", "decided_at"])
+        audit.record(user, "approval_request.cancel", request, project_id=project.pk)
+    return request
+
+
+def expire_requests(now=None) -> int:
+    """Close open requests older than their environment's approval TTL (run by beat)."""
+    now = now or timezone.now()
+    expired = 0
+    for request in ApprovalRequest.objects.filter(status=RequestStatus.OPEN).select_related(
+            "environment"):
+        if _expired(request, now):
+            updated = ApprovalRequest.objects.filter(pk=request.pk, status=RequestStatus.OPEN) \
+                .update(status=RequestStatus.EXPIRED, decided_at=now)
+            if updated:
+                audit.record(None, "approval_request.expire", request,
+                             project_id=request.environment.project_id)
+                expired += 1
+    return expired

@@ -1,0 +1,16 @@
+from django.urls import path
+
+from portal.releases import views
+
+app_name = "releases"
+
+urlpatterns = [
+    path("releases/", views.queue, name="queue"),
+    path("releases/<int:pk>/", views.request_detail, name="request"),
+    path("releases/<int:pk>/review/", views.request_review, name="request-review"),
+    path("p/<slug:slug>/m/<str:name>/v/<int:number>/release/", views.request_create,
+         name="request-create"),
+    path("p/<slug:slug>/environments/", views.environment_list, name="environments"),
+    path("p/<slug:slug>/environments/new/", views.environment_create, name="environment-create"),
+    path("p/<slug:slug>/environments/<str:name>/", views.environment_detail, name="environment"),
+]

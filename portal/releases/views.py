@@ -1,0 +1,123 @@
+"""Release pages: the approvals queue, a request's page, environments."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from ops import gates as ops_gates
+from portal.accounts.choices import Role
+from portal.accounts.services import has_role, require_role
+from portal.errors import DomainError
+from portal.registry import queries as registry_queries
+from portal.registry.views import _form_error, _project
+from portal.releases import forms, queries, services
+from portal.releases.choices import RequestStatus
+
+
+@login_required
+def queue(request):
+    status = request.GET.get("status", RequestStatus.OPEN)
+    requests = queries.requests_for(request.user)
+    if status != "all":
+        requests = requests.filter(status=status)
+    return render(request, "releases/queue.html", {
+        "requests": requests[:200], "status": status, "statuses": RequestStatus.choices})
+
+
+@login_required
+def request_detail(request, pk):
+    approval = get_object_or_404(queries.requests_for(request.user), pk=pk)
+    project = approval.environment.project
+    counted = services.approvals_counted(approval)
+    can_review = (has_role(request.user, project, Role.APPROVER)
+                  and approval.requested_by_id != request.user.pk
+                  and approval.status == RequestStatus.OPEN
+                  and not any(r.reviewer_id == request.user.pk for r in approval.reviews.all()))
+    return render(request, "releases/request_detail.html", {
+        "approval": approval, "project": project, "version": approval.version,
+        "deltas": ops_gates.metric_deltas(approval.version.metrics,
+                                          approval.champion.metrics if approval.champion else None),
+        "approvals": len(counted), "can_review": can_review, "form": forms.ReviewForm(),
+        "own_request": approval.requested_by_id == request.user.pk,
+    })
+
+
+@login_required
+@require_POST
+def request_review(request, pk):
+    approval = get_object_or_404(queries.requests_for(request.user), pk=pk)
+    form = forms.ReviewForm(request.POST)
+    decision = request.POST.get("decision")
+    if not form.is_valid():
+        messages.error(request, "Write a comment: every decision needs a reason.")
+        return redirect(approval)
+    try:
+        approval = services.review(request.user, approval, decision, form.cleaned_data["comment"])
+    except DomainError as e:
+        messages.error(request, e.detail)
+    else:
+        messages.success(request, f"Your decision is recorded; the request is "
+                                  f"{approval.get_status_display().lower()}.")
+    return redirect(approval)
+
+
+@login_required
+def request_create(request, slug, name, number):
+    version = get_object_or_404(registry_queries.versions_for(request.user),
+                                model__project__slug=slug, model__name=name, number=number)
+    project = version.model.project
+    require_role(request.user, project, Role.CONTRIBUTOR, "request releases")
+    form = forms.RequestForm(request.POST or None, project=project)
+    if request.method == "POST" and form.is_valid():
+        try:
+            approval = services.request_approval(
+                request.user, version, form.cleaned_data["environment"],
+                strategy=form.cleaned_data["strategy"], reason=form.cleaned_data["reason"])
+        except DomainError as e:
+            _form_error(form, e)
+        else:
+            messages.success(request, "Release requested; approvers can now review it.")
+            return redirect(approval)
+    return render(request, "registry/form.html", {
+        "form": form, "title": f"Request release of {version.model.name} {version.display_name}",
+        "submit": "Request release", "project": project, "model": version.model,
+        "intro": "The environment's gates are checked against the current champion now; "
+                 "approvers other than you decide."})
+
+
+@login_required
+def environment_list(request, slug):
+    project = _project(request, slug)
+    return render(request, "releases/environment_list.html", {
+        "project": project,
+        "environments": queries.environments_for(request.user).filter(project=project),
+        "is_owner": has_role(request.user, project, Role.OWNER)})
+
+
+@login_required
+def environment_create(request, slug):
+    project = _project(request, slug)
+    require_role(request.user, project, Role.OWNER, "create environments")
+    form = forms.EnvironmentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        try:
+            services.create_environment(request.user, project, name=data.pop("name"), **data)
+        except DomainError as e:
+            _form_error(form, e)
+        else:
+            messages.success(request, "Environment created.")
+            return redirect("releases:environments", slug)
+    return render(request, "registry/form.html", {
+        "form": form, "title": f"New environment in {project.name}", "submit": "Create",
+        "project": project})
+
+
+@login_required
+def environment_detail(request, slug, name):
+    environment = get_object_or_404(queries.environments_for(request.user),
+                                    project__slug=slug, name=name)
+    return render(request, "releases/environment_detail.html", {
+        "environment": environment, "project": environment.project,
+        "requests": queries.requests_for(request.user).filter(environment=environment)[:50]})

@@ -1,0 +1,160 @@
+"""Approval requests: gates against the champion, four-eyes, roles, expiry, and the pages."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from portal.audit.models import AuditEvent
+from portal.registry import services as registry
+from portal.releases import services
+from portal.releases.models import ApprovalRequest
+from tests.portal_fixtures import metadata, random_classifier_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def versions(api, clf):
+    client = api("contributor")
+    ids = [client.upload(clf.pk, random_classifier_bytes(seed),
+                         metadata(metrics={"roc_auc": auc})).json()["id"]
+           for seed, auc in ((1, 0.95), (2, 0.97), (3, 0.90))]
+    return ids
+
+
+@pytest.fixture
+def production(api, project):
+    response = api("owner").post("/api/v1/environments/", {
+        "project": project.pk, "name": "production", "required_approvals": 1,
+        "gates": [{"metric": "roc_auc", "min": 0.85}, {"metric": "roc_auc", "max_drop": 0.02}],
+    }, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def _request(api, who, version, environment, **extra):
+    return api(who).post("/api/v1/approval-requests/", {
+        "version": version, "environment": environment["id"], "strategy": "canary", **extra},
+        format="json")
+
+
+def test_only_owners_create_environments_and_bad_gates_are_refused(api, project):
+    payload = {"project": project.pk, "name": "staging"}
+    assert api("approver").post("/api/v1/environments/", payload,
+                                format="json").status_code == 403
+    assert api("outsider").post("/api/v1/environments/", payload,
+                                format="json").status_code == 404
+    bad = api("owner").post("/api/v1/environments/", {**payload, "gates": [{"metric": "x"}]},
+                            format="json")
+    assert bad.status_code == 400 and bad.json()["field"] == "gates"
+    assert api("owner").post("/api/v1/environments/", payload, format="json").status_code == 201
+    again = api("owner").post("/api/v1/environments/", payload, format="json")
+    assert again.status_code == 409 and again.json()["code"] == "duplicate_environment"
+
+
+def test_gates_are_judged_against_the_champion(api, clf, users, versions, production):
+    registry.set_alias(users["approver"], clf, "champion", clf.versions.get(pk=versions[1]))
+    better = _request(api, "contributor", versions[0], production).json()
+    assert better["champion"] == 2 and better["gates_passed"] is True
+    worse = _request(api, "contributor", versions[2], production).json()
+    assert worse["gates_passed"] is False
+    failed = [g for g in worse["gate_results"] if not g["passed"]]
+    assert failed[0]["rule"] == "max_drop" and failed[0]["champion"] == 0.97
+    response = api("approver").post(f"/api/v1/approval-requests/{worse['id']}/approve/",
+                                    {"comment": "looks fine"}, format="json")
+    assert response.status_code == 409 and response.json()["code"] == "gates_failed"
+
+
+def test_four_eyes_and_required_comment(api, users, project, versions, production):
+    # The approver requests a release: they cannot approve it themselves.
+    request = _request(api, "approver", versions[1], production).json()
+    own = api("approver").post(f"/api/v1/approval-requests/{request['id']}/approve/",
+                               {"comment": "mine"}, format="json")
+    assert own.status_code == 403 and own.json()["code"] == "own_request"
+    blank = api("owner").post(f"/api/v1/approval-requests/{request['id']}/approve/",
+                              {"comment": "  "}, format="json")
+    assert blank.status_code == 400 and blank.json()["field"] == "comment"
+    viewer = api("viewer").post(f"/api/v1/approval-requests/{request['id']}/approve/",
+                                {"comment": "ok"}, format="json")
+    assert viewer.status_code == 403
+    done = api("owner").post(f"/api/v1/approval-requests/{request['id']}/approve/",
+                             {"comment": "metrics beat the baseline"}, format="json")
+    assert done.status_code == 200 and done.json()["status"] == "approved"
+    assert done.json()["reviews"][0]["reviewer"] == "olivia"
+    closed = api("owner").post(f"/api/v1/approval-requests/{request['id']}/reject/",
+                               {"comment": "changed my mind"}, format="json")
+    assert closed.status_code == 409 and closed.json()["code"] == "request_closed"
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"approval_request.create", "approval_request.approve",
+            "approval_request.decide"} <= actions
+
+
+def test_two_approvals_needed_and_a_rejection_closes(api, users, project, versions, production):
+    api("owner").patch(f"/api/v1/environments/{production['id']}/", {"required_approvals": 2},
+                       format="json")
+    request = _request(api, "contributor", versions[1], production).json()
+    first = api("approver").post(f"/api/v1/approval-requests/{request['id']}/approve/",
+                                 {"comment": "ok"}, format="json").json()
+    assert first["status"] == "open"
+    twice = api("approver").post(f"/api/v1/approval-requests/{request['id']}/approve/",
+                                 {"comment": "ok again"}, format="json")
+    assert twice.status_code == 409 and twice.json()["code"] == "already_reviewed"
+    second = api("owner").post(f"/api/v1/approval-requests/{request['id']}/approve/",
+                               {"comment": "ok"}, format="json").json()
+    assert second["status"] == "approved"
+
+    other = _request(api, "contributor", versions[0], production).json()
+    rejected = api("approver").post(f"/api/v1/approval-requests/{other['id']}/reject/",
+                                    {"comment": "wait for the new data"}, format="json").json()
+    assert rejected["status"] == "rejected"
+
+
+def test_one_open_request_per_version_and_environment(api, versions, production):
+    assert _request(api, "contributor", versions[1], production).status_code == 201
+    again = _request(api, "contributor", versions[1], production)
+    assert again.status_code == 409 and again.json()["code"] == "duplicate_request"
+
+
+def test_invalid_version_cannot_be_requested(api, clf, production):
+    from tests.portal_fixtures import schema
+
+    bad = api("contributor").upload(clf.pk, random_classifier_bytes(9),
+                                    metadata(input_schema=schema(["a"]))).json()
+    response = _request(api, "contributor", bad["id"], production)
+    assert response.status_code == 409 and response.json()["code"] == "version_not_ready"
+
+
+def test_old_requests_expire(api, versions, production):
+    request = _request(api, "contributor", versions[1], production).json()
+    ApprovalRequest.objects.filter(pk=request["id"]).update(
+        created_at=timezone.now() - timedelta(hours=100))
+    assert services.expire_requests() == 1
+    assert ApprovalRequest.objects.get(pk=request["id"]).status == "expired"
+    late = api("approver").post(f"/api/v1/approval-requests/{request['id']}/approve/",
+                                {"comment": "ok"}, format="json")
+    assert late.status_code == 409
+
+
+def test_release_pages(api, users, versions, production):
+    request = _request(api, "contributor", versions[1], production).json()
+    approver = Client()
+    approver.force_login(users["approver"])
+    queue = approver.get("/releases/").content.decode()
+    assert f"/releases/{request['id']}/" in queue
+    page = approver.get(f"/releases/{request['id']}/").content.decode()
+    assert "Approve" in page and "roc_auc" in page
+    response = approver.post(f"/releases/{request['id']}/review/",
+                             {"decision": "approve", "comment": ""}, follow=True)
+    assert b"Write a comment" in response.content
+    response = approver.post(f"/releases/{request['id']}/review/",
+                             {"decision": "approve", "comment": "good"}, follow=True)
+    assert b"the request is approved" in response.content
+    requester = Client()
+    requester.force_login(users["contributor"])
+    page = requester.get(f"/releases/{request['id']}/").content.decode()
+    assert 'value="approve"' not in page
+    form = requester.get("/p/clinical-ml/m/tumor-classifier/v/1/release/")
+    assert form.status_code == 200 and b"production" in form.content
+    assert Client().get("/releases/").status_code == 302

@@ -1,0 +1,50 @@
+import pytest
+
+from ops.gates import GateRuleError, evaluate, metric_deltas, parse_rules
+
+
+def test_absolute_thresholds():
+    results = evaluate([{"metric": "auc", "min": 0.9}, {"metric": "loss", "max": 0.2}],
+                       {"auc": 0.93, "loss": 0.25}, None)
+    assert [r.passed for r in results] == [True, False]
+    assert "0.25 > 0.2" in results[1].detail
+
+
+def test_comparison_with_the_champion():
+    rules = [{"metric": "auc", "max_drop": 0.01}, {"metric": "rmse", "max_rise": 1.0}]
+    worse = evaluate(rules, {"auc": 0.95, "rmse": 54.0}, {"auc": 0.97, "rmse": 52.5})
+    assert [r.passed for r in worse] == [False, False]
+    assert worse[0].champion == 0.97 and "drop 0.02 > 0.01" in worse[0].detail
+    better = evaluate(rules, {"auc": 0.975, "rmse": 52.0}, {"auc": 0.97, "rmse": 52.5})
+    assert all(r.passed for r in better) and "not worse" in better[0].detail
+
+
+def test_first_release_passes_comparisons_and_says_why():
+    [result] = evaluate([{"metric": "auc", "max_drop": 0.01}], {"auc": 0.5}, None)
+    assert result.passed and "no champion" in result.detail
+
+
+def test_unrecorded_metric_fails():
+    [result] = evaluate([{"metric": "auc", "min": 0.5}], {"accuracy": 0.9}, {"auc": 0.9})
+    assert not result.passed and result.value is None and "not recorded" in result.detail
+
+
+@pytest.mark.parametrize("rules", [
+    {"metric": "auc"}, [{"min": 0.5}], [{"metric": "auc", "min": 0.5, "max": 0.9}],
+    [{"metric": "auc", "above": 0.5}], [{"metric": "auc", "min": "high"}],
+    [{"metric": "auc", "min": float("nan")}], [{"metric": "auc", "min": True}],
+])
+def test_malformed_rules_are_refused(rules):
+    with pytest.raises(GateRuleError):
+        parse_rules(rules)
+
+
+def test_metric_deltas_cover_shared_metrics_only():
+    rows = metric_deltas({"auc": 0.95, "f1": 0.9, "new": 1.0}, {"auc": 0.97, "f1": 0.9})
+    assert [(r["metric"], round(r["delta"], 4)) for r in rows] == [("auc", -0.02), ("f1", 0.0)]
+    assert metric_deltas({"auc": 1.0}, None) == []
+
+
+def test_a_drop_exactly_at_the_limit_passes_despite_float_noise():
+    [result] = evaluate([{"metric": "auc", "max_drop": 0.02}], {"auc": 0.95}, {"auc": 0.97})
+    assert result.passed
