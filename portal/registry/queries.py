@@ -12,6 +12,11 @@ def projects_for(user):
         model_count=Count("models", distinct=True)).order_by("name")
 
 
+def visible_models(user):
+    """Models the user may see, without the list annotations."""
+    return filter_visible(RegisteredModel.objects.all(), user, "project")
+
+
 def models_for(user):
     versions = ModelVersion.objects.filter(model=OuterRef("pk"))
     return (

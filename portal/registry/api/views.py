@@ -120,7 +120,8 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
             parser_classes=[MultiPartParser], pagination_class=VersionCursorPagination,
             serializer_class=ModelVersionSerializer)
     def versions(self, request, pk=None):
-        model = get_object_or_404(queries.models_for(request.user), pk=pk)
+        model = get_object_or_404(queries.visible_models(request.user).select_related("project"),
+                                  pk=pk)
         if request.method == "GET":
             filterset = ModelVersionFilterSet(
                 request.query_params, request=request,

@@ -57,9 +57,8 @@ class Command(BaseCommand):
         bin_dir = os.path.dirname(python)
         celery = [os.path.join(bin_dir, "celery"), "-A", "workers"]
         commands = {
-            "web": [os.path.join(bin_dir, "gunicorn"), "portal.wsgi", "--bind", f"{host}:{port}",
-                    "--workers", "2", "--threads", "4", "--access-logfile", "-",
-                    "--log-level", "warning"],
+            "web": [os.path.join(bin_dir, "gunicorn"), "-c", "python:portal.gunicorn_conf",
+                    "portal.wsgi", "--bind", f"{host}:{port}"],
             "worker": [*celery, "worker", "-P", "prefork", "--concurrency", "2",
                        "--without-gossip", "--without-mingle", "--without-heartbeat",
                        "--loglevel", "INFO"],
