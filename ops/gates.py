@@ -6,6 +6,9 @@ Rules are plain dicts stored with an environment, e.g.::
     {"metric": "log_loss", "max": 0.25}
     {"metric": "roc_auc", "max_drop": 0.01}                  # vs the champion, higher is better
     {"metric": "rmse", "max_rise": 2.0}                       # vs the champion, lower is better
+    {"metric": "r2", "min": 0.4, "model": "progression-regressor"}   # one model only
+
+A rule without ``model`` applies to every model released to the environment.
 
 A metric the candidate did not record fails its rule (an unmeasured model is not a safe one);
 a comparison rule with no champion (the first release) passes and says so.
@@ -45,12 +48,14 @@ def parse_rules(rules) -> list[dict]:
         if not isinstance(rule, dict) or not isinstance(rule.get("metric"), str):
             raise GateRuleError(f"gates[{position}] needs a metric name")
         kinds = [k for k in RULE_KINDS if k in rule]
-        if len(kinds) != 1 or set(rule) != {"metric", kinds[0]}:
+        if len(kinds) != 1 or set(rule) - {"model"} != {"metric", kinds[0]}:
             raise GateRuleError(f"gates[{position}] ({rule.get('metric')}) needs exactly one of "
                                 + ", ".join(RULE_KINDS))
         value = rule[kinds[0]]
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             raise GateRuleError(f"gates[{position}] ({rule['metric']}): {kinds[0]} must be a number")
+        if "model" in rule and not isinstance(rule["model"], str):
+            raise GateRuleError(f"gates[{position}] ({rule['metric']}): model must be a name")
     return rules
 
 
@@ -66,10 +71,14 @@ def _number(metrics: dict, name: str) -> float | None:
     return None
 
 
-def evaluate(rules: list[dict], candidate: dict, champion: dict | None) -> list[GateResult]:
-    """Judge a candidate's metrics (and the champion's, for comparisons) against every rule."""
+def evaluate(rules: list[dict], candidate: dict, champion: dict | None,
+             model: str | None = None) -> list[GateResult]:
+    """Judge a candidate's metrics (and the champion's, for comparisons) against every rule
+    that applies to ``model``."""
     results = []
     for rule in parse_rules(rules):
+        if "model" in rule and rule["model"] != model:
+            continue
         metric = rule["metric"]
         kind = next(k for k in RULE_KINDS if k in rule)
         threshold = float(rule[kind])

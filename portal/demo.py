@@ -205,4 +205,28 @@ def seed(log=print) -> bool:
     for model, versions in ((classifier, cversions), (regressor, rversions)):
         services.set_alias(users["alice"], model, "champion", versions[1])
         services.set_alias(users["carlos"], model, "challenger", versions[2])
+    _seed_releases(project, users, classifier=cversions, regressor=rversions)
     return True
+
+
+def _seed_releases(project, users, *, classifier, regressor):
+    """Two environments and two release requests waiting for an approver (alice)."""
+    from portal.releases import services as releases
+
+    owner = users["olivia"]
+    releases.create_environment(
+        owner, project, name="staging", backend="local", settings={"port": 9100},
+        description="Shadow and canary tests on this machine.", required_approvals=1)
+    production = releases.create_environment(
+        owner, project, name="production", backend="local", settings={"port": 9101},
+        description="Serves the clinics' requests.", required_approvals=1,
+        gates=[{"metric": "roc_auc", "min": 0.95, "model": "tumor-classifier"},
+               {"metric": "roc_auc", "max_drop": 0.01, "model": "tumor-classifier"},
+               {"metric": "r2", "min": 0.4, "model": "progression-regressor"},
+               {"metric": "rmse", "max_rise": 1.0, "model": "progression-regressor"}])
+    releases.request_approval(
+        users["carlos"], classifier[2], production, strategy="canary",
+        reason="Gradient boosting: better calibrated on the newest biopsies.")
+    releases.request_approval(
+        users["carlos"], regressor[2], production, strategy="canary",
+        reason="Shallow boosting: smaller and nearly as accurate as the forest.")

@@ -100,7 +100,7 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
     champion = champion_of(version)
     results = ops_gates.evaluate(environment.gates, version.metrics,
                                  champion.metrics if champion and champion.pk != version.pk
-                                 else None)
+                                 else None, model=version.model.name)
     request = ApprovalRequest(
         version=version, environment=environment, strategy=strategy,
         strategy_params=strategy_params or {}, reason=reason, requested_by=user,

@@ -48,3 +48,12 @@ def test_metric_deltas_cover_shared_metrics_only():
 def test_a_drop_exactly_at_the_limit_passes_despite_float_noise():
     [result] = evaluate([{"metric": "auc", "max_drop": 0.02}], {"auc": 0.95}, {"auc": 0.97})
     assert result.passed
+
+
+def test_rules_scoped_to_a_model_apply_to_that_model_only():
+    rules = [{"metric": "r2", "min": 0.4, "model": "regressor"}, {"metric": "auc", "min": 0.9}]
+    assert [r.metric for r in evaluate(rules, {"auc": 0.95}, None, model="classifier")] == ["auc"]
+    results = evaluate(rules, {"auc": 0.95, "r2": 0.3}, None, model="regressor")
+    assert [(r.metric, r.passed) for r in results] == [("r2", False), ("auc", True)]
+    with pytest.raises(GateRuleError):
+        parse_rules([{"metric": "r2", "min": 0.4, "model": 3}])

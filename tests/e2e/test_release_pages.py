@@ -1,0 +1,57 @@
+"""An approver reviews a release request in the browser."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from portal.registry import services as registry
+from portal.releases import services as releases
+from tests.e2e.test_registry_pages import sign_in
+from tests.portal_fixtures import metadata, random_classifier_bytes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def release_request(users, project, clf):
+    import io
+
+    versions = []
+    for seed, auc in ((1, 0.96), (2, 0.97)):
+        version = registry.register_version(
+            users["contributor"], clf, io.BytesIO(random_classifier_bytes(seed)),
+            metadata(metrics={"roc_auc": auc, "accuracy": 0.9}))
+        versions.append(registry.validate_version(version.pk))
+    registry.set_alias(users["approver"], clf, "champion", versions[0])
+    production = releases.create_environment(
+        users["owner"], project, name="production",
+        gates=[{"metric": "roc_auc", "max_drop": 0.01}])
+    return releases.request_approval(users["contributor"], versions[1], production,
+                                     reason="Better on the new data.")
+
+
+def test_approver_approves_a_release_with_a_comment(live_server, page, shoot, release_request):
+    sign_in(page, live_server.url, "alice")
+    page.click("nav >> text=Releases")
+    expect(page.locator("#requests tbody tr")).to_have_count(1)
+    page.click("#requests >> text=tumor-classifier v2")
+    expect(page.locator("h1")).to_contain_text("to production")
+    expect(page.locator("#gates")).to_contain_text("not worse")
+    expect(page.locator("#deltas")).to_contain_text("roc_auc")
+    shoot(page, "07-release-request")
+    page.fill("textarea[name=comment]", "Gates pass and AUC improves; ship it.")
+    page.click("button[value=approve]")
+    expect(page.locator("h1 .badge")).to_have_text("Approved")
+    expect(page.locator(".review")).to_contain_text("Gates pass and AUC improves")
+    expect(page.locator("button[value=approve]")).to_have_count(0)
+    shoot(page, "08-release-approved")
+    assert page.console_errors == []
+
+
+def test_requester_cannot_approve_their_own_release(live_server, page, release_request):
+    sign_in(page, live_server.url, "carlos")
+    page.goto(live_server.url + release_request.get_absolute_url())
+    expect(page.locator("text=another approver must review it")).to_be_visible()
+    expect(page.locator("button[value=approve]")).to_have_count(0)
+    expect(page.locator("h1 .badge")).to_have_text(re.compile("Awaiting review"))
