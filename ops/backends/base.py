@@ -1,0 +1,71 @@
+"""The backend contract: ``apply(plan)``, ``observe(endpoint)``, ``delete(endpoint)``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from ops.exceptions import PermanentError, TransientError
+from ops.plan import ServingPlan
+
+
+class BackendError(PermanentError):
+    """The platform refused the plan or the configuration is wrong; retrying cannot help."""
+
+    code = "backend_error"
+
+
+class BackendUnavailable(TransientError):
+    """The platform could not be reached or timed out; the same call may succeed later."""
+
+    code = "backend_unavailable"
+
+
+@dataclass(frozen=True)
+class ObservedVariant:
+    name: str
+    version_id: int
+    weight: float
+    ready: bool
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    """What the platform runs now for an endpoint."""
+
+    endpoint: str
+    exists: bool
+    generation: int | None = None
+    ready: bool = False
+    variants: tuple[ObservedVariant, ...] = ()
+    url: str | None = None
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def weights(self) -> dict[str, float]:
+        return {v.name: v.weight for v in self.variants}
+
+
+class Backend(ABC):
+    """Converges an endpoint to a plan. Implementations keep no state of their own that the
+    platform does not hold too, so any process can pick up where another stopped."""
+
+    kind: str = ""
+
+    @abstractmethod
+    def apply(self, plan: ServingPlan) -> ObservedState:
+        """Make the endpoint serve ``plan`` (create it if needed) and return what it observes.
+
+        Applying the plan the endpoint already serves changes nothing. Raises
+        ``BackendError`` when the platform refuses the plan, ``BackendUnavailable`` when it
+        cannot be reached.
+        """
+
+    @abstractmethod
+    def observe(self, endpoint: str) -> ObservedState:
+        """What the platform runs for ``endpoint`` now (``exists=False`` if nothing)."""
+
+    @abstractmethod
+    def delete(self, endpoint: str) -> None:
+        """Remove the endpoint and everything created for it; deleting twice is harmless."""
