@@ -1,0 +1,494 @@
+"""The Kubernetes backend against a stateful Kubernetes API emulator over HTTP (kmock).
+
+The emulator runs no controllers, so objects never get a status: these tests check what
+the backend asks the cluster for (objects, weights, generations) and how it reads status
+when a controller has written one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+import jsonschema
+import kmock
+import kubernetes
+import kubernetes_validate
+import pytest
+import urllib3
+
+from ops.backends import get_backend
+from ops.backends.base import BackendError, BackendUnavailable
+from ops.backends.kubernetes import (
+    KubernetesBackend,
+    dns_label,
+    inference_service_schema,
+    resource_name,
+    split_replicas,
+    validate_inference_service,
+)
+from ops.plan import ServingPlan, Variant
+from tests.integration.kube_fixtures import *  # noqa: F401,F403
+from tests.integration.kube_fixtures import KSERVE_CRD, TEST_IMAGE, closed_port_url
+
+ENDPOINT = "fraud-model"
+STABLE = Variant("stable", 1, "s3://models/fraud/1/model.skops", "a" * 64, 1.0, replicas=2)
+CANDIDATE = Variant("candidate", 2, "s3://models/fraud/2/model.skops", "b" * 64, 0.0,
+                    replicas=2)
+
+
+def stable_only(generation: int, variant: Variant = STABLE) -> ServingPlan:
+    return ServingPlan(ENDPOINT, (replace(variant, weight=1.0),), generation=generation)
+
+
+def canary(generation: int, weight: float) -> ServingPlan:
+    return ServingPlan(ENDPOINT, (replace(STABLE, weight=round(1 - weight, 6)),
+                                  replace(CANDIDATE, weight=weight)), generation=generation)
+
+
+def promoted(generation: int) -> ServingPlan:
+    return ServingPlan(ENDPOINT, (replace(CANDIDATE, weight=1.0),), generation=generation)
+
+
+def predictor(cluster, name: str = ENDPOINT) -> dict:
+    return cluster.get("InferenceService", name)["spec"]["predictor"]
+
+
+def mounted_plan(cluster, config_map: str) -> ServingPlan:
+    return ServingPlan.from_json(cluster.get("ConfigMap", config_map)["data"]["plan.json"])
+
+
+def predictor_config_map(cluster) -> str:
+    return predictor(cluster)["volumes"][0]["configMap"]["name"]
+
+
+# -- kserve mode ------------------------------------------------------------------------------
+
+
+def test_stable_only_plan_creates_an_inference_service_running_the_model_server(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+
+    observed = backend.apply(stable_only(1))
+
+    isvc = kube_cluster.get("InferenceService", ENDPOINT)
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert isvc["metadata"]["annotations"]["modelgate.io/generation"] == "1"
+    spec = isvc["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in spec
+    assert spec["minReplicas"] == 2
+    (container,) = spec["containers"]
+    assert container["image"] == TEST_IMAGE
+    assert container["command"] == ["python", "-m", "ops.serving"]
+    assert container["args"] == ["--plan", "/etc/modelgate/plan.json", "--host", "0.0.0.0",
+                                 "--port", "8080"]
+    assert container["volumeMounts"] == [
+        {"name": "plan", "mountPath": "/etc/modelgate", "readOnly": True}]
+    assert spec["volumes"] == [{"name": "plan", "configMap": {"name": "fraud-model-plan-1"}}]
+    served = mounted_plan(kube_cluster, "fraud-model-plan-1")
+    assert served.endpoint == ENDPOINT and served.generation == 1
+    assert served.variants == (STABLE,)  # one variant per revision: KServe splits traffic
+    assert observed.exists and observed.generation == 1
+    assert observed.weights() == {"stable": 1.0}
+
+
+def test_canary_plan_splits_traffic_with_canary_traffic_percent(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))
+
+    observed = backend.apply(canary(2, 0.1))
+
+    isvc = kube_cluster.get("InferenceService", ENDPOINT)
+    assert isvc["metadata"]["annotations"]["modelgate.io/generation"] == "2"
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    # The predictor runs the candidate from a new ConfigMap (so a new revision); the stable
+    # revision keeps its own ConfigMap and serves the other 90 %.
+    assert predictor_config_map(kube_cluster) == "fraud-model-plan-2"
+    assert mounted_plan(kube_cluster, "fraud-model-plan-2").variants == (
+        replace(CANDIDATE, weight=1.0),)
+    assert mounted_plan(kube_cluster, "fraud-model-plan-1").variants == (STABLE,)
+    assert kube_cluster.names("ConfigMap") == {"fraud-model-plan-1", "fraud-model-plan-2"}
+    assert observed.generation == 2
+    assert observed.weights() == {"stable": 0.9, "candidate": 0.1}
+
+
+def test_weight_change_keeps_the_candidate_revision(kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))
+    backend.apply(canary(2, 0.1))
+    containers_before = predictor(kube_cluster)["containers"]
+
+    observed = backend.apply(canary(3, 0.5))
+
+    assert predictor(kube_cluster)["canaryTrafficPercent"] == 50
+    assert predictor_config_map(kube_cluster) == "fraud-model-plan-2"
+    assert predictor(kube_cluster)["containers"] == containers_before
+    assert mounted_plan(kube_cluster, "fraud-model-plan-2").generation == 3
+    assert observed.generation == 3 and observed.weights() == {"stable": 0.5, "candidate": 0.5}
+
+
+def test_promote_sends_all_traffic_to_the_candidate_without_a_new_revision(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))
+    backend.apply(canary(2, 0.1))
+
+    observed = backend.apply(promoted(3))
+
+    spec = predictor(kube_cluster)
+    assert "canaryTrafficPercent" not in spec
+    assert predictor_config_map(kube_cluster) == "fraud-model-plan-2"
+    assert kube_cluster.names("ConfigMap") == {"fraud-model-plan-2"}  # stable's is gone
+    assert observed.generation == 3 and observed.weights() == {"candidate": 1.0}
+
+
+def test_rollback_restores_the_stable_alone(kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))
+    backend.apply(canary(2, 0.1))
+
+    observed = backend.apply(stable_only(3))
+
+    spec = predictor(kube_cluster)
+    assert "canaryTrafficPercent" not in spec
+    assert predictor_config_map(kube_cluster) == "fraud-model-plan-1"
+    assert mounted_plan(kube_cluster, "fraud-model-plan-1").variants == (STABLE,)
+    assert kube_cluster.names("ConfigMap") == {"fraud-model-plan-1"}
+    assert observed.generation == 3 and observed.weights() == {"stable": 1.0}
+    annotations = kube_cluster.get("InferenceService", ENDPOINT)["metadata"]["annotations"]
+    (entry,) = json.loads(annotations["modelgate.io/variants"])
+    assert entry["name"] == "stable" and entry["version_id"] == 1
+
+
+def test_blue_green_check_deploys_the_candidate_without_traffic(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))
+
+    observed = backend.apply(canary(2, 0.0))
+
+    assert predictor(kube_cluster)["canaryTrafficPercent"] == 0
+    assert predictor_config_map(kube_cluster) == "fraud-model-plan-2"
+    assert observed.weights() == {"stable": 1.0, "candidate": 0.0}
+
+
+def test_observe_reports_weights_and_generation_but_not_ready_without_status(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))
+    backend.apply(canary(2, 0.25))
+
+    observed = kubernetes_backend_factory("kserve").observe(ENDPOINT)  # a fresh process
+
+    assert observed.exists and observed.generation == 2
+    assert observed.weights() == {"stable": 0.75, "candidate": 0.25}
+    assert [v.version_id for v in observed.variants] == [1, 2]
+    assert not observed.ready and not any(v.ready for v in observed.variants)
+    assert "status" in observed.detail
+    assert observed.extra["canary_traffic_percent"] == 25
+
+
+def test_observe_reads_readiness_from_the_ready_condition(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))
+    isvc = kube_cluster.emulator.objects[
+        "serving.kserve.io/v1beta1/inferenceservices", kube_cluster.namespace, ENDPOINT]
+    # What KServe's controller would write once the revision serves.
+    isvc.patch({"status": {
+        "observedGeneration": 1, "url": "http://fraud-model.modelgate-test.example.com",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "components": {"predictor": {"latestCreatedRevision": "fraud-model-predictor-00001",
+                                     "latestReadyRevision": "fraud-model-predictor-00001"}}}})
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.ready and all(v.ready for v in observed.variants)
+    assert observed.url == "http://fraud-model.modelgate-test.example.com"
+
+    backend.apply(canary(2, 0.1))  # the controller has not seen generation 2 yet
+    assert not backend.observe(ENDPOINT).ready
+
+
+def test_observe_of_an_unknown_endpoint_reports_nothing(kubernetes_backend_factory):
+    for mode in ("kserve", "deployments"):
+        observed = kubernetes_backend_factory(mode).observe("never-deployed")
+        assert not observed.exists and observed.variants == ()
+
+
+def test_more_than_two_live_variants_are_refused_in_kserve_mode(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))
+    third = Variant("challenger", 3, "s3://models/fraud/3/model.skops", "c" * 64, 0.2)
+    plan = ServingPlan(ENDPOINT, (replace(STABLE, weight=0.6), replace(CANDIDATE, weight=0.2),
+                                  third), generation=2)
+    writes = len(kube_cluster.writes())
+
+    with pytest.raises(BackendError, match="3 live variants"):
+        backend.apply(plan)
+    assert len(kube_cluster.writes()) == writes
+
+
+def test_shadow_plans_are_refused_in_kserve_mode(kubernetes_backend_factory):
+    plan = ServingPlan(ENDPOINT, (STABLE, CANDIDATE), generation=1, shadow="candidate")
+    with pytest.raises(BackendError, match="shadow"):
+        kubernetes_backend_factory("kserve").apply(plan)
+
+
+def test_a_canary_needs_the_stable_already_served(kube_cluster, kubernetes_backend_factory):
+    with pytest.raises(BackendError, match="stable variant alone first"):
+        kubernetes_backend_factory("kserve").apply(canary(1, 0.1))
+    assert kube_cluster.writes() == []
+
+
+# -- both modes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_applying_the_same_plan_twice_writes_nothing(mode, kube_cluster,
+                                                     kubernetes_backend_factory):
+    backend = kubernetes_backend_factory(mode)
+    backend.apply(stable_only(1))
+    backend.apply(canary(2, 0.1))
+    writes = len(kube_cluster.writes())
+    versions = {(kind, o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+                for kind, o in kube_cluster.versions()}
+
+    first = backend.observe(ENDPOINT)
+    again = kubernetes_backend_factory(mode).apply(canary(2, 0.1))
+
+    assert kube_cluster.writes()[writes:] == []
+    assert {(kind, o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+            for kind, o in kube_cluster.versions()} == versions
+    assert again == first
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_delete_removes_everything_and_twice_is_harmless(mode, kube_cluster,
+                                                         kubernetes_backend_factory):
+    backend = kubernetes_backend_factory(mode)
+    backend.apply(stable_only(1))
+    backend.apply(canary(2, 0.1))
+
+    backend.delete(ENDPOINT)
+    backend.delete(ENDPOINT)
+
+    for kind in ("InferenceService", "Deployment", "Service", "ConfigMap"):
+        assert kube_cluster.names(kind) == set(), kind
+    assert not backend.observe(ENDPOINT).exists
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_every_manifest_sent_is_valid(mode, kube_cluster, kubernetes_backend_factory,
+                                      kserve_crd_path):
+    """Core objects pass kubernetes-validate (strict, 1.30); InferenceServices pass the
+    CRD's openAPIV3Schema, both as sent (create bodies) and as stored after each patch."""
+    backend = kubernetes_backend_factory(mode, resources={
+        "requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+        service_account="model-server", env={"MODELGATE_THREADS": "4"})
+    for plan in (stable_only(1), canary(2, 0.1), canary(3, 0.5), promoted(4),
+                 stable_only(5, replace(CANDIDATE, name="stable"))):
+        backend.apply(plan)
+    if mode == "deployments":
+        backend.apply(ServingPlan(ENDPOINT, (replace(STABLE, weight=1.0), CANDIDATE),
+                                  generation=6, shadow="candidate"))
+
+    isvc_schema = jsonschema.Draft4Validator(  # the CRD as written, parsed once per run
+        inference_service_schema(str(kserve_crd_path.resolve())))
+    sent = [r.data for r in kube_cluster.writes() if r.method == kmock.method.POST]
+    stored = [o for _, o in kube_cluster.versions()]
+    assert sent and len(stored) > len(sent)
+    kinds = set()
+    for manifest in sent + stored:
+        kinds.add(manifest["kind"])
+        if manifest["kind"] == "InferenceService":
+            isvc_schema.validate(manifest)
+            validate_inference_service(manifest, kserve_crd_path)  # strict: no unknown fields
+        else:
+            kubernetes_validate.validate(manifest, "1.30", strict=True)
+    assert kinds == ({"InferenceService", "ConfigMap"} if mode == "kserve"
+                     else {"Deployment", "Service", "ConfigMap"})
+
+
+def test_an_invalid_manifest_is_refused_before_anything_is_sent(
+        kube_cluster, kubernetes_backend_factory, kserve_crd_path):
+    bad = {"limits": {"memory": "1Gi"}, "limitz": {"cpu": "1"}}  # a typo in a setting
+    for mode in ("kserve", "deployments"):
+        with pytest.raises(BackendError, match="limitz"):
+            kubernetes_backend_factory(mode, resources=bad).apply(stable_only(1))
+    assert kube_cluster.writes() == []
+
+
+# -- deployments mode -------------------------------------------------------------------------
+
+
+def test_deployments_get_replicas_in_proportion_to_weights(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments", total_replicas=10)
+
+    observed = backend.apply(canary(1, 0.1))
+
+    stable = kube_cluster.get("Deployment", "fraud-model-stable")
+    candidate = kube_cluster.get("Deployment", "fraud-model-candidate")
+    assert stable["spec"]["replicas"] == 9 and candidate["spec"]["replicas"] == 1
+    for deployment, variant in ((stable, "stable"), (candidate, "candidate")):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["app"] == ENDPOINT and labels["modelgate.io/variant"] == variant
+        assert deployment["spec"]["selector"]["matchLabels"] == {
+            "app": ENDPOINT, "modelgate.io/variant": variant}
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["containers"][0]["image"] == TEST_IMAGE
+        assert pod["volumes"] == [{"name": "plan", "configMap": {
+            "name": "fraud-model-plan",
+            "items": [{"key": f"{variant}.json", "path": "plan.json"}]}}]
+    service = kube_cluster.get("Service", ENDPOINT)
+    assert service["spec"]["selector"] == {"app": ENDPOINT}
+    data = kube_cluster.get("ConfigMap", "fraud-model-plan")["data"]
+    assert ServingPlan.from_json(data["candidate.json"]).variants == (
+        replace(CANDIDATE, weight=1.0),)
+    assert ServingPlan.from_json(data["plan.json"]) == canary(1, 0.1)
+    assert observed.weights() == {"stable": 0.9, "candidate": 0.1}
+    assert {v.name: v.replicas for v in observed.variants} == {"stable": 9, "candidate": 1}
+    assert not observed.ready and "waiting" in observed.detail  # no controller here
+
+
+def test_deployment_replicas_default_to_the_weighted_mean_of_the_variants(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments")
+
+    backend.apply(canary(1, 0.1))  # both variants ask for 2 replicas
+
+    assert kube_cluster.get("Deployment", "fraud-model-stable")["spec"]["replicas"] == 2
+    assert kube_cluster.get("Deployment", "fraud-model-candidate")["spec"]["replicas"] == 1
+
+
+def test_split_replicas_rounding():
+    assert split_replicas({"a": 0.9, "b": 0.1}, 10) == {"a": 9, "b": 1}
+    assert split_replicas({"a": 0.9, "b": 0.1}, 4) == {"a": 4, "b": 1}  # at least one each
+    assert split_replicas({"a": 0.5, "b": 0.5}, 3) == {"a": 2, "b": 1}  # ties: earlier
+    assert split_replicas({"a": 1.0, "b": 0.0}, 3) == {"a": 3, "b": 0}
+    assert split_replicas({"a": 0.34, "b": 0.33, "c": 0.33}, 5) == {"a": 2, "b": 2, "c": 1}
+
+
+def test_variants_leaving_the_plan_lose_their_deployment(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments")
+    backend.apply(canary(1, 0.5))
+    assert kube_cluster.names("Deployment") == {"fraud-model-stable", "fraud-model-candidate"}
+
+    observed = backend.apply(promoted(2))
+
+    assert kube_cluster.names("Deployment") == {"fraud-model-candidate"}
+    assert kube_cluster.get("Deployment", "fraud-model-candidate")["spec"]["replicas"] == 2
+    assert set(kube_cluster.get("ConfigMap", "fraud-model-plan")["data"]) == {
+        "plan.json", "candidate.json"}
+    assert observed.weights() == {"candidate": 1.0}
+
+
+def test_a_shadow_rides_along_in_every_live_pod(kube_cluster, kubernetes_backend_factory):
+    plan = ServingPlan(ENDPOINT, (STABLE, CANDIDATE), generation=1, shadow="candidate")
+
+    observed = kubernetes_backend_factory("deployments").apply(plan)
+
+    assert kube_cluster.names("Deployment") == {"fraud-model-stable"}
+    served = ServingPlan.from_json(
+        kube_cluster.get("ConfigMap", "fraud-model-plan")["data"]["stable.json"])
+    assert served.shadow == "candidate" and [v.name for v in served.variants] == [
+        "stable", "candidate"]
+    assert observed.weights() == {"stable": 1.0, "candidate": 0.0}
+
+
+def test_deployment_readiness_comes_from_its_status(kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments")
+    backend.apply(stable_only(1))
+    deployment = kube_cluster.emulator.objects[
+        "apps/v1/deployments", kube_cluster.namespace, "fraud-model-stable"]
+
+    deployment.patch({"status": {"observedGeneration": 1, "replicas": 2, "readyReplicas": 1,
+                                 "updatedReplicas": 2}})
+    assert not backend.observe(ENDPOINT).ready
+    deployment.patch({"status": {"readyReplicas": 2}})
+    observed = backend.observe(ENDPOINT)
+    assert observed.ready and observed.variants[0].ready
+    assert observed.url == "http://fraud-model.modelgate-test.svc"
+
+
+# -- names, settings, errors ------------------------------------------------------------------
+
+
+def test_endpoint_names_become_dns_labels():
+    assert resource_name("fraud-model") == "fraud-model"
+    odd = resource_name("Fraud_Model v2")
+    assert odd.startswith("fraud-model-v2-") and odd != resource_name("fraud-model-v2")
+    long = resource_name("a" * 80)
+    assert len(long) <= 45 and long != resource_name("a" * 81)
+    assert resource_name("2nd-model").startswith("mg-2nd-model-")
+    assert dns_label("stable", 16) == "stable" and len(dns_label("Stable_Variant!", 16)) <= 16
+
+
+def test_an_endpoint_name_kubernetes_refuses_is_sanitised(kube_cluster,
+                                                          kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(ServingPlan("Fraud_Model v2", (STABLE,)))
+
+    name = resource_name("Fraud_Model v2")
+    assert kube_cluster.names("InferenceService") == {name}
+    isvc = kube_cluster.get("InferenceService", name)
+    assert isvc["metadata"]["annotations"]["modelgate.io/endpoint-name"] == "Fraud_Model v2"
+    assert backend.observe("Fraud_Model v2").exists
+
+
+def test_settings_are_checked_when_the_backend_is_built(tmp_path):
+    with pytest.raises(BackendError, match="valid modes"):
+        KubernetesBackend(image=TEST_IMAGE, mode="knative", host="http://127.0.0.1:1")
+    with pytest.raises(BackendError, match="image"):
+        KubernetesBackend(host="http://127.0.0.1:1")
+    with pytest.raises(BackendError, match="configure"):
+        KubernetesBackend(image=TEST_IMAGE, kubeconfig=str(tmp_path / "missing"))
+    backend = get_backend("kubernetes", {"image": TEST_IMAGE, "host": "http://127.0.0.1:1",
+                                         "mode": "deployments", "unrelated": 1})
+    assert isinstance(backend, KubernetesBackend) and backend.extra == {"unrelated": 1}
+
+
+def test_an_unreachable_api_server_is_transient(kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve", host=closed_port_url())
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable):
+        backend.apply(stable_only(1))
+    with pytest.raises(BackendUnavailable):
+        backend.observe(ENDPOINT)
+    with pytest.raises(BackendUnavailable):
+        backend.delete(ENDPOINT)
+    assert time.monotonic() - started < 10
+
+    running = kubernetes_backend_factory("deployments")
+    running.apply(stable_only(1))
+    kube_cluster.stop_server()  # the API server goes away mid-life
+    with pytest.raises(BackendUnavailable) as caught:
+        running.observe(ENDPOINT)
+    assert isinstance(caught.value.__cause__, urllib3.exceptions.HTTPError)
+
+
+@pytest.mark.parametrize(("status", "error"), [
+    (500, BackendUnavailable), (503, BackendUnavailable), (429, BackendUnavailable),
+    (400, BackendError), (403, BackendError), (422, BackendError),
+])
+def test_api_errors_are_wrapped_by_kind(status, error, kube_cluster, kubernetes_backend_factory):
+    kube_cluster.emulator[kmock.method.POST, kmock.resource("v1/configmaps")] << status << {
+        "kind": "Status", "code": status, "message": f"refused with {status}"}
+    with pytest.raises(error, match=str(status)) as caught:
+        kubernetes_backend_factory("kserve").apply(stable_only(1))
+    assert isinstance(caught.value.__cause__, kubernetes.client.exceptions.ApiException)
+
+
+def test_the_emulator_answers_like_an_api_server(kube_cluster):
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=kube_cluster.url))
+    assert kubernetes.client.VersionApi(api).get_code().major == "1"  # GET /version/
+    _, status, _ = kubernetes.client.CoreV1Api(api).create_namespaced_config_map_with_http_info(
+        kube_cluster.namespace, {"metadata": {"name": "probe"}, "data": {"a": "b"}})
+    assert status == 201
+    meta = kube_cluster.get("ConfigMap", "probe")["metadata"]
+    assert meta["uid"] and meta["resourceVersion"] and meta["creationTimestamp"]
+    assert KSERVE_CRD.name.endswith(".yaml")
