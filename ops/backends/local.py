@@ -1,0 +1,183 @@
+"""The local backend: model-server processes on this machine (the embedded default).
+
+Each endpoint gets one ``python -m ops.serving`` process on its own port, started in its own
+session so it outlives the worker that started it. The plan is a JSON file the server
+watches; writing a new plan (atomically) is how traffic moves, and the server loads new
+models before it switches, so a change of plan drops no request. State lives in files
+under ``state_dir`` (``<endpoint>/plan.json``, ``server.pid``, ``server.log``), so any
+worker process can apply, observe or delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ops.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    ObservedState,
+    ObservedVariant,
+)
+from ops.plan import ServingPlan
+
+
+class LocalBackend(Backend):
+    kind = "local"
+
+    def __init__(self, state_dir: str, port: int | None = None, ports: dict | None = None,
+                 host: str = "127.0.0.1", python: str | None = None,
+                 ready_timeout: float = 60.0, **extra):
+        """``port`` serves every endpoint of the environment (one endpoint per environment
+        in practice); ``ports`` maps endpoint names to ports when there are several."""
+        if port is None and not ports:
+            raise BackendError("the local backend needs a port (or a ports map) in the "
+                               "environment's settings")
+        self.state_dir = Path(state_dir)
+        self.port = port
+        self.ports = ports or {}
+        self.host = host
+        self.python = python or sys.executable
+        self.ready_timeout = ready_timeout
+
+    # Paths and process helpers ---------------------------------------------------------
+
+    def _dir(self, endpoint: str) -> Path:
+        return self.state_dir / endpoint
+
+    def _port(self, endpoint: str) -> int:
+        return int(self.ports.get(endpoint, self.port))
+
+    def url(self, endpoint: str) -> str:
+        return f"http://{self.host}:{self._port(endpoint)}"
+
+    def _pid(self, endpoint: str) -> int | None:
+        try:
+            pid = int((self._dir(endpoint) / "server.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid if not _is_zombie(pid) else None
+
+    def _start(self, endpoint: str) -> int:
+        folder = self._dir(endpoint)
+        log = open(folder / "server.log", "ab")
+        process = subprocess.Popen(
+            [self.python, "-m", "ops.serving", "--plan", str(folder / "plan.json"),
+             "--host", self.host, "--port", str(self._port(endpoint))],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=Path(__file__).resolve().parents[2])
+        log.close()
+        (folder / "server.pid").write_text(str(process.pid))
+        return process.pid
+
+    def _get(self, endpoint: str, path: str, timeout: float = 2.0):
+        try:
+            with urllib.request.urlopen(self.url(endpoint) + path, timeout=timeout) as answer:
+                return answer.status, json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as e:
+            try:
+                return e.code, json.loads(e.read() or b"null")
+            except ValueError:
+                return e.code, None
+        except (OSError, ValueError):
+            return None, None
+
+    # The contract ----------------------------------------------------------------------
+
+    def apply(self, plan: ServingPlan) -> ObservedState:
+        folder = self._dir(plan.endpoint)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / "plan.json"
+        written_at = 0.0
+        if not (target.exists() and target.read_text() == plan.to_json()):
+            partial = folder / f"plan.json.{os.getpid()}.partial"
+            partial.write_text(plan.to_json())
+            written_at = time.time()
+            os.replace(partial, target)  # the server never reads half a plan
+        if self._pid(plan.endpoint) is None:
+            self._start(plan.endpoint)  # first apply, or the server crashed: start it
+        return self._wait_for(plan, written_at)
+
+    def _wait_for(self, plan: ServingPlan, written_at: float) -> ObservedState:
+        deadline = time.monotonic() + self.ready_timeout
+        observed = None
+        restarted = False
+        while time.monotonic() < deadline:
+            observed = self.observe(plan.endpoint)
+            if observed.ready and observed.generation == plan.generation:
+                return observed
+            error = observed.extra.get("last_error") or {}
+            if written_at and error.get("at", 0) >= written_at:
+                raise BackendError(f"the model server refused plan {plan.generation}: "
+                                   f"{error.get('error')}")
+            if self._pid(plan.endpoint) is None and not restarted:
+                # It died after apply looked (a crash racing the check): start it once more.
+                self._start(plan.endpoint)
+                restarted = True
+            elif self._pid(plan.endpoint) is None:
+                log = self._dir(plan.endpoint) / "server.log"
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise BackendError(f"the model server for {plan.endpoint} exited:\n{tail}")
+            time.sleep(0.1)
+        raise BackendUnavailable(
+            f"the model server for {plan.endpoint} did not serve plan {plan.generation} within "
+            f"{self.ready_timeout:.0f}s ({observed.detail if observed else 'no answer'})")
+
+    def observe(self, endpoint: str) -> ObservedState:
+        folder = self._dir(endpoint)
+        if not (folder / "plan.json").exists():
+            return ObservedState(endpoint=endpoint, exists=False)
+        plan = ServingPlan.from_json((folder / "plan.json").read_text())
+        if self._pid(endpoint) is None:
+            return ObservedState(endpoint=endpoint, exists=True, ready=False, url=self.url(endpoint),
+                                 detail="the model server is not running")
+        status, meta = self._get(endpoint, f"/v2/models/{endpoint}")
+        if status != 200 or not isinstance(meta, dict):
+            return ObservedState(endpoint=endpoint, exists=True, ready=False,
+                                 url=self.url(endpoint), detail="the model server is starting")
+        served = meta.get("parameters") or {}
+        by_name = {v["name"]: v for v in served.get("variants", []) if "name" in v}
+        variants = tuple(
+            ObservedVariant(name=v.name, version_id=v.version_id,
+                            weight=float(by_name[v.name].get("share", 0.0)), ready=True,
+                            replicas=1)
+            for v in plan.variants if v.name in by_name)
+        ready_status, _ = self._get(endpoint, "/v2/health/ready")
+        return ObservedState(
+            endpoint=endpoint, exists=True, generation=served.get("generation"),
+            ready=ready_status == 200, variants=variants, url=self.url(endpoint),
+            extra={"last_error": served.get("last_error")})
+
+    def delete(self, endpoint: str) -> None:
+        pid = self._pid(endpoint)
+        if pid is not None:
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self._pid(endpoint) is not None:
+                time.sleep(0.1)
+            if self._pid(endpoint) is not None:
+                os.killpg(pid, signal.SIGKILL)
+        folder = self._dir(endpoint)
+        for name in ("plan.json", "server.pid"):
+            (folder / name).unlink(missing_ok=True)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+    except OSError:
+        return False

@@ -1,0 +1,10 @@
+"""The model server: one program serving one endpoint's variants with weighted routing.
+
+Run it with ``python -m ops.serving --plan PLAN.json --port P``. This module stays light (no
+numpy, no HTTP stack) so the portal can import ``parse_prediction_id`` to join feedback to the
+variant that answered without pulling the server in.
+"""
+
+from ops.serving.ids import PredictionId, new_prediction_ids, parse_prediction_id
+
+__all__ = ["PredictionId", "new_prediction_ids", "parse_prediction_id"]

@@ -1,0 +1,186 @@
+"""Adaptive micro-batching: concurrent small requests to one variant share one predict call.
+
+Like TensorFlow Serving's batching: a request waits at most ``timeout`` (counted from the
+moment the OLDEST queued request arrived) for others to join, or less when ``max_batch_rows``
+rows are already waiting. While a batch runs in the thread pool, new requests queue up, so
+under load the next batch starts at once and is naturally large; at low load the cost is
+the window. scikit-learn's fixed per-call overhead (a forest pays about the same for one row
+as for a hundred) is then paid once per batch instead of once per request.
+
+The queue is bounded in rows: past ``max_queue_rows`` a request is refused at once with
+``Overloaded`` instead of joining a backlog that could only grow. Runners are started on
+demand and exit when the queue is empty, so a variant retired by a plan reload finishes its
+queued requests and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from ops.serving.exceptions import Overloaded
+
+DEFAULT_TIMEOUT = 0.002
+DEFAULT_MAX_BATCH_ROWS = 64
+DEFAULT_MAX_QUEUE_ROWS = 1024
+EWMA_WEIGHT = 0.2
+DEFAULT_IDLE_ROUNDS = 3  # event-loop passes without a new request that end the window early
+
+
+@dataclass(slots=True)
+class _Pending:
+    item: Any
+    rows: int
+    future: asyncio.Future
+    enqueued: float
+
+
+class MicroBatcher:
+    """Gathers submitted items and hands them to ``process`` in batches on ``executor``.
+
+    ``process(items) -> results`` runs in a worker thread and returns one result per item,
+    in order; a result that is an exception instance is raised to that item's caller only.
+    ``on_batch(n_items, n_rows)`` (optional) is called on the event loop for each batch.
+    """
+
+    def __init__(self, process: Callable[[list], Sequence], executor: Executor | None, *,
+                 timeout: float = DEFAULT_TIMEOUT, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+                 max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS, concurrency: int = 1,
+                 idle_rounds: int = DEFAULT_IDLE_ROUNDS,
+                 on_batch: Callable[[int, int], None] | None = None, name: str = "variant"):
+        if (max_batch_rows < 1 or max_queue_rows < 1 or concurrency < 1 or timeout < 0
+                or idle_rounds < 0):
+            raise ValueError("batch sizes and concurrency must be positive, timeout >= 0")
+        self.process = process
+        self.executor = executor
+        self.timeout = timeout
+        self.max_batch_rows = max_batch_rows
+        self.max_queue_rows = max_queue_rows
+        self.concurrency = concurrency
+        self.idle_rounds = idle_rounds
+        self.on_batch = on_batch
+        self.name = name
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._runners = 0
+        self._waiters: set[asyncio.Future] = set()  # runners waiting for a full batch
+        self._batch_seconds = 0.0  # moving average of one predict call
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    @property
+    def busy(self) -> bool:
+        return self._runners > 0
+
+    async def submit(self, item: Any, rows: int = 1) -> Any:
+        """Queue ``item`` (``rows`` rows) and wait for its result."""
+        # An empty queue always accepts, so a request larger than the whole queue is served
+        # alone instead of being refused forever.
+        if self._queued_rows and self._queued_rows + rows > self.max_queue_rows:
+            raise Overloaded(f"variant {self.name} is at capacity ({self._queued_rows} rows "
+                             "queued); retry later")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append(_Pending(item, rows, future, loop.time()))
+        self._queued_rows += rows
+        if self._queued_rows >= self.max_batch_rows:
+            for waiter in self._waiters:
+                _resolve(waiter)
+        if self._runners < self.concurrency:
+            self._runners += 1
+            loop.create_task(self._run(loop))
+        return await future
+
+    async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while self._queue:
+                await self._gather(loop)
+                batch = self._take()
+                if not batch:
+                    continue
+                items = [p.item for p in batch]
+                rows = sum(p.rows for p in batch)
+                if self.on_batch is not None:
+                    self.on_batch(len(batch), rows)
+                started = time.perf_counter()
+                try:
+                    if self.executor is None:
+                        results = self.process(items)
+                    else:
+                        results = await loop.run_in_executor(self.executor, self.process, items)
+                    elapsed = time.perf_counter() - started
+                    self._batch_seconds += EWMA_WEIGHT * (elapsed - self._batch_seconds)
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"process returned {len(results)} results for "
+                                           f"{len(batch)} items")
+                except Exception as e:  # the whole batch failed: every caller hears why
+                    results = [e] * len(batch)
+                for pending, result in zip(batch, results, strict=True):
+                    if pending.future.done():  # the caller went away
+                        continue
+                    if isinstance(result, BaseException):
+                        pending.future.set_exception(result)
+                    else:
+                        pending.future.set_result(result)
+        finally:
+            self._runners -= 1
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until the batch is full, the window has passed, or nobody else is arriving."""
+        if self._queued_rows >= self.max_batch_rows or not self._queue:
+            return
+        deadline = self._queue[0].enqueued + self.timeout
+        if self.idle_rounds and self._batch_seconds < self.timeout:
+            # A batch of this variant costs less than the window: waiting cannot buy much, so
+            # the window ends as soon as the requests already here have joined. Each loop
+            # pass runs the callbacks of sockets that became readable; when a few passes bring
+            # no new request, the other clients are waiting for answers, not sending.
+            # (An expensive model, e.g. a forest, waits the window: batch size pays there.)
+            seen, quiet = len(self._queue), 0
+            while self._queued_rows < self.max_batch_rows and loop.time() < deadline:
+                await asyncio.sleep(0)
+                if len(self._queue) == seen:
+                    quiet += 1
+                    if quiet >= self.idle_rounds:
+                        return
+                else:
+                    seen, quiet = len(self._queue), 0
+            return
+        delay = deadline - loop.time()
+        if delay <= 0:
+            return
+        waiter = loop.create_future()
+        self._waiters.add(waiter)
+        handle = loop.call_later(delay, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._waiters.discard(waiter)
+
+    def _take(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            head = self._queue[0]
+            if batch and rows + head.rows > self.max_batch_rows:
+                break
+            self._queue.popleft()
+            self._queued_rows -= head.rows
+            if head.future.done():  # cancelled while queued
+                continue
+            batch.append(head)
+            rows += head.rows
+        return batch
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)

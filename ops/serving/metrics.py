@@ -1,0 +1,131 @@
+"""The model server's Prometheus metrics, in a registry of its own.
+
+Labels are bounded: endpoint, variant, a status class or a stable error code, the class
+label of a classifier and the feature name (with the baseline's bin index). Request ids,
+unit ids and values never become labels.
+
+Per-row distributions (feature bins, predicted classes, regression values) are counted with
+numpy in the prediction thread, once per batch, and read by a custom collector at scrape
+time; calling ``Counter.labels().inc()`` for every feature of every row would cost more than
+the prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075,
+                   0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+NO_VARIANT = "none"
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+class ServerMetrics:
+    def __init__(self):
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.requests = Counter("modelgate_requests", "Inference requests answered, by variant "
+                                "and status class.", ["endpoint", "variant", "status"], registry=r)
+        self.errors = Counter("modelgate_request_errors", "Inference requests answered with an "
+                              "error, by stable error code.", ["endpoint", "variant", "code"],
+                              registry=r)
+        self.latency = Histogram("modelgate_request_duration_seconds", "Time from the request's "
+                                 "body to its answer.", ["endpoint", "variant"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("modelgate_batch_size_rows", "Rows per predict call "
+                                    "(micro-batching).", ["endpoint", "variant"],
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.batch_requests = Histogram("modelgate_batch_requests", "Requests per predict call.",
+                                        ["endpoint", "variant"], buckets=BATCH_BUCKETS,
+                                        registry=r)
+        self.shadow = Counter("modelgate_shadow_comparisons", "Shadow answers compared with the "
+                              "live answer, per row: agree, disagree, or error/dropped per "
+                              "request.", ["endpoint", "variant", "result"], registry=r)
+        self.shadow_latency = Histogram("modelgate_shadow_duration_seconds", "Latency of the "
+                                        "shadow variant's predictions.", ["endpoint", "variant"],
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.plan_generation = Gauge("modelgate_plan_generation", "Generation of the serving "
+                                     "plan in use.", ["endpoint"], registry=r)
+        self.plan_reloads = Counter("modelgate_plan_reloads", "Plans loaded and switched to.",
+                                    ["endpoint"], registry=r)
+        self.plan_load_failures = Counter("modelgate_plan_load_failures", "Plans that failed to "
+                                          "load; the previous plan kept serving.", ["endpoint"],
+                                          registry=r)
+        self.model_load_seconds = Gauge("modelgate_model_load_seconds", "Time to verify, load "
+                                        "and warm a variant's model.", ["endpoint", "variant"],
+                                        registry=r)
+        self._bound: dict[tuple[str, str], tuple] = {}
+
+    def bound(self, endpoint: str, variant: str) -> tuple:
+        """(ok-requests counter, latency histogram) children, cached for the hot path."""
+        key = (endpoint, variant)
+        children = self._bound.get(key)
+        if children is None:
+            children = (self.requests.labels(endpoint, variant, "2xx"),
+                        self.latency.labels(endpoint, variant))
+            self._bound[key] = children
+        return children
+
+    def add_collector(self, state_of: Callable[[], object]) -> None:
+        self.registry.register(VariantCollector(state_of))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class VariantCollector:
+    """Reads the live distributions of the variants of the plan in use at scrape time."""
+
+    def __init__(self, state_of: Callable[[], object]):
+        self._state_of = state_of
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        state = self._state_of()
+        bins = CounterMetricFamily(
+            "modelgate_feature_bin", "Rows whose feature value fell in the baseline's bin "
+            "(bin index as in the baseline profile; outer bins open).",
+            labels=["endpoint", "variant", "feature", "bin"])
+        missing = CounterMetricFamily(
+            "modelgate_feature_missing", "Rows whose feature was null/NaN (not binned).",
+            labels=["endpoint", "variant", "feature"])
+        classes = CounterMetricFamily(
+            "modelgate_predictions", "Predicted rows by class label (classifiers).",
+            labels=["endpoint", "variant", "class"])
+        values = HistogramMetricFamily(
+            "modelgate_prediction_value", "Predicted values (regressors).",
+            labels=["endpoint", "variant"])
+        queue = GaugeMetricFamily("modelgate_queue_depth", "Rows waiting for a batch.",
+                                  labels=["endpoint", "variant"])
+        weight = GaugeMetricFamily("modelgate_variant_weight", "Share of live traffic routed to "
+                                   "the variant (0 for the shadow).", labels=["endpoint", "variant"])
+        loaded = GaugeMetricFamily("modelgate_variant_loaded", "1 when the variant's model is "
+                                   "loaded and serving.", labels=["endpoint", "variant"])
+        if state is not None:
+            endpoint = state.plan.endpoint
+            shares = state.router.shares
+            for name, variant in state.variants.items():
+                labels = [endpoint, name]
+                for feature, counts, miss in variant.binner.snapshot():
+                    for index, count in enumerate(counts):
+                        bins.add_metric([endpoint, name, feature, str(index)], count)
+                    missing.add_metric([endpoint, name, feature], miss)
+                if variant.class_counter is not None:
+                    for label, count in variant.class_counter.snapshot():
+                        classes.add_metric([endpoint, name, label], count)
+                if variant.value_histogram is not None:
+                    buckets, total = variant.value_histogram.snapshot()
+                    values.add_metric(labels, buckets, total)
+                queue.add_metric(labels, variant.batcher.queued_rows)
+                weight.add_metric(labels, shares.get(name, 0.0))
+                loaded.add_metric(labels, 1)
+        yield from (bins, missing, classes, values, queue, weight, loaded)

@@ -1,0 +1,83 @@
+"""The local backend with real model-server processes."""
+
+import json
+import os
+import signal
+import urllib.request
+from dataclasses import replace
+
+import pytest
+
+from ops.backends import get_backend
+from ops.backends.base import BackendError
+from tests.integration.local_fixtures import free_port, plan
+from tests.portal_fixtures import FEATURES
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def backend(tmp_path):
+    backend = get_backend("local", {"state_dir": str(tmp_path / "serving"), "port": free_port(),
+                                    "ready_timeout": 60})
+    yield backend
+    backend.delete("tumor")
+
+
+def infer(url: str, endpoint: str = "tumor") -> dict:
+    body = json.dumps({"inputs": [{"name": "input-0", "shape": [1, len(FEATURES)],
+                                   "datatype": "FP64", "data": [[14.0, 19.0, 90.0, 650.0, 0.1]]}]})
+    request = urllib.request.Request(f"{url}/v2/models/{endpoint}/infer", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def test_apply_starts_a_server_and_moves_traffic(backend, artifact_variant):
+    stable = artifact_variant("stable", 1)
+    observed = backend.apply(plan("tumor", 1, stable))
+    assert observed.ready and observed.generation == 1
+    assert observed.weights() == {"stable": 1.0}
+    assert infer(observed.url)["parameters"]["variant"] == "stable"
+
+    canary = plan("tumor", 2, replace(stable, weight=0.9),
+                  artifact_variant("candidate", 2, weight=0.1))
+    observed = backend.apply(canary)
+    assert observed.generation == 2
+    assert observed.weights() == pytest.approx({"stable": 0.9, "candidate": 0.1})
+    seen = {infer(observed.url)["parameters"]["variant"] for _ in range(200)}
+    assert seen == {"stable", "candidate"}
+
+    again = backend.apply(canary)  # the same plan twice changes nothing
+    assert again.generation == 2
+
+    rollback = backend.apply(plan("tumor", 3, stable))
+    assert rollback.weights() == {"stable": 1.0}
+    assert {infer(rollback.url)["parameters"]["variant"] for _ in range(50)} == {"stable"}
+
+
+def test_a_refused_plan_keeps_the_old_one_serving(backend, artifact_variant):
+    backend.apply(plan("tumor", 1, artifact_variant("stable", 1)))
+    broken = artifact_variant("candidate", 2, weight=0.5, sha256="0" * 64)
+    with pytest.raises(BackendError, match="refused plan 2"):
+        backend.apply(plan("tumor", 2, artifact_variant("stable", 1, weight=0.5), broken))
+    observed = backend.observe("tumor")
+    assert observed.generation == 1 and observed.ready
+    assert infer(observed.url)["parameters"]["variant"] == "stable"
+
+
+def test_a_crashed_server_is_restarted_by_the_next_apply(backend, artifact_variant):
+    first = plan("tumor", 1, artifact_variant("stable", 1))
+    backend.apply(first)
+    pid = int((backend.state_dir / "tumor" / "server.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    assert not backend.observe("tumor").ready
+    observed = backend.apply(first)
+    assert observed.ready and int((backend.state_dir / "tumor" / "server.pid").read_text()) != pid
+
+
+def test_delete_twice_and_observe_nothing(backend, artifact_variant):
+    backend.apply(plan("tumor", 1, artifact_variant("stable", 1)))
+    backend.delete("tumor")
+    backend.delete("tumor")
+    assert backend.observe("tumor").exists is False
