@@ -174,3 +174,29 @@ def feature_profile(name: str, profile: dict) -> dict:
                       showlegend=False, bargap=0.02)
     fig.update_layout(margin={"l": 36, "r": 8, "t": 32, "b": 28})
     return _figure(fig)
+
+
+def rollout_traffic(points: list[dict]) -> dict | None:
+    """Traffic share of each variant over time, as a step chart.
+
+    ``points``: ``[{"at": iso time, "weights": {"stable": 0.9, "candidate": 0.1}}]`` for every
+    plan applied, oldest first.
+    """
+    import plotly.graph_objects as go
+
+    points = [p for p in points if p.get("weights")]
+    if len(points) < 2:
+        return None  # one plan is a sentence, not a chart
+    names = sorted({n for p in points for n in p["weights"]}, key=lambda n: n != "stable")
+    colors = {"stable": "#64748b", "candidate": "#2563eb"}
+    fig = go.Figure()
+    for index, name in enumerate(names):
+        fig.add_trace(go.Scatter(
+            x=[p["at"] for p in points], y=[100 * p["weights"].get(name, 0.0) for p in points],
+            mode="lines+markers", name=name, line={"shape": "hv", "width": 3,
+                                                   "color": colors.get(name, PALETTE[index])},
+            hovertemplate=name + " %{y:.0f}%<extra></extra>"))
+    fig.update_layout(**BASE_LAYOUT, height=260, yaxis={"title": "traffic %", "range": [0, 105],
+                                                        "gridcolor": "#e5e7eb"},
+                      legend={"orientation": "h", "y": 1.15})
+    return _figure(fig)

@@ -134,6 +134,12 @@ MODELGATE_ARTIFACT_PREFIX = env_str("MODELGATE_ARTIFACT_PREFIX", "modelgate")
 MODELGATE_SKOPS_TRUSTED_TYPES = env_list("MODELGATE_SKOPS_TRUSTED_TYPES", [])
 MODELGATE_VALIDATION_SAMPLE_ROWS = env_int("MODELGATE_VALIDATION_SAMPLE_ROWS", 20)
 
+# Rollouts: where the local backend keeps its model-server state, and the Prometheus that
+# analysis reads (unset: every analysis is inconclusive and rollouts pause for a person).
+MODELGATE_SERVING_DIR = Path(env_str("MODELGATE_SERVING_DIR", str(DATA_DIR / "serving")))
+MODELGATE_PROMETHEUS_URL = env_str("MODELGATE_PROMETHEUS_URL", "")
+MODELGATE_PROMETHEUS_TOKEN = env_str("MODELGATE_PROMETHEUS_TOKEN", "")
+
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
@@ -171,6 +177,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-work": {"task": "workers.registry.requeue_stuck_work", "schedule": 60.0},
     "expire-approval-requests": {"task": "workers.releases.expire_requests", "schedule": 300.0},
+    "reconcile-deployments": {"task": "workers.releases.reconcile_deployments",
+                              "schedule": 30.0},
 }
 
 REST_FRAMEWORK = {

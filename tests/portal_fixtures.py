@@ -25,14 +25,28 @@ FEATURES = ["mean radius", "mean texture", "mean perimeter", "mean area", "mean 
 
 @pytest.fixture(autouse=True)
 def artifact_root(settings, tmp_path):
-    """Every test stores artifacts in its own directory, so leftovers are visible."""
+    """Every test stores artifacts (and runs model servers) in its own directory, so
+    leftovers are visible and no server outlives its test."""
     settings.MODELGATE_ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.MODELGATE_SERVING_DIR = tmp_path / "serving"
     settings.MODELGATE_ARTIFACT_BUCKET = ""
     # Hashing six users' passwords with PBKDF2 costs a second per test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     get_store.cache_clear()
     yield settings.MODELGATE_ARTIFACT_ROOT
     get_store.cache_clear()
+    stop_model_servers(settings.MODELGATE_SERVING_DIR)
+
+
+def stop_model_servers(folder) -> None:
+    import os
+    import signal
+
+    for pidfile in folder.glob("*/*/server.pid") if folder.exists() else []:
+        try:
+            os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError, PermissionError):
+            pass
 
 
 def stored_files(root) -> list:

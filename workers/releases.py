@@ -1,6 +1,8 @@
-"""Release tasks."""
+"""Release tasks: thin wrappers that take ids and call ``portal.releases`` services."""
 
 from celery import shared_task
+
+from ops.backends.base import BackendUnavailable
 
 
 @shared_task
@@ -9,3 +11,25 @@ def expire_requests() -> int:
     from portal.releases import services
 
     return services.expire_requests()
+
+
+@shared_task(autoretry_for=(BackendUnavailable,), retry_backoff=True, max_retries=5)
+def start_deployment(request_id: int) -> None:
+    from portal.releases import deployments
+
+    deployments.start_deployment(request_id)
+
+
+@shared_task(autoretry_for=(BackendUnavailable,), retry_backoff=True, max_retries=5)
+def advance_deployment(deployment_id: int, step_id: int | None = None) -> None:
+    from portal.releases import deployments
+
+    deployments.advance(deployment_id, step_id)
+
+
+@shared_task
+def reconcile_deployments() -> int:
+    """Re-queue rollouts whose next decision is overdue (lost task, killed worker)."""
+    from portal.releases import deployments
+
+    return deployments.reconcile()

@@ -10,7 +10,11 @@ from portal.registry.api.views import (
     ProjectViewSet,
     RegisteredModelViewSet,
 )
-from portal.releases.api.views import ApprovalRequestViewSet, EnvironmentViewSet
+from portal.releases.api.views import (
+    ApprovalRequestViewSet,
+    DeploymentViewSet,
+    EnvironmentViewSet,
+)
 
 app_name = "api"
 
@@ -22,6 +26,7 @@ router.register("versions", ModelVersionViewSet, basename="version")
 router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("environments", EnvironmentViewSet, basename="environment")
 router.register("approval-requests", ApprovalRequestViewSet, basename="approval-request")
+router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 

@@ -1,7 +1,7 @@
 import django_filters
 
 from portal.releases.choices import RequestStatus
-from portal.releases.models import ApprovalRequest, Environment
+from portal.releases.models import ApprovalRequest, Deployment, Environment
 
 
 class EnvironmentFilterSet(django_filters.FilterSet):
@@ -23,3 +23,14 @@ class ApprovalRequestFilterSet(django_filters.FilterSet):
     class Meta:
         model = ApprovalRequest
         fields = ["project", "environment", "model", "version", "status", "strategy"]
+
+
+class DeploymentFilterSet(django_filters.FilterSet):
+    project = django_filters.NumberFilter(field_name="environment__project_id")
+    environment = django_filters.NumberFilter(field_name="environment_id")
+    model = django_filters.NumberFilter(field_name="model_id")
+    status = django_filters.CharFilter()
+
+    class Meta:
+        model = Deployment
+        fields = ["project", "environment", "model", "status", "strategy"]

@@ -95,3 +95,66 @@ class Review(models.Model):
 
     def __str__(self):
         return f"{self.reviewer} {self.decision}d {self.request}"
+
+
+class Deployment(models.Model):
+    """A rollout of a candidate version on an environment's endpoint for one model.
+
+    ``spec`` and ``state`` are ``ops.rollout.RolloutSpec`` / ``RolloutState`` as JSON; the
+    state machine decides, this row remembers. ``step_id`` is the claim: a decision is only
+    recorded by the update that finds the ``step_id`` it decided from, so two workers (or a
+    worker and a person) can never both move the same step.
+    """
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT,
+                                    related_name="deployments")
+    request = models.OneToOneField(ApprovalRequest, null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="deployment")
+    model = models.ForeignKey("registry.RegisteredModel", on_delete=models.PROTECT,
+                              related_name="deployments")
+    candidate = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    stable = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="+")
+    endpoint = models.CharField(max_length=120)
+    strategy = models.CharField(max_length=16, choices=Strategy.choices)
+    spec = models.JSONField()
+    state = models.JSONField()
+    step_id = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=20, db_index=True)
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.model.name} v{self.candidate.number} on {self.environment.name}"
+
+    def get_absolute_url(self):
+        return reverse("releases:deployment", args=[self.pk])
+
+
+class DeploymentEvent(models.Model):
+    """One step of a deployment's log: a decision, a command, or a backend's answer."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    event = models.CharField(max_length=32)
+    status = models.CharField(max_length=20)
+    reason = models.TextField(blank=True)
+    actor = models.CharField(max_length=150, blank=True)
+    verdict = models.CharField(max_length=16, blank=True)
+    measurements = models.JSONField(default=list, blank=True)
+    queries = models.JSONField(default=dict, blank=True)
+    weights = models.JSONField(default=dict, blank=True, help_text="Traffic shares applied")
+    generation = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.deployment} {self.event}"

@@ -1,7 +1,7 @@
 from django.db.models import Prefetch
 
 from portal.accounts.services import filter_visible
-from portal.releases.models import ApprovalRequest, Environment, Review
+from portal.releases.models import ApprovalRequest, Deployment, Environment, Review
 
 
 def environments_for(user):
@@ -14,3 +14,8 @@ def requests_for(user):
                             "champion")
             .prefetch_related(Prefetch("reviews",
                                        queryset=Review.objects.select_related("reviewer"))))
+
+
+def deployments_for(user):
+    return (filter_visible(Deployment.objects.all(), user, "environment__project")
+            .select_related("environment__project", "model", "candidate", "stable"))

@@ -174,7 +174,17 @@ def review(user, request: ApprovalRequest, decision: str, comment: str) -> Appro
             request.save(update_fields=["status", "decided_at"])
             audit.record(user, "approval_request.decide", request, project_id=project.pk,
                          changes={"status": audit.change(RequestStatus.OPEN, request.status)})
+        if request.status == RequestStatus.APPROVED:
+            approved_id = request.pk
+            transaction.on_commit(lambda: _start_rollout(approved_id))
     return request
+
+
+def _start_rollout(request_id: int) -> None:
+    from portal.releases.deployments import _send
+    from workers import releases as tasks
+
+    _send(tasks.start_deployment, request_id)
 
 
 def cancel_request(user, request: ApprovalRequest) -> ApprovalRequest:

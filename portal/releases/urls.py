@@ -10,6 +10,8 @@ urlpatterns = [
     path("releases/<int:pk>/review/", views.request_review, name="request-review"),
     path("p/<slug:slug>/m/<str:name>/v/<int:number>/release/", views.request_create,
          name="request-create"),
+    path("deployments/<int:pk>/", views.deployment_detail, name="deployment"),
+    path("deployments/<int:pk>/command/", views.deployment_command, name="deployment-command"),
     path("p/<slug:slug>/environments/", views.environment_list, name="environments"),
     path("p/<slug:slug>/environments/new/", views.environment_create, name="environment-create"),
     path("p/<slug:slug>/environments/<str:name>/", views.environment_detail, name="environment"),

@@ -5,13 +5,14 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from explainability import charts
 from ops import gates as ops_gates
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role
 from portal.errors import DomainError
 from portal.registry import queries as registry_queries
 from portal.registry.views import _form_error, _project
-from portal.releases import forms, queries, services
+from portal.releases import deployments, forms, queries, services
 from portal.releases.choices import RequestStatus
 
 
@@ -118,6 +119,44 @@ def environment_create(request, slug):
 def environment_detail(request, slug, name):
     environment = get_object_or_404(queries.environments_for(request.user),
                                     project__slug=slug, name=name)
+    history = queries.deployments_for(request.user).filter(environment=environment)
+    serving = {}
+    for deployment in history.filter(status="succeeded").order_by("-finished_at"):
+        serving.setdefault(deployment.model_id, deployment)
     return render(request, "releases/environment_detail.html", {
         "environment": environment, "project": environment.project,
+        "serving": list(serving.values()), "history": history[:100],
         "requests": queries.requests_for(request.user).filter(environment=environment)[:50]})
+
+
+@login_required
+def deployment_detail(request, pk):
+    deployment = get_object_or_404(queries.deployments_for(request.user), pk=pk)
+    project = deployment.environment.project
+    events = list(deployment.events.all())
+    traffic = charts.rollout_traffic([{"at": e.created_at.isoformat(), "weights": e.weights}
+                                      for e in events if e.weights])
+    active = deployment.status in deployments.ACTIVE
+    template = ("partials/deployment_progress.html" if request.GET.get("partial")
+                else "releases/deployment_detail.html")
+    return render(request, template, {
+        "deployment": deployment, "project": project, "events": events[::-1],
+        "traffic_chart": traffic, "active": active,
+        "can_operate": active and has_role(request.user, project, Role.CONTRIBUTOR),
+        "can_approve": active and has_role(request.user, project, Role.APPROVER),
+        "state": deployment.state,
+    })
+
+
+@login_required
+@require_POST
+def deployment_command(request, pk):
+    deployment = get_object_or_404(queries.deployments_for(request.user), pk=pk)
+    name = request.POST.get("command", "")
+    try:
+        deployments.command(request.user, deployment, name)
+    except DomainError as e:
+        messages.error(request, e.detail)
+    else:
+        messages.success(request, f"{name.capitalize()}: done.")
+    return redirect(deployment)

@@ -1,8 +1,8 @@
 // Draw every Plotly figure on the page. Figures arrive as JSON in <script type="application/json">
 // elements (no inline script, so a strict Content-Security-Policy holds).
 (function () {
-  function draw() {
-    document.querySelectorAll("[data-chart]").forEach(function (el) {
+  function draw(root) {
+    (root || document).querySelectorAll("[data-chart]").forEach(function (el) {
       var source = document.getElementById(el.dataset.chart);
       if (!source || !window.Plotly) { return; }
       var figure = JSON.parse(source.textContent);
@@ -18,5 +18,8 @@
       });
     });
   }
-  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", draw); } else { draw(); }
+  window.modelgateDraw = draw;
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { draw(); });
+  } else { draw(); }
 })();

@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 from portal.registry import services as registry
 from portal.releases import services as releases
 from tests.e2e.test_registry_pages import sign_in
+from tests.integration.local_fixtures import free_port
 from tests.portal_fixtures import metadata, random_classifier_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -25,7 +26,7 @@ def release_request(users, project, clf):
         versions.append(registry.validate_version(version.pk))
     registry.set_alias(users["approver"], clf, "champion", versions[0])
     production = releases.create_environment(
-        users["owner"], project, name="production",
+        users["owner"], project, name="production", settings={"port": free_port()},
         gates=[{"metric": "roc_auc", "max_drop": 0.01}])
     return releases.request_approval(users["contributor"], versions[1], production,
                                      reason="Better on the new data.")
@@ -46,6 +47,11 @@ def test_approver_approves_a_release_with_a_comment(live_server, page, shoot, re
     expect(page.locator(".review")).to_contain_text("Gates pass and AUC improves")
     expect(page.locator("button[value=approve]")).to_have_count(0)
     shoot(page, "08-release-approved")
+    # The first release of a model in an environment is deployed directly.
+    page.click("text=follow the rollout")
+    expect(page.locator(".status-line .badge")).to_have_text("Succeeded", timeout=30_000)
+    expect(page.locator("#events")).to_contain_text("first release")
+    shoot(page, "09-rollout")
     assert page.console_errors == []
 
 

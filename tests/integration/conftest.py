@@ -1,1 +1,3 @@
+from tests.integration.local_fixtures import artifact_variant  # noqa: F401  (backend tests)
+from tests.integration.prometheus_fixtures import prometheus  # noqa: F401  (rollout tests)
 from tests.portal_fixtures import *  # noqa: F401,F403  (fixtures shared with the e2e tests)

@@ -15,6 +15,15 @@ from tests.portal_fixtures import metadata, random_classifier_bytes
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def rollouts_started(monkeypatch):
+    """Approval queues the rollout; these tests stop at that boundary (the rollouts
+    themselves run against real model servers in test_deployments.py)."""
+    started = []
+    monkeypatch.setattr(services, "_start_rollout", started.append)
+    return started
+
+
 @pytest.fixture
 def versions(api, clf):
     client = api("contributor")
@@ -67,7 +76,8 @@ def test_gates_are_judged_against_the_champion(api, clf, users, versions, produc
     assert response.status_code == 409 and response.json()["code"] == "gates_failed"
 
 
-def test_four_eyes_and_required_comment(api, users, project, versions, production):
+def test_four_eyes_and_required_comment(api, users, project, versions, production,
+                                       rollouts_started):
     # The approver requests a release: they cannot approve it themselves.
     request = _request(api, "approver", versions[1], production).json()
     own = api("approver").post(f"/api/v1/approval-requests/{request['id']}/approve/",
@@ -82,6 +92,7 @@ def test_four_eyes_and_required_comment(api, users, project, versions, productio
     done = api("owner").post(f"/api/v1/approval-requests/{request['id']}/approve/",
                              {"comment": "metrics beat the baseline"}, format="json")
     assert done.status_code == 200 and done.json()["status"] == "approved"
+    assert rollouts_started == [request["id"]]
     assert done.json()["reviews"][0]["reviewer"] == "olivia"
     closed = api("owner").post(f"/api/v1/approval-requests/{request['id']}/reject/",
                                {"comment": "changed my mind"}, format="json")

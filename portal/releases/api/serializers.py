@@ -2,7 +2,13 @@ from rest_framework import serializers
 
 from portal.registry.models import ModelVersion, Project
 from portal.releases.choices import BackendKind, Strategy
-from portal.releases.models import ApprovalRequest, Environment, Review
+from portal.releases.models import (
+    ApprovalRequest,
+    Deployment,
+    DeploymentEvent,
+    Environment,
+    Review,
+)
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
@@ -61,3 +67,39 @@ class ReviewInputSerializer(serializers.Serializer):
     comment = serializers.CharField(help_text="Required: why you approve or reject")
 
 
+
+
+class DeploymentEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeploymentEvent
+        fields = ["created_at", "event", "status", "reason", "actor", "verdict", "measurements",
+                  "queries", "weights", "generation"]
+        read_only_fields = fields
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    environment_name = serializers.CharField(source="environment.name", read_only=True)
+    model_name = serializers.CharField(source="model.name", read_only=True)
+    candidate_version = serializers.IntegerField(source="candidate.number", read_only=True)
+    stable_version = serializers.IntegerField(source="stable.number", read_only=True,
+                                              default=None)
+    step = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "environment", "environment_name", "model", "model_name", "request",
+                  "candidate", "candidate_version", "stable", "stable_version", "endpoint",
+                  "strategy", "status", "step", "created_at", "updated_at", "finished_at",
+                  "next_check_at"]
+        read_only_fields = fields
+
+    def get_step(self, deployment) -> int:
+        return int(deployment.state.get("step", 0))
+
+
+class DeploymentDetailSerializer(DeploymentSerializer):
+    events = DeploymentEventSerializer(many=True, read_only=True)
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = DeploymentSerializer.Meta.fields + ["spec", "state", "events"]
+        read_only_fields = fields

@@ -6,15 +6,21 @@ from rest_framework.response import Response
 from portal.accounts.services import role_in
 from portal.api.views import PortalViewSet
 from portal.errors import NotFound
-from portal.releases import queries, services
+from portal.releases import deployments, queries, services
 from portal.releases.api.serializers import (
     ApprovalRequestSerializer,
+    DeploymentDetailSerializer,
+    DeploymentSerializer,
     EnvironmentSerializer,
     EnvironmentUpdateSerializer,
     ReviewInputSerializer,
 )
 from portal.releases.choices import Decision
-from portal.releases.filtersets import ApprovalRequestFilterSet, EnvironmentFilterSet
+from portal.releases.filtersets import (
+    ApprovalRequestFilterSet,
+    DeploymentFilterSet,
+    EnvironmentFilterSet,
+)
 
 
 def _valid(serializer_class, data, **kwargs):
@@ -94,3 +100,47 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
     def cancel(self, request, pk=None):
         services.cancel_request(request.user, self.get_object())
         return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
+
+
+class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    """Rollouts: progress, every analysis, and the commands people may give."""
+
+    serializer_class = DeploymentSerializer
+    filterset_class = DeploymentFilterSet
+    ordering_fields = ["created_at", "id"]
+
+    def get_queryset(self):
+        return queries.deployments_for(self.request.user)
+
+    def get_serializer_class(self):
+        return DeploymentDetailSerializer if self.action != "list" else DeploymentSerializer
+
+    def _command(self, request, name):
+        deployment = deployments.command(request.user, self.get_object(), name)
+        return Response(DeploymentDetailSerializer(
+            self.get_queryset().prefetch_related("events").get(pk=deployment.pk)).data)
+
+    @extend_schema(request=None, responses=DeploymentDetailSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def pause(self, request, pk=None):
+        return self._command(request, "pause")
+
+    @extend_schema(request=None, responses=DeploymentDetailSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def resume(self, request, pk=None):
+        return self._command(request, "resume")
+
+    @extend_schema(request=None, responses=DeploymentDetailSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def promote(self, request, pk=None):
+        return self._command(request, "promote")
+
+    @extend_schema(request=None, responses=DeploymentDetailSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def rollback(self, request, pk=None):
+        return self._command(request, "rollback")
+
+    @extend_schema(request=None, responses=DeploymentDetailSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def keep(self, request, pk=None):
+        return self._command(request, "keep")

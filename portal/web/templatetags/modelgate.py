@@ -43,3 +43,21 @@ def change(value):
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return value
+
+
+@register.filter
+def with_measurements(events):
+    """The newest event that carries measurements (events are newest first)."""
+    return next((e for e in events if e.measurements), None)
+
+
+@register.filter
+def words(value):
+    """``rolled_back`` → ``Rolled back``."""
+    return str(value or "").replace("_", " ").capitalize()
+
+
+@register.filter
+def with_weights(events):
+    """The newest event that applied a plan (events are newest first)."""
+    return next((e for e in events if e.weights), None)

@@ -1,0 +1,327 @@
+"""Deployments: turning an approved request into a rollout, and moving it step by step.
+
+``ops.rollout`` decides; this module loads and saves the state, asks Prometheus for the
+analysis, hands plans to the environment's backend, and records every step. A Celery task
+(``workers.releases``) calls ``advance`` by deployment id; people call ``command``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ops import rollout
+from ops.analysis import NoAnalyzer, PrometheusAnalyzer
+from ops.backends import get_backend
+from ops.backends.base import BackendError, BackendUnavailable
+from ops.plan import Variant
+from portal.accounts.choices import Role
+from portal.accounts.services import require_role
+from portal.audit import services as audit
+from portal.errors import Conflict, ValidationFailed
+from portal.registry.models import ModelVersion
+from portal.releases.choices import RequestStatus, Strategy
+from portal.releases.models import ApprovalRequest, Deployment, DeploymentEvent, Environment
+
+log = logging.getLogger(__name__)
+ACTIVE = [s.value for s in rollout.Status if s not in rollout.ENDED]
+# Beat re-queues a deployment whose next decision is this late (a lost task, a dead worker).
+RECONCILE_GRACE = timedelta(seconds=30)
+
+
+# Building blocks -----------------------------------------------------------------------------
+
+def endpoint_name(environment: Environment, model) -> str:
+    return model.name
+
+
+def backend_for(environment: Environment, endpoint: str):
+    """The environment's backend, with the settings it needs from this installation."""
+    options = dict(environment.settings)
+    if environment.backend == "local":
+        base = int(options.pop("port", 9100))
+        ports = options.pop("ports", {})
+        options = {"state_dir": str(settings.MODELGATE_SERVING_DIR / f"env-{environment.pk}"),
+                   "ports": {endpoint: int(ports.get(endpoint, base))}, **options}
+    return get_backend(environment.backend, options)
+
+
+def analyzer():
+    if settings.MODELGATE_PROMETHEUS_URL:
+        return PrometheusAnalyzer(settings.MODELGATE_PROMETHEUS_URL,
+                                  settings.MODELGATE_PROMETHEUS_TOKEN or None)
+    return NoAnalyzer()
+
+
+def variant_of(version: ModelVersion, name: str) -> Variant:
+    profile = version.dataset.profile if version.dataset_id else {}
+    baseline = {"features": {k: {"edges": v.get("edges", [])}
+                             for k, v in (profile or {}).get("features", {}).items()
+                             if v.get("kind") == "numeric"}}
+    project = version.model.project
+    return Variant(name=name, version_id=version.pk, artifact_uri=version.artifact_uri,
+                   sha256=version.artifact_sha256, weight=1.0,
+                   trusted_unsafe=version.is_unsafe and project.allow_unsafe_artifacts,
+                   input_schema=version.input_schema, baseline=baseline,
+                   task=version.model.task)
+
+
+def serving_version(environment: Environment, model) -> ModelVersion | None:
+    """The version the environment serves for ``model``: the last rollout that succeeded."""
+    last = (Deployment.objects.filter(environment=environment, model=model,
+                                      status=rollout.Status.SUCCEEDED)
+            .select_related("candidate__model__project", "candidate__dataset")
+            .order_by("-finished_at", "-pk").first())
+    return last.candidate if last else None
+
+
+def _spec(deployment_strategy: str, params: dict, endpoint: str, candidate: ModelVersion,
+          stable: ModelVersion | None) -> rollout.RolloutSpec:
+    data = {"strategy": deployment_strategy, "endpoint": endpoint,
+            "candidate": variant_of(candidate, rollout.CANDIDATE),
+            "stable": variant_of(stable, rollout.STABLE) if stable else None}
+    for key in ("split", "duration_seconds", "sample_size", "check_seconds", "warm_seconds",
+                "failure_limit", "check_interval_seconds", "max_inconclusive_checks",
+                "max_inconclusive_seconds"):
+        if key in params:
+            data[key] = params[key]
+    if "steps" in params:
+        data["steps"] = tuple(rollout.CanaryStep(**s) if isinstance(s, dict)
+                              else rollout.CanaryStep(*s) for s in params["steps"])
+    if "thresholds" in params:
+        data["thresholds"] = rollout.Thresholds(**params["thresholds"])
+    try:
+        return rollout.RolloutSpec(**data)
+    except (rollout.RolloutError, TypeError, ValueError) as e:
+        raise ValidationFailed(f"strategy parameters: {e}", field="strategy_params") from e
+
+
+def _repeated(deployment: Deployment, decision: rollout.Decision) -> DeploymentEvent | None:
+    """The last event, when this decision only says it again (a bake tick, another
+    inconclusive check, "still paused"): that is an update, not a new line in the log."""
+    if decision.plan is not None:
+        return None
+    last = deployment.events.order_by("-pk").first()
+    if last is not None and (last.event, last.status, last.verdict) == (
+            str(decision.event), str(decision.state.status), str(decision.verdict or "")):
+        return last
+    return None
+
+
+def _record(deployment: Deployment, decision: rollout.Decision, *, actor: str = "",
+            queries: dict | None = None, reason: str | None = None) -> DeploymentEvent:
+    reason = reason if reason is not None else decision.reason
+    last = None if actor else _repeated(deployment, decision)
+    if last is not None:
+        last.reason, last.queries = reason, queries or last.queries
+        last.measurements = [m.to_dict() for m in decision.measurements] or last.measurements
+        last.save(update_fields=["reason", "queries", "measurements"])
+        return last
+    plan = decision.plan
+    return DeploymentEvent.objects.create(
+        deployment=deployment, event=str(decision.event), status=str(decision.state.status),
+        reason=reason, actor=actor,
+        verdict=str(decision.verdict or ""),
+        measurements=[m.to_dict() for m in decision.measurements], queries=queries or {},
+        weights=plan.weights() if plan else {}, generation=plan.generation if plan else None)
+
+
+def _claim(deployment: Deployment, old_step: int, decision: rollout.Decision) -> bool:
+    """Persist a decision only if nobody moved the deployment since ``old_step``."""
+    state = decision.state
+    now = timezone.now()
+    fields = {"state": state.to_dict(), "step_id": state.step_id, "status": str(state.status),
+              "next_check_at": (now + timedelta(seconds=decision.wait_seconds)
+                                if decision.wait_seconds is not None else None),
+              "updated_at": now}
+    if state.ended:
+        fields["finished_at"] = now
+    claimed = Deployment.objects.filter(pk=deployment.pk, step_id=old_step).update(**fields)
+    if claimed:
+        for key, value in fields.items():
+            setattr(deployment, key, value)
+    return bool(claimed)
+
+
+def _schedule(deployment: Deployment, wait_seconds: float | None) -> None:
+    if wait_seconds is None:
+        return
+    from workers import releases as tasks
+
+    if tasks.advance_deployment.app.conf.task_always_eager:
+        # Eager mode (tests) ignores countdowns: following up at once would race through
+        # every bake period. Tests drive ``advance`` themselves.
+        return
+
+    step_id = deployment.step_id
+    transaction.on_commit(lambda: _send(tasks.advance_deployment, deployment.pk, step_id,
+                                        countdown=wait_seconds))
+
+
+def _send(task, *args, countdown: float = 0) -> None:
+    try:
+        task.apply_async(args=args, countdown=max(0.0, countdown))
+    except Exception as e:  # the broker is away: beat's reconcile picks the deployment up
+        log.warning("could not queue %s%s (%s); reconcile will retry", task.name, args, e)
+
+
+def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
+           decision: rollout.Decision) -> rollout.Decision:
+    """Apply a decision's plan; a refusal becomes the engine's ``apply_failed`` decision."""
+    if decision.plan is None:
+        return decision
+    backend = backend_for(deployment.environment, deployment.endpoint)
+    try:
+        backend.apply(decision.plan)
+    except BackendUnavailable as e:
+        # The decision stands; the next advance converges to it (see ``advance``).
+        DeploymentEvent.objects.create(
+            deployment=deployment, event="apply_delayed", status=str(decision.state.status),
+            reason=f"the backend could not be reached ({e}); retrying")
+        _schedule(deployment, 5.0)
+        return decision
+    except BackendError as e:
+        refusal = rollout.apply_failed(spec, decision.state, str(e))
+        if _claim(deployment, decision.state.step_id, refusal):
+            _record(deployment, refusal)
+            if refusal.plan is not None:
+                try:
+                    backend.apply(refusal.plan)
+                except (BackendError, BackendUnavailable) as again:
+                    DeploymentEvent.objects.create(
+                        deployment=deployment, event="apply_failed", status=str(refusal.state.status),
+                        reason=f"the stable-only plan could not be applied either: {again}")
+        return refusal
+    return decision
+
+
+# Operations ----------------------------------------------------------------------------------
+
+def start_deployment(request_id: int) -> Deployment | None:
+    """Create the deployment for an approved request and take its first step (idempotent)."""
+    request = (ApprovalRequest.objects.select_related(
+        "environment__project", "version__model__project", "version__dataset", "requested_by")
+        .filter(pk=request_id, status=RequestStatus.APPROVED).first())
+    if request is None:
+        return None
+    existing = Deployment.objects.filter(request=request).first()
+    if existing is not None:
+        return existing
+    environment, version = request.environment, request.version
+    model = version.model
+    endpoint = endpoint_name(environment, model)
+    stable = serving_version(environment, model)
+    strategy = request.strategy
+    note = ""
+    if stable is None and strategy != Strategy.DIRECT:
+        note = (f"first release of {model.name} in {environment.name}: there is no stable "
+                f"version to compare with, so it is deployed directly")
+        strategy = Strategy.DIRECT
+    if stable is not None and stable.pk == version.pk:
+        raise Conflict(f"{version} already serves {environment.name}", code="already_serving")
+    spec = _spec(strategy, request.strategy_params, endpoint, version, stable)
+    with transaction.atomic():
+        if Deployment.objects.filter(environment=environment, model=model,
+                                     status__in=ACTIVE).exists():
+            raise Conflict(f"another rollout of {model.name} is in progress in "
+                           f"{environment.name}", code="rollout_in_progress")
+        generation = _current_generation(environment, model)
+        deployment = Deployment.objects.create(
+            environment=environment, request=request, model=model, candidate=version,
+            stable=stable, endpoint=endpoint, strategy=strategy, spec=spec.to_dict(),
+            state=rollout.RolloutState.initial(generation).to_dict(), step_id=0,
+            status=rollout.Status.PENDING, created_by=request.requested_by,
+            next_check_at=timezone.now())
+        if note:
+            DeploymentEvent.objects.create(deployment=deployment, event="note",
+                                           status=rollout.Status.PENDING, reason=note)
+        audit.record(None, "deployment.create", deployment, project_id=environment.project_id,
+                     changes={"candidate": version.number, "stable": stable.number if stable
+                              else None, "strategy": strategy})
+    advance(deployment.pk)
+    return Deployment.objects.get(pk=deployment.pk)
+
+
+def _current_generation(environment: Environment, model) -> int:
+    last = (Deployment.objects.filter(environment=environment, model=model)
+            .order_by("-pk").values_list("state", flat=True).first())
+    return int(last.get("generation", 0)) if last else 0
+
+
+def advance(deployment_id: int, expected_step: int | None = None) -> Deployment | None:
+    """Take the next decision for a deployment (a task runs this; so does reconcile)."""
+    deployment = (Deployment.objects.select_related("environment__project", "model")
+                  .filter(pk=deployment_id).first())
+    if deployment is None or deployment.status not in ACTIVE:
+        return deployment
+    if expected_step is not None and deployment.step_id != expected_step:
+        return deployment  # a newer decision was taken since this task was queued
+    spec = rollout.RolloutSpec.from_dict(deployment.spec)
+    state = rollout.RolloutState.from_dict(deployment.state)
+    # Converge first: if an earlier apply was lost (backend away, worker killed after the
+    # decision was saved), the plan the state calls for is applied again. Backends are
+    # declarative, so this is a no-op when the endpoint already serves it; a backend still
+    # away raises BackendUnavailable and the task retries this same step.
+    current = rollout.current_plan(spec, state)
+    if current is not None:
+        backend_for(deployment.environment, deployment.endpoint).apply(current)
+    measured = None
+    if state.status != rollout.Status.PENDING:
+        window = int(max(spec.check_interval_seconds, 30))
+        measured = analyzer().measure(deployment.endpoint, window)
+    decision = rollout.decide(spec, state, measured.analysis if measured else None, time.time())
+    with transaction.atomic():
+        if not _claim(deployment, state.step_id, decision):
+            return deployment
+        reason = decision.reason
+        if measured is not None and measured.error:
+            reason = f"{reason} ({measured.error})"
+        _record(deployment, decision, queries=measured.queries if measured else None,
+                reason=reason)
+        _schedule(deployment, decision.wait_seconds)
+    final = _apply(deployment, spec, decision)
+    if final is not decision:
+        _schedule(deployment, final.wait_seconds)
+    return deployment
+
+
+def command(user, deployment: Deployment, name: str) -> Deployment:
+    """A person's pause, resume, promote, rollback or keep, applied at once and audited."""
+    project = deployment.environment.project
+    needed = Role.CONTRIBUTOR if name in ("pause", "rollback") else Role.APPROVER
+    require_role(user, project, needed, f"{name} rollouts")
+    deployment.refresh_from_db()  # decide from the state as it is now, not as it was shown
+    spec = rollout.RolloutSpec.from_dict(deployment.spec)
+    state = rollout.RolloutState.from_dict(deployment.state)
+    try:
+        decision = rollout.command(spec, state, name, time.time(), actor=user.get_username())
+    except rollout.RolloutError as e:
+        raise Conflict(e.detail, code=e.code) from e
+    with transaction.atomic():
+        if not _claim(deployment, state.step_id, decision):
+            raise Conflict("the rollout moved on while you decided; look again",
+                           code="rollout_moved")
+        _record(deployment, decision, actor=user.get_username())
+        audit.record(user, f"deployment.{name}", deployment, project_id=project.pk,
+                     changes={"status": audit.change(str(state.status), str(decision.state.status))})
+        _schedule(deployment, decision.wait_seconds)
+    _apply(deployment, spec, decision)
+    return deployment
+
+
+def reconcile(now=None) -> int:
+    """Re-queue active deployments whose next decision is overdue (lost task, dead worker)."""
+    from workers import releases as tasks
+
+    now = now or timezone.now()
+    overdue = Deployment.objects.filter(status__in=ACTIVE, next_check_at__lt=now - RECONCILE_GRACE)
+    count = 0
+    for deployment_id, step_id in overdue.values_list("pk", "step_id"):
+        _send(tasks.advance_deployment, deployment_id, step_id)
+        count += 1
+    return count

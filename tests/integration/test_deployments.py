@@ -1,0 +1,164 @@
+"""Rollouts end to end on the local backend: real model-server processes, a real Prometheus
+scraping them, the rollout engine deciding from what Prometheus measured.
+
+The tests call ``deployments.advance`` themselves (Celery runs eagerly here and ignores
+countdowns); the real-worker path is covered in test_worker.py.
+"""
+
+import io
+import pickle
+import threading
+import time
+
+import pytest
+import requests
+
+from portal.registry import services as registry
+from portal.releases import deployments
+from portal.releases import services as releases
+from portal.releases.models import Deployment
+from tests.integration.local_fixtures import free_port
+from tests.integration.misbehaving_models import FailingClassifier, SlowClassifier
+from tests.portal_fixtures import FEATURES, metadata, random_classifier_bytes
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+FAST_CANARY = {
+    "steps": [{"weight": 0.5, "bake_seconds": 3}, {"weight": 1.0, "bake_seconds": 1}],
+    # p99 of a few dozen requests is close to their maximum: a generous ratio keeps a cold
+    # first request from failing a good candidate, and a 10x slower one still fails.
+    "thresholds": {"min_requests": 10, "max_error_rate": 0.05, "max_p99_ratio": 8.0},
+    "check_interval_seconds": 1, "max_inconclusive_checks": 60,
+}
+
+
+@pytest.fixture
+def world(users, project, clf, settings, prometheus):
+    """A production environment on a free port, with v1 serving there (released directly)."""
+    registry.update_project(users["owner"], project, allow_unsafe_artifacts=True)
+    port = free_port()
+    settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
+    production = releases.create_environment(users["owner"], project, name="production",
+                                             settings={"port": port})
+    v1 = _version(users, clf, random_classifier_bytes(1))
+    first = _release(users, v1, production, "canary")
+    assert first.status == "succeeded" and first.strategy == "direct"
+    return {"users": users, "model": clf, "env": production,
+            "url": f"http://127.0.0.1:{port}", "v1": v1}
+
+
+def _version(users, model, artifact: bytes):
+    version = registry.register_version(users["contributor"], model, io.BytesIO(artifact),
+                                        metadata())
+    return registry.validate_version(version.pk)
+
+
+def _release(users, version, environment, strategy, params=None) -> Deployment:
+    request = releases.request_approval(users["contributor"], version, environment,
+                                        strategy=strategy, strategy_params=params or {})
+    releases.review(users["approver"], request, "approve", "ok")
+    return Deployment.objects.get(request=request)
+
+
+class Traffic:
+    """Steady single-row requests from a thread; counts answers by status."""
+
+    def __init__(self, url: str):
+        self.url, self.stop, self.statuses = url, threading.Event(), []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        session = requests.Session()
+        body = {"instances": [[14.0, 19.0, 90.0, 650.0, 0.1]]}
+        while not self.stop.is_set():
+            try:
+                answer = session.post(f"{self.url}/v2/models/tumor-classifier/infer",
+                                      json={"inputs": [{"name": "input-0", "shape": [1, 5],
+                                                        "datatype": "FP64",
+                                                        "data": body["instances"]}]},
+                                      timeout=5)
+                self.statuses.append((answer.status_code,
+                                      answer.headers.get("X-Variant", "")))
+            except requests.RequestException as e:
+                self.statuses.append((0, str(e)))
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def drive(deployment: Deployment, timeout: float = 90) -> Deployment:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deployment = deployments.advance(deployment.pk) or deployment
+        deployment.refresh_from_db()
+        if deployment.status not in deployments.ACTIVE:
+            return deployment
+        time.sleep(1)
+    raise AssertionError(f"rollout still {deployment.status} after {timeout}s: "
+                         + "; ".join(e.reason for e in deployment.events.all()))
+
+
+def test_canary_of_a_good_version_promotes_with_no_failed_request(world):
+    v2 = _version(world["users"], world["model"], random_classifier_bytes(2))
+    with Traffic(world["url"]) as traffic:
+        deployment = drive(_release(world["users"], v2, world["env"], "canary", FAST_CANARY))
+    assert deployment.status == "succeeded", [e.reason for e in deployment.events.all()]
+    assert all(status == 200 for status, _ in traffic.statuses), traffic.statuses[-5:]
+    assert {variant for _, variant in traffic.statuses} >= {"stable", "candidate"}
+    passed = [e for e in deployment.events.all() if e.verdict == "pass"]
+    assert passed and passed[0].measurements and passed[0].queries
+    assert deployments.serving_version(world["env"], world["model"]).pk == v2.pk
+
+
+def _pickled(model) -> bytes:
+    return pickle.dumps(model, protocol=4)
+
+
+@pytest.mark.parametrize("bad_model, why", [
+    (FailingClassifier(len(FEATURES), share=0.2), "error_rate"),
+    (SlowClassifier(len(FEATURES), seconds=0.25), "p99"),
+])
+def test_canary_of_a_bad_version_rolls_back_on_its_own(world, bad_model, why):
+    bad = _version(world["users"], world["model"], _pickled(bad_model))
+    with Traffic(world["url"]) as traffic:
+        deployment = drive(_release(world["users"], bad, world["env"], "canary", FAST_CANARY))
+    assert deployment.status == "rolled_back"
+    failed = [e for e in deployment.events.all() if e.verdict == "fail"]
+    assert failed and any(why in m["metric"] and m["verdict"] == "fail"
+                          for m in failed[0].measurements), failed[0].measurements
+    # After the rollback every answer comes from the stable version again.
+    traffic_after = requests.post(f"{world['url']}/v2/models/tumor-classifier/infer", json={
+        "inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "FP64",
+                    "data": [[14.0, 19.0, 90.0, 650.0, 0.1]]}]}, timeout=5)
+    assert traffic_after.headers["X-Variant"] == "stable"
+    assert deployments.serving_version(world["env"], world["model"]).pk == world["v1"].pk
+    assert traffic.statuses
+
+
+def test_manual_rollback_and_recovery_from_recorded_state(world):
+    v2 = _version(world["users"], world["model"], random_classifier_bytes(3))
+    deployment = _release(world["users"], v2, world["env"], "canary",
+                          {**FAST_CANARY, "steps": [{"weight": 0.25, "bake_seconds": 600},
+                                                    {"weight": 1.0, "bake_seconds": 1}]})
+    assert deployment.status == "progressing"
+    # A worker that died after saving a decision but before applying it: the next advance
+    # converges the endpoint to the recorded state's plan.
+    (deployments.settings.MODELGATE_SERVING_DIR / f"env-{world['env'].pk}" /
+     "tumor-classifier" / "plan.json").unlink()
+    deployments.advance(deployment.pk)
+    served = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
+    assert {v["name"] for v in served["parameters"]["variants"]} == {"stable", "candidate"}
+
+    deployments.command(world["users"]["contributor"], deployment, "rollback")
+    deployment.refresh_from_db()
+    assert deployment.status == "rolled_back"
+    served = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
+    assert [v["name"] for v in served["parameters"]["variants"]] == ["stable"]
+    with pytest.raises(Exception, match="rolled_back|ended"):
+        deployments.command(world["users"]["approver"], deployment, "promote")
