@@ -218,7 +218,7 @@ def _seed_releases(project, users, *, classifier, regressor):
         owner, project, name="staging", backend="local", settings={"port": 9100},
         description="Shadow and canary tests on this machine.", required_approvals=1)
     production = releases.create_environment(
-        owner, project, name="production", backend="local", settings={"port": 9101},
+        owner, project, name="production", backend="local", settings={"port": 9200},
         description="Serves the clinics' requests.", required_approvals=1,
         gates=[{"metric": "roc_auc", "min": 0.95, "model": "tumor-classifier"},
                {"metric": "roc_auc", "max_drop": 0.01, "model": "tumor-classifier"},

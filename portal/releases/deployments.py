@@ -40,14 +40,21 @@ def endpoint_name(environment: Environment, model) -> str:
     return model.name
 
 
-def backend_for(environment: Environment, endpoint: str):
-    """The environment's backend, with the settings it needs from this installation."""
+def backend_for(deployment: Deployment):
+    """The environment's backend, with the settings it needs from this installation.
+
+    Local backend: each model of an environment gets its own model-server port, from the
+    ``ports`` map in the environment's settings or else ``port`` + the model's id, so two
+    models released to one environment never fight over a port.
+    """
+    environment = deployment.environment
     options = dict(environment.settings)
     if environment.backend == "local":
         base = int(options.pop("port", 9100))
         ports = options.pop("ports", {})
+        port = int(ports.get(deployment.endpoint, base + deployment.model_id))
         options = {"state_dir": str(settings.MODELGATE_SERVING_DIR / f"env-{environment.pk}"),
-                   "ports": {endpoint: int(ports.get(endpoint, base))}, **options}
+                   "ports": {deployment.endpoint: port}, **options}
     return get_backend(environment.backend, options)
 
 
@@ -175,7 +182,7 @@ def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
     """Apply a decision's plan; a refusal becomes the engine's ``apply_failed`` decision."""
     if decision.plan is None:
         return decision
-    backend = backend_for(deployment.environment, deployment.endpoint)
+    backend = backend_for(deployment)
     try:
         backend.apply(decision.plan)
     except BackendUnavailable as e:
@@ -269,7 +276,7 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
     # away raises BackendUnavailable and the task retries this same step.
     current = rollout.current_plan(spec, state)
     if current is not None:
-        backend_for(deployment.environment, deployment.endpoint).apply(current)
+        backend_for(deployment).apply(current)
     measured = None
     if state.status != rollout.Status.PENDING:
         window = int(max(spec.check_interval_seconds, 30))

@@ -26,7 +26,8 @@ def release_request(users, project, clf):
         versions.append(registry.validate_version(version.pk))
     registry.set_alias(users["approver"], clf, "champion", versions[0])
     production = releases.create_environment(
-        users["owner"], project, name="production", settings={"port": free_port()},
+        users["owner"], project, name="production",
+        settings={"ports": {"tumor-classifier": free_port()}},
         gates=[{"metric": "roc_auc", "max_drop": 0.01}])
     return releases.request_approval(users["contributor"], versions[1], production,
                                      reason="Better on the new data.")

@@ -39,7 +39,7 @@ def world(users, project, clf, settings, prometheus):
     port = free_port()
     settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
     production = releases.create_environment(users["owner"], project, name="production",
-                                             settings={"port": port})
+                                             settings={"ports": {"tumor-classifier": port}})
     v1 = _version(users, clf, random_classifier_bytes(1))
     first = _release(users, v1, production, "canary")
     assert first.status == "succeeded" and first.strategy == "direct"
