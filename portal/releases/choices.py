@@ -9,7 +9,7 @@ class BackendKind(models.TextChoices):
 
 class Strategy(models.TextChoices):
     DIRECT = "direct", "Direct (all traffic at once)"
-    CANARY = "canary", "Canary (10% → 25% → 50% → 100%)"
+    CANARY = "canary", "Canary (stepped traffic)"
     AB = "ab", "A/B split"
     BLUEGREEN = "bluegreen", "Blue/green"
     SHADOW = "shadow", "Shadow"

@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from explainability import charts
@@ -134,9 +135,13 @@ def deployment_detail(request, pk):
     deployment = get_object_or_404(queries.deployments_for(request.user), pk=pk)
     project = deployment.environment.project
     events = list(deployment.events.all())
-    traffic = charts.rollout_traffic([{"at": e.created_at.isoformat(), "weights": e.weights}
-                                      for e in events if e.weights])
     active = deployment.status in deployments.ACTIVE
+    points = [{"at": e.created_at.isoformat(), "weights": e.weights} for e in events if e.weights]
+    if deployment.stable_id:  # before the first step, the stable had all the traffic
+        points.insert(0, {"at": deployment.created_at.isoformat(), "weights": {"stable": 1.0}})
+    if points and active:  # the current split holds until now
+        points.append({"at": timezone.now().isoformat(), "weights": points[-1]["weights"]})
+    traffic = charts.rollout_traffic(points)
     template = ("partials/deployment_progress.html" if request.GET.get("partial")
                 else "releases/deployment_detail.html")
     return render(request, template, {
@@ -158,5 +163,9 @@ def deployment_command(request, pk):
     except DomainError as e:
         messages.error(request, e.detail)
     else:
-        messages.success(request, f"{name.capitalize()}: done.")
+        done = {"pause": "Paused: traffic stays as it is until someone resumes.",
+                "resume": "Resumed.", "promote": "Promoted: the candidate serves all traffic.",
+                "rollback": "Rolled back: the stable version serves all traffic.",
+                "keep": "Kept the stable version; the candidate is removed."}
+        messages.success(request, done.get(name, "Done."))
     return redirect(deployment)

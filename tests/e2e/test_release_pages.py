@@ -62,3 +62,36 @@ def test_requester_cannot_approve_their_own_release(live_server, page, release_r
     expect(page.locator("text=another approver must review it")).to_be_visible()
     expect(page.locator("button[value=approve]")).to_have_count(0)
     expect(page.locator("h1 .badge")).to_have_text(re.compile("Awaiting review"))
+
+
+def test_approver_watches_a_canary_and_rolls_it_back(live_server, page, shoot, users,
+                                                     release_request):
+    # v1 serves production already (its first release went out directly).
+    champion = release_request.champion
+    first = releases.request_approval(users["contributor"], champion,
+                                      release_request.environment, strategy="canary")
+    releases.review(users["owner"], first, "approve", "baseline")
+    # The canary of v2 bakes at 25% for ten minutes: long enough to look at it.
+    release_request.strategy_params = {"steps": [{"weight": 0.25, "bake_seconds": 600},
+                                                 {"weight": 1.0, "bake_seconds": 60}]}
+    release_request.save(update_fields=["strategy_params"])
+
+    sign_in(page, live_server.url, "alice")
+    page.goto(live_server.url + release_request.get_absolute_url())
+    page.fill("textarea[name=comment]", "Canary it.")
+    page.click("button[value=approve]")
+    page.click("text=follow the rollout")
+    expect(page.locator(".status-line .badge")).to_have_text("Progressing", timeout=30_000)
+    expect(page.locator("#events")).to_contain_text("candidate 25%")
+    expect(page.locator("[data-chart=traffic-chart]")).to_have_class(re.compile(r"\bdrawn\b"))
+    shoot(page, "10-canary-progressing")
+
+    page.click("summary:has-text('Roll back')")
+    expect(page.locator(".confirm-box")).to_be_visible()
+    shoot(page, "11-rollback-confirm")
+    page.click("button:has-text('Yes, roll back now')")
+    expect(page.locator(".status-line .badge")).to_have_text("Rolled back", timeout=30_000)
+    expect(page.locator("#events")).to_contain_text("alice")
+    expect(page.locator("#events tbody tr").first).to_contain_text("stable 100%")
+    shoot(page, "12-rolled-back")
+    assert page.console_errors == []
