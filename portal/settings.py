@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "portal.audit",
     "portal.registry",
     "portal.releases",
+    "portal.notifications",
     "portal.api",
     "portal.web",
 ]
@@ -139,6 +140,12 @@ MODELGATE_VALIDATION_SAMPLE_ROWS = env_int("MODELGATE_VALIDATION_SAMPLE_ROWS", 2
 MODELGATE_SERVING_DIR = Path(env_str("MODELGATE_SERVING_DIR", str(DATA_DIR / "serving")))
 MODELGATE_PROMETHEUS_URL = env_str("MODELGATE_PROMETHEUS_URL", "")
 MODELGATE_PROMETHEUS_TOKEN = env_str("MODELGATE_PROMETHEUS_TOKEN", "")
+# Beat re-queues a rollout whose next decision is this many seconds late.
+MODELGATE_RECONCILE_GRACE_SECONDS = env_int("MODELGATE_RECONCILE_GRACE_SECONDS", 30)
+
+# Notification email goes through Django's backend; the console backend prints it to the log.
+EMAIL_BACKEND = env_str("MODELGATE_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("MODELGATE_FROM_EMAIL", "modelgate@localhost")
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

@@ -19,6 +19,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", include("portal.registry.urls")),
     path("", include("portal.releases.urls")),
+    path("", include("portal.notifications.urls")),
     path("", include("portal.accounts.urls")),
     path("", include("portal.web.urls")),
 ]

@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from portal.accounts.api.views import ApiTokenViewSet, MembershipViewSet
 from portal.api.views import TokenLoginView
 from portal.audit.api.views import AuditEventViewSet
+from portal.notifications.api.views import WebhookViewSet
 from portal.registry.api.views import (
     DatasetViewSet,
     ModelVersionViewSet,
@@ -27,6 +28,7 @@ router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("environments", EnvironmentViewSet, basename="environment")
 router.register("approval-requests", ApprovalRequestViewSet, basename="approval-request")
 router.register("deployments", DeploymentViewSet, basename="deployment")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 

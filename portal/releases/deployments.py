@@ -30,8 +30,6 @@ from portal.releases.models import ApprovalRequest, Deployment, DeploymentEvent,
 
 log = logging.getLogger(__name__)
 ACTIVE = [s.value for s in rollout.Status if s not in rollout.ENDED]
-# Beat re-queues a deployment whose next decision is this late (a lost task, a dead worker).
-RECONCILE_GRACE = timedelta(seconds=30)
 
 
 # Building blocks -----------------------------------------------------------------------------
@@ -326,7 +324,9 @@ def reconcile(now=None) -> int:
     from workers import releases as tasks
 
     now = now or timezone.now()
-    overdue = Deployment.objects.filter(status__in=ACTIVE, next_check_at__lt=now - RECONCILE_GRACE)
+    # Late by more than the grace: its task was lost (broker restarted, worker killed).
+    grace = timedelta(seconds=settings.MODELGATE_RECONCILE_GRACE_SECONDS)
+    overdue = Deployment.objects.filter(status__in=ACTIVE, next_check_at__lt=now - grace)
     count = 0
     for deployment_id, step_id in overdue.values_list("pk", "step_id"):
         _send(tasks.advance_deployment, deployment_id, step_id)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from django.conf import settings
 
 from portal.registry.models import ModelVersion
@@ -66,24 +67,39 @@ def broker(tmp_path):
 
 
 @pytest.fixture
-def worker(broker, artifact_root, tmp_path):
-    env = dict(os.environ, DATABASE_URL=_database_url(), CELERY_TASK_ALWAYS_EAGER="false",
-               MODELGATE_ARTIFACT_ROOT=str(artifact_root), MODELGATE_CELERY_QUEUE=broker["queue"],
-               CELERY_BROKER_URL=broker["url"], MODELGATE_DATA_DIR=str(tmp_path / "worker"))
-    if broker["url"] == "filesystem://":
-        env["MODELGATE_DATA_DIR"] = str(Path(broker["options"]["data_folder_in"]).parents[1])
-    log = open(tmp_path / "worker.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", "solo",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+def start_worker(broker, artifact_root, settings, tmp_path):
+    """``start(**env)`` → a real Celery worker process on the test database and broker."""
+    processes = []
+
+    def start(**extra_env) -> subprocess.Popen:
+        env = dict(os.environ, DATABASE_URL=_database_url(), CELERY_TASK_ALWAYS_EAGER="false",
+                   MODELGATE_ARTIFACT_ROOT=str(artifact_root),
+                   MODELGATE_SERVING_DIR=str(settings.MODELGATE_SERVING_DIR),
+                   MODELGATE_CELERY_QUEUE=broker["queue"], CELERY_BROKER_URL=broker["url"],
+                   MODELGATE_DATA_DIR=str(tmp_path / "worker"), **extra_env)
+        if broker["url"] == "filesystem://":
+            env["MODELGATE_DATA_DIR"] = str(Path(broker["options"]["data_folder_in"]).parents[1])
+        log = open(tmp_path / "worker.log", "a")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", "solo",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def worker(start_worker):
+    return start_worker()
 
 
 def wait_for_status(version_id, wanted, timeout=60, worker=None, log=None):
@@ -130,3 +146,82 @@ def test_upload_while_the_broker_is_down_is_kept_and_requeued_later(api, clf, br
     assert requeue_stuck_work(older_than_seconds=0) == 1
     assert wait_for_status(response.json()["id"], {"ready"}, worker=worker,
                            log=tmp_path / "worker.log") == "ready"
+
+
+def test_a_worker_killed_mid_rollout_is_replaced_and_the_rollout_completes_once(
+        users, project, clf, settings, prometheus, start_worker, tmp_path):
+    """SIGKILL the worker while a canary bakes; another worker, prompted by the reconcile
+    that beat runs, resumes from the recorded state: the rollout succeeds and no step is
+    applied twice."""
+    from portal.releases import deployments
+    from portal.releases import services as releases
+    from portal.releases.models import Deployment
+    from tests.integration.local_fixtures import free_port
+    from tests.integration.test_deployments import FAST_CANARY, Traffic, _version
+
+    port = free_port()
+    settings.MODELGATE_RECONCILE_GRACE_SECONDS = 3
+    settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
+    env = {"MODELGATE_PROMETHEUS_URL": settings.MODELGATE_PROMETHEUS_URL}
+    production = releases.create_environment(users["owner"], project, name="production",
+                                             settings={"ports": {"tumor-classifier": port}})
+    first = start_worker(**env)
+    v1 = _version(users, clf, random_classifier_bytes(1))
+    request = releases.request_approval(users["contributor"], v1, production)
+    releases.review(users["approver"], request, "approve", "first release")
+    _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(), {"succeeded"},
+                      first, tmp_path)
+    # The decision is recorded before the worker applies it: wait for v1 to answer.
+    _wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/v2/health/ready",
+                                     timeout=1).status_code == 200)
+
+    v2 = _version(users, clf, random_classifier_bytes(2))
+    request = releases.request_approval(users["contributor"], v2, production,
+                                        strategy_params={**FAST_CANARY, "steps": [
+                                            {"weight": 0.5, "bake_seconds": 4},
+                                            {"weight": 1.0, "bake_seconds": 2}]})
+    with Traffic(f"http://127.0.0.1:{port}") as traffic:
+        releases.review(users["approver"], request, "approve", "canary it")
+        _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(),
+                          {"progressing"}, first, tmp_path)
+        first.kill()  # SIGKILL: no warm shutdown, the scheduled decision is lost with it
+        first.wait(timeout=10)
+        second = start_worker(**env)
+        deployment = Deployment.objects.get(request=request)
+        deadline = time.monotonic() + 120
+        while deployment.status in deployments.ACTIVE and time.monotonic() < deadline:
+            deployments.reconcile()  # what beat does every 30 s
+            time.sleep(2)
+            deployment.refresh_from_db()
+    assert deployment.status == "succeeded", (
+        [e.reason for e in deployment.events.all()], (tmp_path / "worker.log").read_text()[-3000:])
+    generations = [e.generation for e in deployment.events.all() if e.generation]
+    assert generations == sorted(set(generations)), generations  # each plan applied once
+    failed = [(code, detail) for code, detail in traffic.statuses if code != 200]
+    assert failed == [], failed[:5]
+    assert second.poll() is None
+
+
+def _wait_for_rollout(load, wanted, worker, log_dir, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deployment = load()
+        if deployment is not None and deployment.status in wanted:
+            return deployment
+        if worker.poll() is not None:
+            raise AssertionError("the worker died:\n" + (log_dir / "worker.log").read_text())
+        time.sleep(0.3)
+    raise AssertionError(f"rollout not {wanted} after {timeout}s: "
+                         + (log_dir / "worker.log").read_text()[-3000:])
+
+
+def _wait_until(check, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")

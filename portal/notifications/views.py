@@ -1,0 +1,94 @@
+"""Webhook pages: a project's webhooks (owners add and remove them) and each delivery log."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.accounts.choices import Role
+from portal.accounts.services import has_role, require_role
+from portal.errors import DomainError
+from portal.notifications import forms, queries, services
+from portal.notifications.choices import DeliveryStatus
+from portal.registry.views import _form_error, _project
+
+
+def _webhook(request, slug, pk):
+    return get_object_or_404(queries.webhooks_for(request.user), project__slug=slug, pk=pk)
+
+
+@login_required
+def webhook_list(request, slug):
+    project = _project(request, slug)
+    is_owner = has_role(request.user, project, Role.OWNER)
+    form = forms.WebhookForm(request.POST or None) if is_owner else None
+    created, secret = None, None
+    if request.method == "POST":
+        require_role(request.user, project, Role.OWNER, "manage webhooks")
+        if form.is_valid():
+            try:
+                created, secret = services.create_webhook(request.user, project,
+                                                          **form.cleaned_data)
+            except DomainError as e:
+                _form_error(form, e)
+            else:
+                form = forms.WebhookForm()
+    return render(request, "notifications/webhook_list.html", {
+        "project": project, "is_owner": is_owner, "form": form,
+        "webhooks": queries.webhooks_for(request.user).filter(project=project),
+        "new_webhook": created, "new_secret": secret,
+    })
+
+
+@login_required
+def webhook_detail(request, slug, pk):
+    webhook = _webhook(request, slug, pk)
+    status = request.GET.get("status", "")
+    deliveries = queries.deliveries_of(webhook)
+    if status in DeliveryStatus.values:
+        deliveries = deliveries.filter(status=status)
+    return render(request, "notifications/webhook_detail.html", {
+        "webhook": webhook, "project": webhook.project, "deliveries": deliveries[:200],
+        "status": status, "statuses": DeliveryStatus.choices,
+        "is_owner": has_role(request.user, webhook.project, Role.OWNER),
+    })
+
+
+@login_required
+@require_POST
+def webhook_test(request, slug, pk):
+    webhook = _webhook(request, slug, pk)
+    try:
+        services.ping_webhook(request.user, webhook)
+    except DomainError as e:
+        messages.error(request, e.detail)
+    else:
+        messages.success(request, "Ping queued: its delivery appears below in a moment.")
+    return redirect(webhook)
+
+
+@login_required
+@require_POST
+def webhook_toggle(request, slug, pk):
+    webhook = _webhook(request, slug, pk)
+    try:
+        services.update_webhook(request.user, webhook, active=not webhook.active)
+    except DomainError as e:
+        messages.error(request, e.detail)
+    else:
+        messages.success(request, "Webhook activated: new events are sent to it." if webhook.active
+                         else "Webhook deactivated: nothing more is sent to it.")
+    return redirect(webhook)
+
+
+@login_required
+@require_POST
+def webhook_delete(request, slug, pk):
+    webhook = _webhook(request, slug, pk)
+    try:
+        services.delete_webhook(request.user, webhook)
+    except DomainError as e:
+        messages.error(request, e.detail)
+        return redirect(webhook)
+    messages.success(request, f"Webhook {webhook.name} deleted, with its delivery log.")
+    return redirect("notifications:webhooks", slug)
