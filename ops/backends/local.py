@@ -10,6 +10,7 @@ worker process can apply, observe or delete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -108,8 +109,14 @@ class LocalBackend(Backend):
             partial.write_text(plan.to_json())
             written_at = time.time()
             os.replace(partial, target)  # the server never reads half a plan
-        if self._pid(plan.endpoint) is None:
+        pid = self._pid(plan.endpoint)
+        if pid is None:
             self._start(plan.endpoint)  # first apply, or the server crashed: start it
+        elif written_at and self._get(plan.endpoint, "/v2/health/live", timeout=0.5)[0] == 200:
+            # The server also polls the file; the signal saves a rollback that poll's delay.
+            # Only a server that answers has its handler installed (SIGHUP would end it).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
         return self._wait_for(plan, written_at)
 
     def _wait_for(self, plan: ServingPlan, written_at: float) -> ObservedState:
