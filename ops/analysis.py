@@ -33,10 +33,29 @@ def _selector(endpoint: str, variant: str) -> str:
     return f'endpoint="{endpoint}",variant="{variant}"'
 
 
-def queries_for(endpoint: str, window_seconds: int) -> dict[str, str]:
-    """The PromQL of each measurement, over the last ``window_seconds``."""
+def queries_for(endpoint: str, window_seconds: int, shadow: bool = False) -> dict[str, str]:
+    """The PromQL of each measurement, over the last ``window_seconds``.
+
+    A shadow candidate answers nobody: its traffic and latency are the server's shadow
+    series (copies of live requests), and it has no error series of its own.
+    """
     w = f"{max(int(window_seconds), 1)}s"
     c, s = _selector(endpoint, CANDIDATE), _selector(endpoint, STABLE)
+    if shadow:
+        compared = f"sum(increase(modelgate_shadow_comparisons_total{{{c}}}[{w}]))"
+        return {
+            "requests": compared,
+            "error_rate": (f"(sum(increase(modelgate_shadow_comparisons_total{{{c},"
+                           f"result=\"error\"}}[{w}])) or vector(0)) / {compared}"),
+            "p99_latency": ("histogram_quantile(0.99, sum by (le) (rate("
+                            f"modelgate_shadow_duration_seconds_bucket{{{c}}}[{w}])))"),
+            "stable_p99_latency": ("histogram_quantile(0.99, sum by (le) (rate("
+                                   f"modelgate_request_duration_seconds_bucket{{{s}}}[{w}])))"),
+            "disagreement_rate": (
+                f"(sum(increase(modelgate_shadow_comparisons_total{{{c},result=\"disagree\"}}"
+                f"[{w}])) or vector(0)) / sum(increase(modelgate_shadow_comparisons_total"
+                f"{{{c},result=~\"agree|disagree\"}}[{w}]))"),
+        }
     return {
         "requests": f"sum(increase(modelgate_requests_total{{{c}}}[{w}]))",
         # No 5xx series at all means no server error yet: 0, not "no data".
@@ -85,8 +104,8 @@ class PrometheusAnalyzer:
                                     values={"value": alert.get("value"), **labels}))
         return tuple(alerts)
 
-    def measure(self, endpoint: str, window_seconds: int) -> Measured:
-        promql = queries_for(endpoint, window_seconds)
+    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False) -> Measured:
+        promql = queries_for(endpoint, window_seconds, shadow)
         try:
             values = {name: self._query(query) for name, query in promql.items()}
             alerts = self._alerts(endpoint)
@@ -98,6 +117,6 @@ class PrometheusAnalyzer:
 class NoAnalyzer:
     """Used where no Prometheus is configured: every analysis is inconclusive, and says why."""
 
-    def measure(self, endpoint: str, window_seconds: int) -> Measured:
+    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False) -> Measured:
         return Measured(Analysis(), {}, error="no Prometheus is configured "
                                               "(set MODELGATE_PROMETHEUS_URL)")

@@ -224,6 +224,12 @@ def _seed_releases(project, users, *, classifier, regressor):
                {"metric": "roc_auc", "max_drop": 0.01, "model": "tumor-classifier"},
                {"metric": "r2", "min": 0.4, "model": "progression-regressor"},
                {"metric": "rmse", "max_rise": 1.0, "model": "progression-regressor"}])
+    # The champions go to production first (a worker starts their model servers)...
+    for champion in (classifier[1], regressor[1]):
+        request = releases.request_approval(users["carlos"], champion, production,
+                                            strategy="direct", reason="Current champion.")
+        releases.review(users["alice"], request, "approve", "Serving since the last review.")
+    # ...and two challengers wait for an approver.
     releases.request_approval(
         users["carlos"], classifier[2], production, strategy="canary",
         reason="Gradient boosting: better calibrated on the newest biopsies.")

@@ -186,6 +186,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-approval-requests": {"task": "workers.releases.expire_requests", "schedule": 300.0},
     "reconcile-deployments": {"task": "workers.releases.reconcile_deployments",
                               "schedule": 30.0},
+    "requeue-webhook-deliveries": {"task": "workers.notifications.requeue_deliveries",
+                                   "schedule": 60.0},
 }
 
 REST_FRAMEWORK = {

@@ -9,7 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("modelgate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.imports = ("workers.registry", "workers.releases")
+app.conf.imports = ("workers.registry", "workers.releases", "workers.notifications")
 
 
 @worker_process_init.connect

@@ -25,7 +25,7 @@ PING = "ping"
 
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"
-    SUCCEEDED = "succeeded", "Delivered"
+    SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
 
 

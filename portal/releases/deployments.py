@@ -24,6 +24,7 @@ from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.audit import services as audit
 from portal.errors import Conflict, ValidationFailed
+from portal.notifications.services import notify
 from portal.registry.models import ModelVersion
 from portal.releases.choices import RequestStatus, Strategy
 from portal.releases.models import ApprovalRequest, Deployment, DeploymentEvent, Environment
@@ -136,6 +137,28 @@ def _record(deployment: Deployment, decision: rollout.Decision, *, actor: str = 
         weights=plan.weights() if plan else {}, generation=plan.generation if plan else None)
 
 
+NOTIFIED = {rollout.Status.SUCCEEDED: "rollout.succeeded",
+            rollout.Status.ROLLED_BACK: "rollout.rolled_back",
+            rollout.Status.FAILED: "rollout.failed", rollout.Status.PAUSED: "rollout.paused"}
+
+
+def _notify(deployment: Deployment, old: rollout.RolloutState, decision: rollout.Decision,
+            actor: str = "") -> None:
+    """Tell the project when a rollout ends or stops for a person."""
+    status = decision.state.status
+    if status == old.status or status not in NOTIFIED:
+        return
+    payload = {"deployment_id": deployment.pk, "model": deployment.model.name,
+               "version": deployment.candidate.number,
+               "stable_version": deployment.stable.number if deployment.stable_id else None,
+               "environment": deployment.environment.name, "strategy": deployment.strategy,
+               "status": str(status), "reason": decision.reason,
+               "url": deployment.get_absolute_url()}
+    if actor:
+        payload["actor"] = actor
+    notify(deployment.environment.project, NOTIFIED[status], payload)
+
+
 def _claim(deployment: Deployment, old_step: int, decision: rollout.Decision) -> bool:
     """Persist a decision only if nobody moved the deployment since ``old_step``."""
     state = decision.state
@@ -194,6 +217,7 @@ def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
         refusal = rollout.apply_failed(spec, decision.state, str(e))
         if _claim(deployment, decision.state.step_id, refusal):
             _record(deployment, refusal)
+            _notify(deployment, decision.state, refusal)
             if refusal.plan is not None:
                 try:
                     backend.apply(refusal.plan)
@@ -278,7 +302,8 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
     measured = None
     if state.status != rollout.Status.PENDING:
         window = int(max(spec.check_interval_seconds, 30))
-        measured = analyzer().measure(deployment.endpoint, window)
+        measured = analyzer().measure(deployment.endpoint, window,
+                                      shadow=spec.strategy == rollout.Strategy.SHADOW)
     decision = rollout.decide(spec, state, measured.analysis if measured else None, time.time())
     with transaction.atomic():
         if not _claim(deployment, state.step_id, decision):
@@ -288,6 +313,7 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
             reason = f"{reason} ({measured.error})"
         _record(deployment, decision, queries=measured.queries if measured else None,
                 reason=reason)
+        _notify(deployment, state, decision)
         _schedule(deployment, decision.wait_seconds)
     final = _apply(deployment, spec, decision)
     if final is not decision:
@@ -312,6 +338,7 @@ def command(user, deployment: Deployment, name: str) -> Deployment:
             raise Conflict("the rollout moved on while you decided; look again",
                            code="rollout_moved")
         _record(deployment, decision, actor=user.get_username())
+        _notify(deployment, state, decision, actor=user.get_username())
         audit.record(user, f"deployment.{name}", deployment, project_id=project.pk,
                      changes={"status": audit.change(str(state.status), str(decision.state.status))})
         _schedule(deployment, decision.wait_seconds)
@@ -330,5 +357,12 @@ def reconcile(now=None) -> int:
     count = 0
     for deployment_id, step_id in overdue.values_list("pk", "step_id"):
         _send(tasks.advance_deployment, deployment_id, step_id)
+        count += 1
+    # Approved requests whose start was lost (queued while the broker was away).
+    unstarted = ApprovalRequest.objects.filter(status=RequestStatus.APPROVED,
+                                               deployment__isnull=True,
+                                               decided_at__lt=now - grace)
+    for request_id in unstarted.values_list("pk", flat=True):
+        _send(tasks.start_deployment, request_id)
         count += 1
     return count

@@ -12,6 +12,7 @@ from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role
 from portal.audit import services as audit
 from portal.errors import Conflict, NotAllowed, ValidationFailed
+from portal.notifications.services import notify
 from portal.registry.choices import VersionStatus
 from portal.registry.models import Alias, ModelVersion, Project
 from portal.releases.choices import BackendKind, Decision, RequestStatus, Strategy
@@ -115,6 +116,11 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
     except IntegrityError as e:
         raise Conflict(f"{version} already has an open request for {environment.name}",
                        code="duplicate_request") from e
+    notify(project, "release.requested", {
+        "request_id": request.pk, "model": version.model.name, "version": version.number,
+        "environment": environment.name, "strategy": strategy,
+        "requested_by": user.get_username(), "gates_passed": request.gates_passed,
+        "url": request.get_absolute_url()})
     return request
 
 
@@ -177,6 +183,12 @@ def review(user, request: ApprovalRequest, decision: str, comment: str) -> Appro
         if request.status == RequestStatus.APPROVED:
             approved_id = request.pk
             transaction.on_commit(lambda: _start_rollout(approved_id))
+        if request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
+            notify(project, f"release.{request.status}", {
+                "request_id": request.pk, "model": request.version.model.name,
+                "version": request.version.number, "environment": request.environment.name,
+                "decided_by": user.get_username(), "comment": comment,
+                "url": request.get_absolute_url()})
     return request
 
 

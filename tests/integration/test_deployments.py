@@ -162,3 +162,54 @@ def test_manual_rollback_and_recovery_from_recorded_state(world):
     assert [v["name"] for v in served["parameters"]["variants"]] == ["stable"]
     with pytest.raises(Exception, match="rolled_back|ended"):
         deployments.command(world["users"]["approver"], deployment, "promote")
+
+
+def test_ab_split_is_sticky_and_waits_for_a_decision(world):
+    v2 = _version(world["users"], world["model"], random_classifier_bytes(4))
+    deployment = _release(world["users"], v2, world["env"], "ab", {
+        **FAST_CANARY, "split": 0.5, "duration_seconds": 4})
+    url = f"{world['url']}/v2/models/tumor-classifier/infer"
+    body = {"inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "FP64",
+                        "data": [[14.0, 19.0, 90.0, 650.0, 0.1]]}]}
+    seen = {}
+    for unit in ("u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8") * 5:
+        answer = requests.post(url, json=body, headers={"X-Unit-Id": unit}, timeout=5)
+        seen.setdefault(unit, set()).add(answer.headers["X-Variant"])
+    assert all(len(variants) == 1 for variants in seen.values()), seen  # sticky per unit
+    assert set().union(*seen.values()) == {"stable", "candidate"}
+    with Traffic(world["url"]):
+        deployment = drive_until(deployment, {"awaiting_decision"})
+    deployments.command(world["users"]["approver"], deployment, "promote")
+    deployment.refresh_from_db()
+    assert deployment.status == "succeeded"
+    assert deployments.serving_version(world["env"], world["model"]).pk == v2.pk
+
+
+def test_shadow_compares_without_serving_and_a_person_keeps_the_stable(world):
+    v2 = _version(world["users"], world["model"], random_classifier_bytes(5))
+    deployment = _release(world["users"], v2, world["env"], "shadow", {
+        **FAST_CANARY, "duration_seconds": 4,
+        "thresholds": {**FAST_CANARY["thresholds"], "max_disagreement": 1.0}})
+    with Traffic(world["url"]) as traffic:
+        deployment = drive_until(deployment, {"awaiting_decision"})
+    assert {variant for _, variant in traffic.statuses} == {"stable"}  # shadow never answers
+    measured = {m["metric"] for e in deployment.events.all() for m in e.measurements}
+    assert "disagreement_rate" in measured
+    deployments.command(world["users"]["approver"], deployment, "keep")
+    deployment.refresh_from_db()
+    assert deployment.status == "kept_stable"
+    assert deployments.serving_version(world["env"], world["model"]).pk == world["v1"].pk
+
+
+def drive_until(deployment: Deployment, wanted: set, timeout: float = 90) -> Deployment:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deployments.advance(deployment.pk)
+        deployment.refresh_from_db()
+        if deployment.status in wanted:
+            return deployment
+        assert deployment.status in deployments.ACTIVE, [e.reason for e in
+                                                         deployment.events.all()]
+        time.sleep(1)
+    raise AssertionError(f"rollout still {deployment.status}: "
+                         + "; ".join(e.reason for e in deployment.events.all()))

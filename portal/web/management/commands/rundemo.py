@@ -6,12 +6,23 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from portal import demo
+
+
+def model_server_pids(serving_dir: Path) -> list[int]:
+    pids = []
+    for pidfile in serving_dir.glob("*/*/server.pid"):
+        try:
+            pids.append(int(pidfile.read_text()))
+        except ValueError:
+            continue
+    return pids
 
 
 def redis_reachable(url: str) -> bool:
@@ -30,6 +41,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("MODELGATE_PORT", 8000)))
         parser.add_argument("--host", default=os.environ.get("MODELGATE_HOST", "127.0.0.1"))
+
+    def _stop_model_servers(self):
+        """Model servers run in their own sessions (they outlive workers); stop ours too."""
+        for pid in model_server_pids(settings.MODELGATE_SERVING_DIR):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                continue
 
     def handle(self, *args, host, port, **options):
         env = dict(os.environ)
@@ -80,6 +99,7 @@ class Command(BaseCommand):
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
+            self._stop_model_servers()
             self.stdout.write("Stopped.")
             sys.exit(0)
 
