@@ -169,3 +169,8 @@ def test_release_pages(api, users, versions, production):
     form = requester.get("/p/clinical-ml/m/tumor-classifier/v/1/release/")
     assert form.status_code == 200 and b"production" in form.content
     assert Client().get("/releases/").status_code == 302
+    page = requester.get("/p/clinical-ml/environments/production/").content.decode()
+    assert "<title>production · Modelgate</title>" in page
+    assert "roc_auc ≥ 0.85" in page and "Rollout history" in page and "Serving now" in page
+    assert "/p/clinical-ml/environments/production/" in requester.get(
+        "/p/clinical-ml/environments/").content.decode()

@@ -61,3 +61,26 @@ def words(value):
 def with_weights(events):
     """The newest event that applied a plan (events are newest first)."""
     return next((e for e in events if e.weights), None)
+
+
+GATE_WORDS = {"min": "≥ {}", "max": "≤ {}", "max_drop": "at most {} below the champion",
+              "max_rise": "at most {} above the champion"}
+
+
+@register.filter
+def gate_rule(rule):
+    """``{"metric": "auc", "min": 0.9, "model": "m"}`` → ``auc ≥ 0.9 (m only)``."""
+    if not isinstance(rule, dict):
+        return rule
+    kind = next((k for k in GATE_WORDS if k in rule), None)
+    if kind is None:
+        return rule
+    text = f"{rule.get('metric')} {GATE_WORDS[kind].format(rule[kind])}"
+    return text + (f" ({rule['model']} only)" if rule.get("model") else "")
+
+
+@register.filter
+def as_json(value):
+    import json
+
+    return json.dumps(value, sort_keys=True)
