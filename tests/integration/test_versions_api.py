@@ -317,3 +317,21 @@ def test_stored_artifact_that_changed_fails_its_sha256_check(users, clf, skops_b
     version = services.validate_version(version.pk)
     assert version.status == "invalid"
     assert version.status_reason.startswith("sha256_mismatch:")
+
+
+def test_fast_version_document_matches_the_declared_serializer(api, clf, skops_bytes,
+                                                               forest_bytes):
+    """ModelVersionSerializer builds its document by hand for speed; it must say exactly
+    what DRF's field machinery (the published schema) would."""
+    from rest_framework import serializers as drf
+
+    from portal.registry.api.serializers import ModelVersionSerializer
+    from portal.registry.queries import versions_for
+
+    client = api("contributor")
+    client.upload(clf.pk, skops_bytes, metadata(label="1.0.0"))
+    client.upload(clf.pk, forest_bytes, metadata(parent=1, tags=["b", "a"]))
+    for version in versions_for(clf.created_by):
+        fast = ModelVersionSerializer(version).data
+        declared = drf.ModelSerializer.to_representation(ModelVersionSerializer(), version)
+        assert fast == dict(declared)
