@@ -392,6 +392,7 @@ def test_delete_removes_everything_made_for_the_endpoint_and_twice_is_harmless(
 
 def test_delete_of_an_unknown_endpoint_is_harmless(backend):
     backend.delete("never-created")
+    assert backend.observe("never-created").exists is False
 
 
 # -- names --------------------------------------------------------------------------------
