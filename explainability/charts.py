@@ -200,3 +200,38 @@ def rollout_traffic(points: list[dict]) -> dict | None:
                                                         "gridcolor": "#e5e7eb"},
                       legend={"orientation": "h", "y": 1.15})
     return _figure(fig)
+
+
+def rollout_measurements(points: list[dict]) -> dict | None:
+    """The candidate's analysed metrics over a rollout, each against its threshold.
+
+    ``points``: ``[{"at": iso time, "measurements": [{"metric", "value", "threshold",
+    "verdict"}]}]``. One small panel per metric; failed checks are drawn red.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    series: dict[str, list] = defaultdict(list)
+    for point in points:
+        for m in point.get("measurements", []):
+            if m.get("value") is not None and not str(m["metric"]).startswith("alert:"):
+                series[m["metric"]].append((point["at"], m["value"], m.get("threshold"),
+                                            m.get("verdict")))
+    if not series:
+        return None
+    names = sorted(series)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.08)
+    for index, name in enumerate(names, start=1):
+        rows = series[name]
+        fig.add_trace(go.Scatter(
+            x=[r[0] for r in rows], y=[r[1] for r in rows], mode="lines+markers", name=name,
+            marker={"size": 8, "color": ["#dc2626" if r[3] == "fail" else "#2563eb"
+                                         for r in rows]},
+            line={"color": "#2563eb"}, hovertemplate=name + " %{y:.4g}<extra></extra>"),
+            row=1, col=index)
+        limits = [r[2] for r in rows if r[2] is not None]
+        if limits and name != "requests":
+            fig.add_hline(y=limits[-1], line={"dash": "dot", "color": "#dc2626"}, row=1,
+                          col=index)
+    fig.update_layout(**BASE_LAYOUT, height=240, showlegend=False)
+    return _figure(fig)

@@ -142,11 +142,14 @@ def deployment_detail(request, pk):
     if points and active:  # the current split holds until now
         points.append({"at": timezone.now().isoformat(), "weights": points[-1]["weights"]})
     traffic = charts.rollout_traffic(points)
+    measured = charts.rollout_measurements(
+        [{"at": e.created_at.isoformat(), "measurements": e.measurements}
+         for e in events if e.measurements])
     template = ("partials/deployment_progress.html" if request.GET.get("partial")
                 else "releases/deployment_detail.html")
     return render(request, template, {
         "deployment": deployment, "project": project, "events": events[::-1],
-        "traffic_chart": traffic, "active": active,
+        "traffic_chart": traffic, "measurements_chart": measured, "active": active,
         "can_operate": active and has_role(request.user, project, Role.CONTRIBUTOR),
         "can_approve": active and has_role(request.user, project, Role.APPROVER),
         "state": deployment.state,

@@ -141,6 +141,12 @@ def test_canary_of_a_bad_version_rolls_back_on_its_own(world, bad_model, why):
     assert traffic_after.headers["X-Variant"] == "stable"
     assert deployments.serving_version(world["env"], world["model"]).pk == world["v1"].pk
     assert traffic.statuses
+    from django.test import Client
+
+    page = Client()
+    page.force_login(world["users"]["viewer"])
+    html = page.get(deployment.get_absolute_url()).content.decode()
+    assert 'data-chart="measurements-chart"' in html and "Rolled back" in html
 
 
 def test_manual_rollback_and_recovery_from_recorded_state(world):

@@ -229,3 +229,21 @@ def test_categorical_feature_profile_shows_at_most_twenty_categories():
     assert len(bar["x"]) == 20
     assert bar["x"][0] == "c29"
     assert min(bar["y"]) == 11
+
+
+def test_rollout_measurements_draw_one_panel_per_metric_with_failures_in_red():
+    from explainability.charts import rollout_measurements
+
+    assert rollout_measurements([]) is None
+    figure = rollout_measurements([
+        {"at": "2026-01-01T00:00:00", "measurements": [
+            {"metric": "error_rate", "value": 0.0, "threshold": 0.01, "verdict": "pass"},
+            {"metric": "requests", "value": 50, "threshold": 10, "verdict": "pass"}]},
+        {"at": "2026-01-01T00:00:30", "measurements": [
+            {"metric": "error_rate", "value": 0.2, "threshold": 0.01, "verdict": "fail"},
+            {"metric": "alert:Drift", "value": None, "threshold": None, "verdict": "fail"}]},
+    ])
+    traces = {t["name"]: t for t in figure["data"]}
+    assert set(traces) == {"error_rate", "requests"}
+    assert traces["error_rate"]["marker"]["color"] == ["#2563eb", "#dc2626"]
+    assert any(shape.get("y0") == 0.01 for shape in figure["layout"]["shapes"])
