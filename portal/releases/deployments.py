@@ -31,6 +31,7 @@ from portal.releases.models import ApprovalRequest, Deployment, DeploymentEvent,
 
 log = logging.getLogger(__name__)
 ACTIVE = [s.value for s in rollout.Status if s not in rollout.ENDED]
+APPLY_DELAYED = "apply_delayed"
 
 
 # Building blocks -----------------------------------------------------------------------------
@@ -207,10 +208,14 @@ def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
     try:
         backend.apply(decision.plan)
     except BackendUnavailable as e:
-        # The decision stands; the next advance converges to it (see ``advance``).
+        # The decision stands; the next advance converges to it (see ``advance``), also
+        # when the decision ended the rollout (a rollback while the platform was away).
         DeploymentEvent.objects.create(
-            deployment=deployment, event="apply_delayed", status=str(decision.state.status),
+            deployment=deployment, event=APPLY_DELAYED, status=str(decision.state.status),
             reason=f"the backend could not be reached ({e}); retrying")
+        retry_at = timezone.now() + timedelta(seconds=5)
+        Deployment.objects.filter(pk=deployment.pk).update(next_check_at=retry_at)
+        deployment.next_check_at = retry_at
         _schedule(deployment, 5.0)
         return decision
     except BackendError as e:
@@ -286,7 +291,10 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
     """Take the next decision for a deployment (a task runs this; so does reconcile)."""
     deployment = (Deployment.objects.select_related("environment__project", "model")
                   .filter(pk=deployment_id).first())
-    if deployment is None or deployment.status not in ACTIVE:
+    if deployment is None:
+        return None
+    if deployment.status not in ACTIVE:
+        _converge_ended(deployment)
         return deployment
     if expected_step is not None and deployment.step_id != expected_step:
         return deployment  # a newer decision was taken since this task was queued
@@ -321,6 +329,23 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
     return deployment
 
 
+def _converge_ended(deployment: Deployment) -> None:
+    """Apply an ended rollout's final plan if the backend was away when it was decided."""
+    last = deployment.events.order_by("-pk").first()
+    if last is None or last.event != APPLY_DELAYED:
+        return
+    spec = rollout.RolloutSpec.from_dict(deployment.spec)
+    plan = rollout.current_plan(spec, rollout.RolloutState.from_dict(deployment.state))
+    if plan is not None:
+        backend_for(deployment).apply(plan)  # still away: raises, and the task retries
+    Deployment.objects.filter(pk=deployment.pk).update(next_check_at=None)
+    DeploymentEvent.objects.create(deployment=deployment, event="applied",
+                                   status=deployment.status, weights=plan.weights() if plan
+                                   else {}, generation=plan.generation if plan else None,
+                                   reason="the backend is reachable again: the final plan "
+                                          "is applied")
+
+
 def command(user, deployment: Deployment, name: str) -> Deployment:
     """A person's pause, resume, promote, rollback or keep, applied at once and audited."""
     project = deployment.environment.project
@@ -353,7 +378,8 @@ def reconcile(now=None) -> int:
     now = now or timezone.now()
     # Late by more than the grace: its task was lost (broker restarted, worker killed).
     grace = timedelta(seconds=settings.MODELGATE_RECONCILE_GRACE_SECONDS)
-    overdue = Deployment.objects.filter(status__in=ACTIVE, next_check_at__lt=now - grace)
+    # Active rollouts, and ended ones whose final plan still waits for its backend.
+    overdue = Deployment.objects.filter(next_check_at__lt=now - grace)
     count = 0
     for deployment_id, step_id in overdue.values_list("pk", "step_id"):
         _send(tasks.advance_deployment, deployment_id, step_id)

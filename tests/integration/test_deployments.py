@@ -239,3 +239,34 @@ def test_blue_green_checks_the_idle_candidate_then_switches_at_once(world):
     assert weights[1:] == [{"stable": 0.0, "candidate": 1.0},  # the switch, stable warm
                            {"candidate": 1.0}]  # then the candidate alone
     assert all(code == 200 for code, _ in live.statuses)
+
+
+def test_a_rollback_decided_while_the_backend_is_away_is_applied_when_it_returns(
+        world, monkeypatch):
+    from ops.backends.base import BackendUnavailable
+    from ops.backends.local import LocalBackend
+
+    v2 = _version(world["users"], world["model"], random_classifier_bytes(7))
+    deployment = _release(world["users"], v2, world["env"], "canary", {
+        **FAST_CANARY, "steps": [{"weight": 0.5, "bake_seconds": 600},
+                                 {"weight": 1.0, "bake_seconds": 1}]})
+    real_apply = LocalBackend.apply
+
+    def unreachable(self, plan):
+        raise BackendUnavailable("connection refused (simulated outage)")
+
+    monkeypatch.setattr(LocalBackend, "apply", unreachable)
+    deployments.command(world["users"]["contributor"], deployment, "rollback")
+    deployment.refresh_from_db()
+    assert deployment.status == "rolled_back"  # decided, recorded...
+    assert deployment.events.order_by("-pk").first().event == "apply_delayed"
+    served = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
+    assert len(served["parameters"]["variants"]) == 2  # ...but not applied yet
+
+    monkeypatch.setattr(LocalBackend, "apply", real_apply)  # the platform is back
+    deployments.advance(deployment.pk)
+    served = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
+    assert [v["name"] for v in served["parameters"]["variants"]] == ["stable"]
+    deployment.refresh_from_db()
+    assert deployment.events.order_by("-pk").first().event == "applied"
+    assert deployment.next_check_at is None
