@@ -4,6 +4,9 @@ from django.shortcuts import render
 
 from portal.registry import queries
 from portal.registry.choices import VersionStatus
+from portal.releases import queries as release_queries
+from portal.releases.choices import RequestStatus
+from portal.releases.deployments import ACTIVE
 
 
 @login_required
@@ -20,4 +23,8 @@ def dashboard(request):
         "recent_versions": versions[:10],
         "attention": versions.filter(status__in=[VersionStatus.PENDING, VersionStatus.INVALID])[:5],
         "models": models.order_by("-created_at")[:8],
+        "open_requests": release_queries.requests_for(request.user)
+        .filter(status=RequestStatus.OPEN)[:5],
+        "active_rollouts": release_queries.deployments_for(request.user)
+        .filter(status__in=ACTIVE)[:5],
     })

@@ -152,6 +152,8 @@ def test_release_pages(api, users, versions, production):
     request = _request(api, "contributor", versions[1], production).json()
     approver = Client()
     approver.force_login(users["approver"])
+    dashboard = approver.get("/").content.decode()
+    assert "Releases awaiting review" in dashboard and f"/releases/{request['id']}/" in dashboard
     queue = approver.get("/releases/").content.decode()
     assert f"/releases/{request['id']}/" in queue
     page = approver.get(f"/releases/{request['id']}/").content.decode()
