@@ -69,3 +69,12 @@ class Backend(ABC):
     @abstractmethod
     def delete(self, endpoint: str) -> None:
         """Remove the endpoint and everything created for it; deleting twice is harmless."""
+
+    def smoke(self, endpoint: str, variant: str, rows: list[list[float]], count: int) -> int:
+        """Send ``count`` requests of ``rows`` to one variant directly; return how many
+        succeeded. Blue/green uses it to give an idle candidate a sample before the switch.
+
+        Backends whose endpoints the portal cannot reach return 0 (the check then stays
+        inconclusive and the rollout pauses for a person).
+        """
+        return 0

@@ -169,6 +169,20 @@ class LocalBackend(Backend):
             ready=ready_status == 200, variants=variants, url=self.url(endpoint),
             extra={"last_error": served.get("last_error")})
 
+    def smoke(self, endpoint: str, variant: str, rows: list[list[float]], count: int) -> int:
+        body = json.dumps({"instances": rows}).encode()
+        succeeded = 0
+        for _ in range(count):
+            request = urllib.request.Request(f"{self.url(endpoint)}/v2/models/{variant}/infer",
+                                             data=body,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    succeeded += 200 <= answer.status < 300
+            except (OSError, ValueError):
+                continue
+        return succeeded
+
     def delete(self, endpoint: str) -> None:
         pid = self._pid(endpoint)
         if pid is not None:

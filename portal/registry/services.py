@@ -328,8 +328,9 @@ def archive_version(user, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def _sample_rows(version: ModelVersion, feature_names: list[str]):
-    """A few real rows from the version's dataset, in schema order, when it has them."""
+def sample_rows(version: ModelVersion, feature_names: list[str]):
+    """A few real rows from the version's dataset, in schema order, when it has them
+    (validation smoke-predicts on them; blue/green checks send them to the candidate)."""
     dataset = version.dataset
     if dataset is None:
         return None
@@ -361,7 +362,7 @@ def validate_version(version_id: int) -> ModelVersion | None:
                                     code="sha256_mismatch")
             sample = None
             try:
-                sample = _sample_rows(version, [f.name for f in features])
+                sample = sample_rows(version, [f.name for f in features])
             except DatasetError:
                 sample = None
             report = ops_artifacts.validate_artifact(

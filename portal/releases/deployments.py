@@ -307,6 +307,9 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
     current = rollout.current_plan(spec, state)
     if current is not None:
         backend_for(deployment).apply(current)
+    if (spec.strategy == rollout.Strategy.BLUEGREEN and state.step == 0
+            and state.status == rollout.Status.PROGRESSING):
+        _smoke_candidate(deployment, spec)
     measured = None
     if state.status != rollout.Status.PENDING:
         window = int(max(spec.check_interval_seconds, 30))
@@ -327,6 +330,22 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
     if final is not decision:
         _schedule(deployment, final.wait_seconds)
     return deployment
+
+
+def _smoke_candidate(deployment: Deployment, spec: rollout.RolloutSpec) -> None:
+    """Blue/green's check: the idle candidate gets no live traffic, so it is sent requests
+    made of its dataset's rows (or one row of zeros) to give the analysis a sample."""
+    from portal.registry.services import sample_rows
+
+    features = [f["name"] for f in deployment.candidate.input_schema]
+    try:
+        rows = sample_rows(deployment.candidate, features)
+    except Exception as e:  # noqa: BLE001 - a missing dataset only means synthetic rows
+        log.info("no dataset rows for the smoke check of %s: %s", deployment, e)
+        rows = None
+    rows = rows[:5].tolist() if rows is not None and len(rows) else [[0.0] * len(features)]
+    backend_for(deployment).smoke(deployment.endpoint, rollout.CANDIDATE, rows,
+                                  spec.thresholds.min_requests)
 
 
 def _converge_ended(deployment: Deployment) -> None:

@@ -63,8 +63,6 @@ def _release(users, version, environment, strategy, params=None) -> Deployment:
 class Traffic:
     """Steady single-row requests from a thread; counts answers by status."""
 
-    url_path = "/v2/models/tumor-classifier/infer"
-
     def __init__(self, url: str):
         self.url, self.stop, self.statuses = url, threading.Event(), []
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -74,7 +72,7 @@ class Traffic:
         body = {"instances": [[14.0, 19.0, 90.0, 650.0, 0.1]]}
         while not self.stop.is_set():
             try:
-                answer = session.post(f"{self.url}{self.url_path}",
+                answer = session.post(f"{self.url}/v2/models/tumor-classifier/infer",
                                       json={"inputs": [{"name": "input-0", "shape": [1, 5],
                                                         "datatype": "FP64",
                                                         "data": body["instances"]}]},
@@ -224,15 +222,14 @@ def drive_until(deployment: Deployment, wanted: set, timeout: float = 90) -> Dep
 
 
 def test_blue_green_checks_the_idle_candidate_then_switches_at_once(world):
-    """The candidate runs beside the stable with no live traffic; a smoke check addressed to
-    it by name (as a release pipeline would send) gives the analysis its sample."""
+    """The candidate runs beside the stable with no live traffic; the rollout's own smoke
+    check (requests addressed to the candidate) gives the analysis its sample."""
     v2 = _version(world["users"], world["model"], random_classifier_bytes(6))
     deployment = _release(world["users"], v2, world["env"], "bluegreen", {
         **FAST_CANARY, "check_seconds": 3, "warm_seconds": 2})
-    smoke = Traffic(world["url"])
-    smoke.url_path = "/v2/models/candidate/infer"
-    with Traffic(world["url"]) as live, smoke:
+    with Traffic(world["url"]) as live:
         deployment = drive(deployment)
+    assert {variant for _, variant in live.statuses} >= {"stable", "candidate"}
     assert deployment.status == "succeeded", [e.reason for e in deployment.events.all()]
     weights = [e.weights for e in deployment.events.all() if e.weights]
     assert weights[0] == {"stable": 1.0, "candidate": 0.0}  # the check: no live traffic
