@@ -66,8 +66,11 @@ def filter_visible(queryset: QuerySet, user, project_field: str = "project") -> 
 
 # Memberships ---------------------------------------------------------------------------
 
-def add_member(actor, project, user, role: str) -> Membership:
+def add_member(actor, project, username: str, role: str) -> Membership:
+    """Give ``username`` a role in ``project``. Outsiders learn nothing about who exists:
+    the role check comes before the user is looked up."""
     require_role(actor, project, Role.OWNER, "manage members")
+    user = find_user(username)
     if role not in Role.values:
         raise ValidationFailed(f"role must be one of {', '.join(Role.values)}", field="role")
     with transaction.atomic():

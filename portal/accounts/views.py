@@ -43,12 +43,13 @@ def member_add(request, slug):
     form = forms.MemberForm(request.POST)
     if form.is_valid():
         try:
-            user = services.find_user(form.cleaned_data["username"])
-            services.add_member(request.user, project, user, form.cleaned_data["role"])
+            services.add_member(request.user, project, form.cleaned_data["username"],
+                                form.cleaned_data["role"])
         except DomainError as e:
             messages.error(request, e.detail)
         else:
-            messages.success(request, f"{user.username} is now {form.cleaned_data['role']}.")
+            messages.success(request, f"{form.cleaned_data['username']} is now "
+                                      f"{form.cleaned_data['role']}.")
     else:
         messages.error(request, "Give a username and a role.")
     return redirect(project)

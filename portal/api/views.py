@@ -11,6 +11,13 @@ from rest_framework.views import APIView
 from portal.accounts.services import create_token
 
 
+def validated(serializer_class, data, **kwargs):
+    """Validate request data with a serializer; DRF's ValidationError becomes a 400."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 class PortalViewSet(viewsets.GenericViewSet):
     """Base of every viewset: querysets are cut to what the user may see by ``scope``."""
 

@@ -11,7 +11,7 @@ from portal.accounts.api.serializers import (
     MembershipUpdateSerializer,
 )
 from portal.accounts.models import ApiToken, Membership
-from portal.api.views import PortalViewSet
+from portal.api.views import PortalViewSet, validated
 
 
 class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
@@ -28,10 +28,8 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVi
 
     @extend_schema(request=ApiTokenSerializer, responses={201: ApiTokenCreatedSerializer})
     def create(self, request):
-        serializer = ApiTokenSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        token, key = services.create_token(request.user, serializer.validated_data["name"],
-                                           serializer.validated_data.get("expires_at"))
+        data = validated(ApiTokenSerializer, request.data)
+        token, key = services.create_token(request.user, data["name"], data.get("expires_at"))
         token.token = key
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
@@ -62,23 +60,16 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
         return services.filter_visible(queryset, self.request.user, "project")
 
     def create(self, request):
-        serializer = MembershipSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        project = data["project"]
-        if services.role_in(request.user, project) is None:
-            from portal.errors import NotFound
-            raise NotFound(f"project {project.pk} was not found")
-        user = services.find_user(data["user"]["username"])
-        membership = services.add_member(request.user, project, user, data["role"])
+        data = validated(MembershipSerializer, request.data)
+        membership = services.add_member(request.user, data["project"],
+                                         data["user"]["username"], data["role"])
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
     def partial_update(self, request, pk=None):
         membership = self.get_object()
-        serializer = MembershipUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.change_role(request.user, membership, serializer.validated_data["role"])
+        data = validated(MembershipUpdateSerializer, request.data)
+        services.change_role(request.user, membership, data["role"])
         return Response(MembershipSerializer(membership).data)
 
     def destroy(self, request, pk=None):

@@ -4,9 +4,7 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from portal.accounts.services import role_in
-from portal.api.views import PortalViewSet
-from portal.errors import NotFound
+from portal.api.views import PortalViewSet, validated
 from portal.notifications import queries, services
 from portal.notifications.api.serializers import (
     DeliverySerializer,
@@ -17,12 +15,6 @@ from portal.notifications.api.serializers import (
 )
 from portal.notifications.choices import DeliveryStatus
 from portal.notifications.filtersets import DeliveryFilterSet, WebhookFilterSet
-
-
-def _valid(serializer_class, data, **kwargs):
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
@@ -45,10 +37,8 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
 
     @extend_schema(request=WebhookCreateSerializer, responses={201: WebhookCreatedSerializer})
     def create(self, request):
-        data = _valid(WebhookCreateSerializer, request.data)
+        data = validated(WebhookCreateSerializer, request.data)
         project = data.pop("project")
-        if role_in(request.user, project) is None:
-            raise NotFound(f"project {project.pk} was not found")
         webhook, _secret = services.create_webhook(request.user, project, **data)
         return Response(self._fresh(webhook, WebhookCreatedSerializer),
                         status=status.HTTP_201_CREATED)
@@ -56,7 +46,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
     @extend_schema(request=WebhookUpdateSerializer, responses=WebhookSerializer)
     def partial_update(self, request, pk=None):
         webhook = self.get_object()
-        data = _valid(WebhookUpdateSerializer, request.data, partial=True)
+        data = validated(WebhookUpdateSerializer, request.data, partial=True)
         services.update_webhook(request.user, webhook, **data)
         return Response(self._fresh(webhook))
 

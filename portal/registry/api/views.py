@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.api.pagination import VersionCursorPagination
-from portal.api.views import PortalViewSet
+from portal.api.views import PortalViewSet, validated
 from portal.errors import PayloadTooLarge, ValidationFailed
 from portal.registry import queries, services
 from portal.registry.api.serializers import (
@@ -51,12 +51,6 @@ def check_upload_size(request, limit: int) -> None:
         raise PayloadTooLarge(f"the upload is {length} bytes; the limit is {limit} bytes")
 
 
-def parse_or_raise(serializer_class, data, **kwargs):
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Projects you are a member of (staff see all)."""
 
@@ -69,7 +63,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
         return queries.projects_for(self.request.user)
 
     def create(self, request):
-        data = parse_or_raise(ProjectSerializer, request.data, context={"request": request})
+        data = validated(ProjectSerializer, request.data, context={"request": request})
         project = services.create_project(request.user, name=data["name"], slug=data["slug"],
                                           description=data.get("description", ""),
                                           allow_unsafe_artifacts=data.get(
@@ -80,7 +74,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
     @extend_schema(request=ProjectUpdateSerializer, responses=ProjectSerializer)
     def partial_update(self, request, pk=None):
         project = self.get_object()
-        data = parse_or_raise(ProjectUpdateSerializer, request.data, partial=True)
+        data = validated(ProjectUpdateSerializer, request.data, partial=True)
         services.update_project(request.user, project, **data)
         return Response(self.get_serializer(self.get_queryset().get(pk=project.pk)).data)
 
@@ -97,7 +91,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
         return queries.models_for(self.request.user)
 
     def create(self, request):
-        data = parse_or_raise(RegisteredModelSerializer, request.data,
+        data = validated(RegisteredModelSerializer, request.data,
                               context={"request": request})
         model = services.create_model(request.user, data["project"], name=data["name"],
                                       task=data["task"],
@@ -108,7 +102,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
     @extend_schema(request=ModelUpdateSerializer, responses=RegisteredModelSerializer)
     def partial_update(self, request, pk=None):
         model = self.get_object()
-        data = parse_or_raise(ModelUpdateSerializer, request.data)
+        data = validated(ModelUpdateSerializer, request.data)
         services.update_model(request.user, model, description=data["description"])
         return Response(self.get_serializer(self.get_queryset().get(pk=model.pk)).data)
 
@@ -132,7 +126,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
             return self.get_paginated_response(ModelVersionSerializer(page, many=True).data)
         require_role(request.user, model.project, Role.CONTRIBUTOR, "register versions")
         check_upload_size(request, settings.MODELGATE_MAX_ARTIFACT_BYTES)
-        data = parse_or_raise(VersionCreateSerializer, request.data)
+        data = validated(VersionCreateSerializer, request.data)
         version = services.register_version(request.user, model, data["artifact"],
                                              data["metadata"])
         version = queries.versions_for(request.user).get(pk=version.pk)
@@ -154,7 +148,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
         if request.method == "DELETE":
             services.delete_alias(request.user, get_object_or_404(Alias, model=model, name=alias))
             return Response(status=status.HTTP_204_NO_CONTENT)
-        data = parse_or_raise(AliasSetSerializer, request.data)
+        data = validated(AliasSetSerializer, request.data)
         version = model.versions.filter(number=data["version"]).first()
         if version is None:
             raise ValidationFailed(f"{model.name} has no version {data['version']}",
@@ -220,7 +214,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
         check_upload_size(request, settings.MODELGATE_MAX_DATASET_BYTES)
         if not request.content_type.startswith("multipart/form-data"):
             raise UnsupportedMediaType(request.content_type)
-        data = parse_or_raise(DatasetCreateSerializer, request.data)
+        data = validated(DatasetCreateSerializer, request.data)
         dataset = services.upload_dataset(
             request.user, data["project"], name=data["name"], file=data["file"],
             filename=data["file"].name, target=data["target"], description=data["description"])

@@ -3,9 +3,7 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from portal.accounts.services import role_in
-from portal.api.views import PortalViewSet
-from portal.errors import NotFound
+from portal.api.views import PortalViewSet, validated
 from portal.releases import deployments, queries, services
 from portal.releases.api.serializers import (
     ApprovalRequestSerializer,
@@ -23,17 +21,6 @@ from portal.releases.filtersets import (
 )
 
 
-def _valid(serializer_class, data, **kwargs):
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _visible(user, project):
-    if role_in(user, project) is None:
-        raise NotFound(f"project {project.pk} was not found")
-
-
 class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Deployment targets and their protection rules (owners create and change them)."""
 
@@ -45,16 +32,15 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Porta
         return queries.environments_for(self.request.user)
 
     def create(self, request):
-        data = _valid(EnvironmentSerializer, request.data)
+        data = validated(EnvironmentSerializer, request.data)
         project = data.pop("project")
-        _visible(request.user, project)
         environment = services.create_environment(request.user, project, **data)
         return Response(EnvironmentSerializer(environment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=EnvironmentUpdateSerializer, responses=EnvironmentSerializer)
     def partial_update(self, request, pk=None):
         environment = self.get_object()
-        data = _valid(EnvironmentUpdateSerializer, request.data, partial=True)
+        data = validated(EnvironmentUpdateSerializer, request.data, partial=True)
         services.update_environment(request.user, environment, **data)
         return Response(EnvironmentSerializer(environment).data)
 
@@ -70,18 +56,16 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
         return queries.requests_for(self.request.user)
 
     def create(self, request):
-        data = _valid(ApprovalRequestSerializer, request.data)
-        version = data["version"]
-        _visible(request.user, version.model.project)
+        data = validated(ApprovalRequestSerializer, request.data)
         approval = services.request_approval(
-            request.user, version, data["environment"], strategy=data["strategy"],
+            request.user, data["version"], data["environment"], strategy=data["strategy"],
             strategy_params=data.get("strategy_params"), reason=data.get("reason", ""))
         return Response(self.get_serializer(self.get_queryset().get(pk=approval.pk)).data,
                         status=status.HTTP_201_CREATED)
 
     def _review(self, request, decision):
         approval = self.get_object()
-        data = _valid(ReviewInputSerializer, request.data)
+        data = validated(ReviewInputSerializer, request.data)
         services.review(request.user, approval, decision, data["comment"])
         return Response(self.get_serializer(self.get_queryset().get(pk=approval.pk)).data)
 
