@@ -78,3 +78,8 @@ class Backend(ABC):
         inconclusive and the rollout pauses for a person).
         """
         return 0
+
+    def analyzer(self):
+        """The analyzer that measures this backend's endpoints, or ``None`` for the portal's
+        Prometheus (which scrapes the model servers' own ``/metrics``)."""
+        return None

@@ -48,7 +48,10 @@ its requests to it). Traffic follows replica counts: the total is the ``total_re
 setting, or else the traffic-weighted mean of the variants' ``replicas`` rounded up; it is
 apportioned by largest remainder (ties to the earlier variant), then every variant with a
 weight above 0 gets at least 1 replica (so the total may exceed the target by the number
-of variants raised) and a weight of 0 gets 0. Deployments of variants that left the plan
+of variants raised). A live variant with weight 0 (blue/green's idle candidate, the stable
+kept warm after the switch) keeps its own ``replicas`` and the Service then selects only
+the variant with traffic, so the switch is a selector change onto warm pods; ``smoke``
+reaches an idle variant's pods through the API server's pod proxy. Deployments of variants that left the plan
 are deleted. Readiness comes from each Deployment's status (``readyReplicas`` and
 ``updatedReplicas`` covering ``spec.replicas`` for the current generation). Neither mode
 can honour ``sticky`` (per-unit) assignment: the platform splits per request/connection.
@@ -68,12 +71,14 @@ import copy
 import functools
 import hashlib
 import json
+import logging
 import math
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s
@@ -89,6 +94,8 @@ from ops.backends.base import (
     ObservedVariant,
 )
 from ops.plan import ServingPlan, Variant
+
+log = logging.getLogger(__name__)
 
 MODES = ("kserve", "deployments")
 KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
@@ -720,6 +727,69 @@ class KubernetesBackend(Backend):
                    "canary_traffic_percent": spec.get("canaryTrafficPercent"),
                    "traffic": predictor.get("traffic") or []})
 
+    # -- blue/green's check: requests straight to one variant's pods -------------------------
+
+    def smoke(self, endpoint: str, variant: str, rows: list[list[float]], count: int) -> int:
+        """Sends ``count`` requests to the ready pods of one variant through the API
+        server's pod proxy (``pods/<pod>:8080/proxy/...``), so the portal needs no route
+        into the cluster network. Deployments mode finds the pods by their variant label;
+        KServe mode by the Knative revision the variant runs as (the InferenceService's
+        ``latestCreatedRevision`` for the newest predictor, ``latestRolledoutRevision``
+        for the one still holding the rest of the traffic). Returns how many succeeded;
+        no ready pod means 0 (the check stays inconclusive)."""
+        try:
+            pods = self._ready_pods(endpoint, variant)
+        except (BackendError, BackendUnavailable) as e:
+            log.info("smoke check of %s/%s: cannot list pods: %s", endpoint, variant, e)
+            return 0
+        if not pods:
+            log.info("smoke check of %s/%s: no ready pod", endpoint, variant)
+            return 0
+        path = f"/v2/models/{quote(endpoint, safe='')}/infer"
+        succeeded = 0
+        for i in range(count):
+            pod = pods[i % len(pods)]
+            try:
+                # The generated connect_post_namespaced_pod_proxy_with_path sends no body.
+                request = self.api.param_serialize(
+                    "POST", f"/api/v1/namespaces/{self.namespace}/pods/{pod}:{PORT}/proxy{path}",
+                    header_params={"Content-Type": "application/json",
+                                   "Accept": "application/json"},
+                    body={"instances": rows}, auth_settings=["BearerToken"])
+                response = self.api.call_api(*request, _request_timeout=self.timeout)
+                response.read()
+                succeeded += 200 <= response.status < 300
+            except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+                log.info("smoke request to %s/%s (pod %s) failed: %s", endpoint, variant, pod, e)
+        return succeeded
+
+    def _ready_pods(self, endpoint: str, variant: str) -> list[str]:
+        name = resource_name(endpoint)
+        if self.mode == "deployments":
+            wanted = {"app": name, VARIANT_LABEL: variant_label(variant)}
+        else:
+            isvc = self._read("InferenceService", name) or {}
+            predictor = (((isvc.get("status") or {}).get("components") or {})
+                         .get("predictor") or {})
+            role = next((e.get("role") for e in _record(isvc) if e.get("name") == variant), None)
+            revision = predictor.get("latestCreatedRevision" if role == "latest"
+                                     else "latestRolledoutRevision")
+            if not role or not revision:
+                return []
+            wanted = {"serving.knative.dev/revision": revision}
+        selector = ",".join(f"{k}={v}" for k, v in wanted.items())
+        core = k8s.CoreV1Api(self.api)
+        listed = self._call("list pods", core.list_namespaced_pod, self.namespace,
+                            label_selector=selector) or {}
+        ready = []
+        for pod in listed.get("items", []):
+            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+            conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+            if (_contains(meta.get("labels"), wanted) and status.get("phase") == "Running"
+                    and conditions.get("Ready") == "True" and not meta.get("deletionTimestamp")):
+                ready.append(meta["name"])
+        return sorted(ready)
+
     # -- deployments mode -------------------------------------------------------------------
 
     def _apply_deployments(self, plan: ServingPlan) -> None:
@@ -732,6 +802,14 @@ class KubernetesBackend(Backend):
         weights = plan.weights()
         total = self.total_replicas or target_replicas(live, weights)
         replicas = split_replicas(weights, total)
+        # A live variant with no traffic (blue/green's idle candidate, or the stable kept
+        # warm after the switch) runs at its own capacity, and the Service then selects
+        # only the variant that has traffic: switching is a selector change, to warm pods.
+        serving = [v for v in live if weights.get(v.name, 0.0) > 0]
+        idle = [v for v in live if weights.get(v.name, 0.0) <= 0]
+        for v in idle:
+            replicas[v.name] = max(int(v.replicas), 1)
+        only = labels[serving[0].name] if idle and len(serving) == 1 else None
         cm_name = f"{name}-plan"
         plans = {v.name: single_variant_plan(plan, v).to_json() for v in live}
         config_map = self._plan_config_map(
@@ -743,7 +821,7 @@ class KubernetesBackend(Backend):
                     "weight": round(weights.get(v.name, 0.0), 6), "label": labels[v.name],
                     "replicas": replicas.get(v.name, 0), "shadow": v.name == plan.shadow}
                    for v in plan.variants]
-        service = self._service(plan, name, entries)
+        service = self._service(plan, name, entries, only)
         for manifest in (config_map, *deployments, service):
             self._validate(manifest)
 
@@ -796,7 +874,10 @@ class KubernetesBackend(Backend):
             },
         }
 
-    def _service(self, plan: ServingPlan, name: str, entries: list[dict]) -> dict:
+    def _service(self, plan: ServingPlan, name: str, entries: list[dict],
+                 only: str | None = None) -> dict:
+        # None removes a narrowing left by an earlier plan (merge patch).
+        selector = {"app": name, VARIANT_LABEL: only}
         return {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {
@@ -809,7 +890,7 @@ class KubernetesBackend(Backend):
                 },
             },
             "spec": {
-                "selector": {"app": name},
+                "selector": selector,
                 "ports": [{"name": "http", "port": 80, "targetPort": "http",
                            "protocol": "TCP"}],
             },

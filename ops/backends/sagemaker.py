@@ -55,6 +55,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import logging
 import re
 import tarfile
@@ -77,6 +78,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from ops.analysis import CloudWatchAnalyzer
 from ops.backends.base import (
     Backend,
     BackendError,
@@ -149,7 +151,8 @@ class SageMakerBackend(Backend):
                  endpoint_url: str | None = None, initial_instance_count: int = 1,
                  allow_recreate: bool = False, max_attempts: int = 3,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
-                 ready_timeout: float = 0.0, poll_interval: float = 15.0, **extra):
+                 ready_timeout: float = 0.0, poll_interval: float = 15.0,
+                 analysis: str = "cloudwatch", latency_stat: str = "p99", **extra):
         """Settings come from the environment's JSON settings.
 
         ``endpoint_url`` points every client at an emulator (tests: a moto server);
@@ -169,6 +172,8 @@ class SageMakerBackend(Backend):
                                + ", ".join(missing))
         if int(initial_instance_count) < 1:
             raise BackendError("initial_instance_count must be at least 1")
+        if analysis not in ("cloudwatch", "prometheus"):
+            raise BackendError(f"analysis must be cloudwatch or prometheus, not {analysis!r}")
         if extra:
             log.info("sagemaker backend: ignoring unknown settings %s", sorted(extra))
         self.region = region
@@ -182,6 +187,8 @@ class SageMakerBackend(Backend):
         self.allow_recreate = bool(allow_recreate)
         self.ready_timeout = float(ready_timeout)
         self.poll_interval = float(poll_interval)
+        self.analysis = analysis
+        self.latency_stat = latency_stat
 
         # Few retries: the rollout worker retries a BackendUnavailable itself, with a bound.
         self._config = Config(retries={"max_attempts": int(max_attempts), "mode": "standard"},
@@ -239,6 +246,38 @@ class SageMakerBackend(Backend):
         name = self.endpoint_name(endpoint)
         host = self.endpoint_url or f"https://runtime.sagemaker.{self.region}.amazonaws.com"
         return f"{host.rstrip('/')}/endpoints/{name}/invocations"
+
+    def analyzer(self):
+        if self.analysis == "prometheus":
+            return None
+        return CloudWatchAnalyzer(self._client("cloudwatch"), self.endpoint_name,
+                                  latency_stat=self.latency_stat)
+
+    def smoke(self, endpoint: str, variant: str, rows: list[list[float]], count: int) -> int:
+        """Invokes one production variant directly (``TargetVariant``), as blue/green's
+        check needs: the idle candidate gets requests no user sent."""
+        runtime = self._client("sagemaker-runtime")
+        body = json.dumps({"instances": rows}).encode()
+        succeeded = 0
+        for _ in range(count):
+            try:
+                runtime.invoke_endpoint(EndpointName=self.endpoint_name(endpoint),
+                                        TargetVariant=variant, Body=body,
+                                        ContentType="application/json",
+                                        Accept="application/json")
+            except (BotoCoreError, ClientError) as e:
+                log.info("smoke request to %s/%s failed: %s", endpoint, variant, e)
+                continue
+            succeeded += 1
+        return succeeded
+
+    def _client(self, service: str):
+        try:
+            with self._s3_lock:  # a boto3 session must not build two clients at once
+                return self._session.client(service, endpoint_url=self.endpoint_url,
+                                            config=self._config)
+        except (BotoCoreError, ValueError) as e:
+            raise BackendError(f"cannot build a {service} client: {e}") from e
 
     # -- the contract -----------------------------------------------------------------------
 

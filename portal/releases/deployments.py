@@ -58,7 +58,13 @@ def backend_for(deployment: Deployment):
     return get_backend(environment.backend, options)
 
 
-def analyzer():
+def analyzer(deployment: Deployment | None = None):
+    """What measures a deployment's candidate: the backend's own (SageMaker: CloudWatch)
+    or else the portal's Prometheus."""
+    if deployment is not None:
+        own = backend_for(deployment).analyzer()
+        if own is not None:
+            return own
     if settings.MODELGATE_PROMETHEUS_URL:
         return PrometheusAnalyzer(settings.MODELGATE_PROMETHEUS_URL,
                                   settings.MODELGATE_PROMETHEUS_TOKEN or None)
@@ -313,7 +319,7 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
     measured = None
     if state.status != rollout.Status.PENDING:
         window = int(max(spec.check_interval_seconds, 30))
-        measured = analyzer().measure(deployment.endpoint, window,
+        measured = analyzer(deployment).measure(deployment.endpoint, window,
                                       shadow=spec.strategy == rollout.Strategy.SHADOW)
     decision = rollout.decide(spec, state, measured.analysis if measured else None, time.time())
     with transaction.atomic():

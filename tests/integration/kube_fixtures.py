@@ -50,6 +50,7 @@ TEST_IMAGE = "registry.example.com/modelgate/server:1.0"
 RESOURCES = {
     "v1/configmaps": ("ConfigMap", "configmap"),
     "v1/services": ("Service", "service"),
+    "v1/pods": ("Pod", "pod"),
     "apps/v1/deployments": ("Deployment", "deployment"),
     "serving.kserve.io/v1beta1/inferenceservices": ("InferenceService", "inferenceservice"),
 }
@@ -164,7 +165,7 @@ class EmulatedCluster:
     # What the emulator holds -----------------------------------------------------------------
 
     def _key(self, kind: str, name: str):
-        group_version = "v1" if kind in ("ConfigMap", "Service") else (
+        group_version = "v1" if kind in ("ConfigMap", "Service", "Pod") else (
             "apps/v1" if kind == "Deployment" else "serving.kserve.io/v1beta1")
         return (kmock.resource(f"{group_version}/{PLURALS[kind]}"), self.namespace, name)
 
@@ -189,6 +190,28 @@ class EmulatedCluster:
             for version in obj.history:
                 if version is not None:
                     yield kinds.get(resource.plural, resource.plural), dict(version.raw)
+
+    def add_pod(self, name: str, labels: dict, ready: bool = True) -> None:
+        """A pod as a controller would have made it (the emulator runs none)."""
+        self.emulator.objects[self._key("Pod", name)] = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
+            "status": {"phase": "Running",
+                       "conditions": [{"type": "Ready", "status": str(ready)}]},
+        }
+
+    def answer_proxy(self, pod: str, path: str, status: int = 200) -> list:
+        """Answer POSTs through the API server's pod proxy to ``pod:8080`` at ``path``;
+        returns the list the received bodies are appended to."""
+        received = []
+
+        def answer(request: kmock.Request):
+            received.append(request.data)
+            return kmock.Response(status=status, payload={"outputs": []})
+
+        route = f"post /api/v1/namespaces/{self.namespace}/pods/{pod}:8080/proxy{path}"
+        self.emulator[route] << answer
+        return received
 
     def requests(self) -> list[kmock.Request]:
         return list(self.emulator)

@@ -492,3 +492,81 @@ def test_the_emulator_answers_like_an_api_server(kube_cluster):
     meta = kube_cluster.get("ConfigMap", "probe")["metadata"]
     assert meta["uid"] and meta["resourceVersion"] and meta["creationTimestamp"]
     assert KSERVE_CRD.name.endswith(".yaml")
+
+
+# -- blue/green: an idle variant stays warm and is reachable for its check ----------------
+
+
+def test_an_idle_candidate_runs_at_capacity_and_the_service_selects_the_stable_only(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments")
+
+    backend.apply(canary(1, 0.0))  # blue/green's check: candidate up, no traffic
+
+    assert kube_cluster.get("Deployment", "fraud-model-candidate")["spec"]["replicas"] == 2
+    assert kube_cluster.get("Service", ENDPOINT)["spec"]["selector"] == {
+        "app": ENDPOINT, "modelgate.io/variant": "stable"}
+
+    backend.apply(canary(2, 1.0))  # switched; the stable kept warm
+
+    assert kube_cluster.get("Deployment", "fraud-model-stable")["spec"]["replicas"] == 2
+    assert kube_cluster.get("Service", ENDPOINT)["spec"]["selector"] == {
+        "app": ENDPOINT, "modelgate.io/variant": "candidate"}
+
+    backend.apply(canary(3, 0.5))  # traffic on both: the narrowing is removed
+
+    assert kube_cluster.get("Service", ENDPOINT)["spec"]["selector"] == {"app": ENDPOINT}
+
+
+def test_smoke_reaches_the_ready_pods_of_one_variant_through_the_pod_proxy(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments")
+    backend.apply(canary(1, 0.0))
+    labels = {"app": ENDPOINT, "modelgate.io/variant": "candidate"}
+    kube_cluster.add_pod("fraud-model-candidate-a", labels)
+    kube_cluster.add_pod("fraud-model-candidate-b", labels, ready=False)
+    kube_cluster.add_pod("fraud-model-stable-a", {**labels, "modelgate.io/variant": "stable"})
+    received = kube_cluster.answer_proxy("fraud-model-candidate-a",
+                                         f"/v2/models/{ENDPOINT}/infer")
+
+    assert backend.smoke(ENDPOINT, "candidate", [[1.0, 2.0]], 3) == 3
+
+    assert received == [{"instances": [[1.0, 2.0]]}] * 3  # the ready candidate pod only
+
+
+def test_smoke_with_no_ready_pod_or_a_failing_pod_counts_no_success(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments")
+    backend.apply(canary(1, 0.0))
+    assert backend.smoke(ENDPOINT, "candidate", [[1.0]], 2) == 0  # no pod at all
+
+    kube_cluster.add_pod("fraud-model-candidate-a",
+                         {"app": ENDPOINT, "modelgate.io/variant": "candidate"})
+    kube_cluster.answer_proxy("fraud-model-candidate-a", f"/v2/models/{ENDPOINT}/infer",
+                              status=500)
+    assert backend.smoke(ENDPOINT, "candidate", [[1.0]], 2) == 0
+
+
+def test_kserve_smoke_finds_the_candidate_by_its_knative_revision(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))
+    backend.apply(canary(2, 0.0))
+    assert backend.smoke(ENDPOINT, "candidate", [[1.0]], 1) == 0  # no status: no revision
+
+    key = kube_cluster._key("InferenceService", ENDPOINT)
+    isvc = dict(kube_cluster.get("InferenceService", ENDPOINT))
+    isvc["status"] = {"components": {"predictor": {
+        "latestCreatedRevision": "fraud-model-predictor-00002",
+        "latestRolledoutRevision": "fraud-model-predictor-00001"}}}
+    kube_cluster.emulator.objects[key] = isvc
+    kube_cluster.add_pod("rev2-pod", {"serving.knative.dev/revision":
+                                      "fraud-model-predictor-00002"})
+    kube_cluster.add_pod("rev1-pod", {"serving.knative.dev/revision":
+                                      "fraud-model-predictor-00001"})
+    to_candidate = kube_cluster.answer_proxy("rev2-pod", f"/v2/models/{ENDPOINT}/infer")
+    to_stable = kube_cluster.answer_proxy("rev1-pod", f"/v2/models/{ENDPOINT}/infer")
+
+    assert backend.smoke(ENDPOINT, "candidate", [[1.0]], 2) == 2
+    assert backend.smoke(ENDPOINT, "stable", [[1.0]], 1) == 1
+    assert len(to_candidate) == 2 and len(to_stable) == 1
