@@ -146,6 +146,15 @@ MODELGATE_RECONCILE_GRACE_SECONDS = env_int("MODELGATE_RECONCILE_GRACE_SECONDS",
 # Notification email goes through Django's backend; the console backend prints it to the log.
 EMAIL_BACKEND = env_str("MODELGATE_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("MODELGATE_FROM_EMAIL", "modelgate@localhost")
+# Webhooks to loopback, private or link-local addresses are refused unless this is set.
+MODELGATE_WEBHOOK_ALLOW_PRIVATE = env_bool("MODELGATE_WEBHOOK_ALLOW_PRIVATE", False)
+# SMTP, when MODELGATE_EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend.
+EMAIL_HOST = env_str("MODELGATE_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("MODELGATE_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("MODELGATE_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("MODELGATE_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("MODELGATE_EMAIL_TLS", False)
+EMAIL_TIMEOUT = env_int("MODELGATE_EMAIL_TIMEOUT", 10)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

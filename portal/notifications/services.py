@@ -36,11 +36,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 from collections import defaultdict
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -278,8 +281,36 @@ def body_of(delivery: Delivery, sent_at: datetime) -> bytes:
                        "data": delivery.payload}, separators=(",", ":")).encode()
 
 
+def _private_address(url: str) -> str | None:
+    """The first address ``url``'s host resolves to that is not on the public internet
+    (loopback, private, link-local such as a cloud's metadata service, reserved), or None.
+
+    Webhook addresses are typed by project owners; without this check the portal would post
+    to whatever its own network can reach. Installations whose receivers live on a private
+    network set ``MODELGATE_WEBHOOK_ALLOW_PRIVATE``. (A host that changes its DNS answer
+    between this check and the connection is not caught: put an egress proxy in front
+    where that matters.)
+    """
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return None  # unresolvable: the request fails on its own with "could not connect"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not address.is_global:
+            return str(address)
+    return None
+
+
 def _post(webhook: Webhook, delivery: Delivery, body: bytes) -> tuple[int | None, str, bool]:
     """Send one attempt: (status code or None, error text, whether retrying may help)."""
+    if not settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE:
+        private = _private_address(webhook.url)
+        if private:
+            return None, (f"refused: {urlsplit(webhook.url).hostname} is a non-public "
+                          f"address ({private}); set MODELGATE_WEBHOOK_ALLOW_PRIVATE=true "
+                          "to allow receivers on private networks"), False
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                "X-Modelgate-Event": delivery.event,
                "X-Modelgate-Delivery": str(delivery.pk),

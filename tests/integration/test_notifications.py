@@ -239,6 +239,18 @@ def test_an_unreachable_receiver_is_retried_then_failed_after_the_bound(api, pro
     assert (last.status, last.attempts, last.next_attempt_at) == ("failed", MAX_ATTEMPTS, None)
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.1.2.3", "[::1]"])
+def test_webhooks_to_non_public_addresses_are_refused_unless_allowed(
+        api, project, receiver, notify, settings, address):
+    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = False
+    _webhook(api, project, f"http://{address}:{receiver.url.split(':')[2]}")
+    [delivery] = notify()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("failed", 1, None)
+    assert "non-public address" in delivery.last_error
+    assert "MODELGATE_WEBHOOK_ALLOW_PRIVATE" in delivery.last_error
+    assert receiver.requests == []
+
+
 def test_a_slow_receiver_times_out_and_is_retried(api, project, receiver, notify, monkeypatch):
     monkeypatch.setattr(services, "REQUEST_TIMEOUT_SECONDS", 0.3)
     _webhook(api, project, receiver.url)
