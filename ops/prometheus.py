@@ -1,0 +1,315 @@
+"""Prometheus configuration written by the portal: scrape targets, rules, checks, reload.
+
+No Django. The portal decides *what* runs where (``Target``, ``EndpointRules``); this
+module renders it in Prometheus's formats, has ``promtool`` check every file before it is
+used, replaces files atomically (a rejected file never replaces a good one), and asks the
+server to reload.
+
+Layout of a managed directory (``write_managed``)::
+
+    prometheus.yml        the main configuration (``main_config``), checked with
+                          ``promtool check config``
+    targets/modelgate.json  file_sd targets: every model server, with the labels
+                          ``environment``, ``project``, ``model``; Prometheus re-reads it
+                          by itself, no reload needed
+    rules/modelgate.yml   recording and alerting rules per endpoint, checked with
+                          ``promtool check rules``; a reload makes them live
+
+Series and labels. The model servers export ``modelgate_*`` series labelled ``endpoint``
+and ``variant``; the scrape adds ``environment`` (and project, model) from the target. The
+portal's own ``/metrics`` exports the drift gauges (``modelgate_drift_*``) with all these
+labels itself (scraped with ``honor_labels``). Rules:
+
+- recording ``modelgate:error_rate:ratio_1m`` and ``modelgate:latency_p99:seconds_1m`` per
+  environment, endpoint and variant;
+- alerts ``ModelgateErrorRateHigh`` (critical), ``ModelgateLatencyHigh`` (warning),
+  ``ModelgateNoTraffic`` (warning: a variant meant to get traffic got none),
+  ``ModelgateServerDown`` (critical), ``ModelgateFeatureDrift`` (warning),
+  ``ModelgateFeatureDriftCritical`` and ``ModelgateDatasetDrift`` (critical). Every alert
+  carries ``environment``, ``endpoint``, ``variant`` (where the series has one),
+  ``project``, ``model`` and ``severity``, so the portal can place it and a rollout can
+  tell its candidate's alerts from the stable's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import yaml
+
+from ops.exceptions import PermanentError, TransientError
+
+RULES_FILE = "rules/modelgate.yml"
+TARGETS_FILE = "targets/modelgate.json"
+MAIN_FILE = "prometheus.yml"
+_LABEL_VALUE = re.compile(r"^[^\"\\\n]*$")
+
+
+class PrometheusConfigError(PermanentError):
+    """promtool rejected a file (``detail`` holds what it said); nothing was replaced."""
+
+    code = "prometheus_config_invalid"
+
+
+class PrometheusUnavailable(TransientError):
+    """The Prometheus server could not be reached or refused the reload."""
+
+    code = "prometheus_unavailable"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model server to scrape."""
+
+    address: str  # host:port
+    environment: str
+    project: str
+    model: str
+
+
+@dataclass(frozen=True)
+class EndpointRules:
+    """Alert thresholds of one endpoint in one environment (from its model's settings)."""
+
+    environment: str
+    endpoint: str
+    project: str
+    model: str
+    max_error_rate: float = 0.05
+    max_p99_latency_seconds: float = 1.0
+    no_traffic_minutes: int = 10
+    for_seconds: int = 60  # how long a condition must hold before an alert fires
+    drift_for_seconds: int = 60
+
+    def __post_init__(self):
+        problems = []
+        if not (0 < self.max_error_rate <= 1):
+            problems.append("max_error_rate must be in (0, 1]")
+        if not (self.max_p99_latency_seconds > 0 and math.isfinite(self.max_p99_latency_seconds)):
+            problems.append("max_p99_latency_seconds must be a positive number")
+        if int(self.no_traffic_minutes) < 1:
+            problems.append("no_traffic_minutes must be at least 1")
+        if int(self.for_seconds) < 0 or int(self.drift_for_seconds) < 0:
+            problems.append("for durations cannot be negative")
+        for name in ("environment", "endpoint", "project", "model"):
+            if not _LABEL_VALUE.match(str(getattr(self, name))):
+                problems.append(f"{name} cannot hold quotes, backslashes or newlines")
+        if problems:
+            raise ValueError("invalid alert thresholds: " + "; ".join(problems))
+
+
+def _selector(**labels: str) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in labels.items())
+
+
+def _duration(seconds: int) -> str:
+    return f"{int(seconds)}s"
+
+
+def rule_groups(endpoints: list[EndpointRules]) -> dict:
+    """The rule file's content: one group per environment and endpoint."""
+    groups = []
+    for e in sorted(endpoints, key=lambda e: (e.environment, e.endpoint)):
+        where = _selector(environment=e.environment, endpoint=e.endpoint)
+        by = "environment, endpoint, variant"
+        static = {"project": e.project, "model": e.model}
+        drifted = f"modelgate_drift_verdict{{{where}}}"
+        groups.append({
+            "name": f"modelgate/{e.environment}/{e.endpoint}",
+            "rules": [
+                {"record": "modelgate:error_rate:ratio_1m",
+                 "expr": (f'sum by ({by}) (rate(modelgate_requests_total{{{where},status="5xx"}}'
+                          f"[1m])) / sum by ({by}) (rate(modelgate_requests_total{{{where}}}[1m]))")},
+                {"record": "modelgate:latency_p99:seconds_1m",
+                 "expr": (f"histogram_quantile(0.99, sum by ({by}, le) (rate("
+                          f"modelgate_request_duration_seconds_bucket{{{where}}}[1m])))")},
+                {"alert": "ModelgateErrorRateHigh",
+                 "expr": f"modelgate:error_rate:ratio_1m{{{where}}} > {e.max_error_rate:g}",
+                 "for": _duration(e.for_seconds),
+                 "labels": {"severity": "critical", **static},
+                 "annotations": {
+                     "summary": f"{e.endpoint} ({e.environment}): server errors above "
+                                f"{e.max_error_rate:.1%}",
+                     "description": "{{ $labels.variant }} answers {{ $value | humanizePercentage }}"
+                                    " of requests with a server error."}},
+                {"alert": "ModelgateLatencyHigh",
+                 "expr": (f"modelgate:latency_p99:seconds_1m{{{where}}} > "
+                          f"{e.max_p99_latency_seconds:g}"),
+                 "for": _duration(e.for_seconds),
+                 "labels": {"severity": "warning", **static},
+                 "annotations": {
+                     "summary": f"{e.endpoint} ({e.environment}): p99 latency above "
+                                f"{e.max_p99_latency_seconds:g} s",
+                     "description": "p99 latency of {{ $labels.variant }} is "
+                                    "{{ $value | humanizeDuration }}."}},
+                {"alert": "ModelgateNoTraffic",
+                 "expr": (f"sum by ({by}) (rate(modelgate_requests_total{{{where}}}"
+                          f"[{int(e.no_traffic_minutes)}m])) == 0 and on ({by}) "
+                          f"modelgate_variant_weight{{{where}}} > 0"),
+                 "for": f"{int(e.no_traffic_minutes)}m",
+                 "labels": {"severity": "warning", **static},
+                 "annotations": {
+                     "summary": f"{e.endpoint} ({e.environment}): no requests for "
+                                f"{int(e.no_traffic_minutes)} minutes",
+                     "description": "{{ $labels.variant }} is meant to get traffic and got "
+                                    "none; no drift verdict is possible without it."}},
+                {"alert": "ModelgateServerDown",
+                 "expr": f"up{{{where}}} == 0",
+                 "for": _duration(e.for_seconds),
+                 "labels": {"severity": "critical", **static},
+                 "annotations": {
+                     "summary": f"{e.endpoint} ({e.environment}): model server not answering "
+                                "scrapes",
+                     "description": "{{ $labels.instance }} has not answered Prometheus."}},
+                {"alert": "ModelgateFeatureDrift",
+                 "expr": f"{drifted} == 1",
+                 "for": _duration(e.drift_for_seconds),
+                 "labels": {"severity": "warning", **static},
+                 "annotations": {
+                     "summary": "{{ $labels.feature }} drifted on " + f"{e.endpoint} "
+                                f"({e.environment})",
+                     "description": "PSI of {{ $labels.feature }} on {{ $labels.variant }} "
+                                    "passed the warning threshold."}},
+                {"alert": "ModelgateFeatureDriftCritical",
+                 "expr": f"{drifted} == 2",
+                 "for": _duration(e.drift_for_seconds),
+                 "labels": {"severity": "critical", **static},
+                 "annotations": {
+                     "summary": "{{ $labels.feature }} drifted far on " + f"{e.endpoint} "
+                                f"({e.environment})",
+                     "description": "PSI of {{ $labels.feature }} on {{ $labels.variant }} "
+                                    "passed the critical threshold."}},
+                {"alert": "ModelgateDatasetDrift",
+                 "expr": f"modelgate_drift_dataset{{{where}}} == 1",
+                 "for": _duration(e.drift_for_seconds),
+                 "labels": {"severity": "critical", **static},
+                 "annotations": {
+                     "summary": f"{e.endpoint} ({e.environment}): inputs drifted",
+                     "description": "{{ $labels.variant }}: enough features drifted to call "
+                                    "the whole input drifted."}},
+            ],
+        })
+    return {"groups": groups}
+
+
+def file_sd(targets: list[Target]) -> list[dict]:
+    """Prometheus file service discovery: one entry per target with its labels."""
+    return [{"targets": [t.address],
+             "labels": {"environment": t.environment, "project": t.project, "model": t.model}}
+            for t in sorted(targets, key=lambda t: (t.environment, t.address))]
+
+
+def main_config(directory: Path, *, scrape_interval: str = "15s",
+                evaluation_interval: str = "15s", portal: str | None = None,
+                portal_scheme: str = "http", portal_token_file: str | None = None,
+                alertmanagers: list[str] | None = None) -> dict:
+    """``prometheus.yml`` for a Prometheus the portal manages: the model servers (file_sd),
+    the portal's own ``/metrics`` (drift gauges; ``portal`` is its host:port), the rules,
+    and optionally Alertmanagers (host:port)."""
+    directory = Path(directory)
+    scrape = [{"job_name": "modelgate-models",
+               "file_sd_configs": [{"files": [str(directory / "targets" / "*.json")],
+                                    "refresh_interval": "5s"}]}]
+    if portal:
+        job = {"job_name": "modelgate-portal", "honor_labels": True, "scheme": portal_scheme,
+               "metrics_path": "/metrics", "static_configs": [{"targets": [portal]}]}
+        if portal_token_file:
+            job["authorization"] = {"type": "Bearer", "credentials_file": portal_token_file}
+        scrape.append(job)
+    config = {"global": {"scrape_interval": scrape_interval,
+                         "evaluation_interval": evaluation_interval},
+              "rule_files": [str(directory / "rules" / "*.yml")],
+              "scrape_configs": scrape}
+    if alertmanagers:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]}
+    return config
+
+
+def dump(obj) -> str:
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=200)
+
+
+# -- checking and writing ---------------------------------------------------------------------
+
+
+def promtool() -> str | None:
+    return shutil.which("promtool")
+
+
+def _check(kind: str, path: Path, tool: str | None) -> None:
+    tool = tool or promtool()
+    if tool is None:
+        raise PrometheusConfigError("promtool is not installed (apt-get install prometheus); "
+                                    "files are never used unchecked")
+    done = subprocess.run([tool, "check", kind, str(path)], capture_output=True, text=True,
+                          timeout=60)
+    if done.returncode != 0:
+        said = (done.stdout + done.stderr).strip().replace(str(path), path.name)
+        raise PrometheusConfigError(f"promtool check {kind} rejected {path.name}: {said}")
+
+
+def check_rules_text(text: str, tool: str | None = None) -> None:
+    """Raise ``PrometheusConfigError`` unless promtool accepts ``text`` as a rule file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rules.yml"
+        path.write_text(text)
+        _check("rules", path, tool)
+
+
+def _replace(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically; False if it already held exactly that."""
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+    return True
+
+
+def write_rules(directory: Path, endpoints: list[EndpointRules],
+                tool: str | None = None) -> bool:
+    """Check the rules, then replace the rule file; True if it changed (reload needed)."""
+    text = dump(rule_groups(endpoints))
+    check_rules_text(text, tool)
+    return _replace(Path(directory) / RULES_FILE, text)
+
+
+def write_targets(directory: Path, targets: list[Target]) -> bool:
+    return _replace(Path(directory) / TARGETS_FILE,
+                    json.dumps(file_sd(targets), indent=2, sort_keys=True) + "\n")
+
+
+def write_main_config(directory: Path, tool: str | None = None, **options) -> bool:
+    """Check and write ``prometheus.yml`` (the rule and target files may be empty)."""
+    directory = Path(directory)
+    (directory / "rules").mkdir(parents=True, exist_ok=True)
+    (directory / "targets").mkdir(parents=True, exist_ok=True)
+    text = dump(main_config(directory, **options))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / MAIN_FILE
+        path.write_text(text)
+        _check("config", path, tool)
+    return _replace(directory / MAIN_FILE, text)
+
+
+def reload(url: str, token: str | None = None, timeout: float = 5.0) -> None:
+    """``POST /-/reload`` (Prometheus must run with ``--web.enable-lifecycle``)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        answer = requests.post(f"{url.rstrip('/')}/-/reload", headers=headers, timeout=timeout)
+    except requests.RequestException as e:
+        raise PrometheusUnavailable(f"cannot reach Prometheus at {url}: {e}") from e
+    if answer.status_code != 200:
+        raise PrometheusUnavailable(f"Prometheus refused the reload: HTTP {answer.status_code} "
+                                    f"{answer.text.strip()[:300]}")
