@@ -235,3 +235,88 @@ def rollout_measurements(points: list[dict]) -> dict | None:
                           col=index)
     fig.update_layout(**BASE_LAYOUT, height=240, showlegend=False)
     return _figure(fig)
+
+
+# -- monitoring ------------------------------------------------------------------------------
+
+VARIANT_COLORS = {"stable": "#64748b", "candidate": "#2563eb"}
+
+
+def _color(name: str, index: int) -> str:
+    return VARIANT_COLORS.get(name, PALETTE[index % len(PALETTE)])
+
+
+def time_series(title: str, series: dict[str, list[tuple]], y_title: str = "",
+                percent: bool = False, threshold: float | None = None,
+                height: int = 240) -> dict | None:
+    """Lines over time. ``series``: ``{name: [(iso time or epoch seconds, value), ...]}``;
+    ``percent`` shows 0..1 values as %; ``threshold`` draws a dotted red line."""
+    import datetime as dt
+
+    import plotly.graph_objects as go
+
+    series = {name: points for name, points in series.items() if points}
+    if not series:
+        return None
+    fig = go.Figure()
+    for index, (name, points) in enumerate(sorted(series.items())):
+        times = [dt.datetime.fromtimestamp(t, dt.UTC).isoformat() if isinstance(t, int | float)
+                 else t for t, _ in points]
+        values = [(100 * v if percent and v is not None else v) for _, v in points]
+        fig.add_trace(go.Scatter(
+            x=times, y=values, mode="lines", name=name,
+            line={"width": 2, "color": _color(name, index)},
+            hovertemplate=name + " %{y:.3g}" + ("%" if percent else "") + "<extra></extra>"))
+    if threshold is not None:
+        fig.add_hline(y=100 * threshold if percent else threshold,
+                      line={"dash": "dot", "color": "#dc2626"})
+    fig.update_layout(**BASE_LAYOUT, height=height, title={"text": title, "font": {"size": 13}},
+                      legend={"orientation": "h", "y": -0.25},
+                      yaxis={"title": y_title + (" %" if percent else ""),
+                             "gridcolor": "#e5e7eb", "rangemode": "tozero"})
+    return _figure(fig)
+
+
+def grouped_bars(title: str, categories: list[str], groups: dict[str, list[float]],
+                 y_title: str = "share %", height: int = 240) -> dict | None:
+    """Bars per category, one colour per group (e.g. predicted classes per variant)."""
+    import plotly.graph_objects as go
+
+    if not categories or not groups:
+        return None
+    fig = go.Figure()
+    for index, (name, values) in enumerate(sorted(groups.items())):
+        fig.add_trace(go.Bar(x=categories, y=values, name=name,
+                             marker={"color": _color(name, index)},
+                             hovertemplate=name + " %{x}: %{y:.3g}<extra></extra>"))
+    fig.update_layout(**BASE_LAYOUT, height=height, barmode="group",
+                      title={"text": title, "font": {"size": 13}},
+                      legend={"orientation": "h", "y": -0.25},
+                      yaxis={"title": y_title, "gridcolor": "#e5e7eb"})
+    return _figure(fig)
+
+
+def baseline_vs_live(feature: str, edges: list[float], baseline: list[float],
+                     live: dict[str, list[float]]) -> dict | None:
+    """Share of rows per baseline bin: the training data beside each live variant."""
+    if not edges or len(baseline) != len(edges) - 1:
+        return None
+    labels = []
+    for i in range(len(baseline)):
+        low = "−∞" if i == 0 else f"{edges[i]:.3g}"
+        high = "+∞" if i == len(baseline) - 1 else f"{edges[i + 1]:.3g}"
+        labels.append(f"[{low}, {high})")
+
+    def shares(counts):
+        total = sum(counts)
+        return [100 * c / total if total else 0.0 for c in counts]
+
+    groups = {"baseline": shares(baseline)}
+    groups.update({f"live: {name}": shares(counts) for name, counts in live.items()
+                   if sum(counts) > 0})
+    figure = grouped_bars(f"{feature}: baseline and live", labels, groups)
+    if figure:  # the baseline in grey, whatever its position
+        for trace in figure["data"]:
+            if trace["name"] == "baseline":
+                trace["marker"]["color"] = "#94a3b8"
+    return figure

@@ -447,15 +447,26 @@ def compare_histograms(baseline: Sequence[Sequence[float]], current: Sequence[Se
     count = b.sum(axis=1).astype(int)
     reference_count = a.sum(axis=1).astype(int)
     verdicts = _verdicts(count, reference_count, psi_values, chi_p, thresholds)
-    features = tuple(
-        FeatureDrift(name=str(names[i]), kind=kinds[i], count=int(count[i]),
-                     reference_count=int(reference_count[i]),
-                     psi=_none(psi_values[i]) if count[i] and reference_count[i] else None,
-                     ks=_none(ks_d[i]), ks_pvalue=_none(ks_p[i]), js_distance=_none(js[i]),
-                     wasserstein=_none(wass[i]), chi2_pvalue=_none(chi_p[i]),
-                     verdict=verdicts[i])
-        for i in range(f))
-    return DriftReport(features, thresholds)
+    return DriftReport(_features(names, kinds, count, reference_count, psi_values, ks_d, ks_p,
+                                 js, wass, chi_p, verdicts), thresholds)
+
+
+def _features(names, kinds, count, reference_count, psi_values, ks_d, ks_p, js, wass, chi_p,
+              verdicts) -> tuple[FeatureDrift, ...]:
+    """One FeatureDrift per feature; no statistic at all where a side has no rows."""
+    out = []
+    for i, name in enumerate(names):
+        empty = not count[i] or not reference_count[i]
+
+        def value(x, empty=empty):
+            return None if empty else _none(x)
+
+        out.append(FeatureDrift(
+            name=str(name), kind=kinds[i], count=int(count[i]),
+            reference_count=int(reference_count[i]), psi=value(psi_values[i]),
+            ks=value(ks_d[i]), ks_pvalue=value(ks_p[i]), js_distance=value(js[i]),
+            wasserstein=value(wass[i]), chi2_pvalue=value(chi_p[i]), verdict=verdicts[i]))
+    return tuple(out)
 
 
 def _std_of(reference_std, i: int, edges, counts) -> float:
@@ -532,11 +543,5 @@ def compare_samples(reference: np.ndarray, current: np.ndarray,
     count = b.sum(axis=1).astype(int)
     reference_count = a.sum(axis=1).astype(int)
     verdicts = _verdicts(count, reference_count, psi_values, chi_p, thresholds)
-    features = tuple(
-        FeatureDrift(name=str(names[j]), kind=NUMERIC, count=int(count[j]),
-                     reference_count=int(reference_count[j]), psi=_none(psi_values[j]),
-                     ks=_none(ks_d[j]), ks_pvalue=_none(ks_p[j]), js_distance=_none(js[j]),
-                     wasserstein=_none(wass[j]), chi2_pvalue=_none(chi_p[j]),
-                     verdict=verdicts[j])
-        for j in range(f))
-    return DriftReport(features, thresholds)
+    return DriftReport(_features(names, [NUMERIC] * f, count, reference_count, psi_values, ks_d,
+                                 ks_p, js, wass, chi_p, verdicts), thresholds)

@@ -313,3 +313,50 @@ def reload(url: str, token: str | None = None, timeout: float = 5.0) -> None:
     if answer.status_code != 200:
         raise PrometheusUnavailable(f"Prometheus refused the reload: HTTP {answer.status_code} "
                                     f"{answer.text.strip()[:300]}")
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+class PrometheusClient:
+    """The few read calls the portal makes, each with a timeout; every failure (network,
+    HTTP status, a malformed answer) is ``PrometheusUnavailable`` with a plain reason."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 5.0):
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.timeout = timeout
+
+    def _get(self, path: str, **params) -> dict:
+        try:
+            answer = self.session.get(f"{self.url}{path}", params=params, timeout=self.timeout)
+        except requests.Timeout as e:
+            raise PrometheusUnavailable(f"Prometheus at {self.url} did not answer within "
+                                        f"{self.timeout:g} s") from e
+        except requests.RequestException as e:
+            raise PrometheusUnavailable(f"cannot reach Prometheus at {self.url}: "
+                                        f"{type(e).__name__}") from e
+        try:
+            body = answer.json()
+        except ValueError as e:
+            raise PrometheusUnavailable(f"Prometheus answered HTTP {answer.status_code} "
+                                        "without JSON") from e
+        if answer.status_code != 200 or body.get("status") != "success":
+            raise PrometheusUnavailable(f"Prometheus refused the query: "
+                                        f"{body.get('error') or answer.status_code}")
+        return body.get("data") or {}
+
+    def query(self, promql: str) -> list[dict]:
+        """Instant vector: ``[{"metric": {...}, "value": [ts, "v"]}, ...]``."""
+        return list(self._get("/api/v1/query", query=promql).get("result") or [])
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict]:
+        """Matrix: ``[{"metric": {...}, "values": [[ts, "v"], ...]}, ...]``."""
+        return list(self._get("/api/v1/query_range", query=promql, start=f"{start:.3f}",
+                              end=f"{end:.3f}", step=f"{max(step, 1):g}s").get("result") or [])
+
+    def alerts(self) -> list[dict]:
+        """Active alerts (pending and firing) as ``/api/v1/alerts`` lists them."""
+        return list(self._get("/api/v1/alerts").get("alerts") or [])

@@ -146,6 +146,14 @@ class Thresholds:
     max_disagreement: float = 0.05  # shadow only: share of answers differing from stable
     min_requests: int = 100
 
+    def __post_init__(self):
+        for name in ("max_error_rate", "max_p99_ratio", "max_disagreement", "min_requests"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value) or value < 0:
+                raise RolloutError(f"thresholds.{name} must be a number of at least 0, "
+                                   f"not {value!r}")
+
 
 @dataclass(frozen=True)
 class RolloutSpec:

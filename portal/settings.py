@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "portal.registry",
     "portal.releases",
     "portal.notifications",
+    "portal.monitoring",
     "portal.api",
     "portal.web",
 ]
@@ -190,6 +191,23 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = env_str("MODELGATE_CELERY_QUEUE", "modelgate")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Monitoring. A Prometheus the portal manages reads targets and rules from this directory
+# (see ops/prometheus.py); empty: the portal writes nothing and only reads Prometheus.
+MODELGATE_PROMETHEUS_CONFIG_DIR = env_str("MODELGATE_PROMETHEUS_CONFIG_DIR", "")
+MODELGATE_PROMETHEUS_TIMEOUT = float(env_int("MODELGATE_PROMETHEUS_TIMEOUT", 5))
+# Shared secret of the Alertmanager webhook receiver (Authorization: Bearer <token>); empty:
+# the receiver refuses every call.
+MODELGATE_ALERTMANAGER_TOKEN = env_str("MODELGATE_ALERTMANAGER_TOKEN", "")
+# Bearer token Prometheus must send to scrape the portal's /metrics; empty: open.
+MODELGATE_METRICS_TOKEN = env_str("MODELGATE_METRICS_TOKEN", "")
+MODELGATE_DRIFT_INTERVAL_SECONDS = env_int("MODELGATE_DRIFT_INTERVAL_SECONDS", 30)
+MODELGATE_DRIFT_STALE_SECONDS = env_int("MODELGATE_DRIFT_STALE_SECONDS",
+                                        4 * MODELGATE_DRIFT_INTERVAL_SECONDS)
+MODELGATE_ALERT_POLL_SECONDS = env_int("MODELGATE_ALERT_POLL_SECONDS", 15)
+MODELGATE_ALERT_FOR_SECONDS = env_int("MODELGATE_ALERT_FOR_SECONDS", 60)
+MODELGATE_DRIFT_FOR_SECONDS = env_int("MODELGATE_DRIFT_FOR_SECONDS", 60)
+MODELGATE_PROMETHEUS_SYNC_SECONDS = env_int("MODELGATE_PROMETHEUS_SYNC_SECONDS", 30)
+
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-work": {"task": "workers.registry.requeue_stuck_work", "schedule": 60.0},
     "expire-approval-requests": {"task": "workers.releases.expire_requests", "schedule": 300.0},
@@ -197,6 +215,12 @@ CELERY_BEAT_SCHEDULE = {
                               "schedule": 30.0},
     "requeue-webhook-deliveries": {"task": "workers.notifications.requeue_deliveries",
                                    "schedule": 60.0},
+    "sync-prometheus": {"task": "workers.monitoring.sync_prometheus",
+                        "schedule": float(MODELGATE_PROMETHEUS_SYNC_SECONDS)},
+    "compute-drift": {"task": "workers.monitoring.compute_drift",
+                      "schedule": float(MODELGATE_DRIFT_INTERVAL_SECONDS)},
+    "poll-alerts": {"task": "workers.monitoring.poll_alerts",
+                    "schedule": float(MODELGATE_ALERT_POLL_SECONDS)},
 }
 
 REST_FRAMEWORK = {

@@ -9,7 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("modelgate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.imports = ("workers.registry", "workers.releases", "workers.notifications")
+app.conf.imports = ("workers.registry", "workers.releases", "workers.notifications",
+                    "workers.monitoring")
 
 
 @worker_process_init.connect

@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from portal.accounts.api.views import ApiTokenViewSet, MembershipViewSet
 from portal.api.views import TokenLoginView
 from portal.audit.api.views import AuditEventViewSet
+from portal.monitoring.api.views import AlertmanagerReceiver, AlertViewSet
 from portal.notifications.api.views import WebhookViewSet
 from portal.registry.api.views import (
     DatasetViewSet,
@@ -29,10 +30,12 @@ router.register("environments", EnvironmentViewSet, basename="environment")
 router.register("approval-requests", ApprovalRequestViewSet, basename="approval-request")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("webhooks", WebhookViewSet, basename="webhook")
+router.register("alerts", AlertViewSet, basename="alert")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
 urlpatterns = [
     path("auth/token/", TokenLoginView.as_view(), name="token-login"),
+    path("alerts/alertmanager/", AlertmanagerReceiver.as_view(), name="alertmanager"),
     path("", include(router.urls)),
 ]

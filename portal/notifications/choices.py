@@ -17,6 +17,8 @@ class Event(models.TextChoices):
     ROLLOUT_ROLLED_BACK = "rollout.rolled_back", "Rollout rolled back"
     ROLLOUT_FAILED = "rollout.failed", "Rollout failed"
     ROLLOUT_PAUSED = "rollout.paused", "Rollout paused"
+    ALERT_FIRING = "alert.firing", "Alert firing"
+    ALERT_RESOLVED = "alert.resolved", "Alert resolved"
 
 
 # Sent only by "test webhook", to one webhook; nobody subscribes to it.

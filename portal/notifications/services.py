@@ -18,6 +18,9 @@ any JSON-serialisable dict is accepted, and missing keys only make the email vag
     rollout.rolled_back  (as rollout.succeeded; "actor" when a person rolled it back)
     rollout.failed       (as rollout.succeeded)
     rollout.paused       (as rollout.succeeded; "actor" when a person paused it)
+    alert.firing         {"alert_id", "alert", "severity", "model", "environment",
+                          "endpoint", "variant", "feature", "summary", "value", "url"}
+    alert.resolved       (as alert.firing)
 
 ``url`` is the path of the page about it (e.g. ``/releases/12/``). "Test webhook" sends a
 ``ping`` event to one webhook only.
@@ -226,6 +229,8 @@ SUBJECTS = {
     Event.ROLLOUT_ROLLED_BACK: "{model} v{version} rolled back in {environment}",
     Event.ROLLOUT_FAILED: "{model} v{version} rollout failed in {environment}",
     Event.ROLLOUT_PAUSED: "{model} v{version} rollout paused in {environment}",
+    Event.ALERT_FIRING: "{severity} alert {alert} on {model} in {environment}",
+    Event.ALERT_RESOLVED: "alert {alert} on {model} in {environment} resolved",
 }
 
 

@@ -103,15 +103,22 @@ def _spec(deployment_strategy: str, params: dict, endpoint: str, candidate: Mode
                 "max_inconclusive_seconds"):
         if key in params:
             data[key] = params[key]
-    if "steps" in params:
-        data["steps"] = tuple(rollout.CanaryStep(**s) if isinstance(s, dict)
-                              else rollout.CanaryStep(*s) for s in params["steps"])
-    if "thresholds" in params:
-        data["thresholds"] = rollout.Thresholds(**params["thresholds"])
     try:
+        if "steps" in params:
+            data["steps"] = tuple(rollout.CanaryStep(**s) if isinstance(s, dict)
+                                  else rollout.CanaryStep(*s) for s in params["steps"])
+        if "thresholds" in params:
+            data["thresholds"] = rollout.Thresholds(**params["thresholds"])
         return rollout.RolloutSpec(**data)
     except (rollout.RolloutError, TypeError, ValueError) as e:
         raise ValidationFailed(f"strategy parameters: {e}", field="strategy_params") from e
+
+
+def check_strategy_params(strategy: str, params: dict, version: ModelVersion,
+                          environment: Environment) -> None:
+    """Refuse, when the request is made, parameters the rollout would refuse when it starts
+    (the version stands in for a stable that may not exist yet)."""
+    _spec(strategy, params, endpoint_name(environment, version.model), version, version)
 
 
 def _repeated(deployment: Deployment, decision: rollout.Decision) -> DeploymentEvent | None:

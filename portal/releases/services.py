@@ -98,6 +98,9 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
                                field="strategy")
     if strategy_params is not None and not isinstance(strategy_params, dict):
         raise ValidationFailed("strategy_params must be a JSON object", field="strategy_params")
+    from portal.releases.deployments import check_strategy_params
+
+    check_strategy_params(strategy, strategy_params or {}, version, environment)
     champion = champion_of(version)
     results = ops_gates.evaluate(environment.gates, version.metrics,
                                  champion.metrics if champion and champion.pk != version.pk

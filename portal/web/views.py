@@ -2,6 +2,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.shortcuts import render
 
+from portal.monitoring import queries as monitoring_queries
 from portal.registry import queries
 from portal.registry.choices import VersionStatus
 from portal.releases import queries as release_queries
@@ -14,7 +15,10 @@ def dashboard(request):
     versions = queries.versions_for(request.user)
     models = queries.models_for(request.user)
     status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))
+    firing = monitoring_queries.alerts_for(request.user).filter(state="firing")
     return render(request, "web/dashboard.html", {
+        "firing_alerts": firing[:8],
+        "firing_count": firing.count(),
         "project_count": queries.projects_for(request.user).count(),
         "model_count": models.count(),
         "version_count": sum(status_counts.values()),

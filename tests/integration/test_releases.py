@@ -137,6 +137,21 @@ def test_invalid_version_cannot_be_requested(api, clf, production):
     assert response.status_code == 409 and response.json()["code"] == "version_not_ready"
 
 
+@pytest.mark.parametrize("params, words", [
+    ({"steps": [{"weight": 0.5, "bake_seconds": 60}]}, "end with weight 1.0"),
+    ({"steps": [{"weight": 1.0, "bake": 60}]}, "bake"),
+    ({"thresholds": {"max_error_rate": "high"}}, "max_error_rate"),
+])
+def test_strategy_parameters_the_rollout_would_refuse_are_refused_at_request_time(
+        api, versions, production, params, words):
+    response = api("contributor").post("/api/v1/approval-requests/", {
+        "version": versions[1], "environment": production["id"], "strategy": "canary",
+        "strategy_params": params}, format="json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["field"] == "strategy_params" and words in response.json()["detail"]
+    assert not ApprovalRequest.objects.exists()
+
+
 def test_old_requests_expire(api, versions, production):
     request = _request(api, "contributor", versions[1], production).json()
     ApprovalRequest.objects.filter(pk=request["id"]).update(

@@ -170,7 +170,9 @@ def test_histograms_from_a_profile_and_live_counts():
     assert colour.kind == "categorical" and colour.verdict == "no_drift"
     assert colour.ks is None and colour.wasserstein is None
     nothing = drift.compare_histograms([[10, 10]], [[0, 0]], ["quiet"], edges=[[0, 1, 2]])
-    assert nothing.features[0].verdict == "insufficient_data" and nothing.features[0].psi is None
+    quiet = nothing.features[0]
+    assert quiet.verdict == "insufficient_data"
+    assert (quiet.psi, quiet.ks, quiet.js_distance, quiet.wasserstein) == (None,) * 4
 
 
 def test_histograms_with_different_bins_are_refused():

@@ -1,0 +1,81 @@
+"""What runs where now: every endpoint the portal has deployed, with its variants' versions.
+
+The latest rollout of each (environment, model) decides: its current plan (rebuilt from the
+recorded state, as the orchestrator does) names the variants serving and their versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ops import rollout
+from ops.exceptions import OpsError
+from portal.monitoring.models import MonitorSettings
+from portal.registry.models import ModelVersion, RegisteredModel
+from portal.releases.models import Deployment, Environment
+
+
+@dataclass
+class ServedEndpoint:
+    environment: Environment
+    model: RegisteredModel
+    endpoint: str
+    deployment: Deployment
+    variants: dict[str, ModelVersion] = field(default_factory=dict)  # name -> version
+    weights: dict[str, float] = field(default_factory=dict)
+    address: str | None = None  # host:port a Prometheus can scrape (local backend)
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.environment.pk, self.endpoint)
+
+    def settings(self) -> MonitorSettings:
+        found = getattr(self.model, "monitor_settings", None)
+        return found if found is not None else MonitorSettings(model=self.model)
+
+
+def served_endpoints(environments=None) -> list[ServedEndpoint]:
+    """Every endpoint serving something now (optionally only in ``environments``)."""
+    from portal.releases.deployments import backend_for
+
+    deployments = (Deployment.objects.select_related(
+        "environment__project", "model__project", "model__monitor_settings")
+        .order_by("environment_id", "model_id", "-created_at", "-pk"))
+    if environments is not None:
+        deployments = deployments.filter(environment__in=environments)
+    latest: dict[tuple[int, int], Deployment] = {}
+    for deployment in deployments:
+        latest.setdefault((deployment.environment_id, deployment.model_id), deployment)
+    plans = {}
+    version_ids = set()
+    for key, deployment in latest.items():
+        try:
+            spec = rollout.RolloutSpec.from_dict(deployment.spec)
+            state = rollout.RolloutState.from_dict(deployment.state)
+        except (KeyError, TypeError, ValueError):
+            continue
+        plan = rollout.current_plan(spec, state)
+        if plan is None:
+            continue
+        plans[key] = plan
+        version_ids.update(v.version_id for v in plan.variants)
+    versions = ModelVersion.objects.select_related("dataset", "model").in_bulk(version_ids)
+    served = []
+    for key, plan in plans.items():
+        deployment = latest[key]
+        address = None
+        if deployment.environment.backend == "local":
+            try:
+                url = backend_for(deployment).url(deployment.endpoint)
+                address = urlsplit(url).netloc
+            except (OpsError, ValueError):
+                address = None
+        served.append(ServedEndpoint(
+            environment=deployment.environment, model=deployment.model,
+            endpoint=deployment.endpoint, deployment=deployment,
+            variants={v.name: versions[v.version_id] for v in plan.variants
+                      if v.version_id in versions},
+            weights=plan.weights(), address=address))
+    return sorted(served, key=lambda s: (s.environment.project.slug, s.environment.name,
+                                         s.endpoint))

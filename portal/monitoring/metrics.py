@@ -1,0 +1,85 @@
+"""The portal's ``/metrics``: drift verdicts as gauges, for Prometheus's alerting rules.
+
+Per feature (labels environment, project, model, endpoint, variant, feature):
+``modelgate_drift_psi``, ``modelgate_drift_ks``, ``modelgate_drift_js_distance``,
+``modelgate_drift_wasserstein``, ``modelgate_drift_rows`` and ``modelgate_drift_verdict``
+(0 no drift, 1 warning, 2 critical; no sample when there is not enough data). Per variant:
+``modelgate_drift_share``, ``modelgate_drift_dataset`` (1 drifted, 0 not; no sample without
+enough data) and ``modelgate_drift_computed_timestamp_seconds``. Plus
+``modelgate_alerts_firing`` by severity.
+
+Windows older than ``MODELGATE_DRIFT_STALE_SECONDS`` are not exported: when drift stops
+being computed (Prometheus away, endpoint gone), the series end and their alerts resolve
+instead of firing forever on old data.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from ops import drift
+from portal.monitoring.choices import AlertState
+from portal.monitoring.models import Alert, DriftWindow
+
+VERDICT_VALUE = {drift.NO_DRIFT: 0, drift.WARNING: 1, drift.CRITICAL: 2}
+FEATURE_LABELS = ["environment", "project", "model", "endpoint", "variant", "feature"]
+VARIANT_LABELS = FEATURE_LABELS[:-1]
+
+
+class DriftCollector:
+    def collect(self):
+        fresh = timezone.now() - timedelta(seconds=settings.MODELGATE_DRIFT_STALE_SECONDS)
+        windows = (DriftWindow.objects.filter(computed_at__gte=fresh)
+                   .select_related("environment__project", "model"))
+        per_feature = {name: GaugeMetricFamily(f"modelgate_drift_{name}", help, labels=FEATURE_LABELS)
+                       for name, help in (
+                           ("psi", "Population stability index of a feature over the window."),
+                           ("ks", "Kolmogorov-Smirnov D of a feature over the window."),
+                           ("js_distance", "Jensen-Shannon distance (base 2) of a feature."),
+                           ("wasserstein", "Wasserstein distance over the baseline's std."),
+                           ("rows", "Live inputs of the feature in the window."),
+                           ("verdict", "0 no drift, 1 warning, 2 critical (absent: too few "
+                                       "rows)."))}
+        share = GaugeMetricFamily("modelgate_drift_share", "Share of judged features that "
+                                  "drifted.", labels=VARIANT_LABELS)
+        dataset = GaugeMetricFamily("modelgate_drift_dataset", "1 when enough features "
+                                    "drifted to call the inputs drifted.", labels=VARIANT_LABELS)
+        computed = GaugeMetricFamily("modelgate_drift_computed_timestamp_seconds",
+                                     "When the window was computed.", labels=VARIANT_LABELS)
+        for window in windows:
+            base = [window.environment.name, window.environment.project.slug, window.model.name,
+                    window.endpoint, window.variant]
+            report = window.report or {}
+            for feature in report.get("features", []):
+                labels = [*base, feature.get("name", "")]
+                for name in ("psi", "ks", "js_distance", "wasserstein"):
+                    if feature.get(name) is not None:
+                        per_feature[name].add_metric(labels, float(feature[name]))
+                per_feature["rows"].add_metric(labels, float(feature.get("count") or 0))
+                if feature.get("verdict") in VERDICT_VALUE:
+                    per_feature["verdict"].add_metric(labels, VERDICT_VALUE[feature["verdict"]])
+            if report.get("drift_share") is not None:
+                share.add_metric(base, float(report["drift_share"]))
+            if report.get("dataset_drift") is not None:
+                dataset.add_metric(base, 1.0 if report["dataset_drift"] else 0.0)
+            computed.add_metric(base, window.computed_at.timestamp())
+        yield from per_feature.values()
+        yield from (share, dataset, computed)
+        firing = GaugeMetricFamily("modelgate_alerts_firing", "Alerts firing in the portal.",
+                                   labels=["severity"])
+        for row in (Alert.objects.filter(state=AlertState.FIRING).values("severity")
+                    .annotate(n=Count("id"))):
+            firing.add_metric([row["severity"]], row["n"])
+        yield firing
+
+
+def exposition() -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DriftCollector())
+    return generate_latest(registry)

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from portal.monitoring import views
+
+app_name = "monitoring"
+
+urlpatterns = [
+    path("metrics", views.metrics, name="metrics"),
+    path("alerts/", views.alert_list, name="alerts"),
+    path("alerts/<int:pk>/", views.alert_detail, name="alert"),
+    path("alerts/<int:pk>/<str:action>/", views.alert_action, name="alert-action"),
+    path("p/<slug:slug>/environments/<str:name>/monitoring/<str:endpoint>/",
+         views.endpoint_monitoring, name="endpoint"),
+]
