@@ -31,18 +31,23 @@ class Measured:
     error: str = ""
 
 
-def _selector(endpoint: str, variant: str) -> str:
-    return f'endpoint="{endpoint}",variant="{variant}"'
+def _selector(endpoint: str, variant: str, environment: str | None = None) -> str:
+    where = f'endpoint="{endpoint}",variant="{variant}"'
+    return f'environment="{environment}",{where}' if environment else where
 
 
-def queries_for(endpoint: str, window_seconds: int, shadow: bool = False) -> dict[str, str]:
+def queries_for(endpoint: str, window_seconds: int, shadow: bool = False,
+                environment: str | None = None) -> dict[str, str]:
     """The PromQL of each measurement, over the last ``window_seconds``.
 
+    ``environment``, when given, is matched on the ``environment`` label that the scrape
+    adds to every model-server series (the portal's managed Prometheus does; a Prometheus
+    managed elsewhere must too, or the same model in staging and production would mix).
     A shadow candidate answers nobody: its traffic and latency are the server's shadow
     series (copies of live requests), and it has no error series of its own.
     """
     w = f"{max(int(window_seconds), 1)}s"
-    c, s = _selector(endpoint, CANDIDATE), _selector(endpoint, STABLE)
+    c, s = _selector(endpoint, CANDIDATE, environment), _selector(endpoint, STABLE, environment)
     if shadow:
         compared = f"sum(increase(modelgate_shadow_comparisons_total{{{c}}}[{w}]))"
         return {
@@ -93,24 +98,27 @@ class PrometheusAnalyzer:
         value = float(result[0]["value"][1])
         return value if math.isfinite(value) else None
 
-    def _alerts(self, endpoint: str) -> tuple[Alert, ...]:
+    def _alerts(self, endpoint: str, environment: str | None = None) -> tuple[Alert, ...]:
         answer = self.session.get(f"{self.url}/api/v1/alerts", timeout=self.timeout)
         answer.raise_for_status()
         alerts = []
         for alert in answer.json().get("data", {}).get("alerts", []):
             labels = alert.get("labels", {})
             if (alert.get("state") == "firing" and labels.get("endpoint") == endpoint
-                    and labels.get("variant") in (CANDIDATE, None)):
+                    and labels.get("variant") in (CANDIDATE, None)
+                    and (environment is None
+                         or labels.get("environment") in (environment, None))):
                 alerts.append(Alert(name=labels.get("alertname", "alert"),
                                     severity=labels.get("severity", "warning"),
                                     values={"value": alert.get("value"), **labels}))
         return tuple(alerts)
 
-    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False) -> Measured:
-        promql = queries_for(endpoint, window_seconds, shadow)
+    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
+                environment: str | None = None) -> Measured:
+        promql = queries_for(endpoint, window_seconds, shadow, environment)
         try:
             values = {name: self._query(query) for name, query in promql.items()}
-            alerts = self._alerts(endpoint)
+            alerts = self._alerts(endpoint, environment)
         except (requests.RequestException, ValueError, KeyError) as e:
             return Measured(Analysis(), promql, error=f"Prometheus unavailable: {e}")
         return Measured(Analysis(alerts=alerts, **values), promql)
@@ -119,7 +127,8 @@ class PrometheusAnalyzer:
 class NoAnalyzer:
     """Used where no Prometheus is configured: every analysis is inconclusive, and says why."""
 
-    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False) -> Measured:
+    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
+                environment: str | None = None) -> Measured:
         return Measured(Analysis(), {}, error="no Prometheus is configured "
                                               "(set MODELGATE_PROMETHEUS_URL)")
 
@@ -184,7 +193,9 @@ class CloudWatchAnalyzer:
                                             "reason": alarm.get("StateReason", "")}))
         return tuple(alerts)
 
-    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False) -> Measured:
+    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
+                environment: str | None = None) -> Measured:
+        # One SageMaker endpoint per environment's account/region: the name is enough.
         name = self.endpoint_name(endpoint)
         if shadow:
             return Measured(Analysis(), {}, error="SageMaker endpoints have no shadow "

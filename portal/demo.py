@@ -236,3 +236,13 @@ def _seed_releases(project, users, *, classifier, regressor):
     releases.request_approval(
         users["carlos"], regressor[2], production, strategy="canary",
         reason="Shallow boosting: smaller and nearly as accurate as the forest.")
+
+
+def ensure_monitoring() -> None:
+    """Short drift windows for the demo's models, so injected drift shows within a minute."""
+    from portal.monitoring.models import MonitorSettings
+    from portal.registry.models import RegisteredModel
+
+    for model in RegisteredModel.objects.filter(project__slug=PROJECT_SLUG):
+        MonitorSettings.objects.get_or_create(model=model, defaults={
+            "drift_window_seconds": 60, "drift": {"min_count": 100}})

@@ -326,8 +326,9 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
     measured = None
     if state.status != rollout.Status.PENDING:
         window = int(max(spec.check_interval_seconds, 30))
-        measured = analyzer(deployment).measure(deployment.endpoint, window,
-                                      shadow=spec.strategy == rollout.Strategy.SHADOW)
+        measured = analyzer(deployment).measure(
+            deployment.endpoint, window, shadow=spec.strategy == rollout.Strategy.SHADOW,
+            environment=deployment.environment.name)
     decision = rollout.decide(spec, state, measured.analysis if measured else None, time.time())
     with transaction.atomic():
         if not _claim(deployment, state.step_id, decision):

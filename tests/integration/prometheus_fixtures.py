@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.integration.local_fixtures import free_port
 
@@ -41,16 +42,18 @@ def _require_binary():
 
 @pytest.fixture
 def prometheus(tmp_path):
-    """``start(targets)`` → the URL of a Prometheus scraping ``targets`` (host:port)."""
+    """``start(targets, environment="production")`` → the URL of a Prometheus scraping
+    ``targets`` (host:port) and labelling their series with the environment, as the
+    portal's managed configuration does."""
     _require_binary()
     processes = []
 
-    def start(targets: list[str]) -> str:
+    def start(targets: list[str], environment: str = "production") -> str:
         config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: modelgate\n    static_configs:\n"
-            f"      - targets: {targets!r}\n".replace("'", '"'))
+        config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "modelgate", "static_configs": [
+                {"targets": targets, "labels": {"environment": environment}}]}]}))
         return _launch(config, tmp_path, processes)
 
     yield start

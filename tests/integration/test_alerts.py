@@ -344,3 +344,46 @@ def test_endpoint_page_without_prometheus_says_so_and_shows_what_the_portal_know
         "/p/clinical-ml/environments/production/monitoring/tumor-classifier/").status_code == 404
     assert browser_for("viewer").get(
         "/p/clinical-ml/environments/production/monitoring/nothing-here/").status_code == 404
+
+
+# -- thresholds per model ---------------------------------------------------------------------------
+
+
+def test_thresholds_per_model_are_validated_role_checked_and_audited(api, clf):
+    url = f"/api/v1/models/{clf.pk}/monitoring/"
+    defaults = api("viewer").get(url).json()
+    assert defaults["max_error_rate"] == 0.05 and defaults["effective_drift"]["psi_critical"] == 0.25
+    assert api("contributor").patch(url, {"max_error_rate": 0.02},
+                                    format="json").status_code == 403
+    for bad, field in (({"drift": {"psi_warning": 0.5, "psi_critical": 0.2}}, "drift"),
+                       ({"drift": {"psi_typo": 1}}, "drift"),
+                       ({"max_error_rate": 2}, "max_error_rate"),
+                       ({"drift_window_seconds": 1}, "drift_window_seconds"),
+                       ({"no_traffic_minutes": 0}, "no_traffic_minutes")):
+        response = api("approver").patch(url, bad, format="json")
+        assert response.status_code == 400, bad
+        assert response.json()["field"] == field, response.json()
+    changed = api("approver").patch(url, {"max_error_rate": 0.02, "drift": {"psi_critical": 0.3},
+                                          "drift_window_seconds": 600}, format="json").json()
+    assert changed["max_error_rate"] == 0.02 and changed["effective_drift"]["psi_critical"] == 0.3
+    assert changed["drift"] == {"psi_critical": 0.3}
+    event = AuditEvent.objects.get(action="monitoring.update")
+    assert event.changes["max_error_rate"] == {"from": 0.05, "to": 0.02}
+
+
+def test_export_prometheus_rules_prints_checked_rules_of_what_runs(
+        users, clf, production, django_capture_on_commit_callbacks, tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    version = registry.validate_version(registry.register_version(
+        users["contributor"], clf, io.BytesIO(random_classifier_bytes(4)), metadata()).pk)
+    request = releases.request_approval(users["contributor"], version, production)
+    with django_capture_on_commit_callbacks(execute=True):
+        releases.review(users["approver"], request, "approve", "ok")
+    target = tmp_path / "rules.yml"
+    call_command("export_prometheus_rules", "--output", str(target))
+    text = target.read_text()
+    assert "modelgate/production/tumor-classifier" in text and "ModelgateDatasetDrift" in text
+    with pytest.raises(CommandError, match="no environment"):
+        call_command("export_prometheus_rules", "--environment", "nowhere")

@@ -193,3 +193,21 @@ def test_invalid_alert_thresholds_are_refused(bad):
 def test_reload_of_an_unreachable_server_says_so():
     with pytest.raises(PrometheusUnavailable, match="cannot reach Prometheus"):
         prometheus.reload("http://127.0.0.1:9", timeout=1)
+
+
+@needs_promtool
+def test_the_grafana_dashboard_queries_are_valid_promql():
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" /
+                            "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert len(exprs) >= 7
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": e.replace("$environment", ".*")
+         .replace("$endpoint", ".*")} for i, e in enumerate(exprs)]}]}
+    prometheus.check_rules_text(prometheus.dump(rules))
+    used = " ".join(exprs)
+    for series in ("modelgate_requests_total", "modelgate_request_duration_seconds_bucket",
+                   "modelgate_predictions_total", "modelgate_drift_psi", "modelgate_drift_share"):
+        assert series in used

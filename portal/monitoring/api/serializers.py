@@ -35,3 +35,23 @@ class SilenceSerializer(serializers.Serializer):
 class AlertmanagerResultSerializer(serializers.Serializer):
     received = serializers.IntegerField()
     changed = serializers.IntegerField()
+
+
+class MonitorSettingsSerializer(serializers.Serializer):
+    drift = serializers.DictField(
+        required=False, help_text="Drift thresholds: psi_warning (0.1), psi_critical (0.25), "
+                                  "significance (0.01), drift_share (0.5), min_count (200)")
+    drift_window_seconds = serializers.IntegerField(required=False,
+                                                    help_text="Sliding window of live inputs")
+    max_error_rate = serializers.FloatField(required=False)
+    max_p99_latency_seconds = serializers.FloatField(required=False)
+    no_traffic_minutes = serializers.IntegerField(required=False)
+    effective_drift = serializers.SerializerMethodField()
+
+    def get_effective_drift(self, obj) -> dict:
+        from ops.drift import Thresholds
+
+        try:
+            return Thresholds.from_dict(obj.drift).to_dict()
+        except ValueError:
+            return Thresholds().to_dict()

@@ -13,6 +13,8 @@ from portal.accounts.services import require_role
 from portal.api.pagination import VersionCursorPagination
 from portal.api.views import PortalViewSet, validated
 from portal.errors import PayloadTooLarge, ValidationFailed
+from portal.monitoring import services as monitoring
+from portal.monitoring.api.serializers import MonitorSettingsSerializer
 from portal.registry import queries, services
 from portal.registry.api.serializers import (
     AliasSerializer,
@@ -105,6 +107,21 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
         data = validated(ModelUpdateSerializer, request.data)
         services.update_model(request.user, model, description=data["description"])
         return Response(self.get_serializer(self.get_queryset().get(pk=model.pk)).data)
+
+    @extend_schema(methods=["GET"], responses=MonitorSettingsSerializer,
+                   summary="Monitoring thresholds of a model")
+    @extend_schema(methods=["PATCH"], request=MonitorSettingsSerializer,
+                   responses=MonitorSettingsSerializer,
+                   summary="Change monitoring thresholds (approvers)")
+    @action(detail=True, methods=["get", "patch"], url_path="monitoring", filter_backends=[])
+    def monitoring(self, request, pk=None):
+        """Alert and drift thresholds used for this model in every environment."""
+        model = self.get_object()
+        if request.method == "PATCH":
+            data = validated(MonitorSettingsSerializer, request.data, partial=True)
+            data.pop("effective_drift", None)
+            monitoring.update_settings(request.user, model, **data)
+        return Response(MonitorSettingsSerializer(monitoring.settings_of(model)).data)
 
     @extend_schema(methods=["GET"], responses=ModelVersionSerializer(many=True),
                    summary="List the versions of a model")

@@ -1,6 +1,7 @@
 """Start the whole portal with demo data on the embedded defaults; Ctrl-C stops it all."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,43 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("MODELGATE_PORT", 8000)))
         parser.add_argument("--host", default=os.environ.get("MODELGATE_HOST", "127.0.0.1"))
+        parser.add_argument("--prometheus-port", type=int,
+                            default=int(os.environ.get("MODELGATE_DEMO_PROMETHEUS_PORT", 9098)))
+        parser.add_argument("--no-traffic", action="store_true",
+                            help="do not send synthetic requests to the demo endpoints")
+
+    def _prometheus(self, env: dict, host: str, port: int, prometheus_port: int):
+        """A Prometheus the portal manages (targets, rules, reloads), when one is installed
+        and none is configured already; returns its command line or None."""
+        if env.get("MODELGATE_PROMETHEUS_URL"):
+            self.stdout.write(f"Prometheus: {env['MODELGATE_PROMETHEUS_URL']} (configured)")
+            return None
+        binary = shutil.which("prometheus")
+        if binary is None:
+            self.stdout.write(self.style.WARNING(
+                "Prometheus: not installed, so no monitoring, drift alerts or rollout analysis "
+                "(rollouts pause for a person). Install it with `apt-get install prometheus` "
+                "(Debian/Ubuntu) or from https://prometheus.io/download/ and start again."))
+            return None
+        from ops import prometheus
+
+        folder = settings.DATA_DIR / "prometheus"
+        prometheus.write_main_config(folder, scrape_interval="5s", evaluation_interval="5s",
+                                     portal=f"{host}:{port}")
+        url = f"http://127.0.0.1:{prometheus_port}"
+        env.update({"MODELGATE_PROMETHEUS_URL": url,
+                    "MODELGATE_PROMETHEUS_CONFIG_DIR": str(folder)})
+        # Quick enough for a newcomer to see drift alert within about a minute.
+        for name, value in (("MODELGATE_DRIFT_INTERVAL_SECONDS", "10"),
+                            ("MODELGATE_ALERT_POLL_SECONDS", "5"),
+                            ("MODELGATE_ALERT_FOR_SECONDS", "30"),
+                            ("MODELGATE_DRIFT_FOR_SECONDS", "10"),
+                            ("MODELGATE_PROMETHEUS_SYNC_SECONDS", "10")):
+            env.setdefault(name, value)
+        self.stdout.write(f"Prometheus: {url} (managed; files in {folder})")
+        return [binary, f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}", "--storage.tsdb.retention.time=2d",
+                f"--web.listen-address=127.0.0.1:{prometheus_port}", "--web.enable-lifecycle"]
 
     def _stop_model_servers(self):
         """Model servers run in their own sessions (they outlive workers); stop ours too."""
@@ -50,7 +88,7 @@ class Command(BaseCommand):
             except (ProcessLookupError, PermissionError):
                 continue
 
-    def handle(self, *args, host, port, **options):
+    def handle(self, *args, host, port, prometheus_port, no_traffic, **options):
         env = dict(os.environ)
         env.setdefault("MODELGATE_DATA_DIR", str(settings.DATA_DIR))
         if "CELERY_BROKER_URL" not in os.environ:
@@ -62,15 +100,19 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.WARNING(
                     f"Broker: Redis is not reachable at {settings.REDIS_URL}; using the embedded "
                     f"filesystem broker in {settings.DATA_DIR / 'broker'} (no server needed)."))
+        prometheus_command = self._prometheus(env, host, port, prometheus_port)
         # Children (and this process, for seeding) read the broker from the environment.
         os.environ.update(env)
         settings.CELERY_BROKER_URL = env["CELERY_BROKER_URL"]
+        for name in ("MODELGATE_PROMETHEUS_URL", "MODELGATE_PROMETHEUS_CONFIG_DIR"):
+            setattr(settings, name, env.get(name, getattr(settings, name)))
 
         db = settings.DATABASES["default"]
         self.stdout.write(f"Database: {db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Seeding demo data (trains six scikit-learn models the first time)...")
         demo.seed(log=self.stdout.write)
+        demo.ensure_monitoring()
 
         python = sys.executable
         bin_dir = os.path.dirname(python)
@@ -84,12 +126,16 @@ class Command(BaseCommand):
             "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule",
                      str(settings.DATA_DIR / "celerybeat-schedule")],
         }
+        if prometheus_command:
+            commands["prometheus"] = prometheus_command
+        if not no_traffic:
+            commands["traffic"] = [python, "manage.py", "demo_traffic"]
         processes = {}
         for name, command in commands.items():
             processes[name] = subprocess.Popen(command, env=env, start_new_session=True)
 
         def stop(*_):
-            self.stdout.write("\nStopping web, worker and beat...")
+            self.stdout.write(f"\nStopping {', '.join(processes)}...")
             for proc in processes.values():
                 if proc.poll() is None:
                     proc.terminate()  # each stops its own children (warm shutdown)
@@ -119,6 +165,10 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo logins (password for all: {demo.DEMO_PASSWORD}):")
         for username, _role, description in demo.DEMO_USERS:
             self.stdout.write(f"  {username:<8} {description}")
+        if prometheus_command:
+            self.stdout.write("Monitoring: synthetic traffic flows to production; to see a drift "
+                              "alert within about a minute run\n  .venv/bin/python manage.py "
+                              "inject_drift   (and `inject_drift --stop` to end it)")
         self.stdout.write("Press Ctrl-C to stop every process.\n")
         while True:
             for name, proc in processes.items():
