@@ -260,11 +260,13 @@ def time_series(title: str, series: dict[str, list[tuple]], y_title: str = "",
         return None
     fig = go.Figure()
     for index, (name, points) in enumerate(sorted(series.items())):
-        times = [dt.datetime.fromtimestamp(t, dt.UTC).isoformat() if isinstance(t, int | float)
-                 else t for t, _ in points]
+        # Plotly.js reads "YYYY-MM-DD HH:MM:SS" (no zone suffix); times are UTC.
+        times = [dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+                 if isinstance(t, int | float) else t for t, _ in points]
         values = [(100 * v if percent and v is not None else v) for _, v in points]
         fig.add_trace(go.Scatter(
-            x=times, y=values, mode="lines", name=name,
+            # Markers while there are few points: one point alone draws no line.
+            x=times, y=values, mode="lines" if len(points) > 30 else "lines+markers", name=name,
             line={"width": 2, "color": _color(name, index)},
             hovertemplate=name + " %{y:.3g}" + ("%" if percent else "") + "<extra></extra>"))
     if threshold is not None:

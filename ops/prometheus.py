@@ -123,6 +123,7 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
         by = "environment, endpoint, variant"
         static = {"project": e.project, "model": e.model}
         drifted = f"modelgate_drift_verdict{{{where}}}"
+        psi = f"modelgate_drift_psi{{{where}}}"
         groups.append({
             "name": f"modelgate/{e.environment}/{e.endpoint}",
             "rules": [
@@ -170,32 +171,37 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                      "summary": f"{e.endpoint} ({e.environment}): model server not answering "
                                 "scrapes",
                      "description": "{{ $labels.instance }} has not answered Prometheus."}},
+                # The verdict (drift needs PSI and significance) decides; the alert's
+                # value is the feature's PSI, which is what people want to read.
                 {"alert": "ModelgateFeatureDrift",
-                 "expr": f"{drifted} == 1",
+                 "expr": f"{psi} and on ({by}, feature) ({drifted} == 1)",
                  "for": _duration(e.drift_for_seconds),
                  "labels": {"severity": "warning", **static},
                  "annotations": {
                      "summary": "{{ $labels.feature }} drifted on " + f"{e.endpoint} "
                                 f"({e.environment})",
-                     "description": "PSI of {{ $labels.feature }} on {{ $labels.variant }} "
-                                    "passed the warning threshold."}},
+                     "description": "PSI of {{ $labels.feature }} on {{ $labels.variant }} is "
+                                    "{{ $value | printf \"%.3f\" }}, above the warning "
+                                    "threshold."}},
                 {"alert": "ModelgateFeatureDriftCritical",
-                 "expr": f"{drifted} == 2",
+                 "expr": f"{psi} and on ({by}, feature) ({drifted} == 2)",
                  "for": _duration(e.drift_for_seconds),
                  "labels": {"severity": "critical", **static},
                  "annotations": {
                      "summary": "{{ $labels.feature }} drifted far on " + f"{e.endpoint} "
                                 f"({e.environment})",
-                     "description": "PSI of {{ $labels.feature }} on {{ $labels.variant }} "
-                                    "passed the critical threshold."}},
+                     "description": "PSI of {{ $labels.feature }} on {{ $labels.variant }} is "
+                                    "{{ $value | printf \"%.3f\" }}, above the critical "
+                                    "threshold."}},
                 {"alert": "ModelgateDatasetDrift",
-                 "expr": f"modelgate_drift_dataset{{{where}}} == 1",
+                 "expr": (f"modelgate_drift_share{{{where}}} and on ({by}) "
+                          f"(modelgate_drift_dataset{{{where}}} == 1)"),
                  "for": _duration(e.drift_for_seconds),
                  "labels": {"severity": "critical", **static},
                  "annotations": {
                      "summary": f"{e.endpoint} ({e.environment}): inputs drifted",
-                     "description": "{{ $labels.variant }}: enough features drifted to call "
-                                    "the whole input drifted."}},
+                     "description": "{{ $labels.variant }}: {{ $value | humanizePercentage }} "
+                                    "of the features drifted."}},
             ],
         })
     return {"groups": groups}

@@ -124,9 +124,11 @@ def _live_charts(client, served, environment, endpoint: str, window: int, varian
         f"sum by (variant) (rate(modelgate_requests_total{{{where}}}[{rate}]))", start, end, step)
     found["traffic"] = charts.time_series("Requests per second", _series(traffic, "variant"),
                                           "req/s")
+    total = f"sum by (variant) (rate(modelgate_requests_total{{{where}}}[{rate}]))"
+    # No 5xx series yet means no server error: 0 %, not a missing line.
     errors = client.query_range(
-        f"sum by (variant) (rate(modelgate_requests_total{{{where},status=\"5xx\"}}[{rate}])) / "
-        f"sum by (variant) (rate(modelgate_requests_total{{{where}}}[{rate}]))", start, end, step)
+        f"(sum by (variant) (rate(modelgate_requests_total{{{where},status=\"5xx\"}}[{rate}]))"
+        f" or {total} * 0) / {total}", start, end, step)
     found["errors"] = charts.time_series("Server error rate", _series(errors, "variant"), "",
                                          percent=True, threshold=options.max_error_rate)
     latency = {}
@@ -147,10 +149,27 @@ def _live_charts(client, served, environment, endpoint: str, window: int, varian
         by_variant.setdefault(labels.get("variant", ""), {})[labels.get("class", "")] = \
             float(row["value"][1])
     labels = sorted({c for counts in by_variant.values() for c in counts})
+    title = "Predicted classes"
+    if not by_variant:  # a regressor: its predicted values' histogram
+        title = "Predicted values"
+        buckets = client.query(f"sum by (variant, le) (increase("
+                               f"modelgate_prediction_value_bucket{{{where}}}[{int(window)}s]))")
+        cumulative: dict[str, dict[float, float]] = {}
+        for row in buckets:
+            metric = row.get("metric") or {}
+            cumulative.setdefault(metric.get("variant", ""), {})[float(metric["le"])] = \
+                float(row["value"][1])
+        edges = sorted({le for counts in cumulative.values() for le in counts})
+        labels = [f"≤ {le:g}" if le != float("inf") else "more" for le in edges]
+        for name, counts in cumulative.items():
+            running = [counts.get(le, 0.0) for le in edges]
+            by_variant[name] = dict(zip(labels, [b - a for a, b in zip([0.0, *running[:-1]],
+                                                                      running, strict=True)],
+                                        strict=True))
     found["predictions"] = charts.grouped_bars(
-        "Predicted classes", labels,
+        title, labels,
         {name: [100 * counts.get(c, 0) / (sum(counts.values()) or 1) for c in labels]
-         for name, counts in by_variant.items()})
+         for name, counts in by_variant.items() if sum(counts.values()) > 0})
     if variant:
         psi = client.query_range(
             f"max by (feature) (modelgate_drift_psi{{{where},variant=\"{variant}\"}})",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.prometheus_fixtures import managed_prometheus  # noqa: F401
 from tests.portal_fixtures import *  # noqa: F401,F403  (users, project, artifacts)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -1,5 +1,6 @@
 from tests.integration.local_fixtures import artifact_variant  # noqa: F401  (backend tests)
 from tests.integration.prometheus_fixtures import (  # noqa: F401  (rollout, monitoring tests)
+    alertmanager,
     managed_prometheus,
     prometheus,
 )

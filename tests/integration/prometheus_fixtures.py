@@ -19,7 +19,10 @@ def _launch(config: Path, folder: Path, processes: list) -> str:
     log = open(folder / "prometheus.log", "w")
     processes.append(subprocess.Popen(
         [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={folder / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
+         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
+         # An alert evaluated before the Alertmanager is discovered is dropped and only
+         # sent again after this delay (1 minute by default).
+         "--rules.alert.resend-delay=2s"],
         stdout=log, stderr=subprocess.STDOUT))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -73,6 +76,51 @@ def managed_prometheus(tmp_path):
 
     def start(config: Path) -> str:
         return _launch(config, folder, processes)
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+@pytest.fixture
+def alertmanager(tmp_path):
+    """``start(webhook_url, token)`` → the host:port of a real Alertmanager that posts every
+    alert (and its resolution) to ``webhook_url`` with the bearer ``token`` at once."""
+    if ALERTMANAGER is None:
+        pytest.fail("Alertmanager is not installed (apt-get install prometheus-alertmanager); "
+                    ".ci/run installs it")
+    processes = []
+    folder = tmp_path / "alertmanager"
+    folder.mkdir()
+
+    def start(webhook_url: str, token: str) -> str:
+        config = folder / "alertmanager.yml"
+        config.write_text(yaml.safe_dump({
+            "route": {"receiver": "modelgate", "group_by": ["alertname"], "group_wait": "1s",
+                      "group_interval": "1s", "repeat_interval": "1h"},
+            "receivers": [{"name": "modelgate", "webhook_configs": [{
+                "url": webhook_url, "send_resolved": True,
+                "http_config": {"authorization": {"credentials": token}}}]}]}))
+        port = free_port()
+        log = open(folder / "alertmanager.log", "w")
+        processes.append(subprocess.Popen(
+            [ALERTMANAGER, f"--config.file={config}", f"--storage.path={folder / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+            stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok:
+                    return f"127.0.0.1:{port}"
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("Alertmanager did not become ready:\n"
+                             + (folder / "alertmanager.log").read_text()[-2000:])
 
     yield start
     for process in processes:

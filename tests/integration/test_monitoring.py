@@ -7,14 +7,9 @@ The tests call the periodic jobs themselves once a second (``compute_all``, ``po
 beat would; timings: scrape and evaluation every 1 s, ``for: 2s``, an 8 s drift window.
 """
 
-import io
-import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import numpy as np
-import pandas as pd
 import pytest
 import requests
 from django.conf import settings as django_settings
@@ -22,123 +17,21 @@ from django.utils import timezone
 
 from ops import prometheus as prom
 from portal.monitoring import alerts, drift, prometheus_sync
-from portal.monitoring.models import Alert, DriftWindow, MonitorSettings, SyncStatus
-from portal.registry import services as registry
+from portal.monitoring.models import Alert, DriftWindow, SyncStatus
 from portal.releases import deployments
-from portal.releases import services as releases
-from portal.releases.models import Deployment
-from tests.integration.local_fixtures import free_port
-from tests.portal_fixtures import FEATURES, metadata, random_classifier_bytes
+from tests.integration.monitoring_fixtures import *  # noqa: F401,F403
+from tests.integration.monitoring_fixtures import (
+    SHIFTED,
+    Traffic,
+    firing,
+    release,
+    tick,
+    version,
+    wait_for,
+)
+from tests.portal_fixtures import FEATURES
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-SHIFTED = FEATURES[:2]
-
-
-class Traffic:
-    """Batches of rows drawn from N(0, 1), with ``shift`` added to the first two features."""
-
-    def __init__(self, url: str, endpoint: str):
-        self.url, self.endpoint = url, endpoint
-        self.shift = 0.0
-        self.stop = threading.Event()
-        self.statuses = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        rng = np.random.default_rng(5)
-        session = requests.Session()
-        while not self.stop.is_set():
-            rows = rng.normal(size=(10, len(FEATURES)))
-            rows[:, :2] += self.shift
-            try:
-                answer = session.post(f"{self.url}/v2/models/{self.endpoint}/infer",
-                                      json={"instances": rows.tolist()}, timeout=5)
-                self.statuses.append(answer.status_code)
-            except requests.RequestException:
-                self.statuses.append(0)
-            time.sleep(0.02)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def monitored(users, project, clf, settings, tmp_path, live_server, managed_prometheus):
-    registry.update_project(users["owner"], project, allow_unsafe_artifacts=True)
-    rng = np.random.default_rng(1)
-    frame = pd.DataFrame(rng.normal(size=(3000, len(FEATURES))), columns=FEATURES)
-    dataset = registry.upload_dataset(users["contributor"], project, name="reference",
-                                      file=io.BytesIO(frame.to_csv(index=False).encode()),
-                                      filename="reference.csv")
-    dataset.refresh_from_db()
-    assert dataset.profile_status == "ready", dataset.profile_reason
-
-    config_dir = tmp_path / "prometheus"
-    portal = urlsplit(live_server.url).netloc
-    prom.write_main_config(config_dir, scrape_interval="1s", evaluation_interval="1s",
-                           portal=portal)
-    settings.MODELGATE_PROMETHEUS_CONFIG_DIR = str(config_dir)
-    settings.MODELGATE_PROMETHEUS_URL = managed_prometheus(config_dir / "prometheus.yml")
-    settings.MODELGATE_ALERT_FOR_SECONDS = 1
-    settings.MODELGATE_DRIFT_FOR_SECONDS = 2
-    settings.MODELGATE_DRIFT_STALE_SECONDS = 30
-    MonitorSettings.objects.create(model=clf, drift_window_seconds=8,
-                                   drift={"min_count": 50})
-
-    port = free_port()
-    production = releases.create_environment(users["owner"], project, name="production",
-                                             settings={"ports": {clf.name: port}})
-    v1 = version(users, clf, 1, dataset)
-    first = release(users, v1, production, "canary")
-    assert first.status == "succeeded"
-    return {"users": users, "model": clf, "env": production, "dataset": dataset,
-            "url": f"http://127.0.0.1:{port}", "v1": v1}
-
-
-def version(users, model, seed, dataset):
-    created = registry.register_version(users["contributor"], model,
-                                        io.BytesIO(random_classifier_bytes(seed)),
-                                        metadata(dataset=dataset.pk))
-    return registry.validate_version(created.pk)
-
-
-def release(users, version, environment, strategy, params=None) -> Deployment:
-    request = releases.request_approval(users["contributor"], version, environment,
-                                        strategy=strategy, strategy_params=params or {})
-    releases.review(users["approver"], request, "approve", "ok")
-    return Deployment.objects.get(request=request)
-
-
-def tick():
-    """What beat does: drift windows, then alerts."""
-    drift.compute_all()
-    alerts.poll(drift.client())
-
-
-def firing(**filters):
-    return list(Alert.objects.filter(state="firing", **filters))
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tick()
-        found = condition()
-        if found:
-            return found
-        time.sleep(1)
-    windows = {w.variant: w.report for w in DriftWindow.objects.all()}
-    client = drift.client()
-    seen = {q: client.query(q) for q in ("up", "count by (environment, variant) "
-                                         "(modelgate_feature_bin)", "modelgate_drift_share")}
-    raise AssertionError(f"{what} within {timeout}s; prometheus: {seen}; drift windows: {windows}; "
-                         f"alerts: {list(Alert.objects.values('name', 'state', 'variant'))}; "
-                         f"status: {list(SyncStatus.objects.values())}")
 
 
 def test_drift_alert_fires_within_30s_of_a_shift_and_resolves_after(monitored):
@@ -229,3 +122,38 @@ def test_prometheus_down_keeps_alerts_and_says_so(monitored, settings):
     assert alert.state == "firing"
     assert "alerts keep their last state" in SyncStatus.objects.get(job="alerts-poll").detail
     assert not SyncStatus.objects.get(job="drift").ok
+
+
+def test_alerts_arrive_through_a_real_alertmanager_and_resolve(
+        project, settings, tmp_path, live_server, managed_prometheus, alertmanager):
+    settings.MODELGATE_ALERTMANAGER_TOKEN = "am-secret"
+    am = alertmanager(f"{live_server.url}/api/v1/alerts/alertmanager/", "am-secret")
+    folder = tmp_path / "prometheus"
+    prom.write_main_config(folder, scrape_interval="1s", evaluation_interval="1s",
+                           alertmanagers=[am])
+    rules = folder / "rules" / "test.yml"
+    rules.write_text(prom.dump({"groups": [{"name": "test", "rules": [{
+        "alert": "ModelgateTestAlert", "expr": "vector(1)",
+        "labels": {"severity": "critical", "project": "clinical-ml", "endpoint": "x"},
+        "annotations": {"summary": "always firing"}}]}]}))
+    url = managed_prometheus(folder / "prometheus.yml")
+
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not Alert.objects.filter(state="firing").exists():
+        time.sleep(0.5)
+    alert = Alert.objects.filter(name="ModelgateTestAlert").first()
+    assert alert is not None, (
+        f"prometheus alerts: {requests.get(url + '/api/v1/alerts').json()}; "
+        f"alertmanagers: {requests.get(url + '/api/v1/alertmanagers').json()}; "
+        f"am alerts: {requests.get(f'http://{am}/api/v2/alerts').json()}; "
+        f"am log: {(tmp_path / 'alertmanager' / 'alertmanager.log').read_text()[-1500:]}")
+    assert alert.source == "alertmanager" and alert.project == project
+    assert alert.summary == "always firing" and alert.state == "firing"
+
+    rules.write_text(prom.dump({"groups": []}))
+    prom.reload(url)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and alert.state == "firing":
+        time.sleep(0.5)
+        alert.refresh_from_db()
+    assert alert.state == "resolved" and alert.ends_at is not None

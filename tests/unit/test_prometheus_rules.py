@@ -83,8 +83,14 @@ def test_drift_alerts_follow_the_exported_verdicts(tmp_path):
                 values: '0 0 2 2 2 2 2 2'
               - series: 'modelgate_drift_verdict{environment="production",endpoint="churn",variant="stable",feature="age"}'
                 values: '0 1 1 1 1 1 1 1'
+              - series: 'modelgate_drift_psi{environment="production",endpoint="churn",variant="candidate",feature="age"}'
+                values: '0.01 0.02 0.91 0.91 0.91 0.91 0.91 0.91'
+              - series: 'modelgate_drift_psi{environment="production",endpoint="churn",variant="stable",feature="age"}'
+                values: '0.01 0.12 0.12 0.12 0.12 0.12 0.12 0.12'
               - series: 'modelgate_drift_dataset{environment="production",endpoint="churn",variant="candidate"}'
                 values: '0 0 1 1 1 1 1 1'
+              - series: 'modelgate_drift_share{environment="production",endpoint="churn",variant="candidate"}'
+                values: '0 0 0.6 0.6 0.6 0.6 0.6 0.6'
             alert_rule_test:
               - eval_time: 75s
                 alertname: ModelgateFeatureDriftCritical
@@ -93,7 +99,7 @@ def test_drift_alerts_follow_the_exported_verdicts(tmp_path):
                                  variant: candidate, feature: age, project: crm, model: churn}
                     exp_annotations:
                       summary: "age drifted far on churn (production)"
-                      description: "PSI of age on candidate passed the critical threshold."
+                      description: "PSI of age on candidate is 0.910, above the critical threshold."
               - eval_time: 75s
                 alertname: ModelgateFeatureDrift
                 exp_alerts:
@@ -101,7 +107,7 @@ def test_drift_alerts_follow_the_exported_verdicts(tmp_path):
                                  variant: stable, feature: age, project: crm, model: churn}
                     exp_annotations:
                       summary: "age drifted on churn (production)"
-                      description: "PSI of age on stable passed the warning threshold."
+                      description: "PSI of age on stable is 0.120, above the warning threshold."
               - eval_time: 75s
                 alertname: ModelgateDatasetDrift
                 exp_alerts:
@@ -109,7 +115,7 @@ def test_drift_alerts_follow_the_exported_verdicts(tmp_path):
                                  variant: candidate, project: crm, model: churn}
                     exp_annotations:
                       summary: "churn (production): inputs drifted"
-                      description: "candidate: enough features drifted to call the whole input drifted."
+                      description: "candidate: 60% of the features drifted."
     """)
     assert done.returncode == 0, done.stdout + done.stderr
 

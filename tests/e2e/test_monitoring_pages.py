@@ -1,0 +1,54 @@
+"""The alerts page and an endpoint's monitoring charts in Chromium, with real data: a model
+server receiving drifting traffic, a managed Prometheus, drift and alerts computed as beat
+would. Screenshots go to test-output/screenshots/."""
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from portal.monitoring import prometheus_sync
+from tests.e2e.test_registry_pages import sign_in
+from tests.integration.monitoring_fixtures import *  # noqa: F401,F403
+from tests.integration.monitoring_fixtures import Traffic, firing, tick, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_alerts_and_monitoring_charts_render_with_data(live_server, page, shoot, monitored):
+    prometheus_sync.sync()
+    with Traffic(monitored["url"], monitored["model"].name) as traffic:
+        for _ in range(6):  # some undrifted history first
+            tick()
+            time.sleep(1)
+        traffic.shift = 3.0
+        wait_for(lambda: firing(name="ModelgateFeatureDriftCritical"), 40, "no drift alert")
+        tick()
+
+        sign_in(page, live_server.url, "vera")
+        expect(page.locator("#firing-alerts")).to_be_visible()
+        page.click("nav >> text=Alerts")
+        rows = page.locator("table.alerts tbody tr")
+        expect(rows.first).to_contain_text("drifted far")
+        expect(rows.first.locator(".badge.state-firing")).to_be_visible()
+        shoot(page, "monitoring-alerts")
+
+        page.select_option("#f-severity", "critical")
+        page.click("#alert-filters button[type=submit]")
+        expect(page.locator("table.alerts tbody tr").first).to_contain_text("critical")
+        rows.first.locator("a").first.click()
+        expect(page.locator("h1")).to_contain_text("drifted far")
+        expect(page.locator("text=Contributors of the project")).to_be_visible()
+        shoot(page, "monitoring-alert-detail")
+
+        page.click("#endpoint-link")
+        page.click("#window-chips >> text=15m")
+        expect(page.locator("#drift-table tbody tr")).to_have_count(5)
+        expect(page.locator("#drift-table .badge.drift-critical")).to_have_count(2)
+        for chart in ("traffic", "errors", "latency", "predictions", "drift-over-time",
+                      "comparison"):
+            expect(page.locator(f'[data-chart="{chart}"].drawn')).to_be_visible(timeout=15000)
+        assert page.locator('[data-chart="comparison"] .bars path').count() > 0
+        expect(page.locator("#monitoring-unavailable")).to_have_count(0)
+        shoot(page, "monitoring-endpoint")
+    assert page.console_errors == []
