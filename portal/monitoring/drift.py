@@ -46,10 +46,12 @@ def thresholds_of(served: ServedEndpoint) -> drift.Thresholds:
 
 
 def baseline_of(version) -> dict[str, dict]:
-    """Numeric features of the version's dataset profile (what the model server bins)."""
+    """The version's input features that its dataset profiles as numeric (what the model
+    server bins); the target and other columns that are no input are left out."""
     profile = (version.dataset.profile if version.dataset_id else None) or {}
+    inputs = {f.get("name") for f in version.input_schema or []}
     return {name: p for name, p in (profile.get("features") or {}).items()
-            if p.get("kind") == "numeric" and len(p.get("edges") or []) >= 2}
+            if name in inputs and p.get("kind") == "numeric" and len(p.get("edges") or []) >= 2}
 
 
 def live_counts(prometheus: PrometheusClient, served: ServedEndpoint, variant: str,

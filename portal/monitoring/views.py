@@ -112,8 +112,11 @@ def _series(rows: list[dict], label: str) -> dict[str, list[tuple]]:
     return out
 
 
+DRIFT_LINES = 8
+
+
 def _live_charts(client, served, environment, endpoint: str, window: int, variant: str | None,
-                 thresholds: ops_drift.Thresholds, options) -> dict:
+                 thresholds: ops_drift.Thresholds, options, top: list[str]) -> dict:
     end = time.time()
     start = end - window
     step = max(window / 150, 1.0)
@@ -166,6 +169,10 @@ def _live_charts(client, served, environment, endpoint: str, window: int, varian
             by_variant[name] = dict(zip(labels, [b - a for a, b in zip([0.0, *running[:-1]],
                                                                       running, strict=True)],
                                         strict=True))
+        used = [i for i, label in enumerate(labels)
+                if any(counts.get(label, 0) > 0 for counts in by_variant.values())]
+        if used:  # leave out the empty buckets below and above the values seen
+            labels = labels[used[0]:used[-1] + 1]
     found["predictions"] = charts.grouped_bars(
         title, labels,
         {name: [100 * counts.get(c, 0) / (sum(counts.values()) or 1) for c in labels]
@@ -174,8 +181,14 @@ def _live_charts(client, served, environment, endpoint: str, window: int, varian
         psi = client.query_range(
             f"max by (feature) (modelgate_drift_psi{{{where},variant=\"{variant}\"}})",
             start, end, step)
-        found["drift"] = charts.time_series(f"Drift (PSI) per feature, {variant}",
-                                            _series(psi, "feature"), "PSI",
+        lines = every = _series(psi, "feature")
+        if len(lines) > DRIFT_LINES:  # the most drifted features now, not a wall of legend
+            keep = set(top[:DRIFT_LINES]) or set(sorted(lines)[:DRIFT_LINES])
+            lines = {name: points for name, points in lines.items() if name in keep}
+        title = f"Drift (PSI) per feature, {variant}"
+        if len(lines) < len(every):
+            title += f": the {len(lines)} most drifted"
+        found["drift"] = charts.time_series(title, lines, "PSI",
                                             threshold=thresholds.psi_critical)
     return found
 
@@ -208,7 +221,7 @@ def endpoint_monitoring(request, slug, name, endpoint):
     elif served is not None:
         try:
             live = _live_charts(client, served, environment, endpoint, window, variant,
-                                thresholds, options)
+                                thresholds, options, [f["name"] for f in ranked])
             if feature and served.variants:
                 version = served.variants.get(variant) or next(iter(served.variants.values()))
                 baseline = drift.baseline_of(version).get(feature)

@@ -325,7 +325,10 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
         _smoke_candidate(deployment, spec)
     measured = None
     if state.status != rollout.Status.PENDING:
-        window = int(max(spec.check_interval_seconds, 30))
+        # The step's own traffic (at least 30 s, at most an hour): a 10 % canary on a quiet
+        # endpoint gathers its minimum sample over the bake instead of never reaching it.
+        since_step = time.time() - state.step_started_at if state.step_started_at else 0.0
+        window = int(min(max(spec.check_interval_seconds, 30.0, since_step), 3600.0))
         measured = analyzer(deployment).measure(
             deployment.endpoint, window, shadow=spec.strategy == rollout.Strategy.SHADOW,
             environment=deployment.environment.name)
