@@ -322,3 +322,118 @@ def baseline_vs_live(feature: str, edges: list[float], baseline: list[float],
             if trace["name"] == "baseline":
                 trace["marker"]["color"] = "#94a3b8"
     return figure
+
+
+# -- explanations ----------------------------------------------------------------------------
+
+
+def shap_importance(importance: list[dict], output: str, top: int = 15) -> dict | None:
+    """Mean |SHAP| per feature (most important on top), with the spread as error bars."""
+    import plotly.graph_objects as go
+
+    rows = importance[:top][::-1]
+    if not rows:
+        return None
+    colors = ["#dc2626" if r["direction"] > 0.3 else "#2563eb" if r["direction"] < -0.3
+              else "#64748b" for r in rows]
+    fig = go.Figure(go.Bar(
+        x=[r["mean_abs"] for r in rows], y=[r["feature"] for r in rows], orientation="h",
+        marker={"color": colors},
+        error_x={"type": "data", "array": [r["std_abs"] for r in rows], "color": "#94a3b8"},
+        hovertemplate="%{y}: average effect %{x:.3g}<extra></extra>"))
+    fig.update_layout(**BASE_LAYOUT, height=max(220, 26 * len(rows) + 80),
+                      title={"text": "What moves the model (average |SHAP|)",
+                             "font": {"size": 13}},
+                      xaxis={"title": f"average effect on the {output}",
+                             "gridcolor": "#e5e7eb"}, showlegend=False)
+    fig.update_layout(margin={"l": 160, "r": 16, "t": 36, "b": 40})
+    return _figure(fig)
+
+
+def shap_beeswarm(feature_names: list[str], values: list[list[float]],
+                  rows: list[list[float]], importance: list[dict], top: int = 12) -> dict | None:
+    """One dot per row and feature: its SHAP value (x), coloured by the feature's value
+    (blue low, red high); features by importance, most important on top."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    if not values or not importance:
+        return None
+    values, rows = np.asarray(values, float), np.asarray(rows, float)
+    order = [feature_names.index(i["feature"]) for i in importance[:top]][::-1]
+    rng = np.random.default_rng(0)
+    xs, ys, colors, texts = [], [], [], []
+    for position, j in enumerate(order):
+        column = rows[:, j]
+        low, high = np.percentile(column, 5), np.percentile(column, 95)
+        scaled = np.clip((column - low) / (high - low), 0, 1) if high > low else \
+            np.full(len(column), 0.5)
+        xs.extend(values[:, j])
+        ys.extend(position + rng.uniform(-0.3, 0.3, len(column)))
+        colors.extend(scaled)
+        texts.extend(f"{feature_names[j]} = {v:.4g}" for v in column)
+    fig = go.Figure(go.Scattergl(
+        x=xs, y=ys, mode="markers", text=texts,
+        marker={"size": 5, "color": colors, "colorscale": [[0, "#2563eb"], [1, "#dc2626"]],
+                "opacity": 0.7, "colorbar": {"title": "feature value", "tickvals": [0, 1],
+                                             "ticktext": ["low", "high"], "thickness": 10}},
+        hovertemplate="%{text}<br>SHAP %{x:.3g}<extra></extra>"))
+    fig.update_layout(**BASE_LAYOUT, height=max(260, 28 * len(order) + 90),
+                      title={"text": "Each row's effects (blue: low value, red: high)",
+                             "font": {"size": 13}},
+                      xaxis={"title": "SHAP value", "zeroline": True, "zerolinecolor": "#94a3b8",
+                             "gridcolor": "#e5e7eb"},
+                      yaxis={"tickvals": list(range(len(order))),
+                             "ticktext": [feature_names[j] for j in order]}, showlegend=False)
+    fig.update_layout(margin={"l": 160, "r": 16, "t": 36, "b": 40})
+    return _figure(fig)
+
+
+def shap_dependence(feature: str, feature_names: list[str], values: list[list[float]],
+                    rows: list[list[float]]) -> dict | None:
+    """How one feature's value maps to its effect."""
+    import plotly.graph_objects as go
+
+    if feature not in feature_names or not values:
+        return None
+    j = feature_names.index(feature)
+    fig = go.Figure(go.Scattergl(
+        x=[r[j] for r in rows], y=[v[j] for v in values], mode="markers",
+        marker={"size": 6, "color": "#2563eb", "opacity": 0.6},
+        hovertemplate=feature + " = %{x:.4g}<br>SHAP %{y:.3g}<extra></extra>"))
+    fig.update_layout(**BASE_LAYOUT, height=280,
+                      title={"text": f"Effect of {feature} by its value", "font": {"size": 13}},
+                      xaxis={"title": feature, "gridcolor": "#e5e7eb"},
+                      yaxis={"title": "SHAP value", "zeroline": True,
+                             "zerolinecolor": "#94a3b8", "gridcolor": "#e5e7eb"})
+    return _figure(fig)
+
+
+def shap_waterfall(base_value: float, values: list[float], row: list[float],
+                   feature_names: list[str], output: str, top: int = 10) -> dict | None:
+    """One prediction: from the average output, each input's push up or down."""
+    import plotly.graph_objects as go
+
+    if not values:
+        return None
+    order = sorted(range(len(values)), key=lambda j: -abs(values[j]))
+    shown, rest = order[:top], order[top:]
+    labels = [f"{feature_names[j]} = {row[j]:.4g}" for j in shown]
+    steps = [values[j] for j in shown]
+    if rest:
+        labels.append(f"{len(rest)} other inputs")
+        steps.append(sum(values[j] for j in rest))
+    total = base_value + sum(values)
+    fig = go.Figure(go.Waterfall(
+        orientation="h", measure=["absolute", *["relative"] * len(steps), "total"],
+        y=["average output", *labels, "this prediction"], x=[base_value, *steps, total],
+        increasing={"marker": {"color": "#dc2626"}}, decreasing={"marker": {"color": "#2563eb"}},
+        totals={"marker": {"color": "#0f172a"}}, connector={"line": {"color": "#cbd5e1"}},
+        hovertemplate="%{y}: %{x:.3g}<extra></extra>"))
+    fig.update_layout(**BASE_LAYOUT, height=max(260, 26 * (len(steps) + 2) + 80),
+                      title={"text": f"One prediction, input by input ({output})",
+                             "font": {"size": 13}},
+                      yaxis={"autorange": "reversed"}, xaxis={"gridcolor": "#e5e7eb"},
+                      showlegend=False)
+    fig.update_layout(margin={"l": 220, "r": 16, "t": 36, "b": 40})
+    return _figure(fig)

@@ -191,6 +191,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = env_str("MODELGATE_CELERY_QUEUE", "modelgate")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# SHAP explanations: computed by a worker for every version that becomes ready.
+MODELGATE_EXPLAIN_VERSIONS = env_bool("MODELGATE_EXPLAIN_VERSIONS", True)
+MODELGATE_EXPLANATION_SAMPLE_ROWS = env_int("MODELGATE_EXPLANATION_SAMPLE_ROWS", 500)
+
 # Monitoring. A Prometheus the portal manages reads targets and rules from this directory
 # (see ops/prometheus.py); empty: the portal writes nothing and only reads Prometheus.
 MODELGATE_PROMETHEUS_CONFIG_DIR = env_str("MODELGATE_PROMETHEUS_CONFIG_DIR", "")

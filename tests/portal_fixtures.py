@@ -31,6 +31,7 @@ def artifact_root(settings, tmp_path):
     settings.MODELGATE_SERVING_DIR = tmp_path / "serving"
     settings.MODELGATE_ARTIFACT_BUCKET = ""
     settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True  # receivers in tests are on loopback
+    settings.MODELGATE_EXPLAIN_VERSIONS = False  # SHAP only where a test asks for it
     # Hashing six users' passwords with PBKDF2 costs a second per test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     get_store.cache_clear()

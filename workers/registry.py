@@ -4,6 +4,7 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from ops.exceptions import TransientError
@@ -25,6 +26,15 @@ def profile_dataset(dataset_id: int) -> None:
     services.profile_dataset(dataset_id)
 
 
+@shared_task(autoretry_for=(TransientError,), retry_backoff=True, max_retries=5,
+             soft_time_limit=600, time_limit=660)
+def explain_version(version_id: int) -> None:
+    """SHAP for a version that became ready (bounded: a slow model explainer is stopped)."""
+    from portal.registry import services
+
+    services.explain_version(version_id)
+
+
 @shared_task
 def requeue_stuck_work(older_than_seconds: int = 120) -> int:
     """Re-queue validations and profiles that no worker finished (broker lost, worker killed)."""
@@ -40,6 +50,19 @@ def requeue_stuck_work(older_than_seconds: int = 120) -> int:
         validate_version.delay(pk)
     for pk in datasets:
         profile_dataset.delay(pk)
-    if versions or datasets:
-        log.info("requeued %d validations and %d profiles", len(versions), len(datasets))
-    return len(versions) + len(datasets)
+    explain = []
+    if settings.MODELGATE_EXPLAIN_VERSIONS:  # ready versions whose explanation never ran
+        from django.db.models import Q
+
+        explain = list(ModelVersion.objects.filter(status=VersionStatus.READY,
+                                                   validated_at__lt=cutoff)
+                       .filter(Q(explanation__isnull=True)
+                               | Q(explanation__status="pending",
+                                   explanation__updated_at__lt=cutoff - timedelta(minutes=10)))
+                       .values_list("pk", flat=True)[:100])
+        for pk in explain:
+            explain_version.delay(pk)
+    if versions or datasets or explain:
+        log.info("requeued %d validations, %d profiles and %d explanations", len(versions),
+                 len(datasets), len(explain))
+    return len(versions) + len(datasets) + len(explain)

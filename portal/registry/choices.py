@@ -27,3 +27,9 @@ class ProfileStatus(models.TextChoices):
     PENDING = "pending", "Profiling"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+
+
+class ExplanationStatus(models.TextChoices):
+    PENDING = "pending", "Being computed"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Could not be computed"

@@ -9,6 +9,7 @@ from django.urls import reverse
 from portal.registry.choices import (
     ArtifactFormat,
     DatasetFormat,
+    ExplanationStatus,
     ProfileStatus,
     Task,
     VersionStatus,
@@ -245,3 +246,37 @@ class Alias(models.Model):
     def clean(self):
         if self.version.model_id != self.model_id:
             raise ValidationError({"version": "The alias must point at a version of this model."})
+
+
+class Explanation(models.Model):
+    """SHAP explanation of a version on a sample of its reference dataset
+    (``explainability.shap_values``). Only stored when the values add up to the model's
+    output; otherwise ``status`` is failed with the reason."""
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE,
+                                   related_name="explanation")
+    status = models.CharField(max_length=16, choices=ExplanationStatus.choices,
+                              default=ExplanationStatus.PENDING)
+    reason = models.TextField(blank=True)
+    method = models.CharField(max_length=16, blank=True)
+    output = models.CharField(max_length=120, blank=True,
+                              help_text="What base value + SHAP values add up to")
+    target_class = models.CharField(max_length=120, blank=True)
+    base_value = models.FloatField(null=True, blank=True)
+    feature_names = models.JSONField(default=list, blank=True)
+    importance = models.JSONField(default=list, blank=True)
+    values = models.JSONField(default=list, blank=True, help_text="SHAP values of the sample")
+    rows = models.JSONField(default=list, blank=True, help_text="The sample's inputs")
+    outputs = models.JSONField(default=list, blank=True)
+    sample_size = models.PositiveIntegerField(default=0)
+    background_size = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    max_additivity_error = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"explanation of {self.version} ({self.status})"
+
+    def as_dict(self) -> dict:
+        return {"importance": self.importance, "target_class": self.target_class}

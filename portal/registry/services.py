@@ -28,10 +28,16 @@ from portal.accounts.models import Membership
 from portal.accounts.services import require_role
 from portal.audit import services as audit
 from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
-from portal.registry.choices import ArtifactFormat, ProfileStatus, VersionStatus
+from portal.registry.choices import (
+    ArtifactFormat,
+    ExplanationStatus,
+    ProfileStatus,
+    VersionStatus,
+)
 from portal.registry.models import (
     Alias,
     Dataset,
+    Explanation,
     ModelVersion,
     Project,
     RegisteredModel,
@@ -394,7 +400,59 @@ def validate_version(version_id: int) -> ModelVersion | None:
         audit.record(None, "version.validate", locked,
                      changes={"status": audit.change(VersionStatus.PENDING, locked.status),
                               "reason": locked.status_reason})
+        if locked.status == VersionStatus.READY and settings.MODELGATE_EXPLAIN_VERSIONS:
+            transaction.on_commit(lambda: _enqueue("explain_version", locked.pk))
     return locked
+
+
+# Explanations ----------------------------------------------------------------------------
+
+def explain_version(version_id: int) -> Explanation | None:
+    """Compute (once) the SHAP explanation of a ready version on a sample of its dataset.
+
+    Runs in a worker. Any failure — no reference dataset, a model SHAP cannot explain,
+    values that do not add up — is recorded as a failed explanation with the reason.
+    """
+    from explainability.shap_values import ExplanationError, explain
+
+    version = (ModelVersion.objects.select_related("model__project", "dataset")
+               .filter(pk=version_id, status=VersionStatus.READY).first())
+    if version is None:
+        return None
+    explanation, _ = Explanation.objects.get_or_create(version=version)
+    if explanation.status == ExplanationStatus.READY:
+        return explanation
+    names = [f.name for f in parse_input_schema(version.input_schema)]
+    fields = {}
+    try:
+        if version.dataset is None:
+            raise ExplanationError("the version has no reference dataset to explain it on "
+                                   "(link one when registering it)", code="no_dataset")
+        with get_store().local_path(version.dataset.uri) as path:
+            frame = ops_profile.read_dataset(path, version.dataset.format)
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise ExplanationError(f"the dataset lacks the inputs {', '.join(missing[:5])}",
+                                   code="dataset_mismatch")
+        frame = frame[names].dropna()
+        with get_store().local_path(version.artifact_uri) as path:
+            model = ops_artifacts.load_model(
+                path, allow_unsafe=version.is_unsafe and version.model.project
+                .allow_unsafe_artifacts,
+                extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
+        result = explain(model, frame, frame,
+                         max_rows=settings.MODELGATE_EXPLANATION_SAMPLE_ROWS)
+        fields = {**result.to_dict(), "status": ExplanationStatus.READY, "reason": "",
+                  "target_class": result.target_class or ""}
+    except ExplanationError as e:
+        fields = {"status": ExplanationStatus.FAILED, "reason": e.detail}
+    except (ArtifactError, DatasetError, PermanentError) as e:
+        fields = {"status": ExplanationStatus.FAILED,
+                  "reason": getattr(e, "detail", None) or str(e)}
+    Explanation.objects.filter(pk=explanation.pk).update(**fields, updated_at=timezone.now())
+    explanation.refresh_from_db()
+    log.info("explained %s: %s %s", version, explanation.status, explanation.reason)
+    return explanation
 
 
 # Datasets --------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from portal.accounts.services import has_role, require_role, role_in
 from portal.audit.models import AuditEvent
 from portal.errors import DomainError
 from portal.registry import forms, queries, services
-from portal.registry.models import Project
+from portal.registry.choices import ExplanationStatus
+from portal.registry.models import Explanation, Project
 
 
 def _project(request, slug) -> Project:
@@ -199,7 +200,36 @@ def version_detail(request, slug, name, number):
         "lineage_chart": charts.lineage_graph(graph), "lineage": graph,
         "history": history, "alias_names": alias_names,
         "can_contribute": has_role(request.user, version.model.project, Role.CONTRIBUTOR),
+        **_explanation_context(version, request.GET),
     })
+
+
+def _explanation_context(version, query) -> dict:
+    """The explanation section: summary, charts, a chosen feature and a chosen row."""
+    from explainability.shap_values import plain_summary
+
+    explanation = Explanation.objects.filter(version=version).first()
+    if explanation is None or explanation.status != ExplanationStatus.READY:
+        return {"explanation": explanation}
+    names = explanation.feature_names
+    feature = query.get("feature") if query.get("feature") in names else (
+        explanation.importance[0]["feature"] if explanation.importance else None)
+    try:
+        row = min(max(int(query.get("row", 0)), 0), len(explanation.values) - 1)
+    except ValueError:
+        row = 0
+    return {
+        "explanation": explanation, "explain_feature": feature, "explain_row": row,
+        "explain_summary": plain_summary(explanation.as_dict(), version.model.task),
+        "importance_chart": charts.shap_importance(explanation.importance, explanation.output),
+        "beeswarm_chart": charts.shap_beeswarm(names, explanation.values, explanation.rows,
+                                               explanation.importance),
+        "dependence_chart": charts.shap_dependence(feature, names, explanation.values,
+                                                   explanation.rows) if feature else None,
+        "waterfall_chart": charts.shap_waterfall(
+            explanation.base_value, explanation.values[row], explanation.rows[row], names,
+            explanation.output) if explanation.values else None,
+    }
 
 
 @login_required

@@ -98,3 +98,19 @@ def test_contributor_uploads_a_version_in_the_browser(live_server, page, shoot, 
     expect(page.locator(".error-text")).to_contain_text("not valid JSON")
     assert registry["model"].versions.count() == 3
     assert page.console_errors == []
+
+
+def test_a_viewer_reads_what_drives_a_version(live_server, page, shoot, registry):
+    forest = registry["model"].versions.get(number=2)
+    explanation = services.explain_version(forest.pk)
+    assert explanation.status == "ready", explanation.reason
+    sign_in(page, live_server.url, "vera")
+    page.goto(f"{live_server.url}/p/clinical-ml/m/tumor-classifier/v/2/#explanation")
+    expect(page.locator("#explain-summary")).to_contain_text("inputs that move this model most")
+    for chart in ("shap-importance", "shap-beeswarm", "shap-dependence", "shap-waterfall"):
+        expect(page.locator(f"[data-chart={chart}]")).to_have_class(DRAWN)
+    page.select_option("#explain-feature", FEATURES[1])
+    page.click("#explanation form >> nth=0 >> button")
+    expect(page.locator("[data-chart=shap-dependence]")).to_contain_text(FEATURES[1])
+    shoot(page, "13-explanation")
+    assert page.console_errors == []

@@ -204,3 +204,23 @@ class LineageSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     nodes = serializers.ListField(child=serializers.DictField())
     edges = serializers.ListField(child=serializers.DictField())
+
+
+class ExplanationSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    reason = serializers.CharField()
+    method = serializers.CharField(help_text="tree, linear or permutation")
+    output = serializers.CharField(help_text="What base_value + SHAP values add up to")
+    target_class = serializers.CharField()
+    base_value = serializers.FloatField(allow_null=True)
+    importance = serializers.ListField(child=serializers.DictField(),
+                                       help_text="mean |SHAP|, its spread and direction per "
+                                                 "feature, most important first")
+    summary = serializers.CharField(help_text="In plain words")
+    sample_size = serializers.IntegerField()
+    background_size = serializers.IntegerField()
+    seconds = serializers.FloatField()
+    max_additivity_error = serializers.FloatField()
+    feature_names = serializers.ListField(child=serializers.CharField())
+    values = serializers.ListField(required=False, help_text="Only with ?values=1")
+    rows = serializers.ListField(required=False, help_text="Only with ?values=1")

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import UnsupportedMediaType, ValidationError
@@ -12,7 +12,7 @@ from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.api.pagination import VersionCursorPagination
 from portal.api.views import PortalViewSet, validated
-from portal.errors import PayloadTooLarge, ValidationFailed
+from portal.errors import NotFound, PayloadTooLarge, ValidationFailed
 from portal.monitoring import services as monitoring
 from portal.monitoring.api.serializers import MonitorSettingsSerializer
 from portal.registry import queries, services
@@ -22,6 +22,7 @@ from portal.registry.api.serializers import (
     DatasetCreateSerializer,
     DatasetDetailSerializer,
     DatasetSerializer,
+    ExplanationSerializer,
     LineageSerializer,
     ModelUpdateSerializer,
     ModelVersionSerializer,
@@ -36,7 +37,7 @@ from portal.registry.filtersets import (
     ProjectFilterSet,
     RegisteredModelFilterSet,
 )
-from portal.registry.models import Alias
+from portal.registry.models import Alias, Explanation
 from portal.registry.storage import get_store
 
 # Room for the multipart envelope and the metadata field around the file itself.
@@ -203,6 +204,28 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
     @action(detail=True, methods=["get"], filter_backends=[])
     def lineage(self, request, pk=None):
         return Response(services.lineage(self.get_object()))
+
+    @extend_schema(responses=ExplanationSerializer,
+                   parameters=[OpenApiParameter("values", bool,
+                                                description="include the sample's SHAP values")])
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def explanation(self, request, pk=None):
+        """The version's SHAP explanation (404 until a worker has started one)."""
+        from explainability.shap_values import plain_summary
+
+        version = self.get_object()
+        explanation = Explanation.objects.filter(version=version).first()
+        if explanation is None:
+            raise NotFound("no explanation yet: a worker computes one for every ready version",
+                           code="no_explanation")
+        data = {field: getattr(explanation, field) for field in (
+            "status", "reason", "method", "output", "target_class", "base_value", "importance",
+            "sample_size", "background_size", "seconds", "max_additivity_error",
+            "feature_names")}
+        data["summary"] = plain_summary(explanation.as_dict(), version.model.task)
+        if request.query_params.get("values") in ("1", "true"):
+            data.update(values=explanation.values, rows=explanation.rows)
+        return Response(ExplanationSerializer(data).data)
 
     @extend_schema(request=None, responses=ModelVersionSerializer)
     @action(detail=True, methods=["post"], filter_backends=[])

@@ -1,0 +1,96 @@
+"""SHAP explanations of registered versions: computed by the worker task when a version
+becomes ready, stored only when additive, shown on the version page and through the API."""
+
+import io
+
+import pytest
+from django.test import Client
+
+from portal.registry import services
+from portal.registry.models import Explanation
+from tests.portal_fixtures import metadata
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def dataset(users, project, cancer_frame, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = services.upload_dataset(
+            users["contributor"], project, name="cancer",
+            file=io.BytesIO(cancer_frame.to_csv(index=False).encode()), filename="cancer.csv",
+            target="target")
+    created.refresh_from_db()
+    return created
+
+
+def register(users, model, artifact, capture, **meta):
+    with capture(execute=True):  # validation, then the explanation, run as the worker would
+        version = services.register_version(users["contributor"], model, io.BytesIO(artifact),
+                                            metadata(**meta))
+    version.refresh_from_db()
+    return version
+
+
+def test_a_ready_version_is_explained_by_the_worker(users, clf, dataset, forest_bytes, settings,
+                                                    django_capture_on_commit_callbacks):
+    settings.MODELGATE_EXPLAIN_VERSIONS = True
+    version = register(users, clf, forest_bytes, django_capture_on_commit_callbacks,
+                       dataset=dataset.pk)
+    assert version.status == "ready"
+    explanation = Explanation.objects.get(version=version)
+    assert explanation.status == "ready", explanation.reason
+    assert explanation.method == "tree" and explanation.output == "probability of class 1"
+    assert explanation.sample_size == 500 and len(explanation.values) == 500
+    assert explanation.max_additivity_error < 1e-6
+    assert [i["feature"] for i in explanation.importance][0] in explanation.feature_names
+
+
+def test_the_api_and_the_page_show_it_to_viewers(api, users, clf, dataset, skops_bytes,
+                                                 settings, django_capture_on_commit_callbacks):
+    settings.MODELGATE_EXPLAIN_VERSIONS = True
+    version = register(users, clf, skops_bytes, django_capture_on_commit_callbacks,
+                       dataset=dataset.pk)
+    body = api("viewer").get(f"/api/v1/versions/{version.pk}/explanation/").json()
+    assert body["status"] == "ready" and body["method"] == "linear"
+    assert body["output"] == "log-odds of class 1" and body["target_class"] == "1"
+    assert body["summary"].startswith("The 3 inputs that move this model most are")
+    assert "values" not in body
+    full = api("viewer").get(f"/api/v1/versions/{version.pk}/explanation/?values=1").json()
+    assert len(full["values"]) == len(full["rows"]) == full["sample_size"]
+    assert api("outsider").get(
+        f"/api/v1/versions/{version.pk}/explanation/").status_code == 404
+
+    client = Client()
+    client.force_login(users["viewer"])
+    url = f"/p/clinical-ml/m/tumor-classifier/v/{version.number}/"
+    page = client.get(url + "?feature=mean+area&row=3").content.decode()
+    for chart in ("shap-importance", "shap-beeswarm", "shap-dependence", "shap-waterfall"):
+        assert f'data-chart="{chart}"' in page
+    assert 'id="explain-summary"' in page and "Effect of mean area by its value" in page
+    assert client.get(url + "?row=nonsense&feature=nope").status_code == 200
+
+
+def test_without_a_reference_dataset_the_reason_is_shown(api, users, clf, skops_bytes, settings,
+                                                         django_capture_on_commit_callbacks):
+    settings.MODELGATE_EXPLAIN_VERSIONS = True
+    version = register(users, clf, skops_bytes, django_capture_on_commit_callbacks)
+    explanation = Explanation.objects.get(version=version)
+    assert explanation.status == "failed" and "no reference dataset" in explanation.reason
+    body = api("viewer").get(f"/api/v1/versions/{version.pk}/explanation/").json()
+    assert body["status"] == "failed" and body["importance"] == []
+    client = Client()
+    client.force_login(users["viewer"])
+    page = client.get(f"/p/clinical-ml/m/tumor-classifier/v/{version.number}/").content.decode()
+    assert "No explanation:" in page and "no reference dataset" in page
+
+
+def test_explaining_twice_computes_once_and_invalid_versions_are_skipped(
+        users, clf, dataset, skops_bytes, django_capture_on_commit_callbacks):
+    version = register(users, clf, skops_bytes, django_capture_on_commit_callbacks,
+                       dataset=dataset.pk)
+    assert not Explanation.objects.exists()  # explaining is off in the tests by default
+    first = services.explain_version(version.pk)
+    second = services.explain_version(version.pk)
+    assert first.pk == second.pk and second.updated_at == first.updated_at
+    assert services.explain_version(999999) is None

@@ -1,0 +1,137 @@
+"""SHAP explanations: the explainer chosen per model, additivity, what is explained."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+from explainability.shap_values import ExplanationError, choose_method, explain, plain_summary
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    data = load_breast_cancer(as_frame=True)
+    return data.data.iloc[:, :8], data.target
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    data = load_diabetes(as_frame=True)
+    return data.data, data.target
+
+
+def additive(result, tol=1e-6):
+    values = np.asarray(result.values)
+    total = result.base_value + values.sum(axis=1)
+    return np.max(np.abs(total - np.asarray(result.outputs))) <= tol * max(
+        1, np.max(np.abs(result.outputs)))
+
+
+def test_forest_uses_the_tree_explainer_on_the_positive_class_probability(cancer):
+    X, y = cancer
+    model = RandomForestClassifier(n_estimators=30, random_state=0).fit(X, y)
+    result = explain(model, X.iloc[:120], X)
+    assert result.method == "tree" and choose_method(model) == "tree"
+    assert result.output == "probability of class 1" and result.target_class == "1"
+    assert additive(result)
+    np.testing.assert_allclose(result.outputs, model.predict_proba(X.iloc[:120])[:, 1])
+    assert result.sample_size == 120 and len(result.values[0]) == 8
+
+
+def test_boosting_is_explained_in_log_odds(cancer):
+    X, y = cancer
+    model = GradientBoostingClassifier(n_estimators=30, random_state=0).fit(X, y)
+    result = explain(model, X.iloc[:100])
+    assert result.method == "tree" and result.output == "log-odds of class 1"
+    np.testing.assert_allclose(result.outputs, model.decision_function(X.iloc[:100]))
+    assert additive(result)
+
+
+def test_a_scaled_logistic_pipeline_is_explained_linearly_under_the_original_names(cancer):
+    X, y = cancer
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y)
+    result = explain(model, X.iloc[:200], X)
+    assert result.method == "linear" and result.output == "log-odds of class 1"
+    assert result.feature_names == list(X.columns)
+    np.testing.assert_allclose(result.outputs, model.decision_function(X.iloc[:200]))
+    assert additive(result)
+    assert result.background_size == len(X)
+
+
+def test_a_pipeline_that_mixes_features_falls_back_to_permutation(cancer):
+    X, y = cancer
+    model = make_pipeline(StandardScaler(), PolynomialFeatures(2),
+                          LogisticRegression(max_iter=5000)).fit(X, y)
+    assert choose_method(model) == "permutation"
+
+
+def test_other_models_use_permutation_with_a_kmeans_background(cancer):
+    X, y = cancer
+    model = KNeighborsClassifier().fit(X, y)
+    result = explain(model, X.iloc[:20], X)
+    assert result.method == "permutation" and result.output == "probability of class 1"
+    assert result.background_size == 50
+    assert additive(result, tol=1e-6)
+
+
+def test_regressors_are_explained_in_their_prediction(diabetes):
+    X, y = diabetes
+    forest = RandomForestRegressor(n_estimators=20, random_state=0).fit(X, y)
+    ridge = Ridge().fit(X, y)
+    for model, method in ((forest, "tree"), (ridge, "linear")):
+        result = explain(model, X.iloc[:100], X)
+        assert result.method == method and result.output == "predicted value"
+        assert result.target_class is None and additive(result)
+
+
+def test_importance_is_sorted_with_spread_and_direction(diabetes):
+    X, y = diabetes
+    model = Ridge().fit(X, y)
+    result = explain(model, X, X)
+    means = [i["mean_abs"] for i in result.importance]
+    assert means == sorted(means, reverse=True)
+    by_name = {i["feature"]: i for i in result.importance}
+    assert by_name["bmi"]["direction"] > 0.9  # higher BMI, higher progression
+    assert all(i["std_abs"] >= 0 for i in result.importance)
+    summary = plain_summary(result.to_dict(), "regression")
+    assert summary.startswith("The 3 inputs that move this model most are")
+    assert "higher" in summary
+
+
+def test_the_sample_is_bounded(cancer):
+    X, y = cancer
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y)
+    assert explain(model, X, X, max_rows=50).sample_size == 50
+
+
+def test_a_result_that_does_not_add_up_is_refused(cancer, monkeypatch):
+    X, y = cancer
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y)
+    # A model whose decision function disagrees with its coefficients: SHAP's numbers would
+    # not describe what it predicts.
+    monkeypatch.setattr(type(model), "decision_function",
+                        lambda self, X: np.zeros(len(X)) + 5.0)
+    with pytest.raises(ExplanationError) as caught:
+        explain(model, X.iloc[:30], X)
+    assert caught.value.code == "not_additive"
+
+
+def test_a_model_shap_cannot_handle_gets_a_clear_error():
+    class Opaque:
+        classes_ = np.array([0, 1])
+
+        def predict_proba(self, X):
+            raise RuntimeError("the scoring service is down")
+
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3)), columns=list("abc"))
+    with pytest.raises(ExplanationError, match="SHAP could not explain Opaque"):
+        explain(Opaque(), X)
