@@ -194,6 +194,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # SHAP explanations: computed by a worker for every version that becomes ready.
 MODELGATE_EXPLAIN_VERSIONS = env_bool("MODELGATE_EXPLAIN_VERSIONS", True)
 MODELGATE_EXPLANATION_SAMPLE_ROWS = env_int("MODELGATE_EXPLANATION_SAMPLE_ROWS", 500)
+MODELGATE_RELEASE_DIFF_ROWS = env_int("MODELGATE_RELEASE_DIFF_ROWS", 5000)
 
 # Monitoring. A Prometheus the portal manages reads targets and rules from this directory
 # (see ops/prometheus.py); empty: the portal writes nothing and only reads Prometheus.

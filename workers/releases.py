@@ -27,6 +27,14 @@ def advance_deployment(deployment_id: int, step_id: int | None = None) -> None:
     deployments.advance(deployment_id, step_id)
 
 
+@shared_task(soft_time_limit=600, time_limit=660)
+def compute_release_diff(request_id: int) -> None:
+    """Candidate against champion, for the approver (see explainability.diff)."""
+    from portal.releases import services
+
+    services.compute_release_diff(request_id)
+
+
 @shared_task
 def reconcile_deployments() -> int:
     """Re-queue rollouts whose next decision is overdue (lost task, killed worker)."""

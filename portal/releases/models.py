@@ -56,6 +56,10 @@ class ApprovalRequest(models.Model):
     gates_passed = models.BooleanField(default=False)
     champion = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="+", help_text="The champion when requested")
+    release_diff = models.JSONField(
+        default=dict, blank=True,
+        help_text="explainability.diff.release_diff of the version against the champion, "
+                  "with status (pending, ready, failed) and reason")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
                                      on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

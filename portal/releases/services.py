@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -17,6 +19,8 @@ from portal.registry.choices import VersionStatus
 from portal.registry.models import Alias, ModelVersion, Project
 from portal.releases.choices import BackendKind, Decision, RequestStatus, Strategy
 from portal.releases.models import ApprovalRequest, Environment, Review
+
+log = logging.getLogger(__name__)
 
 ENVIRONMENT_EDITABLE = ("description", "backend", "settings", "required_approvals", "gates",
                         "approval_ttl_hours")
@@ -124,6 +128,71 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
         "environment": environment.name, "strategy": strategy,
         "requested_by": user.get_username(), "gates_passed": request.gates_passed,
         "url": request.get_absolute_url()})
+    if request.champion_id and request.champion_id != version.pk \
+            and settings.MODELGATE_EXPLAIN_VERSIONS:
+        ApprovalRequest.objects.filter(pk=request.pk).update(release_diff={"status": "pending"})
+        transaction.on_commit(lambda: _queue_diff(request.pk))
+    return request
+
+
+def _queue_diff(request_id: int) -> None:
+    from workers import releases as tasks
+
+    try:
+        tasks.compute_release_diff.delay(request_id)
+    except Exception as e:  # the broker is away; the page says the diff is pending
+        log.warning("could not queue the release diff of request %s: %s", request_id, e)
+
+
+def compute_release_diff(request_id: int) -> ApprovalRequest | None:
+    """What changes if the requested version replaces the champion (runs in a worker): both
+    models on the candidate's reference data, with both SHAP explanations."""
+    from explainability.diff import release_diff
+    from ops import artifacts as ops_artifacts
+    from ops import profile as ops_profile
+    from ops.exceptions import OpsError
+    from ops.schema import parse_input_schema
+    from portal.registry.services import explain_version
+    from portal.registry.storage import get_store
+
+    request = (ApprovalRequest.objects.select_related("version__model__project",
+                                                      "version__dataset", "champion")
+               .filter(pk=request_id).first())
+    if request is None or request.champion is None:
+        return request
+    version, champion = request.version, request.champion
+    try:
+        if version.dataset is None:
+            raise ValueError("the version has no reference dataset to compare the two on")
+        names = [f.name for f in parse_input_schema(version.input_schema)]
+        with get_store().local_path(version.dataset.uri) as path:
+            frame = ops_profile.read_dataset(path, version.dataset.format)
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise ValueError(f"the dataset lacks the inputs {', '.join(missing[:5])}")
+        frame = frame[names].dropna().head(settings.MODELGATE_RELEASE_DIFF_ROWS)
+        models = []
+        for v in (version, champion):
+            with get_store().local_path(v.artifact_uri) as path:
+                models.append(ops_artifacts.load_model(
+                    path, allow_unsafe=v.is_unsafe and v.model.project.allow_unsafe_artifacts,
+                    extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES)))
+        explained = [explain_version(v.pk) for v in (version, champion)]
+        importance = [e.importance if e is not None and e.status == "ready" else []
+                      for e in explained]
+        diff = release_diff(models[0], models[1], frame, task=version.model.task,
+                            candidate_metrics=version.metrics, champion_metrics=champion.metrics,
+                            candidate_importance=importance[0],
+                            champion_importance=importance[1])
+        diff.update(status="ready", champion_version=champion.number,
+                    dataset=version.dataset.name)
+    except (OpsError, ValueError, KeyError) as e:
+        diff = {"status": "failed", "reason": getattr(e, "detail", None) or str(e)}
+    except Exception as e:  # a model that fails on the reference rows: say so, do not crash
+        log.exception("release diff of request %s failed", request_id)
+        diff = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
+    ApprovalRequest.objects.filter(pk=request.pk).update(release_diff=diff)
+    request.release_diff = diff
     return request
 
 

@@ -94,3 +94,36 @@ def test_explaining_twice_computes_once_and_invalid_versions_are_skipped(
     second = services.explain_version(version.pk)
     assert first.pk == second.pk and second.updated_at == first.updated_at
     assert services.explain_version(999999) is None
+
+
+def test_a_release_request_gets_the_diff_against_the_champion(
+        api, users, clf, dataset, skops_bytes, forest_bytes, settings,
+        django_capture_on_commit_callbacks):
+    from portal.registry.services import set_alias
+    from portal.releases import services as releases
+
+    settings.MODELGATE_EXPLAIN_VERSIONS = True
+    champion = register(users, clf, skops_bytes, django_capture_on_commit_callbacks,
+                        dataset=dataset.pk, metrics={"roc_auc": 0.97, "accuracy": 0.93})
+    candidate = register(users, clf, forest_bytes, django_capture_on_commit_callbacks,
+                         dataset=dataset.pk, metrics={"roc_auc": 0.95, "accuracy": 0.94})
+    set_alias(users["approver"], clf, "champion", champion)
+    production = releases.create_environment(users["owner"], clf.project, name="production")
+    with django_capture_on_commit_callbacks(execute=True):
+        request = releases.request_approval(users["contributor"], candidate, production)
+    request.refresh_from_db()
+    diff = request.release_diff
+    assert diff["status"] == "ready", diff
+    assert diff["champion_version"] == champion.number and diff["rows"] == 569
+    assert {m["metric"]: m["verdict"] for m in diff["metrics"]} == {
+        "accuracy": "better", "roc_auc": "worse"}
+    assert 0 < diff["disagreement_rate"] < 0.5
+    assert diff["importance"]["attribution_drift"] is not None
+    body = api("viewer").get(f"/api/v1/approval-requests/{request.pk}/").json()
+    assert body["release_diff"]["status"] == "ready"
+    client = Client()
+    client.force_login(users["approver"])
+    page = client.get(request.get_absolute_url()).content.decode()
+    for part in ('id="release-diff"', 'id="diff-metrics"', 'id="diff-importance"',
+                 'id="diff-rows"', "Attribution drift"):
+        assert part in page

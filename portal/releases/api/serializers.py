@@ -57,9 +57,10 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
         fields = ["id", "version", "model_name", "version_number", "environment",
                   "environment_name", "strategy", "strategy_params", "reason", "status",
                   "gates_passed", "gate_results", "champion", "requested_by", "reviews",
-                  "created_at", "decided_at"]
+                  "release_diff", "created_at", "decided_at"]
         read_only_fields = ["id", "status", "gates_passed", "gate_results", "champion",
-                            "requested_by", "reviews", "created_at", "decided_at"]
+                            "requested_by", "reviews", "release_diff", "created_at",
+                            "decided_at"]
         validators = []
 
 

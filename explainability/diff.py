@@ -1,0 +1,116 @@
+"""What changes when a candidate replaces the champion: the release diff an approver reads.
+
+No Django. ``release_diff`` compares two fitted models on the same reference sample:
+metric deltas with their direction (better or worse), how often and where their predictions
+disagree (for regressors, the distribution of the differences), and how the SHAP
+importance ranking moved per feature, summed up as an attribution-drift score
+``1 - nDCG`` of the candidate's ranking judged by the champion's importances (0: same
+ranking; towards 1: the model now leans on different inputs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+HIGHER_IS_BETTER = {"accuracy", "roc_auc", "auc", "f1", "precision", "recall", "r2",
+                    "average_precision", "balanced_accuracy", "explained_variance"}
+LOWER_IS_BETTER = {"rmse", "mse", "mae", "log_loss", "logloss", "brier", "mape",
+                   "median_absolute_error", "error_rate"}
+TOP_ROWS = 5
+
+
+def metric_changes(candidate: dict, champion: dict) -> list[dict]:
+    rows = []
+    for name in sorted(set(candidate or {}) & set(champion or {})):
+        a, b = candidate[name], champion[name]
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in (a, b)):
+            continue
+        delta = a - b
+        key = name.lower()
+        if key in HIGHER_IS_BETTER:
+            verdict = "better" if delta > 0 else "worse" if delta < 0 else "same"
+        elif key in LOWER_IS_BETTER:
+            verdict = "better" if delta < 0 else "worse" if delta > 0 else "same"
+        else:
+            verdict = "unknown"
+        rows.append({"metric": name, "candidate": a, "champion": b, "delta": delta,
+                     "verdict": verdict})
+    return rows
+
+
+def ndcg(ranking: list[str], relevance: dict[str, float]) -> float:
+    """nDCG of ``ranking`` (most important first) with graded ``relevance``."""
+    gains = [max(relevance.get(name, 0.0), 0.0) for name in ranking]
+    ideal = sorted((max(v, 0.0) for v in relevance.values()), reverse=True)[:len(ranking)]
+
+    def dcg(values):
+        return sum(v / math.log2(i + 2) for i, v in enumerate(values))
+
+    best = dcg(ideal)
+    return dcg(gains) / best if best > 0 else 1.0
+
+
+def importance_changes(candidate: list[dict], champion: list[dict]) -> dict:
+    """Rank shift and magnitude change per feature, and the attribution-drift score."""
+    if not candidate or not champion:
+        return {"features": [], "ndcg": None, "attribution_drift": None}
+    old = {row["feature"]: (rank, row["mean_abs"]) for rank, row in enumerate(champion, 1)}
+    features = []
+    for rank, row in enumerate(candidate, 1):
+        before = old.get(row["feature"])
+        features.append({
+            "feature": row["feature"], "rank": rank, "champion_rank": before[0] if before else None,
+            "rank_shift": (before[0] - rank) if before else None,
+            "importance": row["mean_abs"], "champion_importance": before[1] if before else None,
+            "change": (row["mean_abs"] - before[1]) if before else None})
+    score = ndcg([row["feature"] for row in candidate],
+                 {row["feature"]: row["mean_abs"] for row in champion})
+    return {"features": features, "ndcg": score, "attribution_drift": 1.0 - score}
+
+
+def _scores(model, X, classifier: bool) -> np.ndarray:
+    if classifier:
+        return np.asarray(model.predict_proba(X), dtype=float)[:, -1]
+    return np.asarray(model.predict(X), dtype=float)
+
+
+def release_diff(candidate_model, champion_model, X, *, task: str,
+                 candidate_metrics: dict | None = None, champion_metrics: dict | None = None,
+                 candidate_importance: list[dict] | None = None,
+                 champion_importance: list[dict] | None = None) -> dict:
+    """The diff of the two models on the rows of ``X`` (a DataFrame in schema order)."""
+    classifier = task == "classification"
+    names = [str(c) for c in X.columns]
+    result = {"rows": len(X), "task": task,
+              "metrics": metric_changes(candidate_metrics or {}, champion_metrics or {}),
+              "importance": importance_changes(candidate_importance or [],
+                                               champion_importance or [])}
+    if len(X) == 0:
+        return {**result, "disagreement_rate": None, "top_disagreements": []}
+    new, old = _scores(candidate_model, X, classifier), _scores(champion_model, X, classifier)
+    if classifier:
+        new_label = np.asarray(candidate_model.predict(X))
+        old_label = np.asarray(champion_model.predict(X))
+        disagree = new_label != old_label
+        result["disagreement_rate"] = float(disagree.mean())
+        result["score"] = "probability of class " + str(candidate_model.classes_[-1])
+    else:
+        difference = new - old
+        scale = float(np.std(old)) or 1.0
+        disagree = np.abs(difference) > 0.1 * scale  # "disagree": apart by a tenth of a sd
+        result["disagreement_rate"] = float(disagree.mean())
+        result["score"] = "predicted value"
+        result["differences"] = {
+            "mean": float(difference.mean()), "std": float(difference.std()),
+            **{f"p{q}": float(np.percentile(difference, q)) for q in (5, 25, 50, 75, 95)},
+            "histogram": np.histogram(difference, bins=20)[0].tolist(),
+            "edges": np.histogram(difference, bins=20)[1].tolist()}
+    gap = np.abs(new - old)
+    top = np.argsort(-gap)[:TOP_ROWS]
+    result["top_disagreements"] = [
+        {"row": int(i), "candidate": float(new[i]), "champion": float(old[i]),
+         "gap": float(gap[i]), "inputs": {n: float(X.iloc[i][n]) for n in names}}
+        for i in top if gap[i] > 0]
+    return result
