@@ -19,6 +19,7 @@ HIGHER_IS_BETTER = {"accuracy", "roc_auc", "auc", "f1", "precision", "recall", "
 LOWER_IS_BETTER = {"rmse", "mse", "mae", "log_loss", "logloss", "brier", "mape",
                    "median_absolute_error", "error_rate"}
 TOP_ROWS = 5
+SHOWN_INPUTS = 6
 
 
 def metric_changes(candidate: dict, champion: dict) -> list[dict]:
@@ -109,8 +110,11 @@ def release_diff(candidate_model, champion_model, X, *, task: str,
             "edges": np.histogram(difference, bins=20)[1].tolist()}
     gap = np.abs(new - old)
     top = np.argsort(-gap)[:TOP_ROWS]
+    # The inputs shown with each row: those the candidate leans on most.
+    shown = [row["feature"] for row in (candidate_importance or []) if row["feature"] in names]
+    shown = (shown or names)[:SHOWN_INPUTS]
     result["top_disagreements"] = [
         {"row": int(i), "candidate": float(new[i]), "champion": float(old[i]),
-         "gap": float(gap[i]), "inputs": {n: float(X.iloc[i][n]) for n in names}}
+         "gap": float(gap[i]), "inputs": {n: float(X.iloc[i][n]) for n in shown}}
         for i in top if gap[i] > 0]
     return result

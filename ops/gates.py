@@ -111,16 +111,3 @@ def evaluate(rules: list[dict], candidate: dict, champion: dict | None,
                          else "not worse"))
         results.append(GateResult(metric, kind, threshold, value, best, passed, detail))
     return results
-
-
-def metric_deltas(candidate: dict, champion: dict | None) -> list[dict]:
-    """Every metric both recorded, with the difference (candidate − champion)."""
-    if not champion:
-        return []
-    rows = []
-    for name in sorted(set(candidate or {}) & set(champion)):
-        value, best = _number(candidate, name), _number(champion, name)
-        if value is not None and best is not None:
-            rows.append({"metric": name, "candidate": value, "champion": best,
-                         "delta": value - best})
-    return rows

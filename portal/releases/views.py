@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from explainability import charts
-from ops import gates as ops_gates
+from explainability.diff import metric_changes
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role
 from portal.errors import DomainError
@@ -38,8 +38,8 @@ def request_detail(request, pk):
                   and not any(r.reviewer_id == request.user.pk for r in approval.reviews.all()))
     return render(request, "releases/request_detail.html", {
         "approval": approval, "project": project, "version": approval.version,
-        "deltas": ops_gates.metric_deltas(approval.version.metrics,
-                                          approval.champion.metrics if approval.champion else None),
+        "deltas": metric_changes(approval.version.metrics,
+                                 approval.champion.metrics) if approval.champion else [],
         "approvals": len(counted), "can_review": can_review, "form": forms.ReviewForm(),
         "own_request": approval.requested_by_id == request.user.pk,
     })

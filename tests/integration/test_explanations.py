@@ -124,6 +124,6 @@ def test_a_release_request_gets_the_diff_against_the_champion(
     client = Client()
     client.force_login(users["approver"])
     page = client.get(request.get_absolute_url()).content.decode()
-    for part in ('id="release-diff"', 'id="diff-metrics"', 'id="diff-importance"',
+    for part in ('id="release-diff"', 'id="deltas"', 'id="diff-importance"',
                  'id="diff-rows"', "Attribution drift"):
         assert part in page

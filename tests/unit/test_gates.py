@@ -1,6 +1,6 @@
 import pytest
 
-from ops.gates import GateRuleError, evaluate, metric_deltas, parse_rules
+from ops.gates import GateRuleError, evaluate, parse_rules
 
 
 def test_absolute_thresholds():
@@ -37,12 +37,6 @@ def test_unrecorded_metric_fails():
 def test_malformed_rules_are_refused(rules):
     with pytest.raises(GateRuleError):
         parse_rules(rules)
-
-
-def test_metric_deltas_cover_shared_metrics_only():
-    rows = metric_deltas({"auc": 0.95, "f1": 0.9, "new": 1.0}, {"auc": 0.97, "f1": 0.9})
-    assert [(r["metric"], round(r["delta"], 4)) for r in rows] == [("auc", -0.02), ("f1", 0.0)]
-    assert metric_deltas({"auc": 1.0}, None) == []
 
 
 def test_a_drop_exactly_at_the_limit_passes_despite_float_noise():

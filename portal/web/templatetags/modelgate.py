@@ -84,3 +84,15 @@ def as_json(value):
     import json
 
     return json.dumps(value, sort_keys=True)
+
+
+@register.filter
+def percent(value):
+    """0.0123 -> "1.2%", with more digits below 1 % so a small share never shows as 0 %."""
+    try:
+        share = float(value) * 100
+    except (TypeError, ValueError):
+        return ""
+    if share == 0:
+        return "0%"
+    return f"{share:.2f}%" if abs(share) < 1 else f"{share:.1f}%"
