@@ -350,12 +350,20 @@ def shap_importance(importance: list[dict], output: str, top: int = 15) -> dict 
     return _figure(fig)
 
 
+def _short(values) -> list:
+    """Four significant digits: enough to read, and a fraction of the page's bytes."""
+    return [float(f"{v:.4g}") for v in values]
+
+
 def shap_beeswarm(feature_names: list[str], values: list[list[float]],
                   rows: list[list[float]], importance: list[dict], top: int = 12) -> dict | None:
     """One dot per row and feature: its SHAP value (x), coloured by the feature's value
-    (blue low, red high); features by importance, most important on top."""
+    (blue low, red high); features by importance, most important on top.
+
+    Built as a plain figure dict, not plotly graph objects: validating thousands of points
+    through plotly's classes costs more than the rest of the page.
+    """
     import numpy as np
-    import plotly.graph_objects as go
 
     if not values or not importance:
         return None
@@ -368,45 +376,46 @@ def shap_beeswarm(feature_names: list[str], values: list[list[float]],
         low, high = np.percentile(column, 5), np.percentile(column, 95)
         scaled = np.clip((column - low) / (high - low), 0, 1) if high > low else \
             np.full(len(column), 0.5)
-        xs.extend(values[:, j])
-        ys.extend(position + rng.uniform(-0.3, 0.3, len(column)))
-        colors.extend(scaled)
-        texts.extend(f"{feature_names[j]} = {v:.4g}" for v in column)
-    fig = go.Figure(go.Scattergl(
-        x=xs, y=ys, mode="markers", text=texts,
-        marker={"size": 5, "color": colors, "colorscale": [[0, "#2563eb"], [1, "#dc2626"]],
-                "opacity": 0.7, "colorbar": {"title": "feature value", "tickvals": [0, 1],
-                                             "ticktext": ["low", "high"], "thickness": 10}},
-        hovertemplate="%{text}<br>SHAP %{x:.3g}<extra></extra>"))
-    fig.update_layout(**BASE_LAYOUT, height=max(260, 28 * len(order) + 90),
-                      title={"text": "Each row's effects (blue: low value, red: high)",
+        xs.extend(_short(values[:, j]))
+        ys.extend(np.round(position + rng.uniform(-0.3, 0.3, len(column)), 3).tolist())
+        colors.extend(np.round(scaled, 3).tolist())
+        texts.extend(_short(column))
+    return {
+        "data": [{
+            "type": "scattergl", "mode": "markers", "x": xs, "y": ys, "customdata": texts,
+            "marker": {"size": 5, "color": colors, "opacity": 0.7,
+                       "colorscale": [[0, "#2563eb"], [1, "#dc2626"]],
+                       "colorbar": {"title": {"text": "feature value"}, "tickvals": [0, 1],
+                                    "ticktext": ["low", "high"], "thickness": 10}},
+            "hovertemplate": "value %{customdata}<br>SHAP %{x:.3g}<extra></extra>"}],
+        "layout": {**BASE_LAYOUT, "height": max(260, 28 * len(order) + 90),
+                   "title": {"text": "Each row's effects (blue: low value, red: high)",
                              "font": {"size": 13}},
-                      xaxis={"title": "SHAP value", "zeroline": True, "zerolinecolor": "#94a3b8",
-                             "gridcolor": "#e5e7eb"},
-                      yaxis={"tickvals": list(range(len(order))),
-                             "ticktext": [feature_names[j] for j in order]}, showlegend=False)
-    fig.update_layout(margin={"l": 160, "r": 16, "t": 36, "b": 40})
-    return _figure(fig)
+                   "xaxis": {"title": {"text": "SHAP value"}, "zeroline": True,
+                             "zerolinecolor": "#94a3b8", "gridcolor": "#e5e7eb"},
+                   "yaxis": {"tickvals": list(range(len(order))),
+                             "ticktext": [feature_names[j] for j in order]},
+                   "showlegend": False, "margin": {"l": 160, "r": 16, "t": 36, "b": 40}},
+    }
 
 
 def shap_dependence(feature: str, feature_names: list[str], values: list[list[float]],
                     rows: list[list[float]]) -> dict | None:
-    """How one feature's value maps to its effect."""
-    import plotly.graph_objects as go
-
+    """How one feature's value maps to its effect (a plain figure dict, as the beeswarm)."""
     if feature not in feature_names or not values:
         return None
     j = feature_names.index(feature)
-    fig = go.Figure(go.Scattergl(
-        x=[r[j] for r in rows], y=[v[j] for v in values], mode="markers",
-        marker={"size": 6, "color": "#2563eb", "opacity": 0.6},
-        hovertemplate=feature + " = %{x:.4g}<br>SHAP %{y:.3g}<extra></extra>"))
-    fig.update_layout(**BASE_LAYOUT, height=280,
-                      title={"text": f"Effect of {feature} by its value", "font": {"size": 13}},
-                      xaxis={"title": feature, "gridcolor": "#e5e7eb"},
-                      yaxis={"title": "SHAP value", "zeroline": True,
-                             "zerolinecolor": "#94a3b8", "gridcolor": "#e5e7eb"})
-    return _figure(fig)
+    return {
+        "data": [{"type": "scattergl", "mode": "markers", "x": _short(r[j] for r in rows),
+                  "y": _short(v[j] for v in values),
+                  "marker": {"size": 6, "color": "#2563eb", "opacity": 0.6},
+                  "hovertemplate": feature + " = %{x:.4g}<br>SHAP %{y:.3g}<extra></extra>"}],
+        "layout": {**BASE_LAYOUT, "height": 280,
+                   "title": {"text": f"Effect of {feature} by its value", "font": {"size": 13}},
+                   "xaxis": {"title": {"text": feature}, "gridcolor": "#e5e7eb"},
+                   "yaxis": {"title": {"text": "SHAP value"}, "zeroline": True,
+                             "zerolinecolor": "#94a3b8", "gridcolor": "#e5e7eb"}},
+    }
 
 
 def shap_waterfall(base_value: float, values: list[float], row: list[float],
