@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 
 def shap_timings(repeat: int) -> None:
-    import numpy as np
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -72,14 +71,13 @@ def page_timings(requests_: int) -> None:
     import django
 
     django.setup()
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.test import Client
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import RandomForestClassifier
 
     from ops.artifacts import dump_skops
-    from django.contrib.auth import get_user_model
-
     from portal.registry import services
 
     call_command("migrate", verbosity=0)

@@ -35,6 +35,19 @@ def explain_version(version_id: int) -> None:
     services.explain_version(version_id)
 
 
+@shared_task(soft_time_limit=60, time_limit=90)
+def explain_instances(explanation_id: int) -> None:
+    """SHAP for rows someone asked about, within a minute (or a failed answer that says so)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from portal.registry import services
+
+    try:
+        services.explain_instances(explanation_id)
+    except SoftTimeLimitExceeded:
+        services.explain_instances(explanation_id, timed_out=True)
+
+
 @shared_task
 def requeue_stuck_work(older_than_seconds: int = 120) -> int:
     """Re-queue validations and profiles that no worker finished (broker lost, worker killed)."""

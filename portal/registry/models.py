@@ -280,3 +280,30 @@ class Explanation(models.Model):
 
     def as_dict(self) -> dict:
         return {"importance": self.importance, "target_class": self.target_class}
+
+
+class InstanceExplanation(models.Model):
+    """Predictions and SHAP values for rows someone asked about (``POST
+    /api/v1/versions/{id}/explain/``), computed by a worker and kept by input hash so the
+    same question is answered once."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE,
+                                related_name="instance_explanations")
+    input_hash = models.CharField(max_length=64)
+    rows = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=ExplanationStatus.choices,
+                              default=ExplanationStatus.PENDING)
+    result = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["version", "input_hash"],
+                                               name="instance_explanation_unique_input")]
+
+    def __str__(self):
+        return f"explanation of {len(self.rows)} rows by {self.version} ({self.status})"

@@ -6,7 +6,10 @@ business rules of its own.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
 import re
 import uuid
 from collections.abc import Iterable
@@ -38,6 +41,7 @@ from portal.registry.models import (
     Alias,
     Dataset,
     Explanation,
+    InstanceExplanation,
     ModelVersion,
     Project,
     RegisteredModel,
@@ -453,6 +457,108 @@ def explain_version(version_id: int) -> Explanation | None:
     explanation.refresh_from_db()
     log.info("explained %s: %s %s", version, explanation.status, explanation.reason)
     return explanation
+
+
+MAX_EXPLAIN_ROWS = 100
+
+
+def request_instance_explanation(user, version: ModelVersion, instances) -> InstanceExplanation:
+    """Ask for predictions and SHAP values of ``instances`` (rows in schema order, or
+    objects keyed by feature name). The same rows asked again return the stored answer;
+    new ones are computed by a worker (eagerly in tests)."""
+    require_role(user, version.model.project, Role.VIEWER, "explain predictions")
+    if version.status != VersionStatus.READY:
+        raise Conflict(f"{version} is {version.get_status_display().lower()}; only ready "
+                       "versions explain predictions", code="version_not_ready")
+    names = [f.name for f in parse_input_schema(version.input_schema)]
+    if not isinstance(instances, list) or not instances:
+        raise ValidationFailed("instances must be a non-empty list of rows", field="instances")
+    if len(instances) > MAX_EXPLAIN_ROWS:
+        raise ValidationFailed(f"at most {MAX_EXPLAIN_ROWS} instances per request "
+                               f"(got {len(instances)})", code="too_many_instances",
+                               field="instances")
+    rows = []
+    for i, row in enumerate(instances):
+        if isinstance(row, dict):
+            missing = [n for n in names if n not in row]
+            extra = sorted(set(row) - set(names))
+            if missing or extra:
+                raise ValidationFailed(
+                    f"instances[{i}]: " + "; ".join(
+                        ([f"missing {', '.join(missing[:5])}"] if missing else [])
+                        + ([f"unknown {', '.join(extra[:5])}"] if extra else [])),
+                    field=f"instances[{i}]")
+            row = [row[n] for n in names]
+        if not isinstance(row, list) or len(row) != len(names):
+            raise ValidationFailed(f"instances[{i}] must have {len(names)} values in the "
+                                   f"order of the input schema", field=f"instances[{i}]")
+        values = []
+        for name, value in zip(names, row, strict=True):
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value):
+                raise ValidationFailed(f"instances[{i}].{name} must be a finite number, not "
+                                       f"{value!r}", field=f"instances[{i}]")
+            values.append(float(value))
+        rows.append(values)
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    with transaction.atomic():
+        found, created = InstanceExplanation.objects.get_or_create(
+            version=version, input_hash=digest, defaults={"rows": rows, "requested_by": user})
+    if created or found.status == ExplanationStatus.FAILED:
+        if not created:  # a failed answer is worth another try
+            InstanceExplanation.objects.filter(pk=found.pk).update(
+                status=ExplanationStatus.PENDING, reason="")
+        transaction.on_commit(lambda: _enqueue("explain_instances", found.pk))
+    return found
+
+
+def explain_instances(explanation_id: int, *, timed_out: bool = False) -> InstanceExplanation | None:
+    """Compute what ``request_instance_explanation`` stored (runs in a worker)."""
+    from explainability.shap_values import ExplanationError, explain
+
+    item = (InstanceExplanation.objects.select_related("version__model__project",
+                                                       "version__dataset")
+            .filter(pk=explanation_id).first())
+    if item is None or item.status == ExplanationStatus.READY:
+        return item
+    if timed_out:
+        fields = {"status": ExplanationStatus.FAILED,
+                  "reason": "the explanation took longer than the time allowed"}
+    else:
+        version = item.version
+        names = [f.name for f in parse_input_schema(version.input_schema)]
+        try:
+            import pandas as pd
+
+            frame = pd.DataFrame(item.rows, columns=names)
+            background, source = frame, "the instances themselves (no reference dataset)"
+            if version.dataset is not None:
+                with get_store().local_path(version.dataset.uri) as path:
+                    data = ops_profile.read_dataset(path, version.dataset.format)
+                if set(names) <= set(data.columns):
+                    background = data[names].dropna().head(1000)
+                    source = f"{len(background)} rows of {version.dataset.name}"
+            with get_store().local_path(version.artifact_uri) as path:
+                model = ops_artifacts.load_model(
+                    path, allow_unsafe=version.is_unsafe and version.model.project
+                    .allow_unsafe_artifacts,
+                    extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
+            result = explain(model, frame, background, max_rows=len(frame))
+            predictions = model.predict(frame).tolist()
+            fields = {"status": ExplanationStatus.READY, "reason": "", "result": {
+                "predictions": [p.item() if hasattr(p, "item") else p for p in predictions],
+                "outputs": result.outputs, "output": result.output,
+                "base_value": result.base_value, "feature_names": result.feature_names,
+                "values": result.values, "method": result.method, "background": source,
+                "seconds": result.seconds}}
+        except ExplanationError as e:
+            fields = {"status": ExplanationStatus.FAILED, "reason": e.detail}
+        except (ArtifactError, DatasetError, PermanentError, ValueError) as e:
+            fields = {"status": ExplanationStatus.FAILED,
+                      "reason": getattr(e, "detail", None) or str(e)}
+    InstanceExplanation.objects.filter(pk=item.pk).update(**fields, finished_at=timezone.now())
+    item.refresh_from_db()
+    return item
 
 
 # Datasets --------------------------------------------------------------------------------

@@ -127,3 +127,78 @@ def test_a_release_request_gets_the_diff_against_the_champion(
     for part in ('id="release-diff"', 'id="deltas"', 'id="diff-importance"',
                  'id="diff-rows"', "Attribution drift"):
         assert part in page
+
+
+# -- on demand ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def forest_version(users, clf, dataset, forest_bytes, django_capture_on_commit_callbacks):
+    return register(users, clf, forest_bytes, django_capture_on_commit_callbacks,
+                    dataset=dataset.pk)
+
+
+def test_explain_rows_on_demand_and_the_same_rows_are_answered_from_the_store(
+        api, forest_version, cancer_frame):
+    from tests.portal_fixtures import FEATURES
+
+    rows = cancer_frame[FEATURES].head(3).to_numpy().tolist()
+    url = f"/api/v1/versions/{forest_version.pk}/explain/"
+    first = api("viewer").post(url, {"instances": rows}, format="json")
+    # The worker takes it after the request commits: 202 and where to look.
+    assert first.status_code == 202 and first.json()["status"] == "pending", first.json()
+    assert first["Location"] == f"{url}{first.json()['id']}/"
+    body = api("viewer").get(first["Location"]).json()
+    assert body["status"] == "ready", body
+    result = body["result"]
+    assert len(result["predictions"]) == 3 and len(result["values"]) == 3
+    for values, output in zip(result["values"], result["outputs"], strict=True):
+        assert abs(result["base_value"] + sum(values) - output) < 1e-6
+    assert result["background"].startswith("569 rows of cancer")
+    as_objects = [dict(zip(FEATURES, row, strict=True)) for row in rows]
+    again = api("viewer").post(url, {"instances": as_objects}, format="json")
+    assert again.status_code == 200  # the same question, answered once, from the store
+    assert again.json()["id"] == body["id"] and again.json()["result"] == result
+    fetched = api("viewer").get(f"{url}{body['id']}/").json()
+    assert fetched["status"] == "ready"
+    assert api("viewer").get(f"{url}999999/").status_code == 404
+
+
+@pytest.mark.parametrize("instances, field", [
+    ([], "instances"),
+    ([[1.0, 2.0]], "instances[0]"),
+    ([{"mean radius": 1.0}], "instances[0]"),
+    ([[1.0, 2.0, 3.0, 4.0, "x"]], "instances[0]"),
+    ([[1.0] * 5] * 101, "instances"),
+])
+def test_bad_explain_requests_are_refused(api, forest_version, instances, field):
+    response = api("viewer").post(f"/api/v1/versions/{forest_version.pk}/explain/",
+                                  {"instances": instances}, format="json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["field"] == field
+
+
+def test_non_finite_values_are_refused(api, forest_version):
+    response = api("viewer").post(f"/api/v1/versions/{forest_version.pk}/explain/",
+                                  '{"instances": [[1, 2, 3, 4, 1e999]]}',
+                                  content_type="application/json")
+    assert response.status_code == 400 and "finite" in response.json()["detail"]
+
+
+def test_invalid_versions_and_outsiders_cannot_ask(api, users, clf, forest_version):
+    from tests.portal_fixtures import random_classifier_bytes, schema
+
+    assert api("outsider").post(f"/api/v1/versions/{forest_version.pk}/explain/",
+                                {"instances": [[1.0] * 5]}, format="json").status_code == 404
+    bad = api("contributor").upload(clf.pk, random_classifier_bytes(9),
+                                    metadata(input_schema=schema(["a"]))).json()
+    refused = api("viewer").post(f"/api/v1/versions/{bad['id']}/explain/",
+                                 {"instances": [[1.0]]}, format="json")
+    assert refused.status_code == 409 and refused.json()["code"] == "version_not_ready"
+
+
+def test_a_slow_explanation_is_stopped_with_a_clear_answer(api, forest_version):
+    item = services.request_instance_explanation(
+        forest_version.model.project.memberships.first().user, forest_version, [[1.0] * 5])
+    done = services.explain_instances(item.pk, timed_out=True)
+    assert done.status == "failed" and "longer than the time allowed" in done.reason

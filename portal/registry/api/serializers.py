@@ -224,3 +224,21 @@ class ExplanationSerializer(serializers.Serializer):
     feature_names = serializers.ListField(child=serializers.CharField())
     values = serializers.ListField(required=False, help_text="Only with ?values=1")
     rows = serializers.ListField(required=False, help_text="Only with ?values=1")
+
+
+class ExplainRequestSerializer(serializers.Serializer):
+    instances = serializers.ListField(
+        min_length=1,
+        help_text="Rows to explain (at most 100): lists of numbers in the order of the "
+                  "input schema, or objects keyed by feature name")
+
+
+class InstanceExplanationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField(help_text="pending, ready or failed")
+    reason = serializers.CharField()
+    result = serializers.DictField(help_text="predictions, outputs (what the values add up "
+                                             "to), base_value, feature_names, values (one "
+                                             "row per instance), method, background")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)

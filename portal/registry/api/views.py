@@ -22,7 +22,9 @@ from portal.registry.api.serializers import (
     DatasetCreateSerializer,
     DatasetDetailSerializer,
     DatasetSerializer,
+    ExplainRequestSerializer,
     ExplanationSerializer,
+    InstanceExplanationSerializer,
     LineageSerializer,
     ModelUpdateSerializer,
     ModelVersionSerializer,
@@ -37,7 +39,7 @@ from portal.registry.filtersets import (
     ProjectFilterSet,
     RegisteredModelFilterSet,
 )
-from portal.registry.models import Alias, Explanation
+from portal.registry.models import Alias, Explanation, InstanceExplanation
 from portal.registry.storage import get_store
 
 # Room for the multipart envelope and the metadata field around the file itself.
@@ -226,6 +228,35 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
         if request.query_params.get("values") in ("1", "true"):
             data.update(values=explanation.values, rows=explanation.rows)
         return Response(ExplanationSerializer(data).data)
+
+    @extend_schema(request=ExplainRequestSerializer,
+                   responses={200: InstanceExplanationSerializer,
+                              202: InstanceExplanationSerializer})
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def explain(self, request, pk=None):
+        """Predictions and SHAP values for up to 100 rows. 200 with the answer when it is
+        known (the same rows were asked before, or it was quick); 202 while a worker
+        computes it: GET the ``Location`` until ``status`` is ready or failed."""
+        data = validated(ExplainRequestSerializer, request.data)
+        version = self.get_object()
+        item = services.request_instance_explanation(request.user, version, data["instances"])
+        item.refresh_from_db()
+        body = InstanceExplanationSerializer(item).data
+        if item.status == "pending":
+            response = Response(body, status=status.HTTP_202_ACCEPTED)
+            response["Location"] = f"/api/v1/versions/{version.pk}/explain/{item.pk}/"
+            return response
+        return Response(body)
+
+    @extend_schema(responses=InstanceExplanationSerializer)
+    @action(detail=True, methods=["get"], filter_backends=[],
+            url_path=r"explain/(?P<explanation_id>[0-9]+)")
+    def explain_result(self, request, pk=None, explanation_id=None):
+        version = self.get_object()
+        item = InstanceExplanation.objects.filter(version=version, pk=explanation_id).first()
+        if item is None:
+            raise NotFound("no such explanation request for this version")
+        return Response(InstanceExplanationSerializer(item).data)
 
     @extend_schema(request=None, responses=ModelVersionSerializer)
     @action(detail=True, methods=["post"], filter_backends=[])
