@@ -42,15 +42,18 @@ def metric_changes(candidate: dict, champion: dict) -> list[dict]:
 
 
 def ndcg(ranking: list[str], relevance: dict[str, float]) -> float:
-    """nDCG of ``ranking`` (most important first) with graded ``relevance``."""
-    gains = [max(relevance.get(name, 0.0), 0.0) for name in ranking]
-    ideal = sorted((max(v, 0.0) for v in relevance.values()), reverse=True)[:len(ranking)]
+    """nDCG of ``ranking`` (most important first) with graded ``relevance``
+    (scikit-learn's ``ndcg_score``; features missing on one side count as 0)."""
+    from sklearn.metrics import ndcg_score
 
-    def dcg(values):
-        return sum(v / math.log2(i + 2) for i, v in enumerate(values))
-
-    best = dcg(ideal)
-    return dcg(gains) / best if best > 0 else 1.0
+    names = sorted(set(ranking) | set(relevance))
+    if len(names) < 2:
+        return 1.0
+    score = {name: len(ranking) - i for i, name in enumerate(ranking)}
+    truth = [[max(relevance.get(n, 0.0), 0.0) for n in names]]
+    if not any(truth[0]):
+        return 1.0
+    return float(ndcg_score(truth, [[score.get(n, 0) for n in names]]))
 
 
 def importance_changes(candidate: list[dict], champion: list[dict]) -> dict:
