@@ -1,0 +1,224 @@
+"""A/B readouts from per-variant aggregates: what a stakeholder reads, and how sure it is.
+
+No Django. A variant's outcomes are kept as three running numbers — ``n``, ``total`` and
+``total_sq`` (sum and sum of squares; for a binary outcome ``total`` counts successes) — so
+a readout costs O(1) whatever the traffic. ``readout(control, treatment, ...)`` gives:
+
+- per variant: units, rate or mean, and a 95% interval (Wilson's for rates, Student's t
+  for means);
+- the candidate's lift over the control (absolute and relative) with its 95% interval;
+- a fixed-horizon test: two-proportion z-test (binary) or Welch's t-test (numeric);
+- an **always-valid** sequential test (mSPRT with a normal mixing prior, Johari et al.
+  2017): its p-value may be looked at after every new unit without inflating false
+  positives — the caller keeps the running minimum (``sequential_p``);
+- a sample-ratio-mismatch check: a chi-square test of the units against the configured
+  split; p below 0.001 means assignment is broken and no verdict is given;
+- the minimum detectable effect at the current sample size (80% power, 5% two-sided);
+- a verdict in plain words, naming the test it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from scipy import stats
+
+ALPHA = 0.05
+SRM_ALPHA = 0.001
+MIN_UNITS = 30  # per variant, before any verdict
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    n: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+
+    def add(self, value: float) -> Aggregate:
+        return Aggregate(self.n + 1, self.total + value, self.total_sq + value * value)
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    @property
+    def variance(self) -> float | None:
+        """Sample variance (n - 1)."""
+        if self.n < 2:
+            return None
+        return max((self.total_sq - self.total * self.total / self.n) / (self.n - 1), 0.0)
+
+
+def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(a: Aggregate, confidence: float = 0.95) -> tuple[float, float] | None:
+    if a.n < 2:
+        return None
+    half = stats.t.ppf(0.5 + confidence / 2, a.n - 1) * math.sqrt(a.variance / a.n)
+    return (a.mean - half, a.mean + half)
+
+
+def two_proportion_ztest(s1: float, n1: int, s2: float, n2: int) -> tuple[float, float]:
+    """(z, two-sided p) for p2 - p1 with the pooled standard error."""
+    pooled = (s1 + s2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return (0.0, 1.0)
+    z = (s2 / n2 - s1 / n1) / se
+    return (z, float(2 * stats.norm.sf(abs(z))))
+
+
+def welch_ttest(a: Aggregate, b: Aggregate) -> tuple[float, float, float]:
+    """(t, degrees of freedom, two-sided p) for mean(b) - mean(a)."""
+    va, vb = a.variance / a.n, b.variance / b.n
+    if va + vb == 0:
+        return (0.0, float(a.n + b.n - 2), 1.0)
+    t = (b.mean - a.mean) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va * va / (a.n - 1) + vb * vb / (b.n - 1))
+    return (t, df, float(2 * stats.t.sf(abs(t), df)))
+
+
+def srm_pvalue(n_control: int, n_treatment: int, treatment_share: float) -> float:
+    total = n_control + n_treatment
+    if total == 0:
+        return 1.0
+    expected = [total * (1 - treatment_share), total * treatment_share]
+    return float(stats.chisquare([n_control, n_treatment], expected).pvalue)
+
+
+def msprt_pvalue(difference: float, variance: float, tau2: float) -> float:
+    """1 / Λ of the mixture SPRT for a difference with estimated ``variance`` (of the
+    difference) and mixing variance ``tau2``; the always-valid p-value is the running
+    minimum of this over the looks (capped at 1)."""
+    if variance <= 0:
+        return 1.0
+    log_lambda = 0.5 * math.log(variance / (variance + tau2)) + \
+        (tau2 * difference * difference) / (2 * variance * (variance + tau2))
+    return float(min(1.0, math.exp(-log_lambda)))
+
+
+def minimum_detectable_effect(sd_control: float, sd_treatment: float, n_control: int,
+                              n_treatment: int, alpha: float = ALPHA,
+                              power: float = 0.8) -> float | None:
+    if n_control < 2 or n_treatment < 2:
+        return None
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(z * math.sqrt(sd_control ** 2 / n_control + sd_treatment ** 2 / n_treatment))
+
+
+@dataclass
+class Readout:
+    kind: str  # binary | numeric
+    control: dict
+    treatment: dict
+    difference: float | None
+    difference_interval: tuple[float, float] | None
+    relative_lift: float | None
+    relative_interval: tuple[float, float] | None
+    p_value: float | None
+    test: str
+    sequential_p: float | None
+    srm_p: float
+    srm_broken: bool
+    mde: float | None
+    units_needed: int | None
+    significant: bool
+    verdict: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _side(a: Aggregate, binary: bool) -> dict:
+    if binary:
+        low, high = wilson_interval(a.total, a.n)
+        return {"units": a.n, "rate": a.mean, "interval": (low, high)}
+    return {"units": a.n, "mean": a.mean, "interval": mean_interval(a)}
+
+
+def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: float = 0.5,
+            previous_sequential_p: float | None = None, tau2: float | None = None,
+            names: tuple[str, str] = ("A", "B")) -> Readout:
+    """Everything a stakeholder reads about the test so far."""
+    kind = "binary" if binary else "numeric"
+    srm = srm_pvalue(control.n, treatment.n, split)
+    broken = srm < SRM_ALPHA
+    base = Readout(kind=kind, control=_side(control, binary), treatment=_side(treatment, binary),
+                   difference=None, difference_interval=None, relative_lift=None,
+                   relative_interval=None, p_value=None,
+                   test="two-proportion z-test" if binary else "Welch's t-test",
+                   sequential_p=previous_sequential_p, srm_p=srm, srm_broken=broken, mde=None,
+                   units_needed=None, significant=False, verdict="")
+    if control.n < MIN_UNITS or treatment.n < MIN_UNITS:
+        have = min(control.n, treatment.n)
+        base.verdict = (f"Not enough data yet: {have} units in the smaller group, at least "
+                        f"{MIN_UNITS} per group before anything is said.")
+        base.units_needed = MIN_UNITS - have
+        return base
+    a_mean, b_mean = control.mean, treatment.mean
+    if binary:
+        var_a, var_b = a_mean * (1 - a_mean), b_mean * (1 - b_mean)
+        _, p = two_proportion_ztest(control.total, control.n, treatment.total, treatment.n)
+    else:
+        var_a, var_b = control.variance, treatment.variance
+        _, _, p = welch_ttest(control, treatment)
+    difference = b_mean - a_mean
+    se = math.sqrt(var_a / control.n + var_b / treatment.n)
+    z = stats.norm.ppf(1 - ALPHA / 2)
+    interval = (difference - z * se, difference + z * se)
+    relative = relative_interval = None
+    if a_mean:
+        relative = difference / a_mean
+        relative_interval = (interval[0] / a_mean, interval[1] / a_mean)
+    tau2 = tau2 if tau2 is not None else max(var_a, var_b, 1e-12) / 100
+    sequential = msprt_pvalue(difference, se * se, tau2)
+    if previous_sequential_p is not None:
+        sequential = min(sequential, previous_sequential_p)
+    mde = minimum_detectable_effect(math.sqrt(var_a), math.sqrt(var_b), control.n, treatment.n)
+    significant = (sequential < ALPHA) and not broken
+    base.difference, base.difference_interval = difference, interval
+    base.relative_lift, base.relative_interval = relative, relative_interval
+    base.p_value, base.sequential_p, base.mde = p, sequential, mde
+    base.significant = significant
+    what = "converts" if binary else "scores"
+    a, b = names
+    if broken:
+        base.verdict = (f"Assignment looks broken: the groups are {control.n} and "
+                        f"{treatment.n} units against a configured {1 - split:.0%}/{split:.0%} "
+                        f"split (p = {srm:.2g}); fix it before reading any result.")
+    elif significant:
+        direction = "better" if difference > 0 else "worse"
+        amount = (f"{abs(relative):.1%}" if relative is not None else f"{abs(difference):.3g}")
+        low, high = (relative_interval if relative_interval is not None else interval)
+        fmt = (lambda v: f"{v:.1%}") if relative_interval is not None else (lambda v: f"{v:.3g}")
+        base.verdict = (f"{b} {what} {amount} {direction} than {a} (95% CI {fmt(low)} to "
+                        f"{fmt(high)}); enough evidence by the always-valid sequential test "
+                        f"(p = {sequential:.3g}).")
+    else:
+        needed = _units_needed(difference, var_a, var_b, control.n, treatment.n)
+        base.units_needed = needed
+        more = (f" about {needed:,} more units per group would settle a difference of this "
+                "size" if needed else " the difference is too small to settle")
+        base.verdict = (f"Not enough evidence yet: {b} - {a} = {difference:+.3g} (95% CI "
+                        f"{interval[0]:+.3g} to {interval[1]:+.3g});{more}.")
+    return base
+
+
+def _units_needed(difference: float, var_a: float, var_b: float, n_a: int,
+                  n_b: int) -> int | None:
+    """Units per group (beyond those seen) for 80% power at this effect size."""
+    if difference == 0:
+        return None
+    z = stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(0.8)
+    per_group = z * z * (var_a + var_b) / (difference * difference)
+    more = int(math.ceil(per_group - min(n_a, n_b)))
+    return max(more, 0) if per_group < 1e9 else None
