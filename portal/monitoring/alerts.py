@@ -153,16 +153,18 @@ def ingest(incoming: list[Incoming], source: str, now: datetime | None = None) -
     for item in incoming:
         key = fingerprint(item.labels)
         with transaction.atomic():
-            alert = Alert.objects.select_for_update().filter(fingerprint=key).first()
-            before = alert.state if alert else None
-            if alert is None:
-                alert = Alert(fingerprint=key, labels=item.labels, created_at=now,
-                              name=item.labels["alertname"][:200],
-                              severity=item.labels.get("severity", "warning")[:16],
-                              endpoint=item.labels.get("endpoint", "")[:120],
-                              variant=item.labels.get("variant", "")[:64],
-                              feature=item.labels.get("feature", "")[:200],
-                              starts_at=item.starts_at, **_place(item.labels))
+            # The row is locked so that polling and the Alertmanager receiver, reporting the
+            # same condition at once, take turns; get_or_create survives both creating it.
+            alert, created = Alert.objects.select_for_update().get_or_create(
+                fingerprint=key, defaults={
+                    "labels": item.labels, "name": item.labels["alertname"][:200],
+                    "severity": item.labels.get("severity", "warning")[:16],
+                    "endpoint": item.labels.get("endpoint", "")[:120],
+                    "variant": item.labels.get("variant", "")[:64],
+                    "feature": item.labels.get("feature", "")[:200],
+                    "state": item.state, "source": source, "starts_at": item.starts_at,
+                    "last_seen_at": now, **_place(item.labels)})
+            before = None if created else alert.state
             if item.state == AlertState.FIRING and before != AlertState.FIRING:
                 alert.starts_at, alert.ends_at = item.starts_at, None
                 alert.acknowledged_by, alert.acknowledged_at = None, None
