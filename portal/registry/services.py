@@ -453,6 +453,9 @@ def explain_version(version_id: int) -> Explanation | None:
     except (ArtifactError, DatasetError, PermanentError) as e:
         fields = {"status": ExplanationStatus.FAILED,
                   "reason": getattr(e, "detail", None) or str(e)}
+    except Exception as e:  # a model that fails on its own data: recorded, never retried forever
+        log.exception("explaining %s failed", version)
+        fields = {"status": ExplanationStatus.FAILED, "reason": f"{type(e).__name__}: {e}"}
     Explanation.objects.filter(pk=explanation.pk).update(**fields, updated_at=timezone.now())
     explanation.refresh_from_db()
     log.info("explained %s: %s %s", version, explanation.status, explanation.reason)
@@ -514,6 +517,8 @@ def request_instance_explanation(user, version: ModelVersion, instances) -> Inst
 
 def explain_instances(explanation_id: int, *, timed_out: bool = False) -> InstanceExplanation | None:
     """Compute what ``request_instance_explanation`` stored (runs in a worker)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
     from explainability.shap_values import ExplanationError, explain
 
     item = (InstanceExplanation.objects.select_related("version__model__project",
@@ -556,6 +561,11 @@ def explain_instances(explanation_id: int, *, timed_out: bool = False) -> Instan
         except (ArtifactError, DatasetError, PermanentError, ValueError) as e:
             fields = {"status": ExplanationStatus.FAILED,
                       "reason": getattr(e, "detail", None) or str(e)}
+        except SoftTimeLimitExceeded:
+            raise  # the task records the time limit
+        except Exception as e:  # the model raised on these rows: say so
+            log.exception("explaining rows %s failed", item.pk)
+            fields = {"status": ExplanationStatus.FAILED, "reason": f"{type(e).__name__}: {e}"}
     InstanceExplanation.objects.filter(pk=item.pk).update(**fields, finished_at=timezone.now())
     item.refresh_from_db()
     return item
