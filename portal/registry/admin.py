@@ -2,7 +2,14 @@ from django.contrib import admin
 
 from portal.accounts.models import Membership
 from portal.audit.admin import AuditedAdmin, ReadOnlyAdmin
-from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
+from portal.registry.models import (
+    Alias,
+    Dataset,
+    Explanation,
+    ModelVersion,
+    Project,
+    RegisteredModel,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -63,3 +70,13 @@ class AliasAdmin(ReadOnlyAdmin):
     """Read-only: aliases move through ``services.set_alias`` (role checks, audit)."""
 
     list_display = ["model", "name", "version", "updated_at"]
+
+
+@admin.register(Explanation)
+class ExplanationAdmin(ReadOnlyAdmin):
+    """Computed by workers; shown on the version page."""
+
+    list_display = ["version", "status", "method", "output", "sample_size", "seconds",
+                    "updated_at"]
+    list_filter = ["status", "method"]
+    exclude = ["values", "rows", "outputs"]

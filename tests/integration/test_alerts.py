@@ -387,3 +387,18 @@ def test_export_prometheus_rules_prints_checked_rules_of_what_runs(
     assert "modelgate/production/tumor-classifier" in text and "ModelgateDatasetDrift" in text
     with pytest.raises(CommandError, match="no environment"):
         call_command("export_prometheus_rules", "--environment", "nowhere")
+
+
+def test_admin_lists_the_monitoring_rows_read_only(receiver, users, clf, production):
+    receiver(body(am_alert()))
+    users["staff"].is_superuser = True
+    users["staff"].save()
+    client = Client()
+    client.force_login(users["staff"])
+    for url in ("/admin/monitoring/alert/", "/admin/monitoring/monitorsettings/",
+                "/admin/monitoring/driftwindow/", "/admin/monitoring/syncstatus/",
+                "/admin/registry/explanation/"):
+        assert client.get(url).status_code == 200, url
+    alert = Alert.objects.get()
+    assert client.get(f"/admin/monitoring/alert/{alert.pk}/change/").status_code == 200
+    assert client.get("/admin/monitoring/alert/add/").status_code == 403
