@@ -13,9 +13,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ops.prometheus import PrometheusClient, PrometheusUnavailable
 from ops.rollout import Alert, Analysis
 
 CANDIDATE = "candidate"
@@ -82,27 +82,18 @@ class PrometheusAnalyzer:
     """Measures a candidate through a Prometheus server's HTTP API."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 5.0):
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
-        self.timeout = timeout
+        self.client = PrometheusClient(url, token, timeout=timeout)
 
     def _query(self, promql: str) -> float | None:
-        answer = self.session.get(f"{self.url}/api/v1/query", params={"query": promql},
-                                  timeout=self.timeout)
-        answer.raise_for_status()
-        result = answer.json().get("data", {}).get("result", [])
+        result = self.client.query(promql)
         if not result:
             return None
         value = float(result[0]["value"][1])
         return value if math.isfinite(value) else None
 
     def _alerts(self, endpoint: str, environment: str | None = None) -> tuple[Alert, ...]:
-        answer = self.session.get(f"{self.url}/api/v1/alerts", timeout=self.timeout)
-        answer.raise_for_status()
         alerts = []
-        for alert in answer.json().get("data", {}).get("alerts", []):
+        for alert in self.client.alerts():
             labels = alert.get("labels", {})
             if (alert.get("state") == "firing" and labels.get("endpoint") == endpoint
                     and labels.get("variant") in (CANDIDATE, None)
@@ -119,8 +110,10 @@ class PrometheusAnalyzer:
         try:
             values = {name: self._query(query) for name, query in promql.items()}
             alerts = self._alerts(endpoint, environment)
-        except (requests.RequestException, ValueError, KeyError) as e:
-            return Measured(Analysis(), promql, error=f"Prometheus unavailable: {e}")
+        except PrometheusUnavailable as e:
+            return Measured(Analysis(), promql, error=str(e))
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            return Measured(Analysis(), promql, error=f"Prometheus answered oddly: {e}")
         return Measured(Analysis(alerts=alerts, **values), promql)
 
 

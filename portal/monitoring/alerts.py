@@ -202,22 +202,19 @@ def poll(prometheus: PrometheusClient | None, now: datetime | None = None) -> di
     """One round of polling ``/api/v1/alerts``."""
     now = now or timezone.now()
     if prometheus is None:
-        _status(False, "no Prometheus is configured (set MODELGATE_PROMETHEUS_URL)")
+        SyncStatus.record(POLL_JOB, False,
+                          "no Prometheus is configured (set MODELGATE_PROMETHEUS_URL)")
         return {"polled": False}
     try:
         listed = prometheus.alerts()
     except PrometheusUnavailable as e:
-        _status(False, f"alerts keep their last state: {e}")
+        SyncStatus.record(POLL_JOB, False, f"alerts keep their last state: {e}")
         return {"polled": False, "error": str(e)}
     incoming = from_prometheus(listed, now)
     changed = ingest(incoming, AlertSource.PROMETHEUS, now)
     resolved = _resolve_missing({fingerprint(i.labels) for i in incoming}, now)
-    _status(True, f"{len(incoming)} firing")
+    SyncStatus.record(POLL_JOB, True, f"{len(incoming)} firing")
     return {"polled": True, "firing": len(incoming), "changed": len(changed) + len(resolved)}
-
-
-def _status(ok: bool, detail: str) -> None:
-    SyncStatus.objects.update_or_create(job=POLL_JOB, defaults={"ok": ok, "detail": detail})
 
 
 def _announce(alert: Alert) -> None:

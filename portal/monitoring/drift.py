@@ -98,7 +98,8 @@ def compute_all(now=None) -> int:
     """Recompute every served variant's window; returns how many were stored."""
     prometheus = client()
     if prometheus is None:
-        _status(False, "no Prometheus is configured (set MODELGATE_PROMETHEUS_URL)")
+        SyncStatus.record("drift", False,
+                          "no Prometheus is configured (set MODELGATE_PROMETHEUS_URL)")
         return 0
     now = now or timezone.now()
     stored = 0
@@ -118,11 +119,7 @@ def compute_all(now=None) -> int:
                               "error": "", "computed_at": now})
                 stored += 1
     except PrometheusUnavailable as e:
-        _status(False, f"drift not computed: {e}")
+        SyncStatus.record("drift", False, f"drift not computed: {e}")
         return stored
-    _status(True, f"{stored} variant windows computed")
+    SyncStatus.record("drift", True, f"{stored} variant windows computed")
     return stored
-
-
-def _status(ok: bool, detail: str) -> None:
-    SyncStatus.objects.update_or_create(job="drift", defaults={"ok": ok, "detail": detail})

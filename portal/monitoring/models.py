@@ -127,3 +127,7 @@ class SyncStatus(models.Model):
 
     def __str__(self):
         return f"{self.job}: {'ok' if self.ok else 'failing'}"
+
+    @classmethod
+    def record(cls, job: str, ok: bool, detail: str) -> None:
+        cls.objects.update_or_create(job=job, defaults={"ok": ok, "detail": detail})

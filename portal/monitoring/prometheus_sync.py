@@ -64,7 +64,7 @@ def sync() -> dict:
     try:
         changed = prometheus.write_rules(directory, rules)
     except PrometheusConfigError as e:
-        _status(False, str(e))
+        SyncStatus.record(JOB, False, str(e))
         return {**result, "error": str(e)}
     # A reload that failed last time is tried again even when the file did not change.
     if (changed or (last is not None and not last.ok)) and settings.MODELGATE_PROMETHEUS_URL:
@@ -72,11 +72,7 @@ def sync() -> dict:
             prometheus.reload(settings.MODELGATE_PROMETHEUS_URL,
                               settings.MODELGATE_PROMETHEUS_TOKEN or None)
         except PrometheusUnavailable as e:
-            _status(False, f"rules written but not loaded: {e}")
+            SyncStatus.record(JOB, False, f"rules written but not loaded: {e}")
             return {**result, "changed": changed, "error": str(e)}
-    _status(True, f"{len(targets)} targets, rules for {len(rules)} endpoints")
+    SyncStatus.record(JOB, True, f"{len(targets)} targets, rules for {len(rules)} endpoints")
     return {**result, "changed": changed}
-
-
-def _status(ok: bool, detail: str) -> None:
-    SyncStatus.objects.update_or_create(job=JOB, defaults={"ok": ok, "detail": detail})
