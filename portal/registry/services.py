@@ -411,6 +411,30 @@ def validate_version(version_id: int) -> ModelVersion | None:
 
 # Explanations ----------------------------------------------------------------------------
 
+def load_version_model(version: ModelVersion):
+    """The version's fitted model, loaded as validation loads it: skops with the trusted
+    types, pickle only where the project allows unsafe artifacts. Runs in workers only."""
+    with get_store().local_path(version.artifact_uri) as path:
+        return ops_artifacts.load_model(
+            path, allow_unsafe=version.is_unsafe and version.model.project.allow_unsafe_artifacts,
+            extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
+
+
+def reference_inputs(version: ModelVersion):
+    """The version's dataset cut to its inputs in schema order, rows with missing values
+    dropped; None when no dataset is linked. ``DatasetError`` when inputs are missing."""
+    if version.dataset is None:
+        return None
+    names = [f.name for f in parse_input_schema(version.input_schema)]
+    with get_store().local_path(version.dataset.uri) as path:
+        frame = ops_profile.read_dataset(path, version.dataset.format)
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise DatasetError(f"the dataset lacks the inputs {', '.join(missing[:5])}",
+                           code="dataset_mismatch")
+    return frame[names].dropna()
+
+
 def explain_version(version_id: int) -> Explanation | None:
     """Compute (once) the SHAP explanation of a ready version on a sample of its dataset.
 
@@ -426,24 +450,13 @@ def explain_version(version_id: int) -> Explanation | None:
     explanation, _ = Explanation.objects.get_or_create(version=version)
     if explanation.status == ExplanationStatus.READY:
         return explanation
-    names = [f.name for f in parse_input_schema(version.input_schema)]
     fields = {}
     try:
-        if version.dataset is None:
+        frame = reference_inputs(version)
+        if frame is None:
             raise ExplanationError("the version has no reference dataset to explain it on "
                                    "(link one when registering it)", code="no_dataset")
-        with get_store().local_path(version.dataset.uri) as path:
-            frame = ops_profile.read_dataset(path, version.dataset.format)
-        missing = [n for n in names if n not in frame.columns]
-        if missing:
-            raise ExplanationError(f"the dataset lacks the inputs {', '.join(missing[:5])}",
-                                   code="dataset_mismatch")
-        frame = frame[names].dropna()
-        with get_store().local_path(version.artifact_uri) as path:
-            model = ops_artifacts.load_model(
-                path, allow_unsafe=version.is_unsafe and version.model.project
-                .allow_unsafe_artifacts,
-                extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
+        model = load_version_model(version)
         result = explain(model, frame, frame,
                          max_rows=settings.MODELGATE_EXPLANATION_SAMPLE_ROWS)
         fields = {**result.to_dict(), "status": ExplanationStatus.READY, "reason": "",
@@ -537,17 +550,16 @@ def explain_instances(explanation_id: int, *, timed_out: bool = False) -> Instan
 
             frame = pd.DataFrame(item.rows, columns=names)
             background, source = frame, "the instances themselves (no reference dataset)"
-            if version.dataset is not None:
-                with get_store().local_path(version.dataset.uri) as path:
-                    data = ops_profile.read_dataset(path, version.dataset.format)
-                if set(names) <= set(data.columns):
-                    background = data[names].dropna().head(1000)
-                    source = f"{len(background)} rows of {version.dataset.name}"
-            with get_store().local_path(version.artifact_uri) as path:
-                model = ops_artifacts.load_model(
-                    path, allow_unsafe=version.is_unsafe and version.model.project
-                    .allow_unsafe_artifacts,
-                    extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
+            try:
+                data = reference_inputs(version)
+            except DatasetError as e:  # a dataset without these inputs: as if there were none
+                if e.code != "dataset_mismatch":
+                    raise
+                data = None
+            if data is not None:
+                background = data.head(1000)
+                source = f"{len(background)} rows of {version.dataset.name}"
+            model = load_version_model(version)
             result = explain(model, frame, background, max_rows=len(frame))
             predictions = model.predict(frame).tolist()
             fields = {"status": ExplanationStatus.READY, "reason": "", "result": {

@@ -148,12 +148,8 @@ def compute_release_diff(request_id: int) -> ApprovalRequest | None:
     """What changes if the requested version replaces the champion (runs in a worker): both
     models on the candidate's reference data, with both SHAP explanations."""
     from explainability.diff import release_diff
-    from ops import artifacts as ops_artifacts
-    from ops import profile as ops_profile
     from ops.exceptions import OpsError
-    from ops.schema import parse_input_schema
-    from portal.registry.services import explain_version
-    from portal.registry.storage import get_store
+    from portal.registry.services import explain_version, load_version_model, reference_inputs
 
     request = (ApprovalRequest.objects.select_related("version__model__project",
                                                       "version__dataset", "champion")
@@ -162,21 +158,11 @@ def compute_release_diff(request_id: int) -> ApprovalRequest | None:
         return request
     version, champion = request.version, request.champion
     try:
-        if version.dataset is None:
+        frame = reference_inputs(version)
+        if frame is None:
             raise ValueError("the version has no reference dataset to compare the two on")
-        names = [f.name for f in parse_input_schema(version.input_schema)]
-        with get_store().local_path(version.dataset.uri) as path:
-            frame = ops_profile.read_dataset(path, version.dataset.format)
-        missing = [n for n in names if n not in frame.columns]
-        if missing:
-            raise ValueError(f"the dataset lacks the inputs {', '.join(missing[:5])}")
-        frame = frame[names].dropna().head(settings.MODELGATE_RELEASE_DIFF_ROWS)
-        models = []
-        for v in (version, champion):
-            with get_store().local_path(v.artifact_uri) as path:
-                models.append(ops_artifacts.load_model(
-                    path, allow_unsafe=v.is_unsafe and v.model.project.allow_unsafe_artifacts,
-                    extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES)))
+        frame = frame.head(settings.MODELGATE_RELEASE_DIFF_ROWS)
+        models = [load_version_model(v) for v in (version, champion)]
         explained = [explain_version(v.pk) for v in (version, champion)]
         importance = [e.importance if e is not None and e.status == "ready" else []
                       for e in explained]
