@@ -147,8 +147,14 @@ def _side(a: Aggregate, binary: bool) -> dict:
 
 def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: float = 0.5,
             previous_sequential_p: float | None = None, tau2: float | None = None,
-            names: tuple[str, str] = ("A", "B")) -> Readout:
-    """Everything a stakeholder reads about the test so far."""
+            names: tuple[str, str] = ("A", "B"), metric: str | None = None,
+            higher_is_better: bool = True) -> Readout:
+    """Everything a stakeholder reads about the test so far.
+
+    ``tau2`` (the mSPRT mixing variance) should be fixed for the life of a test; by default
+    it is a hundredth of the larger variance seen now. ``metric`` names the outcome in the
+    verdict; ``higher_is_better`` says which direction is an improvement.
+    """
     kind = "binary" if binary else "numeric"
     srm = srm_pvalue(control.n, treatment.n, split)
     broken = srm < SRM_ALPHA
@@ -196,13 +202,18 @@ def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: fl
                         f"{treatment.n} units against a configured {1 - split:.0%}/{split:.0%} "
                         f"split (p = {srm:.2g}); fix it before reading any result.")
     elif significant:
-        direction = "better" if difference > 0 else "worse"
+        improves = (difference > 0) == higher_is_better
+        direction = "better" if improves else "worse"
         amount = (f"{abs(relative):.1%}" if relative is not None else f"{abs(difference):.3g}")
         low, high = (relative_interval if relative_interval is not None else interval)
         fmt = (lambda v: f"{v:.1%}") if relative_interval is not None else (lambda v: f"{v:.3g}")
-        base.verdict = (f"{b} {what} {amount} {direction} than {a} (95% CI {fmt(low)} to "
-                        f"{fmt(high)}); enough evidence by the always-valid sequential test "
-                        f"(p = {sequential:.3g}).")
+        if metric:
+            moved = "higher" if difference > 0 else "lower"
+            claim = f"{b}'s {metric} is {amount} {moved} than {a}'s, so {b} does {direction}"
+        else:
+            claim = f"{b} {what} {amount} {direction} than {a}"
+        base.verdict = (f"{claim} (95% CI {fmt(low)} to {fmt(high)}); enough evidence by the "
+                        f"always-valid sequential test (p = {sequential:.3g}).")
     else:
         needed = _units_needed(difference, var_a, var_b, control.n, treatment.n)
         base.units_needed = needed

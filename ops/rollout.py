@@ -101,7 +101,7 @@ class Command(StrEnum):
     RESUME = "resume"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
-    KEEP = "keep"  # ab/shadow awaiting a decision: end with the stable only
+    KEEP = "keep"  # ab/shadow (running or awaiting a decision): end with the stable only
 
 
 class Event(StrEnum):
@@ -116,6 +116,7 @@ class Event(StrEnum):
     RESUMED = "resumed"
     WATCHING = "watching"  # paused or awaiting a decision: still watching for failures
     AWAITING_DECISION = "awaiting_decision"
+    EXTENDED = "extended"
     SUCCEEDED = "succeeded"
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
@@ -648,8 +649,9 @@ _ALLOWED = {
                       Status.AWAITING_DECISION},
     Command.ROLLBACK: {Status.PENDING, Status.PROGRESSING, Status.PAUSED,
                        Status.AWAITING_DECISION},
-    Command.KEEP: {Status.AWAITING_DECISION},
+    Command.KEEP: {Status.PROGRESSING, Status.PAUSED, Status.AWAITING_DECISION},
 }
+_COMPARING = (Strategy.AB, Strategy.SHADOW)  # strategies that end on a person's decision
 
 
 def command(spec: RolloutSpec, state: RolloutState, name: str | Command, now: float,
@@ -657,8 +659,9 @@ def command(spec: RolloutSpec, state: RolloutState, name: str | Command, now: fl
     """Carry out a person's command, or raise ``RolloutError`` if the state forbids it.
 
     Promote ends at once with the candidate alone (even skipping bluegreen's warm period);
-    rollback ends with the stable alone; keep (ab/shadow awaiting a decision) ends with the
-    stable alone as ``kept_stable``. Pause holds the current split; resume continues the
+    rollback ends with the stable alone; keep (ab/shadow, running or awaiting a decision:
+    the comparison is settled in the stable's favour) ends with the stable alone as
+    ``kept_stable``. Pause holds the current split; resume continues the
     same step, its bake clock still counting from when the step began.
     """
     try:
@@ -666,7 +669,8 @@ def command(spec: RolloutSpec, state: RolloutState, name: str | Command, now: fl
     except ValueError as e:
         raise RolloutError(f"unknown command {name!r}; valid: {', '.join(Command)}",
                            code="unknown_command") from e
-    if state.status not in _ALLOWED[cmd]:
+    if state.status not in _ALLOWED[cmd] or (cmd == Command.KEEP
+                                              and spec.strategy not in _COMPARING):
         raise RolloutError(_refusal(cmd, state))
     by = f" by {actor}" if actor else " by a person"
     if cmd == Command.PAUSE:
@@ -694,8 +698,36 @@ def _refusal(cmd: Command, state: RolloutState) -> str:
         return f"cannot resume: the rollout is {state.status}, not paused"
     if cmd == Command.PAUSE:
         return f"cannot pause: the rollout is {state.status}; only a progressing one pauses"
-    return (f"cannot {cmd}: the rollout is {state.status}; keep is for an A/B or shadow "
-            "rollout awaiting a decision")
+    return (f"cannot {cmd}: the rollout is {state.status}; keep is for a running A/B or "
+            "shadow rollout")
+
+
+def extend(spec: RolloutSpec, state: RolloutState, seconds: float, now: float,
+           actor: str = "") -> tuple[RolloutSpec, Decision]:
+    """Run an A/B or shadow comparison ``seconds`` longer than from now: the new spec (its
+    duration counted from the stage's start, no sample-size end) and the decision.
+
+    The split stays as it is, with the same plan generation, so every prediction of the
+    comparison still belongs to it; a comparison awaiting a decision goes back to running.
+    """
+    if spec.strategy not in _COMPARING:
+        raise RolloutError(f"cannot extend a {spec.strategy} rollout; only A/B and shadow "
+                           "comparisons run for a set time")
+    if state.status not in (Status.PROGRESSING, Status.PAUSED, Status.AWAITING_DECISION):
+        raise RolloutError(f"cannot extend: the rollout is {state.status}")
+    if not 0 < seconds <= 90 * 86400:
+        raise RolloutError("extend by more than 0 seconds and at most 90 days",
+                           code="invalid_command")
+    started = state.step_started_at if state.step_started_at is not None else now
+    new_spec = replace(spec, duration_seconds=round(now - started + seconds, 3),
+                       sample_size=None)
+    status = Status.PAUSED if state.status == Status.PAUSED else Status.PROGRESSING
+    by = f" by {actor}" if actor else " by a person"
+    new = replace(state, status=status, inconclusive=0, inconclusive_since=None)
+    hours = seconds / 3600
+    return new_spec, _decision(new_spec, state, new, Event.EXTENDED,
+                               f"extended{by}: {_label(new_spec, state)} runs {hours:g} h "
+                               "more", wait=min(seconds, spec.check_interval_seconds))
 
 
 def apply_failed(spec: RolloutSpec, state: RolloutState, detail: str) -> Decision:

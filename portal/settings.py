@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "portal.releases",
     "portal.notifications",
     "portal.monitoring",
+    "portal.experiments",
     "portal.api",
     "portal.web",
 ]
@@ -149,6 +150,13 @@ EMAIL_BACKEND = env_str("MODELGATE_EMAIL_BACKEND", "django.core.mail.backends.co
 DEFAULT_FROM_EMAIL = env_str("MODELGATE_FROM_EMAIL", "modelgate@localhost")
 # Webhooks to loopback, private or link-local addresses are refused unless this is set.
 MODELGATE_WEBHOOK_ALLOW_PRIVATE = env_bool("MODELGATE_WEBHOOK_ALLOW_PRIVATE", False)
+# Model servers sign prediction ids with a key per endpoint derived from this secret, so
+# feedback cannot name a variant of its choosing. Changing it invalidates the ids issued
+# before (their feedback is refused): set it once, apart from DJANGO_SECRET_KEY if that
+# one is rotated.
+MODELGATE_PREDICTION_ID_SECRET = env_str("MODELGATE_PREDICTION_ID_SECRET", "") or SECRET_KEY
+# Largest batch of POST /api/v1/feedback/.
+MODELGATE_FEEDBACK_MAX_BATCH = env_int("MODELGATE_FEEDBACK_MAX_BATCH", 10_000)
 # SMTP, when MODELGATE_EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend.
 EMAIL_HOST = env_str("MODELGATE_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("MODELGATE_EMAIL_PORT", 25)

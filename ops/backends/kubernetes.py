@@ -67,6 +67,7 @@ Errors from the client never cross the boundary: ``BackendUnavailable`` for what
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import hashlib
@@ -94,6 +95,7 @@ from ops.backends.base import (
     ObservedVariant,
 )
 from ops.plan import ServingPlan, Variant
+from ops.serving.ids import KEY_ENV as PREDICTION_KEY_ENV
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +365,7 @@ class KubernetesBackend(Backend):
                  verify_ssl: bool = True, timeout: float = 10, total_replicas: int | None = None,
                  env: dict | None = None, validate: bool = True,
                  kubernetes_version: str = "1.30", crd_schema: str | None = None,
-                 retries: int = 1, **extra):
+                 retries: int = 1, prediction_key: str | None = None, **extra):
         """Settings come from an environment's JSON settings; credentials never do.
 
         ``host`` talks to that API URL without credentials (``kubectl proxy``, tests);
@@ -373,8 +375,10 @@ class KubernetesBackend(Backend):
         the model server (e.g. ``MODELGATE_THREADS``); ``total_replicas`` the replica
         budget of deployments mode; ``crd_schema`` the path of KServe's InferenceService
         CRD YAML to validate against; ``retries`` how often the HTTP client retries a
-        failed connection before ``BackendUnavailable``. Unknown settings are kept in
-        ``extra`` and otherwise ignored.
+        failed connection before ``BackendUnavailable``; ``prediction_key`` (given by the
+        portal, never a stored setting) the key model servers sign prediction ids with,
+        kept in a Secret the pods read it from. Unknown settings are kept in ``extra`` and
+        otherwise ignored.
         """
         if mode not in MODES:
             raise BackendError(f"unknown kubernetes mode {mode!r}; valid modes: "
@@ -392,6 +396,7 @@ class KubernetesBackend(Backend):
         self.service_account = service_account
         self.resources = resources
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
+        self.prediction_key = prediction_key
         self.total_replicas = int(total_replicas) if total_replicas is not None else None
         self.timeout = timeout
         self.validate = validate
@@ -438,6 +443,13 @@ class KubernetesBackend(Backend):
                 patch=lambda n, b, **kw: core.patch_namespaced_service(n, ns, b, **kw),
                 delete=lambda n, **kw: core.delete_namespaced_service(n, ns, **kw),
                 list=lambda s, **kw: core.list_namespaced_service(ns, label_selector=s, **kw)),
+            "Secret": _Kind(
+                "Secret",
+                read=lambda n, **kw: core.read_namespaced_secret(n, ns, **kw),
+                create=lambda b, **kw: core.create_namespaced_secret(ns, b, **kw),
+                patch=lambda n, b, **kw: core.patch_namespaced_secret(n, ns, b, **kw),
+                delete=lambda n, **kw: core.delete_namespaced_secret(n, ns, **kw),
+                list=lambda s, **kw: core.list_namespaced_secret(ns, label_selector=s, **kw)),
             "Deployment": _Kind(
                 "Deployment",
                 read=lambda n, **kw: apps.read_namespaced_deployment(n, ns, **kw),
@@ -545,18 +557,42 @@ class KubernetesBackend(Backend):
         return {MANAGED_BY: "modelgate", ENDPOINT_LABEL: name, **more}
 
     def _container(self, name: str, endpoint: str, probe_port: int | str) -> dict:
-        env = {"MODELGATE_ENDPOINT": endpoint, **self.env}
+        env = [{"name": k, "value": v}
+               for k, v in sorted({"MODELGATE_ENDPOINT": endpoint, **self.env}.items())]
+        if self.prediction_key:
+            env.append({"name": PREDICTION_KEY_ENV, "valueFrom": {"secretKeyRef": {
+                "name": self._key_secret_name(endpoint), "key": "key"}}})
         return {
             "name": name,
             "image": self.image,
             "command": ["python", "-m", "ops.serving"],
             "args": ["--plan", f"{PLAN_DIR}/{PLAN_KEY}", "--host", "0.0.0.0",
                      "--port", str(PORT)],
-            "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+            "env": env,
             "resources": copy.deepcopy(self.resources),
             "volumeMounts": [{"name": "plan", "mountPath": PLAN_DIR, "readOnly": True}],
             "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": probe_port}},
         }
+
+    @staticmethod
+    def _key_secret_name(endpoint: str) -> str:
+        return f"{resource_name(endpoint)}-prediction-key"
+
+    def _converge_key_secret(self, endpoint: str) -> None:
+        """The Secret holding the key the endpoint's servers sign prediction ids with (in a
+        Secret, not the pod spec, so reading a Deployment does not reveal it)."""
+        if not self.prediction_key:
+            return
+        name = self._key_secret_name(endpoint)
+        secret = {
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": self.namespace,
+                         "labels": self._labels(resource_name(endpoint)),
+                         "annotations": {ENDPOINT_ANNOTATION: endpoint}},
+            "data": {"key": base64.b64encode(self.prediction_key.encode()).decode()},
+        }
+        self._validate(secret)
+        self._converge(secret, self._read("Secret", name))
 
     def _plan_config_map(self, cm_name: str, name: str, endpoint: str, data: dict,
                          annotations: dict | None = None) -> dict:
@@ -598,6 +634,8 @@ class KubernetesBackend(Backend):
             self._delete("Service", name)
         for config_map in self._list("ConfigMap", name):
             self._delete("ConfigMap", config_map["metadata"]["name"])
+        for secret in self._list("Secret", name):
+            self._delete("Secret", secret["metadata"]["name"])
 
     # -- kserve mode ------------------------------------------------------------------------
 
@@ -637,6 +675,7 @@ class KubernetesBackend(Backend):
         for manifest in (*config_maps, isvc):
             self._validate(manifest)
 
+        self._converge_key_secret(plan.endpoint)
         for manifest in config_maps:
             self._converge(manifest, self._read("ConfigMap", manifest["metadata"]["name"]))
         self._converge(isvc, current)
@@ -825,6 +864,7 @@ class KubernetesBackend(Backend):
         for manifest in (config_map, *deployments, service):
             self._validate(manifest)
 
+        self._converge_key_secret(plan.endpoint)
         existing = {d["metadata"]["name"]: d for d in self._list("Deployment", name)}
         current_map = self._read("ConfigMap", cm_name)
         for key in (current_map or {}).get("data") or {}:

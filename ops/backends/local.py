@@ -29,6 +29,7 @@ from ops.backends.base import (
     ObservedVariant,
 )
 from ops.plan import ServingPlan
+from ops.serving.ids import KEY_ENV
 
 
 class LocalBackend(Backend):
@@ -36,9 +37,11 @@ class LocalBackend(Backend):
 
     def __init__(self, state_dir: str, port: int | None = None, ports: dict | None = None,
                  host: str = "127.0.0.1", python: str | None = None,
-                 ready_timeout: float = 60.0, **extra):
+                 ready_timeout: float = 60.0, prediction_key: str | None = None, **extra):
         """``port`` serves every endpoint of the environment (one endpoint per environment
-        in practice); ``ports`` maps endpoint names to ports when there are several."""
+        in practice); ``ports`` maps endpoint names to ports when there are several;
+        ``prediction_key`` (given by the portal) the key servers sign prediction ids with,
+        handed to the server process in its environment."""
         if port is None and not ports:
             raise BackendError("the local backend needs a port (or a ports map) in the "
                                "environment's settings")
@@ -48,6 +51,7 @@ class LocalBackend(Backend):
         self.host = host
         self.python = python or sys.executable
         self.ready_timeout = ready_timeout
+        self.prediction_key = prediction_key
 
     # Paths and process helpers ---------------------------------------------------------
 
@@ -76,10 +80,14 @@ class LocalBackend(Backend):
     def _start(self, endpoint: str) -> int:
         folder = self._dir(endpoint)
         log = open(folder / "server.log", "ab")
+        env = dict(os.environ)
+        env.pop(KEY_ENV, None)
+        if self.prediction_key:
+            env[KEY_ENV] = self.prediction_key
         process = subprocess.Popen(
             [self.python, "-m", "ops.serving", "--plan", str(folder / "plan.json"),
              "--host", self.host, "--port", str(self._port(endpoint))],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
             cwd=Path(__file__).resolve().parents[2])
         log.close()
         (folder / "server.pid").write_text(str(process.pid))

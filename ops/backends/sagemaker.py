@@ -88,6 +88,7 @@ from ops.backends.base import (
 )
 from ops.exceptions import OpsError, PermanentError, StorageError
 from ops.plan import ServingPlan, Variant
+from ops.serving.ids import KEY_ENV
 from ops.storage import CHUNK, S3ArtifactStore
 
 log = logging.getLogger("ops.backends.sagemaker")
@@ -152,13 +153,17 @@ class SageMakerBackend(Backend):
                  allow_recreate: bool = False, max_attempts: int = 3,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  ready_timeout: float = 0.0, poll_interval: float = 15.0,
-                 analysis: str = "cloudwatch", latency_stat: str = "p99", **extra):
+                 analysis: str = "cloudwatch", latency_stat: str = "p99",
+                 prediction_key: str | None = None, **extra):
         """Settings come from the environment's JSON settings.
 
         ``endpoint_url`` points every client at an emulator (tests: a moto server);
         ``allow_recreate`` lets a test emulator that lacks ``UpdateEndpoint`` recreate the
         endpoint instead (never used against AWS); ``ready_timeout`` > 0 makes ``apply``
-        wait that long for ``InService``, polling every ``poll_interval`` seconds.
+        wait that long for ``InService``, polling every ``poll_interval`` seconds;
+        ``prediction_key`` (given by the portal) the key the containers sign prediction ids
+        with, set in the model's container environment (SageMaker has no other way in;
+        ``DescribeModel`` shows it to principals allowed to call it).
         """
         credentials = sorted(_CREDENTIAL_SETTINGS.intersection(k.lower() for k in extra))
         if credentials:
@@ -189,6 +194,7 @@ class SageMakerBackend(Backend):
         self.poll_interval = float(poll_interval)
         self.analysis = analysis
         self.latency_stat = latency_stat
+        self.prediction_key = prediction_key
 
         # Few retries: the rollout worker retries a BackendUnavailable itself, with a bound.
         self._config = Config(retries={"max_attempts": int(max_attempts), "mode": "standard"},
@@ -487,7 +493,9 @@ class SageMakerBackend(Backend):
                     ExecutionRoleArn=self.role_arn,
                     PrimaryContainer={"Image": self.image_uri,
                                       "ModelDataUrl": f"s3://{self.bucket}/{key}",
-                                      "Mode": "SingleModel"},
+                                      "Mode": "SingleModel",
+                                      "Environment": ({KEY_ENV: self.prediction_key}
+                                                      if self.prediction_key else {})},
                     Tags=[_tag(ENDPOINT_TAG, plan.endpoint),
                           _tag(VERSION_TAG, variant.version_id),
                           _tag(VARIANT_TAG, variant.name),

@@ -5,6 +5,14 @@ numpy, no HTTP stack) so the portal can import ``parse_prediction_id`` to join f
 variant that answered without pulling the server in.
 """
 
-from ops.serving.ids import PredictionId, new_prediction_ids, parse_prediction_id
+from ops.serving.ids import (
+    PredictionId,
+    Signer,
+    derive_key,
+    new_prediction_ids,
+    parse_prediction_id,
+    verify,
+)
 
-__all__ = ["PredictionId", "new_prediction_ids", "parse_prediction_id"]
+__all__ = ["PredictionId", "Signer", "derive_key", "new_prediction_ids",
+           "parse_prediction_id", "verify"]

@@ -30,7 +30,7 @@ from ops.serving.exceptions import (
     PayloadTooLarge,
     RequestError,
 )
-from ops.serving.ids import new_prediction_ids
+from ops.serving.ids import Signer, new_prediction_ids
 from ops.serving.inputs import (
     ParsedRequest,
     decode_json,
@@ -64,8 +64,10 @@ class ModelServer:
 
     def __init__(self, manager: PlanManager, metrics: ServerMetrics, *,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 shadow_tolerance: float = DEFAULT_SHADOW_TOLERANCE):
+                 shadow_tolerance: float = DEFAULT_SHADOW_TOLERANCE,
+                 signer: Signer | None = None):
         self.manager = manager
+        self.signer = signer  # signs prediction ids; None: unsigned (refused as feedback)
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.shadow_tolerance = shadow_tolerance
@@ -152,7 +154,8 @@ class ModelServer:
             _check_outputs(parsed.outputs, variant)
             rows = parsed.rows
             prediction: Prediction = await variant.batcher.submit(rows, len(rows))
-            base, ids = new_prediction_ids(variant.name, state.plan.generation, len(rows))
+            base, ids = new_prediction_ids(variant.name, state.plan.generation, len(rows),
+                                           signer=self.signer)
             if sagemaker:
                 content_type, payload = self._invocation_answer(variant, prediction, ids,
                                                                 headers.get(b"accept", ""))

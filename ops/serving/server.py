@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ops.serving.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_SHADOW_TOLERANCE, ModelServer
+from ops.serving.ids import KEY_ENV, Signer
 from ops.serving.metrics import ServerMetrics
 from ops.serving.plans import PlanManager
 from ops.serving.variants import BatchingOptions, silence_feature_name_warning
@@ -89,8 +90,15 @@ def build_app(args: argparse.Namespace) -> ModelServer:
                                idle_rounds=args.batch_idle_rounds)
     manager = PlanManager(args.plan, metrics, executor, batching,
                           poll_interval=args.poll_interval)
+    try:
+        signer = Signer.from_environment()
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"cannot read the prediction-id key: {e}") from e
+    if signer is None:
+        log.warning("no %s: prediction ids are unsigned and the portal refuses feedback on "
+                    "them", KEY_ENV)
     return ModelServer(manager, metrics, max_body_bytes=args.max_body_bytes,
-                       shadow_tolerance=args.shadow_tolerance)
+                       shadow_tolerance=args.shadow_tolerance, signer=signer)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,8 @@ from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.audit import services as audit
 from portal.errors import Conflict, ValidationFailed
+from portal.experiments import services as experiments
+from portal.experiments.signing import signer_for
 from portal.notifications.services import notify
 from portal.registry.models import ModelVersion
 from portal.releases.choices import RequestStatus, Strategy
@@ -49,6 +51,8 @@ def backend_for(deployment: Deployment):
     """
     environment = deployment.environment
     options = dict(environment.settings)
+    # The key its model servers sign prediction ids with (never a stored setting).
+    options["prediction_key"] = signer_for(environment.pk, deployment.model_id).to_text()
     if environment.backend == "local":
         base = int(options.pop("port", 9100))
         ports = options.pop("ports", {})
@@ -119,6 +123,8 @@ def check_strategy_params(strategy: str, params: dict, version: ModelVersion,
     """Refuse, when the request is made, parameters the rollout would refuse when it starts
     (the version stands in for a stable that may not exist yet)."""
     _spec(strategy, params, endpoint_name(environment, version.model), version, version)
+    if strategy == Strategy.AB:
+        experiments.outcome_settings(params, version.model.task)
 
 
 def _repeated(deployment: Deployment, decision: rollout.Decision) -> DeploymentEvent | None:
@@ -287,6 +293,10 @@ def start_deployment(request_id: int) -> Deployment | None:
         if note:
             DeploymentEvent.objects.create(deployment=deployment, event="note",
                                            status=rollout.Status.PENDING, reason=note)
+        if strategy == Strategy.AB:
+            # Its split will be the next plan: predictions carrying that generation are
+            # the test's.
+            experiments.create_for(deployment, generation + 1)
         audit.record(None, "deployment.create", deployment, project_id=environment.project_id,
                      changes={"candidate": version.number, "stable": stable.number if stable
                               else None, "strategy": strategy})
@@ -404,6 +414,33 @@ def command(user, deployment: Deployment, name: str) -> Deployment:
                      changes={"status": audit.change(str(state.status), str(decision.state.status))})
         _schedule(deployment, decision.wait_seconds)
     _apply(deployment, spec, decision)
+    return deployment
+
+
+def extend(user, deployment: Deployment, seconds: float) -> Deployment:
+    """Run an A/B or shadow comparison longer (same split, same plan), audited."""
+    project = deployment.environment.project
+    require_role(user, project, Role.APPROVER, "extend rollouts")
+    deployment.refresh_from_db()
+    spec = rollout.RolloutSpec.from_dict(deployment.spec)
+    state = rollout.RolloutState.from_dict(deployment.state)
+    try:
+        new_spec, decision = rollout.extend(spec, state, seconds, time.time(),
+                                            actor=user.get_username())
+    except rollout.RolloutError as e:
+        raise Conflict(e.detail, code=e.code) from e
+    with transaction.atomic():
+        if not _claim(deployment, state.step_id, decision):
+            raise Conflict("the rollout moved on while you decided; look again",
+                           code="rollout_moved")
+        Deployment.objects.filter(pk=deployment.pk).update(spec=new_spec.to_dict())
+        deployment.spec = new_spec.to_dict()
+        _record(deployment, decision, actor=user.get_username())
+        _notify(deployment, state, decision, actor=user.get_username())
+        audit.record(user, "deployment.extend", deployment, project_id=project.pk,
+                     changes={"duration_seconds": audit.change(spec.duration_seconds,
+                                                               new_spec.duration_seconds)})
+        _schedule(deployment, decision.wait_seconds)
     return deployment
 
 

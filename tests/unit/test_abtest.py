@@ -74,6 +74,14 @@ def test_a_clear_win_reads_as_one_with_its_interval():
     assert result.control["interval"][0] < 0.1 < result.control["interval"][1]
 
 
+def test_a_rise_in_a_lower_is_better_metric_reads_as_worse():
+    control = Aggregate(20000, 2000, 2000)
+    treatment = Aggregate(20000, 2300, 2300)
+    result = readout(control, treatment, binary=True, names=("A", "B"), metric="churn rate",
+                     higher_is_better=False)
+    assert result.verdict.startswith("B's churn rate is 15.0% higher than A's, so B does worse")
+
+
 def test_too_little_data_says_how_much_is_needed():
     early = readout(Aggregate(10, 1, 1), Aggregate(12, 2, 2), binary=True)
     assert early.verdict.startswith("Not enough data yet") and early.units_needed == 20

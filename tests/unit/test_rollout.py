@@ -29,6 +29,7 @@ from ops.rollout import (
     current_plan,
     decide,
     evaluate,
+    extend,
 )
 
 T0 = 1_700_000_000.0
@@ -364,8 +365,8 @@ def test_every_command_on_an_ended_rollout_raises(name, index):
     (Status.PAUSED, "pause", "only a progressing"),
     (Status.PENDING, "pause", "only a progressing"),
     (Status.AWAITING_DECISION, "pause", "only a progressing"),
-    (Status.PROGRESSING, "keep", "awaiting a decision"),
-    (Status.PAUSED, "keep", "awaiting a decision"),
+    (Status.PROGRESSING, "keep", "running A/B or shadow"),
+    (Status.PAUSED, "keep", "running A/B or shadow"),
 ])
 def test_commands_invalid_for_the_current_state_raise_a_clear_error(status, name, words):
     spec, state = states_of_every_live_kind()[status]
@@ -417,6 +418,41 @@ def test_ab_keep_ends_kept_stable_with_the_stable_only_plan():
     d = command(spec, awaiting, "keep", T0 + 700, actor="carol")
     assert d.state.status == Status.KEPT_STABLE and d.event == Event.KEPT_STABLE
     assert weights(d.plan) == {STABLE: 1.0} and d.plan.sticky is False
+
+
+def test_ab_keep_while_running_settles_it_for_the_stable():
+    spec = make_spec("ab", duration_seconds=86_400)
+    running = start(spec).state
+    d = command(spec, running, "keep", T0 + 60, actor="dana")
+    assert d.state.status == Status.KEPT_STABLE and weights(d.plan) == {STABLE: 1.0}
+
+
+def test_ab_extend_keeps_the_split_and_its_generation_and_runs_longer():
+    spec = make_spec("ab", duration_seconds=600, sample_size=500)
+    awaiting = run(spec, HEALTHY)[-1][1].state
+    assert awaiting.status == Status.AWAITING_DECISION
+    new_spec, d = extend(spec, awaiting, 7200, awaiting.step_started_at + 900, actor="erin")
+    assert d.event == Event.EXTENDED and d.state.status == Status.PROGRESSING
+    assert d.plan is None and d.state.generation == awaiting.generation  # same split
+    assert new_spec.duration_seconds == 900 + 7200 and new_spec.sample_size is None
+    assert "erin" in d.reason and "2 h more" in d.reason
+    # it bakes again until the new end, then awaits a decision once more
+    later = decide(new_spec, d.state, HEALTHY, awaiting.step_started_at + 900 + 3600)
+    assert later.event == Event.BAKING
+    done = decide(new_spec, d.state, HEALTHY, awaiting.step_started_at + 900 + 7200)
+    assert done.state.status == Status.AWAITING_DECISION
+
+
+@pytest.mark.parametrize(("strategy", "seconds", "words"), [
+    ("canary", 3600, "only A/B and shadow"),
+    ("ab", 0, "more than 0 seconds"),
+    ("ab", 91 * 86400, "at most 90 days"),
+])
+def test_extend_refuses_other_strategies_and_silly_lengths(strategy, seconds, words):
+    spec = make_spec(strategy, duration_seconds=600) if strategy == "ab" else make_spec()
+    with pytest.raises(RolloutError) as caught:
+        extend(spec, start(spec).state, seconds, T0 + 10)
+    assert words in caught.value.detail
 
 
 def test_ab_promote_ends_with_the_candidate_alone():
