@@ -446,3 +446,64 @@ def shap_waterfall(base_value: float, values: list[float], row: list[float],
                       showlegend=False)
     fig.update_layout(margin={"l": 220, "r": 16, "t": 36, "b": 40})
     return _figure(fig)
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def ab_outcome_over_time(series: dict[str, list[dict]], names: dict[str, str], metric: str,
+                         percent: bool, height: int = 300) -> dict | None:
+    """Each variant's cumulative outcome after each hour with its 95% interval.
+
+    ``series``: ``{variant: [{"time", "units", "value", "low", "high"}, ...]}`` (from the
+    experiment's hourly aggregates); ``names``: the label of each variant ("A (v3)").
+    Intervals are error bars while there are few points and shaded bands after that.
+    """
+    import plotly.graph_objects as go
+
+    series = {v: points for v, points in series.items() if points}
+    if not series:
+        return None
+    scale = 100.0 if percent else 1.0
+    fig = go.Figure()
+    for index, (variant, points) in enumerate(sorted(series.items(), key=lambda kv: kv[0] !=
+                                                     "stable")):
+        color = _color(variant, index)
+        label = names.get(variant, variant)
+        times = [p["time"][:19].replace("T", " ") for p in points]
+        values = [p["value"] * scale if p["value"] is not None else None for p in points]
+        low = [p["low"] * scale if p["low"] is not None else None for p in points]
+        high = [p["high"] * scale if p["high"] is not None else None for p in points]
+        units = [p["units"] for p in points]
+        unit = "%" if percent else ""
+        hover = (label + ": %{y:.3g}" + unit + " (95% CI %{customdata[1]:.3g}" + unit +
+                 " to %{customdata[2]:.3g}" + unit + ") after %{customdata[0]:,} units"
+                 "<extra></extra>")
+        custom = [[u, lo, hi] for u, lo, hi in zip(units, low, high, strict=True)]
+        banded = len(points) > 12
+        if banded:
+            fig.add_trace(go.Scatter(x=times, y=high, mode="lines", line={"width": 0},
+                                     hoverinfo="skip", showlegend=False))
+            fig.add_trace(go.Scatter(x=times, y=low, mode="lines", line={"width": 0},
+                                     fill="tonexty", fillcolor=_rgba(color, 0.18),
+                                     hoverinfo="skip", name=f"{label} 95% interval"))
+        error = None if banded else {
+            "type": "data", "symmetric": False, "color": color, "thickness": 1.5,
+            "array": [h - v if h is not None and v is not None else 0
+                      for h, v in zip(high, values, strict=True)],
+            "arrayminus": [v - lo if lo is not None and v is not None else 0
+                           for lo, v in zip(low, values, strict=True)]}
+        fig.add_trace(go.Scatter(x=times, y=values, name=label, customdata=custom,
+                                 mode="lines" if banded else "lines+markers",
+                                 line={"width": 2.5, "color": color}, error_y=error,
+                                 hovertemplate=hover))
+    fig.update_layout(**BASE_LAYOUT, height=height,
+                      title={"text": f"{metric} per variant so far, with 95% intervals",
+                             "font": {"size": 13}},
+                      legend={"orientation": "h", "y": -0.2},
+                      xaxis={"title": "time (UTC)"},
+                      yaxis={"title": metric + (" %" if percent else ""),
+                             "gridcolor": "#e5e7eb"})
+    return _figure(fig)

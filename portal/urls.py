@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("portal.releases.urls")),
     path("", include("portal.notifications.urls")),
     path("", include("portal.monitoring.urls")),
+    path("", include("portal.experiments.urls")),
     path("", include("portal.accounts.urls")),
     path("", include("portal.web.urls")),
 ]

@@ -47,7 +47,7 @@ class Experiment(models.Model):
         return f"A/B test of {self.deployment}"
 
     def get_absolute_url(self):
-        return reverse("experiments:detail", args=[self.pk])
+        return reverse("experiments:experiment", args=[self.pk])
 
 
 class ExperimentDecision(models.Model):

@@ -23,9 +23,9 @@ from django.utils import timezone
 from explainability import abtest
 from ops import rollout
 from ops.serving.ids import parse_prediction_id, verify
-from portal import audit
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role, role_in
+from portal.audit import services as audit
 from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
 from portal.experiments.choices import DecisionChoice, OutcomeKind
 from portal.experiments.models import (

@@ -1,0 +1,109 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from explainability.charts import ab_outcome_over_time
+from portal.accounts.choices import Role
+from portal.accounts.services import has_role
+from portal.errors import DomainError
+from portal.experiments import queries, services
+from portal.experiments.choices import DecisionChoice, OutcomeKind
+
+
+@login_required
+def experiment_list(request):
+    page = Paginator(queries.experiments_for(request.user), 25).get_page(request.GET.get("page"))
+    return render(request, "experiments/experiment_list.html", {
+        "page": page, "rows": [(e, services.status_of(e)) for e in page.object_list]})
+
+
+@login_required
+def experiment_detail(request, pk):
+    experiment = get_object_or_404(queries.experiments_for(request.user), pk=pk)
+    deployment = experiment.deployment
+    readout = services.look(experiment)
+    binary = experiment.kind == OutcomeKind.BINARY
+    names = dict(zip(services.VARIANTS, services._names(experiment), strict=True))
+    finished = services.is_finished(experiment)
+    return render(request, "experiments/experiment_detail.html", {
+        "experiment": experiment, "deployment": deployment,
+        "project": deployment.environment.project, "status": services.status_of(experiment),
+        "r": readout, "shown": _shown(readout, binary, experiment.higher_is_better),
+        "binary": binary, "names": names, "finished": finished,
+        "chart": ab_outcome_over_time(services.over_time(experiment), names,
+                                      experiment.metric, percent=binary),
+        "explanations": services.explanation_summaries(experiment),
+        "decisions": experiment.decisions.select_related("decided_by"),
+        "can_decide": not finished and has_role(request.user, deployment.environment.project,
+                                                Role.APPROVER),
+        "choices": DecisionChoice.choices,
+    })
+
+
+def _shown(r, binary: bool, higher_is_better: bool) -> dict:
+    """The readout's numbers as a stakeholder reads them (rates in %, differences in
+    percentage points), and the tone of the verdict."""
+    def value(v):
+        if v is None:
+            return "—"
+        return f"{100 * v:.1f}%" if binary else f"{v:.4g}"
+
+    def signed(v, unit=""):
+        return "—" if v is None else f"{v:+.2f}{unit}" if binary else f"{v:+.3g}{unit}"
+
+    def side(d):
+        key = "rate" if binary else "mean"
+        low, high = d["interval"] if d["interval"] else (None, None)
+        return {"value": value(d.get(key)), "interval": f"{value(low)} to {value(high)}"
+                if low is not None else "—", "units": d["units"]}
+
+    scale = 100 if binary else 1
+    unit = " pts" if binary else ""
+    diff = r.difference
+    interval = r.difference_interval
+    tone = "neutral"
+    if r.srm_broken:
+        tone = "bad"
+    elif r.significant and diff is not None:
+        tone = "good" if (diff > 0) == higher_is_better else "bad"
+    return {
+        "control": side(r.control), "treatment": side(r.treatment),
+        "difference": signed(diff * scale if diff is not None else None, unit),
+        "difference_interval": (f"{signed(interval[0] * scale, unit)} to "
+                                f"{signed(interval[1] * scale, unit)}") if interval else "",
+        "relative": f"{r.relative_lift:+.1%}" if r.relative_lift is not None else "—",
+        "relative_interval": (f"{r.relative_interval[0]:+.1%} to {r.relative_interval[1]:+.1%}"
+                              if r.relative_interval else ""),
+        "p_value": f"{r.p_value:.3g}" if r.p_value is not None else "—",
+        "sequential_p": f"{r.sequential_p:.3g}" if r.sequential_p is not None else "—",
+        "mde": (f"{r.mde * scale:.2f}{unit}" if binary else f"{r.mde:.3g}")
+        if r.mde is not None else "—",
+        "srm_p": f"{r.srm_p:.3g}",
+        "tone": tone,
+    }
+
+
+@login_required
+@require_POST
+def experiment_decide(request, pk):
+    experiment = get_object_or_404(queries.experiments_for(request.user), pk=pk)
+    decision = request.POST.get("decision", "")
+    hours = request.POST.get("extend_hours") or None
+    try:
+        hours = float(hours) if hours is not None else None
+    except ValueError:
+        messages.error(request, "Extend by a number of hours.")
+        return redirect(experiment)
+    try:
+        services.decide(request.user, experiment, decision, request.POST.get("comment", ""),
+                        hours)
+    except DomainError as e:
+        messages.error(request, e.detail)
+    else:
+        done = {"promote": "Promoted: B now serves all traffic and the test has ended.",
+                "keep": "Kept A: B is removed and the test has ended.",
+                "extend": f"Extended: the test runs {hours:g} more hours." if hours else ""}
+        messages.success(request, done.get(decision, "Done."))
+    return redirect(experiment)
