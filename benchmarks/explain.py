@@ -13,7 +13,10 @@
    client in this process (server time, no network), on a throwaway SQLite database:
    p50 and p95 of ``--page-requests`` requests against the target of 150 ms.
 
-Feedback ingestion (the third figure of the issue) comes with the A/B results work.
+3. Feedback ingestion: ``benchmarks/feedback.py`` (run as its own process: it needs its
+   own PostgreSQL database and a gunicorn), outcomes/s of ``POST /api/v1/feedback/`` in
+   batches against the target of 5,000/s, beside the single-item form. ``--no-feedback``
+   skips it.
 """
 
 from __future__ import annotations
@@ -122,9 +125,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--page-requests", type=int, default=50)
+    parser.add_argument("--no-feedback", action="store_true")
     args = parser.parse_args()
     shap_timings(args.repeat)
     page_timings(args.page_requests)
+    if not args.no_feedback:
+        import subprocess
+
+        sys.stdout.flush()
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "feedback.py")], check=False,
+                       env={k: v for k, v in os.environ.items()
+                            if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")})
 
 
 if __name__ == "__main__":

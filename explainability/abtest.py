@@ -138,6 +138,11 @@ class Readout:
         return asdict(self)
 
 
+def p_text(p: float) -> str:
+    """A p-value as people read it: "p < 0.001" rather than "p = 1.79e-05"."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
 def _side(a: Aggregate, binary: bool) -> dict:
     if binary:
         low, high = wilson_interval(a.total, a.n)
@@ -200,7 +205,7 @@ def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: fl
     if broken:
         base.verdict = (f"Assignment looks broken: the groups are {control.n} and "
                         f"{treatment.n} units against a configured {1 - split:.0%}/{split:.0%} "
-                        f"split (p = {srm:.2g}); fix it before reading any result.")
+                        f"split ({p_text(srm)}); fix it before reading any result.")
     elif significant:
         improves = (difference > 0) == higher_is_better
         direction = "better" if improves else "worse"
@@ -213,7 +218,7 @@ def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: fl
         else:
             claim = f"{b} {what} {amount} {direction} than {a}"
         base.verdict = (f"{claim} (95% CI {fmt(low)} to {fmt(high)}); enough evidence by the "
-                        f"always-valid sequential test (p = {sequential:.3g}).")
+                        f"always-valid sequential test ({p_text(sequential)}).")
     else:
         needed = _units_needed(difference, var_a, var_b, control.n, treatment.n)
         base.units_needed = needed

@@ -4,6 +4,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from explainability.abtest import p_text
 from explainability.charts import ab_outcome_over_time
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role
@@ -76,11 +77,11 @@ def _shown(r, binary: bool, higher_is_better: bool) -> dict:
         "relative": f"{r.relative_lift:+.1%}" if r.relative_lift is not None else "—",
         "relative_interval": (f"{r.relative_interval[0]:+.1%} to {r.relative_interval[1]:+.1%}"
                               if r.relative_interval else ""),
-        "p_value": f"{r.p_value:.3g}" if r.p_value is not None else "—",
-        "sequential_p": f"{r.sequential_p:.3g}" if r.sequential_p is not None else "—",
+        "p_value": p_text(r.p_value) if r.p_value is not None else "—",
+        "sequential_p": p_text(r.sequential_p) if r.sequential_p is not None else "—",
         "mde": (f"{r.mde * scale:.2f}{unit}" if binary else f"{r.mde:.3g}")
         if r.mde is not None else "—",
-        "srm_p": f"{r.srm_p:.3g}",
+        "srm_p": p_text(r.srm_p),
         "tone": tone,
     }
 
