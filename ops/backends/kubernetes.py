@@ -634,8 +634,8 @@ class KubernetesBackend(Backend):
             self._delete("Service", name)
         for config_map in self._list("ConfigMap", name):
             self._delete("ConfigMap", config_map["metadata"]["name"])
-        for secret in self._list("Secret", name):
-            self._delete("Secret", secret["metadata"]["name"])
+        # By name: listing Secrets would need the right to read every Secret in the namespace.
+        self._delete("Secret", self._key_secret_name(endpoint))
 
     # -- kserve mode ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ worker process can apply, observe or delete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -29,7 +30,7 @@ from ops.backends.base import (
     ObservedVariant,
 )
 from ops.plan import ServingPlan
-from ops.serving.ids import KEY_ENV
+from ops.serving.ids import KEY_ENV, KEY_FILE_ENV
 
 
 class LocalBackend(Backend):
@@ -82,6 +83,7 @@ class LocalBackend(Backend):
         log = open(folder / "server.log", "ab")
         env = dict(os.environ)
         env.pop(KEY_ENV, None)
+        env.pop(KEY_FILE_ENV, None)  # nor a key file the worker's environment names
         if self.prediction_key:
             env[KEY_ENV] = self.prediction_key
         process = subprocess.Popen(
@@ -91,7 +93,20 @@ class LocalBackend(Backend):
             cwd=Path(__file__).resolve().parents[2])
         log.close()
         (folder / "server.pid").write_text(str(process.pid))
+        (folder / "key.mark").write_text(self._key_mark())
         return process.pid
+
+    def _key_mark(self) -> str:
+        """A fingerprint of the prediction-id key (never the key) a server was started with."""
+        return hashlib.sha256(b"mark\0" + (self.prediction_key or "").encode()).hexdigest()[:16]
+
+    def _stop(self, endpoint: str, pid: int) -> None:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self._pid(endpoint) is not None:
+            time.sleep(0.1)
+        if self._pid(endpoint) is not None:
+            os.killpg(pid, signal.SIGKILL)
 
     def _get(self, endpoint: str, path: str, timeout: float = 2.0):
         try:
@@ -118,6 +133,10 @@ class LocalBackend(Backend):
             written_at = time.time()
             os.replace(partial, target)  # the server never reads half a plan
         pid = self._pid(plan.endpoint)
+        mark = folder / "key.mark"
+        if pid is not None and (mark.read_text() if mark.exists() else "") != self._key_mark():
+            self._stop(plan.endpoint, pid)  # started with another prediction-id key (or none)
+            pid = None
         if pid is None:
             self._start(plan.endpoint)  # first apply, or the server crashed: start it
         elif written_at and self._get(plan.endpoint, "/v2/health/live", timeout=0.5)[0] == 200:
@@ -194,14 +213,9 @@ class LocalBackend(Backend):
     def delete(self, endpoint: str) -> None:
         pid = self._pid(endpoint)
         if pid is not None:
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self._pid(endpoint) is not None:
-                time.sleep(0.1)
-            if self._pid(endpoint) is not None:
-                os.killpg(pid, signal.SIGKILL)
+            self._stop(endpoint, pid)
         folder = self._dir(endpoint)
-        for name in ("plan.json", "server.pid"):
+        for name in ("plan.json", "server.pid", "key.mark"):
             (folder / name).unlink(missing_ok=True)
 
 

@@ -15,8 +15,9 @@ endpoints never collide):
   ``ModelDataUrl`` = ``s3://<bucket>/<prefix>/<base>/<model>/model.tar.gz``. The tarball
   holds the artifact (``artifact.<suffix>``) and a ``plan.json`` serving only that variant
   (weight 1, generation 1, the artifact as a path relative to the plan), so the container
-  finds both under ``/opt/ml/model``. ``digest8`` is a hash of that ``plan.json``: a Model
-  is never changed after creation, and the same name always means the same content. The
+  finds both under ``/opt/ml/model``. ``digest8`` is a hash of that ``plan.json`` (and of
+  the prediction-id key in the container's environment, when there is one): a Model is
+  never changed after creation, and the same name always means the same content. The
   inner plan keeps the plan's variant name, so the container answers as ``stable`` or
   ``candidate`` like every other backend; a version that comes back under the other name
   in a later rollout gets a second Model. Every artifact is copied from its ``file://`` or
@@ -237,7 +238,10 @@ class SageMakerBackend(Backend):
 
     def _model_name(self, endpoint: str, container_plan: ServingPlan) -> str:
         variant = container_plan.variants[0]
-        digest = hashlib.sha256(container_plan.to_json().encode()).hexdigest()[:8]
+        content = container_plan.to_json()
+        if self.prediction_key:  # in the container's environment: part of the Model too
+            content += "\0" + self.prediction_key
+        digest = hashlib.sha256(content.encode()).hexdigest()[:8]
         return f"{self._base(endpoint)}-v{int(variant.version_id)}-{digest}"
 
     def _s3_key(self, endpoint: str, model: str) -> str:

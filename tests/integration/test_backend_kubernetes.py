@@ -7,6 +7,7 @@ when a controller has written one.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import replace
@@ -29,6 +30,7 @@ from ops.backends.kubernetes import (
     validate_inference_service,
 )
 from ops.plan import ServingPlan, Variant
+from ops.serving.ids import KEY_ENV
 from tests.integration.kube_fixtures import *  # noqa: F401,F403
 from tests.integration.kube_fixtures import KSERVE_CRD, TEST_IMAGE, closed_port_url
 
@@ -61,6 +63,32 @@ def mounted_plan(cluster, config_map: str) -> ServingPlan:
 
 def predictor_config_map(cluster) -> str:
     return predictor(cluster)["volumes"][0]["configMap"]["name"]
+
+
+PREDICTION_KEY = "e1m2:" + "ab" * 16
+KEY_SECRET = "fraud-model-prediction-key"
+
+
+def read_secret(cluster, name: str) -> dict | None:
+    """A Secret as any client reads it from the API server; None when there is none."""
+    core = kubernetes.client.CoreV1Api(
+        kubernetes.client.ApiClient(kubernetes.client.Configuration(host=cluster.url)))
+    try:
+        answer = core.read_namespaced_secret(name, cluster.namespace, _preload_content=False)
+    except kubernetes.client.exceptions.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return json.loads(answer.data)
+
+
+def model_server_containers(cluster, mode: str) -> list[dict]:
+    """The model-server containers of every pod spec the endpoint runs."""
+    if mode == "kserve":
+        return predictor(cluster)["containers"]
+    return [container for name in sorted(cluster.names("Deployment"))
+            for container in cluster.get("Deployment", name)["spec"]["template"]["spec"][
+                "containers"]]
 
 
 # -- kserve mode ------------------------------------------------------------------------------
@@ -278,6 +306,64 @@ def test_delete_removes_everything_and_twice_is_harmless(mode, kube_cluster,
     for kind in ("InferenceService", "Deployment", "Service", "ConfigMap"):
         assert kube_cluster.names(kind) == set(), kind
     assert not backend.observe(ENDPOINT).exists
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_the_prediction_key_reaches_the_pods_through_a_secret(mode, kube_cluster,
+                                                              kubernetes_backend_factory):
+    backend = kubernetes_backend_factory(mode, prediction_key=PREDICTION_KEY)
+    backend.apply(stable_only(1))
+
+    backend.apply(canary(2, 0.1))
+
+    secret = read_secret(kube_cluster, KEY_SECRET)
+    assert secret is not None and secret["type"] == "Opaque"
+    assert base64.b64decode(secret["data"]["key"]).decode() == PREDICTION_KEY
+    assert secret["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "modelgate",
+                                            "modelgate.io/endpoint": ENDPOINT}
+    containers = model_server_containers(kube_cluster, mode)
+    assert len(containers) == (1 if mode == "kserve" else 2)
+    for container in containers:
+        assert [e for e in container["env"] if e["name"] == KEY_ENV] == [
+            {"name": KEY_ENV, "valueFrom": {"secretKeyRef": {"name": KEY_SECRET, "key": "key"}}}]
+    # The key is in the Secret only: no other object sent or stored holds it, in any form.
+    forms = (PREDICTION_KEY, "ab" * 16, base64.b64encode(PREDICTION_KEY.encode()).decode())
+    others = [r.data for r in kube_cluster.writes()
+              if r.resource is not None and r.resource.plural != "secrets"]
+    others += [o for _, o in kube_cluster.versions() if o.get("kind") != "Secret"]
+    assert others
+    for manifest in others:
+        assert not any(form in json.dumps(manifest) for form in forms), manifest["kind"]
+
+    writes = len(kube_cluster.writes())
+    backend.apply(canary(2, 0.1))
+    assert kube_cluster.writes()[writes:] == []  # the Secret is not rewritten either
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_delete_removes_the_prediction_key_secret(mode, kube_cluster,
+                                                  kubernetes_backend_factory):
+    backend = kubernetes_backend_factory(mode, prediction_key=PREDICTION_KEY)
+    backend.apply(stable_only(1))
+    assert read_secret(kube_cluster, KEY_SECRET) is not None
+
+    backend.delete(ENDPOINT)
+
+    assert read_secret(kube_cluster, KEY_SECRET) is None
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_without_a_prediction_key_there_is_no_secret_and_no_key_variable(
+        mode, kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory(mode)
+
+    backend.apply(stable_only(1))
+
+    assert read_secret(kube_cluster, KEY_SECRET) is None
+    assert not [r for r in kube_cluster.writes()
+                if r.resource is not None and r.resource.plural == "secrets"]
+    for container in model_server_containers(kube_cluster, mode):
+        assert KEY_ENV not in {e["name"] for e in container["env"]}
 
 
 @pytest.mark.parametrize("mode", ["kserve", "deployments"])

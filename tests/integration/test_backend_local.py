@@ -10,6 +10,7 @@ import pytest
 
 from ops.backends import get_backend
 from ops.backends.base import BackendError
+from ops.serving.ids import KEY_ENV, KEY_FILE_ENV, parse_prediction_id, verify
 from tests.integration.local_fixtures import free_port, plan
 from tests.portal_fixtures import FEATURES
 
@@ -20,6 +21,18 @@ pytestmark = pytest.mark.integration
 def backend(tmp_path):
     backend = get_backend("local", {"state_dir": str(tmp_path / "serving"), "port": free_port(),
                                     "ready_timeout": 60})
+    yield backend
+    backend.delete("tumor")
+
+
+PREDICTION_KEY = "e1m2:" + "ab" * 16
+
+
+@pytest.fixture
+def signing_backend(tmp_path):
+    """A backend given the key its servers sign prediction ids with, as the portal does."""
+    backend = get_backend("local", {"state_dir": str(tmp_path / "signing"), "port": free_port(),
+                                    "ready_timeout": 60, "prediction_key": PREDICTION_KEY})
     yield backend
     backend.delete("tumor")
 
@@ -81,3 +94,50 @@ def test_delete_twice_and_observe_nothing(backend, artifact_variant):
     backend.delete("tumor")
     backend.delete("tumor")
     assert backend.observe("tumor").exists is False
+
+
+def test_a_server_given_the_key_signs_prediction_ids(signing_backend, artifact_variant):
+    observed = signing_backend.apply(plan("tumor", 1, artifact_variant("stable", 1)))
+
+    answer = infer(observed.url)
+
+    [row_id] = answer["parameters"]["prediction_ids"]
+    assert "~e1m2~" in row_id and answer["id"] == row_id
+    pid = parse_prediction_id(row_id)
+    assert (pid.variant, pid.generation, pid.kid) == ("stable", 1, "e1m2")
+    assert verify(pid, bytes.fromhex("ab" * 16))
+    assert not verify(pid, bytes.fromhex("cd" * 16))
+
+
+def test_a_server_without_a_key_issues_unsigned_ids(backend, artifact_variant, monkeypatch,
+                                                    tmp_path):
+    # A key the worker's own environment happens to hold never reaches the server.
+    monkeypatch.setenv(KEY_ENV, "stray:" + "cd" * 16)
+    (tmp_path / "stray.key").write_text("stray:" + "cd" * 16)
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "stray.key"))
+    observed = backend.apply(plan("tumor", 1, artifact_variant("stable", 1)))
+
+    answer = infer(observed.url)
+
+    [row_id] = answer["parameters"]["prediction_ids"]
+    assert "~" not in row_id and answer["id"] == row_id
+    pid = parse_prediction_id(row_id)
+    assert not pid.signed and (pid.variant, pid.generation) == ("stable", 1)
+
+
+def test_a_server_started_without_the_key_is_restarted_with_it(tmp_path, artifact_variant):
+    """An endpoint that served before keys existed (or under another key) signs after the
+    next apply: its server is restarted with the key rather than left issuing old ids."""
+    port, state = free_port(), str(tmp_path / "upgrade")
+    keyless = get_backend("local", {"state_dir": state, "port": port, "ready_timeout": 60})
+    observed = keyless.apply(plan("tumor", 1, artifact_variant("stable", 1)))
+    assert "~" not in infer(observed.url)["parameters"]["prediction_ids"][0]
+    signing = get_backend("local", {"state_dir": state, "port": port, "ready_timeout": 60,
+                                    "prediction_key": PREDICTION_KEY})
+    try:
+        observed = signing.apply(plan("tumor", 2, artifact_variant("stable", 1)))
+        [row_id] = infer(observed.url)["parameters"]["prediction_ids"]
+        assert verify(parse_prediction_id(row_id), bytes.fromhex("ab" * 16))
+        assert "ab" * 16 not in (tmp_path / "upgrade" / "tumor" / "key.mark").read_text()
+    finally:
+        signing.delete("tumor")

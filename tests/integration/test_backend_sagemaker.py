@@ -26,10 +26,12 @@ from ops.artifacts import dump_skops
 from ops.backends.base import BackendError, BackendUnavailable
 from ops.backends.sagemaker import SageMakerBackend, _sagemaker_name, _translate
 from ops.plan import ServingPlan, Variant
+from ops.serving.ids import KEY_ENV
 from tests.integration.sagemaker_fixtures import *  # noqa: F401,F403
 from tests.integration.sagemaker_fixtures import BUCKET, sagemaker_settings
 
 ENDPOINT = "churn-prod"
+PREDICTION_KEY = "e1m2:" + "ab" * 16
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +203,47 @@ def test_same_canary_plan_twice_changes_nothing(backend, artifacts, sagemaker):
     assert again.extra["actions"] == []
     assert config_names(sagemaker) == configs
     assert again.weights() == {"stable": 0.9, "candidate": 0.1}
+
+
+def served_environments(backend, sagemaker) -> dict[str, dict]:
+    """The container environment of each variant's Model, as DescribeModel shows it."""
+    models = backend.observe(ENDPOINT).extra["models"]
+    return {name: sagemaker.describe_model(ModelName=model)["PrimaryContainer"].get(
+        "Environment", {}) for name, model in models.items()}
+
+
+def test_the_prediction_key_is_in_every_models_container_environment(
+        sagemaker_backend_factory, artifacts, sagemaker):
+    backend = sagemaker_backend_factory(prediction_key=PREDICTION_KEY)
+    backend.apply(stable_only(artifacts, generation=1))
+
+    backend.apply(canary(artifacts, 2, 0.9, 0.1))
+
+    assert len(model_names(sagemaker)) == 2
+    assert served_environments(backend, sagemaker) == {
+        "stable": {KEY_ENV: PREDICTION_KEY}, "candidate": {KEY_ENV: PREDICTION_KEY}}
+
+
+def test_without_a_prediction_key_the_containers_get_none(backend, artifacts, sagemaker):
+    backend.apply(stable_only(artifacts, generation=1))
+
+    assert KEY_ENV not in served_environments(backend, sagemaker)["stable"]
+
+
+def test_a_model_made_without_the_key_is_not_reused_once_there_is_one(
+        sagemaker_backend_factory, artifacts, sagemaker):
+    # An endpoint deployed before its servers had a key (or under another key): a Model
+    # never changes after creation, so the version needs a new Model holding the key.
+    sagemaker_backend_factory().apply(stable_only(artifacts, generation=1))
+    backend = sagemaker_backend_factory(prediction_key=PREDICTION_KEY)
+
+    observed = backend.apply(stable_only(artifacts, generation=2))
+
+    assert observed.ready and observed.weights() == {"stable": 1.0}
+    assert served_environments(backend, sagemaker) == {"stable": {KEY_ENV: PREDICTION_KEY}}
+    rotated = sagemaker_backend_factory(prediction_key="e1m3:" + "cd" * 16)
+    rotated.apply(stable_only(artifacts, generation=3))
+    assert served_environments(rotated, sagemaker) == {"stable": {KEY_ENV: "e1m3:" + "cd" * 16}}
 
 
 # -- moving traffic ---------------------------------------------------------------------
