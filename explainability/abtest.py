@@ -224,8 +224,12 @@ def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: fl
         base.units_needed = needed
         more = (f" about {needed:,} more units per group would settle a difference of this "
                 "size" if needed else " the difference is too small to settle")
-        base.verdict = (f"Not enough evidence yet: {b} - {a} = {difference:+.3g} (95% CI "
-                        f"{interval[0]:+.3g} to {interval[1]:+.3g});{more}.")
+        if binary:  # rates: differences in percentage points
+            shown = (f"{100 * difference:+.2f} percentage points (95% CI "
+                     f"{100 * interval[0]:+.2f} to {100 * interval[1]:+.2f})")
+        else:
+            shown = f"{difference:+.3g} (95% CI {interval[0]:+.3g} to {interval[1]:+.3g})"
+        base.verdict = f"Not enough evidence yet: {b} − {a} = {shown};{more}."
     return base
 
 

@@ -455,12 +455,14 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 def ab_outcome_over_time(series: dict[str, list[dict]], names: dict[str, str], metric: str,
                          percent: bool, height: int = 300) -> dict | None:
-    """Each variant's cumulative outcome after each hour with its 95% interval.
+    """Each variant's cumulative outcome over time with its 95% interval.
 
     ``series``: ``{variant: [{"time", "units", "value", "low", "high"}, ...]}`` (from the
-    experiment's hourly aggregates); ``names``: the label of each variant ("A (v3)").
+    experiment's periodic aggregates); ``names``: the label of each variant ("A (v3)").
     Intervals are error bars while there are few points and shaded bands after that.
     """
+    import datetime as dt
+
     import plotly.graph_objects as go
 
     series = {v: points for v, points in series.items() if points}
@@ -499,11 +501,15 @@ def ab_outcome_over_time(series: dict[str, list[dict]], names: dict[str, str], m
                                  mode="lines" if banded else "lines+markers",
                                  line={"width": 2.5, "color": color}, error_y=error,
                                  hovertemplate=hover))
+    # A little room either side, so a single point does not stretch the axis to microseconds.
+    stamps = [dt.datetime.fromisoformat(p["time"][:19]) for pts in series.values() for p in pts]
+    pad = max((max(stamps) - min(stamps)) / 20, dt.timedelta(minutes=10))
     fig.update_layout(**BASE_LAYOUT, height=height,
                       title={"text": f"{metric} per variant so far, with 95% intervals",
                              "font": {"size": 13}},
                       legend={"orientation": "h", "y": -0.2},
-                      xaxis={"title": "time (UTC)"},
+                      xaxis={"title": "time (UTC)", "range": [
+                          str(min(stamps) - pad), str(max(stamps) + pad)]},
                       yaxis={"title": metric + (" %" if percent else ""),
                              "gridcolor": "#e5e7eb"})
     return _figure(fig)

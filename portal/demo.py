@@ -229,10 +229,15 @@ def _seed_releases(project, users, *, classifier, regressor):
         request = releases.request_approval(users["carlos"], champion, production,
                                             strategy="direct", reason="Current champion.")
         releases.review(users["alice"], request, "approve", "Serving since the last review.")
-    # ...and two challengers wait for an approver.
+    # ...and two challengers wait for an approver: the classifier's as an A/B test whose
+    # outcome (the diagnosis later confirmed by biopsy) demo_traffic feeds back.
     releases.request_approval(
-        users["carlos"], classifier[2], production, strategy="canary",
-        reason="Gradient boosting: better calibrated on the newest biopsies.")
+        users["carlos"], classifier[2], production, strategy="ab",
+        strategy_params={"split": 0.5, "duration_seconds": 3600,
+                         "outcome": {"metric": "correct diagnoses", "kind": "binary",
+                                     "higher_is_better": True}},
+        reason="Gradient boosting: better calibrated on the newest biopsies; A/B test on "
+               "confirmed diagnoses before it replaces the forest.")
     releases.request_approval(
         users["carlos"], regressor[2], production, strategy="canary",
         reason="Shallow boosting: smaller and nearly as accurate as the forest.")

@@ -2,7 +2,7 @@
 
 One ``Experiment`` per A/B deployment. Feedback rows (``Outcome``) are unique per prediction
 id, which makes feedback idempotent; ``VariantTotal`` (per variant) and ``OutcomeBucket``
-(per variant and hour) hold n, sum and sum of squares, updated in the same transaction as
+(per variant and ten minutes) hold n, sum and sum of squares, updated in the same transaction as
 the rows they count, so a readout reads two rows whatever the traffic.
 """
 
@@ -101,22 +101,25 @@ class VariantTotal(models.Model):
         return f"{self.variant}: n={self.n}"
 
 
+BUCKET_SECONDS = 600
+
+
 class OutcomeBucket(models.Model):
-    """Outcomes received in one hour, per variant: the readout over time."""
+    """Outcomes received in one ten-minute period, per variant: the readout over time."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="buckets")
     variant = models.CharField(max_length=16)
-    hour = models.DateTimeField()
+    starts_at = models.DateTimeField()
     n = models.BigIntegerField(default=0)
     total = models.FloatField(default=0.0)
     total_sq = models.FloatField(default=0.0)
 
     class Meta:
-        ordering = ["hour"]
+        ordering = ["starts_at"]
         constraints = [
-            models.UniqueConstraint(fields=["experiment", "variant", "hour"],
-                                    name="bucket_per_variant_hour"),
+            models.UniqueConstraint(fields=["experiment", "variant", "starts_at"],
+                                    name="bucket_per_variant_period"),
         ]
 
     def __str__(self):
-        return f"{self.variant} at {self.hour:%Y-%m-%d %H:00}: n={self.n}"
+        return f"{self.variant} at {self.starts_at:%Y-%m-%d %H:%M}: n={self.n}"

@@ -5,6 +5,7 @@ endpoint's model server (``ops.serving.ids``), so the variant it names is the on
 answered, and the key id plus the plan generation it carries name the experiment. Every
 accepted outcome adds to its variant's running n, sum and sum of squares in the same
 transaction that stores it (once: the prediction id is unique), so readouts cost O(1).
+Outcomes should be one per unit (user): the statistics treat them as independent.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -29,6 +30,7 @@ from portal.audit import services as audit
 from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
 from portal.experiments.choices import DecisionChoice, OutcomeKind
 from portal.experiments.models import (
+    BUCKET_SECONDS,
     Experiment,
     ExperimentDecision,
     Outcome,
@@ -233,7 +235,7 @@ def _feedback_refusal(user, experiment: Experiment) -> tuple[str, str] | None:
 
 def _store(rows: dict[str, tuple], result: FeedbackResult) -> None:
     now = timezone.now()
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    period = datetime.fromtimestamp(now.timestamp() // BUCKET_SECONDS * BUCKET_SECONDS, UTC)
     texts = list(rows)
     outcome, total, bucket = (Outcome._meta.db_table, VariantTotal._meta.db_table,
                               OutcomeBucket._meta.db_table)
@@ -265,12 +267,13 @@ def _store(rows: dict[str, tuple], result: FeedbackResult) -> None:
                 f"total_sq = {total}.total_sq + excluded.total_sq",
                 [experiment_id, variant, n, s1, s2])
             cursor.execute(
-                f"INSERT INTO {bucket} (experiment_id, variant, hour, n, total, total_sq) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (experiment_id, variant, hour) "
+                f"INSERT INTO {bucket} (experiment_id, variant, starts_at, n, total, total_sq) "
+                "VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (experiment_id, variant, starts_at) "
                 f"DO UPDATE SET n = {bucket}.n + excluded.n, "
                 f"total = {bucket}.total + excluded.total, "
                 f"total_sq = {bucket}.total_sq + excluded.total_sq",
-                [experiment_id, variant, hour, n, s1, s2])
+                [experiment_id, variant, period, n, s1, s2])
     result.accepted += len(inserted)
     repeated = [t for t in texts if t not in inserted]
     if repeated:
@@ -339,11 +342,13 @@ def look(experiment: Experiment) -> abtest.Readout:
 
 
 def over_time(experiment: Experiment) -> dict[str, list[dict]]:
-    """Per variant, the cumulative outcome after each hour with its 95% interval."""
+    """Per variant, the cumulative outcome at the end of each ten-minute period with
+    outcomes, with its 95% interval."""
     binary = experiment.kind == OutcomeKind.BINARY
     series: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     running = {v: abtest.Aggregate() for v in VARIANTS}
-    for b in OutcomeBucket.objects.filter(experiment=experiment).order_by("hour", "variant"):
+    for b in OutcomeBucket.objects.filter(experiment=experiment).order_by("starts_at",
+                                                                          "variant"):
         if b.variant not in running:
             continue
         a = running[b.variant]
@@ -353,7 +358,8 @@ def over_time(experiment: Experiment) -> dict[str, list[dict]]:
             low, high = abtest.wilson_interval(a.total, a.n)
         else:
             low, high = abtest.mean_interval(a) or (None, None)
-        series[b.variant].append({"time": (b.hour + timedelta(hours=1)).isoformat(),
+        end = b.starts_at + timedelta(seconds=BUCKET_SECONDS)
+        series[b.variant].append({"time": end.isoformat(),
                                   "units": a.n, "value": a.mean, "low": low, "high": high})
     return series
 

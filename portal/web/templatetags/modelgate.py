@@ -96,3 +96,19 @@ def percent(value):
     if share == 0:
         return "0%"
     return f"{share:.2f}%" if abs(share) < 1 else f"{share:.1f}%"
+
+
+@register.filter
+def duration_words(seconds):
+    """3600 -> "1 h", 604800 -> "7 days", 90 -> "90 s"."""
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        return ""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:g} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"

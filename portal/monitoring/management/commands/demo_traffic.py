@@ -1,6 +1,11 @@
 """Steady synthetic traffic to the demo's production endpoints (rundemo starts it).
 
-Rows are drawn from each model's training data and sent in small batches; ``manage.py inject_drift`` makes it shift some features so that drift shows up.
+Rows are drawn from each model's training data and sent in small batches; ``manage.py
+inject_drift`` makes it shift some features so that drift shows up. While an A/B test runs
+on an endpoint, each request comes from a random user and the outcome of every prediction
+is sent back as feedback a few seconds later, the way an integrator would: for a
+classifier whether its answer matched the row's true label, for a regressor the absolute
+error (the test's outcome settings say which direction is better).
 """
 
 import json
@@ -42,12 +47,15 @@ class Command(BaseCommand):
         rng = np.random.default_rng()
         session = requests.Session()
         frames: dict[int, pd.DataFrame] = {}
-        endpoints, refreshed = [], 0.0
+        endpoints, refreshed, testing = [], 0.0, set()
+        pending: list[dict] = []  # outcomes not sent yet
+        sent_at = time.monotonic()
         self.stdout.write(f"demo traffic: {rate:g} requests/s of {batch} rows to {environment}")
         while True:
             if time.monotonic() - refreshed > 10:  # new rollouts change what serves
                 endpoints = [s for s in served_endpoints(
                     Environment.objects.filter(name=environment)) if s.address]
+                testing = running_tests(environment)
                 refreshed = time.monotonic()
             shift = read_drift()
             for served in endpoints:
@@ -70,8 +78,56 @@ class Command(BaseCommand):
                             j = features.index(name)
                             values[:, j] += shift.get("shift", 3.0) * frame[name].std()
                 try:
-                    session.post(f"http://{served.address}/v2/models/{served.endpoint}/infer",
-                                 json={"instances": values.tolist()}, timeout=5)
+                    answer = session.post(
+                        f"http://{served.address}/v2/models/{served.endpoint}/infer",
+                        json={"instances": values.tolist()}, timeout=5,
+                        headers={"X-Unit-Id": f"patient-{int(rng.integers(1 << 40))}"})
                 except requests.RequestException:
-                    pass  # the server may be starting or restarting
+                    continue  # the server may be starting or restarting
+                target = version.dataset.target
+                if served.model.pk in testing and answer.ok and target in frame:
+                    pending += outcomes(answer.json(), rows.index, frame[target],
+                                        served.model.task)
+            if pending and time.monotonic() - sent_at > 5:
+                send_feedback(pending, self.stderr)
+                pending, sent_at = [], time.monotonic()
             time.sleep(1.0 / max(rate, 0.1))
+
+
+def running_tests(environment: str) -> set[int]:
+    """Models with an A/B test running in ``environment``."""
+    from portal.experiments.models import Experiment
+
+    return set(Experiment.objects.filter(
+        deployment__environment__name=environment,
+        deployment__status__in=["progressing", "paused", "awaiting_decision"])
+        .values_list("deployment__model_id", flat=True))
+
+
+def outcomes(answer: dict, index, truth, task: str) -> list[dict]:
+    """The outcome of one answer: correct (1/0) or the absolute error. One per request,
+    because a request is one user here, and the test's statistics count independent
+    units (the rows of one request share a variant and would count as one)."""
+    ids = (answer.get("parameters") or {}).get("prediction_ids") or []
+    predicted = answer["outputs"][0]["data"]
+    items = []
+    for pid, label, row in list(zip(ids, predicted, index, strict=False))[:1]:
+        actual = float(truth.loc[row])
+        value = int(float(label) == actual) if task == "classification" \
+            else abs(float(label) - actual)
+        items.append({"prediction_id": pid, "outcome": value})
+    return items
+
+
+def send_feedback(items: list[dict], log) -> None:
+    from django.contrib.auth import get_user_model
+
+    from portal.experiments.services import record_feedback
+
+    user = get_user_model().objects.filter(username="carlos").first()
+    if user is None:
+        return
+    result = record_feedback(user, items)
+    if result.errors:
+        log.write(f"demo feedback: {len(result.errors)} refused, first: "
+                  f"{result.errors[0]['detail']}")
