@@ -138,6 +138,17 @@ class Readout:
         return asdict(self)
 
 
+def unit_variances(control: Aggregate, treatment: Aggregate,
+                   binary: bool) -> tuple[float, float]:
+    """Per-unit outcome variance of each group; for rates with one success and one failure
+    added (Agresti–Caffo), so that 0 % or 100 % does not read as certainty."""
+    if binary:
+        pa = (control.total + 1) / (control.n + 2)
+        pb = (treatment.total + 1) / (treatment.n + 2)
+        return pa * (1 - pa), pb * (1 - pb)
+    return control.variance or 0.0, treatment.variance or 0.0
+
+
 def p_text(p: float) -> str:
     """A p-value as people read it: "p < 0.001" rather than "p = 1.79e-05"."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
@@ -176,16 +187,21 @@ def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: fl
         base.units_needed = MIN_UNITS - have
         return base
     a_mean, b_mean = control.mean, treatment.mean
+    var_a, var_b = unit_variances(control, treatment, binary)
     if binary:
-        var_a, var_b = a_mean * (1 - a_mean), b_mean * (1 - b_mean)
         _, p = two_proportion_ztest(control.total, control.n, treatment.total, treatment.n)
+        # Agresti–Caffo: one success and one failure added to each group, so a rate of 0 %
+        # or 100 % still has an honest width (and the interval covers better when small).
+        n_a, n_b = control.n + 2, treatment.n + 2
+        centre = (treatment.total + 1) / n_b - (control.total + 1) / n_a
     else:
-        var_a, var_b = control.variance, treatment.variance
         _, _, p = welch_ttest(control, treatment)
+        n_a, n_b = control.n, treatment.n
+        centre = b_mean - a_mean
     difference = b_mean - a_mean
-    se = math.sqrt(var_a / control.n + var_b / treatment.n)
+    se = math.sqrt(var_a / n_a + var_b / n_b)
     z = stats.norm.ppf(1 - ALPHA / 2)
-    interval = (difference - z * se, difference + z * se)
+    interval = (centre - z * se, centre + z * se)
     relative = relative_interval = None
     if a_mean:
         relative = difference / a_mean
@@ -222,8 +238,15 @@ def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: fl
     else:
         needed = _units_needed(difference, var_a, var_b, control.n, treatment.n)
         base.units_needed = needed
-        more = (f" about {needed:,} more units per group would settle a difference of this "
-                "size" if needed else " the difference is too small to settle")
+        if needed:
+            more = f" about {needed:,} more units per group would settle a difference of this size"
+        elif needed == 0:
+            more = (" a test read once would call it, but the always-valid test, which may be "
+                    "read every day, needs somewhat more data")
+        else:
+            smallest = f"{100 * mde:.2f} percentage points" if binary else f"{mde:.3g}"
+            more = (f" no difference is visible so far, and one smaller than {smallest} could "
+                    "not be detected yet")
         if binary:  # rates: differences in percentage points
             shown = (f"{100 * difference:+.2f} percentage points (95% CI "
                      f"{100 * interval[0]:+.2f} to {100 * interval[1]:+.2f})")

@@ -307,10 +307,8 @@ def _tau2(experiment: Experiment, control: abtest.Aggregate,
         return experiment.tau2
     if min(control.n, treatment.n) < abtest.MIN_UNITS:
         return None
-    if experiment.kind == OutcomeKind.BINARY:
-        variances = [a.mean * (1 - a.mean) for a in (control, treatment)]
-    else:
-        variances = [a.variance or 0.0 for a in (control, treatment)]
+    variances = abtest.unit_variances(control, treatment,
+                                      experiment.kind == OutcomeKind.BINARY)
     tau2 = max(max(variances), 1e-12) / 100
     Experiment.objects.filter(pk=experiment.pk, tau2__isnull=True).update(tau2=tau2)
     experiment.refresh_from_db(fields=["tau2"])

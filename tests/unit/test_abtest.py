@@ -125,3 +125,24 @@ def test_msprt_grows_with_evidence():
     assert msprt_pvalue(0.05, 1e-4, 1e-3) < 1e-3
     assert msprt_pvalue(0.05, 0.0, 1e-3) == 1.0
     assert math.isfinite(msprt_pvalue(10.0, 1e-6, 1.0))
+
+
+def test_rates_of_100_percent_still_have_an_honest_interval():
+    """All successes in both groups: the plain Wald interval has zero width and would
+    read as certainty; the Agresti–Caffo interval does not."""
+    result = readout(Aggregate(262, 262, 262), Aggregate(282, 282, 282), binary=True)
+    low, high = result.difference_interval
+    assert low < 0 < high and high - low > 0.01
+    assert not result.significant and result.mde > 0.005
+    assert "no difference is visible so far" in result.verdict
+
+
+def test_agresti_caffo_interval_covers_at_its_level_on_small_samples():
+    rng = np.random.default_rng(11)
+    covered = 0
+    for _ in range(2000):
+        a, b = rng.binomial(40, 0.05), rng.binomial(40, 0.10)
+        result = readout(Aggregate(40, a, a), Aggregate(40, b, b), binary=True)
+        low, high = result.difference_interval
+        covered += low <= 0.05 <= high
+    assert covered / 2000 >= 0.93
