@@ -273,6 +273,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Two choice sets are called "decision": a review's and an A/B test's.
+    "ENUM_NAME_OVERRIDES": {
+        "ReviewDecisionEnum": "portal.releases.choices.Decision",
+        "ExperimentDecisionEnum": "portal.experiments.choices.DecisionChoice",
+    },
 }
 
 LOGGING = {
