@@ -209,6 +209,9 @@ elif CELERY_BROKER_URL.startswith("redis"):
         "global_keyprefix": env_str("MODELGATE_REDIS_PREFIX", "modelgate:"),
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
+        # An unacknowledged task (its worker died) is delivered again after this long;
+        # longer than any task runs (SHAP has a one-minute limit) and than any countdown.
+        "visibility_timeout": env_int("MODELGATE_TASK_REDELIVERY_SECONDS", 600),
     }
 # A dead broker must not stall a web request for long: the work stays recorded as pending
 # and the periodic requeue sends it again once the broker is back.
@@ -221,6 +224,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = env_str("MODELGATE_CELERY_QUEUE", "modelgate")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task is acknowledged once it has run, not when a worker took it: a worker killed in the
+# middle (SIGKILL, out of memory, eviction) leaves it to be delivered again. Every task is
+# safe to run twice: rollout steps are claimed by step_id, validation, profiles,
+# explanations and diffs overwrite their own result, periodic jobs recompute; webhooks and
+# emails are at-least-once (each delivery carries its id in X-Modelgate-Delivery).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # SHAP explanations: computed by a worker for every version that becomes ready.
 MODELGATE_EXPLAIN_VERSIONS = env_bool("MODELGATE_EXPLAIN_VERSIONS", True)
