@@ -23,6 +23,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/modelgate
 
+# pg_dump / pg_restore for manage.py backup and restore (match the server's major version).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
+
 # The runtime dependencies only (requirements/runtime.txt: pyproject.toml's dependencies
 # compiled by uv, without the test extras), installed before the code for layer caching.
 COPY requirements/runtime.txt /tmp/runtime.txt
