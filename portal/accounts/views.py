@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -40,6 +41,8 @@ def token_revoke(request, pk):
 @require_POST
 def member_add(request, slug):
     project = get_object_or_404(Project, slug=slug)
+    if services.role_in(request.user, project) is None:
+        raise Http404("no such project")  # outsiders learn nothing, not even that it exists
     form = forms.MemberForm(request.POST)
     if form.is_valid():
         try:
@@ -59,6 +62,8 @@ def member_add(request, slug):
 @require_POST
 def member_change(request, pk):
     membership = get_object_or_404(Membership.objects.select_related("project", "user"), pk=pk)
+    if services.role_in(request.user, membership.project) is None:
+        raise Http404("no such membership")
     form = forms.RoleForm(request.POST)
     try:
         if request.POST.get("remove"):
