@@ -307,6 +307,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "portal.api.schema.add_error_responses"],
     # Two choice sets are called "decision": a review's and an A/B test's.
     "ENUM_NAME_OVERRIDES": {
         "ReviewDecisionEnum": "portal.releases.choices.Decision",

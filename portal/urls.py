@@ -31,3 +31,8 @@ urlpatterns = [
     path("", include("portal.accounts.urls")),
     path("", include("portal.web.urls")),
 ]
+
+handler400 = "portal.web.errors.bad_request"
+handler403 = "portal.web.errors.permission_denied"
+handler404 = "portal.web.errors.not_found"
+handler500 = "portal.web.errors.server_error"

@@ -21,6 +21,8 @@ def validated(serializer_class, data, **kwargs):
 class PortalViewSet(viewsets.GenericViewSet):
     """Base of every viewset: querysets are cut to what the user may see by ``scope``."""
 
+    lookup_value_regex = "[0-9]+"  # ids are integers: anything else is no such path (404)
+
     def scope(self, queryset):
         return queryset
 

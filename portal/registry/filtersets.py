@@ -1,5 +1,6 @@
 import django_filters
 
+from portal.api.filters import DateTimeFilter
 from portal.registry.choices import Task, VersionStatus
 from portal.registry.models import Dataset, ModelVersion, Project, RegisteredModel
 
@@ -32,8 +33,8 @@ class ModelVersionFilterSet(django_filters.FilterSet):
     tag = django_filters.CharFilter(field_name="tags__name")
     label = django_filters.CharFilter()
     dataset = django_filters.NumberFilter(field_name="dataset_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = ModelVersion

@@ -2,6 +2,7 @@ import django_filters
 from rest_framework import mixins
 
 from portal.accounts.services import visible_project_ids
+from portal.api.filters import DateTimeFilter
 from portal.api.views import PortalViewSet
 from portal.audit.api.serializers import AuditEventSerializer
 from portal.audit.models import AuditEvent
@@ -10,8 +11,8 @@ from portal.audit.models import AuditEvent
 class AuditEventFilterSet(django_filters.FilterSet):
     project = django_filters.NumberFilter(field_name="project_id")
     actor = django_filters.CharFilter(field_name="actor_name")
-    after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

@@ -47,10 +47,12 @@ class ExperimentSerializer(serializers.ModelSerializer):
     environment = serializers.CharField(source="deployment.environment.name", read_only=True)
     model = serializers.CharField(source="deployment.model.name", read_only=True)
     control_version = serializers.IntegerField(source="deployment.stable.number",
-                                               read_only=True, default=None)
+                                               read_only=True, default=None, allow_null=True)
     treatment_version = serializers.IntegerField(source="deployment.candidate.number",
                                                  read_only=True)
     status = serializers.SerializerMethodField()
+    decision = serializers.ChoiceField(choices=DecisionChoice.choices, read_only=True,
+                                       allow_blank=True, help_text="empty while undecided")
 
     class Meta:
         model = Experiment

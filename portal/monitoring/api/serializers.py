@@ -4,11 +4,13 @@ from portal.monitoring.models import Alert
 
 
 class AlertSerializer(serializers.ModelSerializer):
-    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    model = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    silenced_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    model = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    environment = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username",
+                                                   read_only=True, allow_null=True)
+    silenced_by = serializers.SlugRelatedField(slug_field="username",
+                                               read_only=True, allow_null=True)
     summary = serializers.CharField(read_only=True)
     description = serializers.CharField(read_only=True)
     silenced = serializers.BooleanField(read_only=True)

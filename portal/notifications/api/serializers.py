@@ -12,9 +12,9 @@ class WebhookSerializer(serializers.ModelSerializer):
 
     project_slug = serializers.CharField(source="project.slug", read_only=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True,
-                                       default=None)
-    last_delivery_status = serializers.CharField(read_only=True, default=None)
-    last_delivery_at = serializers.DateTimeField(read_only=True, default=None)
+                                       default=None, allow_null=True)
+    last_delivery_status = serializers.CharField(read_only=True, default=None, allow_null=True)
+    last_delivery_at = serializers.DateTimeField(read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Webhook

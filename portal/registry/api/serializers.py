@@ -47,7 +47,8 @@ class AliasSetSerializer(serializers.Serializer):
 
 class RegisteredModelSerializer(serializers.ModelSerializer):
     project_slug = serializers.CharField(source="project.slug", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True,
+                                       default=None, allow_null=True)
     latest_version = serializers.IntegerField(read_only=True, allow_null=True)
     version_count = serializers.IntegerField(read_only=True, allow_null=True)
     aliases = AliasSerializer(many=True, read_only=True)
@@ -91,7 +92,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     parent = serializers.SerializerMethodField()
     tags = serializers.SerializerMethodField()
     aliases = serializers.SerializerMethodField()
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True,
+                                       default=None, allow_null=True)
 
     class Meta:
         model = ModelVersion
@@ -116,7 +118,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     def get_code(self, v) -> dict:
         return {"repository": v.code_repository, "commit": v.code_commit}
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field({"type": "object", "nullable": True,
+                          "properties": {"id": {"type": "integer"},
+                                         "number": {"type": "integer"}}})
     def get_parent(self, v):
         return {"id": v.parent_id, "number": v.parent.number} if v.parent_id else None
 
@@ -176,7 +180,8 @@ class VersionCreateSerializer(serializers.Serializer):
 
 class DatasetSerializer(serializers.ModelSerializer):
     project_slug = serializers.CharField(source="project.slug", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True,
+                                       default=None, allow_null=True)
 
     class Meta:
         model = Dataset

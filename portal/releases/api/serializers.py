@@ -48,8 +48,9 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
     version_number = serializers.IntegerField(source="version.number", read_only=True)
     environment_name = serializers.CharField(source="environment.name", read_only=True)
     requested_by = serializers.CharField(source="requested_by.username", read_only=True,
-                                         default=None)
-    champion = serializers.IntegerField(source="champion.number", read_only=True, default=None)
+                                         default=None, allow_null=True)
+    champion = serializers.IntegerField(source="champion.number", read_only=True,
+                                        default=None, allow_null=True)
     reviews = ReviewSerializer(many=True, read_only=True)
 
     class Meta:
@@ -83,7 +84,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     model_name = serializers.CharField(source="model.name", read_only=True)
     candidate_version = serializers.IntegerField(source="candidate.number", read_only=True)
     stable_version = serializers.IntegerField(source="stable.number", read_only=True,
-                                              default=None)
+                                              default=None, allow_null=True)
     step = serializers.SerializerMethodField()
 
     class Meta:

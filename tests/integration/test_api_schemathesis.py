@@ -1,0 +1,69 @@
+"""schemathesis against the portal's own OpenAPI schema, in process, as every kind of caller.
+
+For each operation hypothesis generates requests from the schema (valid and invalid
+parameters and bodies, real and made-up ids) and every answer is held to the schema:
+no server error (5xx), a documented status code, a documented content type and headers,
+and a body that matches the documented schema. The world is the permission matrix's (a
+project with versions, a rollout, an A/B test, an alert, a webhook), so ids hit real
+objects some of the time.
+
+Not checked: whether invalid requests are refused (``negative_data_rejection``) — the API
+is lenient where DRF is (an unknown filter value or a bad ``page_size`` is ignored, not a
+400) — and ``positive_data_acceptance``, which counts a 404 for a made-up id against a
+well-formed request.
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from portal.accounts.services import create_token
+from portal.wsgi import application
+from tests.integration.test_permission_matrix import world  # noqa: F401 - the fixture
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance]
+ROLES = ["anonymous", "viewer", "contributor", "approver", "owner", "outsider"]
+
+
+@pytest.fixture(autouse=True)
+def keep_connection():
+    """Like Django's test client: a request must not close the test's connection."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def tokens(world, users, settings):  # noqa: F811 - the imported fixture
+    settings.MODELGATE_ALERTMANAGER_TOKEN = "alertmanager-secret"  # the receiver is on
+    return {role: create_token(users[role], "schemathesis")[1]
+            for role in ROLES if role != "anonymous"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@schema.parametrize()
+@hypothesis_settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck),
+                     derandomize=True)
+def test_every_answer_matches_the_schema(case, role, tokens):
+    headers = {"Authorization": f"Token {tokens[role]}"} if role in tokens else {}
+    if case.path == "/api/v1/alerts/alertmanager/":
+        headers = {"Authorization": "Bearer alertmanager-secret"}
+    case.call_and_validate(headers=headers, checks=CHECKS)
