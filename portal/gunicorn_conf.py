@@ -9,6 +9,13 @@ out of collections, and a higher first threshold makes collections rarer.
 
 import gc
 import os
+import shutil
+import tempfile
+
+# Every gunicorn process writes its metrics here and /metrics sums them; set before the
+# app (and prometheus_client) is imported in the workers.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelgate-metrics-")
 
 bind = os.environ.get("MODELGATE_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -23,3 +30,15 @@ def post_worker_init(worker):
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)
+
+
+def on_starting(server):
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(folder, ignore_errors=True)  # samples of a previous run do not count
+    os.makedirs(folder, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

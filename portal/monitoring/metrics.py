@@ -80,6 +80,11 @@ class DriftCollector:
 
 
 def exposition() -> bytes:
+    """Drift verdicts and queue depth (computed now), then the processes' own metrics
+    (request latency, task durations; summed over gunicorn's processes)."""
+    from portal.observability import QueueCollector, registry_for_scrape
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DriftCollector())
-    return generate_latest(registry)
+    registry.register(QueueCollector())
+    return generate_latest(registry) + generate_latest(registry_for_scrape())
