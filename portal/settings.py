@@ -179,6 +179,9 @@ MODELGATE_WEBHOOK_ALLOW_PRIVATE = env_bool("MODELGATE_WEBHOOK_ALLOW_PRIVATE", Fa
 # before (their feedback is refused): set it once, apart from DJANGO_SECRET_KEY if that
 # one is rotated.
 MODELGATE_PREDICTION_ID_SECRET = env_str("MODELGATE_PREDICTION_ID_SECRET", "") or SECRET_KEY
+# API tokens: default and longest lifetime, in days.
+MODELGATE_TOKEN_DAYS = env_int("MODELGATE_TOKEN_DAYS", 90)
+MODELGATE_TOKEN_MAX_DAYS = env_int("MODELGATE_TOKEN_MAX_DAYS", 365)
 # Largest batch of POST /api/v1/feedback/.
 MODELGATE_FEEDBACK_MAX_BATCH = env_int("MODELGATE_FEEDBACK_MAX_BATCH", 10_000)
 # SMTP, when MODELGATE_EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend.
@@ -276,7 +279,8 @@ REST_FRAMEWORK = {
         "portal.accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated",
+                                   "portal.api.permissions.TokenScopes"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",

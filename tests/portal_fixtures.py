@@ -178,7 +178,7 @@ class Api:
         self.client = APIClient()
         self.capture = capture
         if user is not None:
-            _, key = create_token(user, "tests")
+            _, key = create_token(user, "tests", scopes=["read", "write", "approve"])
             self.client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
 
     def __getattr__(self, method):

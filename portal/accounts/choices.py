@@ -10,4 +10,13 @@ class Role(models.TextChoices):
     OWNER = "owner", "Owner"
 
 
+class TokenScope(models.TextChoices):
+    """What an API token may do, on top of its owner's roles (never beyond them)."""
+
+    READ = "read", "Read"
+    WRITE = "write", "Write (register, request releases, feedback, pause and roll back)"
+    APPROVE = "approve", "Approve (reviews, promote, A/B decisions, champion alias)"
+
+
+DEFAULT_TOKEN_SCOPES = ["read", "write"]
 ROLE_RANK = {Role.VIEWER: 1, Role.CONTRIBUTOR: 2, Role.APPROVER: 3, Role.OWNER: 4}

@@ -48,6 +48,7 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(default=list, help_text="read, write and/or approve")
 
     class Meta:
         ordering = ["-created_at"]

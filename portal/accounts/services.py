@@ -5,12 +5,13 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from portal.accounts.choices import ROLE_RANK, Role
+from portal.accounts.choices import DEFAULT_TOKEN_SCOPES, ROLE_RANK, Role, TokenScope
 from portal.accounts.models import ApiToken, Membership, hash_token
 from portal.audit import services as audit
 from portal.errors import Conflict, NotAllowed, NotFound, ValidationFailed
@@ -124,18 +125,37 @@ def find_user(username: str):
 
 # API tokens ----------------------------------------------------------------------------
 
-def create_token(user, name: str, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
-    """Create a token and return it with its key; the key is never stored or shown again."""
+def create_token(user, name: str, expires_at: datetime | None = None,
+                 scopes: list[str] | None = None) -> tuple[ApiToken, str]:
+    """Create a token and return it with its key; the key is never stored or shown again.
+
+    Tokens expire: after ``MODELGATE_TOKEN_DAYS`` unless asked otherwise, and never later
+    than ``MODELGATE_TOKEN_MAX_DAYS``. Scopes default to read and write; approving (reviews,
+    promotions, A/B decisions) must be asked for.
+    """
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("give the token a name, e.g. 'ci pipeline'", field="name")
-    if expires_at is not None and expires_at <= timezone.now():
+    now = timezone.now()
+    if expires_at is None:
+        expires_at = now + timedelta(days=settings.MODELGATE_TOKEN_DAYS)
+    if expires_at <= now:
         raise ValidationFailed("the expiry must be in the future", field="expires_at")
+    if expires_at > now + timedelta(days=settings.MODELGATE_TOKEN_MAX_DAYS):
+        raise ValidationFailed(f"tokens live at most {settings.MODELGATE_TOKEN_MAX_DAYS} days",
+                               field="expires_at")
+    scopes = list(DEFAULT_TOKEN_SCOPES if scopes is None else scopes)
+    unknown = sorted(set(scopes) - set(TokenScope.values))
+    if unknown or not scopes:
+        raise ValidationFailed(f"scopes are some of {', '.join(TokenScope.values)}",
+                               field="scopes")
+    scopes = [s for s in TokenScope.values if s in scopes]
     key = TOKEN_PREFIX + secrets.token_urlsafe(30)
     with transaction.atomic():
         token = ApiToken.objects.create(user=user, name=name[:100], prefix=key[:10],
-                                        key_hash=hash_token(key), expires_at=expires_at)
-        audit.record(user, "token.create", token, changes={"name": name},
+                                        key_hash=hash_token(key), expires_at=expires_at,
+                                        scopes=scopes)
+        audit.record(user, "token.create", token, changes={"name": name, "scopes": scopes},
                      object_repr=f"token {token.name} ({token.prefix}…) of {user}")
     return token, key
 

@@ -17,7 +17,8 @@ def tokens(request):
     if request.method == "POST" and form.is_valid():
         try:
             token, new_key = services.create_token(request.user, form.cleaned_data["name"],
-                                                   form.cleaned_data["expires_at"])
+                                                   form.cleaned_data["expires_at"],
+                                                   form.cleaned_data["scopes"] or None)
         except DomainError as e:
             form.add_error(e.field if e.field in form.fields else None, e.detail)
         else:

@@ -54,7 +54,7 @@ def keep_connection():
 @pytest.fixture
 def tokens(world, users, settings):  # noqa: F811 - the imported fixture
     settings.MODELGATE_ALERTMANAGER_TOKEN = "alertmanager-secret"  # the receiver is on
-    return {role: create_token(users[role], "schemathesis")[1]
+    return {role: create_token(users[role], "schemathesis", scopes=["read", "write", "approve"])[1]
             for role in ROLES if role != "anonymous"}
 
 

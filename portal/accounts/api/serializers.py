@@ -1,16 +1,19 @@
 from rest_framework import serializers
 
-from portal.accounts.choices import Role
+from portal.accounts.choices import Role, TokenScope
 from portal.accounts.models import ApiToken, Membership
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
     active = serializers.BooleanField(source="is_active", read_only=True)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=TokenScope.choices), required=False,
+        help_text="read, write, approve; default read and write")
 
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "created_at", "expires_at", "last_used_at",
-                  "revoked_at", "active"]
+        fields = ["id", "name", "prefix", "scopes", "created_at", "expires_at",
+                  "last_used_at", "revoked_at", "active"]
         read_only_fields = ["id", "prefix", "created_at", "last_used_at", "revoked_at", "active"]
 
 

@@ -29,7 +29,8 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVi
     @extend_schema(request=ApiTokenSerializer, responses={201: ApiTokenCreatedSerializer})
     def create(self, request):
         data = validated(ApiTokenSerializer, request.data)
-        token, key = services.create_token(request.user, data["name"], data.get("expires_at"))
+        token, key = services.create_token(request.user, data["name"], data.get("expires_at"),
+                                           data.get("scopes"))
         token.token = key
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 

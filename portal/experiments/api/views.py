@@ -53,6 +53,8 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
     """A/B tests: one per A/B rollout. ``readout`` gives the results so far; approvers
     ``decide`` (promote B, keep A, or extend) with a comment."""
 
+    approve_actions = {"decide"}  # need the token scope "approve"
+
     serializer_class = ExperimentSerializer
 
     def get_queryset(self):

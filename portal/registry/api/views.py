@@ -87,6 +87,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
 class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Registered models and, nested under each, its versions and aliases."""
 
+    approve_actions = {"aliases", "monitoring"}  # need the token scope "approve"
+
     serializer_class = RegisteredModelSerializer
     filterset_class = RegisteredModelFilterSet
     search_fields = ["name", "description", "project__name"]

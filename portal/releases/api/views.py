@@ -48,6 +48,8 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Porta
 class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Release requests; approvers approve or reject them with a comment."""
 
+    approve_actions = {"approve", "reject"}  # need the token scope "approve"
+
     serializer_class = ApprovalRequestSerializer
     filterset_class = ApprovalRequestFilterSet
     ordering_fields = ["created_at", "id"]
@@ -88,6 +90,8 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
 
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Rollouts: progress, every analysis, and the commands people may give."""
+
+    approve_actions = {"promote", "resume", "keep"}  # need the token scope "approve"
 
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilterSet
