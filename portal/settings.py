@@ -1,5 +1,6 @@
 """Settings of the Modelgate portal, all read from the environment (see README)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -37,8 +38,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("MODELGATE_HSTS_SUBDOMAINS",
 # "preload" only marks the site as eligible: submitting it to browsers is a separate act.
 SECURE_HSTS_PRELOAD = HTTPS and env_bool("MODELGATE_HSTS_PRELOAD", True)
 if env_bool("MODELGATE_BEHIND_PROXY", False):
-    # Only behind a proxy that sets (and strips from clients) X-Forwarded-Proto.
+    # Only behind a proxy that sets (and strips from clients) X-Forwarded-Proto and -For.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -56,6 +58,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "portal.accounts",
     "portal.audit",
     "portal.registry",
@@ -80,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.audit.middleware.RequestContextMiddleware",
     "portal.web.middleware.DomainErrorMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 if env_bool("MODELGATE_QUERY_COUNT_HEADER", False):
     # Benchmarks only: adds X-Query-Count to every response.
@@ -125,6 +129,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Sign-in lockout (django-axes): after MODELGATE_LOGIN_FAILURES wrong passwords for one
+# username from one address, that pair is refused (429) for MODELGATE_LOCKOUT_MINUTES, on
+# the login page and on POST /api/v1/auth/token/ alike. A success resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend",
+                           "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("MODELGATE_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MODELGATE_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "web:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -194,6 +209,15 @@ EMAIL_TIMEOUT = env_int("MODELGATE_EMAIL_TIMEOUT", 10)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+# The cache holds rate-limit counts: Redis (shared by every web process) when the broker is
+# Redis, this process's memory otherwise (the embedded demo).
+CACHE_URL = env_str("MODELGATE_CACHE_URL",
+                    REDIS_URL if CELERY_BROKER_URL.startswith("redis") else "")
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+     "KEY_PREFIX": env_str("MODELGATE_REDIS_PREFIX", "modelgate:") + "cache",
+     "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}
+    if CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"})}
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded fallback when no Redis is reachable: a folder shared by web and worker.
@@ -281,6 +305,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated",
                                    "portal.api.permissions.TokenScopes"],
+    "DEFAULT_THROTTLE_CLASSES": ["portal.api.throttling.ActionThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "tokens": env_str("MODELGATE_RATE_TOKENS", "20/hour"),
+        "uploads": env_str("MODELGATE_RATE_UPLOADS", "120/hour"),
+        "explain": env_str("MODELGATE_RATE_EXPLAIN", "60/min"),
+        "feedback": env_str("MODELGATE_RATE_FEEDBACK", "600/min"),
+    },
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",

@@ -58,6 +58,11 @@ class TokenLoginView(APIView):
                              "detail": "send a JSON body with username and password"},
                             status=status.HTTP_400_BAD_REQUEST)
         user = authenticate(request, username=username, password=password)
+        if getattr(request, "axes_locked_out", False):
+            return Response({"code": "locked_out",
+                             "detail": "too many failed sign-ins for this account from here; "
+                                       "try again later"},
+                            status=status.HTTP_429_TOO_MANY_REQUESTS)
         if user is None:
             return Response({"code": "authentication_failed",
                              "detail": "wrong username or password"},

@@ -15,6 +15,8 @@ from portal.api.views import PortalViewSet, validated
 
 
 class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    throttle_scopes = {"create": "tokens"}
+
     """Your own API tokens. Creating one returns its key once; DELETE revokes it."""
 
     serializer_class = ApiTokenSerializer

@@ -21,6 +21,8 @@ SINGLE_STATUS = {"not_found": 404, "unknown_prediction": 404, "permission_denied
 
 
 class FeedbackView(APIView):
+    throttle_scopes = {"post": "feedback"}
+
     """Outcomes of predictions, for A/B tests.
 
     Send ``{"prediction_id": "...", "outcome": 1}`` or a batch ``{"items": [...]}`` (at most

@@ -87,6 +87,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
 class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Registered models and, nested under each, its versions and aliases."""
 
+    throttle_scopes = {"versions": "uploads"}  # POST: a new version (reads are not limited)
+
     approve_actions = {"aliases", "monitoring"}  # need the token scope "approve"
 
     serializer_class = RegisteredModelSerializer
@@ -182,6 +184,8 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
 class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Every version you may see, with filters; artifacts and lineage per version."""
 
+    throttle_scopes = {"explain": "explain"}
+
     serializer_class = ModelVersionSerializer
     filterset_class = ModelVersionFilterSet
     pagination_class = VersionCursorPagination
@@ -269,6 +273,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
 
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Reference datasets and their baseline profiles."""
+
+    throttle_scopes = {"create": "uploads"}
 
     serializer_class = DatasetSerializer
     filterset_class = DatasetFilterSet
