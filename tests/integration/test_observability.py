@@ -73,19 +73,18 @@ def test_tasks_are_timed_and_failures_counted():
 
 
 @pytest.mark.django_db
+@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
 def test_queue_depth_is_read_from_the_broker(settings):
     if not os.environ.get("MODELGATE_TEST_REDIS_URL"):
         pytest.skip("needs the test Redis")
-    from kombu import pools
-
     from portal.monitoring.metrics import exposition
+    from tests.integration.test_worker import _reconnect
 
     queue = f"modelgate-depth-{uuid.uuid4().hex[:8]}"
     saved = app.conf.broker_url, app.conf.broker_transport_options
     app.conf.broker_url = os.environ["MODELGATE_TEST_REDIS_URL"]
     app.conf.broker_transport_options = {"global_keyprefix": f"{queue}:"}
-    pools.reset()
-    app._pool = None
+    _reconnect()
     try:
         settings.CELERY_TASK_DEFAULT_QUEUE = queue
         for _ in range(3):
@@ -96,13 +95,11 @@ def test_queue_depth_is_read_from_the_broker(settings):
         with app.connection_for_write() as conn:
             conn.default_channel.queue_purge(queue)
         app.conf.broker_url = "redis://127.0.0.1:1/0"  # nobody there
-        pools.reset()
-        app._pool = None
+        _reconnect()
         assert value(exposition().decode(), "modelgate_broker_up") == 0
     finally:
         app.conf.broker_url, app.conf.broker_transport_options = saved
-        pools.reset()
-        app._pool = None
+        _reconnect()
 
 
 @pytest.mark.django_db(transaction=True)

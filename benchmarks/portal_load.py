@@ -1,0 +1,348 @@
+"""Mixed load on the portal as deployed: gunicorn with the production settings, PostgreSQL,
+Redis, a Celery worker; the load comes from another process.
+
+    .venv/bin/python benchmarks/portal_load.py [--rate 200] [--seconds 60] [--keep]
+
+1. (Re)creates the database ``modelgate_bench_load`` and migrates it; seeds a project with
+   a model of 20 versions, a dataset, an A/B rollout in progress with its test, and users:
+   a viewer (browsing), a contributor (integrator, with an API token).
+2. Starts gunicorn (portal/gunicorn_conf.py: 2 workers x 4 threads, DEBUG off, a real
+   secret key, ``MODELGATE_QUERY_COUNT_HEADER`` off) and a Celery worker (1 process) that
+   validates the uploaded versions.
+3. A load process (``--load`` mode of this script, multiprocessing, its own interpreter)
+   sends an open-loop mix at ``--rate`` requests/s for ``--seconds``: browsing people
+   (dashboard, models list, model page, version page, rollout page and its live refresh,
+   A/B test page, alerts) 55 %, API reads (versions list, version, readout) 30 %, feedback
+   batches of 100 outcomes 12 %, version uploads 3 %. Open loop: requests are scheduled
+   at fixed times whatever the answers, so a slow server shows as latency, not as less
+   load.
+4. Prints per endpoint: requests, errors (status >= 400 or no answer), p50 and p95; the
+   achieved rate; the most PostgreSQL connections seen (sampled every 0.5 s); and PASS/FAIL
+   against >= 200 requests/s, p95 < 200 ms for every endpoint, 0 errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from registry_api import PG_SERVER, free_port, stop_server  # noqa: E402
+
+DB_NAME = "modelgate_bench_load"
+MIX = [("page", 0.55), ("api", 0.30), ("feedback", 0.12), ("upload", 0.03)]
+
+
+def recreate(drop_only: bool = False) -> None:
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        if not drop_only:
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def environment(data_dir: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MODELGATE_"))}
+    env.update({"DATABASE_URL": f"{PG_SERVER}/{DB_NAME}", "MODELGATE_DATA_DIR": data_dir,
+                "DJANGO_SETTINGS_MODULE": "portal.settings", "DJANGO_DEBUG": "false",
+                "DJANGO_SECRET_KEY": "load-benchmark-" + "k" * 40,
+                "MODELGATE_REQUIRE_SECRET_KEY": "true", "MODELGATE_LOG_LEVEL": "WARNING",
+                "MODELGATE_REDIS_PREFIX": f"modelgate-load-{os.getpid()}:",
+                "MODELGATE_CELERY_QUEUE": f"modelgate-load-{os.getpid()}",
+                "MODELGATE_EXPLAIN_VERSIONS": "false",
+                "MODELGATE_RATE_UPLOADS": "100000/hour", "MODELGATE_RATE_FEEDBACK": "100000/min"})
+    return env
+
+
+def seed() -> dict:
+    import django
+
+    django.setup()
+    import numpy as np
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    from ops import rollout
+    from ops.artifacts import dump_skops
+    from portal.accounts.choices import Role
+    from portal.accounts.models import Membership
+    from portal.accounts.services import create_token
+    from portal.experiments import services as experiments
+    from portal.registry import services
+    from portal.releases import deployments
+    from portal.releases import services as releases
+    from portal.releases.models import Deployment
+
+    call_command("migrate", verbosity=0)
+    users = get_user_model().objects
+    owner = users.create_user("load-owner", password="load-pass-1")
+    viewer = users.create_user("load-viewer", password="load-pass-1")
+    integrator = users.create_user("load-integrator", password="load-pass-1")
+    project = services.create_project(owner, name="Load", slug="load")
+    Membership.objects.create(project=project, user=viewer, role=Role.VIEWER)
+    Membership.objects.create(project=project, user=integrator, role=Role.CONTRIBUTOR)
+    frame = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 3, 4, -1]]
+    features = list(frame.columns[:-1])
+    dataset = services.upload_dataset(owner, project, name="cancer",
+                                      file=io.BytesIO(frame.to_csv(index=False).encode()),
+                                      filename="cancer.csv", target="target")
+    services.profile_dataset(dataset.pk)
+    model = services.create_model(owner, project, name="tumor", task="classification")
+    schema = [{"name": f, "type": "double"} for f in features]
+    versions = []
+    for c in np.logspace(-2, 2, 20):
+        estimator = LogisticRegression(C=float(c), max_iter=500).fit(frame[features],
+                                                                      frame["target"])
+        version = services.register_version(owner, model, io.BytesIO(dump_skops(estimator)),
+                                            {"input_schema": schema, "dataset": dataset.pk,
+                                             "metrics": {"roc_auc": 0.9 + c / 1000}})
+        versions.append(services.validate_version(version.pk))
+    environment = releases.create_environment(owner, project, name="production",
+                                              settings={"port": 9999})
+    stable, candidate = versions[0], versions[1]
+    spec = deployments._spec("ab", {"split": 0.5, "duration_seconds": 86400}, model.name,
+                             candidate, stable)
+    state = rollout.RolloutState(status=rollout.Status.PROGRESSING, generation=2,
+                                 base_generation=1, step_started_at=time.time())
+    deployment = Deployment.objects.create(
+        environment=environment, model=model, candidate=candidate, stable=stable,
+        endpoint=model.name, strategy="ab", spec=spec.to_dict(), state=state.to_dict(),
+        status="progressing")
+    experiment = experiments.create_for(deployment, generation=2)
+    _, token = create_token(integrator, "load", scopes=["read", "write"])
+    # Distinct artifacts to upload (the registry refuses a duplicate), made before the clock.
+    uploads = []
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        estimator = LogisticRegression(max_iter=200).fit(
+            frame[features] + rng.normal(0, 1e-3, (len(frame), len(features))), frame["target"])
+        uploads.append(dump_skops(estimator).hex())
+    from ops.serving.ids import new_prediction_ids
+    from portal.experiments.signing import signer_for
+
+    signer = signer_for(environment.pk, model.pk)
+    ids = [new_prediction_ids("candidate" if i % 2 else "stable", 2, 1, signer=signer)[0]
+           for i in range(200_000)]
+    return {"token": token, "model": model.pk, "model_name": model.name,
+            "versions": [v.pk for v in versions], "numbers": [v.number for v in versions],
+            "deployment": deployment.pk, "experiment": experiment.pk,
+            "schema": schema, "uploads": uploads, "ids": ids}
+
+
+# -- the load process ---------------------------------------------------------------------
+
+def browser_session(base: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{base}/login/", timeout=10).text
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    answer = session.post(f"{base}/login/", data={"username": "load-viewer",
+                                                  "password": "load-pass-1",
+                                                  "csrfmiddlewaretoken": csrf},
+                          headers={"Referer": f"{base}/login/"}, timeout=10)
+    answer.raise_for_status()
+    return session
+
+
+def run_load(base: str, world: dict, rate: float, seconds: float, out: str) -> None:
+    import random
+
+    rng = random.Random(3)
+    local = threading.local()
+    headers = {"Authorization": f"Token {world['token']}"}
+    ids = iter(world["ids"])
+    uploads = iter(world["uploads"])
+    lock = threading.Lock()
+    results: list[tuple[str, int, float]] = []
+    numbers = world["numbers"]
+    pages = [("page: dashboard", "/"), ("page: models", "/models/"),
+             ("page: model", f"/p/load/m/{world['model_name']}/"),
+             ("page: rollout", f"/deployments/{world['deployment']}/"),
+             ("page: rollout refresh", f"/deployments/{world['deployment']}/?partial=1"),
+             ("page: A/B test", f"/experiments/{world['experiment']}/"),
+             ("page: alerts", "/alerts/")]
+
+    def session(kind: str) -> requests.Session:
+        sessions = getattr(local, "sessions", None)
+        if sessions is None:
+            sessions = local.sessions = {"page": browser_session(base),
+                                         "api": requests.Session()}
+        return sessions["page" if kind == "page" else "api"]
+
+    def one(kind: str):
+        started = time.perf_counter()
+        try:
+            if kind == "page":
+                name, path = rng.choice(pages + [("page: version",
+                                                  f"/p/load/m/{world['model_name']}/v/"
+                                                  f"{rng.choice(numbers)}/")])
+                status = session(kind).get(base + path, timeout=30).status_code
+            elif kind == "api":
+                name, path = rng.choice([
+                    ("api: versions list", f"/api/v1/versions/?model={world['model']}"),
+                    ("api: version", f"/api/v1/versions/{rng.choice(world['versions'])}/"),
+                    ("api: A/B readout", f"/api/v1/experiments/{world['experiment']}/readout/"),
+                ])
+                status = session(kind).get(base + path, headers=headers, timeout=30).status_code
+            elif kind == "feedback":
+                name = "api: feedback (100)"
+                with lock:
+                    batch = [{"prediction_id": next(ids), "outcome": rng.random() < 0.3}
+                             for _ in range(100)]
+                status = session(kind).post(f"{base}/api/v1/feedback/", json={"items": batch},
+                                            headers=headers, timeout=30).status_code
+            else:
+                name = "api: version upload"
+                with lock:
+                    artifact = bytes.fromhex(next(uploads))
+                status = session(kind).post(
+                    f"{base}/api/v1/models/{world['model']}/versions/", headers=headers,
+                    files={"artifact": ("model.skops", artifact)},
+                    data={"metadata": json.dumps({"input_schema": world["schema"]})},
+                    timeout=30).status_code
+        except requests.RequestException:
+            name, status = locals().get("name", kind), 0
+        took = time.perf_counter() - started
+        with lock:
+            results.append((name, status, took))
+
+    kinds = [k for k, _ in MIX]
+    weights = [w for _, w in MIX]
+    total = int(rate * seconds)
+    schedule = [rng.choices(kinds, weights)[0] for _ in range(total)]
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        for _ in range(8):  # warm the sessions (log in) before the clock starts
+            pool.submit(session, "page")
+        time.sleep(2)
+        start = time.perf_counter()
+        for i, kind in enumerate(schedule):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, kind)
+    elapsed = time.perf_counter() - start
+    Path(out).write_text(json.dumps({"results": results, "elapsed": elapsed}))
+
+
+def start_server(env: dict, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """gunicorn with the portal's configuration, as deployed (no benchmark middleware)."""
+    port = free_port()
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
+                             "python:portal.gunicorn_conf", "portal.wsgi", "-b",
+                             f"127.0.0.1:{port}", "--access-logfile", "/dev/null"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except requests.RequestException:
+            time.sleep(0.3)
+    raise RuntimeError("gunicorn did not start: " + log_path.read_text()[-2000:])
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def report(data: dict, connections: int, rate: float) -> bool:
+    rows: dict[str, list] = {}
+    for name, status, took in data["results"]:
+        rows.setdefault(name, []).append((status, took))
+    achieved = len(data["results"]) / data["elapsed"]
+    errors_total = 0
+    worst_p95 = 0.0
+    print(f"\n{'endpoint':<28} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8}")
+    for name in sorted(rows):
+        entries = rows[name]
+        times = sorted(t * 1000 for _, t in entries)
+        errors = sum(1 for s, _ in entries if s == 0 or s >= 400)
+        errors_total += errors
+        p95 = times[int(0.95 * (len(times) - 1))]
+        worst_p95 = max(worst_p95, p95)
+        print(f"{name:<28} {len(entries):>8} {errors:>6} {statistics.median(times):>8.1f} "
+              f"{p95:>8.1f}")
+    ok = achieved >= 0.98 * rate and rate >= 200 and worst_p95 < 200 and errors_total == 0
+    print(f"\n{len(data['results'])} requests in {data['elapsed']:.1f} s = {achieved:.0f}/s "
+          f"(asked {rate:g}/s); errors {errors_total}; worst p95 {worst_p95:.0f} ms; "
+          f"PostgreSQL connections at most {connections}")
+    print(f"{'PASS' if ok else 'FAIL'}: target >= 200 requests/s mixed, p95 < 200 ms on "
+          "every endpoint, 0 errors")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--load", nargs=3, metavar=("BASE", "WORLD", "OUT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        base, world, out = args.load
+        run_load(base, json.loads(Path(world).read_text()), args.rate, args.seconds, out)
+        return 0
+
+    recreate()
+    data_dir = tempfile.mkdtemp(prefix="modelgate-bench-load-")
+    env = environment(data_dir)
+    os.environ.update(env)
+    world = seed()
+    world_file = Path(data_dir) / "world.json"
+    world_file.write_text(json.dumps(world))
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "workers",
+                               "worker", "-P", "solo", "--loglevel", "WARNING"], cwd=ROOT,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, base = start_server(env, Path(data_dir) / "gunicorn.log")
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            while not stop.is_set():
+                count = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                     (DB_NAME,)).fetchone()[0]
+                peak[0] = max(peak[0], count)
+                time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = Path(data_dir) / "results.json"
+    try:
+        subprocess.run([sys.executable, __file__, "--rate", str(args.rate), "--seconds",
+                        str(args.seconds), "--load", base, str(world_file), str(out)],
+                       check=True, env=env)
+    finally:
+        stop.set()
+        stop_server(proc)
+        worker.terminate()
+        worker.wait(timeout=30)
+    ok = report(json.loads(out.read_text()), peak[0], args.rate)
+    if not args.keep:
+        from django.db import connections
+
+        connections.close_all()
+        recreate(drop_only=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
