@@ -2,6 +2,11 @@
 
 Each builder returns a JSON-ready dict ``{"data": [...], "layout": {...}}`` that the page
 hands to Plotly.js (served from the installed plotly package, never a CDN).
+
+The dicts are written directly, not through ``plotly.graph_objects``: building and
+validating a figure through plotly's classes cost 10–35 ms per chart, more than the rest
+of a page (``benchmarks/portal_load.py``). The tests pass every builder's output through
+``plotly.graph_objects.Figure``, which rejects any property Plotly does not know.
 """
 
 from __future__ import annotations
@@ -20,10 +25,54 @@ BASE_LAYOUT = {
 }
 
 
-def _figure(fig) -> dict:
-    import plotly.io as pio
+_TEMPLATE: dict | None = None
 
-    return json.loads(pio.to_json(fig, validate=False))
+
+def _template() -> dict:
+    """plotly.py's default look (the "plotly" template), read once per process."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        import plotly.io as pio
+
+        _TEMPLATE = json.loads(json.dumps(pio.templates["plotly"].to_plotly_json()))
+    return _TEMPLATE
+
+
+def _figure(data: list[dict], layout: dict) -> dict:
+    return {"data": data, "layout": {"template": _template(), **BASE_LAYOUT, **layout}}
+
+
+def _title(text: str, size: int | None = None) -> dict:
+    return {"text": text, "font": {"size": size}} if size else {"text": text}
+
+
+def _grid(titles: list[str], rows: int, columns: int, horizontal: float,
+          vertical: float) -> tuple[dict, list[dict], list[tuple[str, str]]]:
+    """What ``plotly.subplots.make_subplots`` lays out: an x and a y axis per cell (row-major,
+    the first row on top), a title above each used cell. Returns the layout's axes, the
+    title annotations and each title's (xaxis, yaxis) trace references."""
+    width = (1 - horizontal * (columns - 1)) / columns
+    height = (1 - vertical * (rows - 1)) / rows
+    axes, annotations, refs = {}, [], []
+    for index, text in enumerate(titles):
+        row, column = divmod(index, columns)
+        x0 = column * (width + horizontal)
+        y1 = 1 - row * (height + vertical)
+        suffix = "" if index == 0 else str(index + 1)
+        axes[f"xaxis{suffix}"] = {"anchor": f"y{suffix}",
+                                  "domain": [max(0.0, x0), min(1.0, x0 + width)]}
+        axes[f"yaxis{suffix}"] = {"anchor": f"x{suffix}",
+                                  "domain": [max(0.0, y1 - height), min(1.0, y1)]}
+        annotations.append({"text": text, "x": x0 + width / 2, "y": y1, "xref": "paper",
+                            "yref": "paper", "xanchor": "center", "yanchor": "bottom",
+                            "showarrow": False, "font": {"size": 16}})
+        refs.append((f"x{suffix}", f"y{suffix}"))
+    return axes, annotations, refs
+
+
+def _hline(y: float, line: dict, axes: tuple[str, str] = ("x", "y")) -> dict:
+    return {"type": "line", "xref": f"{axes[0]} domain", "x0": 0, "x1": 1,
+            "yref": axes[1], "y0": y, "y1": y, "line": line}
 
 
 def metric_history(versions: list[dict]) -> dict | None:
@@ -32,9 +81,6 @@ def metric_history(versions: list[dict]) -> dict | None:
     ``versions``: ``[{"number": 1, "metrics": {"auc": 0.9}, "label": "v1"}]`` in any order.
     Metrics with different scales get their own small panel.
     """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     ordered = sorted(versions, key=lambda v: v["number"])
     series: dict[str, list[tuple]] = defaultdict(list)
     for v in ordered:
@@ -46,28 +92,26 @@ def metric_history(versions: list[dict]) -> dict | None:
     names = sorted(series)
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=names,
-                        horizontal_spacing=0.08, vertical_spacing=0.18)
+    axes, annotations, refs = _grid(names, rows, columns, 0.08, 0.18)
+    for key, axis in axes.items():
+        axis.update({"title": _title("version"), "dtick": 1} if key.startswith("x") else {})
+        axis["gridcolor"] = "#e5e7eb"
+    data = []
     for index, name in enumerate(names):
         points = series[name]
-        fig.add_trace(go.Scatter(
-            x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
-            name=name, text=[p[2] for p in points],
-            hovertemplate="%{text}<br>" + name + " = %{y:.4g}<extra></extra>",
-            line={"color": PALETTE[index % len(PALETTE)], "width": 2}, marker={"size": 8},
-        ), row=index // columns + 1, col=index % columns + 1)
-    fig.update_xaxes(title_text="version", dtick=1, gridcolor="#e5e7eb")
-    fig.update_yaxes(gridcolor="#e5e7eb")
-    fig.update_layout(**BASE_LAYOUT, showlegend=False, height=260 * rows)
-    fig.update_layout(margin={"l": 48, "r": 16, "t": 40, "b": 40})
-    return _figure(fig)
+        data.append({
+            "type": "scatter", "x": [p[0] for p in points], "y": [p[1] for p in points],
+            "mode": "lines+markers", "name": name, "text": [p[2] for p in points],
+            "hovertemplate": "%{text}<br>" + name + " = %{y:.4g}<extra></extra>",
+            "line": {"color": PALETTE[index % len(PALETTE)], "width": 2}, "marker": {"size": 8},
+            "xaxis": refs[index][0], "yaxis": refs[index][1]})
+    return _figure(data, {**axes, "annotations": annotations, "showlegend": False,
+                          "height": 260 * rows, "margin": {"l": 48, "r": 16, "t": 40, "b": 40}})
 
 
 def lineage_graph(graph: dict) -> dict:
     """Draw a lineage graph (``{"nodes", "edges"}``) left to right: datasets, then versions
     by generation. Node ``url``s are carried in ``customdata`` so a click can open them."""
-    import plotly.graph_objects as go
-
     nodes = {n["id"]: n for n in graph["nodes"]}
     parents = defaultdict(list)
     for e in graph["edges"]:
@@ -119,24 +163,24 @@ def lineage_graph(graph: dict) -> dict:
             continue
         colors = [("#dc2626" if n.get("status") == "invalid" else
                    "#f59e0b" if n.get("focus") else color) for n in members]
-        traces.append(go.Scatter(
-            x=[position[n["id"]][0] for n in members],
-            y=[position[n["id"]][1] for n in members],
-            mode="markers+text", name=title, text=[n["label"] for n in members],
-            textposition="bottom center", customdata=[n.get("url") or "" for n in members],
-            hovertext=[_hover(n) for n in members], hoverinfo="text",
-            marker={"symbol": symbol, "size": [26 if n.get("focus") else 20 for n in members],
-                    "color": colors, "line": {"width": 2, "color": "white"}},
-        ))
-    fig = go.Figure(traces)
+        traces.append({
+            "type": "scatter", "x": [position[n["id"]][0] for n in members],
+            "y": [position[n["id"]][1] for n in members],
+            "mode": "markers+text", "name": title, "text": [n["label"] for n in members],
+            "textposition": "bottom center",
+            "customdata": [n.get("url") or "" for n in members],
+            "hovertext": [_hover(n) for n in members], "hoverinfo": "text",
+            "marker": {"symbol": symbol,
+                       "size": [26 if n.get("focus") else 20 for n in members],
+                       "color": colors, "line": {"width": 2, "color": "white"}},
+        })
     width = max(columns) + 1 if columns else 1
     height = max(len(m) for m in columns.values()) if columns else 1
-    fig.update_layout(**BASE_LAYOUT, annotations=annotations, showlegend=True,
-                      legend={"orientation": "h", "y": 1.12},
-                      height=max(200, 110 * height + 60),
-                      xaxis={"visible": False, "range": [-0.5, width - 0.5]},
-                      yaxis={"visible": False, "range": [-(height / 2) - 0.3, height / 2 + 0.1]})
-    return _figure(fig)
+    return _figure(traces, {
+        "annotations": annotations, "showlegend": True,
+        "legend": {"orientation": "h", "y": 1.12}, "height": max(200, 110 * height + 60),
+        "xaxis": {"visible": False, "range": [-0.5, width - 0.5]},
+        "yaxis": {"visible": False, "range": [-(height / 2) - 0.3, height / 2 + 0.1]}})
 
 
 def _hover(node: dict) -> str:
@@ -148,8 +192,6 @@ def _hover(node: dict) -> str:
 def feature_profile(name: str, profile: dict) -> dict:
     """The baseline distribution of one feature: a histogram over its quantile bins, or the
     frequencies of its categories."""
-    import plotly.graph_objects as go
-
     if profile.get("kind") == "numeric" and profile.get("edges"):
         edges, counts = profile["edges"], profile["counts"]
         total = sum(counts) or 1
@@ -157,23 +199,23 @@ def feature_profile(name: str, profile: dict) -> dict:
         widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
         # Quantile bins have unequal widths: plot density so wide bins don't look tall.
         density = [c / total / w if w else 0 for c, w in zip(counts, widths, strict=True)]
-        fig = go.Figure(go.Bar(
-            x=centers, y=density, width=widths, marker={"color": "#2563eb", "opacity": 0.75},
-            customdata=[[a, b, c] for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)],
-            hovertemplate="[%{customdata[0]:.4g}, %{customdata[1]:.4g}): %{customdata[2]} rows"
-                          "<extra></extra>",
-        ))
-        fig.update_yaxes(title_text="density", showticklabels=False)
+        bar = {
+            "type": "bar", "x": centers, "y": density, "width": widths,
+            "marker": {"color": "#2563eb", "opacity": 0.75},
+            "customdata": [[a, b, c] for a, b, c in zip(edges[:-1], edges[1:], counts,
+                                                        strict=True)],
+            "hovertemplate": "[%{customdata[0]:.4g}, %{customdata[1]:.4g}): "
+                             "%{customdata[2]} rows<extra></extra>"}
+        yaxis = {"title": _title("density"), "showticklabels": False}
     else:
         frequencies = profile.get("frequencies", {})
         items = sorted(frequencies.items(), key=lambda kv: -kv[1])[:20]
-        fig = go.Figure(go.Bar(x=[k for k, _ in items], y=[v for _, v in items],
-                               marker={"color": "#0891b2"}))
-        fig.update_yaxes(title_text="rows")
-    fig.update_layout(**BASE_LAYOUT, height=200, title={"text": name, "font": {"size": 13}},
-                      showlegend=False, bargap=0.02)
-    fig.update_layout(margin={"l": 36, "r": 8, "t": 32, "b": 28})
-    return _figure(fig)
+        bar = {"type": "bar", "x": [k for k, _ in items], "y": [v for _, v in items],
+               "marker": {"color": "#0891b2"}}
+        yaxis = {"title": _title("rows")}
+    return _figure([bar], {"height": 200, "title": _title(name, 13), "showlegend": False,
+                           "bargap": 0.02, "yaxis": yaxis,
+                           "margin": {"l": 36, "r": 8, "t": 32, "b": 28}})
 
 
 def rollout_traffic(points: list[dict]) -> dict | None:
@@ -182,24 +224,21 @@ def rollout_traffic(points: list[dict]) -> dict | None:
     ``points``: ``[{"at": iso time, "weights": {"stable": 0.9, "candidate": 0.1}}]`` for every
     plan applied, oldest first.
     """
-    import plotly.graph_objects as go
-
     points = [p for p in points if p.get("weights")]
     if len(points) < 2:
         return None  # one plan is a sentence, not a chart
     names = sorted({n for p in points for n in p["weights"]}, key=lambda n: n != "stable")
     colors = {"stable": "#64748b", "candidate": "#2563eb"}
-    fig = go.Figure()
-    for index, name in enumerate(names):
-        fig.add_trace(go.Scatter(
-            x=[p["at"] for p in points], y=[100 * p["weights"].get(name, 0.0) for p in points],
-            mode="lines+markers", name=name, line={"shape": "hv", "width": 3,
-                                                   "color": colors.get(name, PALETTE[index])},
-            hovertemplate=name + " %{y:.0f}%<extra></extra>"))
-    fig.update_layout(**BASE_LAYOUT, height=260, yaxis={"title": "traffic %", "range": [0, 105],
-                                                        "gridcolor": "#e5e7eb"},
-                      legend={"orientation": "h", "y": 1.15})
-    return _figure(fig)
+    data = [{
+        "type": "scatter", "x": [p["at"] for p in points],
+        "y": [100 * p["weights"].get(name, 0.0) for p in points], "mode": "lines+markers",
+        "name": name, "hovertemplate": name + " %{y:.0f}%<extra></extra>",
+        "line": {"shape": "hv", "width": 3,
+                 "color": colors.get(name, PALETTE[index % len(PALETTE)])}}
+        for index, name in enumerate(names)]
+    return _figure(data, {"height": 260, "legend": {"orientation": "h", "y": 1.15},
+                          "yaxis": {"title": _title("traffic %"), "range": [0, 105],
+                                    "gridcolor": "#e5e7eb"}})
 
 
 def rollout_measurements(points: list[dict]) -> dict | None:
@@ -208,9 +247,6 @@ def rollout_measurements(points: list[dict]) -> dict | None:
     ``points``: ``[{"at": iso time, "measurements": [{"metric", "value", "threshold",
     "verdict"}]}]``. One small panel per metric; failed checks are drawn red.
     """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     series: dict[str, list] = defaultdict(list)
     for point in points:
         for m in point.get("measurements", []):
@@ -220,21 +256,22 @@ def rollout_measurements(points: list[dict]) -> dict | None:
     if not series:
         return None
     names = sorted(series)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.08)
-    for index, name in enumerate(names, start=1):
+    axes, annotations, refs = _grid(names, 1, len(names), 0.08, 0.0)
+    data, shapes = [], []
+    for index, name in enumerate(names):
         rows = series[name]
-        fig.add_trace(go.Scatter(
-            x=[r[0] for r in rows], y=[r[1] for r in rows], mode="lines+markers", name=name,
-            marker={"size": 8, "color": ["#dc2626" if r[3] == "fail" else "#2563eb"
-                                         for r in rows]},
-            line={"color": "#2563eb"}, hovertemplate=name + " %{y:.4g}<extra></extra>"),
-            row=1, col=index)
+        data.append({
+            "type": "scatter", "x": [r[0] for r in rows], "y": [r[1] for r in rows],
+            "mode": "lines+markers", "name": name,
+            "marker": {"size": 8, "color": ["#dc2626" if r[3] == "fail" else "#2563eb"
+                                            for r in rows]},
+            "line": {"color": "#2563eb"}, "hovertemplate": name + " %{y:.4g}<extra></extra>",
+            "xaxis": refs[index][0], "yaxis": refs[index][1]})
         limits = [r[2] for r in rows if r[2] is not None]
         if limits and name != "requests":
-            fig.add_hline(y=limits[-1], line={"dash": "dot", "color": "#dc2626"}, row=1,
-                          col=index)
-    fig.update_layout(**BASE_LAYOUT, height=240, showlegend=False)
-    return _figure(fig)
+            shapes.append(_hline(limits[-1], {"dash": "dot", "color": "#dc2626"}, refs[index]))
+    return _figure(data, {**axes, "annotations": annotations, "shapes": shapes,
+                          "height": 240, "showlegend": False})
 
 
 # -- monitoring ------------------------------------------------------------------------------
@@ -253,49 +290,41 @@ def time_series(title: str, series: dict[str, list[tuple]], y_title: str = "",
     ``percent`` shows 0..1 values as %; ``threshold`` draws a dotted red line."""
     import datetime as dt
 
-    import plotly.graph_objects as go
-
     series = {name: points for name, points in series.items() if points}
     if not series:
         return None
-    fig = go.Figure()
+    data = []
     for index, (name, points) in enumerate(sorted(series.items())):
         # Plotly.js reads "YYYY-MM-DD HH:MM:SS" (no zone suffix); times are UTC.
         times = [dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
                  if isinstance(t, int | float) else t for t, _ in points]
         values = [(100 * v if percent and v is not None else v) for _, v in points]
-        fig.add_trace(go.Scatter(
+        data.append({
             # Markers while there are few points: one point alone draws no line.
-            x=times, y=values, mode="lines" if len(points) > 30 else "lines+markers", name=name,
-            line={"width": 2, "color": _color(name, index)},
-            hovertemplate=name + " %{y:.3g}" + ("%" if percent else "") + "<extra></extra>"))
-    if threshold is not None:
-        fig.add_hline(y=100 * threshold if percent else threshold,
-                      line={"dash": "dot", "color": "#dc2626"})
-    fig.update_layout(**BASE_LAYOUT, height=height, title={"text": title, "font": {"size": 13}},
-                      legend={"orientation": "h", "y": -0.25},
-                      yaxis={"title": y_title + (" %" if percent else ""),
-                             "gridcolor": "#e5e7eb", "rangemode": "tozero"})
-    return _figure(fig)
+            "type": "scatter", "x": times, "y": values, "name": name,
+            "mode": "lines" if len(points) > 30 else "lines+markers",
+            "line": {"width": 2, "color": _color(name, index)},
+            "hovertemplate": name + " %{y:.3g}" + ("%" if percent else "") + "<extra></extra>"})
+    shapes = [] if threshold is None else [
+        _hline(100 * threshold if percent else threshold, {"dash": "dot", "color": "#dc2626"})]
+    return _figure(data, {"height": height, "title": _title(title, 13), "shapes": shapes,
+                          "legend": {"orientation": "h", "y": -0.25},
+                          "yaxis": {"title": _title(y_title + (" %" if percent else "")),
+                                    "gridcolor": "#e5e7eb", "rangemode": "tozero"}})
 
 
 def grouped_bars(title: str, categories: list[str], groups: dict[str, list[float]],
                  y_title: str = "share %", height: int = 240) -> dict | None:
     """Bars per category, one colour per group (e.g. predicted classes per variant)."""
-    import plotly.graph_objects as go
-
     if not categories or not groups:
         return None
-    fig = go.Figure()
-    for index, (name, values) in enumerate(sorted(groups.items())):
-        fig.add_trace(go.Bar(x=categories, y=values, name=name,
-                             marker={"color": _color(name, index)},
-                             hovertemplate=name + " %{x}: %{y:.3g}<extra></extra>"))
-    fig.update_layout(**BASE_LAYOUT, height=height, barmode="group",
-                      title={"text": title, "font": {"size": 13}},
-                      legend={"orientation": "h", "y": -0.25},
-                      yaxis={"title": y_title, "gridcolor": "#e5e7eb"})
-    return _figure(fig)
+    data = [{"type": "bar", "x": list(categories), "y": list(values), "name": name,
+             "marker": {"color": _color(name, index)},
+             "hovertemplate": name + " %{x}: %{y:.3g}<extra></extra>"}
+            for index, (name, values) in enumerate(sorted(groups.items()))]
+    return _figure(data, {"height": height, "barmode": "group", "title": _title(title, 13),
+                          "legend": {"orientation": "h", "y": -0.25},
+                          "yaxis": {"title": _title(y_title), "gridcolor": "#e5e7eb"}})
 
 
 def baseline_vs_live(feature: str, edges: list[float], baseline: list[float],
@@ -329,25 +358,21 @@ def baseline_vs_live(feature: str, edges: list[float], baseline: list[float],
 
 def shap_importance(importance: list[dict], output: str, top: int = 15) -> dict | None:
     """Mean |SHAP| per feature (most important on top), with the spread as error bars."""
-    import plotly.graph_objects as go
-
     rows = importance[:top][::-1]
     if not rows:
         return None
     colors = ["#dc2626" if r["direction"] > 0.3 else "#2563eb" if r["direction"] < -0.3
               else "#64748b" for r in rows]
-    fig = go.Figure(go.Bar(
-        x=[r["mean_abs"] for r in rows], y=[r["feature"] for r in rows], orientation="h",
-        marker={"color": colors},
-        error_x={"type": "data", "array": [r["std_abs"] for r in rows], "color": "#94a3b8"},
-        hovertemplate="%{y}: average effect %{x:.3g}<extra></extra>"))
-    fig.update_layout(**BASE_LAYOUT, height=max(220, 26 * len(rows) + 80),
-                      title={"text": "What moves the model (average |SHAP|)",
-                             "font": {"size": 13}},
-                      xaxis={"title": f"average effect on the {output}",
-                             "gridcolor": "#e5e7eb"}, showlegend=False)
-    fig.update_layout(margin={"l": 160, "r": 16, "t": 36, "b": 40})
-    return _figure(fig)
+    bar = {"type": "bar", "x": [r["mean_abs"] for r in rows], "y": [r["feature"] for r in rows],
+           "orientation": "h", "marker": {"color": colors},
+           "error_x": {"type": "data", "array": [r["std_abs"] for r in rows],
+                       "color": "#94a3b8"},
+           "hovertemplate": "%{y}: average effect %{x:.3g}<extra></extra>"}
+    return _figure([bar], {
+        "height": max(220, 26 * len(rows) + 80),
+        "title": _title("What moves the model (average |SHAP|)", 13),
+        "xaxis": {"title": _title(f"average effect on the {output}"), "gridcolor": "#e5e7eb"},
+        "showlegend": False, "margin": {"l": 160, "r": 16, "t": 36, "b": 40}})
 
 
 def _short(values) -> list:
@@ -421,8 +446,6 @@ def shap_dependence(feature: str, feature_names: list[str], values: list[list[fl
 def shap_waterfall(base_value: float, values: list[float], row: list[float],
                    feature_names: list[str], output: str, top: int = 10) -> dict | None:
     """One prediction: from the average output, each input's push up or down."""
-    import plotly.graph_objects as go
-
     if not values:
         return None
     order = sorted(range(len(values)), key=lambda j: -abs(values[j]))
@@ -433,19 +456,19 @@ def shap_waterfall(base_value: float, values: list[float], row: list[float],
         labels.append(f"{len(rest)} other inputs")
         steps.append(sum(values[j] for j in rest))
     total = base_value + sum(values)
-    fig = go.Figure(go.Waterfall(
-        orientation="h", measure=["absolute", *["relative"] * len(steps), "total"],
-        y=["average output", *labels, "this prediction"], x=[base_value, *steps, total],
-        increasing={"marker": {"color": "#dc2626"}}, decreasing={"marker": {"color": "#2563eb"}},
-        totals={"marker": {"color": "#0f172a"}}, connector={"line": {"color": "#cbd5e1"}},
-        hovertemplate="%{y}: %{x:.3g}<extra></extra>"))
-    fig.update_layout(**BASE_LAYOUT, height=max(260, 26 * (len(steps) + 2) + 80),
-                      title={"text": f"One prediction, input by input ({output})",
-                             "font": {"size": 13}},
-                      yaxis={"autorange": "reversed"}, xaxis={"gridcolor": "#e5e7eb"},
-                      showlegend=False)
-    fig.update_layout(margin={"l": 220, "r": 16, "t": 36, "b": 40})
-    return _figure(fig)
+    waterfall = {
+        "type": "waterfall", "orientation": "h",
+        "measure": ["absolute", *["relative"] * len(steps), "total"],
+        "y": ["average output", *labels, "this prediction"], "x": [base_value, *steps, total],
+        "increasing": {"marker": {"color": "#dc2626"}},
+        "decreasing": {"marker": {"color": "#2563eb"}},
+        "totals": {"marker": {"color": "#0f172a"}}, "connector": {"line": {"color": "#cbd5e1"}},
+        "hovertemplate": "%{y}: %{x:.3g}<extra></extra>"}
+    return _figure([waterfall], {
+        "height": max(260, 26 * (len(steps) + 2) + 80),
+        "title": _title(f"One prediction, input by input ({output})", 13),
+        "yaxis": {"autorange": "reversed"}, "xaxis": {"gridcolor": "#e5e7eb"},
+        "showlegend": False, "margin": {"l": 220, "r": 16, "t": 36, "b": 40}})
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -463,13 +486,11 @@ def ab_outcome_over_time(series: dict[str, list[dict]], names: dict[str, str], m
     """
     import datetime as dt
 
-    import plotly.graph_objects as go
-
     series = {v: points for v, points in series.items() if points}
     if not series:
         return None
     scale = 100.0 if percent else 1.0
-    fig = go.Figure()
+    data = []
     for index, (variant, points) in enumerate(sorted(series.items(), key=lambda kv: kv[0] !=
                                                      "stable")):
         color = _color(variant, index)
@@ -486,30 +507,30 @@ def ab_outcome_over_time(series: dict[str, list[dict]], names: dict[str, str], m
         custom = [[u, lo, hi] for u, lo, hi in zip(units, low, high, strict=True)]
         banded = len(points) > 12
         if banded:
-            fig.add_trace(go.Scatter(x=times, y=high, mode="lines", line={"width": 0},
-                                     hoverinfo="skip", showlegend=False))
-            fig.add_trace(go.Scatter(x=times, y=low, mode="lines", line={"width": 0},
-                                     fill="tonexty", fillcolor=_rgba(color, 0.18),
-                                     hoverinfo="skip", name=f"{label} 95% interval"))
+            data.append({"type": "scatter", "x": times, "y": high, "mode": "lines",
+                         "line": {"width": 0}, "hoverinfo": "skip", "showlegend": False})
+            data.append({"type": "scatter", "x": times, "y": low, "mode": "lines",
+                         "line": {"width": 0}, "fill": "tonexty",
+                         "fillcolor": _rgba(color, 0.18), "hoverinfo": "skip",
+                         "name": f"{label} 95% interval"})
         error = None if banded else {
             "type": "data", "symmetric": False, "color": color, "thickness": 1.5,
             "array": [h - v if h is not None and v is not None else 0
                       for h, v in zip(high, values, strict=True)],
             "arrayminus": [v - lo if lo is not None and v is not None else 0
                            for lo, v in zip(low, values, strict=True)]}
-        fig.add_trace(go.Scatter(x=times, y=values, name=label, customdata=custom,
-                                 mode="lines" if banded else "lines+markers",
-                                 line={"width": 2.5, "color": color}, error_y=error,
-                                 hovertemplate=hover))
+        trace = {"type": "scatter", "x": times, "y": values, "name": label,
+                 "customdata": custom, "mode": "lines" if banded else "lines+markers",
+                 "line": {"width": 2.5, "color": color}, "hovertemplate": hover}
+        if error:
+            trace["error_y"] = error
+        data.append(trace)
     # A little room either side, so a single point does not stretch the axis to microseconds.
     stamps = [dt.datetime.fromisoformat(p["time"][:19]) for pts in series.values() for p in pts]
     pad = max((max(stamps) - min(stamps)) / 20, dt.timedelta(minutes=10))
-    fig.update_layout(**BASE_LAYOUT, height=height,
-                      title={"text": f"{metric} per variant so far, with 95% intervals",
-                             "font": {"size": 13}},
-                      legend={"orientation": "h", "y": -0.2},
-                      xaxis={"title": "time (UTC)", "range": [
-                          str(min(stamps) - pad), str(max(stamps) + pad)]},
-                      yaxis={"title": metric + (" %" if percent else ""),
-                             "gridcolor": "#e5e7eb"})
-    return _figure(fig)
+    return _figure(data, {
+        "height": height, "title": _title(f"{metric} per variant so far, with 95% intervals", 13),
+        "legend": {"orientation": "h", "y": -0.2},
+        "xaxis": {"title": _title("time (UTC)"),
+                  "range": [str(min(stamps) - pad), str(max(stamps) + pad)]},
+        "yaxis": {"title": _title(metric + (" %" if percent else "")), "gridcolor": "#e5e7eb"}})

@@ -247,3 +247,77 @@ def test_rollout_measurements_draw_one_panel_per_metric_with_failures_in_red():
     assert set(traces) == {"error_rate", "requests"}
     assert traces["error_rate"]["marker"]["color"] == ["#2563eb", "#dc2626"]
     assert any(shape.get("y0") == 0.01 for shape in figure["layout"]["shapes"])
+
+
+# every builder's figure is one Plotly accepts --------------------------------------------
+
+def _every_figure(graph) -> dict[str, dict]:
+    rows = [[1.0, 5.0], [2.0, 3.0], [3.0, 1.0]]
+    values = [[0.1, -0.2], [0.3, 0.0], [-0.1, 0.2]]
+    importance = [{"feature": "a", "mean_abs": 0.2, "std_abs": 0.1, "direction": 0.5},
+                  {"feature": "b", "mean_abs": 0.1, "std_abs": 0.05, "direction": -0.5}]
+    ab_points = [{"time": f"2026-01-01T00:{m:02d}:00", "units": 10 * m + 5, "value": 0.5,
+                  "low": 0.4, "high": 0.6} for m in range(0, 60, 3)]
+    return {
+        "metric_history": charts.metric_history([
+            {"number": n, "metrics": {"auc": 0.9, "f1": 0.8, "loss": 0.3, "recall": 0.7}}
+            for n in (1, 2)]),
+        "lineage_graph": charts.lineage_graph(graph),
+        "feature_profile numeric": charts.feature_profile(
+            "age", {"kind": "numeric", "edges": [0, 1, 3], "counts": [4, 6]}),
+        "feature_profile categorical": charts.feature_profile(
+            "city", {"kind": "categorical", "frequencies": {"a": 3, "b": 1}}),
+        "rollout_traffic": charts.rollout_traffic([
+            {"at": "2026-01-01T00:00:00", "weights": {"stable": 1.0}},
+            {"at": "2026-01-01T00:01:00", "weights": {"stable": 0.9, "candidate": 0.1}}]),
+        "rollout_measurements": charts.rollout_measurements([
+            {"at": "2026-01-01T00:00:00", "measurements": [
+                {"metric": "error_rate", "value": 0.0, "threshold": 0.01, "verdict": "pass"},
+                {"metric": "latency", "value": 20, "threshold": 50, "verdict": "pass"}]}]),
+        "time_series": charts.time_series("errors", {"stable": [(0, 0.1), (60, 0.2)]},
+                                          percent=True, threshold=0.05),
+        "grouped_bars": charts.grouped_bars("classes", ["0", "1"], {"stable": [40.0, 60.0]}),
+        "baseline_vs_live": charts.baseline_vs_live("age", [0, 1, 2], [3, 4],
+                                                    {"stable": [1, 2]}),
+        "shap_importance": charts.shap_importance(importance, "probability"),
+        "shap_beeswarm": charts.shap_beeswarm(["a", "b"], values, rows, importance),
+        "shap_dependence": charts.shap_dependence("a", ["a", "b"], values, rows),
+        "shap_waterfall": charts.shap_waterfall(0.5, [0.1, -0.2], [1.0, 5.0], ["a", "b"],
+                                                "probability"),
+        "ab_outcome_over_time banded": charts.ab_outcome_over_time(
+            {"stable": ab_points, "candidate": ab_points}, {"stable": "A"}, "accuracy", True),
+        "ab_outcome_over_time few": charts.ab_outcome_over_time(
+            {"stable": ab_points[:3]}, {"stable": "A"}, "accuracy", False),
+    }
+
+
+def test_every_builder_makes_a_figure_plotly_accepts(graph):
+    """The builders write figure dicts by hand (plotly's classes are too slow for a page),
+    so plotly's own validation is applied here: an unknown or misspelt property, a wrong
+    type or a trace on a missing axis raises."""
+    import plotly.graph_objects as go
+
+    for name, figure in _every_figure(graph).items():
+        assert figure and figure["data"], name
+        json.dumps(figure)
+        validated = go.Figure(figure).to_plotly_json()
+        for trace in figure["data"]:
+            for ref in ("xaxis", "yaxis"):
+                axis = trace.get(ref)
+                if axis and axis not in ("x", "y"):
+                    assert f"{ref}{axis[1:]}" in figure["layout"], (name, axis)
+        assert len(validated["data"]) == len(figure["data"]), name
+
+
+def test_subplots_are_laid_out_as_make_subplots_does():
+    from plotly.subplots import make_subplots
+
+    figure = charts.metric_history([{"number": 1, "metrics": {n: 1.0 for n in "abcd"}}])
+    expected = make_subplots(rows=2, cols=3, subplot_titles=list("abcd"),
+                             horizontal_spacing=0.08, vertical_spacing=0.18).to_plotly_json()
+    for key in ("xaxis", "yaxis", "xaxis4", "yaxis4"):
+        assert figure["layout"][key]["domain"] == pytest.approx(expected["layout"][key]["domain"])
+    assert [a["x"] for a in figure["layout"]["annotations"]] == pytest.approx(
+        [a["x"] for a in expected["layout"]["annotations"]])
+    assert [a["y"] for a in figure["layout"]["annotations"]] == pytest.approx(
+        [a["y"] for a in expected["layout"]["annotations"]])
