@@ -199,6 +199,9 @@ MODELGATE_TOKEN_DAYS = env_int("MODELGATE_TOKEN_DAYS", 90)
 MODELGATE_TOKEN_MAX_DAYS = env_int("MODELGATE_TOKEN_MAX_DAYS", 365)
 # Largest batch of POST /api/v1/feedback/.
 MODELGATE_FEEDBACK_MAX_BATCH = env_int("MODELGATE_FEEDBACK_MAX_BATCH", 10_000)
+# Feedback moves the A/B test's sequential p-value (its running minimum) at most this often
+# per test; every readout moves it too. Any set of looks keeps the p-value valid.
+MODELGATE_AB_LOOK_SECONDS = env_int("MODELGATE_AB_LOOK_SECONDS", 5)
 # SMTP, when MODELGATE_EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend.
 EMAIL_HOST = env_str("MODELGATE_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("MODELGATE_EMAIL_PORT", 25)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce, Least
@@ -236,7 +237,10 @@ def _feedback_refusal(user, experiment: Experiment) -> tuple[str, str] | None:
 def _store(rows: dict[str, tuple], result: FeedbackResult) -> None:
     now = timezone.now()
     period = datetime.fromtimestamp(now.timestamp() // BUCKET_SECONDS * BUCKET_SECONDS, UTC)
-    texts = list(rows)
+    # Every batch takes its row locks in the same order (ids, then totals by experiment and
+    # variant): two batches locking the same rows in opposite orders deadlock, and
+    # PostgreSQL then fails one of them (found by benchmarks/portal_load.py).
+    texts = sorted(rows)
     outcome, total, bucket = (Outcome._meta.db_table, VariantTotal._meta.db_table,
                               OutcomeBucket._meta.db_table)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -259,7 +263,7 @@ def _store(rows: dict[str, tuple], result: FeedbackResult) -> None:
             s[0] += 1
             s[1] += value
             s[2] += value * value
-        for (experiment_id, variant), (n, s1, s2) in sums.items():
+        for (experiment_id, variant), (n, s1, s2) in sorted(sums.items()):
             cursor.execute(
                 f"INSERT INTO {total} (experiment_id, variant, n, total, total_sq) "
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (experiment_id, variant) DO UPDATE "
@@ -288,7 +292,21 @@ def _store(rows: dict[str, tuple], result: FeedbackResult) -> None:
                               f"this prediction already has the outcome {stored.get(text)!r}; "
                               "the first outcome stands")
     for experiment in {rows[t][1] for t in inserted}:
-        look(experiment)
+        if _look_due(experiment):
+            look(experiment)
+
+
+def _look_due(experiment: Experiment) -> bool:
+    """A look from the feedback path at most every MODELGATE_AB_LOOK_SECONDS per test (a
+    look is a readout: a query and the statistics, too much to repeat for every batch)."""
+    interval = settings.MODELGATE_AB_LOOK_SECONDS
+    if interval <= 0:
+        return True
+    key = f"ab-look:{experiment.pk}:{experiment.created_at.timestamp():.6f}"
+    try:
+        return cache.add(key, 1, timeout=interval)
+    except Exception:  # noqa: BLE001 - the cache away: look every time, as before
+        return True
 
 
 # Readouts -----------------------------------------------------------------------------------

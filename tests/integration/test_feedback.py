@@ -216,7 +216,66 @@ def test_concurrent_senders_of_the_same_ids_count_each_once(users, project, clf)
     assert (total.n, total.total) == (300, 150)
 
 
-def test_the_sequential_p_value_is_a_running_minimum(api, experiment):
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_in_any_order_never_deadlock(users, project, clf):
+    """Batches holding the same ids of both variants in different orders: each takes its
+    locks in one order, so none waits for another in a cycle (PostgreSQL would fail one
+    with "deadlock detected")."""
+    import random
+
+    experiment = make_experiment(users, project, clf)
+    pool = ids(experiment, "stable", 150) + ids(experiment, "candidate", 150)
+    outcome = {p: i % 2 for i, p in enumerate(pool)}
+    errors, accepted = [], []
+
+    def send(seed):
+        rng = random.Random(seed)
+        try:
+            for _ in range(8):
+                batch = rng.sample(pool, 120)
+                result = experiments.record_feedback(
+                    users["contributor"], [{"prediction_id": p, "outcome": outcome[p]}
+                                           for p in batch])
+                accepted.append(result.accepted)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    counted = {t.variant: (t.n, t.total) for t in VariantTotal.objects.all()}
+    assert sum(n for n, _ in counted.values()) == Outcome.objects.count() == sum(accepted)
+    assert counted["stable"][1] + counted["candidate"][1] == sum(
+        v for p, v in outcome.items() if Outcome.objects.filter(prediction_id=p).exists())
+
+
+def test_feedback_looks_at_most_every_few_seconds(api, experiment, settings):
+    """A look per batch would cost a readout per request; every readout still looks."""
+    settings.MODELGATE_AB_LOOK_SECONDS = 60
+    rng = np.random.default_rng(5)
+    seen = []
+    for _ in range(3):
+        items = [{"prediction_id": p, "outcome": int(rng.random() < 0.2)}
+                 for p in ids(experiment, "stable", 100)] + \
+                [{"prediction_id": p, "outcome": int(rng.random() < 0.6)}
+                 for p in ids(experiment, "candidate", 100)]
+        post(api, "contributor", {"items": items})
+        experiment.refresh_from_db()
+        seen.append(experiment.sequential_p)
+    assert seen[0] is not None and seen[1] == seen[2] == seen[0]  # one look, the first
+    readout = api("viewer").get(f"/api/v1/experiments/{experiment.pk}/readout/").json()
+    experiment.refresh_from_db()
+    assert experiment.sequential_p < seen[0]
+    assert readout["readout"]["sequential_p"] == pytest.approx(experiment.sequential_p)
+
+
+def test_the_sequential_p_value_is_a_running_minimum(api, experiment, settings):
+    settings.MODELGATE_AB_LOOK_SECONDS = 0  # a look after every batch
     rng = np.random.default_rng(3)
     seen = []
     for _ in range(6):
