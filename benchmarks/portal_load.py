@@ -171,6 +171,7 @@ def run_load(base: str, world: dict, rate: float, seconds: float, out: str) -> N
     uploads = iter(world["uploads"])
     lock = threading.Lock()
     results: list[tuple[str, int, float]] = []
+    first_errors: dict[str, str] = {}
     numbers = world["numbers"]
     pages = [("page: dashboard", "/"), ("page: models", "/models/"),
              ("page: model", f"/p/load/m/{world['model_name']}/"),
@@ -199,35 +200,38 @@ def run_load(base: str, world: dict, rate: float, seconds: float, out: str) -> N
                 name, path = rng.choice(pages + [("page: version",
                                                   f"/p/load/m/{world['model_name']}/v/"
                                                   f"{rng.choice(numbers)}/")])
-                status = session(kind).get(base + path, timeout=30).status_code
+                answer = session(kind).get(base + path, timeout=30)
             elif kind == "api":
                 name, path = rng.choice([
                     ("api: versions list", f"/api/v1/versions/?model={world['model']}"),
                     ("api: version", f"/api/v1/versions/{rng.choice(world['versions'])}/"),
                     ("api: A/B readout", f"/api/v1/experiments/{world['experiment']}/readout/"),
                 ])
-                status = session(kind).get(base + path, headers=headers, timeout=30).status_code
+                answer = session(kind).get(base + path, headers=headers, timeout=30)
             elif kind == "feedback":
                 name = "api: feedback (100)"
                 with lock:
                     batch = [{"prediction_id": next(ids), "outcome": rng.random() < 0.3}
                              for _ in range(100)]
-                status = session(kind).post(f"{base}/api/v1/feedback/", json={"items": batch},
-                                            headers=headers, timeout=30).status_code
+                answer = session(kind).post(f"{base}/api/v1/feedback/", json={"items": batch},
+                                            headers=headers, timeout=30)
             else:
                 name = "api: version upload"
                 with lock:
                     artifact = bytes.fromhex(next(uploads))
-                status = session(kind).post(
+                answer = session(kind).post(
                     f"{base}/api/v1/models/{world['model']}/versions/", headers=headers,
                     files={"artifact": ("model.skops", artifact)},
                     data={"metadata": json.dumps({"input_schema": world["schema"]})},
-                    timeout=30).status_code
-        except requests.RequestException:
-            name, status = locals().get("name", kind), 0
+                    timeout=30)
+            status, body = answer.status_code, answer.text[:300]
+        except requests.RequestException as e:
+            name, status, body = locals().get("name", kind), 0, str(e)[:300]
         took = time.perf_counter() - started
         with lock:
             results.append((name, status, took))
+            if status == 0 or status >= 400:
+                first_errors.setdefault(name, f"{status}: {body}")
 
     kinds = [k for k, _ in MIX]
     weights = [w for _, w in MIX]
@@ -242,7 +246,8 @@ def run_load(base: str, world: dict, rate: float, seconds: float, out: str) -> N
                 time.sleep(delay)
             pool.submit(one, kind, at)
     elapsed = time.perf_counter() - start
-    Path(out).write_text(json.dumps({"results": results, "elapsed": elapsed}))
+    Path(out).write_text(json.dumps({"results": results, "elapsed": elapsed,
+                                     "first_errors": first_errors}))
 
 
 def start_server(env: dict, log_path: Path) -> tuple[subprocess.Popen, str]:
@@ -287,6 +292,8 @@ def report(data: dict, connections: int, rate: float) -> bool:
     print(f"\n{len(data['results'])} requests in {data['elapsed']:.1f} s = {achieved:.0f}/s "
           f"(asked {rate:g}/s); errors {errors_total}; worst p95 {worst_p95:.0f} ms; "
           f"PostgreSQL connections at most {connections}")
+    for name, error in sorted(data.get("first_errors", {}).items()):
+        print(f"first error of {name}: {error}")
     print(f"{'PASS' if ok else 'FAIL'}: target >= 200 requests/s mixed, p95 < 200 ms on "
           "every endpoint, 0 errors")
     return ok

@@ -22,11 +22,30 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("MODELGATE_WEB_THREADS", "4"))
 worker_class = "gthread"
 timeout = 60
+# Idle keep-alive connections stay open longer than a load balancer's idle timeout (60 s on
+# AWS ALB, nginx's default 75 s): a backend that closes first races the balancer's next
+# request on that connection, which the client sees as a reset or a 502.
+keepalive = int(os.environ.get("MODELGATE_KEEPALIVE_SECONDS", "75"))
 accesslog = "-"
 loglevel = os.environ.get("MODELGATE_LOG_LEVEL", "warning").lower()
 
 
+# Libraries the web process imports on first use, which takes seconds (scipy.stats for A/B
+# readouts, skops and scikit-learn to inspect an uploaded artifact, pandas for datasets):
+# imported when a worker starts, so no visitor waits for them after a deploy or a restart,
+# and frozen with the rest below. Comma-separated; empty to import nothing ahead.
+PRELOAD = os.environ.get("MODELGATE_WEB_PRELOAD",
+                         "numpy,pandas,scipy.stats,sklearn,skops.io").split(",")
+
+
 def post_worker_init(worker):
+    import importlib
+
+    for name in filter(None, (n.strip() for n in PRELOAD)):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            worker.log.warning("could not preload %s: %s", name, e)
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)

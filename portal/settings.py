@@ -221,6 +221,10 @@ CACHES = {"default": (
      "KEY_PREFIX": env_str("MODELGATE_REDIS_PREFIX", "modelgate:") + "cache",
      "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}
     if CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"})}
+if CACHE_URL:
+    # Sessions read from Redis (written through to the database, which stays the record): a
+    # query less on every page. With Redis away, Django reads the database instead.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded fallback when no Redis is reachable: a folder shared by web and worker.
