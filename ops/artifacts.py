@@ -2,18 +2,26 @@
 
 skops files are loaded with an explicit list of trusted types: anything else in the file
 refuses to load. Pickle and joblib files can run arbitrary code when loaded, so they are
-only loaded when the caller says the project's owner allowed them, and never in the web
-process (the portal calls this from a Celery worker).
+only loaded when the caller says the project's owner allowed them, and never in a process
+that called ``refuse_unsafe_loading`` (the portal's web process does, at start-up).
+
+A skops file is a zip archive that is read, never extracted to disk, but its table of
+contents is checked before anything is read: member names that climb out of the archive
+or are absolute, more than ``MAX_MEMBERS`` members, more than ``MODELGATE_MAX_UNPACKED_BYTES``
+(2 GiB by default) once inflated, or a member that inflates more than ``MAX_RATIO`` times
+(a decompression bomb) are refused. The sizes checked are the ones zipfile then enforces
+while reading: it never inflates a member past its declared size.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -74,11 +82,61 @@ def detect_file_format(path: Path) -> str:
         return detect_format(handle.read(8))
 
 
+MAX_MEMBERS = 10_000
+MAX_RATIO = 200  # inflated / compressed, for members of more than a megabyte
+DEFAULT_MAX_UNPACKED_BYTES = 2 << 30
+
+_unsafe_refused_in: str | None = None
+
+
+def refuse_unsafe_loading(where: str) -> None:
+    """From now on this process loads no pickle or joblib file, whatever a caller allows
+    (``where`` names the process in the refusal)."""
+    global _unsafe_refused_in
+    _unsafe_refused_in = where
+
+
+def check_archive(path: Path, max_unpacked_bytes: int | None = None) -> None:
+    """Refuse a zip archive whose table of contents is hostile (see the module's doc)."""
+    if max_unpacked_bytes is None:
+        max_unpacked_bytes = int(os.environ.get("MODELGATE_MAX_UNPACKED_BYTES",
+                                                DEFAULT_MAX_UNPACKED_BYTES))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ArtifactError(f"the zip archive cannot be read: {e}",
+                            code="corrupt_artifact") from e
+    if len(members) > MAX_MEMBERS:
+        raise ArtifactError(f"the archive holds {len(members):,} files (at most "
+                            f"{MAX_MEMBERS:,})", code="unsafe_archive")
+    total = 0
+    for member in members:
+        name = member.filename.replace("\\", "/")
+        if (name.startswith("/") or ".." in PurePosixPath(name).parts
+                or (len(name) > 1 and name[1] == ":")):
+            raise ArtifactError(f"the archive holds a path outside itself: {member.filename!r}",
+                                code="unsafe_archive")
+        total += member.file_size
+        if (member.file_size > 1 << 20
+                and member.file_size > MAX_RATIO * max(member.compress_size, 1)):
+            raise ArtifactError(
+                f"{member.filename!r} inflates {member.file_size / max(member.compress_size, 1):,.0f} "
+                f"times (at most {MAX_RATIO}): a decompression bomb", code="unsafe_archive")
+    if total > max_unpacked_bytes:
+        raise ArtifactError(f"the archive inflates to {total:,} bytes (at most "
+                            f"{max_unpacked_bytes:,})", code="unsafe_archive")
+
+
 def load_model(path: Path, *, allow_unsafe: bool = False, extra_trusted: tuple[str, ...] = ()):
     """Load an artifact, refusing unknown skops types and (unless allowed) pickles."""
     fmt = detect_file_format(path)
     if fmt == SKOPS:
         return _load_skops(path, extra_trusted)
+    if _unsafe_refused_in:
+        raise UnsafeArtifactError(
+            f"pickle/joblib artifacts are never loaded in {_unsafe_refused_in}; a worker "
+            "loads them")
     if not allow_unsafe:
         raise UnsafeArtifactError(
             "pickle/joblib artifacts can run code when loaded; this project's owner has not "
@@ -90,6 +148,7 @@ def load_model(path: Path, *, allow_unsafe: bool = False, extra_trusted: tuple[s
 def _load_skops(path: Path, extra_trusted: tuple[str, ...]):
     import skops.io as sio
 
+    check_archive(path)
     try:
         with zipfile.ZipFile(path) as archive:
             if "schema.json" not in archive.namelist():

@@ -6,6 +6,7 @@ business rules of its own.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -353,6 +354,17 @@ def sample_rows(version: ModelVersion, feature_names: list[str]):
         sample[c].dtype.kind in "biuf" for c in feature_names) else None
 
 
+@contextlib.contextmanager
+def verified_artifact(version: ModelVersion):
+    """A local copy of the version's artifact, re-hashed against the sha256 recorded at
+    upload before anything loads it: a file changed in the store is refused."""
+    with get_store().local_path(version.artifact_uri) as path:
+        if sha256_file(path) != version.artifact_sha256:
+            raise ArtifactError("the stored artifact no longer matches its sha256",
+                                code="sha256_mismatch")
+        yield path
+
+
 def validate_version(version_id: int) -> ModelVersion | None:
     """Load the artifact safely and check it; record ready or invalid with the reason.
 
@@ -366,10 +378,7 @@ def validate_version(version_id: int) -> ModelVersion | None:
     reason = ""
     report = None
     try:
-        with get_store().local_path(version.artifact_uri) as path:
-            if sha256_file(path) != version.artifact_sha256:
-                raise ArtifactError("the stored artifact no longer matches its sha256",
-                                    code="sha256_mismatch")
+        with verified_artifact(version) as path:
             sample = None
             try:
                 sample = sample_rows(version, [f.name for f in features])
@@ -414,7 +423,7 @@ def validate_version(version_id: int) -> ModelVersion | None:
 def load_version_model(version: ModelVersion):
     """The version's fitted model, loaded as validation loads it: skops with the trusted
     types, pickle only where the project allows unsafe artifacts. Runs in workers only."""
-    with get_store().local_path(version.artifact_uri) as path:
+    with verified_artifact(version) as path:
         return ops_artifacts.load_model(
             path, allow_unsafe=version.is_unsafe and version.model.project.allow_unsafe_artifacts,
             extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))

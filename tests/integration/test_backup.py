@@ -119,3 +119,41 @@ def test_a_damaged_backup_is_refused_before_anything_is_written(
         tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE "
                               "table_schema = 'public'").fetchone()[0]
     assert tables == 0
+
+
+def test_a_hostile_backup_writes_nothing_outside_the_artifact_root(
+        portal_with_data, restore_database, tmp_path):
+    """A manifest naming a path outside the backup is refused; a file the manifest does not
+    list is not copied, nor is anything a symbolic link points at."""
+    import json
+
+    source = f"{_server_url()}/{settings.DATABASES['default']['NAME']}"
+    backup = tmp_path / "backup-3"
+    assert manage("backup", str(backup), database_url=source,
+                  artifact_root=Path(settings.MODELGATE_ARTIFACT_ROOT),
+                  data_dir=tmp_path / "a").returncode == 0
+    (backup / "artifacts" / "stray.txt").write_text("not in the manifest")
+    root = tmp_path / "r"
+    restored = manage("restore", str(backup), database_url=restore_database,
+                      artifact_root=root, data_dir=tmp_path / "b")
+    assert restored.returncode == 0, restored.stderr
+    assert not (root / "stray.txt").exists()
+    assert any(p.is_file() for p in root.rglob("*"))
+
+    manifest = json.loads((backup / "manifest.json").read_text())
+    name, digest = next(iter(manifest["artifacts"]["files"].items()))
+    manifest["artifacts"]["files"] = {"../../escaped.skops": digest}
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    refused = manage("restore", str(backup), "--force", database_url=restore_database,
+                     artifact_root=tmp_path / "r2", data_dir=tmp_path / "c")
+    assert refused.returncode != 0 and "outside the backup" in refused.stderr
+    assert not (tmp_path / "escaped.skops").exists()
+
+    manifest["artifacts"]["files"] = {name: digest}
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    real = backup / "artifacts" / name
+    real.rename(tmp_path / "moved")
+    real.symlink_to(tmp_path / "moved")
+    linked = manage("restore", str(backup), "--force", database_url=restore_database,
+                    artifact_root=tmp_path / "r3", data_dir=tmp_path / "d")
+    assert linked.returncode != 0 and "symbolic link" in linked.stderr

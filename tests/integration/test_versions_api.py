@@ -319,6 +319,28 @@ def test_stored_artifact_that_changed_fails_its_sha256_check(users, clf, skops_b
     assert version.status_reason.startswith("sha256_mismatch:")
 
 
+def test_explanations_load_no_artifact_that_changed_after_validation(
+        users, clf, skops_bytes, forest_bytes, django_capture_on_commit_callbacks):
+    """Every load re-hashes the file, not only validation's: a file swapped in the store
+    after the version became ready is refused when a worker loads it to explain it."""
+    import io
+    from pathlib import Path
+
+    from ops.exceptions import ArtifactError
+    from portal.registry import services
+
+    with django_capture_on_commit_callbacks(execute=False):
+        version = services.register_version(users["contributor"], clf, io.BytesIO(skops_bytes),
+                                            metadata())
+    version = services.validate_version(version.pk)
+    assert version.status == "ready"
+    assert services.load_version_model(version) is not None
+    Path(version.artifact_uri.removeprefix("file://")).write_bytes(forest_bytes)
+    with pytest.raises(ArtifactError) as info:
+        services.load_version_model(version)
+    assert info.value.code == "sha256_mismatch"
+
+
 def test_fast_version_document_matches_the_declared_serializer(api, clf, skops_bytes,
                                                                forest_bytes):
     """ModelVersionSerializer builds its document by hand for speed; it must say exactly

@@ -402,3 +402,80 @@ def test_validate_artifact_refuses_a_schema_mismatch(write, logistic_skops):
 
 def test_framework_of_a_non_sklearn_module_is_its_name():
     assert artifacts._framework("no_such_module_xyz") == "no_such_module_xyz"
+
+
+# hostile archives and the web process -----------------------------------------------------
+
+def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name", ["../../etc/cron.d/x", "/etc/passwd", "a/../../b",
+                                  "..\\..\\windows\\x", "C:\\x"])
+def test_an_archive_with_a_path_outside_itself_is_refused(write, name):
+    path = write(_zip({"schema.json": b"{}", name: b"x"}), "m.skops")
+    with pytest.raises(ArtifactError) as info:
+        load_model(path)
+    assert_artifact_error(info, "unsafe_archive")
+    assert "outside itself" in info.value.detail
+
+
+def test_a_decompression_bomb_is_refused_before_anything_is_inflated(write):
+    # 50 MB of zeros deflate to about 50 kB: a ratio of about 1,000.
+    path = write(_zip({"schema.json": b"{}", "weights.npy": bytes(50 << 20)}), "m.skops")
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ArtifactError) as info:
+        load_model(path)
+    assert_artifact_error(info, "unsafe_archive")
+    assert "decompression bomb" in info.value.detail
+
+
+def test_an_archive_inflating_past_the_limit_or_holding_too_many_files_is_refused(
+        write, monkeypatch):
+    rng = np.random.default_rng(0)
+    path = write(_zip({"schema.json": b"{}", "a.npy": rng.bytes(300_000)}), "m.skops")
+    monkeypatch.setenv("MODELGATE_MAX_UNPACKED_BYTES", "200000")
+    with pytest.raises(ArtifactError) as info:
+        load_model(path)
+    assert_artifact_error(info, "unsafe_archive")
+    assert "inflates to 300,002 bytes" in info.value.detail
+    monkeypatch.delenv("MODELGATE_MAX_UNPACKED_BYTES")
+    many = write(_zip({f"f{i}": b"" for i in range(artifacts.MAX_MEMBERS + 1)},
+                      zipfile.ZIP_STORED), "many.skops")
+    with pytest.raises(ArtifactError) as info:
+        load_model(many)
+    assert_artifact_error(info, "unsafe_archive")
+
+
+def test_a_real_skops_file_passes_the_archive_checks(write, logistic_skops):
+    artifacts.check_archive(write(logistic_skops, "m.skops"))
+
+
+def test_a_process_that_refuses_unsafe_loading_loads_no_pickle_even_when_allowed(
+        write, logistic, logistic_skops, monkeypatch):
+    monkeypatch.setattr(artifacts, "_unsafe_refused_in", None)
+    pickled = write(pickle.dumps(logistic), "m.pkl")
+    assert load_model(pickled, allow_unsafe=True) is not None
+    artifacts.refuse_unsafe_loading("the web process")
+    with pytest.raises(UnsafeArtifactError) as info:
+        load_model(pickled, allow_unsafe=True)
+    assert "never loaded in the web process" in info.value.detail
+    assert load_model(write(logistic_skops, "m.skops")) is not None  # skops still loads
+
+
+def test_the_web_entry_point_refuses_unsafe_loading(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MODELGATE_"))}
+    env.update({"MODELGATE_DATA_DIR": str(tmp_path), "DATABASE_URL": "sqlite:///:memory:"})
+    answer = subprocess.run(
+        [sys.executable, "-c", "import portal.wsgi, ops.artifacts as a; "
+                               "print(a._unsafe_refused_in)"],
+        capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert answer.stdout.strip() == "the web process"

@@ -12,13 +12,19 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, connections
 
 from portal.web.management.commands.backup import engine, sha256_of
+
+
+def _escapes(name: str) -> bool:
+    """A manifest entry that is absolute or climbs out of the backup folder."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    return path.is_absolute() or ".." in path.parts or name[1:2] == ":"
 
 
 class Command(BaseCommand):
@@ -57,7 +63,13 @@ class Command(BaseCommand):
         expected.update({f"artifacts/{k}": v
                          for k, v in manifest["artifacts"].get("files", {}).items()})
         for name, digest in expected.items():
+            if _escapes(name):
+                raise CommandError(f"the manifest names {name!r}, a path outside the backup; "
+                                   "nothing was restored")
             path = folder / name
+            if path.is_symlink():
+                raise CommandError(f"{name} in the backup is a symbolic link; nothing was "
+                                   "restored")
             if not path.is_file():
                 raise CommandError(f"the backup lacks {name}")
             if sha256_of(path) != digest:
@@ -89,8 +101,12 @@ class Command(BaseCommand):
             raise CommandError("the backup holds a local artifact store but this portal uses "
                                "S3; copy the files into the bucket first")
         root = Path(settings.MODELGATE_ARTIFACT_ROOT).resolve()
-        if (folder / "artifacts").exists():
-            shutil.copytree(folder / "artifacts", root, dirs_exist_ok=True)
+        # Only the files the manifest lists (and _check_files verified) are copied: anything
+        # else lying in the backup's folder stays there.
+        for name in artifacts.get("files", {}):
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / "artifacts" / name, target)
         old = artifacts["root"]
         if old == str(root):
             return False
