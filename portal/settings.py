@@ -290,7 +290,12 @@ MODELGATE_ALERT_FOR_SECONDS = env_int("MODELGATE_ALERT_FOR_SECONDS", 60)
 MODELGATE_DRIFT_FOR_SECONDS = env_int("MODELGATE_DRIFT_FOR_SECONDS", 60)
 MODELGATE_PROMETHEUS_SYNC_SECONDS = env_int("MODELGATE_PROMETHEUS_SYNC_SECONDS", 30)
 
+# Retention (portal/retention.py), applied by beat every hour; 0 keeps everything.
+MODELGATE_DRIFT_RETENTION_DAYS = env_int("MODELGATE_DRIFT_RETENTION_DAYS", 90)
+MODELGATE_OUTCOME_RETENTION_DAYS = env_int("MODELGATE_OUTCOME_RETENTION_DAYS", 30)
+
 CELERY_BEAT_SCHEDULE = {
+    "apply-retention": {"task": "workers.monitoring.apply_retention", "schedule": 3600.0},
     "requeue-stuck-work": {"task": "workers.registry.requeue_stuck_work", "schedule": 60.0},
     "expire-approval-requests": {"task": "workers.releases.expire_requests", "schedule": 300.0},
     "reconcile-deployments": {"task": "workers.releases.reconcile_deployments",

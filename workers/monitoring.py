@@ -25,3 +25,11 @@ def poll_alerts() -> dict:
     from portal.monitoring import alerts, drift
 
     return alerts.poll(drift.client())
+
+
+@shared_task(ignore_result=True)
+def apply_retention() -> dict:
+    """Delete drift windows and ended A/B tests' outcome rows past their retention."""
+    from portal import retention
+
+    return retention.purge()

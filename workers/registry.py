@@ -5,28 +5,32 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from ops.exceptions import TransientError
 
+# Also tried again when the database is away for a moment (a restart, a failover).
+RETRIED = (TransientError, OperationalError, InterfaceError)
+
 log = logging.getLogger(__name__)
 
 
-@shared_task(autoretry_for=(TransientError,), retry_backoff=True, max_retries=5)
+@shared_task(autoretry_for=RETRIED, retry_backoff=True, max_retries=5)
 def validate_version(version_id: int) -> None:
     from portal.registry import services
 
     services.validate_version(version_id)
 
 
-@shared_task(autoretry_for=(TransientError,), retry_backoff=True, max_retries=5)
+@shared_task(autoretry_for=RETRIED, retry_backoff=True, max_retries=5)
 def profile_dataset(dataset_id: int) -> None:
     from portal.registry import services
 
     services.profile_dataset(dataset_id)
 
 
-@shared_task(autoretry_for=(TransientError,), retry_backoff=True, max_retries=5,
+@shared_task(autoretry_for=RETRIED, retry_backoff=True, max_retries=5,
              soft_time_limit=600, time_limit=660)
 def explain_version(version_id: int) -> None:
     """SHAP for a version that became ready (bounded: a slow model explainer is stopped)."""

@@ -1,8 +1,13 @@
 """Release tasks: thin wrappers that take ids and call ``portal.releases`` services."""
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from ops.backends.base import BackendUnavailable
+
+# The database away (a restart, a failover): the task is tried again after 1, 2, 4, 8, 16 s;
+# past that, reconcile_deployments re-queues a rollout whose decision is overdue.
+RETRIED = (BackendUnavailable, OperationalError, InterfaceError)
 
 
 @shared_task
@@ -13,14 +18,14 @@ def expire_requests() -> int:
     return services.expire_requests()
 
 
-@shared_task(autoretry_for=(BackendUnavailable,), retry_backoff=True, max_retries=5)
+@shared_task(autoretry_for=RETRIED, retry_backoff=True, retry_jitter=False, max_retries=5)
 def start_deployment(request_id: int) -> None:
     from portal.releases import deployments
 
     deployments.start_deployment(request_id)
 
 
-@shared_task(autoretry_for=(BackendUnavailable,), retry_backoff=True, max_retries=5)
+@shared_task(autoretry_for=RETRIED, retry_backoff=True, retry_jitter=False, max_retries=5)
 def advance_deployment(deployment_id: int, step_id: int | None = None) -> None:
     from portal.releases import deployments
 

@@ -54,9 +54,12 @@ def _request_context():
 
 def record(actor, action: str, obj, *, changes: dict | None = None, project_id=None,
            object_type: str | None = None, object_repr: str | None = None) -> AuditEvent:
-    """Append one event to the chain; call inside the transaction that made the change."""
+    """Append one event to the chain; call inside the transaction that made the change.
+
+    ``obj`` may be None for an event about no single object (then ``object_type`` and
+    ``object_repr`` name what it is about)."""
     addr, via = _request_context()
-    if project_id is None:
+    if project_id is None and obj is not None:
         project_id = _project_of(obj)
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -72,7 +75,7 @@ def record(actor, action: str, obj, *, changes: dict | None = None, project_id=N
             actor_name=user.get_username() if user else "",
             action=action,
             object_type=object_type or obj._meta.label_lower,
-            object_id=str(obj.pk),
+            object_id=str(obj.pk) if obj is not None else "",
             object_repr=(object_repr or str(obj))[:300],
             project_id=project_id,
             changes=json.loads(json.dumps(changes or {}, default=str)),

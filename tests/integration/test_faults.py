@@ -1,5 +1,6 @@
 """Faults in the middle of the work: the broker (Redis) dies and comes back during a
-rollout, and a worker is SIGKILLed while it computes a SHAP explanation.
+rollout, PostgreSQL goes away for the worker during a rollout, and a worker is SIGKILLed
+while it computes a SHAP explanation.
 
 The broker here is a private redis-server on a free port, so killing it touches nothing
 else; like a Redis without persistence it comes back empty, losing every queued and
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import io
 import shutil
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -144,6 +147,129 @@ def test_redis_dies_and_returns_empty_in_the_middle_of_a_canary(
     failed = [(code, detail) for code, detail in traffic.statuses if code != 200]
     assert failed == [], failed[:5]
     print(f"worker {'crashed and was replaced' if replaced else 'reconnected on its own'}")
+
+
+class PostgresOutage:
+    """A TCP proxy in front of the PostgreSQL server. ``down()`` does to its clients what a
+    restart of the server does (every connection cut, new ones refused) without touching
+    the shared server the rest of the suite uses; ``up()`` accepts connections again."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream, self.port = upstream, free_port()
+        self._pairs: set = set()
+        self._lock = threading.Lock()
+        self._listener = None
+
+    def up(self):
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def down(self):
+        self._listener.close()
+        with self._lock:
+            pairs, self._pairs = self._pairs, set()
+        for pair in pairs:
+            for end in pair:
+                self._close(end)
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed by down()
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.add((client, server))
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source, target):
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(source)
+            self._close(target)
+
+    @staticmethod
+    def _close(end):
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        end.close()
+
+
+def test_postgresql_goes_away_for_the_worker_in_the_middle_of_a_canary(
+        users, project, clf, settings, prometheus, start_worker, tmp_path):  # noqa: F811
+    """The worker's connections are cut and refused for eight seconds while a canary bakes,
+    as a PostgreSQL restart or failover does. Afterwards the rollout completes, each plan
+    is applied once and traffic never failed."""
+    from tests.integration.test_worker import _database_url
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        pytest.skip("PostgreSQL only")
+    outage = PostgresOutage((db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)))
+    outage.up()
+    port = free_port()
+    settings.MODELGATE_RECONCILE_GRACE_SECONDS = 3
+    settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
+    env = {"MODELGATE_PROMETHEUS_URL": settings.MODELGATE_PROMETHEUS_URL,
+           "MODELGATE_TASK_REDELIVERY_SECONDS": "5",
+           "DATABASE_URL": _database_url().replace(f":{db.get('PORT') or 5432}/",
+                                                   f":{outage.port}/")}
+    production = releases.create_environment(users["owner"], project, name="production",
+                                             settings={"ports": {"tumor-classifier": port}})
+    worker = start_worker(**env)
+    v1 = _version(users, clf, random_classifier_bytes(1))
+    request = releases.request_approval(users["contributor"], v1, production)
+    releases.review(users["approver"], request, "approve", "first release")
+    _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(), {"succeeded"},
+                      worker, tmp_path)
+    _wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/v2/health/ready",
+                                     timeout=1).status_code == 200)
+
+    v2 = _version(users, clf, random_classifier_bytes(2))
+    request = releases.request_approval(users["contributor"], v2, production,
+                                        strategy_params={**FAST_CANARY, "steps": [
+                                            {"weight": 0.5, "bake_seconds": 4},
+                                            {"weight": 1.0, "bake_seconds": 2}]})
+    with Traffic(f"http://127.0.0.1:{port}") as traffic:
+        releases.review(users["approver"], request, "approve", "canary it")
+        _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(),
+                          {"progressing"}, worker, tmp_path)
+        outage.down()
+        time.sleep(8)
+        outage.up()
+        deployment = Deployment.objects.get(request=request)
+        deadline = time.monotonic() + 120
+        replaced = None
+        while deployment.status in deployments.ACTIVE and time.monotonic() < deadline:
+            if worker.poll() is not None and replaced is None:
+                replaced = start_worker(**env)
+            deployments.reconcile()  # what beat does every 30 s
+            time.sleep(2)
+            deployment.refresh_from_db()
+    log = (tmp_path / "worker.log").read_text()
+    outage.down()
+    assert deployment.status == "succeeded", ([e.reason for e in deployment.events.all()],
+                                              log[-6000:])
+    generations = [e.generation for e in deployment.events.all() if e.generation]
+    assert generations == sorted(set(generations)), generations  # each plan applied once
+    failed = [(code, detail) for code, detail in traffic.statuses if code != 200]
+    assert failed == [], failed[:5]
+    assert replaced is None, "the worker died of the outage"
+    # The decision that met the outage was retried, not lost until reconcile found it.
+    assert "advance_deployment" in log and "Retry in" in log, log[-4000:]
 
 
 def test_a_worker_killed_during_a_shap_computation_is_replaced_and_the_task_redelivered(

@@ -76,7 +76,8 @@ def start_worker(broker, artifact_root, settings, tmp_path):
                    MODELGATE_ARTIFACT_ROOT=str(artifact_root),
                    MODELGATE_SERVING_DIR=str(settings.MODELGATE_SERVING_DIR),
                    MODELGATE_CELERY_QUEUE=broker["queue"], CELERY_BROKER_URL=broker["url"],
-                   MODELGATE_DATA_DIR=str(tmp_path / "worker"), **extra_env)
+                   MODELGATE_DATA_DIR=str(tmp_path / "worker"))
+        env.update(extra_env)  # may replace any of the above (DATABASE_URL, say)
         if broker["url"] == "filesystem://":
             env["MODELGATE_DATA_DIR"] = str(Path(broker["options"]["data_folder_in"]).parents[1])
         log = open(tmp_path / "worker.log", "a")
