@@ -34,7 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -94,10 +93,12 @@ def seed() -> dict:
     call_command("migrate", verbosity=0)
     users = get_user_model().objects
     owner = users.create_user("load-owner", password="load-pass-1")
-    viewer = users.create_user("load-viewer", password="load-pass-1")
+    viewers = [users.create_user(f"load-viewer-{i}", password="load-pass-1")
+               for i in range(BROWSERS)]
     integrator = users.create_user("load-integrator", password="load-pass-1")
     project = services.create_project(owner, name="Load", slug="load")
-    Membership.objects.create(project=project, user=viewer, role=Role.VIEWER)
+    for viewer in viewers:
+        Membership.objects.create(project=project, user=viewer, role=Role.VIEWER)
     Membership.objects.create(project=project, user=integrator, role=Role.CONTRIBUTOR)
     frame = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 3, 4, -1]]
     features = list(frame.columns[:-1])
@@ -149,102 +150,108 @@ def seed() -> dict:
 
 # -- the load process ---------------------------------------------------------------------
 
-def browser_session(base: str) -> requests.Session:
+BROWSERS = 8  # browsing people, each signed in once before the clock
+
+
+def browser_cookies(base: str, username: str) -> str:
+    """Sign in through the login form; the Cookie header of that browser."""
     session = requests.Session()
-    page = session.get(f"{base}/login/", timeout=10).text
+    page = session.get(f"{base}/login/", timeout=30).text
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
-    answer = session.post(f"{base}/login/", data={"username": "load-viewer",
+    answer = session.post(f"{base}/login/", data={"username": username,
                                                   "password": "load-pass-1",
                                                   "csrfmiddlewaretoken": csrf},
-                          headers={"Referer": f"{base}/login/"}, timeout=10)
+                          headers={"Referer": f"{base}/login/"}, timeout=30)
     answer.raise_for_status()
-    return session
+    return "; ".join(f"{k}={v}" for k, v in session.cookies.get_dict().items())
 
 
 def run_load(base: str, world: dict, rate: float, seconds: float, out: str) -> None:
+    """The open-loop load: one asyncio process (aiohttp), so the client's own CPU — which
+    shares the machine's two cores with the portal — stays a small part of the budget."""
+    import asyncio
+
+    asyncio.run(_load(base, world, rate, seconds, out))
+
+
+async def _load(base: str, world: dict, rate: float, seconds: float, out: str) -> None:
+    import asyncio
     import random
 
+    import aiohttp
+
     rng = random.Random(3)
-    local = threading.local()
-    headers = {"Authorization": f"Token {world['token']}"}
+    # A person signs in once, not once per page (signing in costs a deliberately slow hash).
+    browsers = [browser_cookies(base, f"load-viewer-{i}") for i in range(BROWSERS)]
+    api_headers = {"Authorization": f"Token {world['token']}"}
     ids = iter(world["ids"])
     uploads = iter(world["uploads"])
-    lock = threading.Lock()
     results: list[tuple[str, int, float]] = []
     first_errors: dict[str, str] = {}
     numbers = world["numbers"]
+    model = world["model_name"]
     pages = [("page: dashboard", "/"), ("page: models", "/models/"),
-             ("page: model", f"/p/load/m/{world['model_name']}/"),
+             ("page: model", f"/p/load/m/{model}/"),
              ("page: rollout", f"/deployments/{world['deployment']}/"),
              ("page: rollout refresh", f"/deployments/{world['deployment']}/?partial=1"),
              ("page: A/B test", f"/experiments/{world['experiment']}/"),
-             ("page: alerts", "/alerts/")]
+             ("page: alerts", "/alerts/"), ("page: version", None)]
+    reads = [("api: versions list", f"/api/v1/versions/?model={world['model']}"),
+             ("api: version", None),
+             ("api: A/B readout", f"/api/v1/experiments/{world['experiment']}/readout/")]
 
-    # Browsing people are signed in before the clock starts: signing in costs a deliberately
-    # slow password hash, and a person signs in once, not once per page.
-    signed_in = [browser_session(base) for _ in range(8)]
+    def plan(kind: str):
+        """(name, method, path, headers, body) of one request of this kind."""
+        if kind == "page":
+            name, path = rng.choice(pages)
+            path = path or f"/p/load/m/{model}/v/{rng.choice(numbers)}/"
+            return name, "GET", path, {"Cookie": rng.choice(browsers)}, None
+        if kind == "api":
+            name, path = rng.choice(reads)
+            path = path or f"/api/v1/versions/{rng.choice(world['versions'])}/"
+            return name, "GET", path, api_headers, None
+        if kind == "feedback":
+            batch = [{"prediction_id": next(ids), "outcome": rng.random() < 0.3}
+                     for _ in range(100)]
+            return "api: feedback (100)", "POST", "/api/v1/feedback/", api_headers, \
+                {"json": {"items": batch}}
+        form = aiohttp.FormData()
+        form.add_field("artifact", bytes.fromhex(next(uploads)), filename="model.skops")
+        form.add_field("metadata", json.dumps({"input_schema": world["schema"]}))
+        return "api: version upload", "POST", f"/api/v1/models/{world['model']}/versions/", \
+            api_headers, {"data": form}
 
-    def session(kind: str) -> requests.Session:
-        sessions = getattr(local, "sessions", None)
-        if sessions is None:
-            browsing = requests.Session()
-            browsing.cookies.update(rng.choice(signed_in).cookies)
-            sessions = local.sessions = {"page": browsing, "api": requests.Session()}
-        return sessions["page" if kind == "page" else "api"]
-
-    def one(kind: str, started: float):
-        # Latency counts from the scheduled time, so waiting for a free client thread (the
-        # server being slow) is counted too (no coordinated omission).
+    async def one(http, kind: str, at: float):
+        # Latency counts from the scheduled time (no coordinated omission).
+        name, method, path, headers, body = plan(kind)
         try:
-            if kind == "page":
-                name, path = rng.choice(pages + [("page: version",
-                                                  f"/p/load/m/{world['model_name']}/v/"
-                                                  f"{rng.choice(numbers)}/")])
-                answer = session(kind).get(base + path, timeout=30)
-            elif kind == "api":
-                name, path = rng.choice([
-                    ("api: versions list", f"/api/v1/versions/?model={world['model']}"),
-                    ("api: version", f"/api/v1/versions/{rng.choice(world['versions'])}/"),
-                    ("api: A/B readout", f"/api/v1/experiments/{world['experiment']}/readout/"),
-                ])
-                answer = session(kind).get(base + path, headers=headers, timeout=30)
-            elif kind == "feedback":
-                name = "api: feedback (100)"
-                with lock:
-                    batch = [{"prediction_id": next(ids), "outcome": rng.random() < 0.3}
-                             for _ in range(100)]
-                answer = session(kind).post(f"{base}/api/v1/feedback/", json={"items": batch},
-                                            headers=headers, timeout=30)
-            else:
-                name = "api: version upload"
-                with lock:
-                    artifact = bytes.fromhex(next(uploads))
-                answer = session(kind).post(
-                    f"{base}/api/v1/models/{world['model']}/versions/", headers=headers,
-                    files={"artifact": ("model.skops", artifact)},
-                    data={"metadata": json.dumps({"input_schema": world["schema"]})},
-                    timeout=30)
-            status, body = answer.status_code, answer.text[:300]
-        except requests.RequestException as e:
-            name, status, body = locals().get("name", kind), 0, str(e)[:300]
-        took = time.perf_counter() - started
-        with lock:
-            results.append((name, status, took))
-            if status == 0 or status >= 400:
-                first_errors.setdefault(name, f"{status}: {body}")
+            async with http.request(method, base + path, headers=headers,
+                                    **(body or {})) as answer:
+                text = await answer.text()
+                status = answer.status
+        except (TimeoutError, aiohttp.ClientError) as e:
+            status, text = 0, f"{type(e).__name__}: {e}"
+        took = time.perf_counter() - at
+        results.append((name, status, took))
+        if status == 0 or status >= 400:
+            first_errors.setdefault(name, f"{status}: {text[:300]}")
 
     kinds = [k for k, _ in MIX]
     weights = [w for _, w in MIX]
-    total = int(rate * seconds)
-    schedule = [rng.choices(kinds, weights)[0] for _ in range(total)]
-    with ThreadPoolExecutor(max_workers=64) as pool:
+    schedule = [rng.choices(kinds, weights)[0] for _ in range(int(rate * seconds))]
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=30),
+                                     cookie_jar=aiohttp.DummyCookieJar()) as http:
+        tasks = []
         start = time.perf_counter()
         for i, kind in enumerate(schedule):
             at = start + i / rate
             delay = at - time.perf_counter()
             if delay > 0:
-                time.sleep(delay)
-            pool.submit(one, kind, at)
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(http, kind, at)))
+        await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
     Path(out).write_text(json.dumps({"results": results, "elapsed": elapsed,
                                      "first_errors": first_errors}))

@@ -202,6 +202,9 @@ MODELGATE_FEEDBACK_MAX_BATCH = env_int("MODELGATE_FEEDBACK_MAX_BATCH", 10_000)
 # Feedback moves the A/B test's sequential p-value (its running minimum) at most this often
 # per test; every readout moves it too. Any set of looks keeps the p-value valid.
 MODELGATE_AB_LOOK_SECONDS = env_int("MODELGATE_AB_LOOK_SECONDS", 5)
+# A/B results (readout, outcome over time, explanations) are computed at most this often
+# per test and shared by every viewer; 0 computes them on every view.
+MODELGATE_AB_READOUT_SECONDS = env_int("MODELGATE_AB_READOUT_SECONDS", 2)
 # SMTP, when MODELGATE_EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend.
 EMAIL_HOST = env_str("MODELGATE_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("MODELGATE_EMAIL_PORT", 25)

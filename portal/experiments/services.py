@@ -10,6 +10,7 @@ Outcomes should be one per unit (user): the statistics treat them as independent
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from portal.experiments.models import (
     VariantTotal,
 )
 from portal.experiments.signing import key_for, key_id
+
+log = logging.getLogger(__name__)
 
 VARIANTS = (rollout.STABLE, rollout.CANDIDATE)
 LETTERS = {rollout.STABLE: "A", rollout.CANDIDATE: "B"}
@@ -380,6 +383,42 @@ def over_time(experiment: Experiment) -> dict[str, list[dict]]:
     return series
 
 
+def results(experiment: Experiment) -> dict:
+    """What the readout page and API show: the readout (a look), the outcome over time and
+    the explanation summaries. Computed at most once per ``MODELGATE_AB_READOUT_SECONDS``
+    (2) per test and shared by every viewer and process through the cache: outcomes arrive
+    many times a second, and statistics a second or two old read the same. A decision
+    forgets it at once."""
+    ttl = settings.MODELGATE_AB_READOUT_SECONDS
+    key = _results_key(experiment)
+    if ttl > 0:
+        try:
+            found = cache.get(key)
+        except Exception:  # noqa: BLE001 - the cache away: compute, as without one
+            found = None
+        if found is not None:
+            return found
+    computed = {"readout": look(experiment), "over_time": over_time(experiment),
+                "explanations": explanation_summaries(experiment)}
+    if ttl > 0:
+        try:
+            cache.set(key, computed, timeout=ttl)
+        except Exception:  # noqa: BLE001
+            pass
+    return computed
+
+
+def _results_key(experiment: Experiment) -> str:
+    return f"ab-results:{experiment.pk}:{experiment.created_at.timestamp():.6f}"
+
+
+def _forget_results(experiment: Experiment) -> None:
+    try:
+        cache.delete(_results_key(experiment))
+    except Exception:  # noqa: BLE001 - the cache away: the entry dies with its timeout
+        log.warning("could not forget the cached results of A/B test %s", experiment.pk)
+
+
 def explanation_summaries(experiment: Experiment) -> dict[str, dict | None]:
     """Each variant's plain-language explanation summary, when its explanation is ready."""
     from explainability.shap_values import plain_summary
@@ -438,6 +477,7 @@ def decide(user, experiment: Experiment, decision: str, comment: str,
         if decision != DecisionChoice.EXTEND:
             Experiment.objects.filter(pk=experiment.pk).update(decision=decision)
             experiment.decision = decision
+        transaction.on_commit(lambda: _forget_results(experiment))
         audit.record(user, "experiment.decide", experiment,
                      project_id=deployment.environment.project_id,
                      changes={"decision": decision, "comment": comment,

@@ -24,7 +24,8 @@ def experiment_list(request):
 def experiment_detail(request, pk):
     experiment = get_object_or_404(queries.experiments_for(request.user), pk=pk)
     deployment = experiment.deployment
-    readout = services.look(experiment)
+    found = services.results(experiment)
+    readout = found["readout"]
     binary = experiment.kind == OutcomeKind.BINARY
     names = dict(zip(services.VARIANTS, services._names(experiment), strict=True))
     finished = services.is_finished(experiment)
@@ -33,9 +34,9 @@ def experiment_detail(request, pk):
         "project": deployment.environment.project, "status": services.status_of(experiment),
         "r": readout, "shown": _shown(readout, binary, experiment.higher_is_better),
         "binary": binary, "names": names, "finished": finished,
-        "chart": ab_outcome_over_time(services.over_time(experiment), names,
-                                      experiment.metric, percent=binary),
-        "explanations": services.explanation_summaries(experiment),
+        "chart": ab_outcome_over_time(found["over_time"], names, experiment.metric,
+                                      percent=binary),
+        "explanations": found["explanations"],
         "decisions": experiment.decisions.select_related("decided_by"),
         "can_decide": not finished and has_role(request.user, deployment.environment.project,
                                                 Role.APPROVER),

@@ -289,3 +289,24 @@ def test_the_sequential_p_value_is_a_running_minimum(api, experiment, settings):
     assert experiment.tau2 is not None
     assert all(b <= a for a, b in zip(seen, seen[1:], strict=False))
     assert seen[-1] < 0.05  # 30 % against 40 % over 600 units each is clear
+
+
+def test_a_readout_is_shared_for_a_few_seconds_and_forgotten_by_a_decision(
+        api, experiment, settings):
+    from portal.experiments.services import _forget_results
+
+    def units():
+        body = api("viewer").get(f"/api/v1/experiments/{experiment.pk}/readout/").json()
+        return body["readout"]["control"]["units"] + body["readout"]["treatment"]["units"]
+
+    settings.MODELGATE_AB_READOUT_SECONDS = 60
+    assert units() == 0
+    items = [{"prediction_id": p, "outcome": 1} for p in ids(experiment, "stable", 10)]
+    assert post(api, "contributor", {"items": items}).json()["accepted"] == 10
+    assert units() == 0  # computed a moment ago, shared
+    _forget_results(experiment)  # what a decision does once committed
+    assert units() == 10
+    settings.MODELGATE_AB_READOUT_SECONDS = 0
+    items = [{"prediction_id": p, "outcome": 0} for p in ids(experiment, "candidate", 5)]
+    post(api, "contributor", {"items": items})
+    assert units() == 15

@@ -70,11 +70,12 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
         ratio check; the minimum detectable effect; the verdict in words; the outcome over
         time; each version's explanation summary; the decisions so far."""
         experiment = self.get_object()
+        found = services.results(experiment)
         return Response({
             "experiment": ExperimentSerializer(experiment).data,
-            "readout": services.look(experiment).to_dict(),
-            "over_time": services.over_time(experiment),
-            "explanations": services.explanation_summaries(experiment),
+            "readout": found["readout"].to_dict(),
+            "over_time": found["over_time"],
+            "explanations": found["explanations"],
             "decisions": ExperimentDecisionSerializer(experiment.decisions.all(),
                                                       many=True).data,
         })
