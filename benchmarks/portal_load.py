@@ -5,20 +5,21 @@ Redis, a Celery worker; the load comes from another process.
 
 1. (Re)creates the database ``modelgate_bench_load`` and migrates it; seeds a project with
    a model of 20 versions, a dataset, an A/B rollout in progress with its test, and users:
-   a viewer (browsing), a contributor (integrator, with an API token).
+   eight viewers (browsing people), a contributor (integrator, with an API token).
 2. Starts gunicorn (portal/gunicorn_conf.py: 2 workers x 4 threads, DEBUG off, a real
-   secret key, ``MODELGATE_QUERY_COUNT_HEADER`` off) and a Celery worker (1 process) that
-   validates the uploaded versions.
-3. A load process (``--load`` mode of this script, multiprocessing, its own interpreter)
-   sends an open-loop mix at ``--rate`` requests/s for ``--seconds``: browsing people
-   (dashboard, models list, model page, version page, rollout page and its live refresh,
-   A/B test page, alerts) 55 %, API reads (versions list, version, readout) 30 %, feedback
-   batches of 100 outcomes 12 %, version uploads 3 %. Open loop: requests are scheduled
-   at fixed times whatever the answers, so a slow server shows as latency, not as less
-   load.
-4. Prints per endpoint: requests, errors (status >= 400 or no answer), p50 and p95; the
-   achieved rate; the most PostgreSQL connections seen (sampled every 0.5 s); and PASS/FAIL
-   against >= 200 requests/s, p95 < 200 ms for every endpoint, 0 errors.
+   secret key) and a Celery worker (1 process) that validates the uploaded versions.
+3. A load process (``--load`` mode of this script: one asyncio process with aiohttp, so the
+   client's CPU stays small beside the portal's) signs each viewer in once, then sends an
+   open-loop mix at ``--rate`` requests/s for ``--seconds``: browsing people (dashboard,
+   models list, model page, version page, rollout page and its live refresh, A/B test page,
+   alerts) 55 %, API reads (versions list, version, A/B readout) 30 %, feedback batches of
+   100 outcomes 12 %, version uploads 3 %. Open loop: requests leave at fixed times
+   whatever the answers, and latency counts from that time, so a slow server shows as
+   latency, not as less load.
+4. Prints per endpoint: requests, errors (status >= 400 or no answer; the first of each is
+   shown), p50 and p95; the achieved rate; the most PostgreSQL connections seen (sampled
+   every 0.5 s); and PASS/FAIL against >= 200 requests/s, p95 < 200 ms for every endpoint,
+   0 errors.
 """
 
 from __future__ import annotations

@@ -115,6 +115,15 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # Parameters bound by the server, and a statement the connection has run five times is
+    # prepared, so PostgreSQL reuses its plan. Planning the portal's joined list
+    # queries cost 5-7 ms each, more than running them (benchmarks/portal_load.py). Behind
+    # PgBouncer in transaction mode, this needs PgBouncer 1.21+ (max_prepared_statements),
+    # or turn it off.
+    if env_bool("MODELGATE_DB_PREPARED_STATEMENTS", True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=5)
 TEST_DATABASE_NAME = env_str("MODELGATE_TEST_DATABASE", "")
 if TEST_DATABASE_NAME and not DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}

@@ -49,6 +49,15 @@ def versions_for(user):
     )
 
 
+def version_rows_for(user):
+    """Versions for a summary row (model, number, status, author, time): none of the JSON
+    columns nor the related rows a version page shows."""
+    return (filter_visible(ModelVersion.objects.all(), user, "model__project")
+            .select_related("model__project", "created_by")
+            .defer("description", "classes", "input_schema", "output_schema", "metrics",
+                   "params", "model__description", "model__project__description"))
+
+
 def datasets_for(user):
     return filter_visible(Dataset.objects.all(), user, "project").select_related(
         "project", "created_by")

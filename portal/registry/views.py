@@ -16,7 +16,7 @@ from portal.audit.models import AuditEvent
 from portal.errors import DomainError
 from portal.registry import forms, queries, services
 from portal.registry.choices import ExplanationStatus
-from portal.registry.models import Explanation, Project
+from portal.registry.models import Explanation, ModelVersion, Project
 
 
 def _project(request, slug) -> Project:
@@ -135,16 +135,22 @@ def model_create(request, slug):
 @login_required
 def model_detail(request, slug, name):
     model = _model(request, slug, name)
-    versions = list(queries.versions_for(request.user).filter(model=model).order_by("-number")[:200])
-    history = charts.metric_history([{"number": v.number, "metrics": v.metrics, "label":
-                                      v.display_name} for v in versions])
+    # The chart reads three columns of the last 200 versions; the table shows a page of 25.
+    recent = list(ModelVersion.objects.filter(model=model).order_by("-number")
+                  .values("number", "label", "metrics")[:200])
+    history = charts.metric_history([
+        {"number": v["number"], "metrics": v["metrics"],
+         "label": f"v{v['number']}" + (f" ({v['label']})" if v["label"] else "")}
+        for v in recent])
+    page = Paginator(queries.versions_for(request.user).filter(model=model).order_by("-number"),
+                     25).get_page(request.GET.get("page"))
     can_contribute = has_role(request.user, model.project, Role.CONTRIBUTOR)
     return render(request, "registry/model_detail.html", {
-        "model": model, "project": model.project, "versions": versions,
+        "model": model, "project": model.project, "versions": page.object_list, "page": page,
         "metric_chart": history, "aliases": model.aliases.all(),
         "alias_form": forms.AliasForm(model=model) if can_contribute else None,
         "can_contribute": can_contribute,
-        "metric_names": sorted({k for v in versions for k in v.metrics})[:6],
+        "metric_names": sorted({k for v in recent for k in v["metrics"] or {}})[:6],
     })
 
 

@@ -12,7 +12,7 @@ from portal.releases.deployments import ACTIVE
 
 @login_required
 def dashboard(request):
-    versions = queries.versions_for(request.user)
+    versions = queries.version_rows_for(request.user)
     models = queries.models_for(request.user)
     status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))
     firing = monitoring_queries.alerts_for(request.user).filter(state="firing")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
@@ -28,9 +29,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from portal.accounts.services import create_token
-from portal.wsgi import application
 from tests.integration.test_permission_matrix import world  # noqa: F401 - the fixture
 
+# Django's WSGI handler, not portal.wsgi: importing that makes the process refuse pickles
+# (it is the web process), and this test process also plays the worker.
+application = get_wsgi_application()
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

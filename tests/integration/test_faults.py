@@ -272,6 +272,60 @@ def test_postgresql_goes_away_for_the_worker_in_the_middle_of_a_canary(
     assert "advance_deployment" in log and "Retry in" in log, log[-4000:]
 
 
+def test_a_worker_killed_as_it_carries_out_an_approval_is_replaced_and_it_happens_once(
+        users, project, clf, settings, prometheus, start_worker, tmp_path):  # noqa: F811
+    """SIGKILL the worker the moment it receives the approval's side effect (creating the
+    rollout and applying its first plan). The task was not acknowledged (late acks), so it
+    is delivered again to the replacement; start_deployment is idempotent: one rollout,
+    each plan applied once, no failed request."""
+    port = free_port()
+    settings.MODELGATE_RECONCILE_GRACE_SECONDS = 3
+    settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
+    env = {"MODELGATE_PROMETHEUS_URL": settings.MODELGATE_PROMETHEUS_URL,
+           "MODELGATE_TASK_REDELIVERY_SECONDS": "5"}
+    production = releases.create_environment(users["owner"], project, name="production",
+                                             settings={"ports": {"tumor-classifier": port}})
+    worker = start_worker(**env)
+    v1 = _version(users, clf, random_classifier_bytes(1))
+    request = releases.request_approval(users["contributor"], v1, production)
+    releases.review(users["approver"], request, "approve", "first release")
+    _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(), {"succeeded"},
+                      worker, tmp_path)
+    _wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/v2/health/ready",
+                                     timeout=1).status_code == 200)
+
+    v2 = _version(users, clf, random_classifier_bytes(2))
+    request = releases.request_approval(users["contributor"], v2, production,
+                                        strategy_params={**FAST_CANARY, "steps": [
+                                            {"weight": 0.5, "bake_seconds": 2},
+                                            {"weight": 1.0, "bake_seconds": 2}]})
+    log = tmp_path / "worker.log"
+    seen = log.read_text().count("start_deployment")
+    with Traffic(f"http://127.0.0.1:{port}") as traffic:
+        releases.review(users["approver"], request, "approve", "canary it")
+        _wait_until(lambda: log.read_text().count("start_deployment") > seen, timeout=30)
+        worker.kill()  # SIGKILL as the task starts
+        worker.wait(timeout=10)
+        at_kill = Deployment.objects.filter(request=request).first()
+        start_worker(**env)
+        deadline = time.monotonic() + 120
+        deployment = None
+        while time.monotonic() < deadline:
+            deployment = Deployment.objects.filter(request=request).first()
+            if deployment is not None and deployment.status not in deployments.ACTIVE:
+                break
+            deployments.reconcile()  # what beat does every 30 s
+            time.sleep(2)
+    where = "before the rollout existed" if at_kill is None else f"with it {at_kill.status}"
+    assert deployment is not None and deployment.status == "succeeded", (
+        where, log.read_text()[-4000:])
+    assert Deployment.objects.filter(request=request).count() == 1
+    generations = [e.generation for e in deployment.events.all() if e.generation]
+    assert generations == sorted(set(generations)), generations  # each plan applied once
+    failed = [(code, detail) for code, detail in traffic.statuses if code != 200]
+    assert failed == [], failed[:5]
+
+
 def test_a_worker_killed_during_a_shap_computation_is_replaced_and_the_task_redelivered(
         users, project, clf, cancer_frame, settings, start_worker, tmp_path):  # noqa: F811
     """acks_late: the explanation task stays unacknowledged while it runs; SIGKILL the
