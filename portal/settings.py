@@ -152,6 +152,26 @@ AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "web:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
+# Single sign-on through OpenID Connect (portal/accounts/oidc.py): on when a client id is
+# set. The provider's endpoints are given explicitly (its discovery document lists them);
+# the portal's redirect URI is https://<portal>/oidc/callback/.
+OIDC_RP_CLIENT_ID = env_str("MODELGATE_OIDC_CLIENT_ID", "")
+if OIDC_RP_CLIENT_ID:
+    OIDC_RP_CLIENT_SECRET = env_str("MODELGATE_OIDC_CLIENT_SECRET", "")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("MODELGATE_OIDC_AUTHORIZATION_ENDPOINT", "")
+    OIDC_OP_TOKEN_ENDPOINT = env_str("MODELGATE_OIDC_TOKEN_ENDPOINT", "")
+    OIDC_OP_USER_ENDPOINT = env_str("MODELGATE_OIDC_USERINFO_ENDPOINT", "")
+    OIDC_OP_JWKS_ENDPOINT = env_str("MODELGATE_OIDC_JWKS_ENDPOINT", "")
+    AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, "portal.accounts.oidc.PortalOIDCBackend"]
+MODELGATE_OIDC_ISSUER = env_str("MODELGATE_OIDC_ISSUER", "")
+MODELGATE_OIDC_NAME = env_str("MODELGATE_OIDC_NAME", "single sign-on")
+OIDC_RP_SIGN_ALGO = env_str("MODELGATE_OIDC_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_CREATE_USER = env_bool("MODELGATE_OIDC_CREATE_USERS", True)
+OIDC_TIMEOUT = env_int("MODELGATE_OIDC_TIMEOUT", 10)
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc-callback"
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False

@@ -7,6 +7,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
+from portal.accounts import oidc
 from portal.web.health import healthz, readyz
 
 admin.site.site_header = "Modelgate administration"
@@ -15,6 +16,8 @@ admin.site.site_title = "Modelgate admin"
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("oidc/authenticate/", oidc.SignIn.as_view(), name="oidc-sign-in"),
+    path("oidc/callback/", oidc.Callback.as_view(), name="oidc-callback"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -441,6 +441,7 @@ def test_every_page_and_form_is_covered(world):
     walk(get_resolver().url_patterns)
     outside = {"login", "logout", "schema", "api-docs", "api-redoc", "healthz", "readyz",
                "monitoring:metrics",  # its own bearer token (tests in test_monitoring)
-               "registry:project-create"}  # GET covered below; POST creates a project
+               "registry:project-create",  # GET covered below; POST creates a project
+               "oidc-sign-in", "oidc-callback"}  # single sign-on: tests in test_sso
     covered = {n for n, *_ in pages(world)} | {n for n, *_ in actions(world)}
     assert names - covered - outside == set(), "pages or forms with no row in the matrix"
