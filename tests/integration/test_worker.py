@@ -71,7 +71,7 @@ def start_worker(broker, artifact_root, settings, tmp_path):
     """``start(**env)`` → a real Celery worker process on the test database and broker."""
     processes = []
 
-    def start(**extra_env) -> subprocess.Popen:
+    def start(*, pool: str = "solo", concurrency: int = 1, **extra_env) -> subprocess.Popen:
         env = dict(os.environ, DATABASE_URL=_database_url(), CELERY_TASK_ALWAYS_EAGER="false",
                    MODELGATE_ARTIFACT_ROOT=str(artifact_root),
                    MODELGATE_SERVING_DIR=str(settings.MODELGATE_SERVING_DIR),
@@ -82,8 +82,8 @@ def start_worker(broker, artifact_root, settings, tmp_path):
             env["MODELGATE_DATA_DIR"] = str(Path(broker["options"]["data_folder_in"]).parents[1])
         log = open(tmp_path / "worker.log", "a")
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", "solo",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
+            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", pool,
+             "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         processes.append(process)
@@ -226,3 +226,48 @@ def _wait_until(check, timeout=60):
             pass
         time.sleep(0.2)
     raise AssertionError("condition not met in time")
+
+
+def test_a_prefork_worker_serves_the_metrics_of_all_its_processes_summed(start_worker,
+                                                                        tmp_path):
+    """Two prefork children each time their own tasks into the multiprocess directory; the
+    worker's metrics port answers one series per task, summed over the children."""
+    import re
+
+    from tests.integration.local_fixtures import free_port
+    from workers.releases import expire_requests
+
+    port = free_port()
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    worker = start_worker(pool="prefork", concurrency=2, PROMETHEUS_MULTIPROC_DIR=str(folder),
+                          MODELGATE_WORKER_METRICS_PORT=str(port),
+                          MODELGATE_WORKER_METRICS_ADDR="127.0.0.1")
+    results = [expire_requests.delay() for _ in range(20)]
+    for result in results:
+        result.get(timeout=120)
+
+    def scraped():
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except requests.RequestException:
+            return ""
+
+    pattern = (r'modelgate_task_duration_seconds_count\{[^}]*'
+               r'task="workers.releases.expire_requests"[^}]*\} (\S+)')
+
+    def counted():
+        found = re.search(pattern, scraped())
+        return float(found[1]) if found else 0.0
+
+    # Celery stores a result before task_postrun, where the duration is observed: the last
+    # ones may land a moment after every result is readable.
+    deadline = time.monotonic() + 30
+    while counted() < 20 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    text = scraped()
+    assert counted() == 20, (sorted(f.name for f in folder.iterdir()), text[-1500:])
+    assert not re.findall(r'pid="\d+"', text)  # summed, not one series per process
+    writers = {f.name.split("_")[-1] for f in folder.glob("*.db")}
+    assert len(writers) >= 2, (writers, (tmp_path / "worker.log").read_text()[-2000:])
+    assert worker.poll() is None
