@@ -336,7 +336,7 @@ def _tau2(experiment: Experiment, control: abtest.Aggregate,
     return experiment.tau2
 
 
-def _names(experiment: Experiment) -> tuple[str, str]:
+def variant_names(experiment: Experiment) -> tuple[str, str]:
     deployment = experiment.deployment
     stable = f"v{deployment.stable.number}" if deployment.stable_id else "stable"
     return (f"A ({stable})", f"B (v{deployment.candidate.number})")
@@ -349,7 +349,7 @@ def look(experiment: Experiment) -> abtest.Readout:
     result = abtest.readout(
         control, treatment, binary=experiment.kind == OutcomeKind.BINARY,
         split=experiment.split, previous_sequential_p=experiment.sequential_p,
-        tau2=_tau2(experiment, control, treatment), names=_names(experiment),
+        tau2=_tau2(experiment, control, treatment), names=variant_names(experiment),
         metric=None if experiment.metric == "conversion" else experiment.metric,
         higher_is_better=experiment.higher_is_better)
     if result.sequential_p is not None and (experiment.sequential_p is None

@@ -27,7 +27,7 @@ def experiment_detail(request, pk):
     found = services.results(experiment)
     readout = found["readout"]
     binary = experiment.kind == OutcomeKind.BINARY
-    names = dict(zip(services.VARIANTS, services._names(experiment), strict=True))
+    names = dict(zip(services.VARIANTS, services.variant_names(experiment), strict=True))
     finished = services.is_finished(experiment)
     return render(request, "experiments/experiment_detail.html", {
         "experiment": experiment, "deployment": deployment,
