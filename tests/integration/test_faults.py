@@ -95,14 +95,15 @@ def broker(private_redis):
     _reconnect()
 
 
-def test_redis_dies_and_returns_empty_in_the_middle_of_a_canary(
-        users, project, clf, settings, prometheus, start_worker, private_redis,  # noqa: F811
-        tmp_path):
+def _serving_v1(users, project, clf, settings, prometheus, start_worker,  # noqa: F811
+                tmp_path, **extra_env):
+    """Production serving v1 of the classifier, released through a real worker started with
+    ``extra_env``: (environment, port, worker, the worker's environment)."""
     port = free_port()
     settings.MODELGATE_RECONCILE_GRACE_SECONDS = 3
     settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
     env = {"MODELGATE_PROMETHEUS_URL": settings.MODELGATE_PROMETHEUS_URL,
-           "MODELGATE_TASK_REDELIVERY_SECONDS": "5"}
+           "MODELGATE_TASK_REDELIVERY_SECONDS": "5", **extra_env}
     production = releases.create_environment(users["owner"], project, name="production",
                                              settings={"ports": {"tumor-classifier": port}})
     worker = start_worker(**env)
@@ -111,14 +112,53 @@ def test_redis_dies_and_returns_empty_in_the_middle_of_a_canary(
     releases.review(users["approver"], request, "approve", "first release")
     _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(), {"succeeded"},
                       worker, tmp_path)
+    # The decision is recorded before the worker applies it: wait for v1 to answer.
     _wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/v2/health/ready",
                                      timeout=1).status_code == 200)
+    return production, port, worker, env
 
+
+def _canary_of_v2(users, clf, production, bake_seconds=4):
     v2 = _version(users, clf, random_classifier_bytes(2))
-    request = releases.request_approval(users["contributor"], v2, production,
-                                        strategy_params={**FAST_CANARY, "steps": [
-                                            {"weight": 0.5, "bake_seconds": 4},
-                                            {"weight": 1.0, "bake_seconds": 2}]})
+    return releases.request_approval(users["contributor"], v2, production,
+                                     strategy_params={**FAST_CANARY, "steps": [
+                                         {"weight": 0.5, "bake_seconds": bake_seconds},
+                                         {"weight": 1.0, "bake_seconds": 2}]})
+
+
+def _until_ended(request, worker, start_worker, env):  # noqa: F811
+    """Run beat's reconcile until the request's rollout ends; a worker that died is replaced,
+    as Kubernetes restarts the container. (the rollout, the replacement or None)"""
+    deadline = time.monotonic() + 120
+    replaced = deployment = None
+    while time.monotonic() < deadline:
+        deployment = Deployment.objects.filter(request=request).first()
+        if deployment is not None and deployment.status not in deployments.ACTIVE:
+            break
+        if worker.poll() is not None and replaced is None:
+            replaced = start_worker(**env)
+        deployments.reconcile()  # what beat does every 30 s
+        time.sleep(2)
+    return deployment, replaced
+
+
+def _assert_succeeded_once(deployment, traffic, tmp_path):
+    """Succeeded, each plan applied once, no request failed."""
+    assert deployment is not None and deployment.status == "succeeded", (
+        deployment and [e.reason for e in deployment.events.all()],
+        (tmp_path / "worker.log").read_text()[-6000:])
+    generations = [e.generation for e in deployment.events.all() if e.generation]
+    assert generations == sorted(set(generations)), generations
+    failed = [(code, detail) for code, detail in traffic.statuses if code != 200]
+    assert failed == [], failed[:5]
+
+
+def test_redis_dies_and_returns_empty_in_the_middle_of_a_canary(
+        users, project, clf, settings, prometheus, start_worker, private_redis,  # noqa: F811
+        tmp_path):
+    production, port, worker, env = _serving_v1(users, project, clf, settings, prometheus,
+                                                start_worker, tmp_path)
+    request = _canary_of_v2(users, clf, production)
     with Traffic(f"http://127.0.0.1:{port}") as traffic:
         releases.review(users["approver"], request, "approve", "canary it")
         _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(),
@@ -127,25 +167,11 @@ def test_redis_dies_and_returns_empty_in_the_middle_of_a_canary(
         time.sleep(3)
         private_redis.start()  # back, and empty
         _reconnect()
-        deployment = Deployment.objects.get(request=request)
-        deadline = time.monotonic() + 120
-        replaced = None
-        while deployment.status in deployments.ACTIVE and time.monotonic() < deadline:
-            if worker.poll() is not None and replaced is None:
-                # kombu 5.7 can crash a worker whose broker vanished (closing the channel
-                # restores unacked messages over a released connection: "'NoneType' object
-                # has no attribute 'hostname'"); its supervisor starts another, as
-                # Kubernetes restarts the container.
-                replaced = start_worker(**env)
-            deployments.reconcile()  # what beat does every 30 s
-            time.sleep(2)
-            deployment.refresh_from_db()
-    log = (tmp_path / "worker.log").read_text()[-6000:]
-    assert deployment.status == "succeeded", ([e.reason for e in deployment.events.all()], log)
-    generations = [e.generation for e in deployment.events.all() if e.generation]
-    assert generations == sorted(set(generations)), generations  # each plan applied once
-    failed = [(code, detail) for code, detail in traffic.statuses if code != 200]
-    assert failed == [], failed[:5]
+        # kombu 5.7 can crash a worker whose broker vanished (closing the channel restores
+        # unacked messages over a released connection: "'NoneType' object has no attribute
+        # 'hostname'"); _until_ended starts another.
+        deployment, replaced = _until_ended(request, worker, start_worker, env)
+    _assert_succeeded_once(deployment, traffic, tmp_path)
     print(f"worker {'crashed and was replaced' if replaced else 'reconnected on its own'}")
 
 
@@ -220,29 +246,11 @@ def test_postgresql_goes_away_for_the_worker_in_the_middle_of_a_canary(
         pytest.skip("PostgreSQL only")
     outage = PostgresOutage((db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)))
     outage.up()
-    port = free_port()
-    settings.MODELGATE_RECONCILE_GRACE_SECONDS = 3
-    settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
-    env = {"MODELGATE_PROMETHEUS_URL": settings.MODELGATE_PROMETHEUS_URL,
-           "MODELGATE_TASK_REDELIVERY_SECONDS": "5",
-           "DATABASE_URL": _database_url().replace(f":{db.get('PORT') or 5432}/",
-                                                   f":{outage.port}/")}
-    production = releases.create_environment(users["owner"], project, name="production",
-                                             settings={"ports": {"tumor-classifier": port}})
-    worker = start_worker(**env)
-    v1 = _version(users, clf, random_classifier_bytes(1))
-    request = releases.request_approval(users["contributor"], v1, production)
-    releases.review(users["approver"], request, "approve", "first release")
-    _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(), {"succeeded"},
-                      worker, tmp_path)
-    _wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/v2/health/ready",
-                                     timeout=1).status_code == 200)
-
-    v2 = _version(users, clf, random_classifier_bytes(2))
-    request = releases.request_approval(users["contributor"], v2, production,
-                                        strategy_params={**FAST_CANARY, "steps": [
-                                            {"weight": 0.5, "bake_seconds": 4},
-                                            {"weight": 1.0, "bake_seconds": 2}]})
+    database_url = _database_url().replace(f":{db.get('PORT') or 5432}/", f":{outage.port}/")
+    production, port, worker, env = _serving_v1(users, project, clf, settings, prometheus,
+                                                start_worker, tmp_path,
+                                                DATABASE_URL=database_url)
+    request = _canary_of_v2(users, clf, production)
     with Traffic(f"http://127.0.0.1:{port}") as traffic:
         releases.review(users["approver"], request, "approve", "canary it")
         _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(),
@@ -250,23 +258,10 @@ def test_postgresql_goes_away_for_the_worker_in_the_middle_of_a_canary(
         outage.down()
         time.sleep(8)
         outage.up()
-        deployment = Deployment.objects.get(request=request)
-        deadline = time.monotonic() + 120
-        replaced = None
-        while deployment.status in deployments.ACTIVE and time.monotonic() < deadline:
-            if worker.poll() is not None and replaced is None:
-                replaced = start_worker(**env)
-            deployments.reconcile()  # what beat does every 30 s
-            time.sleep(2)
-            deployment.refresh_from_db()
+        deployment, replaced = _until_ended(request, worker, start_worker, env)
     log = (tmp_path / "worker.log").read_text()
     outage.down()
-    assert deployment.status == "succeeded", ([e.reason for e in deployment.events.all()],
-                                              log[-6000:])
-    generations = [e.generation for e in deployment.events.all() if e.generation]
-    assert generations == sorted(set(generations)), generations  # each plan applied once
-    failed = [(code, detail) for code, detail in traffic.statuses if code != 200]
-    assert failed == [], failed[:5]
+    _assert_succeeded_once(deployment, traffic, tmp_path)
     assert replaced is None, "the worker died of the outage"
     # The decision that met the outage was retried, not lost until reconcile found it.
     assert "advance_deployment" in log and "Retry in" in log, log[-4000:]
@@ -278,27 +273,9 @@ def test_a_worker_killed_as_it_carries_out_an_approval_is_replaced_and_it_happen
     rollout and applying its first plan). The task was not acknowledged (late acks), so it
     is delivered again to the replacement; start_deployment is idempotent: one rollout,
     each plan applied once, no failed request."""
-    port = free_port()
-    settings.MODELGATE_RECONCILE_GRACE_SECONDS = 3
-    settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
-    env = {"MODELGATE_PROMETHEUS_URL": settings.MODELGATE_PROMETHEUS_URL,
-           "MODELGATE_TASK_REDELIVERY_SECONDS": "5"}
-    production = releases.create_environment(users["owner"], project, name="production",
-                                             settings={"ports": {"tumor-classifier": port}})
-    worker = start_worker(**env)
-    v1 = _version(users, clf, random_classifier_bytes(1))
-    request = releases.request_approval(users["contributor"], v1, production)
-    releases.review(users["approver"], request, "approve", "first release")
-    _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(), {"succeeded"},
-                      worker, tmp_path)
-    _wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/v2/health/ready",
-                                     timeout=1).status_code == 200)
-
-    v2 = _version(users, clf, random_classifier_bytes(2))
-    request = releases.request_approval(users["contributor"], v2, production,
-                                        strategy_params={**FAST_CANARY, "steps": [
-                                            {"weight": 0.5, "bake_seconds": 2},
-                                            {"weight": 1.0, "bake_seconds": 2}]})
+    production, port, worker, env = _serving_v1(users, project, clf, settings, prometheus,
+                                                start_worker, tmp_path)
+    request = _canary_of_v2(users, clf, production, bake_seconds=2)
     log = tmp_path / "worker.log"
     seen = log.read_text().count("start_deployment")
     with Traffic(f"http://127.0.0.1:{port}") as traffic:
@@ -306,24 +283,9 @@ def test_a_worker_killed_as_it_carries_out_an_approval_is_replaced_and_it_happen
         _wait_until(lambda: log.read_text().count("start_deployment") > seen, timeout=30)
         worker.kill()  # SIGKILL as the task starts
         worker.wait(timeout=10)
-        at_kill = Deployment.objects.filter(request=request).first()
-        start_worker(**env)
-        deadline = time.monotonic() + 120
-        deployment = None
-        while time.monotonic() < deadline:
-            deployment = Deployment.objects.filter(request=request).first()
-            if deployment is not None and deployment.status not in deployments.ACTIVE:
-                break
-            deployments.reconcile()  # what beat does every 30 s
-            time.sleep(2)
-    where = "before the rollout existed" if at_kill is None else f"with it {at_kill.status}"
-    assert deployment is not None and deployment.status == "succeeded", (
-        where, log.read_text()[-4000:])
+        deployment, _ = _until_ended(request, worker, start_worker, env)
+    _assert_succeeded_once(deployment, traffic, tmp_path)
     assert Deployment.objects.filter(request=request).count() == 1
-    generations = [e.generation for e in deployment.events.all() if e.generation]
-    assert generations == sorted(set(generations)), generations  # each plan applied once
-    failed = [(code, detail) for code, detail in traffic.statuses if code != 200]
-    assert failed == [], failed[:5]
 
 
 def test_a_worker_killed_during_a_shap_computation_is_replaced_and_the_task_redelivered(
