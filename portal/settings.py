@@ -118,7 +118,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 else:
     # Parameters bound by the server, and a statement the connection has run five times is
     # prepared, so PostgreSQL reuses its plan. Planning the portal's joined list
-    # queries cost 5-7 ms each, more than running them (benchmarks/portal_load.py). Behind
+    # queries cost 4-7 ms each, more than running them (benchmarks/portal_load.py). Behind
     # PgBouncer in transaction mode, this needs PgBouncer 1.21+ (max_prepared_statements),
     # or turn it off.
     if env_bool("MODELGATE_DB_PREPARED_STATEMENTS", True):
