@@ -45,7 +45,9 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):
         return bool(claims.get("email")) and claims.get("email_verified", True) is not False
 
     def filter_users_by_claims(self, claims):
-        return self.UserModel.objects.filter(email__iexact=claims["email"], is_active=True)
+        # Deactivated accounts match too, so the callback refuses them (rather than a new
+        # account being made for a person an owner switched off).
+        return self.UserModel.objects.filter(email__iexact=claims["email"])
 
     def create_user(self, claims):
         from portal.audit import services as audit
@@ -61,7 +63,7 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):
 
     def authenticate(self, request, **kwargs):
         user = super().authenticate(request, **kwargs)
-        if user is not None:
+        if user is not None and user.is_active:
             from portal.audit import services as audit
 
             audit.record(user, "account.sso_login", user, object_type="auth.user",

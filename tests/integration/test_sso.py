@@ -70,6 +70,17 @@ def test_an_existing_account_is_matched_by_its_email(provider, users, project):
     assert [p["slug"] for p in projects] == [project.slug]  # alice's own roles
 
 
+def test_a_deactivated_account_is_refused_and_no_new_one_is_made(provider, users):
+    from django.contrib.auth import get_user_model
+
+    users["viewer"].email, users["viewer"].is_active = "dana@example.com", False
+    users["viewer"].save()
+    client, answer = sign_in(provider)
+    assert answer["Location"] == "/login/?sso=failed"
+    assert get_user_model().objects.filter(email__iexact="dana@example.com").count() == 1
+    assert not AuditEvent.objects.filter(action="account.sso_login").exists()
+
+
 @pytest.mark.parametrize("misbehave", ["another audience", "unknown key", "unverified email"])
 def test_a_sign_in_that_cannot_be_trusted_is_refused(provider, misbehave):
     from django.contrib.auth import get_user_model
