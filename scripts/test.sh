@@ -55,7 +55,7 @@ env -u DATABASE_URL $PY manage.py makemigrations --check --dry-run >/dev/null ||
   echo "models and migrations differ: run manage.py makemigrations" >&2; exit 1; }
 
 set +e
-$PY -m pytest "$@"
+$PY -m pytest --durations=15 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -153,7 +153,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
 
         url = f"http://{host}:{port}/"
-        deadline = time.monotonic() + 30
+        # gunicorn imports the heavy libraries before it answers (portal/gunicorn_conf.py).
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(url + "healthz", timeout=1)
