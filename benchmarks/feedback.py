@@ -9,7 +9,7 @@
    a contributor with an API token.
 3. Mints signed prediction ids with the endpoint's real key (``portal.experiments.signing``,
    the same ``ops.serving.ids`` code model servers use), half for each variant.
-4. Starts gunicorn with the portal's own configuration (2 workers x 4 threads, DEBUG off)
+4. Starts gunicorn with the portal's own configuration (portal/gunicorn_conf.py, DEBUG off)
    and posts the outcomes: (a) batches of ``--batch`` from one client, (b) the same from
    two clients at once, (c) the baseline: the single-item form, one outcome per request,
    for 2,000 outcomes. Wall time from the first request to the last answer, client side.
@@ -200,7 +200,7 @@ def main() -> int:
 
     counted = sum(VariantTotal.objects.filter(experiment=experiment).values_list("n", flat=True))
     sent = 2 * args.batch + args.outcomes + args.singles
-    print(f"\nfeedback ingestion over HTTP (gunicorn 2x4, PostgreSQL); counted {counted:,} of "
+    print(f"\nfeedback ingestion over HTTP (gunicorn as configured, PostgreSQL); counted {counted:,} of "
           f"{sent:,} sent: {'OK' if counted == sent else 'MISMATCH'}")
     print(f"{'form':<38} {'outcomes':>9} {'seconds':>8} {'outcomes/s':>11} "
           f"{'p50 request':>12}")

@@ -2,12 +2,14 @@
 Redis, a Celery worker; the load comes from another process.
 
     .venv/bin/python benchmarks/portal_load.py [--rate 200] [--seconds 60] [--keep]
+                                               [--workers N] [--threads N]
 
 1. (Re)creates the database ``modelgate_bench_load`` and migrates it; seeds a project with
    a model of 20 versions, a dataset, an A/B rollout in progress with its test, and users:
    eight viewers (browsing people), a contributor (integrator, with an API token).
-2. Starts gunicorn (portal/gunicorn_conf.py: 2 workers x 4 threads, DEBUG off, a real
-   secret key) and a Celery worker (1 process) that validates the uploaded versions.
+2. Starts gunicorn (portal/gunicorn_conf.py: 3 workers x 2 threads unless --workers and
+   --threads say otherwise; DEBUG off, a real secret key) and a Celery worker (1 process)
+   that validates the uploaded versions.
 3. A load process (``--load`` mode of this script: one asyncio process with aiohttp, so the
    client's CPU stays small beside the portal's) signs each viewer in once, then sends an
    open-loop mix at ``--rate`` requests/s for ``--seconds``: browsing people (dashboard,
@@ -312,6 +314,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn processes (default: portal/gunicorn_conf.py's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per gunicorn process (default: portal/gunicorn_conf.py's)")
     parser.add_argument("--load", nargs=3, metavar=("BASE", "WORLD", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -323,6 +329,10 @@ def main() -> int:
     recreate()
     data_dir = tempfile.mkdtemp(prefix="modelgate-bench-load-")
     env = environment(data_dir)
+    if args.workers:
+        env["WEB_CONCURRENCY"] = str(args.workers)
+    if args.threads:
+        env["MODELGATE_WEB_THREADS"] = str(args.threads)
     os.environ.update(env)
     world = seed()
     world_file = Path(data_dir) / "world.json"

@@ -13,7 +13,7 @@ What it does
      viewer in 8 of the 10 projects and gets an API token. The database is then
      VACUUM ANALYZEd, as autovacuum would have done on a live one. Takes ~10 s.
   3. Starts gunicorn with the portal's own configuration (portal/gunicorn_conf.py:
-     2 workers x 4 threads, GC frozen after start-up), DEBUG off, with MODELGATE_QUERY_COUNT_HEADER
+     its processes and threads, GC frozen after start-up), DEBUG off, with MODELGATE_QUERY_COUNT_HEADER
      so every response carries ``X-Query-Count``, and waits for /healthz.
   4. Times, over real HTTP with ``Authorization: Token ...``, sequential requests (after a
      warm-up) to the version and model list endpoints, with random filters drawn from what

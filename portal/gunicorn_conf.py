@@ -18,8 +18,14 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelgate-metrics-")
 
 bind = os.environ.get("MODELGATE_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("MODELGATE_WEB_THREADS", "4"))
+# Processes over threads: a process runs one thread of Python at a time (the GIL), and a
+# thread back from a PostgreSQL round trip waits for it. On 2 cores, with the load
+# benchmark's mix, 2 processes x 4 threads held 60 requests/s within p95 < 200 ms, and 3 x 2
+# held 80/s using less CPU per request (benchmarks/portal_load.py --workers --threads;
+# docs/architecture.md decision 40). Two threads still let a process serve while one
+# request waits on the database. One process more than the cores it may use.
+workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+threads = int(os.environ.get("MODELGATE_WEB_THREADS", "2"))
 worker_class = "gthread"
 timeout = 60
 # Idle keep-alive connections stay open longer than a load balancer's idle timeout (60 s on
@@ -31,11 +37,13 @@ loglevel = os.environ.get("MODELGATE_LOG_LEVEL", "warning").lower()
 
 
 # Libraries the web process imports on first use, which takes seconds (scipy.stats for A/B
-# readouts, skops and scikit-learn to inspect an uploaded artifact, pandas for datasets):
-# imported when a worker starts, so no visitor waits for them after a deploy or a restart,
-# and frozen with the rest below. Comma-separated; empty to import nothing ahead.
+# readouts, skops and scikit-learn to inspect an uploaded artifact, pandas for datasets,
+# the Celery app and its Redis transport for the first task a request queues): imported
+# when a worker starts, so no visitor waits for them after a deploy or a restart, and
+# frozen with the rest below. Comma-separated; empty to import nothing ahead.
 PRELOAD = os.environ.get("MODELGATE_WEB_PRELOAD",
-                         "numpy,pandas,scipy.stats,sklearn,skops.io").split(",")
+                         "numpy,pandas,scipy.stats,sklearn,skops.io,workers.registry,"
+                         "kombu.transport.redis,redis").split(",")
 
 
 def post_worker_init(worker):
@@ -46,6 +54,13 @@ def post_worker_init(worker):
             importlib.import_module(name)
         except ImportError as e:
             worker.log.warning("could not preload %s: %s", name, e)
+    try:
+        # The cache client (sessions, throttles, shared readouts) connects on first use.
+        from django.core.cache import cache
+
+        cache.get("modelgate:warm-up")
+    except Exception as e:  # Redis away at start: the first request connects instead
+        worker.log.warning("cache not reachable at start: %s", e)
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)
