@@ -281,6 +281,24 @@ def start_server(env: dict, log_path: Path) -> tuple[subprocess.Popen, str]:
 
 # -- report ---------------------------------------------------------------------------------
 
+def machine_speed() -> float:
+    """Milliseconds a fixed piece of pure Python takes here (median of five).
+
+    The same code on this machine has held 100 requests/s in one run and fallen behind at
+    70/s in another, an hour apart, with the web processes' CPU per request doubling; the
+    machine is a virtual one whose speed varies. This figure, printed before the load,
+    says how fast the machine was for that run."""
+
+    def work() -> float:
+        started = time.perf_counter()
+        table = {}
+        for i in range(300_000):
+            table[f"k{i % 5000}"] = table.get(f"k{i % 5000}", 0) + i
+        return (time.perf_counter() - started) * 1000
+
+    return statistics.median(work() for _ in range(5))
+
+
 def report(data: dict, connections: int, rate: float) -> bool:
     rows: dict[str, list] = {}
     for name, status, took in data["results"]:
@@ -326,6 +344,7 @@ def main() -> int:
         run_load(base, json.loads(Path(world).read_text()), args.rate, args.seconds, out)
         return 0
 
+    print(f"machine speed: {machine_speed():.0f} ms for the fixed workload (lower is faster)")
     recreate()
     data_dir = tempfile.mkdtemp(prefix="modelgate-bench-load-")
     env = environment(data_dir)

@@ -34,6 +34,12 @@ class LoginThrottle(AnonRateThrottle):
     rate = "30/min"
 
 
+class TokenLoginSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(trim_whitespace=False)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+
+
 class TokenLoginView(APIView):
     """Exchange a username and password for a new API token (shown once)."""
 
@@ -42,22 +48,17 @@ class TokenLoginView(APIView):
     throttle_classes = [LoginThrottle]
 
     @extend_schema(
-        request=inline_serializer("TokenLogin", {
-            "username": serializers.CharField(), "password": serializers.CharField(),
-            "name": serializers.CharField(required=False)}),
+        request=TokenLoginSerializer,
         responses={201: inline_serializer("TokenIssued", {
             "token": serializers.CharField(), "name": serializers.CharField(),
             "prefix": serializers.CharField()})},
         tags=["auth"],
     )
     def post(self, request):
-        username = request.data.get("username")
-        password = request.data.get("password")
-        if not isinstance(username, str) or not isinstance(password, str) or not username:
-            return Response({"code": "validation_error",
-                             "detail": "send a JSON body with username and password"},
-                            status=status.HTTP_400_BAD_REQUEST)
-        user = authenticate(request, username=username, password=password)
+        # A serializer, not request.data.get: the body may be any JSON value (a bare
+        # `false` reached .get and failed with a 500, found by schemathesis).
+        data = validated(TokenLoginSerializer, request.data)
+        user = authenticate(request, username=data["username"], password=data["password"])
         if getattr(request, "axes_locked_out", False):
             return Response({"code": "locked_out",
                              "detail": "too many failed sign-ins for this account from here; "
@@ -68,7 +69,6 @@ class TokenLoginView(APIView):
                              "detail": "wrong username or password"},
                             status=status.HTTP_401_UNAUTHORIZED,
                             headers={"WWW-Authenticate": "Token"})
-        name = request.data.get("name") or "API login"
-        token, key = create_token(user, str(name))
+        token, key = create_token(user, data.get("name") or "API login")
         return Response({"token": key, "name": token.name, "prefix": token.prefix},
                         status=status.HTTP_201_CREATED)

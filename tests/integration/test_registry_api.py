@@ -31,6 +31,11 @@ def test_wrong_password_and_bad_body(api, users):
     assert response.status_code == 401 and response.json()["code"] == "authentication_failed"
     response = client.post("/api/v1/auth/token/", {"user": "carlos"}, format="json")
     assert response.status_code == 400 and response.json()["code"] == "validation_error"
+    # Any JSON value may arrive as the body; a bare `false` once reached .get (a 500).
+    for body in (False, [], "carlos", 3, {"username": "carlos", "password": ["nope"]}):
+        response = client.post("/api/v1/auth/token/", body, format="json")
+        assert response.status_code == 400, body
+        assert response.json()["code"] == "validation_error"
 
 
 def test_revoked_token_stops_working(api, users):
