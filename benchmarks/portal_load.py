@@ -7,7 +7,7 @@ Redis, a Celery worker; the load comes from another process.
 1. (Re)creates the database ``modelgate_bench_load`` and migrates it; seeds a project with
    a model of 20 versions, a dataset, an A/B rollout in progress with its test, and users:
    eight viewers (browsing people), a contributor (integrator, with an API token).
-2. Starts gunicorn (portal/gunicorn_conf.py: 3 workers x 2 threads unless --workers and
+2. Starts gunicorn (portal/gunicorn_conf.py: 2 workers x 4 threads unless --workers and
    --threads say otherwise; DEBUG off, a real secret key) and a Celery worker (1 process)
    that validates the uploaded versions.
 3. A load process (``--load`` mode of this script: one asyncio process with aiohttp, so the
@@ -299,6 +299,23 @@ def machine_speed() -> float:
     return statistics.median(work() for _ in range(5))
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (Linux /proc): the web
+    processes' CPU per request is steadier from run to run than their latency."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1] is the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def report(data: dict, connections: int, rate: float) -> bool:
     rows: dict[str, list] = {}
     for name, status, took in data["results"]:
@@ -374,16 +391,20 @@ def main() -> int:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     out = Path(data_dir) / "results.json"
+    web_cpu = process_tree_cpu(proc.pid)
     try:
         subprocess.run([sys.executable, __file__, "--rate", str(args.rate), "--seconds",
                         str(args.seconds), "--load", base, str(world_file), str(out)],
                        check=True, env=env)
+        web_cpu = process_tree_cpu(proc.pid) - web_cpu
     finally:
         stop.set()
         stop_server(proc)
         worker.terminate()
         worker.wait(timeout=30)
-    ok = report(json.loads(out.read_text()), peak[0], args.rate)
+    results = json.loads(out.read_text())
+    ok = report(results, peak[0], args.rate)
+    print(f"web processes' CPU: {1000 * web_cpu / len(results['results']):.1f} ms a request")
     if not args.keep:
         from django.db import connections
 

@@ -18,14 +18,8 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelgate-metrics-")
 
 bind = os.environ.get("MODELGATE_BIND", "127.0.0.1:8000")
-# Processes over threads: a process runs one thread of Python at a time (the GIL), and a
-# thread back from a PostgreSQL round trip waits for it. On 2 cores, with the load
-# benchmark's mix, 2 processes x 4 threads held 60 requests/s within p95 < 200 ms, and 3 x 2
-# held 80/s using less CPU per request (benchmarks/portal_load.py --workers --threads;
-# docs/architecture.md decision 40). Two threads still let a process serve while one
-# request waits on the database. One process more than the cores it may use.
-workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
-threads = int(os.environ.get("MODELGATE_WEB_THREADS", "2"))
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("MODELGATE_WEB_THREADS", "4"))
 worker_class = "gthread"
 timeout = 60
 # Idle keep-alive connections stay open longer than a load balancer's idle timeout (60 s on
