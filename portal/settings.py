@@ -126,11 +126,17 @@ else:
     # the actual values cheaper than the generic one (plan_cache_mode=auto), which it did for
     # the joined list queries: 2.6-4.7 ms of planning against 0.2-0.3 ms of execution, so
     # preparing saved nothing there. The portal's queries select by keys and memberships,
-    # where a generic plan is as good as a custom one, so generic plans are forced.
+    # where a generic plan is as good as a custom one, so generic plans are forced. A pooler
+    # that refuses the `options` start-up parameter (PgBouncer without
+    # ignore_startup_parameters = options) needs MODELGATE_DB_GENERIC_PLANS=false and, in its
+    # place, ALTER ROLE ... SET plan_cache_mode = force_generic_plan.
     if env_bool("MODELGATE_DB_PREPARED_STATEMENTS", True):
-        DATABASES["default"].setdefault("OPTIONS", {}).update(
-            server_side_binding=True, prepare_threshold=5,
-            options="-c plan_cache_mode=force_generic_plan")
+        _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+        _db_options.update(server_side_binding=True, prepare_threshold=5)
+        if env_bool("MODELGATE_DB_GENERIC_PLANS", True):
+            # Added to any options DATABASE_URL already carries (?options=...).
+            _db_options["options"] = " ".join(filter(None, [
+                _db_options.get("options", ""), "-c plan_cache_mode=force_generic_plan"]))
 TEST_DATABASE_NAME = env_str("MODELGATE_TEST_DATABASE", "")
 if TEST_DATABASE_NAME and not DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}
