@@ -2,7 +2,7 @@
 Redis, a Celery worker; the load comes from another process.
 
     .venv/bin/python benchmarks/portal_load.py [--rate 200] [--seconds 60] [--keep]
-                                               [--workers N] [--threads N]
+                                               [--workers N] [--threads N] [--costs]
 
 1. (Re)creates the database ``modelgate_bench_load`` and migrates it; seeds a project with
    a model of 20 versions, a dataset, an A/B rollout in progress with its test, and users:
@@ -18,6 +18,9 @@ Redis, a Celery worker; the load comes from another process.
    100 outcomes 12 %, version uploads 3 %. Open loop: requests leave at fixed times
    whatever the answers, and latency counts from that time, so a slow server shows as
    latency, not as less load.
+   With ``--costs``, first: each read's web CPU one request at a time, beside the
+   framework's floor (``/healthz``, and a signed-in page that does nothing), and the most
+   requests/s two cores of web alone could hold for that mix.
 4. Prints per endpoint: requests, errors (status >= 400 or no answer; the first of each is
    shown), p50 and p95; the achieved rate; the most PostgreSQL connections seen (sampled
    every 0.5 s); and PASS/FAIL against >= 200 requests/s, p95 < 200 ms for every endpoint,
@@ -169,6 +172,54 @@ def browser_cookies(base: str, username: str) -> str:
     return "; ".join(f"{k}={v}" for k, v in session.cookies.get_dict().items())
 
 
+def endpoints(world: dict) -> tuple[list, list]:
+    """(name, path) of the pages people browse and of the API reads; a path of None is a
+    version page or a version, picked at random per request."""
+    model = world["model_name"]
+    pages = [("page: dashboard", "/"), ("page: models", "/models/"),
+             ("page: model", f"/p/load/m/{model}/"),
+             ("page: rollout", f"/deployments/{world['deployment']}/"),
+             ("page: rollout refresh", f"/deployments/{world['deployment']}/?partial=1"),
+             ("page: A/B test", f"/experiments/{world['experiment']}/"),
+             ("page: alerts", "/alerts/"), ("page: version", None)]
+    reads = [("api: versions list", f"/api/v1/versions/?model={world['model']}"),
+             ("api: version", None),
+             ("api: A/B readout", f"/api/v1/experiments/{world['experiment']}/readout/")]
+    return pages, reads
+
+
+def sequential_costs(base: str, world: dict, server_pid: int, repeat: int = 40) -> float:
+    """The web processes' CPU per request of each read, one request at a time, beside the
+    framework's floor (a probe, and a signed-in page that does nothing: session, user,
+    middleware and the page frame). Returns the mix's weighted CPU a request (ms), reads
+    standing in for the writes, so ``cores / cost`` bounds the rate the web can hold."""
+    browser = requests.Session()
+    browser.headers["Cookie"] = browser_cookies(base, f"load-viewer-{BROWSERS - 1}")
+    api = requests.Session()
+    api.headers["Authorization"] = f"Token {world['token']}"
+    pages, reads = endpoints(world)
+    version_page = f"/p/load/m/{world['model_name']}/v/{world['numbers'][3]}/"
+    rows = [("floor: /healthz", requests, "/healthz", 0.0),
+            ("floor: signed-in 404 page", browser, "/no-such-page/", 0.0)]
+    rows += [(name, browser, path or version_page, 0.55 / len(pages)) for name, path in pages]
+    rows += [(name, api, path or f"/api/v1/versions/{world['versions'][3]}/", 0.45 / len(reads))
+             for name, path in reads]
+    print(f"\n{'one request at a time':<28} {'web CPU ms':>10}")
+    weighted = 0.0
+    for name, session, path, weight in rows:
+        for _ in range(3):
+            session.get(base + path, timeout=30)
+        before = process_tree_cpu(server_pid)
+        for _ in range(repeat):
+            session.get(base + path, timeout=30)
+        cost = 1000 * (process_tree_cpu(server_pid) - before) / repeat
+        weighted += weight * cost
+        print(f"{name:<28} {cost:>10.1f}")
+    print(f"{'weighted reads of the mix':<28} {weighted:>10.1f}  -> two cores of web alone "
+          f"hold at most {2000 / weighted:.0f} requests/s")
+    return weighted
+
+
 def run_load(base: str, world: dict, rate: float, seconds: float, out: str) -> None:
     """The open-loop load: one asyncio process (aiohttp), so the client's own CPU — which
     shares the machine's two cores with the portal — stays a small part of the budget."""
@@ -193,15 +244,7 @@ async def _load(base: str, world: dict, rate: float, seconds: float, out: str) -
     first_errors: dict[str, str] = {}
     numbers = world["numbers"]
     model = world["model_name"]
-    pages = [("page: dashboard", "/"), ("page: models", "/models/"),
-             ("page: model", f"/p/load/m/{model}/"),
-             ("page: rollout", f"/deployments/{world['deployment']}/"),
-             ("page: rollout refresh", f"/deployments/{world['deployment']}/?partial=1"),
-             ("page: A/B test", f"/experiments/{world['experiment']}/"),
-             ("page: alerts", "/alerts/"), ("page: version", None)]
-    reads = [("api: versions list", f"/api/v1/versions/?model={world['model']}"),
-             ("api: version", None),
-             ("api: A/B readout", f"/api/v1/experiments/{world['experiment']}/readout/")]
+    pages, reads = endpoints(world)
 
     def plan(kind: str):
         """(name, method, path, headers, body) of one request of this kind."""
@@ -353,6 +396,8 @@ def main() -> int:
                         help="gunicorn processes (default: portal/gunicorn_conf.py's)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per gunicorn process (default: portal/gunicorn_conf.py's)")
+    parser.add_argument("--costs", action="store_true",
+                        help="first measure each read's CPU one request at a time")
     parser.add_argument("--load", nargs=3, metavar=("BASE", "WORLD", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -391,6 +436,8 @@ def main() -> int:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     out = Path(data_dir) / "results.json"
+    if args.costs:
+        sequential_costs(base, world, proc.pid)
     web_cpu = process_tree_cpu(proc.pid)
     try:
         subprocess.run([sys.executable, __file__, "--rate", str(args.rate), "--seconds",
