@@ -9,10 +9,19 @@ from portal.releases import queries as release_queries
 from portal.releases.choices import RequestStatus
 from portal.releases.deployments import ACTIVE
 
+# The columns the dashboard's rows show: the page is the most visited one, and Django
+# compiles (and PostgreSQL sends) every column of every joined table unless told otherwise.
+_VERSION_ROW = ("number", "label", "status", "status_reason", "artifact_format", "created_at",
+                "model__name", "model__project__slug", "created_by__username")
+_REQUEST_ROW = ("created_at", "gates_passed", "version__number", "version__label",
+                "version__model__name", "version__model__project__slug", "environment__name")
+_ROLLOUT_ROW = ("status", "strategy", "environment__name", "model__name", "candidate__number")
+
 
 @login_required
 def dashboard(request):
     versions = queries.version_rows_for(request.user)
+    rows = versions.only(*_VERSION_ROW)
     models = queries.models_for(request.user)
     status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))
     firing = monitoring_queries.alerts_for(request.user).filter(state="firing")
@@ -24,11 +33,15 @@ def dashboard(request):
         "version_count": sum(status_counts.values()),
         "dataset_count": queries.datasets_for(request.user).count(),
         "status_counts": status_counts,
-        "recent_versions": versions[:10],
-        "attention": versions.filter(status__in=[VersionStatus.PENDING, VersionStatus.INVALID])[:5],
-        "models": models.order_by("-created_at")[:8],
+        "recent_versions": rows[:10],
+        "attention": rows.filter(status__in=[VersionStatus.PENDING, VersionStatus.INVALID])[:5],
+        "models": models.select_related(None).select_related("project")
+        .only("name", "task", "project__slug").order_by("-created_at")[:8],
         "open_requests": release_queries.requests_for(request.user)
-        .filter(status=RequestStatus.OPEN)[:5],
+        .filter(status=RequestStatus.OPEN).select_related(None)
+        .select_related("version__model__project", "environment")
+        .only(*_REQUEST_ROW).prefetch_related(None)[:5],
         "active_rollouts": release_queries.deployments_for(request.user)
-        .filter(status__in=ACTIVE)[:5],
+        .filter(status__in=ACTIVE).select_related(None)
+        .select_related("environment", "model", "candidate").only(*_ROLLOUT_ROW)[:5],
     })

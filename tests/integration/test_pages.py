@@ -115,3 +115,66 @@ def test_admin_changes_are_audited(users, project):
     assert response.status_code == 302, response.content[:2000]
     event = AuditEvent.objects.get(action="project.update")
     assert event.via == "admin" and event.changes["name"]["to"] == "Clinical ML (renamed)"
+
+
+def test_the_dashboard_costs_the_same_queries_however_many_rows_it_shows(browser_for, users,
+                                                                        project, clf):
+    """Its lists read only the columns they show; a column left out would cost a query
+    per row (Django loads a deferred column on first use), which this catches."""
+    import io
+    import time
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from ops import rollout
+    from portal.monitoring.models import Alert
+    from portal.registry import services as registry
+    from portal.releases import deployments
+    from portal.releases import services as releases
+    from portal.releases.models import Deployment
+    from tests.portal_fixtures import random_classifier_bytes
+
+    owner, contributor = users["owner"], users["contributor"]
+    environment = releases.create_environment(owner, project, name="production")
+    seeds = iter(range(1, 100))
+
+    def add_rows(n):
+        model = registry.create_model(contributor, project, name=f"model-{next(seeds)}",
+                                      task="classification")
+        for target in (clf, model):
+            for _ in range(n):
+                pending = registry.register_version(  # not validated: needs attention
+                    contributor, target, io.BytesIO(random_classifier_bytes(next(seeds))),
+                    metadata())
+                ready = registry.validate_version(registry.register_version(
+                    contributor, target, io.BytesIO(random_classifier_bytes(next(seeds))),
+                    metadata()).pk)
+                registry.set_alias(owner, target, f"alias-{pending.pk}", ready)
+                releases.request_approval(contributor, ready, environment, strategy="direct")
+                spec = deployments._spec("direct", {}, target.name, ready, None)
+                state = rollout.RolloutState(status=rollout.Status.PROGRESSING, generation=2,
+                                             base_generation=1, step_started_at=time.time())
+                Deployment.objects.create(environment=environment, model=target,
+                                          candidate=ready, endpoint=target.name,
+                                          strategy="direct", spec=spec.to_dict(),
+                                          state=state.to_dict(), status="progressing")
+                now = timezone.now()
+                Alert.objects.create(fingerprint=f"{pending.pk:064d}", name="ErrorRateHigh",
+                                     severity="warning", state="firing", source="prometheus",
+                                     project=project, model=target, environment=environment,
+                                     endpoint=target.name, starts_at=now, last_seen_at=now,
+                                     acknowledged_by=owner, acknowledged_at=now)
+
+    browser = browser_for("viewer")
+    counts = []
+    for n in (1, 3):
+        add_rows(n)
+        with CaptureQueriesContext(connection) as queries:
+            page = browser.get("/").content.decode()
+        counts.append(len(queries.captured_queries))
+        for section in ('id="firing-alerts"', 'id="open-requests"', 'id="active-rollouts"',
+                        "Needs attention", "Latest versions", "→ v"):
+            assert section in page, section
+    assert counts[0] == counts[1], counts
