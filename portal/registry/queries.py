@@ -49,6 +49,28 @@ def versions_for(user):
     )
 
 
+# The columns a model page's table shows (with what its links and badges read): a page of
+# 25 versions otherwise decodes every version's schema, classes and parameters too.
+VERSION_TABLE_COLUMNS = ("number", "label", "status", "status_reason", "artifact_format",
+                         "estimator", "metrics", "parent", "dataset", "created_at",
+                         "model__name", "model__project__slug", "created_by__username")
+
+
+def version_table_for(user):
+    """Versions for a model page's table: aliases, parent and dataset by name, no tags."""
+    return (
+        filter_visible(ModelVersion.objects.all(), user, "model__project")
+        .select_related("model__project", "created_by")
+        .only(*VERSION_TABLE_COLUMNS)
+        .prefetch_related(
+            Prefetch("aliases", queryset=Alias.objects.only(
+                "id", "name", "version_id", "model_id")),
+            Prefetch("parent", queryset=ModelVersion.objects.only("model", "number", "label")),
+            Prefetch("dataset", queryset=Dataset.objects.only("id", "name", "project_id")),
+        )
+    )
+
+
 def version_rows_for(user):
     """Versions for a summary row (model, number, status, author, time): none of the JSON
     columns nor the related rows a version page shows."""

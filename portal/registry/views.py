@@ -142,12 +142,14 @@ def model_detail(request, slug, name):
         {"number": v["number"], "metrics": v["metrics"],
          "label": f"v{v['number']}" + (f" ({v['label']})" if v["label"] else "")}
         for v in recent])
-    page = Paginator(queries.versions_for(request.user).filter(model=model).order_by("-number"),
+    page = Paginator(queries.version_table_for(request.user).filter(model=model)
+                     .order_by("-number"),
                      25).get_page(request.GET.get("page"))
     can_contribute = has_role(request.user, model.project, Role.CONTRIBUTOR)
     return render(request, "registry/model_detail.html", {
         "model": model, "project": model.project, "versions": page.object_list, "page": page,
-        "metric_chart": history, "aliases": model.aliases.all(),
+        "metric_chart": history,
+        "aliases": model.aliases.select_related("version__model__project", "updated_by"),
         "alias_form": forms.AliasForm(model=model) if can_contribute else None,
         "can_contribute": can_contribute,
         "metric_names": sorted({k for v in recent for k in v["metrics"] or {}})[:6],

@@ -178,3 +178,41 @@ def test_the_dashboard_costs_the_same_queries_however_many_rows_it_shows(browser
                         "Needs attention", "Latest versions", "→ v"):
             assert section in page, section
     assert counts[0] == counts[1], counts
+
+
+def test_the_model_page_costs_the_same_queries_however_many_versions_it_lists(
+        browser_for, users, project, clf, cancer_frame):
+    """Its table reads only the columns it shows (see the dashboard's test): versions with
+    a parent (all but the first), a dataset, an alias and metrics: two, then six."""
+    import io
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.registry import services as registry
+    from tests.portal_fixtures import random_classifier_bytes
+
+    contributor = users["contributor"]
+    dataset = registry.upload_dataset(contributor, project, name="train",
+                                      file=io.BytesIO(cancer_frame.to_csv().encode()),
+                                      filename="train.csv", target="target")
+    seeds = iter(range(1, 100))
+    parent = None
+    browser = browser_for("viewer")
+    counts = []
+    for n in (2, 4):
+        for _ in range(n):
+            version = registry.validate_version(registry.register_version(
+                contributor, clf, io.BytesIO(random_classifier_bytes(next(seeds))),
+                metadata(dataset=dataset.pk, **({"parent": parent.number} if parent else {})),
+            ).pk)
+            registry.set_alias(contributor, clf, f"alias-{version.number}", version)
+            parent = version
+        with CaptureQueriesContext(connection) as queries:
+            page = browser.get(f"/p/{project.slug}/m/{clf.name}/").content.decode()
+        counts.append(len(queries.captured_queries))
+        assert f"alias-{parent.number}" in page and ">train</a>" in page
+        assert "0.97" in page  # a metric column
+        if parent.number > 1:
+            assert f"<td>v{parent.number - 1}</td>" in page  # its parent
+    assert counts[0] == counts[1], counts
