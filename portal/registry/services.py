@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -688,6 +688,29 @@ def delete_alias(user, alias: Alias) -> None:
 # Lineage ---------------------------------------------------------------------------------
 
 MAX_LINEAGE_NODES = 200
+# A version's ancestors (nearest first) then its descendants (level by level), at most
+# MAX_LINEAGE_NODES, in one query whatever the depth: walking the graph one query per
+# generation cost a page a query for each ancestor and each level of descendants. Both
+# PostgreSQL and SQLite run recursive common table expressions; the depth bound also ends
+# a walk that meets a cycle.
+_LINEAGE_SQL = """
+WITH RECURSIVE up(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM {table} WHERE id = %s
+    UNION
+    SELECT v.id, v.parent_id, up.depth + 1 FROM {table} v JOIN up ON v.id = up.parent_id
+    WHERE up.depth < %s
+), down(id, depth) AS (
+    SELECT id, 0 FROM {table} WHERE id = %s
+    UNION
+    SELECT v.id, down.depth + 1 FROM {table} v JOIN down ON v.parent_id = down.id
+    WHERE down.depth < %s
+)
+SELECT id FROM (
+    SELECT id, 0 AS side, depth FROM up
+    UNION ALL
+    SELECT id, 1 AS side, depth FROM down WHERE depth > 0
+) AS lineage ORDER BY side, depth, id LIMIT %s
+"""
 
 
 def lineage(version: ModelVersion) -> dict:
@@ -696,19 +719,15 @@ def lineage(version: ModelVersion) -> dict:
     Nodes are ``{"id", "kind", "label", ...}``; edges ``{"source", "target", "kind"}`` with
     kinds ``derived_from`` (parent → child) and ``trained_on`` (dataset → version).
     """
-    versions: dict[int, ModelVersion] = {version.pk: version}
-    current = version
-    while current.parent_id and len(versions) < MAX_LINEAGE_NODES:
-        if current.parent_id in versions:
-            break
-        current = ModelVersion.objects.select_related("dataset").get(pk=current.parent_id)
-        versions[current.pk] = current
-    frontier = [version.pk]
-    while frontier and len(versions) < MAX_LINEAGE_NODES:
-        children = list(ModelVersion.objects.select_related("dataset")
-                        .filter(parent_id__in=frontier)[:MAX_LINEAGE_NODES])
-        frontier = [c.pk for c in children if c.pk not in versions]
-        versions.update({c.pk: c for c in children})
+    with connection.cursor() as cursor:
+        cursor.execute(_LINEAGE_SQL.format(table=ModelVersion._meta.db_table),
+                       [version.pk, MAX_LINEAGE_NODES, version.pk, MAX_LINEAGE_NODES,
+                        MAX_LINEAGE_NODES])
+        ids = [row[0] for row in cursor.fetchall()]
+    versions: dict[int, ModelVersion] = {
+        v.pk: v for v in ModelVersion.objects.select_related("dataset", "model__project")
+        .filter(pk__in=ids)}
+    versions.setdefault(version.pk, version)
 
     model = version.model
     nodes, edges = [], []

@@ -282,7 +282,7 @@ def dataset_detail(request, pk):
     features = (dataset.profile or {}).get("features", {})
     feature_charts = [(name, charts.feature_profile(name, profile), profile)
                       for name, profile in features.items()]
-    versions = dataset.versions.select_related("model").order_by("-created_at")[:50]
+    versions = dataset.versions.select_related("model__project").order_by("-created_at")[:50]
     return render(request, "registry/dataset_detail.html", {
         "dataset": dataset, "project": dataset.project, "feature_charts": feature_charts,
         "versions": versions})
