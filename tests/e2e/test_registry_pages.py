@@ -109,6 +109,10 @@ def test_a_viewer_reads_what_drives_a_version(live_server, page, shoot, registry
     expect(page.locator("#explain-summary")).to_contain_text("inputs that move this model most")
     for chart in ("shap-importance", "shap-beeswarm", "shap-dependence", "shap-waterfall"):
         expect(page.locator(f"[data-chart={chart}]")).to_have_class(DRAWN)
+    # Headless Chromium has no WebGL: the point clouds fall back to SVG, not to a notice.
+    for chart in ("shap-beeswarm", "shap-dependence"):
+        expect(page.locator(f"[data-chart={chart}]")).not_to_contain_text("WebGL")
+        assert page.locator(f"[data-chart={chart}] .scatterlayer .point").count() > 100
     page.select_option("#explain-feature", FEATURES[1])
     page.click("#explanation form >> nth=0 >> button")
     expect(page.locator("[data-chart=shap-dependence]")).to_contain_text(FEATURES[1])
