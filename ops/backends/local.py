@@ -210,6 +210,15 @@ class LocalBackend(Backend):
                 continue
         return succeeded
 
+    def restore(self, endpoint: str) -> bool:
+        """Start the endpoint's model server again when it has a plan (applied, not
+        deleted) but no server runs: model servers do not outlive the machine, or the demo
+        that stopped them. It serves its last plan; True when one was started."""
+        if not (self._dir(endpoint) / "plan.json").exists() or self._pid(endpoint) is not None:
+            return False
+        self._start(endpoint)
+        return True
+
     def delete(self, endpoint: str) -> None:
         pid = self._pid(endpoint)
         if pid is not None:

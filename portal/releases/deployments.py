@@ -62,6 +62,18 @@ def backend_for(deployment: Deployment):
     return get_backend(environment.backend, options)
 
 
+def restore_local_servers() -> list[str]:
+    """Start again the model servers of local-backend endpoints that still have a plan but
+    no running server (after a restart of the machine or of the demo); each serves what its
+    latest rollout left it serving. Returns "environment/endpoint" for each started."""
+    latest: dict[tuple[int, str], Deployment] = {}
+    for deployment in (Deployment.objects.filter(environment__backend="local")
+                       .select_related("environment").order_by("pk")):
+        latest[(deployment.environment_id, deployment.endpoint)] = deployment
+    return [f"{d.environment.name}/{d.endpoint}" for d in latest.values()
+            if backend_for(d).restore(d.endpoint)]
+
+
 def analyzer(deployment: Deployment | None = None):
     """What measures a deployment's candidate: the backend's own (SageMaker: CloudWatch)
     or else the portal's Prometheus."""

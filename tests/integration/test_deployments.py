@@ -267,3 +267,34 @@ def test_a_rollback_decided_while_the_backend_is_away_is_applied_when_it_returns
     deployment.refresh_from_db()
     assert deployment.events.order_by("-pk").first().event == "applied"
     assert deployment.next_check_at is None
+
+
+def test_model_servers_stopped_with_the_machine_start_again_on_what_they_served(world):
+    """The demo (and a restarted machine) stops the local backend's model servers; on start
+    the portal starts each endpoint's server again on its latest plan."""
+    import os
+    import signal
+
+    from django.conf import settings
+
+    assert deployments.restore_local_servers() == []  # serving: nothing to do
+    pidfile = (settings.MODELGATE_SERVING_DIR / f"env-{world['env'].pk}" / "tumor-classifier"
+               / "server.pid")
+    os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+    restored, deadline = [], time.monotonic() + 15
+    while not restored and time.monotonic() < deadline:  # [] while it is still stopping
+        restored = deployments.restore_local_servers()
+        time.sleep(0.1)
+    assert restored == ["production/tumor-classifier"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{world['url']}/v2/health/ready", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    with Traffic(world["url"]) as traffic:
+        time.sleep(1)
+    assert traffic.statuses and all(status == 200 for status, _ in traffic.statuses)
+    assert {variant for _, variant in traffic.statuses} == {"candidate"}

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from portal import demo
+from portal.releases import deployments
 
 
 def model_server_pids(serving_dir: Path) -> list[int]:
@@ -113,6 +114,9 @@ class Command(BaseCommand):
         self.stdout.write("Seeding demo data (trains six scikit-learn models the first time)...")
         demo.seed(log=self.stdout.write)
         demo.ensure_monitoring()
+        restored = deployments.restore_local_servers()
+        if restored:
+            self.stdout.write(f"Model servers started again: {', '.join(restored)}")
 
         python = sys.executable
         bin_dir = os.path.dirname(python)
