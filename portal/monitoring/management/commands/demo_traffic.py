@@ -17,6 +17,7 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from portal.demo import held_out
 from portal.monitoring.endpoints import served_endpoints
 from portal.registry.storage import get_store
 from portal.releases.models import Environment
@@ -63,8 +64,13 @@ class Command(BaseCommand):
                 if version is None or not version.dataset_id:
                     continue
                 if version.dataset_id not in frames:
-                    with get_store().local_path(version.dataset.uri) as path:
-                        frames[version.dataset_id] = pd.read_csv(path)
+                    # The demo's models get rows they were not trained on; others their
+                    # dataset's.
+                    frame = held_out(served.model.name)
+                    if frame is None:
+                        with get_store().local_path(version.dataset.uri) as path:
+                            frame = pd.read_csv(path)
+                    frames[version.dataset_id] = frame
                 frame = frames[version.dataset_id]
                 features = [f["name"] for f in version.input_schema]
                 rows = frame[features].sample(batch, replace=True,
