@@ -17,7 +17,7 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from portal.demo import held_out
+from portal.demo import traffic_rows
 from portal.monitoring.endpoints import served_endpoints
 from portal.registry.storage import get_store
 from portal.releases.models import Environment
@@ -64,9 +64,9 @@ class Command(BaseCommand):
                 if version is None or not version.dataset_id:
                     continue
                 if version.dataset_id not in frames:
-                    # The demo's models get rows they were not trained on; others their
-                    # dataset's.
-                    frame = held_out(served.model.name)
+                    # The demo's models get their whole bundled dataset (some rows they
+                    # never saw); other models their dataset's rows.
+                    frame = traffic_rows(served.model.name)
                     if frame is None:
                         with get_store().local_path(version.dataset.uri) as path:
                             frame = pd.read_csv(path)
