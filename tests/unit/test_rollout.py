@@ -22,6 +22,7 @@ from ops.rollout import (
     RolloutSpec,
     RolloutState,
     Status,
+    Strategy,
     Thresholds,
     Verdict,
     apply_failed,
@@ -170,6 +171,25 @@ def test_warning_alert_is_recorded_but_does_not_gate():
     assert d.event == Event.ADVANCED
     assert any(m.metric == "alert:SlowWarmup" and m.verdict == Verdict.PASS
                for m in d.measurements)
+
+
+@pytest.mark.parametrize("candidate, stable, verdict", [
+    (0.168, 0.073, Verdict.PASS),   # 2.3x, but both fast: not a latency problem
+    (0.30, 0.10, Verdict.FAIL),     # 3x and past the floor
+    (0.24, 0.20, Verdict.PASS),     # within the ratio
+])
+def test_latency_fails_only_past_the_ratio_and_the_floor(candidate, stable, verdict):
+    analysis = Analysis(requests=1000, error_rate=0.0, p99_latency=candidate,
+                        stable_p99_latency=stable)
+    evaluation = evaluate(analysis, Thresholds(), Strategy.CANARY)
+    latency = next(m for m in evaluation.measurements if m.metric == "p99_latency_ratio")
+    assert latency.verdict == verdict and evaluation.verdict == verdict, latency.detail
+
+
+def test_the_latency_floor_is_a_threshold_like_the_others():
+    with pytest.raises(RolloutError, match="min_p99_seconds"):
+        Thresholds(min_p99_seconds=-1)
+    assert Thresholds(min_p99_seconds=0).min_p99_seconds == 0  # 0: the ratio alone
 
 
 def test_failure_limit_is_the_failed_analysis_that_rolls_back():
