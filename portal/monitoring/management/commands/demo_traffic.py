@@ -63,15 +63,15 @@ class Command(BaseCommand):
                 version = next(iter(served.variants.values()), None)
                 if version is None or not version.dataset_id:
                     continue
-                if version.dataset_id not in frames:
+                if served.model.pk not in frames:
                     # The demo's models get their whole bundled dataset (some rows they
                     # never saw); other models their dataset's rows.
                     frame = traffic_rows(served.model.name)
                     if frame is None:
                         with get_store().local_path(version.dataset.uri) as path:
                             frame = pd.read_csv(path)
-                    frames[version.dataset_id] = frame
-                frame = frames[version.dataset_id]
+                    frames[served.model.pk] = frame
+                frame = frames[served.model.pk]
                 features = [f["name"] for f in version.input_schema]
                 rows = frame[features].sample(batch, replace=True,
                                               random_state=int(rng.integers(1 << 31)))
