@@ -216,6 +216,14 @@ MODELGATE_ARTIFACT_ROOT = Path(env_str("MODELGATE_ARTIFACT_ROOT", str(DATA_DIR /
 MODELGATE_ARTIFACT_BUCKET = env_str("MODELGATE_ARTIFACT_BUCKET", "")
 MODELGATE_ARTIFACT_PREFIX = env_str("MODELGATE_ARTIFACT_PREFIX", "modelgate")
 MODELGATE_SKOPS_TRUSTED_TYPES = env_list("MODELGATE_SKOPS_TRUSTED_TYPES", [])
+# Pickle/joblib artifacts run code when loaded: off for the whole instance unless the operator
+# enables them, and then only staff may allow them for a project. Each is loaded once, in a
+# confined child process (ops/sandbox.py), and converted to skops; nothing loads it again.
+MODELGATE_ALLOW_UNSAFE_ARTIFACTS = env_bool("MODELGATE_ALLOW_UNSAFE_ARTIFACTS", False)
+MODELGATE_SANDBOX_MEMORY_MB = env_int("MODELGATE_SANDBOX_MEMORY_MB", 4096)
+MODELGATE_SANDBOX_CPU_SECONDS = env_int("MODELGATE_SANDBOX_CPU_SECONDS", 120)
+MODELGATE_SANDBOX_SECONDS = env_int("MODELGATE_SANDBOX_SECONDS", 300)
+MODELGATE_SANDBOX_USER = env_str("MODELGATE_SANDBOX_USER", "nobody")
 MODELGATE_VALIDATION_SAMPLE_ROWS = env_int("MODELGATE_VALIDATION_SAMPLE_ROWS", 20)
 
 # Rollouts: where the local backend keeps its model-server state, and the Prometheus that
