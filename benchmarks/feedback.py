@@ -86,8 +86,7 @@ def seed() -> tuple[str, object]:
         artifact = dump_skops(LogisticRegression(C=c).fit(X, y))
         versions.append(services.register_version(owner, model, io.BytesIO(artifact),
                                                    {"input_schema": schema}))
-    environment = releases.create_environment(owner, project, name="production",
-                                              settings={"port": 9999})
+    environment = releases.create_environment(owner, project, name="production")
     stable, candidate = versions
     spec = deployments._spec("ab", {"split": 0.5, "duration_seconds": 86400}, model.name,
                              candidate, stable)

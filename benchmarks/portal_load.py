@@ -122,8 +122,7 @@ def seed() -> dict:
                                             {"input_schema": schema, "dataset": dataset.pk,
                                              "metrics": {"roc_auc": 0.9 + c / 1000}})
         versions.append(services.validate_version(version.pk))
-    environment = releases.create_environment(owner, project, name="production",
-                                              settings={"port": 9999})
+    environment = releases.create_environment(owner, project, name="production")
     stable, candidate = versions[0], versions[1]
     spec = deployments._spec("ab", {"split": 0.5, "duration_seconds": 86400}, model.name,
                              candidate, stable)

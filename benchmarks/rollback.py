@@ -75,6 +75,7 @@ def main() -> int:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
@@ -95,8 +96,8 @@ def main() -> int:
     Membership.objects.create(project=project, user=approver, role=Role.APPROVER)
     model = registry.create_model(owner, project, name="tumor", task="classification")
     port = free_port()
-    env = releases.create_environment(owner, project, name="production",
-                                      settings={"ports": {"tumor": port}})
+    settings.MODELGATE_TARGETS = {"local": {"backend": "local", "ports": f"{port}-{port}"}}
+    env = releases.create_environment(owner, project, name="production")
     schema = [{"name": f, "type": "double"} for f in FEATURES]
 
     def version(seed):

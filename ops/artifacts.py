@@ -139,8 +139,8 @@ def load_model(path: Path, *, allow_unsafe: bool = False, extra_trusted: tuple[s
             "loads them")
     if not allow_unsafe:
         raise UnsafeArtifactError(
-            "pickle/joblib artifacts can run code when loaded; this project's owner has not "
-            "allowed them (upload a skops file instead)"
+            "pickle/joblib artifacts can run code when loaded and are not loaded here (the "
+            "portal converts accepted ones to skops in its sandbox); upload a skops file"
         )
     return _load_pickle(path)
 

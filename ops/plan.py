@@ -24,10 +24,14 @@ class Variant:
     sha256: str
     weight: float
     replicas: int = 1
-    trusted_unsafe: bool = False  # pickle/joblib allowed by the project's owner
+    trusted_unsafe: bool = False  # load pickle/joblib (the portal never asks: it sends skops)
     input_schema: list = field(default_factory=list)
     baseline: dict = field(default_factory=dict)  # per-feature bin edges for drift metrics
     task: str = "classification"
+    trusted_types: tuple = ()  # skops types trusted beyond ops.artifacts' own (the operator's)
+
+    def __post_init__(self):
+        object.__setattr__(self, "trusted_types", tuple(self.trusted_types))
 
 
 @dataclass(frozen=True)

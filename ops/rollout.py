@@ -259,6 +259,65 @@ def _spec_problem(spec: RolloutSpec) -> str | None:
     return None
 
 
+MAX_SECONDS = 90 * 86400  # the longest any rollout time may be (as ``extend``'s)
+
+
+@dataclass(frozen=True)
+class RolloutLimits:
+    """How often and how much a rollout may make the workers work.
+
+    A spec within ``_spec_problem`` can still be a load: ``check_interval_seconds:
+    0.001`` queued about twenty decisions a second (each a database write, Prometheus
+    queries and a re-applied plan). These bounds are checked when a release is requested
+    (``limits_problem``), not when a spec is built: specs stored before them still load.
+    Every wait the engine returns is then at least ``min_check_interval_seconds``, except
+    at a step change (bounded by ``max_steps``), and at most ``max_check_interval_seconds``
+    (below the broker's redelivery timeout, so a countdown is never delivered twice).
+    A step's bake is 0 (advance on the first passing check) or at least one interval, so
+    that a step is watched at least once before it ends."""
+
+    min_check_interval_seconds: float = 5.0
+    max_check_interval_seconds: float = 300.0
+    max_steps: int = 20
+    max_inconclusive_checks: int = 1000
+    max_failure_limit: int = 100
+    max_seconds: float = MAX_SECONDS
+
+
+def limits_problem(spec: RolloutSpec, limits: RolloutLimits = RolloutLimits()) -> str | None:
+    """The first way ``spec`` passes ``limits``, or None."""
+    times = {"check_interval_seconds": spec.check_interval_seconds,
+             "duration_seconds": spec.duration_seconds, "check_seconds": spec.check_seconds,
+             "warm_seconds": spec.warm_seconds,
+             "max_inconclusive_seconds": spec.max_inconclusive_seconds,
+             **{f"step {i} bake_seconds": s.bake_seconds
+                for i, s in enumerate(spec.steps, 1)}}
+    for name, value in times.items():
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)
+                                      and not isinstance(value, bool)):
+            return f"{name} must be a finite number of seconds, not {value!r}"
+        if value is not None and value > limits.max_seconds:
+            return f"{name} is at most {limits.max_seconds:g} s (90 days), not {value:g}"
+    interval = spec.check_interval_seconds
+    if not limits.min_check_interval_seconds <= interval <= limits.max_check_interval_seconds:
+        return (f"check_interval_seconds must be between {limits.min_check_interval_seconds:g}"
+                f" and {limits.max_check_interval_seconds:g}, not {interval:g}")
+    if spec.strategy == Strategy.CANARY:
+        if len(spec.steps) > limits.max_steps:
+            return f"a canary has at most {limits.max_steps} steps, not {len(spec.steps)}"
+        for i, step in enumerate(spec.steps, 1):
+            if 0 < step.bake_seconds < interval:
+                return (f"step {i} bakes {step.bake_seconds:g} s, less than one check "
+                        f"interval ({interval:g} s): bake 0 or at least the interval")
+    if spec.max_inconclusive_checks is not None \
+            and spec.max_inconclusive_checks > limits.max_inconclusive_checks:
+        return (f"max_inconclusive_checks is at most {limits.max_inconclusive_checks}, not "
+                f"{spec.max_inconclusive_checks}")
+    if spec.failure_limit > limits.max_failure_limit:
+        return f"failure_limit is at most {limits.max_failure_limit}, not {spec.failure_limit}"
+    return None
+
+
 @dataclass(frozen=True)
 class Alert:
     """A firing alert on the candidate; only severity ``critical`` gates a rollout."""

@@ -28,6 +28,7 @@ to Unix sockets on the filesystem. The portal keeps its data directory private (
 from __future__ import annotations
 
 import ctypes
+import importlib
 import io
 import json
 import os
@@ -48,6 +49,12 @@ SINGLE_THREAD_ENV = {name: "1" for name in (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS")}
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PRELOAD = ("encodings.idna", "bz2", "lzma", "gzip", "zlib", "pickle", "joblib", "numpy",
+           "scipy.sparse", "pandas", "skops.io", "sklearn", "sklearn.base",
+           "sklearn.pipeline", "sklearn.compose", "sklearn.preprocessing", "sklearn.impute",
+           "sklearn.linear_model", "sklearn.tree", "sklearn.ensemble", "sklearn.neighbors",
+           "sklearn.svm", "sklearn.naive_bayes", "sklearn.dummy", "sklearn.calibration",
+           "sklearn.feature_extraction", "sklearn.decomposition", "sklearn.cluster")
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class SandboxLimits:
 
     memory_bytes: int = 4 * 1024**3
     cpu_seconds: int = 120
-    wall_seconds: float = 300.0
+    wall_seconds: float = 180.0
     user: str = "nobody"
     max_output_bytes: int = 2 * 1024**3
 
@@ -183,14 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", type=int, default=SandboxLimits.memory_bytes)
     parser.add_argument("--cpu", type=int, default=SandboxLimits.cpu_seconds)
     args = parser.parse_args(argv)
-    # Import what unpickling a scikit-learn model needs before the limits (NPROC 0 refuses
-    # the threads some libraries start on import) and before untrusted bytes are read.
-    import encodings.idna  # noqa: F401
-
-    import joblib  # noqa: F401
-    import numpy  # noqa: F401
-    import sklearn  # noqa: F401
-    import skops.io  # noqa: F401
+    # Import what unpickling a common model needs before the limits (NPROC 0 refuses the
+    # threads some libraries start on import), before the switch to a user who may not read
+    # the Python installation, and before untrusted bytes are read.
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
 
     isolation = confine(user=args.user, memory_bytes=args.memory, cpu_seconds=args.cpu)
     data = sys.stdin.buffer.read()

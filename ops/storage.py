@@ -88,8 +88,13 @@ class LocalArtifactStore(ArtifactStore):
     def _path(self, uri: str) -> Path:
         path = Path(uri.removeprefix("file://")).resolve()
         if self.root not in path.parents:
-            raise PermanentError(f"{uri} is outside the artifact store")
+            raise PermanentError("the file is outside the artifact store")
         return path
+
+    def _shown(self, path: Path) -> str:
+        """A stored file as messages name it: its key, never the server's path (messages
+        reach people through status reasons)."""
+        return str(path.relative_to(self.root))
 
     def put(self, key: str, source: BinaryIO, max_bytes: int | None = None) -> StoredFile:
         path = (self.root / key).resolve()
@@ -107,10 +112,11 @@ class LocalArtifactStore(ArtifactStore):
         return StoredFile(uri=f"file://{path}", sha256=sha, size=size)
 
     def open(self, uri: str) -> BinaryIO:
+        path = self._path(uri)
         try:
-            return open(self._path(uri), "rb")
+            return open(path, "rb")
         except FileNotFoundError as e:
-            raise PermanentError(f"{uri} is not in the artifact store") from e
+            raise PermanentError(f"{self._shown(path)} is not in the artifact store") from e
 
     def delete(self, uri: str) -> None:
         self._path(uri).unlink(missing_ok=True)
@@ -130,7 +136,7 @@ class LocalArtifactStore(ArtifactStore):
     def local_path(self, uri: str) -> Iterator[Path]:
         path = self._path(uri)
         if not path.is_file():
-            raise PermanentError(f"{uri} is not in the artifact store")
+            raise PermanentError(f"{self._shown(path)} is not in the artifact store")
         yield path
 
 
@@ -150,7 +156,7 @@ class S3ArtifactStore(ArtifactStore):
     def _key(self, uri: str) -> str:
         prefix = f"s3://{self.bucket}/"
         if not uri.startswith(prefix):
-            raise PermanentError(f"{uri} is not in bucket {self.bucket}")
+            raise PermanentError("the file is not in the artifact store's bucket")
         return uri[len(prefix):]
 
     def _wrap(self, e: Exception) -> Exception:
@@ -177,7 +183,7 @@ class S3ArtifactStore(ArtifactStore):
         except Exception as e:
             spool.close()
             if _not_found(e):  # retrying cannot bring a missing object back
-                raise PermanentError(f"{uri} is not in the artifact store") from e
+                raise PermanentError(f"{key} is not in the artifact store") from e
             raise self._wrap(e) from e
         spool.seek(0)
         return spool

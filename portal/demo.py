@@ -233,10 +233,10 @@ def _seed_releases(project, users, *, classifier, regressor):
 
     owner = users["olivia"]
     releases.create_environment(
-        owner, project, name="staging", backend="local", settings={"port": 9100},
+        owner, project, name="staging", backend="local", settings={},
         description="Shadow and canary tests on this machine.", required_approvals=1)
     production = releases.create_environment(
-        owner, project, name="production", backend="local", settings={"port": 9200},
+        owner, project, name="production", backend="local", settings={},
         description="Serves the clinics' requests.", required_approvals=1,
         gates=[{"metric": "roc_auc", "min": 0.95, "model": "tumor-classifier"},
                {"metric": "roc_auc", "max_drop": 0.01, "model": "tumor-classifier"},

@@ -6,6 +6,12 @@ show ``detail`` to the user.
 """
 
 
+# All a caller learns about something that does not exist or is not theirs (another
+# project, its environments, an id in a body): the words DRF uses for a detail route's 404,
+# so the two cannot be told apart either.
+NOT_FOUND = "Not found."
+
+
 class DomainError(Exception):
     status = 400
     code = "invalid"

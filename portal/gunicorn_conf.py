@@ -26,6 +26,9 @@ timeout = 60
 # AWS ALB, nginx's default 75 s): a backend that closes first races the balancer's next
 # request on that connection, which the client sees as a reset or a 502.
 keepalive = int(os.environ.get("MODELGATE_KEEPALIVE_SECONDS", "75"))
+# Longest request line (method, path, query string) gunicorn reads; longer ones get its
+# 414, documented on every operation of the API schema (portal/api/schema.py).
+limit_request_line = 4094
 accesslog = "-"
 loglevel = os.environ.get("MODELGATE_LOG_LEVEL", "warning").lower()
 
@@ -70,3 +73,48 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# Request bodies are read against a deadline. gunicorn's `timeout` restarts a worker whose
+# master stops hearing from it, which in a gthread worker never happens because of a slow
+# client: the thread reading a body blocks in recv() as long as the client sends a few
+# bytes now and then (twelve bodies of 10 bytes every 2 s held every thread for their
+# whole 40 s, and /healthz with them). The proxy in front (deploy/kubernetes/nginx.conf)
+# buffers bodies, so gunicorn reads whole ones at local speed; without one, this bounds
+# the time a body may take: past it the read fails and the request is answered 400.
+# Headers are read before any hook runs: only the proxy bounds a slow header.
+BODY_SECONDS = float(os.environ.get("MODELGATE_BODY_TIMEOUT_SECONDS", "30"))
+
+
+def pre_request(worker, req):
+    unreader = getattr(req, "unreader", None)
+    sock = getattr(unreader, "sock", None)
+    if sock is None or BODY_SECONDS <= 0:
+        return
+    import time
+
+    from django.core.exceptions import BadRequest
+
+    deadline = time.monotonic() + BODY_SECONDS
+    read = unreader.chunk
+
+    def chunk(*args, **kwargs):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BadRequest(f"the request body did not arrive within {BODY_SECONDS:g} s")
+        sock.settimeout(remaining)
+        try:
+            return read(*args, **kwargs)
+        except TimeoutError:
+            raise BadRequest(f"the request body did not arrive within {BODY_SECONDS:g} s") \
+                from None
+        finally:
+            sock.settimeout(None)
+
+    unreader.chunk = chunk  # this request only: post_request takes it away
+
+
+def post_request(worker, req, environ, resp):
+    unreader = getattr(req, "unreader", None)
+    if unreader is not None:
+        vars(unreader).pop("chunk", None)

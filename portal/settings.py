@@ -1,9 +1,11 @@
 """Settings of the Modelgate portal, all read from the environment (see README)."""
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import env_bool, env_int, env_list, env_str
 
@@ -83,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.audit.middleware.RequestContextMiddleware",
     "portal.web.middleware.DomainErrorMiddleware",
+    "portal.web.middleware.RefuseNulMiddleware",  # NUL in paths, queries, forms: 404/400
     "axes.middleware.AxesMiddleware",
 ]
 if env_bool("MODELGATE_QUERY_COUNT_HEADER", False):
@@ -162,6 +165,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+# Failed sign-ins and lockouts one address may add to the audit trail per cool-off; the rest
+# are counted only (portal/accounts/signals.py).
+MODELGATE_AUDIT_SIGNIN_FAILURES = env_int("MODELGATE_AUDIT_SIGNIN_FAILURES", 30)
 LOGIN_REDIRECT_URL = "web:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -208,6 +214,20 @@ STATICFILES_FINDERS = [
 # Uploads: files above 2.5 MB spool to disk; the artifact limit is checked while streaming.
 MODELGATE_MAX_ARTIFACT_BYTES = env_int("MODELGATE_MAX_ARTIFACT_BYTES", 200 * 1024 * 1024)
 MODELGATE_MAX_DATASET_BYTES = env_int("MODELGATE_MAX_DATASET_BYTES", 500 * 1024 * 1024)
+# What a dataset may hold (ops.profile.DatasetLimits), checked before pandas reads it where
+# the format allows (CSV header, Parquet footer and dictionaries); profiling reads it in a
+# child process that may add MODELGATE_DATASET_MEMORY_MB and must finish in
+# MODELGATE_DATASET_PROFILE_SECONDS. A million rows is what drift is measured and
+# benchmarked at (decision 20); 20 million values is that by 20 features (160 MB as
+# floats); 2,000 columns is more than any tabular model here takes.
+MODELGATE_DATASET_MAX_ROWS = env_int("MODELGATE_DATASET_MAX_ROWS", 1_000_000)
+MODELGATE_DATASET_MAX_COLUMNS = env_int("MODELGATE_DATASET_MAX_COLUMNS", 2_000)
+MODELGATE_DATASET_MAX_CELLS = env_int("MODELGATE_DATASET_MAX_CELLS", 20_000_000)
+MODELGATE_DATASET_MAX_CELL_CHARS = env_int("MODELGATE_DATASET_MAX_CELL_CHARS", 100_000)
+MODELGATE_DATASET_MAX_UNPACKED_BYTES = env_int("MODELGATE_DATASET_MAX_UNPACKED_BYTES",
+                                               512 * 1024 * 1024)
+MODELGATE_DATASET_MEMORY_MB = env_int("MODELGATE_DATASET_MEMORY_MB", 1536)
+MODELGATE_DATASET_PROFILE_SECONDS = env_int("MODELGATE_DATASET_PROFILE_SECONDS", 120)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
 
@@ -222,17 +242,28 @@ MODELGATE_SKOPS_TRUSTED_TYPES = env_list("MODELGATE_SKOPS_TRUSTED_TYPES", [])
 MODELGATE_ALLOW_UNSAFE_ARTIFACTS = env_bool("MODELGATE_ALLOW_UNSAFE_ARTIFACTS", False)
 MODELGATE_SANDBOX_MEMORY_MB = env_int("MODELGATE_SANDBOX_MEMORY_MB", 4096)
 MODELGATE_SANDBOX_CPU_SECONDS = env_int("MODELGATE_SANDBOX_CPU_SECONDS", 120)
-MODELGATE_SANDBOX_SECONDS = env_int("MODELGATE_SANDBOX_SECONDS", 300)
+MODELGATE_SANDBOX_SECONDS = env_int("MODELGATE_SANDBOX_SECONDS", 180)  # inside validation's 300 s
 MODELGATE_SANDBOX_USER = env_str("MODELGATE_SANDBOX_USER", "nobody")
 MODELGATE_VALIDATION_SAMPLE_ROWS = env_int("MODELGATE_VALIDATION_SAMPLE_ROWS", 20)
 
 # Rollouts: where the local backend keeps its model-server state, and the Prometheus that
 # analysis reads (unset: every analysis is inconclusive and rollouts pause for a person).
 MODELGATE_SERVING_DIR = Path(env_str("MODELGATE_SERVING_DIR", str(DATA_DIR / "serving")))
+# Deployment targets: the machine-level connections (kubeconfig, API hosts, images, roles,
+# local port ranges) operators define; environments choose one (portal/releases/targets.py).
+# Unset: one local target on ports 9100-9999.
+try:
+    MODELGATE_TARGETS = json.loads(env_str("MODELGATE_TARGETS", "") or "null")
+except ValueError as e:
+    raise ImproperlyConfigured(f"MODELGATE_TARGETS is not valid JSON: {e}") from e
 MODELGATE_PROMETHEUS_URL = env_str("MODELGATE_PROMETHEUS_URL", "")
 MODELGATE_PROMETHEUS_TOKEN = env_str("MODELGATE_PROMETHEUS_TOKEN", "")
 # Beat re-queues a rollout whose next decision is this many seconds late.
 MODELGATE_RECONCILE_GRACE_SECONDS = env_int("MODELGATE_RECONCILE_GRACE_SECONDS", 30)
+# A release request is refused (400) when its rollout would check the candidate more often
+# than this, or take more canary steps (ops.rollout.RolloutLimits has the other bounds).
+MODELGATE_ROLLOUT_MIN_CHECK_SECONDS = float(env_int("MODELGATE_ROLLOUT_MIN_CHECK_SECONDS", 5))
+MODELGATE_ROLLOUT_MAX_STEPS = env_int("MODELGATE_ROLLOUT_MAX_STEPS", 20)
 
 # Notification email goes through Django's backend; the console backend prints it to the log.
 EMAIL_BACKEND = env_str("MODELGATE_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -247,6 +278,8 @@ MODELGATE_PREDICTION_ID_SECRET = env_str("MODELGATE_PREDICTION_ID_SECRET", "") o
 # API tokens: default and longest lifetime, in days.
 MODELGATE_TOKEN_DAYS = env_int("MODELGATE_TOKEN_DAYS", 90)
 MODELGATE_TOKEN_MAX_DAYS = env_int("MODELGATE_TOKEN_MAX_DAYS", 365)
+# Days an invitation to a project stays open for the invited person to accept or decline.
+MODELGATE_INVITATION_DAYS = env_int("MODELGATE_INVITATION_DAYS", 14)
 # Largest batch of POST /api/v1/feedback/.
 MODELGATE_FEEDBACK_MAX_BATCH = env_int("MODELGATE_FEEDBACK_MAX_BATCH", 10_000)
 # Feedback moves the A/B test's sequential p-value (its running minimum) at most this often
@@ -321,6 +354,20 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Bounded work (docs/architecture.md, "Bounded work"): every task has a soft and a hard time
+# limit, these by default, tighter or looser per task in workers/*.py; a prefork child is
+# replaced after a task that left it holding more than MODELGATE_WORKER_MAX_MEMORY_MB; the
+# heavy libraries are imported before the pool forks (workers/celery.py), and a child gets
+# MODELGATE_WORKER_START_SECONDS to come up (Celery's default of 4 s was not enough on a
+# busy machine).
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("MODELGATE_TASK_SOFT_TIME_LIMIT", 300)
+CELERY_TASK_TIME_LIMIT = env_int("MODELGATE_TASK_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT + 60)
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("MODELGATE_WORKER_MAX_MEMORY_MB", 1024) * 1024
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = float(env_int("MODELGATE_WORKER_START_SECONDS", 30))
+MODELGATE_WORKER_PRELOAD = env_list("MODELGATE_WORKER_PRELOAD", [
+    "numpy", "pandas", "pyarrow.parquet", "scipy.stats", "sklearn.ensemble",
+    "sklearn.linear_model", "skops.io", "portal.registry.services",
+    "portal.releases.deployments"])
 # SHAP explanations: computed by a worker for every version that becomes ready.
 MODELGATE_EXPLAIN_VERSIONS = env_bool("MODELGATE_EXPLAIN_VERSIONS", True)
 MODELGATE_EXPLANATION_SAMPLE_ROWS = env_int("MODELGATE_EXPLANATION_SAMPLE_ROWS", 500)
@@ -333,8 +380,11 @@ MODELGATE_PROMETHEUS_TIMEOUT = float(env_int("MODELGATE_PROMETHEUS_TIMEOUT", 5))
 # Shared secret of the Alertmanager webhook receiver (Authorization: Bearer <token>); empty:
 # the receiver refuses every call.
 MODELGATE_ALERTMANAGER_TOKEN = env_str("MODELGATE_ALERTMANAGER_TOKEN", "")
-# Bearer token Prometheus must send to scrape the portal's /metrics; empty: open.
+# Bearer token Prometheus must send to scrape the portal's /metrics; empty: open in
+# development, closed (403, and a start-up warning) in the production profile.
 MODELGATE_METRICS_TOKEN = env_str("MODELGATE_METRICS_TOKEN", "")
+# The production profile (deploy/kubernetes/config.yaml): TLS or a required secret key.
+MODELGATE_PRODUCTION = not DEBUG and (HTTPS or env_bool("MODELGATE_REQUIRE_SECRET_KEY", False))
 MODELGATE_DRIFT_INTERVAL_SECONDS = env_int("MODELGATE_DRIFT_INTERVAL_SECONDS", 30)
 MODELGATE_DRIFT_STALE_SECONDS = env_int("MODELGATE_DRIFT_STALE_SECONDS",
                                         4 * MODELGATE_DRIFT_INTERVAL_SECONDS)
@@ -387,7 +437,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "portal.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "portal.api.parsers.JSONParser",  # refuses NUL characters (PostgreSQL stores none)
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],

@@ -32,6 +32,8 @@ def artifact_root(settings, tmp_path):
     settings.MODELGATE_ARTIFACT_BUCKET = ""
     settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True  # receivers in tests are on loopback
     settings.MODELGATE_EXPLAIN_VERSIONS = False  # SHAP only where a test asks for it
+    # Rollout tests check every second (5 s at least in production): they would take minutes.
+    settings.MODELGATE_ROLLOUT_MIN_CHECK_SECONDS = 1
     # Hashing six users' passwords with PBKDF2 costs a second per test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     get_store.cache_clear()
@@ -129,6 +131,22 @@ def metadata(**overrides) -> dict:
            "code": {"repository": "https://git.example.com/ml/cancer", "commit": "a1b2c3d4e5f6"}}
     doc.update(overrides)
     return doc
+
+
+def local_target(settings, port: int) -> dict:
+    """An operator's local target whose only port is ``port`` (so a test knows where its
+    endpoint's model server listens); returns the variable a worker process needs too."""
+    targets = {"local": {"backend": "local", "ports": f"{port}-{port}"}}
+    settings.MODELGATE_TARGETS = targets
+    return {"MODELGATE_TARGETS": json.dumps(targets)}
+
+
+def allow_unsafe(settings, staff, project, trusted=()):
+    """What an operator and staff do to accept pickles for a project: the instance allows
+    them, staff allow the project, and the operator trusts any extra skops types."""
+    settings.MODELGATE_ALLOW_UNSAFE_ARTIFACTS = True
+    settings.MODELGATE_SKOPS_TRUSTED_TYPES = [*settings.MODELGATE_SKOPS_TRUSTED_TYPES, *trusted]
+    services.update_project(staff, project, allow_unsafe_artifacts=True)
 
 
 # Users, project, clients ----------------------------------------------------------------

@@ -2,8 +2,12 @@
 
 from celery import shared_task
 
+# Time limits (soft, hard) in seconds: each periodic job runs again at its next period, so
+# one stopped at its limit is only late. Retention deletes in batches, hourly.
+PERIODIC = {"soft_time_limit": 120, "time_limit": 150}
 
-@shared_task(ignore_result=True)
+
+@shared_task(ignore_result=True, **PERIODIC)
 def sync_prometheus() -> dict:
     """Write scrape targets and rules for what runs now; reload Prometheus if they changed."""
     from portal.monitoring import prometheus_sync
@@ -11,7 +15,7 @@ def sync_prometheus() -> dict:
     return prometheus_sync.sync()
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, **PERIODIC)
 def compute_drift() -> int:
     """Compare every served variant's live inputs with its baseline."""
     from portal.monitoring import drift
@@ -19,7 +23,7 @@ def compute_drift() -> int:
     return drift.compute_all()
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
 def poll_alerts() -> dict:
     """Bring Prometheus's firing alerts into the portal."""
     from portal.monitoring import alerts, drift
@@ -27,7 +31,7 @@ def poll_alerts() -> dict:
     return alerts.poll(drift.client())
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, soft_time_limit=480, time_limit=540)
 def apply_retention() -> dict:
     """Delete drift windows and ended A/B tests' outcome rows past their retention."""
     from portal import retention

@@ -16,14 +16,21 @@ RETRIED = (TransientError, OperationalError, InterfaceError)
 log = logging.getLogger(__name__)
 
 
-@shared_task(autoretry_for=RETRIED, retry_backoff=True, max_retries=5)
+# Time limits (soft, hard) in seconds; the default (CELERY_TASK_SOFT_TIME_LIMIT and
+# CELERY_TASK_TIME_LIMIT, 300 and 360) where none is given. A limit that stops a task
+# marks its object failed with the reason (on_time_limit, see workers.celery.BoundedTask).
+@shared_task(autoretry_for=RETRIED, retry_backoff=True, max_retries=5,
+             on_time_limit="portal.registry.services:validation_timed_out")
 def validate_version(version_id: int) -> None:
     from portal.registry import services
 
     services.validate_version(version_id)
 
 
-@shared_task(autoretry_for=RETRIED, retry_backoff=True, max_retries=5)
+# The file is read in a child process with its own deadline (MODELGATE_DATASET_PROFILE_SECONDS,
+# 120 s by default), so the task's limits are only the backstop.
+@shared_task(autoretry_for=RETRIED, retry_backoff=True, max_retries=5,
+             on_time_limit="portal.registry.services:profile_timed_out")
 def profile_dataset(dataset_id: int) -> None:
     from portal.registry import services
 
@@ -31,7 +38,8 @@ def profile_dataset(dataset_id: int) -> None:
 
 
 @shared_task(autoretry_for=RETRIED, retry_backoff=True, max_retries=5,
-             soft_time_limit=600, time_limit=660)
+             soft_time_limit=540, time_limit=570,
+             on_time_limit="portal.registry.services:explanation_timed_out")
 def explain_version(version_id: int) -> None:
     """SHAP for a version that became ready (bounded: a slow model explainer is stopped)."""
     from portal.registry import services
@@ -39,7 +47,14 @@ def explain_version(version_id: int) -> None:
     services.explain_version(version_id)
 
 
-@shared_task(soft_time_limit=60, time_limit=90)
+def instances_timed_out(explanation_id: int, reason: str) -> None:
+    from portal.registry import services
+
+    services.explain_instances(explanation_id, timed_out=True)
+
+
+@shared_task(soft_time_limit=60, time_limit=90,
+             on_time_limit="workers.registry:instances_timed_out")
 def explain_instances(explanation_id: int) -> None:
     """SHAP for rows someone asked about, within a minute (or a failed answer that says so)."""
     from celery.exceptions import SoftTimeLimitExceeded
@@ -52,7 +67,7 @@ def explain_instances(explanation_id: int) -> None:
         services.explain_instances(explanation_id, timed_out=True)
 
 
-@shared_task
+@shared_task(soft_time_limit=60, time_limit=90)
 def requeue_stuck_work(older_than_seconds: int = 120) -> int:
     """Re-queue validations and profiles that no worker finished (broker lost, worker killed)."""
     from portal.registry.choices import ProfileStatus, VersionStatus

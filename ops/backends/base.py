@@ -52,6 +52,10 @@ class Backend(ABC):
     platform does not hold too, so any process can pick up where another stopped."""
 
     kind: str = ""
+    # What a project's environment may set for this backend (JSON schema; the portal refuses
+    # anything else). Machine-level settings (hosts, credentials, images, executables,
+    # folders, ports) are the operator's and never appear here.
+    PROJECT_SETTINGS: dict = {"type": "object", "properties": {}}
 
     @abstractmethod
     def apply(self, plan: ServingPlan) -> ObservedState:

@@ -110,6 +110,7 @@ PORT = 8080
 CONFIGMAP_MAX_BYTES = 1_000_000  # the API server refuses ConfigMaps over 1 MiB
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
+OWNER_LABEL = "modelgate.io/owner"  # the environment an endpoint's objects belong to
 ENDPOINT_LABEL = "modelgate.io/endpoint"
 VARIANT_LABEL = "modelgate.io/variant"
 ENDPOINT_ANNOTATION = "modelgate.io/endpoint-name"
@@ -358,6 +359,21 @@ class _Kind:
 class KubernetesBackend(Backend):
     kind = "kubernetes"
 
+    PROJECT_SETTINGS = {"type": "object", "properties": {
+        "namespace": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+        "total_replicas": {"type": "integer", "minimum": 1, "maximum": 50},
+        "resources": {"type": "object", "additionalProperties": False, "properties": {
+            side: {"type": "object", "additionalProperties": False, "properties": {
+                "cpu": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?m?$"},
+                "memory": {"type": "string", "pattern": "^[0-9]+(Ki|Mi|Gi)?$"}}}
+            for side in ("requests", "limits")}},
+        "env": {"type": "object", "maxProperties": 10,
+                "propertyNames": {"enum": ["MODELGATE_THREADS", "MODELGATE_MAX_BATCH",
+                                           "MODELGATE_BATCH_TIMEOUT_MS", "MODELGATE_MAX_QUEUE",
+                                           "MODELGATE_LOG_LEVEL"]},
+                "additionalProperties": {"type": "string", "maxLength": 32}},
+    }}
+
     def __init__(self, namespace: str = "default", image: str | None = None,
                  mode: str = "kserve", service_account: str | None = None,
                  resources: dict | None = None, kubeconfig: str | None = None,
@@ -365,7 +381,8 @@ class KubernetesBackend(Backend):
                  verify_ssl: bool = True, timeout: float = 10, total_replicas: int | None = None,
                  env: dict | None = None, validate: bool = True,
                  kubernetes_version: str = "1.30", crd_schema: str | None = None,
-                 retries: int = 1, prediction_key: str | None = None, **extra):
+                 retries: int = 1, prediction_key: str | None = None,
+                 owner: str | None = None, **extra):
         """Settings come from an environment's JSON settings; credentials never do.
 
         ``host`` talks to that API URL without credentials (``kubectl proxy``, tests);
@@ -377,8 +394,10 @@ class KubernetesBackend(Backend):
         CRD YAML to validate against; ``retries`` how often the HTTP client retries a
         failed connection before ``BackendUnavailable``; ``prediction_key`` (given by the
         portal, never a stored setting) the key model servers sign prediction ids with,
-        kept in a Secret the pods read it from. Unknown settings are kept in ``extra`` and
-        otherwise ignored.
+        kept in a Secret the pods read it from; ``owner`` (given by the portal) labels every
+        object, and an object labelled for another owner is never patched or deleted (two
+        projects' endpoints of one name in one namespace). Unknown settings are kept in
+        ``extra`` and otherwise ignored.
         """
         if mode not in MODES:
             raise BackendError(f"unknown kubernetes mode {mode!r}; valid modes: "
@@ -397,6 +416,7 @@ class KubernetesBackend(Backend):
         self.resources = resources
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.prediction_key = prediction_key
+        self.owner = owner
         self.total_replicas = int(total_replicas) if total_replicas is not None else None
         self.timeout = timeout
         self.validate = validate
@@ -518,6 +538,25 @@ class KubernetesBackend(Backend):
         return [item for item in answer.get("items") or []
                 if _contains((item.get("metadata") or {}).get("labels"), wanted)]
 
+    def _check_owner(self, existing: dict | None, what: str) -> None:
+        """Refuse to touch an object another environment owns; adopt unlabelled ones."""
+        labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
+        found = labels.get(OWNER_LABEL)
+        if self.owner and found and found != self.owner:
+            raise BackendError(f"{what} in namespace {self.namespace} belongs to another "
+                               "environment; refusing to change it (choose another namespace "
+                               "or model name)")
+
+    def _foreign(self, existing: dict | None) -> bool:
+        labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
+        return bool(self.owner and labels.get(OWNER_LABEL, self.owner) != self.owner)
+
+    def _foreign_state(self, endpoint: str) -> ObservedState:
+        """Another environment's endpoint of the same name: never reported as this one's."""
+        return ObservedState(endpoint=endpoint, exists=True, ready=False,
+                             detail=f"{resource_name(endpoint)} in namespace {self.namespace} "
+                                    "belongs to another environment")
+
     def _delete(self, kind: str, name: str) -> None:
         self._call(f"delete {kind} {name}", self._kinds[kind].delete, name, missing_ok=True,
                    propagation_policy="Background")
@@ -527,6 +566,7 @@ class KubernetesBackend(Backend):
         'unchanged'. ``None`` values in ``manifest`` are keys to remove."""
         kind = self._kinds[manifest["kind"]]
         name = manifest["metadata"]["name"]
+        self._check_owner(existing, f"{kind.name} {name}")
         if existing is None:
             created = self._call(f"create {kind.name} {name}", kind.create,
                                  _without_nones(manifest), conflict_ok=True)
@@ -535,6 +575,7 @@ class KubernetesBackend(Backend):
             existing = self._read(kind.name, name)  # another worker created it meanwhile
             if existing is None:
                 raise BackendUnavailable(f"{kind.name} {name} was created and deleted meanwhile")
+            self._check_owner(existing, f"{kind.name} {name}")
         if _contains(existing, manifest):
             return "unchanged"
         self._call(f"patch {kind.name} {name}", kind.patch, name, _merge_patch_body(manifest),
@@ -554,7 +595,8 @@ class KubernetesBackend(Backend):
     # -- manifests shared by both modes ------------------------------------------------------
 
     def _labels(self, name: str, **more: str) -> dict:
-        return {MANAGED_BY: "modelgate", ENDPOINT_LABEL: name, **more}
+        owner = {OWNER_LABEL: self.owner} if self.owner else {}
+        return {MANAGED_BY: "modelgate", ENDPOINT_LABEL: name, **owner, **more}
 
     def _container(self, name: str, endpoint: str, probe_port: int | str) -> dict:
         env = [{"name": k, "value": v}
@@ -626,6 +668,8 @@ class KubernetesBackend(Backend):
     def delete(self, endpoint: str) -> None:
         """Remove what this mode creates for ``endpoint``; what is gone already is fine."""
         name = resource_name(endpoint)
+        main = "InferenceService" if self.mode == "kserve" else "Service"
+        self._check_owner(self._read(main, name), f"{main} {name}")
         if self.mode == "kserve":
             self._delete("InferenceService", name)
         else:
@@ -736,6 +780,8 @@ class KubernetesBackend(Backend):
         isvc = self._read("InferenceService", name)
         if isvc is None:
             return ObservedState(endpoint=endpoint, exists=False)
+        if self._foreign(isvc):
+            return self._foreign_state(endpoint)
         meta = isvc.get("metadata") or {}
         status = isvc.get("status") or {}
         conditions = {c.get("type"): c for c in status.get("conditions") or []}
@@ -939,6 +985,8 @@ class KubernetesBackend(Backend):
     def _observe_deployments(self, endpoint: str) -> ObservedState:
         name = resource_name(endpoint)
         service = self._read("Service", name)
+        if self._foreign(service):
+            return self._foreign_state(endpoint)
         deployments = {(d["metadata"].get("labels") or {}).get(VARIANT_LABEL): d
                        for d in self._list("Deployment", name)}
         if service is None and not deployments:

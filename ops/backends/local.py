@@ -14,7 +14,9 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,7 +32,17 @@ from ops.backends.base import (
     ObservedVariant,
 )
 from ops.plan import ServingPlan
-from ops.serving.ids import KEY_ENV, KEY_FILE_ENV
+from ops.serving.ids import INSTANCE_ENV, KEY_ENV
+
+# What a model server inherits from the worker that starts it: where Python and its
+# libraries are, the serving tunables, and the S3 credentials artifacts may need. Nothing
+# else: the worker's environment holds the database URL, the secret key and the
+# prediction-id secret, which a model server has no use for.
+SERVER_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "VIRTUAL_ENV", "PYTHONPATH",
+              "MODELGATE_THREADS", "MODELGATE_MAX_BATCH", "MODELGATE_BATCH_TIMEOUT_MS",
+              "MODELGATE_MAX_QUEUE", "MODELGATE_LOG_LEVEL", "MODELGATE_MAX_UNPACKED_BYTES",
+              "MODELGATE_MAX_BODY_BYTES")
+SERVER_ENV_PREFIXES = ("AWS_",)
 
 
 class LocalBackend(Backend):
@@ -38,11 +50,14 @@ class LocalBackend(Backend):
 
     def __init__(self, state_dir: str, port: int | None = None, ports: dict | None = None,
                  host: str = "127.0.0.1", python: str | None = None,
-                 ready_timeout: float = 60.0, prediction_key: str | None = None, **extra):
+                 ready_timeout: float = 60.0, prediction_key: str | None = None,
+                 owner: str | None = None, **extra):
         """``port`` serves every endpoint of the environment (one endpoint per environment
         in practice); ``ports`` maps endpoint names to ports when there are several;
         ``prediction_key`` (given by the portal) the key servers sign prediction ids with,
-        handed to the server process in its environment."""
+        handed to the server process in its environment; ``owner`` (given by the portal)
+        marks the endpoint folders this backend may act on: a folder marked by another
+        owner is refused."""
         if port is None and not ports:
             raise BackendError("the local backend needs a port (or a ports map) in the "
                                "environment's settings")
@@ -53,6 +68,7 @@ class LocalBackend(Backend):
         self.python = python or sys.executable
         self.ready_timeout = ready_timeout
         self.prediction_key = prediction_key
+        self.owner = owner
 
     # Paths and process helpers ---------------------------------------------------------
 
@@ -66,6 +82,9 @@ class LocalBackend(Backend):
         return f"http://{self.host}:{self._port(endpoint)}"
 
     def _pid(self, endpoint: str) -> int | None:
+        """The endpoint's running server, or None. A pid is only ours if that process is
+        a model server of this endpoint's plan: after a crash the number may belong to
+        any other process, which must never be stopped in its place."""
         try:
             pid = int((self._dir(endpoint) / "server.pid").read_text())
         except (FileNotFoundError, ValueError):
@@ -75,17 +94,55 @@ class LocalBackend(Backend):
         except ProcessLookupError:
             return None
         except PermissionError:
-            return pid
-        return pid if not _is_zombie(pid) else None
+            return None  # another user's process: not a server this backend started
+        if _is_zombie(pid):
+            return None
+        return pid if _serves_plan(pid, self._dir(endpoint) / "plan.json") else None
+
+    def _check_owner(self, endpoint: str) -> None:
+        """Refuse to act on an endpoint folder another environment owns."""
+        mark = self._dir(endpoint) / "owner"
+        if self.owner is None:
+            return
+        found = mark.read_text() if mark.exists() else None
+        if found is None:
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.write_text(self.owner)
+        elif found != self.owner:
+            raise BackendError(f"endpoint {endpoint} at {self._dir(endpoint)} belongs to "
+                               "another environment; refusing to act on it")
+
+    def _instance(self, endpoint: str) -> str:
+        mark = self._dir(endpoint) / "instance"
+        return mark.read_text() if mark.exists() else ""
+
+    def _port_taken(self, endpoint: str, wait: float = 3.0) -> bool:
+        """Whether another process listens on the endpoint's port (after ``wait`` seconds for
+        a server that was just stopped or killed to let go of it)."""
+        deadline = time.monotonic() + wait
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.settimeout(0.5)
+                if probe.connect_ex((self.host, self._port(endpoint))) != 0:
+                    return False
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.1)
 
     def _start(self, endpoint: str) -> int:
         folder = self._dir(endpoint)
+        if self._port_taken(endpoint):
+            raise BackendError(
+                f"port {self._port(endpoint)} is in use by another process; the model server "
+                f"for {endpoint} cannot start there (it is not this endpoint's server)")
         log = open(folder / "server.log", "ab")
-        env = dict(os.environ)
-        env.pop(KEY_ENV, None)
-        env.pop(KEY_FILE_ENV, None)  # nor a key file the worker's environment names
+        env = {k: v for k, v in os.environ.items()
+               if k in SERVER_ENV or k.startswith(SERVER_ENV_PREFIXES)}
         if self.prediction_key:
             env[KEY_ENV] = self.prediction_key
+        instance = secrets.token_hex(8)
+        (folder / "instance").write_text(instance)
+        env[INSTANCE_ENV] = instance
         process = subprocess.Popen(
             [self.python, "-m", "ops.serving", "--plan", str(folder / "plan.json"),
              "--host", self.host, "--port", str(self._port(endpoint))],
@@ -125,6 +182,7 @@ class LocalBackend(Backend):
     def apply(self, plan: ServingPlan) -> ObservedState:
         folder = self._dir(plan.endpoint)
         folder.mkdir(parents=True, exist_ok=True)
+        self._check_owner(plan.endpoint)
         target = folder / "plan.json"
         written_at = 0.0
         if not (target.exists() and target.read_text() == plan.to_json()):
@@ -184,6 +242,11 @@ class LocalBackend(Backend):
             return ObservedState(endpoint=endpoint, exists=True, ready=False,
                                  url=self.url(endpoint), detail="the model server is starting")
         served = meta.get("parameters") or {}
+        if (served.get("instance") or "") != self._instance(endpoint):
+            return ObservedState(endpoint=endpoint, exists=True, ready=False,
+                                 url=self.url(endpoint),
+                                 detail=f"another process answers on port {self._port(endpoint)}"
+                                        "; it is not this endpoint's model server")
         by_name = {v["name"]: v for v in served.get("variants", []) if "name" in v}
         variants = tuple(
             ObservedVariant(name=v.name, version_id=v.version_id,
@@ -220,12 +283,23 @@ class LocalBackend(Backend):
         return True
 
     def delete(self, endpoint: str) -> None:
+        if (self._dir(endpoint) / "owner").exists():
+            self._check_owner(endpoint)
         pid = self._pid(endpoint)
         if pid is not None:
             self._stop(endpoint, pid)
         folder = self._dir(endpoint)
         for name in ("plan.json", "server.pid", "key.mark"):
             (folder / name).unlink(missing_ok=True)
+
+
+def _serves_plan(pid: int, plan: Path) -> bool:
+    """Whether process ``pid`` is a model server started on ``plan`` (its command line)."""
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc (not Linux): trust the pid file as before
+    return b"ops.serving" in arguments and str(plan).encode() in arguments
 
 
 def _is_zombie(pid: int) -> bool:

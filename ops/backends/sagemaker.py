@@ -103,6 +103,7 @@ _TAG_VALUE_UNSAFE = re.compile(r"[^\w.:/=+\-@ ]")
 
 ENDPOINT_TAG = "modelgate:endpoint"
 GENERATION_TAG = "modelgate:generation"
+OWNER_TAG = "modelgate:owner"  # the environment an endpoint belongs to
 VERSION_TAG = "modelgate:version-id"
 VARIANT_TAG = "modelgate:variant"
 SHA256_TAG = "modelgate:sha256"
@@ -147,6 +148,13 @@ class SageMakerBackend(Backend):
 
     kind = "sagemaker"
 
+    PROJECT_SETTINGS = {"type": "object", "properties": {
+        "instance_type": {"type": "string"},
+        "initial_instance_count": {"type": "integer", "minimum": 1, "maximum": 10},
+        "analysis": {"enum": ["cloudwatch", "prometheus"]},
+        "latency_stat": {"enum": ["p99", "p90", "p50", "Maximum", "Average"]},
+    }}
+
     def __init__(self, region: str | None = None, role_arn: str | None = None,
                  image_uri: str | None = None, instance_type: str = "ml.m5.large",
                  bucket: str | None = None, prefix: str = "modelgate",
@@ -155,7 +163,7 @@ class SageMakerBackend(Backend):
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  ready_timeout: float = 0.0, poll_interval: float = 15.0,
                  analysis: str = "cloudwatch", latency_stat: str = "p99",
-                 prediction_key: str | None = None, **extra):
+                 prediction_key: str | None = None, owner: str | None = None, **extra):
         """Settings come from the environment's JSON settings.
 
         ``endpoint_url`` points every client at an emulator (tests: a moto server);
@@ -196,6 +204,7 @@ class SageMakerBackend(Backend):
         self.analysis = analysis
         self.latency_stat = latency_stat
         self.prediction_key = prediction_key
+        self.owner = owner  # tags the endpoint; another owner's endpoint is never touched
 
         # Few retries: the rollout worker retries a BackendUnavailable itself, with a bound.
         self._config = Config(retries={"max_attempts": int(max_attempts), "mode": "standard"},
@@ -303,6 +312,7 @@ class SageMakerBackend(Backend):
         endpoint = self._call(self._sagemaker, "describe_endpoint", missing_ok=True,
                               EndpointName=name)
         if endpoint is not None:
+            self._check_owner(endpoint)
             status = endpoint["EndpointStatus"]
             if status in BROKEN:
                 raise BackendError(
@@ -339,6 +349,10 @@ class SageMakerBackend(Backend):
                                EndpointName=name)
         if described is None:
             return ObservedState(endpoint=endpoint, exists=False)
+        if self._foreign(described):
+            return ObservedState(endpoint=endpoint, exists=True, ready=False,
+                                 detail=f"SageMaker endpoint {name} belongs to another "
+                                        "environment")
         status = described["EndpointStatus"]
         config_name = described.get("EndpointConfigName", "")
         config = self._call(self._sagemaker, "describe_endpoint_config", missing_ok=True,
@@ -380,6 +394,8 @@ class SageMakerBackend(Backend):
         name, base = self.endpoint_name(endpoint), self._base(endpoint)
         described = self._call(self._sagemaker, "describe_endpoint", missing_ok=True,
                                EndpointName=name)
+        if described is not None:
+            self._check_owner(described)
         if described is not None and described["EndpointStatus"] != "Deleting":
             self._call(self._sagemaker, "delete_endpoint", missing_ok=True, EndpointName=name)
         # Anchored patterns: endpoint "churn" must never sweep up "churn-eu-g1".
@@ -544,7 +560,24 @@ class SageMakerBackend(Backend):
         actions.append(f"tag generation {generation}")
 
     def _endpoint_tags(self, plan: ServingPlan) -> list[dict]:
-        return [_tag(ENDPOINT_TAG, plan.endpoint), _tag(GENERATION_TAG, plan.generation)]
+        owner = [_tag(OWNER_TAG, self.owner)] if self.owner else []
+        return [_tag(ENDPOINT_TAG, plan.endpoint), _tag(GENERATION_TAG, plan.generation),
+                *owner]
+
+    def _foreign(self, described: dict) -> bool:
+        """Whether the endpoint is tagged for another environment (endpoint names are one
+        namespace per account and region: two projects' models of one name meet there)."""
+        if not self.owner:
+            return False
+        tags = self._call(self._sagemaker, "list_tags",
+                          ResourceArn=described["EndpointArn"]).get("Tags", [])
+        owners = [t["Value"] for t in tags if t["Key"] == OWNER_TAG]
+        return bool(owners) and owners[-1] != self.owner
+
+    def _check_owner(self, described: dict) -> None:
+        if self._foreign(described):
+            raise BackendError(f"SageMaker endpoint {described['EndpointName']} belongs to "
+                               "another environment; refusing to change it")
 
     def _finish(self, plan: ServingPlan, actions: list[str]) -> ObservedState:
         observed = self.observe(plan.endpoint)

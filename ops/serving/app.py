@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -30,7 +31,7 @@ from ops.serving.exceptions import (
     PayloadTooLarge,
     RequestError,
 )
-from ops.serving.ids import Signer, new_prediction_ids
+from ops.serving.ids import INSTANCE_ENV, Signer, new_prediction_ids
 from ops.serving.inputs import (
     ParsedRequest,
     decode_json,
@@ -65,8 +66,11 @@ class ModelServer:
     def __init__(self, manager: PlanManager, metrics: ServerMetrics, *,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  shadow_tolerance: float = DEFAULT_SHADOW_TOLERANCE,
-                 signer: Signer | None = None):
+                 signer: Signer | None = None, instance: str | None = None):
         self.manager = manager
+        # Who started this server (the local backend's mark): lets it tell its own server
+        # from another process answering on the same port.
+        self.instance = instance if instance is not None else os.environ.get(INSTANCE_ENV, "")
         self.signer = signer  # signs prediction ids; None: unsigned (refused as feedback)
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -363,6 +367,7 @@ class ModelServer:
             "outputs": outputs,
             "parameters": {
                 "endpoint": plan.endpoint,
+                "instance": self.instance,
                 "generation": plan.generation,
                 "sticky": plan.sticky,
                 "shadow": plan.shadow,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 KEY_ENV = "MODELGATE_PREDICTION_KEY"  # "<key id>:<hex key>"
 KEY_FILE_ENV = "MODELGATE_PREDICTION_KEY_FILE"  # a file holding the same
+INSTANCE_ENV = "MODELGATE_SERVER_INSTANCE"  # the local backend's mark of the server it started
 _KID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _MAC_BYTES = 16
 _MAC_CHARS = 22  # base64url of 16 bytes, unpadded

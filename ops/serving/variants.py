@@ -218,7 +218,8 @@ class LoadedVariant:
 def variant_fingerprint(spec: Variant) -> str:
     """Everything that changes what a variant computes or counts (not its weight)."""
     material = json.dumps([spec.name, spec.version_id, spec.artifact_uri, spec.sha256,
-                           spec.trusted_unsafe, spec.input_schema, spec.baseline, spec.task],
+                           spec.trusted_unsafe, spec.input_schema, spec.baseline, spec.task,
+                           list(spec.trusted_types)],
                           sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()
 
@@ -276,7 +277,8 @@ def load_variant(spec: Variant, *, base_dir: Path, executor: Executor | None,
         with tempfile.NamedTemporaryFile(suffix=f".{fmt}") as copy:
             copy.write(data)
             copy.flush()
-            model = load_model(Path(copy.name), allow_unsafe=spec.trusted_unsafe)
+            model = load_model(Path(copy.name), allow_unsafe=spec.trusted_unsafe,
+                               extra_trusted=spec.trusted_types)
         features = _features(spec, model)
         probe = _probe_rows(spec, features)
         inspect_model(model, task=spec.task, input_schema=features,

@@ -20,3 +20,14 @@ class TokenScope(models.TextChoices):
 
 DEFAULT_TOKEN_SCOPES = ["read", "write"]
 ROLE_RANK = {Role.VIEWER: 1, Role.CONTRIBUTOR: 2, Role.APPROVER: 3, Role.OWNER: 4}
+
+
+class InvitationStatus(models.TextChoices):
+    """Where an invitation to a project stands. ``expired`` is also what an open one past
+    its ``expires_at`` reads as, before anything stores it."""
+
+    OPEN = "open", "Open"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"

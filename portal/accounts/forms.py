@@ -14,7 +14,7 @@ class TokenForm(forms.Form):
                                                  "does more than your roles allow")
 
 
-class MemberForm(forms.Form):
+class InviteForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Role.choices)
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from portal.accounts.choices import ROLE_RANK, Role
+from portal.accounts.choices import ROLE_RANK, InvitationStatus, Role
 
 
 class Membership(models.Model):
@@ -30,6 +30,60 @@ class Membership(models.Model):
 
     def has_role(self, role: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+class Invitation(models.Model):
+    """An owner's offer of a role in a project; a membership only once the invited person
+    accepts it.
+
+    Owners invite by username, and every invitation is stored, with the username as typed,
+    whether an account of that name exists or not (``user`` is None then, and it can never
+    be accepted): the answer, the work done, the audit event and the project's list of
+    invitations are the same either way, so inviting tells nobody who has an account.
+    """
+
+    project = models.ForeignKey("registry.Project", on_delete=models.CASCADE,
+                                related_name="invitations")
+    # The account the username named when the invitation was made (None: no such account).
+    # SET_NULL: a deleted account's invitations stay in the owners' list as they were.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.SET_NULL, related_name="invitations")
+    username = models.CharField(max_length=150, help_text="As the owner typed it")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=InvitationStatus.choices,
+                              default=InvitationStatus.OPEN)
+    responded_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="When it was accepted, declined or revoked")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"],
+                                    condition=models.Q(status=InvitationStatus.OPEN),
+                                    name="invitation_one_open_per_user"),
+            models.UniqueConstraint(fields=["project", "username"],
+                                    condition=models.Q(status=InvitationStatus.OPEN),
+                                    name="invitation_one_open_per_username"),
+            models.CheckConstraint(condition=models.Q(role__in=Role.values),
+                                   name="invitation_role_valid"),
+            models.CheckConstraint(condition=models.Q(status__in=InvitationStatus.values),
+                                   name="invitation_status_valid"),
+        ]
+        indexes = [models.Index(fields=["user", "status"], name="invitation_user_status")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"invitation of {self.username} to {self.project} as {self.role}"
+
+    @property
+    def state(self) -> str:
+        """The status, with an open invitation past its expiry read as expired."""
+        if self.status == InvitationStatus.OPEN and self.expires_at <= timezone.now():
+            return InvitationStatus.EXPIRED
+        return self.status
 
 
 def hash_token(key: str) -> str:

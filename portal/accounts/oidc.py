@@ -108,3 +108,10 @@ class Callback(OIDCAuthenticationCallbackView):
             log.warning("single sign-on failed: the provider answered %s",
                         type(e).__name__)
             return self.login_failure()
+
+    def login_failure(self):
+        from portal.accounts.signals import record_failure  # account.login_failed
+
+        user = getattr(self, "user", None)  # set when the account was found but deactivated
+        record_failure(self.request, user.get_username() if user is not None else "")
+        return super().login_failure()

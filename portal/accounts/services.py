@@ -7,14 +7,20 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from portal.accounts.choices import DEFAULT_TOKEN_SCOPES, ROLE_RANK, Role, TokenScope
-from portal.accounts.models import ApiToken, Membership, hash_token
+from portal.accounts.choices import (
+    DEFAULT_TOKEN_SCOPES,
+    ROLE_RANK,
+    InvitationStatus,
+    Role,
+    TokenScope,
+)
+from portal.accounts.models import ApiToken, Invitation, Membership, hash_token
 from portal.audit import services as audit
-from portal.errors import Conflict, NotAllowed, NotFound, ValidationFailed
+from portal.errors import NOT_FOUND, Conflict, NotAllowed, NotFound, ValidationFailed
 
 TOKEN_PREFIX = "mg_"
 # last_used_at is written at most this often per token, so reads don't each cost a write.
@@ -43,7 +49,7 @@ def require_role(user, project, role: str, action: str = "do this") -> None:
     """Raise NotFound for outsiders (no leak of what exists), NotAllowed for low roles."""
     current = role_in(user, project)
     if current is None:
-        raise NotFound(f"project {getattr(project, 'slug', project)} was not found")
+        raise NotFound(NOT_FOUND)  # not even the slug: the caller may have sent only an id
     if ROLE_RANK[current] < ROLE_RANK[role]:
         raise NotAllowed(f"you need the {role} role in project {project} to {action} "
                          f"(you are {current})", code="role_required")
@@ -67,20 +73,162 @@ def filter_visible(queryset: QuerySet, user, project_field: str = "project") -> 
 
 # Memberships ---------------------------------------------------------------------------
 
-def add_member(actor, project, username: str, role: str) -> Membership:
-    """Give ``username`` a role in ``project``. Outsiders learn nothing about who exists:
-    the role check comes before the user is looked up."""
-    require_role(actor, project, Role.OWNER, "manage members")
-    user = find_user(username)
+# What an owner is told after inviting anyone: the same whether that account exists, is a
+# member already or has an open invitation (nothing changes then), so inviting is no way to
+# learn who has an account.
+INVITED = "If that account exists, it has been invited."
+
+
+def invite(actor, project, username: str, role: str) -> None:
+    """Invite ``username`` to ``project`` with ``role``: an owner's act (any role, owner
+    too); the membership exists only once the invited person accepts (``accept_invitation``).
+
+    Returns nothing, and does the same work whether or not an account of that name exists:
+    the invitation is stored with the username as typed (and ``user`` None when no account
+    has it, which nobody can accept), audited, and listed to the project's owners alike.
+    Someone who is a member already, or has an open invitation, is left as they are (roles
+    change with ``change_role``). Outsiders learn nothing: the role check comes first."""
+    require_role(actor, project, Role.OWNER, "invite members")
     if role not in Role.values:
         raise ValidationFailed(f"role must be one of {', '.join(Role.values)}", field="role")
+    username = (username or "").strip()
+    if not username or len(username) > 150:
+        raise ValidationFailed("give the username of the account to invite", field="username")
+    user_model = get_user_model()
+    now = timezone.now()
     with transaction.atomic():
-        if Membership.objects.filter(project=project, user=user).exists():
-            raise Conflict(f"{user} is already a member of {project}", code="duplicate_member")
-        membership = Membership.objects.create(project=project, user=user, role=role)
-        audit.record(actor, "membership.create", membership, changes={"role": audit.change(None, role)},
-                     project_id=project.pk)
-    return membership
+        user = user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).first()
+        # Open invitations past their expiry no longer count as open (one open per person).
+        Invitation.objects.filter(project=project, status=InvitationStatus.OPEN,
+                                  expires_at__lte=now).update(status=InvitationStatus.EXPIRED)
+        pending = (Invitation.objects.select_for_update()
+                   .filter(project=project, username=username, status=InvitationStatus.OPEN)
+                   .first())
+        if pending is not None:
+            if user is not None and pending.user_id != user.pk:
+                # The account was created (or replaced) after the invitation: it is theirs.
+                pending.user = user
+                pending.save(update_fields=["user"])
+            return
+        if Membership.objects.filter(project=project, user__username=username).exists():
+            return
+        try:
+            with transaction.atomic():
+                invitation = Invitation.objects.create(
+                    project=project, user=user, username=username, role=role,
+                    invited_by=actor, created_at=now,
+                    expires_at=now + timedelta(days=settings.MODELGATE_INVITATION_DAYS))
+        except IntegrityError:
+            return  # invited at this very moment by another owner (or under a former name)
+        audit.record(actor, "invitation.create", invitation,
+                     changes={"username": username, "role": audit.change(None, role),
+                              "expires_at": invitation.expires_at},
+                     object_repr=_invitation_repr(invitation, project), project_id=project.pk)
+
+
+def _invitation_repr(invitation: Invitation, project) -> str:
+    return f"invitation of {invitation.username} to {project.slug} as {invitation.role}"
+
+
+def _require_open(invitation: Invitation) -> None:
+    state = invitation.state
+    if state == InvitationStatus.EXPIRED:
+        raise Conflict(f"this invitation expired on {invitation.expires_at:%Y-%m-%d %H:%M} UTC; "
+                       "ask an owner of the project for a new one", code="invitation_expired")
+    if state != InvitationStatus.OPEN:
+        raise Conflict(f"this invitation was {state} already", code=f"invitation_{state}")
+
+
+def _respond(actor, invitation: Invitation, status: str) -> Invitation:
+    """Accept or decline, as the invited person: anyone else is told it does not exist."""
+    if not getattr(actor, "is_authenticated", False):
+        raise NotFound(NOT_FOUND)
+    with transaction.atomic():
+        invitation = (Invitation.objects.select_for_update(of=("self",))
+                      .select_related("project").filter(pk=invitation.pk, user=actor).first())
+        if invitation is None:
+            raise NotFound(NOT_FOUND)
+        _require_open(invitation)
+        project = invitation.project
+        if status == InvitationStatus.ACCEPTED:
+            if Membership.objects.filter(project=project, user=actor).exists():
+                raise Conflict(f"you are a member of project {project.slug} already",
+                               code="already_member")
+            membership = Membership.objects.create(project=project, user=actor,
+                                                   role=invitation.role)
+            audit.record(actor, "membership.create", membership,
+                         changes={"role": audit.change(None, invitation.role),
+                                  "invitation": invitation.pk}, project_id=project.pk)
+        invitation.status = status
+        invitation.responded_at = timezone.now()
+        invitation.save(update_fields=["status", "responded_at"])
+        action = "invitation.accept" if status == InvitationStatus.ACCEPTED else \
+            "invitation.decline"
+        audit.record(actor, action, invitation,
+                     changes={"status": audit.change(InvitationStatus.OPEN, status),
+                              "role": invitation.role},
+                     object_repr=_invitation_repr(invitation, project), project_id=project.pk)
+    actor.__dict__.pop("_modelgate_roles", None)  # the role cache of this request
+    return invitation
+
+
+def accept_invitation(actor, invitation: Invitation) -> Invitation:
+    """The invited person becomes a member with the invited role (409 ``invitation_expired``,
+    ``invitation_revoked``... once it is no longer open; 404 for anyone else)."""
+    return _respond(actor, invitation, InvitationStatus.ACCEPTED)
+
+
+def decline_invitation(actor, invitation: Invitation) -> Invitation:
+    return _respond(actor, invitation, InvitationStatus.DECLINED)
+
+
+def revoke_invitation(actor, invitation: Invitation) -> Invitation:
+    """An owner withdraws an open invitation (revoking a revoked one changes nothing)."""
+    project = invitation.project
+    require_role(actor, project, Role.OWNER, "manage members")
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.status == InvitationStatus.REVOKED:
+            return invitation
+        _require_open(invitation)
+        invitation.status = InvitationStatus.REVOKED
+        invitation.responded_at = timezone.now()
+        invitation.save(update_fields=["status", "responded_at"])
+        audit.record(actor, "invitation.revoke", invitation,
+                     changes={"status": audit.change(InvitationStatus.OPEN,
+                                                     InvitationStatus.REVOKED)},
+                     object_repr=_invitation_repr(invitation, project), project_id=project.pk)
+    return invitation
+
+
+def invitations_to(user) -> QuerySet:
+    """Invitations addressed to ``user`` (every status; ``open_invitations_to`` for open)."""
+    if not getattr(user, "is_authenticated", False):
+        return Invitation.objects.none()
+    return Invitation.objects.filter(user=user)
+
+
+def open_invitations_to(user) -> QuerySet:
+    return invitations_to(user).filter(status=InvitationStatus.OPEN,
+                                       expires_at__gt=timezone.now())
+
+
+def open_invitations_of(project) -> QuerySet:
+    """The project's open invitations, for its owners' members page: every username as
+    typed, whether or not an account has it."""
+    return (Invitation.objects.filter(project=project, status=InvitationStatus.OPEN,
+                                      expires_at__gt=timezone.now())
+            .only("username", "role", "expires_at").order_by("username"))
+
+
+def invitations_sent_by_projects_of(user) -> QuerySet:
+    """Invitations of the projects ``user`` owns (staff: of every project)."""
+    if not getattr(user, "is_authenticated", False):
+        return Invitation.objects.none()
+    if user.is_staff:
+        return Invitation.objects.all()
+    return Invitation.objects.filter(project__in=Membership.objects.filter(
+        user=user, role=Role.OWNER).values("project_id"))
 
 
 def change_role(actor, membership: Membership, role: str) -> Membership:
@@ -116,29 +264,34 @@ def remove_member(actor, membership: Membership) -> None:
         membership.delete()
 
 
-def find_user(username: str):
-    try:
-        return get_user_model().objects.get(username=username)
-    except get_user_model().DoesNotExist as e:
-        raise NotFound(f"no user named {username!r}", field="username") from e
-
-
 # API tokens ----------------------------------------------------------------------------
 
 def create_token(user, name: str, expires_at: datetime | None = None,
-                 scopes: list[str] | None = None) -> tuple[ApiToken, str]:
+                 scopes: list[str] | None = None,
+                 via: ApiToken | None = None) -> tuple[ApiToken, str]:
     """Create a token and return it with its key; the key is never stored or shown again.
 
     Tokens expire: after ``MODELGATE_TOKEN_DAYS`` unless asked otherwise, and never later
     than ``MODELGATE_TOKEN_MAX_DAYS``. Scopes default to read and write; approving (reviews,
     promotions, A/B decisions) must be asked for.
+
+    ``via`` is the API token the request came with (None for a signed-in session or a
+    password). Its scopes are a ceiling: it creates only tokens with scopes it holds
+    (403 ``scope_ceiling``), expiring no later than itself (403 ``expiry_ceiling``).
     """
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("give the token a name, e.g. 'ci pipeline'", field="name")
     now = timezone.now()
+    ceiling = via.expires_at if via is not None else None
     if expires_at is None:
         expires_at = now + timedelta(days=settings.MODELGATE_TOKEN_DAYS)
+        if ceiling is not None:
+            expires_at = min(expires_at, ceiling)
+    elif ceiling is not None and expires_at > ceiling:
+        raise NotAllowed(f"a token creates only tokens that expire no later than itself "
+                         f"({ceiling:%Y-%m-%d %H:%M} UTC); sign in to create a longer-lived "
+                         "one", code="expiry_ceiling", field="expires_at")
     if expires_at <= now:
         raise ValidationFailed("the expiry must be in the future", field="expires_at")
     if expires_at > now + timedelta(days=settings.MODELGATE_TOKEN_MAX_DAYS):
@@ -150,12 +303,24 @@ def create_token(user, name: str, expires_at: datetime | None = None,
         raise ValidationFailed(f"scopes are some of {', '.join(TokenScope.values)}",
                                field="scopes")
     scopes = [s for s in TokenScope.values if s in scopes]
+    if via is not None:
+        held = via.scopes or []
+        beyond = [s for s in scopes if s not in held]
+        if beyond:
+            raise NotAllowed(f"this API token holds {', '.join(held) or 'no scope'} and "
+                             f"cannot create a token with {', '.join(beyond)}: a token "
+                             "creates only tokens with scopes it holds; sign in, or use a "
+                             "token holding every scope asked for", code="scope_ceiling",
+                             field="scopes")
     key = TOKEN_PREFIX + secrets.token_urlsafe(30)
+    changes = {"name": name, "scopes": scopes}
+    if via is not None:
+        changes["created_with"] = via.prefix
     with transaction.atomic():
         token = ApiToken.objects.create(user=user, name=name[:100], prefix=key[:10],
                                         key_hash=hash_token(key), expires_at=expires_at,
                                         scopes=scopes)
-        audit.record(user, "token.create", token, changes={"name": name, "scopes": scopes},
+        audit.record(user, "token.create", token, changes=changes,
                      object_repr=f"token {token.name} ({token.prefix}…) of {user}")
     return token, key
 

@@ -2,10 +2,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from portal.accounts import forms, services
-from portal.accounts.models import ApiToken, Membership
+from portal.accounts.choices import InvitationStatus
+from portal.accounts.models import ApiToken, Invitation, Membership
 from portal.errors import DomainError
 from portal.registry.models import Project
 
@@ -40,23 +42,78 @@ def token_revoke(request, pk):
 
 @login_required
 @require_POST
-def member_add(request, slug):
+def invitation_create(request, slug):
     project = get_object_or_404(Project, slug=slug)
     if services.role_in(request.user, project) is None:
         raise Http404("no such project")  # outsiders learn nothing, not even that it exists
-    form = forms.MemberForm(request.POST)
+    form = forms.InviteForm(request.POST)
     if form.is_valid():
         try:
-            services.add_member(request.user, project, form.cleaned_data["username"],
-                                form.cleaned_data["role"])
+            services.invite(request.user, project, form.cleaned_data["username"],
+                            form.cleaned_data["role"])
         except DomainError as e:
             messages.error(request, e.detail)
         else:
-            messages.success(request, f"{form.cleaned_data['username']} is now "
-                                      f"{form.cleaned_data['role']}.")
+            # The same words whatever the username: nothing tells whether the account exists.
+            messages.success(request, f"{services.INVITED} Its holder becomes a member only "
+                                      "on accepting, on their Invitations page.")
     else:
         messages.error(request, "Give a username and a role.")
     return redirect(project)
+
+
+@login_required
+def invitations(request):
+    """The invitations to you: accept or decline the open ones."""
+    mine = services.invitations_to(request.user).select_related("project", "invited_by")
+    still_open = {"status": InvitationStatus.OPEN, "expires_at__gt": timezone.now()}
+    return render(request, "accounts/invitations.html", {
+        "open": mine.filter(**still_open),
+        "answered": mine.exclude(**still_open)[:20],
+    })
+
+
+def _respond(request, pk, respond, said, then):
+    # Only the invited person finds it: anyone else gets 404, as for something that is not.
+    invitation = get_object_or_404(Invitation, pk=pk, user=request.user)
+    try:
+        invitation = respond(request.user, invitation)
+    except DomainError as e:
+        messages.error(request, e.detail)
+        return redirect("accounts:invitations")
+    messages.success(request, said(invitation))
+    return redirect(then(invitation))
+
+
+@login_required
+@require_POST
+def invitation_accept(request, pk):
+    return _respond(request, pk, services.accept_invitation,
+                    lambda i: f"You are now {i.role} of {i.project.name}.",
+                    lambda i: i.project)
+
+
+@login_required
+@require_POST
+def invitation_decline(request, pk):
+    return _respond(request, pk, services.decline_invitation,
+                    lambda i: f"Invitation to {i.project.name} declined.",
+                    lambda i: "accounts:invitations")
+
+
+@login_required
+@require_POST
+def invitation_revoke(request, pk):
+    invitation = get_object_or_404(Invitation.objects.select_related("project"), pk=pk)
+    if services.role_in(request.user, invitation.project) is None:
+        raise Http404("no such invitation")
+    try:
+        services.revoke_invitation(request.user, invitation)
+    except DomainError as e:
+        messages.error(request, e.detail)
+    else:
+        messages.success(request, f"Invitation of {invitation.username} revoked.")
+    return redirect(invitation.project)
 
 
 @login_required

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from portal.accounts.api.views import ApiTokenViewSet, MembershipViewSet
+from portal.accounts.api.views import ApiTokenViewSet, InvitationViewSet, MembershipViewSet
 from portal.api.views import TokenLoginView
 from portal.audit.api.views import AuditEventViewSet
 from portal.experiments.api.views import ExperimentViewSet, FeedbackView
@@ -24,6 +24,7 @@ app_name = "api"
 router = DefaultRouter()
 router.register("projects", ProjectViewSet, basename="project")
 router.register("memberships", MembershipViewSet, basename="membership")
+router.register("invitations", InvitationViewSet, basename="invitation")
 router.register("models", RegisteredModelViewSet, basename="model")
 router.register("versions", ModelVersionViewSet, basename="version")
 router.register("datasets", DatasetViewSet, basename="dataset")

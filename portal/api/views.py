@@ -9,6 +9,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from portal.accounts.services import create_token
+from portal.accounts.signals import record_sign_in
 
 
 def validated(serializer_class, data, **kwargs):
@@ -69,6 +70,7 @@ class TokenLoginView(APIView):
                              "detail": "wrong username or password"},
                             status=status.HTTP_401_UNAUTHORIZED,
                             headers={"WWW-Authenticate": "Token"})
+        record_sign_in(request, user)  # audited like a session sign-in (account.login)
         token, key = create_token(user, data.get("name") or "API login")
         return Response({"token": key, "name": token.name, "prefix": token.prefix},
                         status=status.HTTP_201_CREATED)

@@ -1,4 +1,5 @@
-"""Remember the current request so audit events can name its address and channel."""
+"""Remember the current request so audit events can name its address and channel; record
+what is audited once a request is answered (uses of a token's approve scope)."""
 
 from contextvars import ContextVar
 
@@ -12,6 +13,11 @@ class RequestContextMiddleware:
     def __call__(self, request):
         token = current_request.set(request)
         try:
-            return self.get_response(request)
+            response = self.get_response(request)
+            if getattr(request, "_modelgate_scope_use", None) is not None:
+                from portal.audit.activity import record_scope_use
+
+                record_scope_use(request, response)
+            return response
         finally:
             current_request.reset(token)

@@ -53,12 +53,15 @@ def _request_context():
 
 
 def record(actor, action: str, obj, *, changes: dict | None = None, project_id=None,
-           object_type: str | None = None, object_repr: str | None = None) -> AuditEvent:
+           object_type: str | None = None, object_repr: str | None = None,
+           remote_addr: str | None = None) -> AuditEvent:
     """Append one event to the chain; call inside the transaction that made the change.
 
     ``obj`` may be None for an event about no single object (then ``object_type`` and
-    ``object_repr`` name what it is about)."""
+    ``object_repr`` name what it is about). ``remote_addr`` replaces the request's
+    ``REMOTE_ADDR`` (sign-ins record the client address their lockout counts by)."""
     addr, via = _request_context()
+    addr = remote_addr or addr
     if project_id is None and obj is not None:
         project_id = _project_of(obj)
     with transaction.atomic():

@@ -29,6 +29,7 @@ from ops.serving.ids import parse_prediction_id, verify
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role, role_in
 from portal.audit import services as audit
+from portal.audit.activity import count_feedback
 from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
 from portal.experiments.choices import DecisionChoice, OutcomeKind
 from portal.experiments.models import (
@@ -282,6 +283,7 @@ def _store(rows: dict[str, tuple], result: FeedbackResult) -> None:
                 f"total_sq = {bucket}.total_sq + excluded.total_sq",
                 [experiment_id, variant, period, n, s1, s2])
     result.accepted += len(inserted)
+    count_feedback(rows, inserted)  # modelgate_feedback_rows_total{project}: counted, not audited
     repeated = [t for t in texts if t not in inserted]
     if repeated:
         stored = dict(Outcome.objects.filter(prediction_id__in=repeated)

@@ -82,6 +82,10 @@ def _string_map(value, field: str) -> dict:
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ValidationFailed(f"{field} must map names to strings", field=field)
+    if any("\x00" in k or "\x00" in v for k, v in value.items()):
+        # PostgreSQL stores no NUL: the row could not be written (a 500, or a poll failing
+        # for ever on the same alert).
+        raise ValidationFailed(f"{field} cannot hold NUL characters", field=field)
     return value
 
 
@@ -101,7 +105,7 @@ def from_prometheus(alerts: list[dict], now: datetime) -> list[Incoming]:
         if "alertname" not in labels:
             continue
         found.append(Incoming(labels, annotations, AlertState.FIRING, starts,
-                              value=str(alert.get("value", ""))[:64]))
+                              value=str(alert.get("value", "")).replace("\x00", "")[:64]))
     return found
 
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("alerts/", views.alert_list, name="alerts"),
     path("alerts/<int:pk>/", views.alert_detail, name="alert"),
     path("alerts/<int:pk>/<str:action>/", views.alert_action, name="alert-action"),
-    path("p/<slug:slug>/environments/<str:name>/monitoring/<str:endpoint>/",
+    # path: an endpoint named by an alert's label may hold "/" (it reversed to a 500 before).
+    path("p/<slug:slug>/environments/<str:name>/monitoring/<path:endpoint>/",
          views.endpoint_monitoring, name="endpoint"),
 ]

@@ -32,8 +32,14 @@ SILENCES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "1d": timedelta(
 
 
 def metrics(request):
-    """Prometheus text format; with ``MODELGATE_METRICS_TOKEN`` set, only for its bearer."""
+    """Prometheus text format; with ``MODELGATE_METRICS_TOKEN`` set, only for its bearer.
+    Without one, open in development and closed in the production profile (403: no
+    credential could open it; ``portal.monitoring.checks`` warns at start-up)."""
     token = settings.MODELGATE_METRICS_TOKEN
+    if not token and settings.MODELGATE_PRODUCTION:
+        return HttpResponse("/metrics is closed: set MODELGATE_METRICS_TOKEN and have "
+                            "Prometheus send it as a bearer token\n", status=403,
+                            content_type="text/plain")
     if token:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):

@@ -39,11 +39,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
-import socket
 from collections import defaultdict
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -56,6 +54,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from ops.addresses import first_non_public
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
 from portal.accounts.services import require_role
@@ -181,6 +180,8 @@ def ping_webhook(user, webhook: Webhook) -> Delivery:
             payload={"webhook_id": webhook.pk, "webhook": webhook.name,
                      "events": webhook.events or "all",
                      "message": "Modelgate can reach this endpoint."})
+        audit.record(user, "webhook.ping", webhook,
+                     changes={"delivery": delivery.pk, **_audited(webhook, ("url",))})
         transaction.on_commit(lambda: _enqueue([delivery.pk]))
     return delivery
 
@@ -296,16 +297,9 @@ def _private_address(url: str) -> str | None:
     between this check and the connection is not caught: put an egress proxy in front
     where that matters.)
     """
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        return None  # unresolvable: the request fails on its own with "could not connect"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not address.is_global:
-            return str(address)
-    return None
+    # IPv6 forms that carry a private IPv4 address (IPv4-mapped or -compatible, NAT64,
+    # 6to4, Teredo) count as private: see ops/addresses.py.
+    return first_non_public(urlsplit(url).hostname or "")
 
 
 def _post(webhook: Webhook, delivery: Delivery, body: bytes) -> tuple[int | None, str, bool]:

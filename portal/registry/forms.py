@@ -2,6 +2,7 @@ import json
 
 from django import forms
 
+from portal.api.parsers import NUL_REFUSED, contains_nul
 from portal.registry.choices import Task
 from portal.registry.models import Dataset, ModelVersion
 
@@ -43,6 +44,8 @@ class JSONField(forms.CharField):
             raise forms.ValidationError(f"not valid JSON: {e}") from e
         if not isinstance(parsed, self.expect):
             raise forms.ValidationError(f"expected a JSON {self.expect.__name__}")
+        if contains_nul(parsed):
+            raise forms.ValidationError(NUL_REFUSED)
         return parsed
 
 

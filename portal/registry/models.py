@@ -118,6 +118,7 @@ class Dataset(models.Model):
 # validator learns about the artifact. Everything else is frozen at registration.
 VERSION_MUTABLE_FIELDS = frozenset({
     "status", "status_reason", "validated_at", "framework", "estimator", "classes",
+    "converted_uri", "converted_sha256",
 })
 
 
@@ -140,6 +141,9 @@ class ModelVersion(models.Model):
     artifact_sha256 = models.CharField(max_length=64)
     artifact_size = models.BigIntegerField()
     artifact_format = models.CharField(max_length=10, choices=ArtifactFormat.choices)
+    # A pickle is loaded once, in the sandbox, and kept as skops: what everything loads.
+    converted_uri = models.CharField(max_length=500, blank=True)
+    converted_sha256 = models.CharField(max_length=64, blank=True)
     framework = models.CharField(max_length=100, blank=True)
     estimator = models.CharField(max_length=200, blank=True)
     classes = models.JSONField(default=list, blank=True)
@@ -184,6 +188,15 @@ class ModelVersion(models.Model):
     @property
     def is_unsafe(self) -> bool:
         return self.artifact_format != ArtifactFormat.SKOPS
+
+    @property
+    def loadable_uri(self) -> str:
+        """The artifact every process loads: the skops conversion of a pickle, or the upload."""
+        return self.converted_uri or self.artifact_uri
+
+    @property
+    def loadable_sha256(self) -> str:
+        return self.converted_sha256 or self.artifact_sha256
 
     @property
     def display_name(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
@@ -25,13 +26,16 @@ from django.utils import timezone
 from ops import artifacts as ops_artifacts
 from ops import profile as ops_profile
 from ops.exceptions import ArtifactError, DatasetError, PermanentError
+from ops.redact import without_paths
+from ops.sandbox import SandboxLimits, convert_pickle
 from ops.schema import SchemaError, parse_input_schema, schema_document
 from ops.storage import TooLarge, sha256_file
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
 from portal.accounts.services import require_role
 from portal.audit import services as audit
-from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
+from portal.audit.activity import explanation_requested
+from portal.errors import Conflict, NotAllowed, PayloadTooLarge, ValidationFailed
 from portal.registry.choices import (
     ArtifactFormat,
     ExplanationStatus,
@@ -69,9 +73,31 @@ def _full_clean(instance, exclude: Iterable[str] = ()) -> None:
 
 # Projects --------------------------------------------------------------------------------
 
+def unsafe_allowed(project: Project) -> bool:
+    """Whether pickle/joblib uploads are accepted for ``project``: the operator enables them
+    for the instance (``MODELGATE_ALLOW_UNSAFE_ARTIFACTS``) and staff for the project."""
+    return settings.MODELGATE_ALLOW_UNSAFE_ARTIFACTS and project.allow_unsafe_artifacts
+
+
+def _check_unsafe_choice(user, allow: bool) -> None:
+    """Allowing unsafe artifacts is an operator's and staff's decision, never an owner's:
+    a pickle runs code on the machines that run the portal, which no project owns."""
+    if not allow:
+        return
+    if not settings.MODELGATE_ALLOW_UNSAFE_ARTIFACTS:
+        raise ValidationFailed(
+            "pickle/joblib artifacts are disabled on this instance; its operator may enable "
+            "them (MODELGATE_ALLOW_UNSAFE_ARTIFACTS)", code="unsafe_disabled",
+            field="allow_unsafe_artifacts")
+    if not user.is_staff:
+        raise NotAllowed("only staff may allow pickle/joblib artifacts for a project",
+                         code="staff_required")
+
+
 def create_project(user, *, name: str, slug: str, description: str = "",
                    allow_unsafe_artifacts: bool = False) -> Project:
     """Any signed-in user may create a project and becomes its owner."""
+    _check_unsafe_choice(user, allow_unsafe_artifacts)
     project = Project(name=name, slug=slug, description=description,
                       allow_unsafe_artifacts=allow_unsafe_artifacts, created_by=user)
     _full_clean(project, exclude=["created_by"])
@@ -95,6 +121,8 @@ def update_project(user, project: Project, **fields) -> Project:
     unknown = set(fields) - set(PROJECT_EDITABLE)
     if unknown:
         raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}")
+    if fields.get("allow_unsafe_artifacts") and not project.allow_unsafe_artifacts:
+        _check_unsafe_choice(user, True)
     before = {k: getattr(project, k) for k in fields}
     for key, value in fields.items():
         setattr(project, key, value)
@@ -255,11 +283,12 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata)
         fmt = ops_artifacts.detect_format(ops_artifacts.read_head(artifact))
     except ArtifactError as e:
         raise ValidationFailed(e.detail, code=e.code, field="artifact") from e
-    if fmt == ops_artifacts.PICKLE and not model.project.allow_unsafe_artifacts:
+    if fmt == ops_artifacts.PICKLE and not unsafe_allowed(model.project):
         raise ValidationFailed(
-            "pickle/joblib artifacts can run code when loaded and project "
-            f"{model.project.slug} does not allow them; save the model with skops "
-            "(skops.io.dump) or ask the project's owner to allow unsafe artifacts",
+            "pickle/joblib artifacts can run code when loaded and this project does not "
+            "accept them; save the model with skops (skops.io.dump)"
+            + ("" if settings.MODELGATE_ALLOW_UNSAFE_ARTIFACTS
+               else " (they are disabled on this instance)"),
             code="unsafe_artifact", field="artifact")
 
     key = f"models/{model.project.slug}/{model.name}/{uuid.uuid4().hex}." + (
@@ -339,14 +368,34 @@ def archive_version(user, version: ModelVersion) -> ModelVersion:
     return version
 
 
+def dataset_limits() -> ops_profile.DatasetLimits:
+    """The operator's dataset limits (``MODELGATE_DATASET_MAX_*``)."""
+    return ops_profile.DatasetLimits(
+        max_rows=settings.MODELGATE_DATASET_MAX_ROWS,
+        max_columns=settings.MODELGATE_DATASET_MAX_COLUMNS,
+        max_cells=settings.MODELGATE_DATASET_MAX_CELLS,
+        max_cell_chars=settings.MODELGATE_DATASET_MAX_CELL_CHARS,
+        max_unpacked_bytes=settings.MODELGATE_DATASET_MAX_UNPACKED_BYTES)
+
+
+def read_linked_dataset(dataset: Dataset):
+    """A dataset's rows for a worker (validation samples, explanations, diffs), within the
+    limits; a dataset whose profiling failed (too big, too slow to read) is refused with
+    that reason rather than read again outside the profiler's memory cap and deadline."""
+    if dataset.profile_status == ProfileStatus.FAILED:
+        raise DatasetError(f"dataset {dataset.name} could not be read: "
+                           f"{dataset.profile_reason}", code="dataset_failed")
+    with get_store().local_path(dataset.uri) as path:
+        return ops_profile.read_dataset(path, dataset.format, dataset_limits())
+
+
 def sample_rows(version: ModelVersion, feature_names: list[str]):
     """A few real rows from the version's dataset, in schema order, when it has them
     (validation smoke-predicts on them; blue/green checks send them to the candidate)."""
     dataset = version.dataset
     if dataset is None:
         return None
-    with get_store().local_path(dataset.uri) as path:
-        frame = ops_profile.read_dataset(path, dataset.format)
+    frame = read_linked_dataset(dataset)
     if not set(feature_names) <= set(frame.columns):
         return None
     sample = frame[feature_names].head(settings.MODELGATE_VALIDATION_SAMPLE_ROWS)
@@ -355,14 +404,50 @@ def sample_rows(version: ModelVersion, feature_names: list[str]):
 
 
 @contextlib.contextmanager
-def verified_artifact(version: ModelVersion):
-    """A local copy of the version's artifact, re-hashed against the sha256 recorded at
-    upload before anything loads it: a file changed in the store is refused."""
-    with get_store().local_path(version.artifact_uri) as path:
-        if sha256_file(path) != version.artifact_sha256:
+def verified_artifact(version: ModelVersion, *, loadable: bool = True):
+    """A local copy of the version's artifact, re-hashed against the sha256 recorded before
+    anything loads it: a file changed in the store is refused. ``loadable`` gives the skops
+    conversion of a pickle (what every process loads), otherwise the upload itself."""
+    uri, digest = ((version.loadable_uri, version.loadable_sha256) if loadable
+                   else (version.artifact_uri, version.artifact_sha256))
+    with get_store().local_path(uri) as path:
+        if sha256_file(path) != digest:
             raise ArtifactError("the stored artifact no longer matches its sha256",
                                 code="sha256_mismatch")
         yield path
+
+
+def sandbox_limits() -> SandboxLimits:
+    return SandboxLimits(memory_bytes=settings.MODELGATE_SANDBOX_MEMORY_MB * 1024**2,
+                         cpu_seconds=settings.MODELGATE_SANDBOX_CPU_SECONDS,
+                         wall_seconds=settings.MODELGATE_SANDBOX_SECONDS,
+                         user=settings.MODELGATE_SANDBOX_USER)
+
+
+def convert_unsafe_artifact(version: ModelVersion) -> tuple[str, str]:
+    """Load the version's pickle once, in the sandbox, and store it as skops; returns the
+    stored conversion's (uri, sha256). ``ArtifactError`` when it cannot be done."""
+    if not unsafe_allowed(version.model.project):
+        raise ArtifactError("pickle/joblib artifacts are not accepted "
+                            + ("for this project" if settings.MODELGATE_ALLOW_UNSAFE_ARTIFACTS
+                               else "on this instance"), code="unsafe_artifact")
+    with verified_artifact(version, loadable=False) as path:
+        data = path.read_bytes()
+    conversion = convert_pickle(data, sandbox_limits())
+    log.info("version %s: pickle converted to skops in the sandbox (%s)", version.pk,
+             conversion.isolation)
+    if conversion.isolation.get("network") == "shared":
+        log.warning("version %s: the sandbox could not leave the network (no network or user "
+                    "namespace here); the pickle ran with the other limits only", version.pk)
+    key = version.artifact_uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    try:
+        stored = get_store().put(
+            f"models/{version.model.project.slug}/{version.model.name}/{key}.converted.skops",
+            io.BytesIO(conversion.skops), max_bytes=settings.MODELGATE_MAX_ARTIFACT_BYTES * 4)
+    except TooLarge as e:
+        raise ArtifactError(f"the model converted to skops is too large: {e}",
+                            code="too_large") from e
+    return stored.uri, stored.sha256
 
 
 def validate_version(version_id: int) -> ModelVersion | None:
@@ -377,7 +462,11 @@ def validate_version(version_id: int) -> ModelVersion | None:
     features = parse_input_schema(version.input_schema)
     reason = ""
     report = None
+    converted = ("", "")
     try:
+        if version.is_unsafe and not version.converted_uri:
+            converted = convert_unsafe_artifact(version)
+            version.converted_uri, version.converted_sha256 = converted
         with verified_artifact(version) as path:
             sample = None
             try:
@@ -386,19 +475,20 @@ def validate_version(version_id: int) -> ModelVersion | None:
                 sample = None
             report = ops_artifacts.validate_artifact(
                 path, task=version.model.task, input_schema=features,
-                allow_unsafe=version.model.project.allow_unsafe_artifacts,
                 extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES), sample=sample,
             )
     except ArtifactError as e:
-        reason = f"{e.code}: {e.detail}"
+        reason = f"{e.code}: {without_paths(e.detail)}"
     except PermanentError as e:  # the stored file is gone: retrying cannot bring it back
-        reason = f"artifact_missing: {e}"
+        reason = f"artifact_missing: {without_paths(str(e))}"
     with transaction.atomic():
         # Claim: only the first worker to finish records the verdict.
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if locked.status != VersionStatus.PENDING:
             return locked
         locked.validated_at = timezone.now()
+        locked.converted_uri, locked.converted_sha256 = converted if converted[0] else (
+            locked.converted_uri, locked.converted_sha256)
         if report is not None:
             locked.status = VersionStatus.READY
             locked.status_reason = ""
@@ -409,7 +499,8 @@ def validate_version(version_id: int) -> ModelVersion | None:
             locked.status = VersionStatus.INVALID
             locked.status_reason = reason
         locked.save(update_fields=["status", "status_reason", "validated_at", "framework",
-                                   "estimator", "classes"])
+                                   "estimator", "classes", "converted_uri",
+                                   "converted_sha256"])
         audit.record(None, "version.validate", locked,
                      changes={"status": audit.change(VersionStatus.PENDING, locked.status),
                               "reason": locked.status_reason})
@@ -422,11 +513,10 @@ def validate_version(version_id: int) -> ModelVersion | None:
 
 def load_version_model(version: ModelVersion):
     """The version's fitted model, loaded as validation loads it: skops with the trusted
-    types, pickle only where the project allows unsafe artifacts. Runs in workers only."""
+    types (a pickle's skops conversion; a pickle itself never). Runs in workers only."""
     with verified_artifact(version) as path:
         return ops_artifacts.load_model(
-            path, allow_unsafe=version.is_unsafe and version.model.project.allow_unsafe_artifacts,
-            extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
+            path, extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
 
 
 def reference_inputs(version: ModelVersion):
@@ -435,8 +525,7 @@ def reference_inputs(version: ModelVersion):
     if version.dataset is None:
         return None
     names = [f.name for f in parse_input_schema(version.input_schema)]
-    with get_store().local_path(version.dataset.uri) as path:
-        frame = ops_profile.read_dataset(path, version.dataset.format)
+    frame = read_linked_dataset(version.dataset)
     missing = [n for n in names if n not in frame.columns]
     if missing:
         raise DatasetError(f"the dataset lacks the inputs {', '.join(missing[:5])}",
@@ -448,8 +537,11 @@ def explain_version(version_id: int) -> Explanation | None:
     """Compute (once) the SHAP explanation of a ready version on a sample of its dataset.
 
     Runs in a worker. Any failure — no reference dataset, a model SHAP cannot explain,
-    values that do not add up — is recorded as a failed explanation with the reason.
+    values that do not add up — is recorded as a failed explanation with the reason (the
+    task's time limit too, by ``explanation_timed_out``).
     """
+    from celery.exceptions import SoftTimeLimitExceeded
+
     from explainability.shap_values import ExplanationError, explain
 
     version = (ModelVersion.objects.select_related("model__project", "dataset")
@@ -474,10 +566,12 @@ def explain_version(version_id: int) -> Explanation | None:
         fields = {"status": ExplanationStatus.FAILED, "reason": e.detail}
     except (ArtifactError, DatasetError, PermanentError) as e:
         fields = {"status": ExplanationStatus.FAILED,
-                  "reason": getattr(e, "detail", None) or str(e)}
+                  "reason": without_paths(getattr(e, "detail", None) or str(e))}
+    except SoftTimeLimitExceeded:
+        raise  # the task records the time limit
     except Exception as e:  # a model that fails on its own data: recorded, never retried forever
         log.exception("explaining %s failed", version)
-        fields = {"status": ExplanationStatus.FAILED, "reason": f"{type(e).__name__}: {e}"}
+        fields = {"status": ExplanationStatus.FAILED, "reason": f"{type(e).__name__}: {without_paths(str(e))}"}
     Explanation.objects.filter(pk=explanation.pk).update(**fields, updated_at=timezone.now())
     explanation.refresh_from_db()
     log.info("explained %s: %s %s", version, explanation.status, explanation.reason)
@@ -529,6 +623,7 @@ def request_instance_explanation(user, version: ModelVersion, instances) -> Inst
     with transaction.atomic():
         found, created = InstanceExplanation.objects.get_or_create(
             version=version, input_hash=digest, defaults={"rows": rows, "requested_by": user})
+        explanation_requested(user, version, found, created)  # counted and audited
     if created or found.status == ExplanationStatus.FAILED:
         if not created:  # a failed answer is worth another try
             InstanceExplanation.objects.filter(pk=found.pk).update(
@@ -581,12 +676,12 @@ def explain_instances(explanation_id: int, *, timed_out: bool = False) -> Instan
             fields = {"status": ExplanationStatus.FAILED, "reason": e.detail}
         except (ArtifactError, DatasetError, PermanentError, ValueError) as e:
             fields = {"status": ExplanationStatus.FAILED,
-                      "reason": getattr(e, "detail", None) or str(e)}
+                      "reason": without_paths(getattr(e, "detail", None) or str(e))}
         except SoftTimeLimitExceeded:
             raise  # the task records the time limit
         except Exception as e:  # the model raised on these rows: say so
             log.exception("explaining rows %s failed", item.pk)
-            fields = {"status": ExplanationStatus.FAILED, "reason": f"{type(e).__name__}: {e}"}
+            fields = {"status": ExplanationStatus.FAILED, "reason": f"{type(e).__name__}: {without_paths(str(e))}"}
     InstanceExplanation.objects.filter(pk=item.pk).update(**fields, finished_at=timezone.now())
     item.refresh_from_db()
     return item
@@ -628,24 +723,56 @@ def upload_dataset(user, project: Project, *, name: str, file: BinaryIO, filenam
 
 
 def profile_dataset(dataset_id: int) -> Dataset | None:
-    """Read the file, record rows and column schema, and compute the baseline profile."""
+    """Read the file, record rows and column schema, and compute the baseline profile.
+
+    The file is read within the dataset limits, in a child process with a memory cap and
+    a deadline (``ops.profile.profile_file``): an upload too big or too costly to read
+    ends ``failed`` with the reason, never holding the worker."""
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None or dataset.profile_status == ProfileStatus.READY:
         return dataset
     try:
         with get_store().local_path(dataset.uri) as path:
-            frame = ops_profile.read_dataset(path, dataset.format)
-        if dataset.target and dataset.target not in frame.columns:
-            raise DatasetError(f"the target column {dataset.target!r} is not in the file")
-        columns = ops_profile.column_schema(frame)
-        profile = ops_profile.profile_frame(frame)
-        update = {"rows": len(frame), "columns": columns, "profile": profile,
-                  "profile_status": ProfileStatus.READY, "profile_reason": ""}
+            result = ops_profile.profile_file(
+                path, dataset.format, target=dataset.target, limits=dataset_limits(),
+                memory_bytes=settings.MODELGATE_DATASET_MEMORY_MB * 1024 * 1024,
+                seconds=settings.MODELGATE_DATASET_PROFILE_SECONDS)
+        update = {"rows": result["rows"], "columns": result["columns"],
+                  "profile": result["profile"], "profile_status": ProfileStatus.READY,
+                  "profile_reason": ""}
     except DatasetError as e:
         update = {"profile_status": ProfileStatus.FAILED, "profile_reason": e.detail}
     Dataset.objects.filter(pk=dataset.pk).update(**update)
     dataset.refresh_from_db()
     return dataset
+
+
+# Time limits: a worker task stopped at its limit leaves its object failed with the reason
+# (never pending, which the periodic requeue would send again and again).
+
+def profile_timed_out(dataset_id: int, reason: str) -> None:
+    Dataset.objects.filter(pk=dataset_id, profile_status=ProfileStatus.PENDING).update(
+        profile_status=ProfileStatus.FAILED, profile_reason=f"profiling {reason}")
+
+
+def validation_timed_out(version_id: int, reason: str) -> None:
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().filter(pk=version_id).first()
+        if locked is None or locked.status != VersionStatus.PENDING:
+            return
+        locked.status, locked.status_reason = VersionStatus.INVALID, f"timed_out: validation {reason}"
+        locked.validated_at = timezone.now()
+        locked.save(update_fields=["status", "status_reason", "validated_at"])
+        audit.record(None, "version.validate", locked,
+                     changes={"status": audit.change(VersionStatus.PENDING, locked.status),
+                              "reason": locked.status_reason})
+
+
+def explanation_timed_out(version_id: int, reason: str) -> None:
+    Explanation.objects.filter(version_id=version_id).exclude(
+        status=ExplanationStatus.READY).update(
+        status=ExplanationStatus.FAILED, reason=f"the explanation {reason}",
+        updated_at=timezone.now())
 
 
 # Aliases ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from explainability import charts
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
-from portal.accounts.services import has_role, require_role, role_in
+from portal.accounts.services import has_role, open_invitations_of, require_role, role_in
 from portal.audit.models import AuditEvent
 from portal.errors import DomainError
 from portal.registry import forms, queries, services
@@ -72,6 +72,7 @@ def project_create(request):
 def project_detail(request, slug):
     project = _project(request, slug)
     memberships = project.memberships.select_related("user").order_by("user__username")
+    is_owner = has_role(request.user, project, Role.OWNER)
     return render(request, "registry/project_detail.html", {
         "project": project,
         "models": queries.models_for(request.user).filter(project=project),
@@ -79,7 +80,8 @@ def project_detail(request, slug):
         "memberships": memberships,
         "role": role_in(request.user, project),
         "can_contribute": has_role(request.user, project, Role.CONTRIBUTOR),
-        "is_owner": has_role(request.user, project, Role.OWNER),
+        "is_owner": is_owner,
+        "invitations": open_invitations_of(project) if is_owner else [],
         "roles": Role.choices,
     })
 

@@ -20,6 +20,7 @@ from ops.analysis import NoAnalyzer, PrometheusAnalyzer
 from ops.backends import get_backend
 from ops.backends.base import BackendError, BackendUnavailable
 from ops.plan import Variant
+from ops.redact import without_paths
 from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.audit import services as audit
@@ -28,6 +29,7 @@ from portal.experiments import services as experiments
 from portal.experiments.signing import signer_for
 from portal.notifications.services import notify
 from portal.registry.models import ModelVersion
+from portal.releases import targets
 from portal.releases.choices import RequestStatus, Strategy
 from portal.releases.models import ApprovalRequest, Deployment, DeploymentEvent, Environment
 
@@ -43,22 +45,14 @@ def endpoint_name(environment: Environment, model) -> str:
 
 
 def backend_for(deployment: Deployment):
-    """The environment's backend, with the settings it needs from this installation.
-
-    Local backend: each model of an environment gets its own model-server port, from the
-    ``ports`` map in the environment's settings or else ``port`` + the model's id, so two
-    models released to one environment never fight over a port.
-    """
+    """The environment's backend, built from its operator-defined target, the environment's
+    per-project settings and what the portal owns: the key its model servers sign
+    prediction ids with, the endpoint's owner mark, and for the local backend the folder and
+    the port allocated to this endpoint (``portal/releases/targets.py``)."""
     environment = deployment.environment
-    options = dict(environment.settings)
-    # The key its model servers sign prediction ids with (never a stored setting).
-    options["prediction_key"] = signer_for(environment.pk, deployment.model_id).to_text()
-    if environment.backend == "local":
-        base = int(options.pop("port", 9100))
-        ports = options.pop("ports", {})
-        port = int(ports.get(deployment.endpoint, base + deployment.model_id))
-        options = {"state_dir": str(settings.MODELGATE_SERVING_DIR / f"env-{environment.pk}"),
-                   "ports": {deployment.endpoint: port}, **options}
+    options = targets.backend_options(
+        environment, deployment.model,
+        prediction_key=signer_for(environment.pk, deployment.model_id).to_text())
     return get_backend(environment.backend, options)
 
 
@@ -68,10 +62,17 @@ def restore_local_servers() -> list[str]:
     latest rollout left it serving. Returns "environment/endpoint" for each started."""
     latest: dict[tuple[int, str], Deployment] = {}
     for deployment in (Deployment.objects.filter(environment__backend="local")
-                       .select_related("environment").order_by("pk")):
+                       .select_related("environment", "model").order_by("pk")):
         latest[(deployment.environment_id, deployment.endpoint)] = deployment
-    return [f"{d.environment.name}/{d.endpoint}" for d in latest.values()
-            if backend_for(d).restore(d.endpoint)]
+    started = []
+    for d in latest.values():
+        try:
+            if backend_for(d).restore(d.endpoint):
+                started.append(f"{d.environment.name}/{d.endpoint}")
+        except BackendError as e:  # e.g. its port is taken by another program now
+            log.warning("model server %s/%s not started again: %s", d.environment.name,
+                        d.endpoint, e)
+    return started
 
 
 def analyzer(deployment: Deployment | None = None):
@@ -92,12 +93,12 @@ def variant_of(version: ModelVersion, name: str) -> Variant:
     baseline = {"features": {k: {"edges": v.get("edges", [])}
                              for k, v in (profile or {}).get("features", {}).items()
                              if v.get("kind") == "numeric"}}
-    project = version.model.project
-    return Variant(name=name, version_id=version.pk, artifact_uri=version.artifact_uri,
-                   sha256=version.artifact_sha256, weight=1.0,
-                   trusted_unsafe=version.is_unsafe and project.allow_unsafe_artifacts,
+    # Model servers load the skops file (a pickle's conversion), never a pickle.
+    return Variant(name=name, version_id=version.pk, artifact_uri=version.loadable_uri,
+                   sha256=version.loadable_sha256, weight=1.0,
                    input_schema=version.input_schema, baseline=baseline,
-                   task=version.model.task)
+                   task=version.model.task,
+                   trusted_types=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
 
 
 def serving_version(environment: Environment, model) -> ModelVersion | None:
@@ -130,11 +131,21 @@ def _spec(deployment_strategy: str, params: dict, endpoint: str, candidate: Mode
         raise ValidationFailed(f"strategy parameters: {e}", field="strategy_params") from e
 
 
+def rollout_limits() -> rollout.RolloutLimits:
+    return rollout.RolloutLimits(
+        min_check_interval_seconds=settings.MODELGATE_ROLLOUT_MIN_CHECK_SECONDS,
+        max_steps=settings.MODELGATE_ROLLOUT_MAX_STEPS)
+
+
 def check_strategy_params(strategy: str, params: dict, version: ModelVersion,
                           environment: Environment) -> None:
     """Refuse, when the request is made, parameters the rollout would refuse when it starts
-    (the version stands in for a stable that may not exist yet)."""
-    _spec(strategy, params, endpoint_name(environment, version.model), version, version)
+    (the version stands in for a stable that may not exist yet), and parameters past the
+    operator's bounds on how often and how much a rollout works (``rollout_limits``)."""
+    spec = _spec(strategy, params, endpoint_name(environment, version.model), version, version)
+    problem = rollout.limits_problem(spec, rollout_limits())
+    if problem:
+        raise ValidationFailed(f"strategy parameters: {problem}", field="strategy_params")
     if strategy == Strategy.AB:
         experiments.outcome_settings(params, version.model.task)
 
@@ -243,14 +254,14 @@ def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
         # when the decision ended the rollout (a rollback while the platform was away).
         DeploymentEvent.objects.create(
             deployment=deployment, event=APPLY_DELAYED, status=str(decision.state.status),
-            reason=f"the backend could not be reached ({e}); retrying")
+            reason=f"the backend could not be reached ({without_paths(str(e))}); retrying")
         retry_at = timezone.now() + timedelta(seconds=5)
         Deployment.objects.filter(pk=deployment.pk).update(next_check_at=retry_at)
         deployment.next_check_at = retry_at
         _schedule(deployment, 5.0)
         return decision
     except BackendError as e:
-        refusal = rollout.apply_failed(spec, decision.state, str(e))
+        refusal = rollout.apply_failed(spec, decision.state, without_paths(str(e)))
         if _claim(deployment, decision.state.step_id, refusal):
             _record(deployment, refusal)
             _notify(deployment, decision.state, refusal)
@@ -260,7 +271,8 @@ def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
                 except (BackendError, BackendUnavailable) as again:
                     DeploymentEvent.objects.create(
                         deployment=deployment, event="apply_failed", status=str(refusal.state.status),
-                        reason=f"the stable-only plan could not be applied either: {again}")
+                        reason="the stable-only plan could not be applied either: "
+                               f"{without_paths(str(again))}")
         return refusal
     return decision
 

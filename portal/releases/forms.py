@@ -2,7 +2,9 @@ import json
 
 from django import forms
 
-from portal.releases.choices import BackendKind, Strategy
+from portal.api.parsers import NUL_REFUSED, contains_nul
+from portal.releases import targets
+from portal.releases.choices import Strategy
 from portal.releases.models import Environment
 
 
@@ -22,12 +24,21 @@ class ReviewForm(forms.Form):
                               help_text="Required: what you checked and why you decide so")
 
 
+def _target_choices():
+    return [(t.name, f"{t.name} ({t.backend}{': ' + t.description if t.description else ''})")
+            for t in targets.targets().values()]
+
+
 class EnvironmentForm(forms.Form):
     name = forms.CharField(max_length=64, help_text="e.g. staging, production")
     description = forms.CharField(required=False)
-    backend = forms.ChoiceField(choices=BackendKind.choices)
+    target = forms.ChoiceField(
+        choices=_target_choices,
+        help_text="Where it deploys: one of the targets your operator defined")
     settings = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
-                               help_text='Backend settings as JSON, e.g. {"port": 9100}')
+                               help_text='What the target lets a project choose, as JSON, e.g. '
+                                         '{"namespace": "ml-team"} on Kubernetes; none on '
+                                         'the local machine')
     required_approvals = forms.IntegerField(min_value=1, max_value=5, initial=1)
     gates = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
                             help_text='Metric rules as JSON, e.g. [{"metric": "roc_auc", '
@@ -44,6 +55,8 @@ class EnvironmentForm(forms.Form):
             raise forms.ValidationError(f"not valid JSON: {e}") from e
         if not isinstance(value, kind):
             raise forms.ValidationError(f"expected a JSON {kind.__name__}")
+        if contains_nul(value):
+            raise forms.ValidationError(NUL_REFUSED)
         return value
 
     def clean_settings(self):

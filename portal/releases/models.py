@@ -18,7 +18,13 @@ class Environment(models.Model):
     description = models.TextField(blank=True)
     backend = models.CharField(max_length=16, choices=BackendKind.choices,
                                default=BackendKind.LOCAL)
-    settings = models.JSONField(default=dict, blank=True)
+    target = models.CharField(
+        max_length=64, blank=True,
+        help_text="The operator's deployment target (MODELGATE_TARGETS) this environment "
+                  "deploys to; blank: the first target of its backend")
+    settings = models.JSONField(
+        default=dict, blank=True,
+        help_text="Per-project backend settings the target allows (e.g. a namespace)")
     required_approvals = models.PositiveSmallIntegerField(
         default=1, help_text="Approvals needed from approvers other than the requester.")
     gates = models.JSONField(default=list, blank=True,
@@ -38,6 +44,26 @@ class Environment(models.Model):
 
     def get_absolute_url(self):
         return reverse("releases:environment", args=[self.project.slug, self.name])
+
+
+class EndpointSlot(models.Model):
+    """A local endpoint's port, allocated by the portal from its target's range. Unique
+    across every project: no environment can be given, or take, another's port."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE,
+                                    related_name="endpoint_slots")
+    model = models.ForeignKey("registry.RegisteredModel", on_delete=models.CASCADE,
+                              related_name="+")
+    port = models.PositiveIntegerField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "model"], name="endpoint_slot_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.environment} {self.model_id} :{self.port}"
 
 
 class ApprovalRequest(models.Model):

@@ -10,20 +10,45 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ops import gates as ops_gates
+from ops.redact import without_paths
 from portal.accounts.choices import Role
-from portal.accounts.services import has_role, require_role
+from portal.accounts.services import has_role, require_role, role_in
 from portal.audit import services as audit
-from portal.errors import Conflict, NotAllowed, ValidationFailed
+from portal.errors import NOT_FOUND, Conflict, NotAllowed, NotFound, ValidationFailed
 from portal.notifications.services import notify
 from portal.registry.choices import VersionStatus
 from portal.registry.models import Alias, ModelVersion, Project
+from portal.releases import targets
 from portal.releases.choices import BackendKind, Decision, RequestStatus, Strategy
 from portal.releases.models import ApprovalRequest, Environment, Review
 
 log = logging.getLogger(__name__)
 
-ENVIRONMENT_EDITABLE = ("description", "backend", "settings", "required_approvals", "gates",
-                        "approval_ttl_hours")
+ENVIRONMENT_EDITABLE = ("description", "backend", "target", "settings", "required_approvals",
+                        "gates", "approval_ttl_hours")
+
+
+def _resolve_target(fields: dict, environment: Environment | None = None) -> None:
+    """Fill ``backend`` and ``target`` from each other and check ``settings`` against the
+    target: an environment chooses one of the operator's targets and sets only what it
+    allows (unknown keys, hosts, paths, executables and ports are refused)."""
+    if not {"backend", "target", "settings"} & set(fields):
+        return
+    name = fields.get("target") or (environment.target if environment else "")
+    backend = fields.get("backend", environment.backend if environment else BackendKind.LOCAL)
+    if backend not in BackendKind.values:
+        raise ValidationFailed(f"backend must be one of {', '.join(BackendKind.values)}",
+                               field="backend")
+    if "backend" in fields and "target" not in fields and environment is not None \
+            and fields["backend"] != environment.backend:
+        name = ""  # a new backend: its default target, unless one is named
+    target = targets.target_named(name) if name else targets.default_target(backend)
+    if "backend" in fields and fields["backend"] != target.backend:
+        raise ValidationFailed(f"target {target.name} is a {target.backend} target, not "
+                               f"{fields['backend']}", field="target")
+    fields["backend"], fields["target"] = target.backend, target.name
+    targets.check_settings(target, fields.get(
+        "settings", environment.settings if environment else {}))
 
 
 def _check_environment_fields(fields: dict) -> None:
@@ -48,6 +73,7 @@ def create_environment(user, project: Project, *, name: str, **fields) -> Enviro
     if unknown:
         raise ValidationFailed(f"unknown fields: {', '.join(sorted(unknown))}")
     _check_environment_fields(fields)
+    _resolve_target(fields)
     environment = Environment(project=project, name=name, **fields)
     try:
         environment.full_clean(validate_unique=False, validate_constraints=False)
@@ -70,6 +96,7 @@ def update_environment(user, environment: Environment, **fields) -> Environment:
     if unknown:
         raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}")
     _check_environment_fields(fields)
+    _resolve_target(fields, environment)
     before = {k: getattr(environment, k) for k in fields}
     with transaction.atomic():
         for key, value in fields.items():
@@ -92,7 +119,9 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
     project = version.model.project
     require_role(user, project, Role.CONTRIBUTOR, "request releases")
     if environment.project_id != project.pk:
-        raise ValidationFailed(f"environment {environment.name} belongs to another project",
+        if not (user.is_staff or role_in(user, environment.project_id) is not None):
+            raise NotFound(NOT_FOUND)  # another project's environment: nothing about it
+        raise ValidationFailed(f"environment {environment} is not in project {project.slug}",
                                field="environment")
     if version.status != VersionStatus.READY:
         raise Conflict(f"{version} is {version.get_status_display().lower()}; only ready versions "
@@ -173,10 +202,10 @@ def compute_release_diff(request_id: int) -> ApprovalRequest | None:
         diff.update(status="ready", champion_version=champion.number,
                     dataset=version.dataset.name)
     except (OpsError, ValueError, KeyError) as e:
-        diff = {"status": "failed", "reason": getattr(e, "detail", None) or str(e)}
+        diff = {"status": "failed", "reason": without_paths(getattr(e, "detail", None) or str(e))}
     except Exception as e:  # a model that fails on the reference rows: say so, do not crash
         log.exception("release diff of request %s failed", request_id)
-        diff = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
+        diff = {"status": "failed", "reason": f"{type(e).__name__}: {without_paths(str(e))}"}
     ApprovalRequest.objects.filter(pk=request.pk).update(release_diff=diff)
     request.release_diff = diff
     return request

@@ -124,6 +124,9 @@ def environment_detail(request, slug, name):
     serving = {}
     for deployment in history.filter(status="succeeded").order_by("-finished_at"):
         serving.setdefault(deployment.model_id, deployment)
+    ports = dict(environment.endpoint_slots.values_list("model_id", "port"))
+    for deployment in serving.values():
+        deployment.port = ports.get(deployment.model_id)
     return render(request, "releases/environment_detail.html", {
         "environment": environment, "project": environment.project,
         "serving": list(serving.values()), "history": history[:100],

@@ -2,6 +2,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.shortcuts import render
 
+from portal.accounts.services import open_invitations_to
 from portal.monitoring import queries as monitoring_queries
 from portal.registry import queries
 from portal.registry.choices import VersionStatus
@@ -26,6 +27,9 @@ def dashboard(request):
     status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))
     firing = monitoring_queries.alerts_for(request.user).filter(state="firing")
     return render(request, "web/dashboard.html", {
+        # The in-portal notice of invitations (no email: the portal knows no base URL).
+        "invitations": open_invitations_to(request.user)
+        .select_related("project", "invited_by")[:5],
         "firing_alerts": firing[:8],
         "firing_count": firing.count(),
         "project_count": queries.projects_for(request.user).count(),

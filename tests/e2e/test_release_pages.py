@@ -8,7 +8,6 @@ from playwright.sync_api import expect
 from portal.registry import services as registry
 from portal.releases import services as releases
 from tests.e2e.test_registry_pages import sign_in
-from tests.integration.local_fixtures import free_port
 from tests.portal_fixtures import metadata, random_classifier_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -27,7 +26,6 @@ def release_request(users, project, clf):
     registry.set_alias(users["approver"], clf, "champion", versions[0])
     production = releases.create_environment(
         users["owner"], project, name="production",
-        settings={"ports": {"tumor-classifier": free_port()}},
         gates=[{"metric": "roc_auc", "max_drop": 0.01}])
     return releases.request_approval(users["contributor"], versions[1], production,
                                      reason="Better on the new data.")

@@ -25,7 +25,7 @@ from portal.registry import services as registry
 from portal.releases import services as releases
 from portal.releases.models import Deployment
 from tests.integration.local_fixtures import free_port
-from tests.portal_fixtures import FEATURES, metadata, random_classifier_bytes
+from tests.portal_fixtures import FEATURES, local_target, metadata, random_classifier_bytes
 
 __all__ = ["SHIFTED", "Traffic", "monitored", "version", "release", "tick", "firing",
            "wait_for"]
@@ -67,7 +67,6 @@ class Traffic:
 
 @pytest.fixture
 def monitored(users, project, clf, settings, tmp_path, live_server, managed_prometheus):
-    registry.update_project(users["owner"], project, allow_unsafe_artifacts=True)
     rng = np.random.default_rng(1)
     frame = pd.DataFrame(rng.normal(size=(3000, len(FEATURES))), columns=FEATURES)
     dataset = registry.upload_dataset(users["contributor"], project, name="reference",
@@ -89,8 +88,8 @@ def monitored(users, project, clf, settings, tmp_path, live_server, managed_prom
                                    drift={"min_count": 50})
 
     port = free_port()
-    production = releases.create_environment(users["owner"], project, name="production",
-                                             settings={"ports": {clf.name: port}})
+    local_target(settings, port)
+    production = releases.create_environment(users["owner"], project, name="production")
     v1 = version(users, clf, 1, dataset)
     first = release(users, v1, production, "canary")
     assert first.status == "succeeded"

@@ -85,7 +85,8 @@ def cloud_environment_settings(request):
 
 @pytest.mark.django_db
 def test_the_portal_rolls_out_and_promotes_on_emulated_clouds(
-        users, project, clf, cloud_environment_settings, django_capture_on_commit_callbacks):
+        users, project, clf, cloud_environment_settings, django_capture_on_commit_callbacks,
+        settings):
     """The same orchestration as on the local backend, through the other platforms: a first
     release goes out directly, a canary splits the traffic, a person promotes it."""
     import io
@@ -96,9 +97,11 @@ def test_the_portal_rolls_out_and_promotes_on_emulated_clouds(
     from portal.releases.models import Deployment
     from tests.portal_fixtures import metadata, random_classifier_bytes
 
-    kind, settings = cloud_environment_settings
+    kind, target = cloud_environment_settings
+    # The platform connection is the operator's target; the environment only chooses it.
+    settings.MODELGATE_TARGETS = {"platform": {"backend": kind, **target}}
     environment = releases.create_environment(users["owner"], project, name="production",
-                                              backend=kind, settings=settings)
+                                              target="platform")
 
     def release(seed, strategy):
         version = registry.register_version(users["contributor"], clf,

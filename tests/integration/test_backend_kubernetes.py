@@ -656,3 +656,25 @@ def test_kserve_smoke_finds_the_candidate_by_its_knative_revision(
     assert backend.smoke(ENDPOINT, "candidate", [[1.0]], 2) == 2
     assert backend.smoke(ENDPOINT, "stable", [[1.0]], 1) == 1
     assert len(to_candidate) == 2 and len(to_stable) == 1
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_another_environments_endpoint_of_the_same_name_is_never_touched(
+        mode, kube_cluster, kubernetes_backend_factory):
+    """Two projects' environments in one namespace, one model name: the second neither
+    replaces, deletes nor reports the first's endpoint as its own."""
+    victim = kubernetes_backend_factory(mode, owner="env-1", prediction_key=PREDICTION_KEY)
+    victim.apply(stable_only(1))
+    before = victim.observe(ENDPOINT)
+    intruder = kubernetes_backend_factory(mode, owner="env-2", prediction_key="e9m9:" + "cd" * 16)
+
+    with pytest.raises(BackendError, match="belongs to another environment"):
+        intruder.apply(canary(2, 0.5))
+    with pytest.raises(BackendError, match="belongs to another environment"):
+        intruder.delete(ENDPOINT)
+    seen = intruder.observe(ENDPOINT)
+    assert not seen.ready and "another environment" in seen.detail
+
+    after = victim.observe(ENDPOINT)
+    assert after.generation == before.generation and after.weights() == before.weights()
+    assert read_secret(kube_cluster, KEY_SECRET) is not None

@@ -524,3 +524,22 @@ def test_a_version_keeps_one_model_across_generations(backend, artifacts, sagema
     # The stable version kept one Model through three generations: its tarball's plan
     # names no weight or generation that could go stale.
     assert sum(name.startswith(f"{ENDPOINT}-v1-") for name in model_names(sagemaker)) == 1
+
+
+def test_another_environments_endpoint_of_the_same_name_is_never_touched(
+        sagemaker_backend_factory, artifacts, sagemaker):
+    """SageMaker endpoint names are one namespace per account and region: a second
+    project's model of the same name neither replaces, deletes nor reads as the first's."""
+    victim = sagemaker_backend_factory(owner="env-1")
+    victim.apply(stable_only(artifacts, 1))
+    before = endpoint_weights(sagemaker)
+    intruder = sagemaker_backend_factory(owner="env-2")
+
+    with pytest.raises(BackendError, match="belongs to another environment"):
+        intruder.apply(canary(artifacts, 2, 0.5, 0.5))
+    with pytest.raises(BackendError, match="belongs to another environment"):
+        intruder.delete(ENDPOINT)
+    seen = intruder.observe(ENDPOINT)
+    assert not seen.ready and "another environment" in seen.detail
+    assert endpoint_weights(sagemaker) == before
+    assert victim.observe(ENDPOINT).ready

@@ -19,7 +19,13 @@ from portal.releases import services as releases
 from portal.releases.models import Deployment
 from tests.integration.local_fixtures import free_port
 from tests.integration.misbehaving_models import FailingClassifier, SlowClassifier
-from tests.portal_fixtures import FEATURES, metadata, random_classifier_bytes
+from tests.portal_fixtures import (
+    FEATURES,
+    allow_unsafe,
+    local_target,
+    metadata,
+    random_classifier_bytes,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -35,11 +41,13 @@ FAST_CANARY = {
 @pytest.fixture
 def world(users, project, clf, settings, prometheus):
     """A production environment on a free port, with v1 serving there (released directly)."""
-    registry.update_project(users["owner"], project, allow_unsafe_artifacts=True)
+    allow_unsafe(settings, users["staff"], project,
+                 trusted=("tests.integration.misbehaving_models.FailingClassifier",
+                          "tests.integration.misbehaving_models.SlowClassifier"))
     port = free_port()
     settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
-    production = releases.create_environment(users["owner"], project, name="production",
-                                             settings={"ports": {"tumor-classifier": port}})
+    local_target(settings, port)
+    production = releases.create_environment(users["owner"], project, name="production")
     v1 = _version(users, clf, random_classifier_bytes(1))
     first = _release(users, v1, production, "canary")
     assert first.status == "succeeded" and first.strategy == "direct"

@@ -32,13 +32,15 @@ CANARY = {
 
 
 @pytest.fixture
-def world(users, project, clf, moto_server):
+def world(users, project, clf, moto_server, settings):
     moto_server.reset()
     moto_server.client("s3").create_bucket(Bucket=BUCKET)
-    registry.update_project(users["owner"], project, allow_unsafe_artifacts=True)
+    # The operator's target: the account, role, image, bucket (and here, the emulator).
+    settings.MODELGATE_TARGETS = {"aws": {"backend": "sagemaker",
+                                          **sagemaker_settings(moto_server.url)}}
     environment = releases.create_environment(
         users["owner"], project, name="sagemaker-prod", backend="sagemaker",
-        settings=sagemaker_settings(moto_server.url, latency_stat="Maximum"))
+        settings={"latency_stat": "Maximum"})
     v1 = _version(users, clf, 1)
     first = _release(users, v1, environment, "canary")
     assert first.status == "succeeded", [e.reason for e in first.events.all()]

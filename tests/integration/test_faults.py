@@ -34,7 +34,7 @@ from tests.integration.test_worker import (  # noqa: F401 - fixtures
     _wait_until,
     start_worker,
 )
-from tests.portal_fixtures import metadata, random_classifier_bytes
+from tests.portal_fixtures import local_target, metadata, random_classifier_bytes
 from workers.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -103,9 +103,9 @@ def _serving_v1(users, project, clf, settings, prometheus, start_worker,  # noqa
     settings.MODELGATE_RECONCILE_GRACE_SECONDS = 3
     settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
     env = {"MODELGATE_PROMETHEUS_URL": settings.MODELGATE_PROMETHEUS_URL,
-           "MODELGATE_TASK_REDELIVERY_SECONDS": "5", **extra_env}
-    production = releases.create_environment(users["owner"], project, name="production",
-                                             settings={"ports": {"tumor-classifier": port}})
+           "MODELGATE_TASK_REDELIVERY_SECONDS": "5", **local_target(settings, port),
+           **extra_env}
+    production = releases.create_environment(users["owner"], project, name="production")
     worker = start_worker(**env)
     v1 = _version(users, clf, random_classifier_bytes(1))
     request = releases.request_approval(users["contributor"], v1, production)

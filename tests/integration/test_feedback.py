@@ -35,8 +35,7 @@ def _version(users, model, seed):
 
 
 def make_experiment(users, project, model, kind="binary", status="progressing"):
-    environment = releases.create_environment(users["owner"], project, name="production",
-                                              settings={"port": 9999})
+    environment = releases.create_environment(users["owner"], project, name="production")
     v1, v2 = _version(users, model, 1), _version(users, model, 2)
     spec = deployments._spec("ab", {"split": 0.5, "duration_seconds": 3600}, model.name, v2, v1)
     state = rollout.RolloutState(status=rollout.Status(status), generation=2, base_generation=1,

@@ -239,7 +239,10 @@ def test_an_unreachable_receiver_is_retried_then_failed_after_the_bound(api, pro
     assert (last.status, last.attempts, last.next_attempt_at) == ("failed", MAX_ATTEMPTS, None)
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.1.2.3", "[::1]"])
+@pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.1.2.3", "[::1]",
+                                     # IPv6 forms carrying loopback (issue 18)
+                                     "[::127.0.0.1]", "[::ffff:127.0.0.1]", "[64:ff9b::7f00:1]",
+                                     "[2002:7f00:1::]"])
 def test_webhooks_to_non_public_addresses_are_refused_unless_allowed(
         api, project, receiver, notify, settings, address):
     settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = False
@@ -456,16 +459,16 @@ def test_release_requests_decisions_and_rollouts_are_announced(api, project, clf
                                                                  settings, users):
     """The release workflow calls notify(): request, approval, and the rollout's end."""
     from tests.integration.local_fixtures import free_port
-    from tests.portal_fixtures import metadata, random_classifier_bytes
+    from tests.portal_fixtures import local_target, metadata, random_classifier_bytes
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     users["approver"].email = "alice@example.com"
     users["approver"].save()
     _webhook(api, project, receiver.url)
     version = api("contributor").upload(clf.pk, random_classifier_bytes(1), metadata()).json()
+    local_target(settings, free_port())
     environment = api("owner").post("/api/v1/environments/", {
-        "project": project.pk, "name": "production",
-        "settings": {"ports": {"tumor-classifier": free_port()}}}, format="json").json()
+        "project": project.pk, "name": "production"}, format="json").json()
     request = api("contributor").post("/api/v1/approval-requests/", {
         "version": version["id"], "environment": environment["id"]}, format="json").json()
     api("approver").post(f"/api/v1/approval-requests/{request['id']}/approve/",

@@ -70,8 +70,19 @@ def test_create_project_and_model_from_the_browser(browser_for):
 
 def test_owner_manages_members_in_the_browser(browser_for, project, users):
     client = browser_for("owner")
-    client.post("/p/clinical-ml/members/", {"username": "oscar", "role": "viewer"})
+    page = client.post("/p/clinical-ml/invitations/", {"username": "oscar", "role": "viewer"},
+                       follow=True).content.decode()
+    assert "If that account exists, it has been invited." in page
+    assert 'id="open-invitations"' in page and ">oscar</td>" in page
+    assert not project.memberships.filter(user=users["outsider"]).exists()
+    invitee = browser_for("outsider")
+    listed = invitee.get("/invitations/").content.decode()
+    assert "Clinical ML" in listed and "Accept" in listed
+    invitation = users["outsider"].invitations.get()
+    answer = invitee.post(f"/invitations/{invitation.pk}/accept/", follow=True)
+    assert b"You are now viewer of Clinical ML" in answer.content
     membership = project.memberships.get(user=users["outsider"])
+    assert membership.role == "viewer"
     client.post(f"/members/{membership.pk}/", {"role": "contributor"})
     membership.refresh_from_db()
     assert membership.role == "contributor"

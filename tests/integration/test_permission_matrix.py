@@ -18,6 +18,8 @@ import time
 import pytest
 
 from ops import rollout
+from portal.accounts import services as accounts
+from portal.accounts.models import Invitation
 from portal.accounts.services import create_token
 from portal.experiments import services as experiments
 from portal.monitoring.models import Alert
@@ -70,8 +72,6 @@ def operations(w) -> list[tuple]:
         ("PATCH", f"/api/v1/projects/{w['project'].pk}/", {"description": "x"},
          allowed("owner"), 200),
         ("GET", "/api/v1/memberships/", None, everyone(200), 200),
-        ("POST", "/api/v1/memberships/", {"project": w["project"].pk, "username": "extra",
-                                          "role": "viewer"}, allowed("owner"), 201),
         ("GET", f"/api/v1/memberships/{w['membership'].pk}/", None, allowed("viewer"), 200),
         ("PATCH", f"/api/v1/memberships/{w['membership'].pk}/", {"role": "contributor"},
          allowed("owner"), 200),
@@ -106,7 +106,7 @@ def operations(w) -> list[tuple]:
         ("GET", f"/api/v1/datasets/{d.pk}/", None, allowed("viewer"), 200),
         ("GET", "/api/v1/environments/", None, everyone(200), 200),
         ("POST", "/api/v1/environments/", {"project": w["project"].pk, "name": "qa",
-                                           "backend": "local", "settings": {"port": 9300}},
+                                           "backend": "local", "settings": {}},
          allowed("owner"), 201),
         ("GET", f"/api/v1/environments/{e.pk}/", None, allowed("viewer"), 200),
         ("PATCH", f"/api/v1/environments/{e.pk}/", {"description": "x"}, allowed("owner"), 200),
@@ -174,7 +174,30 @@ def operations(w) -> list[tuple]:
         ("GET", f"/api/v1/audit-events/{w['audit_event'].pk}/", None, allowed("viewer"), 200),
         ("POST", "/api/v1/auth/token/", {"username": "nobody", "password": "wrong"},
          lambda role, ok: 401, 401),  # open to all: wrong credentials are a 401
+        # Members join by invitation. Owners invite (the same 201 whoever is named) and
+        # revoke; the list is everyone's own; an invitation is read by its project's owners
+        # and the invited person (the outsider here), and answered by that person only.
+        ("GET", "/api/v1/invitations/", None, everyone(200), 200),
+        ("POST", "/api/v1/invitations/", {"project": w["project"].pk, "username": "extra",
+                                          "role": "viewer"}, allowed("owner"), 201),
+        ("GET", f"/api/v1/invitations/{w['invitation'].pk}/", None, allowed("owner"), 200),
+        ("GET", f"/api/v1/invitations/{w['invitation_to_decline'].pk}/", None,
+         lambda role, ok: {"anonymous": 401, "viewer": 403, "contributor": 403,
+                           "approver": 403}.get(role, ok), 200),
+        ("POST", f"/api/v1/invitations/{w['invitation'].pk}/revoke/", {}, allowed("owner"),
+         200),
+        # Last: accepting makes the outsider a member (of another project of the owner's).
+        ("POST", f"/api/v1/invitations/{w['invitation_to_decline'].pk}/decline/", {},
+         invitee_only, 200),
+        ("POST", f"/api/v1/invitations/{w['invitation_to_accept'].pk}/accept/", {},
+         invitee_only, 200),
     ]
+
+
+def invitee_only(role, ok):
+    """An invitation's answers: its invited person (the outsider here) only; 404 to anyone
+    else, its project's owner too."""
+    return {"anonymous": 401, "outsider": ok}.get(role, 404)
 
 
 @pytest.fixture
@@ -188,7 +211,12 @@ def world(users, project, other_project, clf, cancer_frame, settings):
     from tests.portal_fixtures import make_user
 
     settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True
-    make_user("extra")  # whom owners add
+    settings.MODELGATE_TARGETS = {
+        "local": {"backend": "local", "ports": "9300-9399"},
+        # The platform is away: commands are recorded and the change is retried.
+        "cluster": {"backend": "kubernetes", "image": "server:1", "host": "http://127.0.0.1:9",
+                    "retries": 0, "timeout": 1, "mode": "deployments"}}
+    make_user("extra")  # whom owners invite
     owner = users["owner"]
     dataset = registry.upload_dataset(users["contributor"], project, name="train",
                                       file=io.BytesIO(cancer_frame.to_csv().encode()),
@@ -199,11 +227,7 @@ def world(users, project, other_project, clf, cancer_frame, settings):
     v1, v2, spare, spare2 = versions
     registry.set_alias(users["approver"], clf, "challenger", v2)
     environment = releases.create_environment(owner, project, name="production",
-                                              backend="kubernetes", required_approvals=2,
-                                              settings={"image": "server:1",
-                                                        "host": "http://127.0.0.1:9",
-                                                        "retries": 0, "timeout": 1,
-                                                        "mode": "deployments"})
+                                              backend="kubernetes", required_approvals=2)
     request, request_b, request_c = (
         releases.request_approval(users["contributor"], version, environment,
                                   strategy="canary") for version in (v2, spare, v1))
@@ -239,6 +263,14 @@ def world(users, project, other_project, clf, cancer_frame, settings):
     instance = InstanceExplanation.objects.create(version=v1, input_hash="0" * 64,
                                                   rows=[[1.0] * 5], status="pending")
     token, _ = create_token(users["staff"], "someone else's")
+    # Open invitations: of "extra" to the project (read and revoked by its owner), of the
+    # outsider to it (declined) and to another project of the owner's (accepted).
+    side = registry.create_project(owner, name="Side", slug="side")
+    accounts.invite(owner, project, "extra", "viewer")
+    accounts.invite(owner, project, users["outsider"].username, "contributor")
+    owner.__dict__.pop("_modelgate_roles", None)  # the roles cached before "side" existed
+    accounts.invite(owner, side, users["outsider"].username, "viewer")
+    invitations = Invitation.objects.filter(status="open")
     return {"project": project, "model": clf, "version": v1, "spare": spare, "spare2": spare2,
             "env": environment, "dataset": dataset, "request": request,
             "request_b": request_b, "request_c": request_c, "rollouts": rollouts,
@@ -246,6 +278,9 @@ def world(users, project, other_project, clf, cancer_frame, settings):
             "webhook": webhook, "token": token, "prediction_id": prediction_id,
             "instance_explanation": instance,
             "membership": Membership.objects.get(project=project, user=users["viewer"]),
+            "invitation": invitations.get(project=project, username="extra"),
+            "invitation_to_decline": invitations.get(project=project, user=users["outsider"]),
+            "invitation_to_accept": invitations.get(project=side),
             "audit_event": AuditEvent.objects.filter(project_id=project.pk).first()}
 
 
@@ -339,6 +374,7 @@ def pages(w) -> list[tuple[str, str, object]]:
         ("experiments:experiments", "/experiments/", everyone(200)),
         ("experiments:experiment", f"/experiments/{w['experiment'].pk}/", member),
         ("accounts:tokens", "/tokens/", everyone(200)),
+        ("accounts:invitations", "/invitations/", everyone(200)),
     ]
 
 
@@ -386,11 +422,17 @@ def actions(w) -> list[tuple[str, str, dict, object]]:
          {"comment": "looking"}, allowed("contributor")),
         ("experiments:experiment-decide", f"/experiments/{w['experiment'].pk}/decide/",
          {"decision": "extend", "extend_hours": "24", "comment": "more"}, allowed("approver")),
-        ("accounts:member-add", f"/p/{slug}/members/", {"username": "extra", "role": "viewer"},
+        ("accounts:invitation-create", f"/p/{slug}/invitations/",
+         {"username": "extra", "role": "viewer"}, allowed("owner")),
+        ("accounts:invitation-revoke", f"/invitations/{w['invitation'].pk}/revoke/", {},
          allowed("owner")),
         ("accounts:member-change", f"/members/{member}/", {"role": "contributor"},
          allowed("owner")),
         ("accounts:token-revoke", f"/tokens/{w['own_tokens'][0]}/revoke/", {}, everyone(302)),
+        ("accounts:invitation-decline", f"/invitations/{w['invitation_to_decline'].pk}/decline/",
+         {}, invitee_only),
+        ("accounts:invitation-accept", f"/invitations/{w['invitation_to_accept'].pk}/accept/",
+         {}, invitee_only),
     ]
 
 

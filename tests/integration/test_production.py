@@ -67,6 +67,7 @@ def production_env(**extra) -> dict:
         "DJANGO_SECRET_KEY": "k" * 20 + "-production-secret-" + "x9Q!" * 8,
         "DJANGO_DEBUG": "false", "DJANGO_ALLOWED_HOSTS": "modelgate.example.com",
         "MODELGATE_HTTPS": "true", "MODELGATE_REQUIRE_SECRET_KEY": "true",
+        "MODELGATE_METRICS_TOKEN": "m" * 32,
         "MODELGATE_DATA_DIR": extra.pop("data_dir"), "DJANGO_SETTINGS_MODULE": "portal.settings",
     })
     env.update(extra)
@@ -79,6 +80,18 @@ def test_the_production_profile_passes_djangos_deploy_checks(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "no issues" in run.stdout
+
+
+def test_production_without_a_metrics_token_is_warned_at_start_up(tmp_path):
+    """/metrics is closed then (403, tests/security/test_leaks.py); the warning says why."""
+    env = production_env(data_dir=str(tmp_path))
+    del env["MODELGATE_METRICS_TOKEN"]
+    run = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level",
+                          "WARNING"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode != 0
+    assert "modelgate.W101" in run.stderr + run.stdout
+    assert "MODELGATE_METRICS_TOKEN" in run.stderr + run.stdout
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):

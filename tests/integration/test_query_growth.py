@@ -20,7 +20,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ops import rollout
-from portal.accounts.services import add_member, create_token
+from portal.accounts import services as accounts
+from portal.accounts.models import Invitation
+from portal.accounts.services import create_token
 from portal.experiments import services as experiments
 from portal.monitoring.models import Alert
 from portal.notifications.models import Delivery, Webhook
@@ -82,8 +84,18 @@ def grow(w: dict, users: dict, round_: int) -> None:
             Delivery.objects.create(webhook=webhook, event=event, payload={"n": 1})
     Delivery.objects.create(webhook=w["webhook"], event="release.approved", payload={})
     for username in (f"mo-{round_}", f"ny-{round_}"):
-        make_user(username)
-        add_member(owner, project, username, "viewer")
+        member = make_user(username)
+        accounts.invite(owner, project, username, "viewer")
+        accounts.accept_invitation(member, Invitation.objects.get(user=member))
+    # Open invitations the owner sees on the members page (to an account and to none), and
+    # invitations to the owner, from a project of someone else's.
+    make_user(f"pending-{round_}")
+    for username in (f"pending-{round_}", f"nobody-{round_}"):
+        accounts.invite(owner, project, username, "contributor")
+    elsewhere = registry.create_project(users["outsider"], name=f"Elsewhere {round_}",
+                                        slug=f"elsewhere-{round_}")
+    users["outsider"].__dict__.pop("_modelgate_roles", None)  # cached before "elsewhere-N"
+    accounts.invite(users["outsider"], elsewhere, owner.username, "viewer")
     for label in ("ci", "laptop"):
         create_token(owner, label)
 

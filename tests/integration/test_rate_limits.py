@@ -41,6 +41,7 @@ def test_token_creation_is_rate_limited_per_user(api, settings):
     from rest_framework.settings import api_settings
     from rest_framework.throttling import SimpleRateThrottle
 
+    before = SimpleRateThrottle.THROTTLE_RATES
     api_settings.reload()
     SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
     try:
@@ -52,5 +53,6 @@ def test_token_creation_is_rate_limited_per_user(api, settings):
         assert api("contributor").post("/api/v1/tokens/", {"name": "x"},
                                        format="json").status_code == 201  # per user
     finally:
-        api_settings.reload()
-        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+        # The rates of before: reloading here would read this test's 3/hour again (the
+        # settings fixture restores them only after the test) and leak it into later tests.
+        SimpleRateThrottle.THROTTLE_RATES = before

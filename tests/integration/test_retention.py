@@ -51,8 +51,7 @@ def test_old_drift_windows_go_recent_ones_stay_and_zero_days_keeps_all(users, pr
                                                                        settings):
     from portal.releases import services as releases
 
-    environment = releases.create_environment(users["owner"], project, name="staging",
-                                              settings={"port": 9999})
+    environment = releases.create_environment(users["owner"], project, name="staging")
     now = timezone.now()
     for variant, age in (("stable", 100), ("candidate", 2)):
         DriftWindow.objects.create(environment=environment, model=clf, endpoint=clf.name,

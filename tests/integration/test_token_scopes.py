@@ -30,7 +30,7 @@ def request_to_review(users, project, clf):
     version = registry.validate_version(registry.register_version(
         users["contributor"], clf, io.BytesIO(random_classifier_bytes(1)), metadata()).pk)
     environment = releases.create_environment(users["owner"], project, name="staging",
-                                              settings={"port": 9999}, required_approvals=2)
+                                              required_approvals=2)
     return releases.request_approval(users["contributor"], version, environment)
 
 

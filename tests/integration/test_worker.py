@@ -15,7 +15,7 @@ import requests
 from django.conf import settings
 
 from portal.registry.models import ModelVersion
-from tests.portal_fixtures import metadata, random_classifier_bytes
+from tests.portal_fixtures import local_target, metadata, random_classifier_bytes
 from workers.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -163,9 +163,9 @@ def test_a_worker_killed_mid_rollout_is_replaced_and_the_rollout_completes_once(
     port = free_port()
     settings.MODELGATE_RECONCILE_GRACE_SECONDS = 3
     settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
-    env = {"MODELGATE_PROMETHEUS_URL": settings.MODELGATE_PROMETHEUS_URL}
-    production = releases.create_environment(users["owner"], project, name="production",
-                                             settings={"ports": {"tumor-classifier": port}})
+    env = {"MODELGATE_PROMETHEUS_URL": settings.MODELGATE_PROMETHEUS_URL,
+           **local_target(settings, port)}
+    production = releases.create_environment(users["owner"], project, name="production")
     first = start_worker(**env)
     v1 = _version(users, clf, random_classifier_bytes(1))
     request = releases.request_approval(users["contributor"], v1, production)

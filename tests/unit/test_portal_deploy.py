@@ -116,7 +116,7 @@ def test_probes_hit_endpoints_the_portal_serves(client):
 def test_secrets_come_from_files_never_from_plain_values():
     config = next(d for d in documents() if d["kind"] == "ConfigMap")["data"]
     for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL",
-                 "MODELGATE_PREDICTION_ID_SECRET"):
+                 "MODELGATE_PREDICTION_ID_SECRET", "MODELGATE_METRICS_TOKEN"):
         assert name not in config and config[f"{name}_FILE"].startswith("/run/secrets/")
     for spec in pod_specs().values():
         mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
@@ -137,3 +137,96 @@ def test_one_beat_and_disruption_budgets_for_web_and_workers():
     service = docs[("Service", "modelgate-web")]["spec"]
     assert service["selector"] == docs[("Deployment", "modelgate-web")]["spec"]["selector"][
         "matchLabels"]
+
+
+def test_prometheus_gets_the_metrics_token_the_production_profile_requires():
+    """The config is the production profile, where /metrics answers 403 without
+    MODELGATE_METRICS_TOKEN: the token comes from the Secret, and the guide shows Prometheus
+    reading the same key as its bearer token file."""
+    config = next(d for d in documents() if d["kind"] == "ConfigMap")["data"]
+    assert config["MODELGATE_HTTPS"] == "true" and config["MODELGATE_REQUIRE_SECRET_KEY"] == "true"
+    key = config["MODELGATE_METRICS_TOKEN_FILE"].removeprefix("/run/secrets/modelgate/")
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    assert f"--from-literal={key}=" in guide
+    assert "credentials_file:" in guide and f"key: {key}" in guide
+
+
+# -- the request-buffering proxy (issue 18: slow bodies) ---------------------------------------
+
+NGINX_CONF = MANIFESTS / "nginx.conf"
+
+
+def nginx_directives() -> dict[str, list[str]]:
+    """Each directive of the shipped nginx.conf with its arguments (comments dropped)."""
+    found: dict[str, list[str]] = {}
+    for line in NGINX_CONF.read_text().splitlines():
+        line = line.split("#", 1)[0].strip().rstrip(";").strip()
+        if line and not line.endswith(("{", "}")):
+            name, _, rest = line.partition(" ")
+            found.setdefault(name, []).append(rest.strip())
+    return found
+
+
+def test_the_web_service_reaches_gunicorn_only_through_the_buffering_proxy():
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    generated = {g["name"]: g for g in kustomization["configMapGenerator"]}
+    assert generated["modelgate-web-proxy"]["files"] == ["nginx.conf"] and NGINX_CONF.exists()
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": "modelgate-web-proxy"},
+                  "data": {"nginx.conf": NGINX_CONF.read_text()}}
+    kubernetes_validate.validate(config_map, "1.30", strict=True)
+
+    web = pod_specs()["modelgate-web"]
+    gunicorn, proxy = web["containers"]
+    env = {e["name"]: e["value"] for e in gunicorn["env"]}
+    assert env["MODELGATE_BIND"] == "127.0.0.1:8000"  # nothing reaches it but the proxy
+    assert "ports" not in gunicorn
+    assert proxy["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert proxy["command"][:3] == ["nginx", "-c", "/etc/modelgate/nginx.conf"]
+    mount = next(m for m in proxy["volumeMounts"] if m["mountPath"] == "/etc/modelgate")
+    volume = next(v for v in web["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"] == "modelgate-web-proxy"
+    assert {m["mountPath"] for m in proxy["volumeMounts"]} >= {"/tmp"}  # spooled bodies
+    assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert gunicorn[probe]["httpGet"]["port"] == 8080  # through the proxy
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in documents()}
+    assert docs[("Service", "modelgate-web")]["spec"]["ports"][0]["targetPort"] == "http"
+    annotations = docs[("Deployment", "modelgate-web")]["spec"]["template"]["metadata"][
+        "annotations"]
+    assert annotations["prometheus.io/port"] == "8080"
+
+
+def test_the_proxy_buffers_whole_requests_within_the_upload_limits():
+    from django.conf import settings
+
+    directives = nginx_directives()
+    assert directives["proxy_request_buffering"] == ["on"]
+    assert directives["proxy_buffering"] == ["on"]
+    assert directives["proxy_pass"] == ["http://gunicorn"]
+    assert directives["server"] == ["127.0.0.1:8000"]
+    assert directives["listen"] == ["8080 default_server"]
+    for name in ("client_body_timeout", "client_header_timeout", "send_timeout"):
+        assert int(directives[name][0].rstrip("s")) <= 30, name
+    limit = int(directives["client_max_body_size"][0].rstrip("m")) * 1024 * 1024
+    largest = max(settings.MODELGATE_MAX_DATASET_BYTES, settings.MODELGATE_MAX_ARTIFACT_BYTES)
+    # The portal refuses its own limits with a JSON 413 from Content-Length; the proxy
+    # takes a little more (the multipart envelope), never less.
+    assert largest < limit <= largest + 2 * 1024 * 1024
+    # Everything it writes is under /tmp (read-only root filesystem).
+    for name in ("pid", "client_body_temp_path", "proxy_temp_path"):
+        assert directives[name][0].startswith("/tmp/"), name
+
+
+def test_nginx_accepts_the_shipped_configuration(tmp_path):
+    import shutil
+    import subprocess
+
+    nginx = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run does)")
+    result = subprocess.run([nginx, "-t", "-c", str(NGINX_CONF), "-p", f"{tmp_path}/",
+                             "-e", "stderr"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr

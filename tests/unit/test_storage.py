@@ -259,7 +259,7 @@ def test_s3_open_of_a_missing_object_is_permanent(s3, prefix):
 
 def test_s3_uri_of_another_bucket_is_refused_as_permanent(s3):
     for operation in (s3.open, s3.delete, s3.exists):
-        with pytest.raises(PermanentError, match="not in bucket") as info:
+        with pytest.raises(PermanentError, match="not in the artifact store.s bucket") as info:
             operation("s3://another-bucket/models/x.skops")
         assert not isinstance(info.value, TransientError)
 

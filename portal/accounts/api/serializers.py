@@ -1,7 +1,9 @@
 from rest_framework import serializers
 
-from portal.accounts.choices import Role, TokenScope
-from portal.accounts.models import ApiToken, Membership
+from portal.accounts.choices import InvitationStatus, Role, TokenScope
+from portal.accounts.models import ApiToken, Invitation, Membership
+from portal.api.fields import ReferenceField
+from portal.registry.models import Project
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -37,3 +39,33 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 class MembershipUpdateSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    """An invitation as its invited person and the project's owners see it. ``username`` is
+    as the owner typed it; nothing tells whether an account of that name exists."""
+
+    project_slug = serializers.CharField(source="project.slug", read_only=True)
+    project_name = serializers.CharField(source="project.name", read_only=True)
+    invited_by = serializers.CharField(source="invited_by.username", read_only=True,
+                                       allow_null=True)
+    status = serializers.ChoiceField(source="state", choices=InvitationStatus.choices,
+                                     read_only=True,
+                                     help_text="open until accepted, declined, revoked or "
+                                               "past expires_at (expired)")
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "project", "project_slug", "project_name", "username", "role",
+                  "invited_by", "created_at", "expires_at", "status", "responded_at"]
+        read_only_fields = fields
+
+
+class InvitationCreateSerializer(serializers.Serializer):
+    project = ReferenceField(queryset=Project.objects.all())
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class InvitedSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="The same whether or not the account exists")

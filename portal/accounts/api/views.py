@@ -1,16 +1,24 @@
 import django_filters
-from drf_spectacular.utils import extend_schema
+from django.db.models import Q
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from portal.accounts import services
 from portal.accounts.api.serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenSerializer,
+    InvitationCreateSerializer,
+    InvitationSerializer,
+    InvitedSerializer,
     MembershipSerializer,
     MembershipUpdateSerializer,
 )
-from portal.accounts.models import ApiToken, Membership
+from portal.accounts.choices import InvitationStatus, Role
+from portal.accounts.models import ApiToken, Invitation, Membership
 from portal.api.views import PortalViewSet, validated
 
 
@@ -30,9 +38,12 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVi
 
     @extend_schema(request=ApiTokenSerializer, responses={201: ApiTokenCreatedSerializer})
     def create(self, request):
+        """Signed in, any scopes; with an API token, only scopes that token holds (its
+        scopes are a ceiling: 403 ``scope_ceiling``) and no later expiry than its own."""
         data = validated(ApiTokenSerializer, request.data)
+        via = request.auth if isinstance(request.auth, ApiToken) else None
         token, key = services.create_token(request.user, data["name"], data.get("expires_at"),
-                                           data.get("scopes"))
+                                           data.get("scopes"), via=via)
         token.token = key
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
@@ -52,7 +63,8 @@ class MembershipFilterSet(django_filters.FilterSet):
 
 
 class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
-    """Who holds which role in the projects you see; owners add, change and remove members."""
+    """Who holds which role in the projects you see; owners change roles and remove
+    members. New members join by invitation (``/api/v1/invitations/``)."""
 
     serializer_class = MembershipSerializer
     queryset = Membership.objects.select_related("user", "project")
@@ -61,12 +73,6 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
 
     def scope(self, queryset):
         return services.filter_visible(queryset, self.request.user, "project")
-
-    def create(self, request):
-        data = validated(MembershipSerializer, request.data)
-        membership = services.add_member(request.user, data["project"],
-                                         data["user"]["username"], data["role"])
-        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
     def partial_update(self, request, pk=None):
@@ -78,3 +84,91 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
     def destroy(self, request, pk=None):
         services.remove_member(request.user, self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationFilterSet(django_filters.FilterSet):
+    project = django_filters.NumberFilter(
+        field_name="project_id",
+        help_text="The project's invitations, for its owners (without it: those to you)")
+    status = django_filters.ChoiceFilter(choices=InvitationStatus.choices, method="by_status")
+
+    class Meta:
+        model = Invitation
+        fields = ["project", "status", "role"]
+
+    def by_status(self, queryset, name, value):
+        now = timezone.now()
+        if value == InvitationStatus.OPEN:
+            return queryset.filter(status=value, expires_at__gt=now)
+        if value == InvitationStatus.EXPIRED:
+            return queryset.filter(Q(status=value) | Q(status=InvitationStatus.OPEN,
+                                                        expires_at__lte=now))
+        return queryset.filter(status=value)
+
+
+class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    """Invitations to projects. Owners invite by username with a role (the answer is the
+    same whether or not the account exists) and revoke open invitations; the invited person
+    accepts (and only then is a member, with that role) or declines.
+
+    The list shows the invitations to you; with ``?project=<id>``, that project's
+    invitations, if you own it (an empty list otherwise)."""
+
+    serializer_class = InvitationSerializer
+    queryset = Invitation.objects.select_related("project", "invited_by")
+    filterset_class = InvitationFilterSet
+    ordering_fields = ["created_at", "expires_at"]
+
+    def scope(self, queryset):
+        user = self.request.user
+        if self.action == "list":
+            if "project" in self.request.query_params:
+                return queryset & services.invitations_sent_by_projects_of(user)
+            return queryset & services.invitations_to(user)
+        if self.action in ("accept", "decline"):
+            return queryset & services.invitations_to(user)
+        # Revoking (and reading) someone else's invitation: members find it, and the service
+        # asks for the owner role (403); outsiders get 404.
+        return (queryset & services.invitations_to(user)) | \
+            services.filter_visible(queryset, user)
+
+    @extend_schema(parameters=[OpenApiParameter(
+        "project", OpenApiTypes.INT, description="A project you own: its invitations")])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def retrieve(self, request, pk=None):
+        invitation = self.get_object()
+        if invitation.user_id != request.user.pk:
+            services.require_role(request.user, invitation.project, Role.OWNER,
+                                  "see the project's invitations")
+        return Response(self.get_serializer(invitation).data)
+
+    @extend_schema(request=InvitationCreateSerializer, responses={201: InvitedSerializer})
+    def create(self, request):
+        """Invite a username to a project with a role (owners). Always the same 201 and
+        body: nothing tells whether the account exists, is a member already or is invited."""
+        data = validated(InvitationCreateSerializer, request.data)
+        services.invite(request.user, data["project"], data["username"], data["role"])
+        return Response({"detail": services.INVITED}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=InvitationSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def accept(self, request, pk=None):
+        """Become a member with the invited role (the invited person only; 409
+        ``invitation_expired``, ``invitation_revoked``... when it is no longer open)."""
+        invitation = services.accept_invitation(request.user, self.get_object())
+        return Response(self.get_serializer(invitation).data)
+
+    @extend_schema(request=None, responses=InvitationSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def decline(self, request, pk=None):
+        invitation = services.decline_invitation(request.user, self.get_object())
+        return Response(self.get_serializer(invitation).data)
+
+    @extend_schema(request=None, responses=InvitationSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def revoke(self, request, pk=None):
+        """Withdraw an open invitation (owners of its project)."""
+        invitation = services.revoke_invitation(request.user, self.get_object())
+        return Response(self.get_serializer(invitation).data)

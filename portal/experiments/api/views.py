@@ -55,7 +55,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
     """A/B tests: one per A/B rollout. ``readout`` gives the results so far; approvers
     ``decide`` (promote B, keep A, or extend) with a comment."""
 
-    approve_actions = {"decide"}  # need the token scope "approve"
+    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("experiment").
 
     serializer_class = ExperimentSerializer
 

@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role
+from portal.api.fields import ReferenceField
 from portal.notifications.models import Delivery, Webhook
 from portal.registry.models import Project
 
@@ -40,7 +41,7 @@ class WebhookCreatedSerializer(WebhookSerializer):
 
 
 class WebhookCreateSerializer(serializers.Serializer):
-    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    project = ReferenceField(queryset=Project.objects.all())
     name = serializers.CharField(max_length=100)
     url = serializers.CharField(max_length=500, help_text="http:// or https:// address")
     events = serializers.ListField(child=serializers.CharField(max_length=40), required=False,

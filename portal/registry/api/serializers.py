@@ -7,6 +7,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.accounts.services import role_in
+from portal.api.fields import ReferenceField
+from portal.api.parsers import NUL_REFUSED, contains_nul
 from portal.registry.choices import Task
 from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
 
@@ -46,6 +48,7 @@ class AliasSetSerializer(serializers.Serializer):
 
 
 class RegisteredModelSerializer(serializers.ModelSerializer):
+    project = ReferenceField(queryset=Project.objects.all())
     project_slug = serializers.CharField(source="project.slug", read_only=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True,
                                        default=None, allow_null=True)
@@ -173,9 +176,12 @@ class VersionCreateSerializer(serializers.Serializer):
 
     def validate_metadata(self, value):
         try:
-            return json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError as e:
             raise serializers.ValidationError(f"metadata is not valid JSON: {e}") from e
+        if contains_nul(parsed):
+            raise serializers.ValidationError(f"metadata: {NUL_REFUSED}")
+        return parsed
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -185,7 +191,9 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "project", "project_slug", "name", "description", "uri", "sha256", "size",
+        # No "uri": where the store keeps the file is the server's business; datasets are
+        # addressed by id (issue 18).
+        fields = ["id", "project", "project_slug", "name", "description", "sha256", "size",
                   "format", "target", "rows", "columns", "profile_status", "profile_reason",
                   "created_at", "created_by"]
         read_only_fields = fields
@@ -198,7 +206,7 @@ class DatasetDetailSerializer(DatasetSerializer):
 
 
 class DatasetCreateSerializer(serializers.Serializer):
-    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    project = ReferenceField(queryset=Project.objects.all())
     name = serializers.CharField(max_length=100)
     file = serializers.FileField(help_text="CSV with a header row, or Parquet")
     target = serializers.CharField(required=False, allow_blank=True, default="")

@@ -89,7 +89,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
 
     throttle_scopes = {"versions": "uploads"}  # POST: a new version (reads are not limited)
 
-    approve_actions = {"aliases", "monitoring"}  # need the token scope "approve"
+    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("model").
 
     serializer_class = RegisteredModelSerializer
     filterset_class = RegisteredModelFilterSet

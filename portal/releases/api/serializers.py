@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from portal.api.fields import ReferenceField
 from portal.registry.models import ModelVersion, Project
 from portal.releases.choices import BackendKind, Strategy
 from portal.releases.models import (
@@ -12,14 +13,17 @@ from portal.releases.models import (
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
-    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    project = ReferenceField(queryset=Project.objects.all())
     project_slug = serializers.CharField(source="project.slug", read_only=True)
-    backend = serializers.ChoiceField(choices=BackendKind.choices, default=BackendKind.LOCAL)
+    backend = serializers.ChoiceField(
+        choices=BackendKind.choices, required=False,
+        help_text="The target's backend; with no target named, the operator's first target "
+                  "of this backend is used (default local)")
 
     class Meta:
         model = Environment
-        fields = ["id", "project", "project_slug", "name", "description", "backend", "settings",
-                  "required_approvals", "gates", "approval_ttl_hours", "created_at"]
+        fields = ["id", "project", "project_slug", "name", "description", "backend", "target",
+                  "settings", "required_approvals", "gates", "approval_ttl_hours", "created_at"]
         read_only_fields = ["id", "created_at"]
         validators = []
 
@@ -27,7 +31,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 class EnvironmentUpdateSerializer(serializers.ModelSerializer):
     class Meta:
         model = Environment
-        fields = ["description", "backend", "settings", "required_approvals", "gates",
+        fields = ["description", "backend", "target", "settings", "required_approvals", "gates",
                   "approval_ttl_hours"]
 
 
@@ -41,8 +45,8 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 
 class ApprovalRequestSerializer(serializers.ModelSerializer):
-    version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
-    environment = serializers.PrimaryKeyRelatedField(queryset=Environment.objects.all())
+    version = ReferenceField(queryset=ModelVersion.objects.all())
+    environment = ReferenceField(queryset=Environment.objects.all())
     strategy = serializers.ChoiceField(choices=Strategy.choices, default=Strategy.CANARY)
     model_name = serializers.CharField(source="version.model.name", read_only=True)
     version_number = serializers.IntegerField(source="version.number", read_only=True)

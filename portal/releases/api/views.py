@@ -48,7 +48,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Porta
 class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Release requests; approvers approve or reject them with a comment."""
 
-    approve_actions = {"approve", "reject"}  # need the token scope "approve"
+    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("approval-request").
 
     serializer_class = ApprovalRequestSerializer
     filterset_class = ApprovalRequestFilterSet
@@ -91,7 +91,7 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Rollouts: progress, every analysis, and the commands people may give."""
 
-    approve_actions = {"promote", "resume", "keep"}  # need the token scope "approve"
+    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("deployment").
 
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilterSet

@@ -1,0 +1,73 @@
+"""Is an address on the public internet? The check that keeps the portal from posting into
+its own network when someone else chooses the address (webhooks).
+
+``ipaddress``'s ``is_global`` judges an IPv6 address by its own prefix only, so an IPv4
+address carried inside an IPv6 one passes as public: ``::ffff:127.0.0.1`` (IPv4-mapped)
+aside, ``::127.0.0.1`` (IPv4-compatible), ``64:ff9b::7f00:1`` (NAT64) and ``2002:7f00:1::``
+(6to4) all reach loopback on hosts or networks that translate them. Every IPv4 address an
+IPv6 address embeds is therefore judged too, and the address is public only when all are.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# NAT64 (RFC 6052): the well-known prefix carries the IPv4 address in its last 32 bits.
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+# RFC 8215's local-use translation prefix: for networks' own translators, never global
+# (where the IPv4 address sits depends on the prefix length a network chose).
+NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped, IPv4-compatible
+    (``::a.b.c.d``, deprecated but still routed by some stacks), 6to4, Teredo (server and
+    client) and NAT64's well-known prefix."""
+    found = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in NAT64_WELL_KNOWN or int(address) >> 32 == 0:
+        found.append(low32)
+    return found
+
+
+def non_public_reason(address: str | IPAddress) -> str | None:
+    """Why ``address`` is not a public internet address (loopback, private, link-local,
+    reserved, shared, or an IPv6 form embedding one of those), or None when it is public."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str)
+                              else address)
+    if not ip.is_global:
+        return f"{ip} is not a public address"
+    if ip.version == 6:
+        if ip in NAT64_LOCAL_USE:
+            return f"{ip} is in the local-use NAT64 prefix {NAT64_LOCAL_USE}"
+        for inner in embedded_ipv4(ip):
+            if not inner.is_global:
+                return f"{ip} embeds the non-public IPv4 address {inner}"
+    return None
+
+
+def is_public(address: str | IPAddress) -> bool:
+    return non_public_reason(address) is None
+
+
+def first_non_public(host: str) -> str | None:
+    """The first address ``host`` resolves to that is not public, or None (also when the
+    host does not resolve: connecting then fails on its own)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return None
+    for info in infos:
+        address = info[4][0].split("%", 1)[0]
+        if not is_public(address):
+            return address
+    return None
