@@ -554,7 +554,7 @@ class KubernetesBackend(Backend):
     def _foreign_state(self, endpoint: str) -> ObservedState:
         """Another environment's endpoint of the same name: never reported as this one's."""
         return ObservedState(endpoint=endpoint, exists=True, ready=False,
-                             detail=f"{resource_name(endpoint)} in namespace {self.namespace} "
+                             detail=f"{self._name(endpoint)} in namespace {self.namespace} "
                                     "belongs to another environment")
 
     def _delete(self, kind: str, name: str) -> None:
@@ -616,9 +616,15 @@ class KubernetesBackend(Backend):
             "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": probe_port}},
         }
 
-    @staticmethod
-    def _key_secret_name(endpoint: str) -> str:
-        return f"{resource_name(endpoint)}-prediction-key"
+    def _name(self, endpoint: str) -> str:
+        """The name of the endpoint's objects: the endpoint and its owner, so two projects'
+        models of one name in one namespace never share (or fight over) an object."""
+        if not endpoint:
+            raise BackendError("an endpoint needs a name")
+        return resource_name(f"{endpoint}-{self.owner}" if self.owner else endpoint)
+
+    def _key_secret_name(self, endpoint: str) -> str:
+        return f"{self._name(endpoint)}-prediction-key"
 
     def _converge_key_secret(self, endpoint: str) -> None:
         """The Secret holding the key the endpoint's servers sign prediction ids with (in a
@@ -629,7 +635,7 @@ class KubernetesBackend(Backend):
         secret = {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "namespace": self.namespace,
-                         "labels": self._labels(resource_name(endpoint)),
+                         "labels": self._labels(self._name(endpoint)),
                          "annotations": {ENDPOINT_ANNOTATION: endpoint}},
             "data": {"key": base64.b64encode(self.prediction_key.encode()).decode()},
         }
@@ -667,7 +673,7 @@ class KubernetesBackend(Backend):
 
     def delete(self, endpoint: str) -> None:
         """Remove what this mode creates for ``endpoint``; what is gone already is fine."""
-        name = resource_name(endpoint)
+        name = self._name(endpoint)
         main = "InferenceService" if self.mode == "kserve" else "Service"
         self._check_owner(self._read(main, name), f"{main} {name}")
         if self.mode == "kserve":
@@ -684,7 +690,7 @@ class KubernetesBackend(Backend):
     # -- kserve mode ------------------------------------------------------------------------
 
     def _apply_kserve(self, plan: ServingPlan) -> None:
-        name = resource_name(plan.endpoint)
+        name = self._name(plan.endpoint)
         if plan.shadow:
             raise BackendError(f"plan {plan.generation} of {plan.endpoint} mirrors traffic to "
                                f"shadow variant {plan.shadow!r}: KServe cannot express a "
@@ -776,7 +782,7 @@ class KubernetesBackend(Backend):
         }
 
     def _observe_kserve(self, endpoint: str) -> ObservedState:
-        name = resource_name(endpoint)
+        name = self._name(endpoint)
         isvc = self._read("InferenceService", name)
         if isvc is None:
             return ObservedState(endpoint=endpoint, exists=False)
@@ -849,7 +855,7 @@ class KubernetesBackend(Backend):
         return succeeded
 
     def _ready_pods(self, endpoint: str, variant: str) -> list[str]:
-        name = resource_name(endpoint)
+        name = self._name(endpoint)
         if self.mode == "deployments":
             wanted = {"app": name, VARIANT_LABEL: variant_label(variant)}
         else:
@@ -878,7 +884,7 @@ class KubernetesBackend(Backend):
     # -- deployments mode -------------------------------------------------------------------
 
     def _apply_deployments(self, plan: ServingPlan) -> None:
-        name = resource_name(plan.endpoint)
+        name = self._name(plan.endpoint)
         live = [v for v in plan.variants if v.name != plan.shadow]
         labels = {v.name: variant_label(v.name) for v in plan.variants}
         if len(set(labels.values())) != len(labels):
@@ -983,7 +989,7 @@ class KubernetesBackend(Backend):
         }
 
     def _observe_deployments(self, endpoint: str) -> ObservedState:
-        name = resource_name(endpoint)
+        name = self._name(endpoint)
         service = self._read("Service", name)
         if self._foreign(service):
             return self._foreign_state(endpoint)

@@ -235,12 +235,17 @@ class SageMakerBackend(Backend):
 
     # -- names ------------------------------------------------------------------------------
 
+    def _owned(self, endpoint: str) -> str:
+        # Endpoint names are one namespace per account and region: the owner in the name
+        # keeps two projects' models of one name apart.
+        return f"{endpoint}-{self.owner}" if self.owner else endpoint
+
     def endpoint_name(self, endpoint: str) -> str:
         """The SageMaker endpoint name of a plan's endpoint."""
-        return _sagemaker_name(endpoint, NAME_LIMIT)
+        return _sagemaker_name(self._owned(endpoint), NAME_LIMIT)
 
     def _base(self, endpoint: str) -> str:
-        return _sagemaker_name(endpoint, BASE_LIMIT)
+        return _sagemaker_name(self._owned(endpoint), BASE_LIMIT)
 
     def _config_name(self, endpoint: str, generation: int) -> str:
         return f"{self._base(endpoint)}-g{int(generation)}"

@@ -659,22 +659,34 @@ def test_kserve_smoke_finds_the_candidate_by_its_knative_revision(
 
 
 @pytest.mark.parametrize("mode", ["kserve", "deployments"])
-def test_another_environments_endpoint_of_the_same_name_is_never_touched(
+def test_two_environments_endpoints_of_one_name_are_apart_and_never_touch(
         mode, kube_cluster, kubernetes_backend_factory):
-    """Two projects' environments in one namespace, one model name: the second neither
-    replaces, deletes nor reports the first's endpoint as its own."""
+    """Two projects' environments in one namespace, one model name: each gets its own
+    objects (the owner is in their names); an object that still carries another owner's
+    label (a name collision, objects from before owners) is neither replaced, deleted nor
+    reported as this environment's."""
     victim = kubernetes_backend_factory(mode, owner="env-1", prediction_key=PREDICTION_KEY)
     victim.apply(stable_only(1))
     before = victim.observe(ENDPOINT)
-    intruder = kubernetes_backend_factory(mode, owner="env-2", prediction_key="e9m9:" + "cd" * 16)
+    other = kubernetes_backend_factory(mode, owner="env-2", prediction_key="e9m9:" + "cd" * 16)
+    assert other._name(ENDPOINT) != victim._name(ENDPOINT)
+    other.apply(stable_only(1))
+    other.delete(ENDPOINT)
+    after = victim.observe(ENDPOINT)
+    assert after.generation == before.generation and after.weights() == before.weights()
 
+    intruder = kubernetes_backend_factory(mode, owner="env-2", prediction_key="e9m9:" + "cd" * 16)
+    intruder._name = victim._name  # the same names, another owner
     with pytest.raises(BackendError, match="belongs to another environment"):
         intruder.apply(canary(2, 0.5))
     with pytest.raises(BackendError, match="belongs to another environment"):
         intruder.delete(ENDPOINT)
     seen = intruder.observe(ENDPOINT)
     assert not seen.ready and "another environment" in seen.detail
-
     after = victim.observe(ENDPOINT)
     assert after.generation == before.generation and after.weights() == before.weights()
-    assert read_secret(kube_cluster, KEY_SECRET) is not None
+    assert kube_cluster_secret_exists(kube_cluster, victim._key_secret_name(ENDPOINT))
+
+
+def kube_cluster_secret_exists(kube_cluster, name: str) -> bool:
+    return read_secret(kube_cluster, name) is not None

@@ -526,20 +526,29 @@ def test_a_version_keeps_one_model_across_generations(backend, artifacts, sagema
     assert sum(name.startswith(f"{ENDPOINT}-v1-") for name in model_names(sagemaker)) == 1
 
 
-def test_another_environments_endpoint_of_the_same_name_is_never_touched(
+def test_two_environments_endpoints_of_one_name_are_apart_and_never_touch(
         sagemaker_backend_factory, artifacts, sagemaker):
-    """SageMaker endpoint names are one namespace per account and region: a second
-    project's model of the same name neither replaces, deletes nor reads as the first's."""
+    """SageMaker endpoint names are one namespace per account and region: two projects'
+    models of one name get two endpoints (the owner is in the name), and an endpoint tagged
+    for another owner is neither replaced, deleted nor read as this one's."""
     victim = sagemaker_backend_factory(owner="env-1")
     victim.apply(stable_only(artifacts, 1))
-    before = endpoint_weights(sagemaker)
-    intruder = sagemaker_backend_factory(owner="env-2")
+    name = victim.endpoint_name(ENDPOINT)
+    before = endpoint_weights(sagemaker, name)
+    other = sagemaker_backend_factory(owner="env-2")
+    assert other.endpoint_name(ENDPOINT) != name
+    other.apply(stable_only(artifacts, 1))
+    other.delete(ENDPOINT)
+    assert endpoint_weights(sagemaker, name) == before
 
+    intruder = sagemaker_backend_factory(owner="env-2")
+    intruder.endpoint_name = victim.endpoint_name  # the same name, another owner
+    intruder._base = victim._base
     with pytest.raises(BackendError, match="belongs to another environment"):
         intruder.apply(canary(artifacts, 2, 0.5, 0.5))
     with pytest.raises(BackendError, match="belongs to another environment"):
         intruder.delete(ENDPOINT)
     seen = intruder.observe(ENDPOINT)
     assert not seen.ready and "another environment" in seen.detail
-    assert endpoint_weights(sagemaker) == before
+    assert endpoint_weights(sagemaker, name) == before
     assert victim.observe(ENDPOINT).ready
