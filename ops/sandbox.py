@@ -22,7 +22,8 @@ The child process, before it reads a byte of the pickle:
 - is killed by the parent at a wall-clock deadline.
 
 What it cannot stop: a pickle reading files that the unprivileged user may read, or talking
-to Unix sockets on the filesystem. The portal keeps its data directory private (0700).
+to Unix sockets on the filesystem. The portal keeps its data directory private (0700, set
+at start-up) and the reason a failed load reports short (300 characters).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ SINGLE_THREAD_ENV = {name: "1" for name in (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS")}
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MAX_REASON_CHARS = 300
 PRELOAD = ("encodings.idna", "bz2", "lzma", "gzip", "zlib", "pickle", "joblib", "numpy",
            "scipy.sparse", "pandas", "skops.io", "sklearn", "sklearn.base",
            "sklearn.pipeline", "sklearn.compose", "sklearn.preprocessing", "sklearn.impute",
@@ -103,13 +105,16 @@ def convert_pickle(data: bytes, limits: SandboxLimits = SandboxLimits()) -> Conv
     report = _last_json_line(done.stderr)
     if done.returncode != 0 or not done.stdout:
         if report.get("error"):
-            raise ArtifactError(report["error"], code=report.get("code", "corrupt_artifact"))
+            # The child's words are the pickle's to choose: kept short, so whatever it read
+            # cannot be carried out in the reason its uploader reads.
+            raise ArtifactError(str(report["error"])[:MAX_REASON_CHARS],
+                                code=str(report.get("code", "corrupt_artifact"))[:40])
         if done.returncode < 0:
             raise ArtifactError(
                 f"loading the pickle was stopped by signal {-done.returncode} (a sandbox limit: "
                 f"{limits.memory_bytes // 1024**2} MiB of memory, {limits.cpu_seconds} s of "
                 "CPU)", code="sandbox_limit")
-        tail = done.stderr.decode(errors="replace")[-500:]
+        tail = done.stderr.decode(errors="replace")[-MAX_REASON_CHARS:]
         raise ArtifactError(f"loading the pickle failed (exit {done.returncode}): {tail}",
                             code="corrupt_artifact")
     if len(done.stdout) > limits.max_output_bytes:

@@ -1,5 +1,6 @@
 """Settings of the Modelgate portal, all read from the environment (see README)."""
 
+import contextlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +13,10 @@ from portal.env import env_bool, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("MODELGATE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+with contextlib.suppress(OSError):  # a mount the portal does not own keeps its own mode
+    # The database file, artifacts and datasets: nobody else's to read (a pickle loaded in
+    # the sandbox runs as "nobody", ops/sandbox.py).
+    DATA_DIR.chmod(0o700)
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")

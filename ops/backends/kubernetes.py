@@ -360,13 +360,8 @@ class KubernetesBackend(Backend):
     kind = "kubernetes"
 
     PROJECT_SETTINGS = {"type": "object", "properties": {
+        # Replicas and resources are the operator's (the cluster's capacity), not a project's.
         "namespace": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
-        "total_replicas": {"type": "integer", "minimum": 1, "maximum": 50},
-        "resources": {"type": "object", "additionalProperties": False, "properties": {
-            side: {"type": "object", "additionalProperties": False, "properties": {
-                "cpu": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?m?$"},
-                "memory": {"type": "string", "pattern": "^[0-9]+(Ki|Mi|Gi)?$"}}}
-            for side in ("requests", "limits")}},
         "env": {"type": "object", "maxProperties": 10,
                 "propertyNames": {"enum": ["MODELGATE_THREADS", "MODELGATE_MAX_BATCH",
                                            "MODELGATE_BATCH_TIMEOUT_MS", "MODELGATE_MAX_QUEUE",

@@ -154,8 +154,10 @@ class LocalBackend(Backend):
         return process.pid
 
     def _key_mark(self) -> str:
-        """A fingerprint of the prediction-id key (never the key) a server was started with."""
-        return hashlib.sha256(b"mark\0" + (self.prediction_key or "").encode()).hexdigest()[:16]
+        """A fingerprint of the prediction-id key (never the key) a server was started with,
+        and of how it was started: "mark2" servers got an allow-listed environment, so one
+        started before (with the worker's whole environment) is restarted by the next apply."""
+        return hashlib.sha256(b"mark2\0" + (self.prediction_key or "").encode()).hexdigest()[:16]
 
     def _stop(self, endpoint: str, pid: int) -> None:
         os.killpg(pid, signal.SIGTERM)

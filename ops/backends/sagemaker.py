@@ -149,8 +149,8 @@ class SageMakerBackend(Backend):
     kind = "sagemaker"
 
     PROJECT_SETTINGS = {"type": "object", "properties": {
+        # Instance counts are the operator's (the account's bill), not a project's.
         "instance_type": {"type": "string"},
-        "initial_instance_count": {"type": "integer", "minimum": 1, "maximum": 10},
         "analysis": {"enum": ["cloudwatch", "prometheus"]},
         "latency_stat": {"enum": ["p99", "p90", "p50", "Maximum", "Average"]},
     }}

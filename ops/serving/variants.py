@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -43,6 +44,8 @@ from ops.serving.binning import DEFAULT_VALUE_EDGES, ClassCounter, FeatureBinner
 from ops.serving.exceptions import PredictFailed, VariantLoadError
 from ops.serving.inputs import InputSpec
 
+# Set by a model server's operator to let plans load pickle/joblib variants.
+PICKLE_ENV = "MODELGATE_SERVER_ALLOW_PICKLE"
 log = logging.getLogger("ops.serving")
 
 NUMPY = "numpy"
@@ -215,6 +218,13 @@ class LoadedVariant:
         }
 
 
+def pickles_allowed(environ=os.environ) -> bool:
+    """Whether this server's operator lets a plan's ``trusted_unsafe`` variants load as
+    pickles. The portal never starts a server so (it sends skops conversions), so a plan
+    written before that, or by anyone else, cannot make its servers unpickle."""
+    return environ.get(PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def variant_fingerprint(spec: Variant) -> str:
     """Everything that changes what a variant computes or counts (not its weight)."""
     material = json.dumps([spec.name, spec.version_id, spec.artifact_uri, spec.sha256,
@@ -277,7 +287,8 @@ def load_variant(spec: Variant, *, base_dir: Path, executor: Executor | None,
         with tempfile.NamedTemporaryFile(suffix=f".{fmt}") as copy:
             copy.write(data)
             copy.flush()
-            model = load_model(Path(copy.name), allow_unsafe=spec.trusted_unsafe,
+            model = load_model(Path(copy.name),
+                               allow_unsafe=spec.trusted_unsafe and pickles_allowed(),
                                extra_trusted=spec.trusted_types)
         features = _features(spec, model)
         probe = _probe_rows(spec, features)

@@ -439,7 +439,9 @@ def convert_unsafe_artifact(version: ModelVersion) -> tuple[str, str]:
     if conversion.isolation.get("network") == "shared":
         log.warning("version %s: the sandbox could not leave the network (no network or user "
                     "namespace here); the pickle ran with the other limits only", version.pk)
-    key = version.artifact_uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    # A key of its own per conversion: two workers validating the same version (a requeue
+    # racing a slow one) never overwrite the file the other recorded; the loser's is removed.
+    key = uuid.uuid4().hex
     try:
         stored = get_store().put(
             f"models/{version.model.project.slug}/{version.model.name}/{key}.converted.skops",
@@ -485,6 +487,8 @@ def validate_version(version_id: int) -> ModelVersion | None:
         # Claim: only the first worker to finish records the verdict.
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if locked.status != VersionStatus.PENDING:
+            if converted[0] and converted[0] != locked.converted_uri:
+                get_store().delete(converted[0])  # another worker's conversion was recorded
             return locked
         locked.validated_at = timezone.now()
         locked.converted_uri, locked.converted_sha256 = converted if converted[0] else (

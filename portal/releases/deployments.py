@@ -36,6 +36,7 @@ from portal.releases.models import ApprovalRequest, Deployment, DeploymentEvent,
 log = logging.getLogger(__name__)
 ACTIVE = [s.value for s in rollout.Status if s not in rollout.ENDED]
 APPLY_DELAYED = "apply_delayed"
+MIN_FOLLOW_UP_SECONDS = 1.0
 
 
 # Building blocks -----------------------------------------------------------------------------
@@ -230,8 +231,11 @@ def _schedule(deployment: Deployment, wait_seconds: float | None) -> None:
         return
 
     step_id = deployment.step_id
+    # At most a decision a second per rollout, whatever its spec says: specs stored before
+    # the interval limits existed may still ask for a check every millisecond.
+    countdown = max(float(wait_seconds), MIN_FOLLOW_UP_SECONDS)
     transaction.on_commit(lambda: _send(tasks.advance_deployment, deployment.pk, step_id,
-                                        countdown=wait_seconds))
+                                        countdown=countdown))
 
 
 def _send(task, *args, countdown: float = 0) -> None:
@@ -246,9 +250,8 @@ def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
     """Apply a decision's plan; a refusal becomes the engine's ``apply_failed`` decision."""
     if decision.plan is None:
         return decision
-    backend = backend_for(deployment)
     try:
-        backend.apply(decision.plan)
+        backend_for(deployment).apply(decision.plan)
     except BackendUnavailable as e:
         # The decision stands; the next advance converges to it (see ``advance``), also
         # when the decision ended the rollout (a rollback while the platform was away).
@@ -267,7 +270,7 @@ def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
             _notify(deployment, decision.state, refusal)
             if refusal.plan is not None:
                 try:
-                    backend.apply(refusal.plan)
+                    backend_for(deployment).apply(refusal.plan)
                 except (BackendError, BackendUnavailable) as again:
                     DeploymentEvent.objects.create(
                         deployment=deployment, event="apply_failed", status=str(refusal.state.status),

@@ -204,8 +204,11 @@ def allocate_port(environment, model, target: Target) -> int:
 def backend_options(environment, model, prediction_key: str) -> dict:
     """Everything a backend is built with: the target's settings, the environment's safe
     settings, and what the portal owns (key, owner mark, folder, port)."""
-    target = (target_named(environment.target) if environment.target
-              else default_target(environment.backend))
+    try:
+        target = (target_named(environment.target) if environment.target
+                  else default_target(environment.backend))
+    except ValidationFailed as e:  # the operator removed or renamed it since
+        raise BackendError(f"environment {environment.name}: {e.detail}") from e
     if target.backend != environment.backend:
         raise BackendError(f"environment {environment.name} is a {environment.backend} "
                            f"environment but its target {target.name} is {target.backend}")

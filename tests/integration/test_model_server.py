@@ -37,6 +37,7 @@ from sklearn.tree import DecisionTreeClassifier
 from ops.artifacts import dump_skops
 from ops.profile import profile_frame
 from ops.serving import parse_prediction_id
+from ops.serving.variants import PICKLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 ENDPOINT = "cancer"
@@ -169,7 +170,9 @@ def servers(artifacts, tmp_path_factory):
     main = ServerProcess(
         "main", main_plan,
         ["--plan", str(main_plan), "--port", str(free_port()), "--max-body-bytes", str(MAX_BODY),
-         "--poll-interval", "0.2", "--log-level", "warning"], {}, folder / "main.log")
+         "--poll-interval", "0.2", "--log-level", "warning"],
+        # Its operator lets it load pickles (the portal never starts a server so).
+        {PICKLE_ENV: "true"}, folder / "main.log")
     # SageMaker mode; a 500 ms window with early dispatch off and room for 2 queued rows:
     # the first requests wait in the queue, every other one must be refused at once.
     # The plan file is polled once an hour, so only SIGHUP reloads it.

@@ -163,6 +163,10 @@ MACHINE_SETTINGS = [
     ("kubernetes", {"image": "attacker/server:latest"}),
     ("kubernetes", {"namespace": "kube-system"}),
     ("kubernetes", {"env": {"LD_PRELOAD": "/tmp/x.so"}}),
+    ("kubernetes", {"env": {"MODELGATE_SERVER_ALLOW_PICKLE": "true"}}),
+    ("kubernetes", {"resources": {"requests": {"cpu": "64"}}}),
+    ("kubernetes", {"total_replicas": 50}),
+    ("sagemaker", {"initial_instance_count": 10}),
     ("sagemaker", {"endpoint_url": "http://127.0.0.1:5432"}),
     ("sagemaker", {"role_arn": "arn:aws:iam::1:role/admin"}),
     ("sagemaker", {"instance_type": "ml.p4d.24xlarge"}),
@@ -192,7 +196,7 @@ def test_an_environment_chooses_what_its_target_allows(api, other_project, setti
         "cluster": {"backend": "kubernetes", "image": "modelgate/server:1", "in_cluster": True,
                     "allowed": {"namespace": ["team-a", "team-b"]}}}
     payload = {"project": other_project.pk, "name": "prod", "target": "cluster",
-               "settings": {"namespace": "team-b", "total_replicas": 3}}
+               "settings": {"namespace": "team-b", "env": {"MODELGATE_THREADS": "4"}}}
     response = api("outsider").post("/api/v1/environments/", payload, format="json")
     assert response.status_code == 201, response.json()
     assert response.json()["backend"] == "kubernetes" and response.json()["target"] == "cluster"

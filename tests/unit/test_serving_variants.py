@@ -24,6 +24,7 @@ from ops.serving.exceptions import PredictFailed, VariantLoadError
 from ops.serving.variants import (
     FRAME,
     NUMPY,
+    PICKLE_ENV,
     BatchingOptions,
     load_variant,
     silence_feature_name_warning,
@@ -91,7 +92,9 @@ def test_a_model_that_selects_columns_by_name_gets_one_dataframe_per_batch(tmp_p
     np.testing.assert_allclose(proba, model.predict_proba(frame.iloc[:5]))
 
 
-def test_predict_is_called_when_it_is_not_the_argmax_of_predict_proba(tmp_path, data):
+def test_predict_is_called_when_it_is_not_the_argmax_of_predict_proba(tmp_path, data,
+                                                                      monkeypatch):
+    monkeypatch.setenv(PICKLE_ENV, "true")
     frame, target = data
     model = SVC(probability=True, random_state=0).fit(frame.to_numpy(), target)
     loaded = load(variant(*write(tmp_path, model, pickle=True), trusted_unsafe=True))
@@ -108,12 +111,18 @@ def test_a_checksum_mismatch_is_refused(tmp_path, data):
     assert caught.value.code == "sha256_mismatch"
 
 
-def test_pickles_need_the_owners_permission(tmp_path, data):
+def test_pickles_need_the_plan_and_the_servers_operator_to_allow_them(tmp_path, data,
+                                                                       monkeypatch):
     frame, target = data
     uri, sha = write(tmp_path, LogisticRegression().fit(frame, target), "m.joblib", pickle=True)
-    with pytest.raises(VariantLoadError) as caught:
+    monkeypatch.delenv(PICKLE_ENV, raising=False)
+    for spec in (variant(uri, sha), variant(uri, sha, trusted_unsafe=True)):
+        with pytest.raises(VariantLoadError) as caught:  # a plan alone cannot ask for it
+            load(spec)
+        assert caught.value.code == "unsafe_artifact"
+    monkeypatch.setenv(PICKLE_ENV, "true")
+    with pytest.raises(VariantLoadError):
         load(variant(uri, sha))
-    assert caught.value.code == "unsafe_artifact"
     assert load(variant(uri, sha, trusted_unsafe=True)).mode == NUMPY
 
 

@@ -116,7 +116,8 @@ class Command(BaseCommand):
         from portal.registry.models import Dataset, ModelVersion
 
         before, after = f"file://{old}/", f"file://{root}/"
-        for model, field in ((ModelVersion, "artifact_uri"), (Dataset, "uri")):
+        for model, field in ((ModelVersion, "artifact_uri"), (ModelVersion, "converted_uri"),
+                             (Dataset, "uri")):
             model.objects.filter(**{f"{field}__startswith": before}).update(
                 **{field: Concat(Value(after), Substr(field, len(before) + 1))})
         return True
@@ -127,13 +128,17 @@ class Command(BaseCommand):
 
         store, checked, bad = get_store(), 0, []
         for version in ModelVersion.objects.exclude(artifact_uri="").iterator():
-            checked += 1
-            try:
-                with store.local_path(version.artifact_uri) as path:
-                    digest = sha256_of(Path(path))
-            except Exception as e:  # noqa: BLE001 - reported, the restore fails
-                bad.append(f"{version}: {type(e).__name__}")
-                continue
-            if digest != version.artifact_sha256:
-                bad.append(f"{version}: sha256 differs")
+            files = [(version.artifact_uri, version.artifact_sha256)]
+            if version.converted_uri:  # a pickle's skops conversion: what servers load
+                files.append((version.converted_uri, version.converted_sha256))
+            for uri, expected in files:
+                checked += 1
+                try:
+                    with store.local_path(uri) as path:
+                        digest = sha256_of(Path(path))
+                except Exception as e:  # noqa: BLE001 - reported, the restore fails
+                    bad.append(f"{version}: {type(e).__name__}")
+                    continue
+                if digest != expected:
+                    bad.append(f"{version}: sha256 differs")
         return checked, bad
