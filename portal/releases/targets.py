@@ -154,10 +154,12 @@ def check_settings(target: Target, values: dict) -> None:
 
 
 def safe_settings(target: Target, values: dict) -> dict:
-    """The environment's settings that its target's schema accepts; anything else (rows
-    written before targets existed) is ignored, never handed to a backend."""
+    """The environment's settings that its target's schema accepts, key by key; anything
+    else (rows written before targets existed, a namespace no longer allowed) is ignored,
+    never handed to a backend."""
     properties = project_schema(target).get("properties", {})
-    return {k: v for k, v in (values or {}).items() if k in properties}
+    return {k: v for k, v in (values or {}).items()
+            if k in properties and jsonschema.Draft202012Validator(properties[k]).is_valid(v)}
 
 
 # Local ports -------------------------------------------------------------------------------

@@ -293,3 +293,24 @@ def test_the_shipped_targets_parse_and_a_bad_one_stops_start_up(settings):
     settings.MODELGATE_TARGETS = {"local": {"backend": "local", "state_dir": "/etc"}}
     with pytest.raises(SystemCheckError, match="set by the portal"):
         call_command("check")
+
+
+def test_settings_stored_before_targets_never_reach_a_backend(settings):
+    """Rows written before targets existed keep working on the default target, and what a
+    project may no longer set (a kubeconfig, a namespace the target does not allow) is
+    dropped, not handed to the backend."""
+    from types import SimpleNamespace
+
+    from portal.releases.targets import backend_options
+
+    settings.MODELGATE_TARGETS = {
+        "cluster": {"backend": "kubernetes", "image": "modelgate/server:1", "in_cluster": True,
+                    "allowed": {"namespace": ["team-a"]}}}
+    legacy = SimpleNamespace(pk=7, name="prod", backend="kubernetes", target="", settings={
+        "kubeconfig": "/srv/evil.yaml", "host": "http://127.0.0.1:1", "namespace": "kube-system",
+        "env": {"MODELGATE_THREADS": "2"}})
+    options = backend_options(legacy, SimpleNamespace(name="churn"), prediction_key="k")
+    assert "kubeconfig" not in options and "host" not in options
+    assert "namespace" not in options  # not allowed any more: the target's own applies
+    assert options["env"] == {"MODELGATE_THREADS": "2"}
+    assert options["in_cluster"] is True and options["owner"] == "env-7"
