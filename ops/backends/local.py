@@ -109,8 +109,8 @@ class LocalBackend(Backend):
             mark.parent.mkdir(parents=True, exist_ok=True)
             mark.write_text(self.owner)
         elif found != self.owner:
-            raise BackendError(f"endpoint {endpoint} at {self._dir(endpoint)} belongs to "
-                               "another environment; refusing to act on it")
+            raise BackendError(f"endpoint {endpoint} belongs to another environment; "
+                               "refusing to act on it")
 
     def _instance(self, endpoint: str) -> str:
         mark = self._dir(endpoint) / "instance"
