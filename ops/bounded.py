@@ -108,6 +108,11 @@ def _child(write_fd: int, fn, args, kwargs, memory_bytes: int | None,
             payload = ("ok", fn(*args, **kwargs))
         except MemoryError:
             payload = ("memory", None)
+        except SystemError as e:
+            # A C extension whose allocation failed under the cap may return without
+            # setting MemoryError ("error return without exception set"); nothing else in
+            # reading a file raises SystemError.
+            payload = ("memory", None) if memory_bytes else ("error", e)
         except BaseException as e:  # handed to the parent, which raises it
             payload = ("error", e)
         try:
