@@ -13,7 +13,8 @@ from ops import rollout
 from ops.exceptions import OpsError
 from portal.monitoring.models import MonitorSettings
 from portal.registry.models import ModelVersion, RegisteredModel
-from portal.releases.models import Deployment, Environment
+from portal.releases.models import Deployment, EndpointSlot, Environment
+from portal.releases.targets import local_host
 
 
 @dataclass
@@ -61,13 +62,19 @@ def served_endpoints(environments=None) -> list[ServedEndpoint]:
         plans[key] = plan
         version_ids.update(v.version_id for v in plan.variants)
     versions = ModelVersion.objects.select_related("dataset", "model").in_bulk(version_ids)
+    # Local endpoints' ports in one query (drift and the Prometheus sync call this every
+    # 30 s); the backend is built only for an endpoint with no port yet (it allocates one).
+    ports = {(slot.environment_id, slot.model_id): slot.port for slot in
+             EndpointSlot.objects.filter(environment_id__in={k[0] for k in plans})}
     served = []
     for key, plan in plans.items():
         deployment = latest[key]
         address = None
         if deployment.environment.backend == "local":
             try:
-                url = backend_for(deployment).url(deployment.endpoint)
+                port = ports.get(key)
+                url = (f"http://{local_host(deployment.environment)}:{port}" if port
+                       else backend_for(deployment).url(deployment.endpoint))
                 address = urlsplit(url).netloc
             except (OpsError, ValueError):
                 address = None

@@ -203,14 +203,23 @@ def allocate_port(environment, model, target: Target) -> int:
                        "allocations")
 
 
+def local_host(environment) -> str:
+    """The address a local environment's model servers listen on (its target's host)."""
+    return _target_of(environment).options.get("host", "127.0.0.1")
+
+
+def _target_of(environment) -> Target:
+    try:
+        return (target_named(environment.target) if environment.target
+                else default_target(environment.backend))
+    except ValidationFailed as e:  # the operator removed or renamed it since
+        raise BackendError(f"environment {environment.name}: {e.detail}") from e
+
+
 def backend_options(environment, model, prediction_key: str) -> dict:
     """Everything a backend is built with: the target's settings, the environment's safe
     settings, and what the portal owns (key, owner mark, folder, port)."""
-    try:
-        target = (target_named(environment.target) if environment.target
-                  else default_target(environment.backend))
-    except ValidationFailed as e:  # the operator removed or renamed it since
-        raise BackendError(f"environment {environment.name}: {e.detail}") from e
+    target = _target_of(environment)
     if target.backend != environment.backend:
         raise BackendError(f"environment {environment.name} is a {environment.backend} "
                            f"environment but its target {target.name} is {target.backend}")
