@@ -2,8 +2,8 @@
 #
 # Build from the repository root:   docker build -t modelgate-portal .
 # web:     (default command)        gunicorn on 0.0.0.0:8000 with portal/gunicorn_conf.py
-# worker:  celery -A workers worker --loglevel INFO
-# beat:    celery -A workers beat --loglevel INFO --schedule /tmp/celerybeat-schedule
+# worker:  celery -A portal worker --loglevel INFO
+# beat:    celery -A portal beat --loglevel INFO --schedule /tmp/celerybeat-schedule
 # migrate: python manage.py migrate --noinput   (the Kubernetes Job in deploy/kubernetes)
 # Configuration comes from environment variables, secrets from files (NAME_FILE=path);
 # see README "Configuration" and docs/operations.md.

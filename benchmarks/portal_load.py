@@ -417,7 +417,7 @@ def main() -> int:
     world = seed()
     world_file = Path(data_dir) / "world.json"
     world_file.write_text(json.dumps(world))
-    worker = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "workers",
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "portal",
                                "worker", "-P", "solo", "--loglevel", "WARNING"], cwd=ROOT,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc, base = start_server(env, Path(data_dir) / "gunicorn.log")

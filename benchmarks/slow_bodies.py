@@ -317,7 +317,7 @@ def status_kib(pid: int, field: str) -> int:
 def datasets(env: dict, world: dict, data_dir: Path) -> None:
     log_path = data_dir / "worker.log"
     worker_env = dict(env, MODELGATE_LOG_LEVEL="INFO")
-    worker = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "workers",
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "portal",
                                "worker", "-P", "prefork", "--concurrency", "1",
                                "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
                               cwd=ROOT, env=worker_env, stdout=open(log_path, "ab"),  # noqa: SIM115
@@ -433,7 +433,7 @@ def startup(env: dict, data_dir: Path) -> None:
         log_path = data_dir / "startup.log"
         started = time.monotonic()
         worker = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A",
-                                   "workers", "worker", "-P", "prefork", "--concurrency", "2",
+                                   "portal", "worker", "-P", "prefork", "--concurrency", "2",
                                    "--loglevel", "INFO", "--without-gossip",
                                    "--without-mingle"], cwd=ROOT,
                                   env=dict(env, MODELGATE_WORKER_START_SECONDS="4",

@@ -9,12 +9,11 @@ so the portal can show exactly what was measured.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from ops import promql
 from ops.prometheus import PrometheusClient, PrometheusUnavailable
 from ops.rollout import Alert, Analysis
 
@@ -29,6 +28,23 @@ class Measured:
     analysis: Analysis
     queries: dict = field(default_factory=dict)
     error: str = ""
+
+
+class Analyzer(ABC):
+    """What the rollout analysis asks of a source of measurements: ``measure``.
+
+    Implemented by ``PrometheusAnalyzer`` (the model servers' own series), ``NoAnalyzer``
+    (nothing configured) and a backend's own (``Backend.analyzer()``; SageMaker's
+    ``CloudWatchAnalyzer`` in ``ops.backends.sagemaker``).
+    """
+
+    @abstractmethod
+    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
+                environment: str | None = None) -> Measured:
+        """The candidate of ``endpoint`` over the last ``window_seconds`` (its shadow
+        comparison when ``shadow``), matched to ``environment`` where the source can tell
+        environments apart. Never raises for an unreachable source or missing data: the
+        ``Measured`` then has ``None`` values (inconclusive) and says why in ``error``."""
 
 
 def _selector(endpoint: str, variant: str, environment: str | None = None) -> str:
@@ -49,36 +65,25 @@ def queries_for(endpoint: str, window_seconds: int, shadow: bool = False,
     w = f"{max(int(window_seconds), 1)}s"
     c, s = _selector(endpoint, CANDIDATE, environment), _selector(endpoint, STABLE, environment)
     if shadow:
-        compared = f"sum(increase(modelgate_shadow_comparisons_total{{{c}}}[{w}]))"
         return {
-            "requests": compared,
-            "error_rate": (f"(sum(increase(modelgate_shadow_comparisons_total{{{c},"
-                           f"result=\"error\"}}[{w}])) or vector(0)) / {compared}"),
-            "p99_latency": ("histogram_quantile(0.99, sum by (le) (rate("
-                            f"modelgate_shadow_duration_seconds_bucket{{{c}}}[{w}])))"),
-            "stable_p99_latency": ("histogram_quantile(0.99, sum by (le) (rate("
-                                   f"modelgate_request_duration_seconds_bucket{{{s}}}[{w}])))"),
-            "disagreement_rate": (
-                f"(sum(increase(modelgate_shadow_comparisons_total{{{c},result=\"disagree\"}}"
-                f"[{w}])) or vector(0)) / sum(increase(modelgate_shadow_comparisons_total"
-                f"{{{c},result=~\"agree|disagree\"}}[{w}]))"),
+            "requests": promql.shadow_compared(c, w),
+            "error_rate": promql.shadow_share("error", c, w),
+            "p99_latency": promql.p99_latency(c, w, histogram=promql.SHADOW_DURATION),
+            "stable_p99_latency": promql.p99_latency(s, w),
+            "disagreement_rate": promql.shadow_share("disagree", c, w,
+                                                     among='result=~"agree|disagree"'),
         }
     return {
-        "requests": f"sum(increase(modelgate_requests_total{{{c}}}[{w}]))",
+        "requests": promql.requests(c, w, over=promql.INCREASE),
         # No 5xx series at all means no server error yet: 0, not "no data".
-        "error_rate": (f"(sum(increase(modelgate_requests_total{{{c},status=\"5xx\"}}[{w}])) "
-                       f"or vector(0)) / sum(increase(modelgate_requests_total{{{c}}}[{w}]))"),
-        "p99_latency": ("histogram_quantile(0.99, sum by (le) (rate("
-                        f"modelgate_request_duration_seconds_bucket{{{c}}}[{w}])))"),
-        "stable_p99_latency": ("histogram_quantile(0.99, sum by (le) (rate("
-                               f"modelgate_request_duration_seconds_bucket{{{s}}}[{w}])))"),
-        "disagreement_rate": (
-            f"(sum(increase(modelgate_shadow_comparisons_total{{{c},result=\"disagree\"}}[{w}])) "
-            f"or vector(0)) / sum(increase(modelgate_shadow_comparisons_total{{{c}}}[{w}]))"),
+        "error_rate": promql.error_rate(c, w, over=promql.INCREASE, zero_without_errors=True),
+        "p99_latency": promql.p99_latency(c, w),
+        "stable_p99_latency": promql.p99_latency(s, w),
+        "disagreement_rate": promql.shadow_share("disagree", c, w),
     }
 
 
-class PrometheusAnalyzer:
+class PrometheusAnalyzer(Analyzer):
     """Measures a candidate through a Prometheus server's HTTP API."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 5.0):
@@ -117,7 +122,7 @@ class PrometheusAnalyzer:
         return Measured(Analysis(alerts=alerts, **values), promql)
 
 
-class NoAnalyzer:
+class NoAnalyzer(Analyzer):
     """Used where no Prometheus is configured: every analysis is inconclusive, and says why."""
 
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
@@ -126,107 +131,15 @@ class NoAnalyzer:
                                               "(set MODELGATE_PROMETHEUS_URL)")
 
 
-# -- SageMaker: CloudWatch --------------------------------------------------------------------
-
-#: SageMaker's own per-variant endpoint metrics (namespace AWS/SageMaker). ModelLatency is
-#: in microseconds.
-SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+# -- SageMaker: CloudWatch (moved next to the SageMaker backend) ------------------------------
 
 
-class CloudWatchAnalyzer:
-    """Measures a SageMaker candidate variant from the metrics SageMaker itself publishes.
+def __getattr__(name: str):
+    """``CloudWatchAnalyzer`` and ``SAGEMAKER_NAMESPACE`` live in
+    ``ops.backends.sagemaker.cloudwatch``; imported from here on first use (a plain import
+    would be circular, and this module needs no AWS library)."""
+    if name in ("CloudWatchAnalyzer", "SAGEMAKER_NAMESPACE"):
+        from ops.backends.sagemaker import cloudwatch
 
-    A SageMaker endpoint's containers cannot be scraped by the portal's Prometheus, but
-    SageMaker reports ``Invocations``, ``Invocation5XXErrors`` and ``ModelLatency`` per
-    endpoint and variant to CloudWatch. Alarms in state ``ALARM`` whose dimensions name the
-    endpoint (and the candidate variant, or no variant) are the firing alerts; an alarm
-    tagged or described with ``severity=critical`` gates the rollout, as a critical
-    Prometheus alert does. ``latency_stat`` is the CloudWatch statistic for p99 latency
-    (``p99``; the moto emulator has no percentiles, so its tests use ``Maximum``).
-    """
-
-    def __init__(self, cloudwatch, endpoint_name, latency_stat: str = "p99",
-                 clock=None):
-        self.cloudwatch = cloudwatch
-        self.endpoint_name = endpoint_name  # the plan's endpoint -> SageMaker's name
-        self.latency_stat = latency_stat
-        self.clock = clock
-
-    def _now(self) -> dt.datetime:
-        return self.clock() if self.clock else dt.datetime.now(dt.UTC)
-
-    def _queries(self, name: str, period: int) -> dict[str, dict]:
-        def stat(metric: str, variant: str, statistic: str) -> dict:
-            return {"Metric": {"Namespace": SAGEMAKER_NAMESPACE, "MetricName": metric,
-                               "Dimensions": [{"Name": "EndpointName", "Value": name},
-                                              {"Name": "VariantName", "Value": variant}]},
-                    "Period": period, "Stat": statistic}
-
-        return {
-            "requests": stat("Invocations", CANDIDATE, "Sum"),
-            "errors": stat("Invocation5XXErrors", CANDIDATE, "Sum"),
-            "p99_latency": stat("ModelLatency", CANDIDATE, self.latency_stat),
-            "stable_p99_latency": stat("ModelLatency", STABLE, self.latency_stat),
-        }
-
-    def _alerts(self, name: str) -> tuple[Alert, ...]:
-        alerts = []
-        pages = self.cloudwatch.get_paginator("describe_alarms").paginate(StateValue="ALARM")
-        for page in pages:
-            for alarm in page.get("MetricAlarms", []):
-                dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
-                if dims.get("EndpointName") != name or \
-                        dims.get("VariantName", CANDIDATE) != CANDIDATE:
-                    continue
-                description = (alarm.get("AlarmDescription") or "").lower()
-                severity = "critical" if "severity=critical" in description else "warning"
-                alerts.append(Alert(name=alarm["AlarmName"], severity=severity,
-                                    values={"metric": alarm.get("MetricName"),
-                                            "threshold": alarm.get("Threshold"),
-                                            "reason": alarm.get("StateReason", "")}))
-        return tuple(alerts)
-
-    def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None) -> Measured:
-        # One SageMaker endpoint per environment's account/region: the name is enough.
-        name = self.endpoint_name(endpoint)
-        if shadow:
-            return Measured(Analysis(), {}, error="SageMaker endpoints have no shadow "
-                                                  "comparison metrics")
-        # CloudWatch keeps SageMaker metrics at one-minute resolution: the window is rounded
-        # up to whole minutes and the datapoints summed (latency: the worst minute).
-        period = 60 * max(1, -(-int(window_seconds) // 60))
-        end = self._now()
-        start = end - dt.timedelta(seconds=period)
-        stats = self._queries(name, period)
-        shown = {key: f"{s['Metric']['MetricName']} {s['Stat']} "
-                      f"EndpointName={name} VariantName={s['Metric']['Dimensions'][1]['Value']}"
-                      f" over {period}s" for key, s in stats.items()}
-        try:
-            answer = self.cloudwatch.get_metric_data(
-                MetricDataQueries=[{"Id": key.replace("_", ""), "MetricStat": s,
-                                    "ReturnData": True} for key, s in stats.items()],
-                StartTime=start, EndTime=end + dt.timedelta(seconds=60))
-            found = {r["Id"]: r.get("Values", []) for r in answer.get("MetricDataResults", [])}
-            alerts = self._alerts(name)
-        except (BotoCoreError, ClientError, KeyError, ValueError) as e:
-            return Measured(Analysis(), shown, error=f"CloudWatch unavailable: {e}")
-
-        def total(key: str) -> float | None:
-            values = [v for v in found.get(key.replace("_", ""), []) if math.isfinite(v)]
-            return sum(values) if values else None
-
-        def worst_seconds(key: str) -> float | None:
-            values = [v for v in found.get(key.replace("_", ""), []) if math.isfinite(v)]
-            return max(values) / 1e6 if values else None
-
-        requests_ = total("requests")
-        errors = total("errors")
-        error_rate = None
-        if requests_:
-            error_rate = (errors or 0.0) / requests_
-        analysis = Analysis(requests=requests_, error_rate=error_rate,
-                            p99_latency=worst_seconds("p99_latency"),
-                            stable_p99_latency=worst_seconds("stable_p99_latency"),
-                            alerts=alerts)
-        return Measured(analysis, shown)
+        return getattr(cloudwatch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,19 +30,15 @@ import select
 import signal
 import time
 
-from ops.exceptions import PermanentError
+from ops.exceptions import DetailedError, PermanentError
 
 log = logging.getLogger(__name__)
 
 
-class BoundExceeded(PermanentError):
+class BoundExceeded(DetailedError, PermanentError):
     """The bounded work was stopped; ``detail`` says which bound it reached."""
 
     code = "bound_exceeded"
-
-    def __init__(self, detail: str):
-        super().__init__(detail)
-        self.detail = detail
 
 
 class OutOfMemory(BoundExceeded):
@@ -146,51 +142,64 @@ def run_bounded(fn, *args, memory_bytes: int | None = None, seconds: float | Non
         _child(write_fd, fn, args, kwargs, memory_bytes, seconds)
     os.close(write_fd)
     started = time.monotonic()
-    deadline = started + seconds if seconds else None
-    chunks: list[bytes] = []
     status = usage = None
     try:
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimedOut(f"took longer than {seconds:g} s")
-            ready, _, _ = select.select([read_fd], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(read_fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        data = _read_all(read_fd, started + seconds if seconds else None, seconds)
         _, status, usage = os.wait4(pid, 0)
     finally:
         os.close(read_fd)
         if status is None:  # stopped early (deadline, or an exception of the caller's)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _, _, usage = os.wait4(pid, 0)
+            usage = _kill(pid)
         log.info("bounded child %s of %s: %.2f s, peak %.0f MiB resident", pid,
                  getattr(fn, "__qualname__", fn), time.monotonic() - started,
                  (usage.ru_maxrss / 1024) if usage else float("nan"))
-    data = b"".join(chunks)
     if not data:
-        if os.WIFSIGNALED(status):
-            number = os.WTERMSIG(status)
-            if number in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS) \
-                    and memory_bytes:
-                raise OutOfMemory(f"needed more than {_size(memory_bytes)} of memory "
-                                  f"(stopped by signal {signal.Signals(number).name})")
-            if number == signal.SIGXCPU:
-                raise TimedOut(f"used more than {math.ceil(seconds or 0) + 5} s of CPU")
-            raise ChildDied(f"stopped by signal {signal.Signals(number).name}")
-        raise ChildDied("ended without an answer")
+        raise _no_answer(status, memory_bytes, seconds)
     kind, value = pickle.loads(data)
     if kind == "ok":
         return value
     if kind == "memory":
         raise OutOfMemory(f"needed more than {_size(memory_bytes or 0)} of memory")
     raise value
+
+
+def _read_all(read_fd: int, deadline: float | None, seconds: float | None) -> bytes:
+    """Everything the child writes until it closes its end; ``TimedOut`` at the deadline."""
+    chunks: list[bytes] = []
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimedOut(f"took longer than {seconds:g} s")
+        ready, _, _ = select.select([read_fd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(read_fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _kill(pid: int):
+    """Kill the child and reap it; its resource usage."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return os.wait4(pid, 0)[2]
+
+
+def _no_answer(status: int, memory_bytes: int | None, seconds: float | None) -> BoundExceeded:
+    """Why a child that ended without an answer ended."""
+    if not os.WIFSIGNALED(status):
+        return ChildDied("ended without an answer")
+    number = os.WTERMSIG(status)
+    if number in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS) \
+            and memory_bytes:
+        return OutOfMemory(f"needed more than {_size(memory_bytes)} of memory "
+                           f"(stopped by signal {signal.Signals(number).name})")
+    if number == signal.SIGXCPU:
+        return TimedOut(f"used more than {math.ceil(seconds or 0) + 5} s of CPU")
+    return ChildDied(f"stopped by signal {signal.Signals(number).name}")
 
 
 def _size(n: int) -> str:

@@ -11,7 +11,7 @@ cost is one pass over the rows whatever the number of statistics. Two entry poin
 - ``compare_histograms(baseline, current, edges)``: counts only, as the model server
   exports them to Prometheus (bins of the version's baseline profile; outer bins open).
 
-Statistics (per feature):
+Statistics (per feature; ``STATISTICS`` is their table):
 
 - **PSI** ``sum((q - p) * ln(q / p))`` on bin shares, each share floored at ``PSI_FLOOR``
   so an empty bin does not make it infinite.
@@ -40,7 +40,7 @@ drifts when at least ``drift_share`` of the features with enough data drift.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -382,12 +382,77 @@ def wasserstein_from_samples(reference: np.ndarray, current: np.ndarray) -> floa
 # -- comparisons ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Bins:
+    """Counts of the features ``rows`` (indices of their names), on both sides, in bins of one
+    number: the share bins of every feature, or the fine bins of the numeric features with
+    one number of ``edges`` (one ``_Bins`` per number), with what Wasserstein needs."""
+
+    rows: list[int]
+    reference: np.ndarray
+    current: np.ndarray
+    edges: list | None = None  # each row's edges, all of one length
+    reference_std: Callable[[], np.ndarray] | None = None  # computed only when asked for
+    reference_means: np.ndarray | None = None  # (low, high) outer-bin means per row
+    current_means: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One row of ``STATISTICS``: the ``FeatureDrift`` fields ``compute`` fills (one array
+    each, over ``_Bins.rows``). ``shape`` statistics read the fine bins of the numeric
+    features with at least ``min_edges`` edges, the others the share bins of every feature."""
+
+    fields: tuple[str, ...]
+    compute: Callable[[_Bins], tuple[np.ndarray, ...]]
+    shape: bool = False
+    min_edges: int = 2
+
+
+def _wasserstein(bins: _Bins) -> tuple[np.ndarray]:
+    return (wasserstein_from_counts(bins.reference, bins.current, np.array(bins.edges, float),
+                                    bins.reference_std(), bins.reference_means,
+                                    bins.current_means),)
+
+
+#: Every statistic reported per feature: a new one is a function above, a row here and its
+#: field in ``FeatureDrift``. Computed in this order.
+STATISTICS = (
+    Statistic(("psi",), lambda bins: (psi(bins.reference, bins.current),)),
+    Statistic(("chi2_pvalue",), lambda bins: chi_square(bins.reference, bins.current)[1:]),
+    Statistic(("js_distance",), lambda bins: (js_distance(bins.reference, bins.current),)),
+    Statistic(("ks", "ks_pvalue"), lambda bins: ks_from_counts(bins.reference, bins.current),
+              shape=True),
+    Statistic(("wasserstein",), _wasserstein, shape=True, min_edges=3),
+)
+
+
+def _statistics(shares: _Bins, fine: list[_Bins], f: int) -> dict[str, np.ndarray]:
+    """Every statistic of ``STATISTICS`` for ``f`` features: NaN where not computed."""
+    values = {}
+    for statistic in STATISTICS:
+        for name in statistic.fields:
+            values[name] = np.full(f, np.nan)
+        for bins in (fine if statistic.shape else [shares]):
+            if bins.edges is not None and len(bins.edges[0]) < statistic.min_edges:
+                continue
+            for name, computed in zip(statistic.fields, statistic.compute(bins), strict=True):
+                values[name][bins.rows] = computed
+    return values
+
+
 def _pad(rows: Sequence[np.ndarray]) -> np.ndarray:
     width = max((len(r) for r in rows), default=1)
     out = np.zeros((len(rows), width))
     for i, row in enumerate(rows):
         out[i, :len(row)] = row
     return out
+
+
+def _by_width(edges: Sequence, rows: Sequence[int]) -> list[list[int]]:
+    """``rows`` grouped by their number of edges, fewest first."""
+    return [[i for i in rows if len(edges[i]) == width]
+            for width in sorted({len(edges[i]) for i in rows})]
 
 
 def _verdicts(count, reference_count, psi_values, chi2_p, thresholds: Thresholds) -> list[str]:
@@ -404,6 +469,25 @@ def _verdicts(count, reference_count, psi_values, chi2_p, thresholds: Thresholds
 
 def _none(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _report(names, kinds, shares: _Bins, fine: list[_Bins],
+            thresholds: Thresholds) -> DriftReport:
+    """Every statistic and verdict: one FeatureDrift per feature; no statistic at all where
+    a side has no rows."""
+    values = _statistics(shares, fine, len(names))
+    count = shares.current.sum(axis=1).astype(int)
+    reference_count = shares.reference.sum(axis=1).astype(int)
+    verdicts = _verdicts(count, reference_count, values["psi"], values["chi2_pvalue"],
+                         thresholds)
+    out = []
+    for i, name in enumerate(names):
+        empty = not count[i] or not reference_count[i]
+        out.append(FeatureDrift(
+            name=str(name), kind=kinds[i], count=int(count[i]),
+            reference_count=int(reference_count[i]), verdict=verdicts[i],
+            **{field: None if empty else _none(column[i]) for field, column in values.items()}))
+    return DriftReport(tuple(out), thresholds)
 
 
 def compare_histograms(baseline: Sequence[Sequence[float]], current: Sequence[Sequence[float]],
@@ -424,49 +508,17 @@ def compare_histograms(baseline: Sequence[Sequence[float]], current: Sequence[Se
         if len(baseline[i]) != len(current[i]):
             raise ValueError(f"feature {names[i]!r}: baseline has {len(baseline[i])} bins, "
                              f"current {len(current[i])}")
-    a, b = _pad([np.asarray(x, float) for x in baseline]), _pad([np.asarray(x, float)
-                                                                   for x in current])
-    psi_values = psi(a, b)
-    chi_stat, chi_p = chi_square(a, b)
-    js = js_distance(a, b)
-    ks_d = np.full(f, np.nan)
-    ks_p = np.full(f, np.nan)
-    wass = np.full(f, np.nan)
+    shares = _Bins(list(range(f)), _pad([np.asarray(x, float) for x in baseline]),
+                   _pad([np.asarray(x, float) for x in current]))
     numeric = [i for i in range(f) if kinds[i] == NUMERIC and edges[i] is not None
                and len(edges[i]) >= 2]
-    for width in sorted({len(edges[i]) for i in numeric}):
-        rows = [i for i in numeric if len(edges[i]) == width]
-        counts_a = np.array([baseline[i] for i in rows], float)
-        counts_b = np.array([current[i] for i in rows], float)
-        d, p = ks_from_counts(counts_a, counts_b)
-        ks_d[rows], ks_p[rows] = d, p
-        if width >= 3:
-            edge_rows = np.array([edges[i] for i in rows], float)
-            std = np.array([_std_of(reference_std, i, edges[i], baseline[i]) for i in rows])
-            wass[rows] = wasserstein_from_counts(counts_a, counts_b, edge_rows, std)
-    count = b.sum(axis=1).astype(int)
-    reference_count = a.sum(axis=1).astype(int)
-    verdicts = _verdicts(count, reference_count, psi_values, chi_p, thresholds)
-    return DriftReport(_features(names, kinds, count, reference_count, psi_values, ks_d, ks_p,
-                                 js, wass, chi_p, verdicts), thresholds)
-
-
-def _features(names, kinds, count, reference_count, psi_values, ks_d, ks_p, js, wass, chi_p,
-              verdicts) -> tuple[FeatureDrift, ...]:
-    """One FeatureDrift per feature; no statistic at all where a side has no rows."""
-    out = []
-    for i, name in enumerate(names):
-        empty = not count[i] or not reference_count[i]
-
-        def value(x, empty=empty):
-            return None if empty else _none(x)
-
-        out.append(FeatureDrift(
-            name=str(name), kind=kinds[i], count=int(count[i]),
-            reference_count=int(reference_count[i]), psi=value(psi_values[i]),
-            ks=value(ks_d[i]), ks_pvalue=value(ks_p[i]), js_distance=value(js[i]),
-            wasserstein=value(wass[i]), chi2_pvalue=value(chi_p[i]), verdict=verdicts[i]))
-    return tuple(out)
+    fine = [_Bins(rows, np.array([baseline[i] for i in rows], float),
+                  np.array([current[i] for i in rows], float),
+                  [edges[i] for i in rows],
+                  lambda rows=rows: np.array([_std_of(reference_std, i, edges[i], baseline[i])
+                                              for i in rows]))
+            for rows in _by_width(edges, numeric)]
+    return _report(names, kinds, shares, fine, thresholds)
 
 
 def _std_of(reference_std, i: int, edges, counts) -> float:
@@ -479,6 +531,36 @@ def _std_of(reference_std, i: int, edges, counts) -> float:
         return 1.0
     mean = (middles * counts).sum() / counts.sum()
     return float(math.sqrt(((middles - mean) ** 2 * counts).sum() / counts.sum())) or 1.0
+
+
+@dataclass
+class _Column:
+    """One column of ``compare_samples`` binned: fine and coarse (share) counts, and more."""
+
+    fine_a: np.ndarray
+    fine_b: np.ndarray
+    edges: np.ndarray
+    tails_a: tuple[float, float]
+    tails_b: tuple[float, float]
+    std: float
+    coarse_a: np.ndarray
+    coarse_b: np.ndarray
+
+    @classmethod
+    def binned(cls, ra: np.ndarray, rb: np.ndarray, fine_bins: int,
+               coarse_bins: int) -> _Column:
+        if not np.isfinite(ra).all():
+            ra = ra[np.isfinite(ra)]
+        if not np.isfinite(rb).all():
+            rb = rb[np.isfinite(rb)]
+        edges = quantile_edges(ra, fine_bins)
+        ca, cb = bin_column(ra, edges), bin_column(rb, edges)
+        # Coarse bins: every step-th fine edge (always including both ends).
+        picks = np.unique(np.round(np.linspace(0, len(edges) - 1,
+                                               min(coarse_bins, len(edges) - 1) + 1)).astype(int))
+        return cls(ca, cb, edges, tail_means(ra, edges), tail_means(rb, edges),
+                   float(ra.std()) if len(ra) else 0.0,
+                   np.add.reduceat(ca, picks[:-1]), np.add.reduceat(cb, picks[:-1]))
 
 
 def compare_samples(reference: np.ndarray, current: np.ndarray,
@@ -501,47 +583,16 @@ def compare_samples(reference: np.ndarray, current: np.ndarray,
     names = list(names) if names is not None else [f"feature_{i}" for i in range(f)]
     if len(names) != f:
         raise ValueError(f"{len(names)} names for {f} columns")
-    fine_a, fine_b, tails_a, tails_b, fine_edges = [], [], [], [], []
-    coarse_a, coarse_b, stds = [], [], []
-    for j in range(f):
-        ra, rb = reference[:, j], current[:, j]  # contiguous views for column-major input
-        if not np.isfinite(ra).all():
-            ra = ra[np.isfinite(ra)]
-        if not np.isfinite(rb).all():
-            rb = rb[np.isfinite(rb)]
-        edges = quantile_edges(ra, fine_bins)
-        ca, cb = bin_column(ra, edges), bin_column(rb, edges)
-        fine_a.append(ca)
-        fine_b.append(cb)
-        tails_a.append(tail_means(ra, edges))
-        tails_b.append(tail_means(rb, edges))
-        fine_edges.append(edges)
-        # Coarse bins: every step-th fine edge (always including both ends).
-        picks = np.unique(np.round(np.linspace(0, len(edges) - 1,
-                                               min(coarse_bins, len(edges) - 1) + 1)).astype(int))
-        coarse_a.append(np.add.reduceat(ca, picks[:-1]))
-        coarse_b.append(np.add.reduceat(cb, picks[:-1]))
-        stds.append(float(ra.std()) if len(ra) else 0.0)
-    a, b = _pad(coarse_a), _pad(coarse_b)
-    psi_values = psi(a, b)
-    _, chi_p = chi_square(a, b)
-    js = js_distance(a, b)
-    ks_d = np.full(f, np.nan)
-    ks_p = np.full(f, np.nan)
-    wass = np.full(f, np.nan)
-    for width in sorted({len(e) for e in fine_edges}):
-        rows = [j for j in range(f) if len(fine_edges[j]) == width]
-        counts_a = np.array([fine_a[j] for j in rows], float)
-        counts_b = np.array([fine_b[j] for j in rows], float)
-        ks_d[rows], ks_p[rows] = ks_from_counts(counts_a, counts_b)
-        if width >= 3:
-            means_a = np.array([tails_a[j] for j in rows])
-            means_b = np.array([tails_b[j] for j in rows])
-            wass[rows] = wasserstein_from_counts(
-                counts_a, counts_b, np.array([fine_edges[j] for j in rows]),
-                np.array([stds[j] for j in rows]), means_a, means_b)
-    count = b.sum(axis=1).astype(int)
-    reference_count = a.sum(axis=1).astype(int)
-    verdicts = _verdicts(count, reference_count, psi_values, chi_p, thresholds)
-    return DriftReport(_features(names, [NUMERIC] * f, count, reference_count, psi_values, ks_d,
-                                 ks_p, js, wass, chi_p, verdicts), thresholds)
+    # Contiguous views for column-major input.
+    columns = [_Column.binned(reference[:, j], current[:, j], fine_bins, coarse_bins)
+               for j in range(f)]
+    shares = _Bins(list(range(f)), _pad([c.coarse_a for c in columns]),
+                   _pad([c.coarse_b for c in columns]))
+    fine = [_Bins(rows, np.array([columns[j].fine_a for j in rows], float),
+                  np.array([columns[j].fine_b for j in rows], float),
+                  [columns[j].edges for j in rows],
+                  lambda rows=rows: np.array([columns[j].std for j in rows]),
+                  np.array([columns[j].tails_a for j in rows]),
+                  np.array([columns[j].tails_b for j in rows]))
+            for rows in _by_width([c.edges for c in columns], range(f))]
+    return _report(names, [NUMERIC] * f, shares, fine, thresholds)

@@ -23,13 +23,21 @@ class PermanentError(OpsError):
     code = "permanent"
 
 
-class ArtifactError(PermanentError):
-    """A model artifact cannot be used; ``code`` says why in a stable word."""
+class DetailedError(OpsError):
+    """An error whose message is its ``detail`` (for people) and whose ``code`` (a stable
+    word) is the class's unless given. Mixed in before the class that says whether
+    retrying helps: ``class XError(DetailedError, PermanentError)``."""
 
-    def __init__(self, detail: str, code: str = "invalid_artifact"):
+    def __init__(self, detail: str, code: str | None = None):
         super().__init__(detail)
         self.detail = detail
-        self.code = code
+        self.code = self.code if code is None else code
+
+
+class ArtifactError(DetailedError, PermanentError):
+    """A model artifact cannot be used; ``code`` says why in a stable word."""
+
+    code = "invalid_artifact"
 
 
 class UnsafeArtifactError(ArtifactError):
@@ -45,10 +53,7 @@ class StorageError(TransientError):
     code = "storage_unavailable"
 
 
-class DatasetError(PermanentError):
+class DatasetError(DetailedError, PermanentError):
     """A dataset file cannot be read or profiled."""
 
-    def __init__(self, detail: str, code: str = "invalid_dataset"):
-        super().__init__(detail)
-        self.detail = detail
-        self.code = code
+    code = "invalid_dataset"

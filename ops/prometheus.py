@@ -46,6 +46,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from ops import promql
 from ops.exceptions import PermanentError, TransientError
 
 RULES_FILE = "rules/modelgate.yml"
@@ -107,35 +108,27 @@ class EndpointRules:
             raise ValueError("invalid alert thresholds: " + "; ".join(problems))
 
 
-def _selector(**labels: str) -> str:
-    return ",".join(f'{k}="{v}"' for k, v in labels.items())
-
-
-def _duration(seconds: int) -> str:
-    return f"{int(seconds)}s"
-
-
 def rule_groups(endpoints: list[EndpointRules]) -> dict:
     """The rule file's content: one group per environment and endpoint."""
     groups = []
     for e in sorted(endpoints, key=lambda e: (e.environment, e.endpoint)):
-        where = _selector(environment=e.environment, endpoint=e.endpoint)
+        where = promql.selector(environment=e.environment, endpoint=e.endpoint)
         by = "environment, endpoint, variant"
         static = {"project": e.project, "model": e.model}
-        drifted = f"modelgate_drift_verdict{{{where}}}"
-        psi = f"modelgate_drift_psi{{{where}}}"
+        drifted = f"{promql.DRIFT_VERDICT}{{{where}}}"
+        psi = f"{promql.DRIFT_PSI}{{{where}}}"
+        duration = promql.seconds(e.for_seconds)
+        drift_duration = promql.seconds(e.drift_for_seconds)
         groups.append({
             "name": f"modelgate/{e.environment}/{e.endpoint}",
             "rules": [
-                {"record": "modelgate:error_rate:ratio_1m",
-                 "expr": (f'sum by ({by}) (rate(modelgate_requests_total{{{where},status="5xx"}}'
-                          f"[1m])) / sum by ({by}) (rate(modelgate_requests_total{{{where}}}[1m]))")},
-                {"record": "modelgate:latency_p99:seconds_1m",
-                 "expr": (f"histogram_quantile(0.99, sum by ({by}, le) (rate("
-                          f"modelgate_request_duration_seconds_bucket{{{where}}}[1m])))")},
+                {"record": promql.ERROR_RATE_1M,
+                 "expr": promql.error_rate(where, "1m", by=by)},
+                {"record": promql.LATENCY_P99_1M,
+                 "expr": promql.p99_latency(where, "1m", by=by)},
                 {"alert": "ModelgateErrorRateHigh",
-                 "expr": f"modelgate:error_rate:ratio_1m{{{where}}} > {e.max_error_rate:g}",
-                 "for": _duration(e.for_seconds),
+                 "expr": f"{promql.ERROR_RATE_1M}{{{where}}} > {e.max_error_rate:g}",
+                 "for": duration,
                  "labels": {"severity": "critical", **static},
                  "annotations": {
                      "summary": f"{e.endpoint} ({e.environment}): server errors above "
@@ -143,9 +136,9 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                      "description": "{{ $labels.variant }} answers {{ $value | humanizePercentage }}"
                                     " of requests with a server error."}},
                 {"alert": "ModelgateLatencyHigh",
-                 "expr": (f"modelgate:latency_p99:seconds_1m{{{where}}} > "
+                 "expr": (f"{promql.LATENCY_P99_1M}{{{where}}} > "
                           f"{e.max_p99_latency_seconds:g}"),
-                 "for": _duration(e.for_seconds),
+                 "for": duration,
                  "labels": {"severity": "warning", **static},
                  "annotations": {
                      "summary": f"{e.endpoint} ({e.environment}): p99 latency above "
@@ -153,9 +146,8 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                      "description": "p99 latency of {{ $labels.variant }} is "
                                     "{{ $value | humanizeDuration }}."}},
                 {"alert": "ModelgateNoTraffic",
-                 "expr": (f"sum by ({by}) (rate(modelgate_requests_total{{{where}}}"
-                          f"[{int(e.no_traffic_minutes)}m])) == 0 and on ({by}) "
-                          f"modelgate_variant_weight{{{where}}} > 0"),
+                 "expr": (f"{promql.requests(where, f'{int(e.no_traffic_minutes)}m', by=by)}"
+                          f" == 0 and on ({by}) {promql.VARIANT_WEIGHT}{{{where}}} > 0"),
                  "for": f"{int(e.no_traffic_minutes)}m",
                  "labels": {"severity": "warning", **static},
                  "annotations": {
@@ -164,8 +156,8 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                      "description": "{{ $labels.variant }} is meant to get traffic and got "
                                     "none; no drift verdict is possible without it."}},
                 {"alert": "ModelgateServerDown",
-                 "expr": f"up{{{where}}} == 0",
-                 "for": _duration(e.for_seconds),
+                 "expr": f"{promql.UP}{{{where}}} == 0",
+                 "for": duration,
                  "labels": {"severity": "critical", **static},
                  "annotations": {
                      "summary": f"{e.endpoint} ({e.environment}): model server not answering "
@@ -175,7 +167,7 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                 # value is the feature's PSI, which is what people want to read.
                 {"alert": "ModelgateFeatureDrift",
                  "expr": f"{psi} and on ({by}, feature) ({drifted} == 1)",
-                 "for": _duration(e.drift_for_seconds),
+                 "for": drift_duration,
                  "labels": {"severity": "warning", **static},
                  "annotations": {
                      "summary": "{{ $labels.feature }} drifted on " + f"{e.endpoint} "
@@ -185,7 +177,7 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                                     "threshold."}},
                 {"alert": "ModelgateFeatureDriftCritical",
                  "expr": f"{psi} and on ({by}, feature) ({drifted} == 2)",
-                 "for": _duration(e.drift_for_seconds),
+                 "for": drift_duration,
                  "labels": {"severity": "critical", **static},
                  "annotations": {
                      "summary": "{{ $labels.feature }} drifted far on " + f"{e.endpoint} "
@@ -194,9 +186,9 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                                     "{{ $value | printf \"%.3f\" }}, above the critical "
                                     "threshold."}},
                 {"alert": "ModelgateDatasetDrift",
-                 "expr": (f"modelgate_drift_share{{{where}}} and on ({by}) "
-                          f"(modelgate_drift_dataset{{{where}}} == 1)"),
-                 "for": _duration(e.drift_for_seconds),
+                 "expr": (f"{promql.DRIFT_SHARE}{{{where}}} and on ({by}) "
+                          f"({promql.DRIFT_DATASET}{{{where}}} == 1)"),
+                 "for": drift_duration,
                  "labels": {"severity": "critical", **static},
                  "annotations": {
                      "summary": f"{e.endpoint} ({e.environment}): inputs drifted",

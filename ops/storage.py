@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -18,8 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
-from ops.exceptions import PermanentError, StorageError
+from ops.exceptions import ArtifactError, PermanentError, StorageError
 
 CHUNK = 1024 * 1024
 
@@ -226,3 +228,77 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# Opening an artifact by uri, verified against the sha256 a plan or a version recorded -------
+
+
+class UnsupportedUri(PermanentError):
+    """An artifact uri whose scheme no store reads (only ``file://`` and ``s3://`` are)."""
+
+    code = "unsupported_uri"
+
+    def __init__(self, scheme: str):
+        super().__init__(f"artifact uri scheme {scheme!r} is not supported (use file:// "
+                         "or s3://)")
+        self.scheme = scheme
+
+
+class ChecksumMismatch(ArtifactError):
+    """The file's sha256 is not the one recorded: it is not the approved artifact."""
+
+    def __init__(self, uri: str, expected: str, actual: str):
+        super().__init__(f"{uri} has sha256 {actual}, {expected} was expected",
+                         code="sha256_mismatch")
+        self.uri, self.expected, self.actual = uri, expected, actual
+
+
+def open_artifact(uri: str, *, store: ArtifactStore | None = None,
+                  base_dir: Path | None = None, s3_client=None) -> BinaryIO:
+    """Open the artifact at ``uri`` for reading: through ``store`` when given, else
+    ``s3://bucket/key`` (that bucket, with ``s3_client`` or a default boto3 client),
+    ``file://`` or a plain path (a relative one from ``base_dir``).
+
+    Raises ``UnsupportedUri`` for another scheme, and what the source raises as it is: the
+    store's ``PermanentError``/``StorageError``, ``OSError`` for a local file,
+    ``ImportError`` when ``s3://`` is asked of a process without boto3.
+    """
+    if store is not None:
+        return store.open(uri)
+    if uri.startswith("s3://"):
+        bucket = uri[len("s3://"):].split("/", 1)[0]
+        return S3ArtifactStore(bucket, client=s3_client).open(uri)
+    if "://" in uri and not uri.startswith("file://"):
+        raise UnsupportedUri(uri.split("://", 1)[0])
+    path = Path(uri.removeprefix("file://"))
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    return open(path, "rb")
+
+
+@contextlib.contextmanager
+def open_verified(uri: str, sha256: str, *, store: ArtifactStore | None = None,
+                  base_dir: Path | None = None, s3_client=None,
+                  dir: Path | None = None) -> Iterator[Path]:
+    """A private local copy of the artifact at ``uri`` (opened as ``open_artifact`` does),
+    made while hashing it: ``ChecksumMismatch`` unless its sha256 is ``sha256``.
+
+    The copy is what the caller loads, packages or reads, so the file that was checked is
+    the file that is used even if the original is replaced in between. It lives in a fresh
+    folder (under ``dir`` when given), keeps the uri's extension, and is removed when the
+    block ends. Every artifact a plan or a version names is opened through here: the
+    portal's workers, the model server and the SageMaker backend's packaging.
+    """
+    suffix = Path(urlsplit(uri).path).suffix
+    name = "artifact" + (suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix) else "")
+    with open_artifact(uri, store=store, base_dir=base_dir, s3_client=s3_client) as source, \
+            tempfile.TemporaryDirectory(prefix="modelgate-verified-", dir=dir) as folder:
+        target = Path(folder) / name
+        digest = hashlib.sha256()
+        with open(target, "xb") as copy:
+            while chunk := source.read(CHUNK):
+                digest.update(chunk)
+                copy.write(chunk)
+        if digest.hexdigest() != sha256.lower():
+            raise ChecksumMismatch(uri, sha256, digest.hexdigest())
+        yield target

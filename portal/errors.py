@@ -57,3 +57,9 @@ class UnsupportedMedia(DomainError):
 class ServiceUnavailable(DomainError):
     status = 503
     code = "service_unavailable"
+
+
+class ImmutableError(Exception):
+    """A write to something frozen once made (``portal.registry.models.ImmutableVersionError``:
+    a model version's registered fields). Not a DomainError: it guards the models rather than
+    telling a user why a request was refused; the API still answers it 409 ``immutable``."""

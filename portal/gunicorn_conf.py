@@ -39,7 +39,7 @@ loglevel = os.environ.get("MODELGATE_LOG_LEVEL", "warning").lower()
 # when a worker starts, so no visitor waits for them after a deploy or a restart, and
 # frozen with the rest below. Comma-separated; empty to import nothing ahead.
 PRELOAD = os.environ.get("MODELGATE_WEB_PRELOAD",
-                         "numpy,pandas,scipy.stats,sklearn,skops.io,workers.registry,"
+                         "numpy,pandas,scipy.stats,sklearn,skops.io,portal.celery,"
                          "kombu.transport.redis,redis").split(",")
 
 

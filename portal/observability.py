@@ -7,12 +7,13 @@ Series:
   scan of made-up URLs cannot blow up the series count;
 - ``modelgate_task_duration_seconds{task, state}`` (histogram) and
   ``modelgate_task_failures_total{task, exception}``;
-- ``modelgate_task_queue_length{queue}`` and ``modelgate_broker_up`` (gauges, at scrape).
+- ``modelgate_task_queue_length{queue}`` and ``modelgate_broker_up`` (gauges, at scrape:
+  ``portal.celery.QueueCollector``, which reads the broker; this module imports no Celery app).
 
 gunicorn runs several processes: with ``PROMETHEUS_MULTIPROC_DIR`` set before the app
 imports prometheus_client (``portal/gunicorn_conf.py`` does it), every process writes its
 samples there and ``/metrics`` sums them. Workers expose the same way on their own port
-(``MODELGATE_WORKER_METRICS_PORT``), started by ``workers/celery.py``.
+(``MODELGATE_WORKER_METRICS_PORT``), started by ``portal/celery.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from prometheus_client import (
     Histogram,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
@@ -82,38 +82,3 @@ def task_finished(task_id=None, task=None, state=None, **kwargs):
 
 def task_failed(sender=None, exception=None, **kwargs):
     TASK_FAILURES.labels(getattr(sender, "name", "?"), type(exception).__name__).inc()
-
-
-class QueueCollector:
-    """Messages waiting in the broker's queue, read when Prometheus scrapes."""
-
-    def collect(self):
-        from django.conf import settings
-
-        up = GaugeMetricFamily("modelgate_broker_up", "1 when the task broker answered")
-        length = GaugeMetricFamily("modelgate_task_queue_length",
-                                   "Tasks waiting in the broker's queue", labels=["queue"])
-        queue = settings.CELERY_TASK_DEFAULT_QUEUE
-        try:
-            waiting = _queue_length(queue)
-        except Exception:  # noqa: BLE001 - a dead broker is a value, not a failed scrape
-            up.add_metric([], 0)
-        else:
-            up.add_metric([], 1)
-            if waiting is not None:
-                length.add_metric([queue], waiting)
-        yield up
-        yield length
-
-
-def _queue_length(queue: str) -> int | None:
-    from workers.celery import app
-
-    with app.connection_for_read() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
-        channel = conn.default_channel
-        size = getattr(channel, "_size", None)  # kombu's virtual transports (Redis...)
-        if size is not None:
-            return int(size(queue))
-        _, count, _ = channel.queue_declare(queue=queue, passive=True)  # AMQP
-        return int(count)

@@ -345,6 +345,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
                                     "interval_max": 0.5}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
+# How the portal queues work (portal/queue.py): through the broker, or, where tasks run
+# eagerly (the tests: scripts/test.sh sets CELERY_TASK_ALWAYS_EAGER), in this process once
+# the transaction commits, follow-ups with a countdown left to the test.
+MODELGATE_TASK_QUEUE = ("portal.queue.EagerQueue" if CELERY_TASK_ALWAYS_EAGER
+                        else "portal.queue.CeleryQueue")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -362,7 +367,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Bounded work (docs/architecture.md, "Bounded work"): every task has a soft and a hard time
 # limit, these by default, tighter or looser per task in workers/*.py; a prefork child is
 # replaced after a task that left it holding more than MODELGATE_WORKER_MAX_MEMORY_MB; the
-# heavy libraries are imported before the pool forks (workers/celery.py), and a child gets
+# heavy libraries are imported before the pool forks (portal/celery.py), and a child gets
 # MODELGATE_WORKER_START_SECONDS to come up (Celery's default of 4 s was not enough on a
 # busy machine).
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("MODELGATE_TASK_SOFT_TIME_LIMIT", 300)
@@ -424,7 +429,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated",
-                                   "portal.api.permissions.TokenScopes"],
+                                   "portal.accounts.permissions.TokenScopes"],
     "DEFAULT_THROTTLE_CLASSES": ["portal.api.throttling.ActionThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "tokens": env_str("MODELGATE_RATE_TOKENS", "20/hour"),

@@ -1,6 +1,6 @@
-"""Shared fixtures for the Django tests (integration and e2e): users in every role, a project,
-API clients, real trained artifacts. Imported by their conftest modules; the unit tests stay
-free of Django."""
+"""Shared fixtures for the Django tests (integration, security and e2e): users in every role,
+a project, API clients, real trained artifacts. A plugin of tests/conftest.py; the suites'
+conftests make ``artifact_root`` autouse, so the unit tests stay free of Django."""
 
 from __future__ import annotations
 
@@ -23,23 +23,39 @@ from portal.registry.storage import get_store
 FEATURES = ["mean radius", "mean texture", "mean perimeter", "mean area", "mean smoothness"]
 
 
-@pytest.fixture(autouse=True)
-def artifact_root(settings, tmp_path):
-    """Every test stores artifacts (and runs model servers) in its own directory, so
-    leftovers are visible and no server outlives its test."""
-    settings.MODELGATE_ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.MODELGATE_SERVING_DIR = tmp_path / "serving"
-    settings.MODELGATE_ARTIFACT_BUCKET = ""
-    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True  # receivers in tests are on loopback
-    settings.MODELGATE_EXPLAIN_VERSIONS = False  # SHAP only where a test asks for it
-    # Rollout tests check every second (5 s at least in production): they would take minutes.
-    settings.MODELGATE_ROLLOUT_MIN_CHECK_SECONDS = 1
-    # Hashing six users' passwords with PBKDF2 costs a second per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def settings_for(folder) -> dict:
+    """The settings every Django test runs with, storing under ``folder``."""
+    return {
+        "MODELGATE_ARTIFACT_ROOT": folder / "artifacts",
+        "MODELGATE_SERVING_DIR": folder / "serving",
+        "MODELGATE_ARTIFACT_BUCKET": "",
+        "MODELGATE_WEBHOOK_ALLOW_PRIVATE": True,  # receivers in tests are on loopback
+        "MODELGATE_EXPLAIN_VERSIONS": False,  # SHAP only where a test asks for it
+        # Rollout tests check every second (5 s at least in production): they would take
+        # minutes.
+        "MODELGATE_ROLLOUT_MIN_CHECK_SECONDS": 1,
+        # Hashing six users' passwords with PBKDF2 costs a second per test.
+        "PASSWORD_HASHERS": ["django.contrib.auth.hashers.MD5PasswordHasher"],
+    }
+
+
+def use_folder(settings, folder):
+    """Point ``settings`` (pytest-django's fixture) at ``folder`` as ``artifact_root`` does;
+    yields the artifact root, then stops the model servers started there."""
+    for name, value in settings_for(folder).items():
+        setattr(settings, name, value)
     get_store.cache_clear()
     yield settings.MODELGATE_ARTIFACT_ROOT
     get_store.cache_clear()
     stop_model_servers(settings.MODELGATE_SERVING_DIR)
+
+
+@pytest.fixture
+def artifact_root(settings, tmp_path):
+    """Every test stores artifacts (and runs model servers) in its own directory, so
+    leftovers are visible and no server outlives its test. Autouse in the e2e, integration
+    and security suites (their conftest.py)."""
+    yield from use_folder(settings, tmp_path)
 
 
 def stop_model_servers(folder) -> None:
@@ -156,8 +172,7 @@ def make_user(username, **extra):
                                                 **extra)
 
 
-@pytest.fixture
-def users(db):
+def make_users() -> dict:
     return {
         "owner": make_user("olivia"),
         "approver": make_user("alice"),
@@ -168,8 +183,7 @@ def users(db):
     }
 
 
-@pytest.fixture
-def project(users) -> Project:
+def make_project(users) -> Project:
     project = services.create_project(users["owner"], name="Clinical ML", slug="clinical-ml")
     for key, role in (("approver", Role.APPROVER), ("contributor", Role.CONTRIBUTOR),
                       ("viewer", Role.VIEWER)):
@@ -177,15 +191,33 @@ def project(users) -> Project:
     return project
 
 
+def make_other_project(users) -> Project:
+    return services.create_project(users["outsider"], name="Elsewhere", slug="elsewhere")
+
+
+def make_clf(project, users):
+    return services.create_model(users["contributor"], project, name="tumor-classifier",
+                                 task="classification")
+
+
+@pytest.fixture
+def users(db):
+    return make_users()
+
+
+@pytest.fixture
+def project(users) -> Project:
+    return make_project(users)
+
+
 @pytest.fixture
 def other_project(users) -> Project:
-    return services.create_project(users["outsider"], name="Elsewhere", slug="elsewhere")
+    return make_other_project(users)
 
 
 @pytest.fixture
 def clf(project, users):
-    return services.create_model(users["contributor"], project, name="tumor-classifier",
-                                 task="classification")
+    return make_clf(project, users)
 
 
 class Api:
@@ -212,6 +244,17 @@ class Api:
                 "metadata": meta if isinstance(meta, str) else json.dumps(meta)}
         body["artifact"].name = name
         return self.post(f"/api/v1/models/{model_id}/versions/", body, format="multipart")
+
+
+@pytest.fixture
+def task_queue(settings):
+    """The queue portal code sends its tasks to (``portal.queue.RecordingQueue``): what was
+    queued is in ``.sent``; tasks run in this process, as the test settings run them, except
+    those ``.hold(name)`` names."""
+    from portal.queue import get_queue
+
+    settings.MODELGATE_TASK_QUEUE = "portal.queue.RecordingQueue"
+    return get_queue().reset()
 
 
 @pytest.fixture

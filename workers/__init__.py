@@ -1,3 +1,5 @@
-from workers.celery import app
+"""Celery tasks: thin wrappers that take ids and call ``portal`` services. The app is
+``portal.celery`` (``celery -A portal worker``); importing it first makes it the current app,
+which the tasks' ``shared_task`` bind to."""
 
-__all__ = ["app"]
+import portal.celery  # noqa: F401

@@ -40,15 +40,8 @@ def advance_deployment(deployment_id: int, step_id: int | None = None) -> None:
     deployments.advance(deployment_id, step_id)
 
 
-def diff_timed_out(request_id: int, reason: str) -> None:
-    from portal.releases.models import ApprovalRequest
-
-    ApprovalRequest.objects.filter(pk=request_id).update(
-        release_diff={"status": "failed", "reason": f"the release diff {reason}"})
-
-
 @shared_task(soft_time_limit=540, time_limit=570,
-             on_time_limit="workers.releases:diff_timed_out")
+             on_time_limit="portal.releases.services:release_diff_timed_out")
 def compute_release_diff(request_id: int) -> None:
     """Candidate against champion, for the approver (see explainability.diff)."""
     from portal.releases import services

@@ -2,31 +2,61 @@
 
 Each backend converges an endpoint to a declarative ``ServingPlan`` (DESIGN.md §5). New
 platforms are new backends; nothing else changes.
+
+``REGISTRY`` is the one list of backend kinds: the kind stored in an environment (and named
+in an operator's targets), how people read it, and the class that implements it. Everything
+that enumerates kinds derives from it: the portal's choices, the targets' check, the API's
+enum. A new backend is a module under ``ops/backends/`` and its line here.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from ops.backends.base import Backend, BackendError, ObservedState, ObservedVariant
 
 __all__ = ["Backend", "BackendError", "ObservedState", "ObservedVariant", "BACKENDS",
-           "get_backend"]
+           "REGISTRY", "Registered", "backend_class", "choices", "get_backend"]
 
-BACKENDS = {
-    "local": "ops.backends.local:LocalBackend",
-    "kubernetes": "ops.backends.kubernetes:KubernetesBackend",
-    "sagemaker": "ops.backends.sagemaker:SageMakerBackend",
-}
+
+@dataclass(frozen=True)
+class Registered:
+    kind: str  # stored in environments: never rename one
+    label: str
+    target: str  # "module:Class", imported on first use
+
+    def load(self) -> type[Backend]:
+        module_name, class_name = self.target.split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+REGISTRY: dict[str, Registered] = {r.kind: r for r in (
+    Registered("local", "This machine (model-server processes)",
+               "ops.backends.local:LocalBackend"),
+    Registered("kubernetes", "Kubernetes", "ops.backends.kubernetes:KubernetesBackend"),
+    Registered("sagemaker", "Amazon SageMaker", "ops.backends.sagemaker:SageMakerBackend"),
+)}
+
+# kind -> "module:Class"
+BACKENDS = {kind: registered.target for kind, registered in REGISTRY.items()}
+
+
+def choices() -> list[tuple[str, str]]:
+    """``(kind, label)`` of every backend, in the registry's order."""
+    return [(r.kind, r.label) for r in REGISTRY.values()]
+
+
+def backend_class(kind: str) -> type[Backend]:
+    """The class registered under ``kind``; ``BackendError`` names the valid kinds."""
+    try:
+        registered = REGISTRY[kind]
+    except KeyError:
+        raise BackendError(f"unknown backend {kind!r}; valid backends: "
+                           + ", ".join(sorted(REGISTRY))) from None
+    return registered.load()
 
 
 def get_backend(kind: str, settings: dict) -> Backend:
     """Build the backend registered under ``kind`` with an environment's settings."""
-    try:
-        target = BACKENDS[kind]
-    except KeyError:
-        raise BackendError(f"unknown backend {kind!r}; valid backends: "
-                           + ", ".join(sorted(BACKENDS))) from None
-    module_name, class_name = target.split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, class_name)(**settings)
+    return backend_class(kind)(**settings)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ops.exceptions import PermanentError, TransientError
 from ops.plan import ServingPlan
+
+if TYPE_CHECKING:
+    from ops.analysis import Analyzer
 
 
 class BackendError(PermanentError):
@@ -83,7 +87,7 @@ class Backend(ABC):
         """
         return 0
 
-    def analyzer(self):
+    def analyzer(self) -> Analyzer | None:
         """The analyzer that measures this backend's endpoints, or ``None`` for the portal's
         Prometheus (which scrapes the model servers' own ``/metrics``)."""
         return None

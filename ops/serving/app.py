@@ -91,41 +91,9 @@ class ModelServer:
         path = scope["path"]
         try:
             if path.startswith("/v2/models/"):
-                name, _, action = path[len("/v2/models/"):].partition("/")
-                version = None
-                if action.startswith("versions/"):
-                    version, _, action = action[len("versions/"):].partition("/")
-                if action == "infer":
-                    _require(method, "POST")
-                    await self._infer(scope, receive, send, name, version, sagemaker=False)
-                elif action == "":
-                    _require(method, "GET")
-                    await self._json(send, 200, self._model_metadata(name, version))
-                elif action == "ready":
-                    _require(method, "GET")
-                    self._model_metadata(name, version)  # 404 for an unknown name
-                    await self._ready(send)
-                else:
-                    raise NotFound(f"no route {path}")
-            elif path == "/invocations":
-                _require(method, "POST")
-                await self._infer(scope, receive, send, None, None, sagemaker=True)
-            elif path == "/metrics":
-                _require(method, "GET")
-                body = await asyncio.to_thread(self.metrics.exposition)
-                await _send(send, 200, body, PROMETHEUS)
-            elif path in ("/v2/health/ready", "/ping"):
-                _require(method, "GET")
-                await self._ready(send)
-            elif path == "/v2/health/live":
-                _require(method, "GET")
-                await self._json(send, 200, {"live": True})
-            elif path in ("/v2", "/v2/"):
-                _require(method, "GET")
-                await self._json(send, 200, {"name": "modelgate", "version": "1",
-                                             "extensions": []})
+                await self._model_route(scope, receive, send, method, path)
             else:
-                raise NotFound(f"no route {path}")
+                await self._route(scope, receive, send, method, path)
         except RequestError as e:
             self._count_error(NO_VARIANT, e.status, e.code)
             await self._error(send, e.status, e.code, e.detail)
@@ -135,6 +103,48 @@ class ModelServer:
             log.exception("unexpected error on %s %s", method, path)
             self._count_error(NO_VARIANT, 500, "internal")
             await self._error(send, 500, "internal", f"internal error: {type(e).__name__}")
+
+    async def _model_route(self, scope: dict, receive, send: Send, method: str,
+                           path: str) -> None:
+        """``/v2/models/{name}[/versions/{v}][/infer|/ready]``."""
+        name, _, action = path[len("/v2/models/"):].partition("/")
+        version = None
+        if action.startswith("versions/"):
+            version, _, action = action[len("versions/"):].partition("/")
+        if action == "infer":
+            _require(method, "POST")
+            await self._infer(scope, receive, send, name, version, sagemaker=False)
+        elif action == "":
+            _require(method, "GET")
+            await self._json(send, 200, self._model_metadata(name, version))
+        elif action == "ready":
+            _require(method, "GET")
+            self._model_metadata(name, version)  # 404 for an unknown name
+            await self._ready(send)
+        else:
+            raise NotFound(f"no route {path}")
+
+    async def _route(self, scope: dict, receive, send: Send, method: str, path: str) -> None:
+        """Every other route: SageMaker's, metrics, health and the server's metadata."""
+        if path == "/invocations":
+            _require(method, "POST")
+            await self._infer(scope, receive, send, None, None, sagemaker=True)
+        elif path == "/metrics":
+            _require(method, "GET")
+            body = await asyncio.to_thread(self.metrics.exposition)
+            await _send(send, 200, body, PROMETHEUS)
+        elif path in ("/v2/health/ready", "/ping"):
+            _require(method, "GET")
+            await self._ready(send)
+        elif path == "/v2/health/live":
+            _require(method, "GET")
+            await self._json(send, 200, {"live": True})
+        elif path in ("/v2", "/v2/"):
+            _require(method, "GET")
+            await self._json(send, 200, {"name": "modelgate", "version": "1",
+                                         "extensions": []})
+        else:
+            raise NotFound(f"no route {path}")
 
     # -- inference --------------------------------------------------------------------------
 

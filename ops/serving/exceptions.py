@@ -7,20 +7,17 @@ errors keep the previous plan serving.
 
 from __future__ import annotations
 
-from ops.exceptions import OpsError, PermanentError, TransientError
+from ops.exceptions import DetailedError, PermanentError, TransientError
 
 
-class RequestError(OpsError):
+class RequestError(DetailedError):
     """A request the server answers with an error body instead of a prediction."""
 
     status = 400
     code = "bad_request"
 
     def __init__(self, detail: str, code: str | None = None, status: int | None = None):
-        super().__init__(detail)
-        self.detail = detail
-        if code is not None:
-            self.code = code
+        super().__init__(detail, code)
         if status is not None:
             self.status = status
 
@@ -70,10 +67,7 @@ class NotReady(RequestError, TransientError):
     code = "not_ready"
 
 
-class VariantLoadError(PermanentError):
+class VariantLoadError(DetailedError, PermanentError):
     """A plan's variant cannot be served (checksum, format, schema); the old plan stays."""
 
-    def __init__(self, detail: str, code: str = "variant_load_failed"):
-        super().__init__(detail)
-        self.detail = detail
-        self.code = code
+    code = "variant_load_failed"

@@ -210,32 +210,9 @@ def _rows_from_feature_tensors(tensors: list[dict], spec: InputSpec) -> np.ndarr
     columns: dict[int, np.ndarray] = {}
     for tensor in tensors:
         name, datatype, shape, data = _tensor_parts(tensor, "inputs")
-        position = spec.index.get(name)
-        if position is None:
-            raise BadInput(f"input {name!r} is not a feature of this model (expected one input "
-                           f"per feature: {', '.join(spec.names[:8])}...)"
-                           if spec.width > 8 else
-                           f"input {name!r} is not a feature of this model (expected "
-                           f"{', '.join(spec.names)})", code="unknown_feature")
-        if position in columns:
-            raise BadInput(f"input {name!r} appears twice", code="invalid_input")
-        feature = spec.features[position]
-        if feature.numeric:
-            if datatype == "BYTES":
-                raise BadInput(f"input {name!r}: datatype BYTES for a numeric feature",
-                               code="invalid_type")
-            column = _numbers(data, None, name)
-        else:
-            column = _objects(data, name)
-        if column.ndim == 2 and column.shape[1] == 1:
-            column = column[:, 0]
-        if column.ndim != 1:
-            raise BadInput(f"input {name!r}: a per-feature input has shape [rows]",
-                           code="bad_shape")
-        if shape is not None and math.prod(shape) != column.size:
-            raise BadInput(f"input {name!r}: shape {shape} does not match {column.size} values",
-                           code="bad_shape")
-        columns[position] = column
+        position = _feature_position(name, spec, columns)
+        columns[position] = _feature_column(name, datatype, shape, data,
+                                            spec.features[position].numeric)
     missing = [spec.names[i] for i in range(spec.width) if i not in columns]
     if missing:
         raise BadInput("missing input(s) for feature(s): " + ", ".join(missing[:10]),
@@ -250,6 +227,41 @@ def _rows_from_feature_tensors(tensors: list[dict], spec: InputSpec) -> np.ndarr
         for i, column in columns.items():
             array[:, i] = column
     return _checked(array, spec)
+
+
+def _feature_position(name: str, spec: InputSpec, seen: dict[int, np.ndarray]) -> int:
+    """The position of the feature a per-feature input names, unless unknown or repeated."""
+    position = spec.index.get(name)
+    if position is None:
+        raise BadInput(f"input {name!r} is not a feature of this model (expected one input "
+                       f"per feature: {', '.join(spec.names[:8])}...)"
+                       if spec.width > 8 else
+                       f"input {name!r} is not a feature of this model (expected "
+                       f"{', '.join(spec.names)})", code="unknown_feature")
+    if position in seen:
+        raise BadInput(f"input {name!r} appears twice", code="invalid_input")
+    return position
+
+
+def _feature_column(name: str, datatype: str, shape: list | None, data,
+                    numeric: bool) -> np.ndarray:
+    """One per-feature input's values, as one column."""
+    if numeric:
+        if datatype == "BYTES":
+            raise BadInput(f"input {name!r}: datatype BYTES for a numeric feature",
+                           code="invalid_type")
+        column = _numbers(data, None, name)
+    else:
+        column = _objects(data, name)
+    if column.ndim == 2 and column.shape[1] == 1:
+        column = column[:, 0]
+    if column.ndim != 1:
+        raise BadInput(f"input {name!r}: a per-feature input has shape [rows]",
+                       code="bad_shape")
+    if shape is not None and math.prod(shape) != column.size:
+        raise BadInput(f"input {name!r}: shape {shape} does not match {column.size} values",
+                       code="bad_shape")
+    return column
 
 
 # -- rows as lists or objects ------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Labels are bounded: endpoint, variant, a status class or a stable error code, the class
 label of a classifier and the feature name (with the baseline's bin index). Request ids,
-unit ids and values never become labels.
+unit ids and values never become labels. The series' names are ``ops.promql``'s.
 
 Per-row distributions (feature bins, predicted classes, regression values) are counted with
 numpy in the prediction thread, once per batch, and read by a custom collector at scrape
@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from ops import promql
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075,
                    0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -31,34 +33,34 @@ class ServerMetrics:
     def __init__(self):
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
-        self.requests = Counter("modelgate_requests", "Inference requests answered, by variant "
+        self.requests = Counter(promql.REQUESTS, "Inference requests answered, by variant "
                                 "and status class.", ["endpoint", "variant", "status"], registry=r)
-        self.errors = Counter("modelgate_request_errors", "Inference requests answered with an "
+        self.errors = Counter(promql.REQUEST_ERRORS, "Inference requests answered with an "
                               "error, by stable error code.", ["endpoint", "variant", "code"],
                               registry=r)
-        self.latency = Histogram("modelgate_request_duration_seconds", "Time from the request's "
+        self.latency = Histogram(promql.REQUEST_DURATION, "Time from the request's "
                                  "body to its answer.", ["endpoint", "variant"],
                                  buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("modelgate_batch_size_rows", "Rows per predict call "
+        self.batch_size = Histogram(promql.BATCH_SIZE, "Rows per predict call "
                                     "(micro-batching).", ["endpoint", "variant"],
                                     buckets=BATCH_BUCKETS, registry=r)
-        self.batch_requests = Histogram("modelgate_batch_requests", "Requests per predict call.",
+        self.batch_requests = Histogram(promql.BATCH_REQUESTS, "Requests per predict call.",
                                         ["endpoint", "variant"], buckets=BATCH_BUCKETS,
                                         registry=r)
-        self.shadow = Counter("modelgate_shadow_comparisons", "Shadow answers compared with the "
+        self.shadow = Counter(promql.SHADOW_COMPARISONS, "Shadow answers compared with the "
                               "live answer, per row: agree, disagree, or error/dropped per "
                               "request.", ["endpoint", "variant", "result"], registry=r)
-        self.shadow_latency = Histogram("modelgate_shadow_duration_seconds", "Latency of the "
+        self.shadow_latency = Histogram(promql.SHADOW_DURATION, "Latency of the "
                                         "shadow variant's predictions.", ["endpoint", "variant"],
                                         buckets=LATENCY_BUCKETS, registry=r)
-        self.plan_generation = Gauge("modelgate_plan_generation", "Generation of the serving "
+        self.plan_generation = Gauge(promql.PLAN_GENERATION, "Generation of the serving "
                                      "plan in use.", ["endpoint"], registry=r)
-        self.plan_reloads = Counter("modelgate_plan_reloads", "Plans loaded and switched to.",
+        self.plan_reloads = Counter(promql.PLAN_RELOADS, "Plans loaded and switched to.",
                                     ["endpoint"], registry=r)
-        self.plan_load_failures = Counter("modelgate_plan_load_failures", "Plans that failed to "
+        self.plan_load_failures = Counter(promql.PLAN_LOAD_FAILURES, "Plans that failed to "
                                           "load; the previous plan kept serving.", ["endpoint"],
                                           registry=r)
-        self.model_load_seconds = Gauge("modelgate_model_load_seconds", "Time to verify, load "
+        self.model_load_seconds = Gauge(promql.MODEL_LOAD_SECONDS, "Time to verify, load "
                                         "and warm a variant's model.", ["endpoint", "variant"],
                                         registry=r)
         self._bound: dict[tuple[str, str], tuple] = {}
@@ -92,23 +94,23 @@ class VariantCollector:
     def collect(self):
         state = self._state_of()
         bins = CounterMetricFamily(
-            "modelgate_feature_bin", "Rows whose feature value fell in the baseline's bin "
+            promql.FEATURE_BIN, "Rows whose feature value fell in the baseline's bin "
             "(bin index as in the baseline profile; outer bins open).",
             labels=["endpoint", "variant", "feature", "bin"])
         missing = CounterMetricFamily(
-            "modelgate_feature_missing", "Rows whose feature was null/NaN (not binned).",
+            promql.FEATURE_MISSING, "Rows whose feature was null/NaN (not binned).",
             labels=["endpoint", "variant", "feature"])
         classes = CounterMetricFamily(
-            "modelgate_predictions", "Predicted rows by class label (classifiers).",
+            promql.PREDICTIONS, "Predicted rows by class label (classifiers).",
             labels=["endpoint", "variant", "class"])
         values = HistogramMetricFamily(
-            "modelgate_prediction_value", "Predicted values (regressors).",
+            promql.PREDICTION_VALUE, "Predicted values (regressors).",
             labels=["endpoint", "variant"])
-        queue = GaugeMetricFamily("modelgate_queue_depth", "Rows waiting for a batch.",
+        queue = GaugeMetricFamily(promql.QUEUE_DEPTH, "Rows waiting for a batch.",
                                   labels=["endpoint", "variant"])
-        weight = GaugeMetricFamily("modelgate_variant_weight", "Share of live traffic routed to "
+        weight = GaugeMetricFamily(promql.VARIANT_WEIGHT, "Share of live traffic routed to "
                                    "the variant (0 for the shadow).", labels=["endpoint", "variant"])
-        loaded = GaugeMetricFamily("modelgate_variant_loaded", "1 when the variant's model is "
+        loaded = GaugeMetricFamily(promql.VARIANT_LOADED, "1 when the variant's model is "
                                    "loaded and serving.", labels=["endpoint", "variant"])
         if state is not None:
             endpoint = state.plan.endpoint

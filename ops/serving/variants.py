@@ -15,14 +15,14 @@ the server calls ``predict_proba`` once and derives the labels, halving a forest
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ import numpy as np
 from ops.artifacts import (
     CLASSIFICATION,
     REGRESSION,
-    detect_format,
+    detect_file_format,
     inspect_model,
     load_model,
 )
@@ -43,6 +43,7 @@ from ops.serving.batching import MicroBatcher
 from ops.serving.binning import DEFAULT_VALUE_EDGES, ClassCounter, FeatureBinner, ValueHistogram
 from ops.serving.exceptions import PredictFailed, VariantLoadError
 from ops.serving.inputs import InputSpec
+from ops.storage import ChecksumMismatch, UnsupportedUri, open_artifact, open_verified
 
 # Set by a model server's operator to let plans load pickle/joblib variants.
 PICKLE_ENV = "MODELGATE_SERVER_ALLOW_PICKLE"
@@ -234,37 +235,47 @@ def variant_fingerprint(spec: Variant) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def read_artifact(uri: str, base_dir: Path) -> bytes:
-    """The artifact's bytes: ``file://`` paths (relative ones from the plan's folder) or S3."""
-    if uri.startswith("s3://"):
-        return _read_s3(uri)
-    if "://" in uri and not uri.startswith("file://"):
-        scheme = uri.split("://", 1)[0]
-        raise VariantLoadError(f"artifact uri scheme {scheme!r} is not supported (use file:// "
-                               "or s3://)", code="unsupported_uri")
-    path = Path(uri.removeprefix("file://"))
-    if not path.is_absolute():
-        path = base_dir / path
+@contextlib.contextmanager
+def _artifact_errors(uri: str) -> Iterator[None]:
+    """What cannot open an artifact, as the server reports it (a checksum passes through)."""
     try:
-        return path.read_bytes()
-    except OSError as e:
-        raise VariantLoadError(f"artifact {uri} cannot be read: {e.strerror or e}",
-                               code="artifact_missing") from e
-
-
-def _read_s3(uri: str) -> bytes:
-    bucket = uri[len("s3://"):].split("/", 1)[0]
-    try:
-        from ops.storage import S3ArtifactStore
-
-        with S3ArtifactStore(bucket).open(uri) as handle:
-            return handle.read()
-    except (PermanentError, StorageError) as e:
+        yield
+    except ChecksumMismatch:
+        raise
+    except UnsupportedUri as e:
+        raise VariantLoadError(str(e), code="unsupported_uri") from e
+    except (PermanentError, StorageError) as e:  # S3: the only store a server reads
         raise VariantLoadError(f"artifact {uri} cannot be read from S3: {e}",
                                code="artifact_missing") from e
     except ImportError as e:
         raise VariantLoadError(f"s3:// artifacts need boto3 in the server image: {e}",
                                code="unsupported_uri") from e
+    except OSError as e:
+        raise VariantLoadError(f"artifact {uri} cannot be read: {e.strerror or e}",
+                               code="artifact_missing") from e
+
+
+def read_artifact(uri: str, base_dir: Path) -> bytes:
+    """The artifact's bytes: ``file://`` paths (relative ones from the plan's folder) or S3."""
+    with _artifact_errors(uri), open_artifact(uri, base_dir=base_dir) as handle:
+        return handle.read()
+
+
+@contextlib.contextmanager
+def _verified_copy(spec: Variant, base_dir: Path) -> Iterator[Path]:
+    """A private copy of the variant's artifact whose sha256 is the plan's (``open_verified``);
+    errors opening or checking it are ``VariantLoadError``, those of the block are not."""
+    with contextlib.ExitStack() as stack:
+        try:
+            with _artifact_errors(spec.artifact_uri):
+                path = stack.enter_context(
+                    open_verified(spec.artifact_uri, spec.sha256, base_dir=base_dir))
+        except ChecksumMismatch as e:
+            raise VariantLoadError(
+                f"variant {spec.name}: artifact sha256 is {e.actual}, the plan expects "
+                f"{spec.sha256}; refusing to load a file that is not the approved one",
+                code="sha256_mismatch") from e
+        yield path
 
 
 def load_variant(spec: Variant, *, base_dir: Path, executor: Executor | None,
@@ -274,28 +285,19 @@ def load_variant(spec: Variant, *, base_dir: Path, executor: Executor | None,
     if spec.task not in (CLASSIFICATION, REGRESSION):
         raise VariantLoadError(f"variant {spec.name}: task {spec.task!r} is neither "
                                "classification nor regression", code="invalid_plan")
-    data = read_artifact(spec.artifact_uri, base_dir)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != spec.sha256.lower():
-        raise VariantLoadError(
-            f"variant {spec.name}: artifact sha256 is {digest}, the plan expects {spec.sha256}; "
-            "refusing to load a file that is not the approved one", code="sha256_mismatch")
-    try:
-        fmt = detect_format(data[:8])
-        # Load from a private copy of the verified bytes, so the file that is loaded is the
-        # file that was hashed even if the original is replaced in between.
-        with tempfile.NamedTemporaryFile(suffix=f".{fmt}") as copy:
-            copy.write(data)
-            copy.flush()
-            model = load_model(Path(copy.name),
-                               allow_unsafe=spec.trusted_unsafe and pickles_allowed(),
+    # Loaded from a private copy of the verified bytes, so the file that is loaded is the
+    # file that was hashed even if the original is replaced in between.
+    with _verified_copy(spec, base_dir) as path:
+        try:
+            fmt = detect_file_format(path)
+            model = load_model(path, allow_unsafe=spec.trusted_unsafe and pickles_allowed(),
                                extra_trusted=spec.trusted_types)
-        features = _features(spec, model)
-        probe = _probe_rows(spec, features)
-        inspect_model(model, task=spec.task, input_schema=features,
-                      sample=probe, fmt=fmt)
-    except ArtifactError as e:
-        raise VariantLoadError(f"variant {spec.name}: {e.detail}", code=e.code) from e
+            features = _features(spec, model)
+            probe = _probe_rows(spec, features)
+            inspect_model(model, task=spec.task, input_schema=features,
+                          sample=probe, fmt=fmt)
+        except ArtifactError as e:
+            raise VariantLoadError(f"variant {spec.name}: {e.detail}", code=e.code) from e
     mode, derive = _choose_paths(spec, model, features, probe)
     variant = LoadedVariant(spec, model, features, mode=mode, derive_labels=derive,
                             load_seconds=0.0, executor=executor, batching=batching)

@@ -32,6 +32,13 @@ class Membership(models.Model):
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
 
+def project_model() -> type[models.Model]:
+    """The registry's ``Project``, which memberships and invitations are of: reached
+    through the foreign key, since accounts sit below the registry (docs/architecture.md,
+    Layers) and import nothing of it."""
+    return Membership._meta.get_field("project").related_model
+
+
 class Invitation(models.Model):
     """An owner's offer of a role in a project; a membership only once the invited person
     accepts it.

@@ -7,9 +7,8 @@ from django.views.decorators.http import require_POST
 
 from portal.accounts import forms, services
 from portal.accounts.choices import InvitationStatus
-from portal.accounts.models import ApiToken, Invitation, Membership
+from portal.accounts.models import ApiToken, Invitation, Membership, project_model
 from portal.errors import DomainError
-from portal.registry.models import Project
 
 
 @login_required
@@ -43,7 +42,7 @@ def token_revoke(request, pk):
 @login_required
 @require_POST
 def invitation_create(request, slug):
-    project = get_object_or_404(Project, slug=slug)
+    project = get_object_or_404(project_model(), slug=slug)
     if services.role_in(request.user, project) is None:
         raise Http404("no such project")  # outsiders learn nothing, not even that it exists
     form = forms.InviteForm(request.POST)

@@ -6,8 +6,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from portal.errors import DomainError
-from portal.registry.models import ImmutableVersionError
+from portal.errors import DomainError, ImmutableError
 
 DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
@@ -41,7 +40,7 @@ def exception_handler(exc, context):
         if exc.field:
             body["field"] = exc.field
         return Response(body, status=exc.status)
-    if isinstance(exc, ImmutableVersionError):
+    if isinstance(exc, ImmutableError):  # a model version's frozen fields
         return Response({"code": "immutable", "detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -1,18 +1,28 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from portal.accounts.api.views import ApiTokenViewSet, InvitationViewSet, MembershipViewSet
-from portal.api.views import TokenLoginView
-from portal.audit.api.views import AuditEventViewSet
-from portal.experiments.api.views import ExperimentViewSet, FeedbackView
-from portal.monitoring.api.views import AlertmanagerReceiver, AlertViewSet
+from portal.accounts.api.views import (
+    ApiTokenViewSet,
+    AuditEventViewSet,
+    InvitationViewSet,
+    MembershipViewSet,
+    TokenLoginView,
+)
+from portal.api.permissions import APPROVE, READ, ROUTE_SCOPES, WRITE
+from portal.experiments.api.views import FeedbackView
+from portal.monitoring.api.views import (
+    AlertmanagerReceiver,
+    AlertViewSet,
+    RegisteredModelViewSet,  # the registry's, with each model's monitoring thresholds
+)
 from portal.notifications.api.views import WebhookViewSet
 from portal.registry.api.views import (
     DatasetViewSet,
     ModelVersionViewSet,
     ProjectViewSet,
-    RegisteredModelViewSet,
+    alias_scope,
 )
+from portal.releases.api.experiments import ExperimentViewSet  # with decide
 from portal.releases.api.views import (
     ApprovalRequestViewSet,
     DeploymentViewSet,
@@ -43,3 +53,36 @@ urlpatterns = [
     path("feedback/", FeedbackView.as_view(), name="feedback"),
     path("", include(router.urls)),
 ]
+
+# The token scope each route's actions need (portal.api.permissions.ROUTE_SCOPES, checked
+# by portal.accounts.permissions.TokenScopes), next to the routes.
+ROUTE_SCOPES.update({
+    "project": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE},
+    "membership": {"list": READ, "retrieve": READ, "partial_update": WRITE, "destroy": WRITE},
+    # Members join by invitation: owners invite and revoke, the invited person answers.
+    "invitation": {"list": READ, "retrieve": READ, "create": WRITE, "revoke": WRITE,
+                   "accept": WRITE, "decline": WRITE},
+    "model": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE,
+              "versions": WRITE, "aliases": READ, "alias": alias_scope,
+              "monitoring": APPROVE},
+    "version": {"list": READ, "retrieve": READ, "artifact": READ, "lineage": READ,
+                "explanation": READ, "explain": WRITE, "explain_result": READ,
+                "archive": WRITE},
+    "dataset": {"list": READ, "retrieve": READ, "create": WRITE},
+    "environment": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE},
+    "approval-request": {"list": READ, "retrieve": READ, "create": WRITE, "cancel": WRITE,
+                         "approve": APPROVE, "reject": APPROVE},
+    "deployment": {"list": READ, "retrieve": READ, "pause": WRITE, "rollback": WRITE,
+                   "resume": APPROVE, "promote": APPROVE, "keep": APPROVE},
+    "webhook": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE,
+                "destroy": WRITE, "deliveries": READ, "test": WRITE},
+    "alert": {"list": READ, "retrieve": READ, "acknowledge": WRITE, "silence": WRITE,
+              "unsilence": WRITE},
+    "experiment": {"list": READ, "retrieve": READ, "readout": READ, "decide": APPROVE},
+    # Tokens also have a ceiling: a token only creates tokens with scopes it holds
+    # (accounts.services.create_token).
+    "token": {"list": READ, "retrieve": READ, "create": WRITE, "destroy": WRITE},
+    "audit-event": {"list": READ, "retrieve": READ},
+    "feedback": {"post": WRITE},
+    "api-root": {"get": READ},
+})

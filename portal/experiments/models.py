@@ -11,11 +11,11 @@ from django.db import models
 from django.urls import reverse
 
 from portal.experiments.choices import DecisionChoice, OutcomeKind
-from portal.releases.models import Deployment
 
 
 class Experiment(models.Model):
-    deployment = models.OneToOneField(Deployment, on_delete=models.PROTECT,
+    # By name: releases import experiments, never the reverse.
+    deployment = models.OneToOneField("releases.Deployment", on_delete=models.PROTECT,
                                       related_name="experiment")
     metric = models.CharField(max_length=64, default="conversion",
                               help_text="What the outcome measures, in the readout's words")

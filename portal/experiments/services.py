@@ -15,6 +15,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
@@ -441,14 +442,23 @@ def explanation_summaries(experiment: Experiment) -> dict[str, dict | None]:
 
 
 # Decisions ----------------------------------------------------------------------------------
+# Promote B, keep A or extend the test: carried out by the rollout itself, so the action is
+# ``portal.releases.experiment_decisions.decide`` (releases import experiments, never the
+# reverse); this module checks a decision before it and records it after.
 
-def decide(user, experiment: Experiment, decision: str, comment: str,
-           extend_hours: float | None = None) -> ExperimentDecision:
-    """Promote B, keep A or extend the test, with a comment, through the rollout itself:
-    promote and keep are the deployment's own commands (audited there too); extend runs
-    the same split longer."""
-    from portal.releases import deployments
+class PendingDecision(NamedTuple):
+    """A decision checked (``check_decision``) and not yet carried out."""
 
+    decision: str
+    comment: str
+    extend_hours: float | None
+    readout: dict  # the readout it was made on
+
+
+def check_decision(user, experiment: Experiment, decision: str, comment: str,
+                   extend_hours: float | None = None) -> PendingDecision:
+    """Who may decide (approvers), what a decision must say (a comment; hours to extend
+    by), and the readout it is made on; raises the refusal."""
     deployment = experiment.deployment
     require_role(user, deployment.environment.project, Role.APPROVER, "decide A/B tests")
     if decision not in DecisionChoice.values:
@@ -466,12 +476,14 @@ def decide(user, experiment: Experiment, decision: str, comment: str,
                                    field="extend_hours")
     else:
         extend_hours = None
-    snapshot = look(experiment).to_dict()
-    if decision == DecisionChoice.EXTEND:
-        deployments.extend(user, deployment, extend_hours * 3600)
-    else:
-        deployments.command(user, deployment, "promote" if decision == DecisionChoice.PROMOTE
-                            else "keep")
+    return PendingDecision(decision, comment, extend_hours, look(experiment).to_dict())
+
+
+def record_decision(user, experiment: Experiment, pending: PendingDecision
+                    ) -> ExperimentDecision:
+    """Record a decision the rollout carried out, with its comment and readout (audited);
+    promote and keep end the test."""
+    decision, comment, extend_hours, snapshot = pending
     with transaction.atomic():
         record = ExperimentDecision.objects.create(
             experiment=experiment, decision=decision, comment=comment,
@@ -481,7 +493,7 @@ def decide(user, experiment: Experiment, decision: str, comment: str,
             experiment.decision = decision
         transaction.on_commit(lambda: _forget_results(experiment))
         audit.record(user, "experiment.decide", experiment,
-                     project_id=deployment.environment.project_id,
+                     project_id=experiment.deployment.environment.project_id,
                      changes={"decision": decision, "comment": comment,
                               "extend_hours": extend_hours,
                               "verdict": snapshot.get("verdict")})

@@ -1,14 +1,11 @@
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.shortcuts import get_object_or_404, render
 
 from explainability.abtest import p_text
 from explainability.charts import ab_outcome_over_time
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role
-from portal.errors import DomainError
 from portal.experiments import queries, services
 from portal.experiments.choices import DecisionChoice, OutcomeKind
 
@@ -85,27 +82,3 @@ def _shown(r, binary: bool, higher_is_better: bool) -> dict:
         "srm_p": p_text(r.srm_p),
         "tone": tone,
     }
-
-
-@login_required
-@require_POST
-def experiment_decide(request, pk):
-    experiment = get_object_or_404(queries.experiments_for(request.user), pk=pk)
-    decision = request.POST.get("decision", "")
-    hours = request.POST.get("extend_hours") or None
-    try:
-        hours = float(hours) if hours is not None else None
-    except ValueError:
-        messages.error(request, "Extend by a number of hours.")
-        return redirect(experiment)
-    try:
-        services.decide(request.user, experiment, decision, request.POST.get("comment", ""),
-                        hours)
-    except DomainError as e:
-        messages.error(request, e.detail)
-    else:
-        done = {"promote": "Promoted: B now serves all traffic and the test has ended.",
-                "keep": "Kept A: B is removed and the test has ended.",
-                "extend": f"Extended: the test runs {hours:g} more hours." if hours else ""}
-        messages.success(request, done.get(decision, "Done."))
-    return redirect(experiment)

@@ -7,9 +7,11 @@ Every chart is scoped to the environment and endpoint; a Prometheus that cannot 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from explainability import charts
 from ops import drift as ops_drift
+from ops import promql
 from ops.prometheus import PrometheusUnavailable
 from portal.monitoring import drift
 from portal.monitoring.endpoints import ServedEndpoint
@@ -30,85 +32,153 @@ def _series(rows: list[dict], label: str) -> dict[str, list[tuple]]:
 
 
 DRIFT_LINES = 8
+LATENCY_QUANTILES = (0.5, 0.99)
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The charts' time range and the selector of the endpoint's series."""
+
+    where: str
+    start: float
+    end: float
+    step: float
+    rate: str  # the window of rate(): at least a minute, and four steps
+    whole: str  # the whole range, for increase()
+
+    @classmethod
+    def of(cls, served: ServedEndpoint, window: int) -> _Span:
+        end = time.time()
+        step = max(window / 150, 1.0)
+        return cls(promql.selector(environment=served.environment.name, endpoint=served.endpoint),
+                   end - window, end, step, f"{int(max(60, 4 * step))}s", promql.seconds(window))
+
+    def over_time(self, client, query: str) -> list[dict]:
+        return client.query_range(query, self.start, self.end, self.step)
+
+
+def _query(client, span: _Span, variant: str | None) -> dict:
+    """Step 1: Prometheus's answers for every chart, as they come."""
+    where = span.where
+    raw = {"traffic": span.over_time(client, promql.requests(where, span.rate, by="variant")),
+           # No 5xx series yet means no server error: 0 %, not a missing line.
+           "errors": span.over_time(client, promql.error_rate(where, span.rate, by="variant",
+                                                              zero_without_errors=True)),
+           "latency": {q: span.over_time(client, promql.latency(q, where, span.rate,
+                                                                by="variant"))
+                       for q in LATENCY_QUANTILES},
+           "classes": client.query(promql.summed(promql.total(promql.PREDICTIONS), where,
+                                                 span.whole, by="variant, class",
+                                                 over=promql.INCREASE))}
+    if not raw["classes"]:  # a regressor: its predicted values' histogram
+        raw["values"] = client.query(promql.summed(promql.bucket(promql.PREDICTION_VALUE), where,
+                                                   span.whole, by="variant, le",
+                                                   over=promql.INCREASE))
+    if variant:
+        raw["psi"] = span.over_time(client, promql.drift_psi_by_feature(
+            f"{where},{promql.selector(variant=variant)}"))
+    return raw
+
+
+def _latency_lines(answers: dict[float, list[dict]]) -> dict[str, list[tuple]]:
+    """Each variant's quantiles, in milliseconds."""
+    lines = {}
+    for q, rows in answers.items():
+        for name, points in _series(rows, "variant").items():
+            lines[f"{name} p{int(q * 100)}"] = [(t, v * 1000 if v is not None else None)
+                                                for t, v in points]
+    return lines
+
+
+def _class_counts(rows: list[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """(class labels, predictions per variant and class)."""
+    by_variant: dict[str, dict[str, float]] = {}
+    for row in rows:
+        labels = row.get("metric") or {}
+        by_variant.setdefault(labels.get("variant", ""), {})[labels.get("class", "")] = \
+            float(row["value"][1])
+    return sorted({c for counts in by_variant.values() for c in counts}), by_variant
+
+
+def _value_counts(rows: list[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """(bucket labels from the lowest to the highest used, predictions per variant and
+    bucket), from the cumulative buckets of the predicted values' histogram."""
+    cumulative: dict[str, dict[float, float]] = {}
+    for row in rows:
+        metric = row.get("metric") or {}
+        cumulative.setdefault(metric.get("variant", ""), {})[float(metric["le"])] = \
+            float(row["value"][1])
+    edges = sorted({le for counts in cumulative.values() for le in counts})
+    labels = [f"≤ {le:g}" if le != float("inf") else "more" for le in edges]
+    by_variant: dict[str, dict[str, float]] = {}
+    for name, counts in cumulative.items():
+        running = [counts.get(le, 0.0) for le in edges]
+        by_variant[name] = dict(zip(labels, [b - a for a, b in zip([0.0, *running[:-1]],
+                                                                  running, strict=True)],
+                                    strict=True))
+    used = [i for i, label in enumerate(labels)
+            if any(counts.get(label, 0) > 0 for counts in by_variant.values())]
+    if used:  # leave out the empty buckets below and above the values seen
+        labels = labels[used[0]:used[-1] + 1]
+    return labels, by_variant
+
+
+def _prediction_shares(raw: dict) -> tuple[str, list[str], dict[str, list[float]]]:
+    """(title, labels, each variant's percentage of predictions per label)."""
+    if raw["classes"]:
+        title, (labels, by_variant) = "Predicted classes", _class_counts(raw["classes"])
+    else:
+        title, (labels, by_variant) = "Predicted values", _value_counts(raw["values"])
+    return title, labels, {
+        name: [100 * counts.get(c, 0) / (sum(counts.values()) or 1) for c in labels]
+        for name, counts in by_variant.items() if sum(counts.values()) > 0}
+
+
+def _drift_lines(rows: list[dict], variant: str, top: list[str]) -> tuple[str, dict]:
+    """(title, PSI per feature): the most drifted features now, not a wall of legend."""
+    lines = every = _series(rows, "feature")
+    if len(lines) > DRIFT_LINES:
+        keep = set(top[:DRIFT_LINES]) or set(sorted(lines)[:DRIFT_LINES])
+        lines = {name: points for name, points in lines.items() if name in keep}
+    title = f"Drift (PSI) per feature, {variant}"
+    if len(lines) < len(every):
+        title += f": the {len(lines)} most drifted"
+    return title, lines
+
+
+def _reshape(raw: dict, variant: str | None, top: list[str]) -> dict:
+    """Step 2: the answers as chart lines and bars."""
+    shaped = {"traffic": _series(raw["traffic"], "variant"),
+              "errors": _series(raw["errors"], "variant"),
+              "latency": _latency_lines(raw["latency"]),
+              "predictions": _prediction_shares(raw)}
+    if variant:
+        shaped["drift"] = _drift_lines(raw["psi"], variant, top)
+    return shaped
+
+
+def _draw(shaped: dict, options, thresholds: ops_drift.Thresholds) -> dict:
+    """Step 3: the charts, with the model's thresholds drawn in."""
+    found = {
+        "traffic": charts.time_series("Requests per second", shaped["traffic"], "req/s"),
+        "errors": charts.time_series("Server error rate", shaped["errors"], "", percent=True,
+                                     threshold=options.max_error_rate),
+        "latency": charts.time_series("Latency", shaped["latency"], "ms",
+                                      threshold=options.max_p99_latency_seconds * 1000),
+        "predictions": charts.grouped_bars(*shaped["predictions"]),
+    }
+    if "drift" in shaped:
+        title, lines = shaped["drift"]
+        found["drift"] = charts.time_series(title, lines, "PSI",
+                                            threshold=thresholds.psi_critical)
+    return found
 
 
 def _charts(client, served: ServedEndpoint, window: int, variant: str | None,
             thresholds: ops_drift.Thresholds, top: list[str]) -> dict:
-    end = time.time()
-    start = end - window
-    step = max(window / 150, 1.0)
-    rate = f"{int(max(60, 4 * step))}s"
+    span = _Span.of(served, window)
     options = served.settings()
-    where = f'environment="{served.environment.name}",endpoint="{served.endpoint}"'
-    found = {}
-    traffic = client.query_range(
-        f"sum by (variant) (rate(modelgate_requests_total{{{where}}}[{rate}]))", start, end, step)
-    found["traffic"] = charts.time_series("Requests per second", _series(traffic, "variant"),
-                                          "req/s")
-    total = f"sum by (variant) (rate(modelgate_requests_total{{{where}}}[{rate}]))"
-    # No 5xx series yet means no server error: 0 %, not a missing line.
-    errors = client.query_range(
-        f"(sum by (variant) (rate(modelgate_requests_total{{{where},status=\"5xx\"}}[{rate}]))"
-        f" or {total} * 0) / {total}", start, end, step)
-    found["errors"] = charts.time_series("Server error rate", _series(errors, "variant"), "",
-                                         percent=True, threshold=options.max_error_rate)
-    latency = {}
-    for q in (0.5, 0.99):
-        rows = client.query_range(
-            f"histogram_quantile({q}, sum by (variant, le) (rate("
-            f"modelgate_request_duration_seconds_bucket{{{where}}}[{rate}])))", start, end, step)
-        for name, points in _series(rows, "variant").items():
-            latency[f"{name} p{int(q * 100)}"] = [(t, v * 1000 if v is not None else None)
-                                                  for t, v in points]
-    found["latency"] = charts.time_series("Latency", latency, "ms",
-                                          threshold=options.max_p99_latency_seconds * 1000)
-    classes = client.query(f"sum by (variant, class) (increase(modelgate_predictions_total"
-                           f"{{{where}}}[{int(window)}s]))")
-    by_variant: dict[str, dict[str, float]] = {}
-    for row in classes:
-        labels = row.get("metric") or {}
-        by_variant.setdefault(labels.get("variant", ""), {})[labels.get("class", "")] = \
-            float(row["value"][1])
-    labels = sorted({c for counts in by_variant.values() for c in counts})
-    title = "Predicted classes"
-    if not by_variant:  # a regressor: its predicted values' histogram
-        title = "Predicted values"
-        buckets = client.query(f"sum by (variant, le) (increase("
-                               f"modelgate_prediction_value_bucket{{{where}}}[{int(window)}s]))")
-        cumulative: dict[str, dict[float, float]] = {}
-        for row in buckets:
-            metric = row.get("metric") or {}
-            cumulative.setdefault(metric.get("variant", ""), {})[float(metric["le"])] = \
-                float(row["value"][1])
-        edges = sorted({le for counts in cumulative.values() for le in counts})
-        labels = [f"≤ {le:g}" if le != float("inf") else "more" for le in edges]
-        for name, counts in cumulative.items():
-            running = [counts.get(le, 0.0) for le in edges]
-            by_variant[name] = dict(zip(labels, [b - a for a, b in zip([0.0, *running[:-1]],
-                                                                      running, strict=True)],
-                                        strict=True))
-        used = [i for i, label in enumerate(labels)
-                if any(counts.get(label, 0) > 0 for counts in by_variant.values())]
-        if used:  # leave out the empty buckets below and above the values seen
-            labels = labels[used[0]:used[-1] + 1]
-    found["predictions"] = charts.grouped_bars(
-        title, labels,
-        {name: [100 * counts.get(c, 0) / (sum(counts.values()) or 1) for c in labels]
-         for name, counts in by_variant.items() if sum(counts.values()) > 0})
-    if variant:
-        psi = client.query_range(
-            f"max by (feature) (modelgate_drift_psi{{{where},variant=\"{variant}\"}})",
-            start, end, step)
-        lines = every = _series(psi, "feature")
-        if len(lines) > DRIFT_LINES:  # the most drifted features now, not a wall of legend
-            keep = set(top[:DRIFT_LINES]) or set(sorted(lines)[:DRIFT_LINES])
-            lines = {name: points for name, points in lines.items() if name in keep}
-        title = f"Drift (PSI) per feature, {variant}"
-        if len(lines) < len(every):
-            title += f": the {len(lines)} most drifted"
-        found["drift"] = charts.time_series(title, lines, "PSI",
-                                            threshold=thresholds.psi_critical)
-    return found
+    return _draw(_reshape(_query(client, span, variant), variant, top), options, thresholds)
 
 
 def _comparison(client, served: ServedEndpoint, window: int, variant: str | None,

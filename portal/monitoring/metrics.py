@@ -82,7 +82,8 @@ class DriftCollector:
 def exposition() -> bytes:
     """Drift verdicts and queue depth (computed now), then the processes' own metrics
     (request latency, task durations; summed over gunicorn's processes)."""
-    from portal.observability import QueueCollector, registry_for_scrape
+    from portal.celery import QueueCollector
+    from portal.observability import registry_for_scrape
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DriftCollector())

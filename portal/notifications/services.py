@@ -71,6 +71,7 @@ from portal.notifications.choices import (
 )
 from portal.notifications.exceptions import DeliveryRetry
 from portal.notifications.models import Delivery, Webhook
+from portal.queue import enqueue
 from portal.registry.models import Project
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,10 @@ CLOCK_TOLERANCE = timedelta(seconds=5)
 # The sweep leaves a delivery alone until it is this overdue (its own task may be on its way).
 REQUEUE_GRACE = timedelta(minutes=2)
 USER_AGENT = "Modelgate-Webhooks/1"
+# The task that sends one delivery; a delivery the broker could not take stays pending, and
+# the sweep (workers.notifications.requeue_deliveries, every minute) queues it again.
+DELIVER = "workers.notifications.deliver_webhook"
+SWEPT = "the sweep will retry"
 
 
 # Webhooks --------------------------------------------------------------------------------------
@@ -182,7 +187,7 @@ def ping_webhook(user, webhook: Webhook) -> Delivery:
                      "message": "Modelgate can reach this endpoint."})
         audit.record(user, "webhook.ping", webhook,
                      changes={"delivery": delivery.pk, **_audited(webhook, ("url",))})
-        transaction.on_commit(lambda: _enqueue([delivery.pk]))
+        enqueue(DELIVER, delivery.pk, recovery=SWEPT)
     return delivery
 
 
@@ -204,22 +209,10 @@ def notify(project: Project, event: str, payload: dict) -> list[Delivery]:
     with transaction.atomic():
         deliveries = [Delivery.objects.create(webhook=w, event=event, payload=data,
                                               next_attempt_at=now) for w in webhooks]
-        ids = [d.pk for d in deliveries]
-        if ids:
-            transaction.on_commit(lambda: _enqueue(ids))
+        for delivery in deliveries:
+            enqueue(DELIVER, delivery.pk, recovery=SWEPT)
         transaction.on_commit(lambda: send_emails(project, event, data))
     return deliveries
-
-
-def _enqueue(delivery_ids: list[int]) -> None:
-    from workers import notifications as tasks
-
-    for delivery_id in delivery_ids:
-        try:
-            tasks.deliver_webhook.delay(delivery_id)
-        except Exception as e:  # the broker is away: the delivery stays pending for the sweep
-            log.warning("could not queue webhook delivery %s (%s); the sweep will retry",
-                        delivery_id, e)
 
 
 SUBJECTS = {
@@ -389,12 +382,10 @@ def deliver(delivery_id: int, *, now: datetime | None = None) -> Delivery | None
 
 def requeue_due_deliveries(now: datetime | None = None) -> int:
     """Queue pending deliveries well past their due time (task lost, broker down, worker killed)."""
-    from workers import notifications as tasks
-
     now = now or timezone.now()
     overdue = list(Delivery.objects.filter(status=DeliveryStatus.PENDING,
                                            next_attempt_at__lt=now - REQUEUE_GRACE)
                    .values_list("pk", flat=True)[:500])
     for delivery_id in overdue:
-        tasks.deliver_webhook.delay(delivery_id)
+        enqueue(DELIVER, delivery_id, recovery=SWEPT)
     return len(overdue)

@@ -6,6 +6,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 
+from portal.errors import ImmutableError
 from portal.registry.choices import (
     ArtifactFormat,
     DatasetFormat,
@@ -122,7 +123,7 @@ VERSION_MUTABLE_FIELDS = frozenset({
 })
 
 
-class ImmutableVersionError(Exception):
+class ImmutableVersionError(ImmutableError):
     pass
 
 

@@ -15,6 +15,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import BinaryIO
 
 from django.conf import settings
@@ -29,13 +30,14 @@ from ops.exceptions import ArtifactError, DatasetError, PermanentError
 from ops.redact import without_paths
 from ops.sandbox import SandboxLimits, convert_pickle
 from ops.schema import SchemaError, parse_input_schema, schema_document
-from ops.storage import TooLarge, sha256_file
+from ops.storage import ChecksumMismatch, TooLarge, open_verified
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
 from portal.accounts.services import require_role
 from portal.audit import services as audit
 from portal.audit.activity import explanation_requested
 from portal.errors import Conflict, NotAllowed, PayloadTooLarge, ValidationFailed
+from portal.queue import enqueue
 from portal.registry.choices import (
     ArtifactFormat,
     ExplanationStatus,
@@ -336,21 +338,48 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata)
                 "dataset": fields["dataset"].pk if fields["dataset"] else None,
                 "metrics": version.metrics, "tags": tags,
             })
-            transaction.on_commit(lambda: _enqueue("validate_version", version.pk))
+            enqueue("workers.registry.validate_version", version.pk)
     except BaseException:
         store.delete(stored.uri)
         raise
     return version
 
 
-def _enqueue(task: str, *args) -> None:
-    """Queue a worker task; if the broker is down the periodic requeue picks the work up."""
-    from workers import registry as tasks
+# Queued work -------------------------------------------------------------------------------
+# Validation, profiles and explanations are queued by task name (portal.queue.enqueue) when
+# their transaction commits; a broker away leaves them pending, and ``requeue_stuck_work``
+# (beat, every minute: workers.registry.requeue_stuck_work) queues them again.
 
-    try:
-        getattr(tasks, task).delay(*args)
-    except Exception as e:  # kombu raises many connection errors; the work is not lost
-        log.warning("could not queue %s%s (%s); the periodic requeue will retry", task, args, e)
+def requeue_stuck_work(older_than_seconds: int = 120) -> int:
+    """Re-queue validations and profiles that no worker finished (broker lost, worker killed),
+    and explanations of ready versions that never ran; how many were queued."""
+    from django.db.models import Q
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    versions = list(ModelVersion.objects.filter(status=VersionStatus.PENDING, created_at__lt=cutoff)
+                    .values_list("pk", flat=True)[:500])
+    datasets = list(Dataset.objects.filter(profile_status=ProfileStatus.PENDING,
+                                           created_at__lt=cutoff).values_list("pk", flat=True)[:500])
+    for pk in versions:
+        enqueue("workers.registry.validate_version", pk)
+    for pk in datasets:
+        enqueue("workers.registry.profile_dataset", pk)
+    explain = []
+    if settings.MODELGATE_EXPLAIN_VERSIONS:  # ready versions whose explanation never ran
+        explain = list(ModelVersion.objects.filter(status=VersionStatus.READY,
+                                                   validated_at__lt=cutoff)
+                       .filter(Q(explanation__isnull=True)
+                               | Q(explanation__status="pending",
+                                   explanation__updated_at__lt=cutoff - timedelta(minutes=10)))
+                       .values_list("pk", flat=True)[:100])
+        for pk in explain:
+            enqueue("workers.registry.explain_version", pk)
+    if versions or datasets or explain:
+        log.info("requeued %d validations, %d profiles and %d explanations", len(versions),
+                 len(datasets), len(explain))
+    return len(versions) + len(datasets) + len(explain)
+
+# (end of queued work) ----------------------------------------------------------------------
 
 
 def archive_version(user, version: ModelVersion) -> ModelVersion:
@@ -410,10 +439,12 @@ def verified_artifact(version: ModelVersion, *, loadable: bool = True):
     conversion of a pickle (what every process loads), otherwise the upload itself."""
     uri, digest = ((version.loadable_uri, version.loadable_sha256) if loadable
                    else (version.artifact_uri, version.artifact_sha256))
-    with get_store().local_path(uri) as path:
-        if sha256_file(path) != digest:
+    with contextlib.ExitStack() as stack:
+        try:
+            path = stack.enter_context(open_verified(uri, digest, store=get_store()))
+        except ChecksumMismatch as e:
             raise ArtifactError("the stored artifact no longer matches its sha256",
-                                code="sha256_mismatch")
+                                code="sha256_mismatch") from e
         yield path
 
 
@@ -509,7 +540,7 @@ def validate_version(version_id: int) -> ModelVersion | None:
                      changes={"status": audit.change(VersionStatus.PENDING, locked.status),
                               "reason": locked.status_reason})
         if locked.status == VersionStatus.READY and settings.MODELGATE_EXPLAIN_VERSIONS:
-            transaction.on_commit(lambda: _enqueue("explain_version", locked.pk))
+            enqueue("workers.registry.explain_version", locked.pk)
     return locked
 
 
@@ -632,7 +663,7 @@ def request_instance_explanation(user, version: ModelVersion, instances) -> Inst
         if not created:  # a failed answer is worth another try
             InstanceExplanation.objects.filter(pk=found.pk).update(
                 status=ExplanationStatus.PENDING, reason="")
-        transaction.on_commit(lambda: _enqueue("explain_instances", found.pk))
+        enqueue("workers.registry.explain_instances", found.pk)
     return found
 
 
@@ -719,7 +750,7 @@ def upload_dataset(user, project: Project, *, name: str, file: BinaryIO, filenam
             dataset.save()
             audit.record(user, "dataset.create", dataset,
                          changes={"name": name, "sha256": stored.sha256, "size": stored.size})
-            transaction.on_commit(lambda: _enqueue("profile_dataset", dataset.pk))
+            enqueue("workers.registry.profile_dataset", dataset.pk)
     except BaseException:
         store.delete(stored.uri)
         raise

@@ -1,18 +1,30 @@
 from django.db import models
 
+from ops import backends, rollout
 
-class BackendKind(models.TextChoices):
-    LOCAL = "local", "This machine (model-server processes)"
-    KUBERNETES = "kubernetes", "Kubernetes"
-    SAGEMAKER = "sagemaker", "Amazon SageMaker"
+# Backend kinds and strategies are defined once, in ops (``ops.backends.REGISTRY``,
+# ``ops.rollout.Strategy``). Model fields take the callables below as their choices, so a
+# new backend or strategy changes no migration; the enums (``BackendKind.LOCAL``,
+# ``Strategy.CANARY``, ``.values``, ``.choices``) are built from the same lists for forms,
+# serializers (and so the API schema's enums) and code.
 
 
-class Strategy(models.TextChoices):
-    DIRECT = "direct", "Direct (all traffic at once)"
-    CANARY = "canary", "Canary (stepped traffic)"
-    AB = "ab", "A/B split"
-    BLUEGREEN = "bluegreen", "Blue/green"
-    SHADOW = "shadow", "Shadow"
+def backend_choices() -> list[tuple[str, str]]:
+    """``(kind, label)`` of every registered backend (``Environment.backend``)."""
+    return backends.choices()
+
+
+def strategy_choices() -> list[tuple[str, str]]:
+    """``(value, label)`` of every rollout strategy (``strategy`` fields)."""
+    return [(strategy.value, strategy.label) for strategy in rollout.Strategy]
+
+
+BackendKind = models.TextChoices(
+    "BackendKind", [(kind.upper(), (kind, label)) for kind, label in backend_choices()],
+    module=__name__)
+
+Strategy = models.TextChoices(
+    "Strategy", [(s.name, (s.value, s.label)) for s in rollout.Strategy], module=__name__)
 
 
 class RequestStatus(models.TextChoices):

@@ -2,7 +2,8 @@
 
 ``ops.rollout`` decides; this module loads and saves the state, asks Prometheus for the
 analysis, hands plans to the environment's backend, and records every step. A Celery task
-(``workers.releases``) calls ``advance`` by deployment id; people call ``command``.
+(``workers.releases.advance_deployment``, queued by name) calls ``advance`` by deployment
+id; people call ``command``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from portal.errors import Conflict, ValidationFailed
 from portal.experiments import services as experiments
 from portal.experiments.signing import signer_for
 from portal.notifications.services import notify
+from portal.queue import enqueue
 from portal.registry.models import ModelVersion
 from portal.releases import targets
 from portal.releases.choices import RequestStatus, Strategy
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 ACTIVE = [s.value for s in rollout.Status if s not in rollout.ENDED]
 APPLY_DELAYED = "apply_delayed"
 MIN_FOLLOW_UP_SECONDS = 1.0
+# What picks a decision up when the broker could not take it: beat's reconcile_deployments.
+RECONCILED = "reconcile will retry"
 
 
 # Building blocks -----------------------------------------------------------------------------
@@ -221,28 +225,15 @@ def _claim(deployment: Deployment, old_step: int, decision: rollout.Decision) ->
 
 
 def _schedule(deployment: Deployment, wait_seconds: float | None) -> None:
+    """Queue the next decision once the transaction commits (a follow-up with a countdown:
+    the tests' eager queue leaves it to them, see ``portal.queue``)."""
     if wait_seconds is None:
         return
-    from workers import releases as tasks
-
-    if tasks.advance_deployment.app.conf.task_always_eager:
-        # Eager mode (tests) ignores countdowns: following up at once would race through
-        # every bake period. Tests drive ``advance`` themselves.
-        return
-
-    step_id = deployment.step_id
     # At most a decision a second per rollout, whatever its spec says: specs stored before
     # the interval limits existed may still ask for a check every millisecond.
     countdown = max(float(wait_seconds), MIN_FOLLOW_UP_SECONDS)
-    transaction.on_commit(lambda: _send(tasks.advance_deployment, deployment.pk, step_id,
-                                        countdown=countdown))
-
-
-def _send(task, *args, countdown: float = 0) -> None:
-    try:
-        task.apply_async(args=args, countdown=max(0.0, countdown))
-    except Exception as e:  # the broker is away: beat's reconcile picks the deployment up
-        log.warning("could not queue %s%s (%s); reconcile will retry", task.name, args, e)
+    enqueue("workers.releases.advance_deployment", deployment.pk, deployment.step_id,
+            countdown=countdown, recovery=RECONCILED)
 
 
 def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
@@ -473,8 +464,6 @@ def extend(user, deployment: Deployment, seconds: float) -> Deployment:
 
 def reconcile(now=None) -> int:
     """Re-queue active deployments whose next decision is overdue (lost task, dead worker)."""
-    from workers import releases as tasks
-
     now = now or timezone.now()
     # Late by more than the grace: its task was lost (broker restarted, worker killed).
     grace = timedelta(seconds=settings.MODELGATE_RECONCILE_GRACE_SECONDS)
@@ -482,13 +471,14 @@ def reconcile(now=None) -> int:
     overdue = Deployment.objects.filter(next_check_at__lt=now - grace)
     count = 0
     for deployment_id, step_id in overdue.values_list("pk", "step_id"):
-        _send(tasks.advance_deployment, deployment_id, step_id)
+        enqueue("workers.releases.advance_deployment", deployment_id, step_id,
+                recovery=RECONCILED)
         count += 1
     # Approved requests whose start was lost (queued while the broker was away).
     unstarted = ApprovalRequest.objects.filter(status=RequestStatus.APPROVED,
                                                deployment__isnull=True,
                                                decided_at__lt=now - grace)
     for request_id in unstarted.values_list("pk", flat=True):
-        _send(tasks.start_deployment, request_id)
+        enqueue("workers.releases.start_deployment", request_id, recovery=RECONCILED)
         count += 1
     return count

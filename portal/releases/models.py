@@ -3,7 +3,14 @@ from django.db import models
 from django.urls import reverse
 
 from portal.registry.models import ModelVersion, Project, name_validator
-from portal.releases.choices import BackendKind, Decision, RequestStatus, Strategy
+from portal.releases.choices import (
+    BackendKind,
+    Decision,
+    RequestStatus,
+    Strategy,
+    backend_choices,
+    strategy_choices,
+)
 
 
 class Environment(models.Model):
@@ -16,7 +23,7 @@ class Environment(models.Model):
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="environments")
     name = models.CharField(max_length=64, validators=[name_validator])
     description = models.TextField(blank=True)
-    backend = models.CharField(max_length=16, choices=BackendKind.choices,
+    backend = models.CharField(max_length=16, choices=backend_choices,
                                default=BackendKind.LOCAL)
     target = models.CharField(
         max_length=64, blank=True,
@@ -73,7 +80,8 @@ class ApprovalRequest(models.Model):
                                 related_name="approval_requests")
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT,
                                     related_name="approval_requests")
-    strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.CANARY)
+    strategy = models.CharField(max_length=16, choices=strategy_choices,
+                                default=Strategy.CANARY)
     strategy_params = models.JSONField(default=dict, blank=True)
     reason = models.TextField(blank=True, help_text="Why this version should be released")
     status = models.CharField(max_length=16, choices=RequestStatus.choices,
@@ -146,7 +154,7 @@ class Deployment(models.Model):
     stable = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
                                related_name="+")
     endpoint = models.CharField(max_length=120)
-    strategy = models.CharField(max_length=16, choices=Strategy.choices)
+    strategy = models.CharField(max_length=16, choices=strategy_choices)
     spec = models.JSONField()
     state = models.JSONField()
     step_id = models.PositiveIntegerField(default=0)

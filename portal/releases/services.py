@@ -16,6 +16,7 @@ from portal.accounts.services import has_role, require_role, role_in
 from portal.audit import services as audit
 from portal.errors import NOT_FOUND, Conflict, NotAllowed, NotFound, ValidationFailed
 from portal.notifications.services import notify
+from portal.queue import enqueue
 from portal.registry.choices import VersionStatus
 from portal.registry.models import Alias, ModelVersion, Project
 from portal.releases import targets
@@ -160,17 +161,9 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
     if request.champion_id and request.champion_id != version.pk \
             and settings.MODELGATE_EXPLAIN_VERSIONS:
         ApprovalRequest.objects.filter(pk=request.pk).update(release_diff={"status": "pending"})
-        transaction.on_commit(lambda: _queue_diff(request.pk))
+        enqueue("workers.releases.compute_release_diff", request.pk,
+                recovery="the page says the diff is pending")
     return request
-
-
-def _queue_diff(request_id: int) -> None:
-    from workers import releases as tasks
-
-    try:
-        tasks.compute_release_diff.delay(request_id)
-    except Exception as e:  # the broker is away; the page says the diff is pending
-        log.warning("could not queue the release diff of request %s: %s", request_id, e)
 
 
 def compute_release_diff(request_id: int) -> ApprovalRequest | None:
@@ -209,6 +202,12 @@ def compute_release_diff(request_id: int) -> ApprovalRequest | None:
     ApprovalRequest.objects.filter(pk=request.pk).update(release_diff=diff)
     request.release_diff = diff
     return request
+
+
+def release_diff_timed_out(request_id: int, reason: str) -> None:
+    """The diff's task was stopped at its time limit (``portal.celery.BoundedTask``)."""
+    ApprovalRequest.objects.filter(pk=request_id).update(
+        release_diff={"status": "failed", "reason": f"the release diff {reason}"})
 
 
 def _expired(request: ApprovalRequest, now) -> bool:
@@ -268,8 +267,8 @@ def review(user, request: ApprovalRequest, decision: str, comment: str) -> Appro
             audit.record(user, "approval_request.decide", request, project_id=project.pk,
                          changes={"status": audit.change(RequestStatus.OPEN, request.status)})
         if request.status == RequestStatus.APPROVED:
-            approved_id = request.pk
-            transaction.on_commit(lambda: _start_rollout(approved_id))
+            enqueue("workers.releases.start_deployment", request.pk,
+                    recovery="reconcile will retry")
         if request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
             notify(project, f"release.{request.status}", {
                 "request_id": request.pk, "model": request.version.model.name,
@@ -277,13 +276,6 @@ def review(user, request: ApprovalRequest, decision: str, comment: str) -> Appro
                 "decided_by": user.get_username(), "comment": comment,
                 "url": request.get_absolute_url()})
     return request
-
-
-def _start_rollout(request_id: int) -> None:
-    from portal.releases.deployments import _send
-    from workers import releases as tasks
-
-    _send(tasks.start_deployment, request_id)
 
 
 def cancel_request(user, request: ApprovalRequest) -> ApprovalRequest:

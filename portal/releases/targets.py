@@ -17,7 +17,6 @@ state under ``MODELGATE_SERVING_DIR/env-<id>``: neither is a setting anyone writ
 from __future__ import annotations
 
 import copy
-import importlib
 import socket
 from dataclasses import dataclass, field
 
@@ -25,7 +24,7 @@ import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from ops.backends import BACKENDS
+from ops.backends import REGISTRY, backend_class
 from ops.backends.base import BackendError
 from portal.errors import ValidationFailed
 
@@ -66,9 +65,9 @@ def parse_targets(raw: dict) -> dict[str, Target]:
                                code="invalid_target")
     found = {}
     for name, spec in raw.items():
-        if not isinstance(spec, dict) or spec.get("backend") not in BACKENDS:
+        if not isinstance(spec, dict) or spec.get("backend") not in REGISTRY:
             raise ValidationFailed(f"target {name}: backend must be one of "
-                                   + ", ".join(sorted(BACKENDS)), code="invalid_target")
+                                   + ", ".join(sorted(REGISTRY)), code="invalid_target")
         forbidden = PORTAL_OWNED & set(spec)
         if forbidden:
             raise ValidationFailed(f"target {name}: {', '.join(sorted(forbidden))} are set by "
@@ -109,15 +108,10 @@ def default_target(backend: str) -> Target:
                            code="unknown_target", field="target")
 
 
-def _backend_class(kind: str):
-    module_name, class_name = BACKENDS[kind].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
 def project_schema(target: Target) -> dict:
     """The JSON schema of an environment's settings on ``target``: its backend's per-project
     settings, each restricted to the values the target allows."""
-    schema = copy.deepcopy(_backend_class(target.backend).PROJECT_SETTINGS)
+    schema = copy.deepcopy(backend_class(target.backend).PROJECT_SETTINGS)
     schema["additionalProperties"] = False
     properties = schema.setdefault("properties", {})
     for key, values in target.allowed.items():

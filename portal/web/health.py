@@ -27,7 +27,7 @@ def _database() -> None:
 
 
 def _broker() -> None:
-    from workers.celery import app
+    from portal.celery import app
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0,

@@ -1,4 +1,6 @@
-"""Headless Chromium (Debian's package) driven by Playwright; no browser download."""
+"""Headless Chromium (Debian's package) driven by Playwright; no browser download. The
+portal's fixtures (users, project, artifacts, Prometheus) come from the plugins
+tests/conftest.py registers."""
 
 import os
 import shutil
@@ -6,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.prometheus_fixtures import managed_prometheus  # noqa: F401
-from tests.portal_fixtures import *  # noqa: F401,F403  (users, project, artifacts)
-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(os.environ.get("MODELGATE_TEST_OUTPUT", "test-output")) / "screenshots"
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
 # between page actions are still synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _artifacts_per_test(artifact_root):
+    """Each test stores artifacts and runs model servers in its own folder (portal_fixtures)."""
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from playwright.sync_api import expect
 
 from portal.monitoring import prometheus_sync
 from tests.e2e.test_registry_pages import sign_in
-from tests.integration.monitoring_fixtures import *  # noqa: F401,F403
 from tests.integration.monitoring_fixtures import Traffic, firing, tick, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

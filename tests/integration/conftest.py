@@ -1,7 +1,9 @@
-from tests.integration.local_fixtures import artifact_variant  # noqa: F401  (backend tests)
-from tests.integration.prometheus_fixtures import (  # noqa: F401  (rollout, monitoring tests)
-    alertmanager,
-    managed_prometheus,
-    prometheus,
-)
-from tests.portal_fixtures import *  # noqa: F401,F403  (fixtures shared with the e2e tests)
+"""Integration tests: real PostgreSQL, Redis, worker processes, model servers, Prometheus.
+Their fixtures come from the plugins tests/conftest.py registers."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _artifacts_per_test(artifact_root):
+    """Each test stores artifacts and runs model servers in its own folder (portal_fixtures)."""

@@ -17,10 +17,11 @@ Left as they are (the backend must cope): label selectors are ignored; a dict pa
 JSON merge patch whatever its content type (no strategic merge); PUT replace answers 404;
 no controllers run, so objects never get a ``status``.
 
-Use with ``from tests.integration.kube_fixtures import *``: ``kube_cluster`` is a fresh
-emulator per test, ``kubernetes_backend_factory(mode="kserve", **settings)`` builds a
-``KubernetesBackend`` pointed at it, ``kserve_crd_path`` is KServe's CRD (tests needing it
-skip when ``../shared`` is absent).
+A plugin of tests/conftest.py: ``kube_cluster`` is a fresh emulator per test (starting one
+takes about 20 ms, so no test shares another's objects or request log),
+``kubernetes_backend_factory(mode="kserve", **settings)`` builds a ``KubernetesBackend``
+pointed at it, ``kserve_crd_path`` is KServe's CRD (tests needing it skip when ``../shared``
+is absent).
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import kmock
 import pytest
 
-from ops.backends.kubernetes import KubernetesBackend
+if TYPE_CHECKING:  # imported by the factory: every test run loads this plugin
+    from ops.backends.kubernetes import KubernetesBackend
 
-__all__ = ["ClusterEmulator", "EmulatedCluster", "KSERVE_CRD", "TEST_IMAGE", "TEST_NAMESPACE",
-           "closed_port_url", "kserve_crd_path", "kube_cluster", "kubernetes_backend_factory"]
 
 KSERVE_CRD = (Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "kserve"
               / "serving.kserve.io_inferenceservices.yaml")
@@ -255,6 +256,8 @@ def kubernetes_backend_factory(kube_cluster) -> Callable[..., KubernetesBackend]
     Backends validate every manifest they send; InferenceServices against KServe's CRD
     when ``../shared`` is present.
     """
+
+    from ops.backends.kubernetes import KubernetesBackend
 
     def factory(mode: str = "kserve", **settings) -> KubernetesBackend:
         options = {"namespace": kube_cluster.namespace, "image": TEST_IMAGE, "mode": mode,

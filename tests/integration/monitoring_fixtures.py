@@ -3,9 +3,9 @@ the portal manages (1 s scrape and evaluation), a production environment serving
 tumor classifier on a real model server, and generated traffic whose first two features can
 be shifted. ``tick()`` runs what beat runs (drift windows, then alert polling).
 
-Use with ``from tests.integration.monitoring_fixtures import *`` (needs the
+``monitored`` is a fixture of the plugins tests/conftest.py registers (it uses the
 ``managed_prometheus`` and ``live_server`` fixtures: Prometheus scrapes the portal's
-/metrics from the live server).
+/metrics from the live server); the helpers are imported by name.
 """
 
 import io
@@ -27,8 +27,6 @@ from portal.releases.models import Deployment
 from tests.integration.local_fixtures import free_port
 from tests.portal_fixtures import FEATURES, local_target, metadata, random_classifier_bytes
 
-__all__ = ["SHIFTED", "Traffic", "monitored", "version", "release", "tick", "firing",
-           "wait_for"]
 SHIFTED = FEATURES[:2]
 
 

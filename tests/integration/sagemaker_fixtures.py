@@ -1,10 +1,10 @@
 """A moto server over HTTP and SageMaker backends pointed at it, for any test module.
 
-Use with ``from tests.integration.sagemaker_fixtures import *``: ``moto_server`` (module
-scope) runs a ``ThreadedMotoServer`` on a free loopback port with dummy credentials in the
-process environment for as long as the module runs; ``sagemaker_backend_factory`` resets
-moto, creates the artifact bucket and returns ``make(**overrides) -> SageMakerBackend``,
-built through the backend registry exactly as an environment's settings would build it.
+A plugin of tests/conftest.py: ``moto_server`` (module scope) runs a ``ThreadedMotoServer``
+on a free loopback port with dummy credentials in the process environment for as long as
+the module runs; ``sagemaker_backend_factory`` resets moto, creates the artifact bucket and
+returns ``make(**overrides) -> SageMakerBackend``, built through the backend registry
+exactly as an environment's settings would build it.
 
 Where moto 5.2 falls short of SageMaker, and what the backend or these fixtures do:
 
@@ -32,9 +32,6 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from ops.backends import get_backend
-
-__all__ = ["MotoServer", "moto_server", "sagemaker_backend_factory", "sagemaker_settings",
-           "REGION", "BUCKET"]
 
 REGION = "us-east-1"
 BUCKET = "modelgate-sagemaker-test"

@@ -31,7 +31,6 @@ from ops.backends.kubernetes import (
 )
 from ops.plan import ServingPlan, Variant
 from ops.serving.ids import KEY_ENV
-from tests.integration.kube_fixtures import *  # noqa: F401,F403
 from tests.integration.kube_fixtures import KSERVE_CRD, TEST_IMAGE, closed_port_url
 
 ENDPOINT = "fraud-model"

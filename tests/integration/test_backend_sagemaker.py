@@ -27,7 +27,6 @@ from ops.backends.base import BackendError, BackendUnavailable
 from ops.backends.sagemaker import SageMakerBackend, _sagemaker_name, _translate
 from ops.plan import ServingPlan, Variant
 from ops.serving.ids import KEY_ENV
-from tests.integration.sagemaker_fixtures import *  # noqa: F401,F403
 from tests.integration.sagemaker_fixtures import BUCKET, sagemaker_settings
 
 ENDPOINT = "churn-prod"

@@ -18,7 +18,6 @@ from portal.registry import services as registry
 from portal.releases import deployments
 from portal.releases import services as releases
 from portal.releases.models import Deployment
-from tests.integration.sagemaker_fixtures import *  # noqa: F401,F403
 from tests.integration.sagemaker_fixtures import BUCKET, sagemaker_settings
 from tests.portal_fixtures import metadata, random_classifier_bytes
 

@@ -21,6 +21,7 @@ import time
 import pytest
 import requests
 
+from portal.celery import app
 from portal.registry import services as registry
 from portal.registry.models import Explanation
 from portal.releases import deployments
@@ -35,7 +36,6 @@ from tests.integration.test_worker import (  # noqa: F401 - fixtures
     start_worker,
 )
 from tests.portal_fixtures import local_target, metadata, random_classifier_bytes
-from workers.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 REDIS = shutil.which("redis-server")
@@ -78,10 +78,9 @@ def private_redis(tmp_path):
 
 
 @pytest.fixture
-def broker(private_redis):
+def broker(private_redis, settings):
     """The broker of ``start_worker`` and of this process: the private Redis."""
-    from django.conf import settings
-
+    settings.MODELGATE_TASK_QUEUE = "portal.queue.CeleryQueue"  # not in-process
     queue = "modelgate-faults"
     # The worker reads the same prefix from MODELGATE_REDIS_PREFIX in its environment.
     options = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "visibility_timeout": 5}

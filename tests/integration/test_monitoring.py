@@ -19,7 +19,6 @@ from ops import prometheus as prom
 from portal.monitoring import alerts, drift, prometheus_sync
 from portal.monitoring.models import Alert, DriftWindow, SyncStatus
 from portal.releases import deployments
-from tests.integration.monitoring_fixtures import *  # noqa: F401,F403
 from tests.integration.monitoring_fixtures import (
     SHIFTED,
     Traffic,

@@ -272,14 +272,16 @@ def test_the_task_retries_exactly_when_the_next_attempt_is_due():
         assert countdown == services.backoff(retries + 1).total_seconds()
 
 
-def test_the_sweep_resends_deliveries_whose_task_was_lost(api, project, receiver):
+def test_the_sweep_resends_deliveries_whose_task_was_lost(api, project, receiver,
+                                                         django_capture_on_commit_callbacks):
     webhook = Webhook.objects.get(pk=_webhook(api, project, receiver.url)["id"])
     now = timezone.now()
     lost = Delivery.objects.create(webhook=webhook, event="rollout.succeeded", payload={},
                                    next_attempt_at=now - timedelta(minutes=10))
     queued = Delivery.objects.create(webhook=webhook, event="rollout.failed", payload={},
                                      next_attempt_at=now)
-    assert services.requeue_due_deliveries() == 1
+    with django_capture_on_commit_callbacks(execute=True):  # queued once it commits
+        assert services.requeue_due_deliveries() == 1
     assert Delivery.objects.get(pk=lost.pk).status == "succeeded"
     assert Delivery.objects.get(pk=queued.pk).status == "pending"
 

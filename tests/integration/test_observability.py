@@ -16,8 +16,8 @@ import requests
 from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from portal.celery import app
 from tests.integration.local_fixtures import free_port
-from workers.celery import app
 
 pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]

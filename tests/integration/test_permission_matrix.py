@@ -13,21 +13,10 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import pytest
 
-from ops import rollout
-from portal.accounts import services as accounts
-from portal.accounts.models import Invitation
 from portal.accounts.services import create_token
-from portal.experiments import services as experiments
-from portal.monitoring.models import Alert
-from portal.notifications.models import Webhook
-from portal.registry import services as registry
-from portal.releases import deployments
-from portal.releases import services as releases
-from portal.releases.models import Deployment
 from tests.portal_fixtures import metadata, random_classifier_bytes
 
 pytestmark = [pytest.mark.integration]
@@ -201,87 +190,9 @@ def invitee_only(role, ok):
 
 
 @pytest.fixture
-def world(users, project, other_project, clf, cancer_frame, settings):
-    """One project with a model, versions, a dataset, an environment whose backend is away
-    (commands are recorded, the platform change is retried), an open request, an A/B
-    rollout with its test, an alert, a webhook; and a token of someone else."""
-    from portal.accounts.models import Membership
-    from portal.audit.models import AuditEvent
-    from portal.registry.models import InstanceExplanation
-    from tests.portal_fixtures import make_user
-
-    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True
-    settings.MODELGATE_TARGETS = {
-        "local": {"backend": "local", "ports": "9300-9399"},
-        # The platform is away: commands are recorded and the change is retried.
-        "cluster": {"backend": "kubernetes", "image": "server:1", "host": "http://127.0.0.1:9",
-                    "retries": 0, "timeout": 1, "mode": "deployments"}}
-    make_user("extra")  # whom owners invite
-    owner = users["owner"]
-    dataset = registry.upload_dataset(users["contributor"], project, name="train",
-                                      file=io.BytesIO(cancer_frame.to_csv().encode()),
-                                      filename="train.csv", target="target")
-    versions = [registry.validate_version(registry.register_version(
-        users["contributor"], clf, io.BytesIO(random_classifier_bytes(seed)),
-        metadata()).pk) for seed in (1, 2, 3, 4)]
-    v1, v2, spare, spare2 = versions
-    registry.set_alias(users["approver"], clf, "challenger", v2)
-    environment = releases.create_environment(owner, project, name="production",
-                                              backend="kubernetes", required_approvals=2)
-    request, request_b, request_c = (
-        releases.request_approval(users["contributor"], version, environment,
-                                  strategy="canary") for version in (v2, spare, v1))
-    spec = deployments._spec("ab", {"split": 0.5, "duration_seconds": 3600}, clf.name, v2, v1)
-
-    def ab_rollout(status):
-        state = rollout.RolloutState(status=rollout.Status(status), generation=2,
-                                     base_generation=1, step_started_at=time.time())
-        return Deployment.objects.create(
-            environment=environment, model=clf, candidate=v2, stable=v1, endpoint=clf.name,
-            strategy="ab", spec=spec.to_dict(), state=state.to_dict(), status=status)
-
-    deployment = ab_rollout("progressing")  # its A/B test: read, decided, fed back
-    experiment = experiments.create_for(deployment, generation=2)
-    rollouts = {"pause": ab_rollout("progressing"), "resume": ab_rollout("paused"),
-                "promote": ab_rollout("progressing"), "rollback": ab_rollout("progressing"),
-                "keep": ab_rollout("awaiting_decision")}
-    from ops.serving.ids import new_prediction_ids
-    from portal.experiments.signing import signer_for
-
-    prediction_id = new_prediction_ids("candidate", 2, 1,
-                                       signer=signer_for(environment.pk, clf.pk))[0]
-    from django.utils import timezone
-
-    now = timezone.now()
-    alert = Alert.objects.create(
-        fingerprint="f" * 64, name="ModelgateErrorRateHigh", severity="warning",
-        state="firing", source="prometheus", project=project, model=clf, environment=environment,
-        endpoint=clf.name, starts_at=now, last_seen_at=now)
-    webhook = Webhook.objects.create(project=project, name="ops", secret="s" * 32,
-                                     url="http://127.0.0.1:9/hook",
-                                     events=["release.approved"])
-    instance = InstanceExplanation.objects.create(version=v1, input_hash="0" * 64,
-                                                  rows=[[1.0] * 5], status="pending")
-    token, _ = create_token(users["staff"], "someone else's")
-    # Open invitations: of "extra" to the project (read and revoked by its owner), of the
-    # outsider to it (declined) and to another project of the owner's (accepted).
-    side = registry.create_project(owner, name="Side", slug="side")
-    accounts.invite(owner, project, "extra", "viewer")
-    accounts.invite(owner, project, users["outsider"].username, "contributor")
-    owner.__dict__.pop("_modelgate_roles", None)  # the roles cached before "side" existed
-    accounts.invite(owner, side, users["outsider"].username, "viewer")
-    invitations = Invitation.objects.filter(status="open")
-    return {"project": project, "model": clf, "version": v1, "spare": spare, "spare2": spare2,
-            "env": environment, "dataset": dataset, "request": request,
-            "request_b": request_b, "request_c": request_c, "rollouts": rollouts,
-            "deployment": deployment, "experiment": experiment, "alert": alert,
-            "webhook": webhook, "token": token, "prediction_id": prediction_id,
-            "instance_explanation": instance,
-            "membership": Membership.objects.get(project=project, user=users["viewer"]),
-            "invitation": invitations.get(project=project, username="extra"),
-            "invitation_to_decline": invitations.get(project=project, user=users["outsider"]),
-            "invitation_to_accept": invitations.get(project=side),
-            "audit_event": AuditEvent.objects.filter(project_id=project.pk).first()}
+def world(matrix_world):
+    """A fresh world per test (tests/integration/matrix_fixtures.py): these tests change it."""
+    return matrix_world
 
 
 def call(api, role, method, path, body):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.celery import app as celery_app
+from portal.celery import app as celery_app
 
 pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,12 +16,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def rollouts_started(monkeypatch):
+def rollouts_started(task_queue):
     """Approval queues the rollout; these tests stop at that boundary (the rollouts
     themselves run against real model servers in test_deployments.py)."""
-    started = []
-    monkeypatch.setattr(services, "_start_rollout", started.append)
-    return started
+    return task_queue.hold("workers.releases.start_deployment")
 
 
 @pytest.fixture
@@ -92,7 +90,7 @@ def test_four_eyes_and_required_comment(api, users, project, versions, productio
     done = api("owner").post(f"/api/v1/approval-requests/{request['id']}/approve/",
                              {"comment": "metrics beat the baseline"}, format="json")
     assert done.status_code == 200 and done.json()["status"] == "approved"
-    assert rollouts_started == [request["id"]]
+    assert rollouts_started.args_of("workers.releases.start_deployment") == [(request["id"],)]
     assert done.json()["reviews"][0]["reviewer"] == "olivia"
     closed = api("owner").post(f"/api/v1/approval-requests/{request['id']}/reject/",
                                {"comment": "changed my mind"}, format="json")

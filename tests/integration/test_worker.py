@@ -14,9 +14,9 @@ import pytest
 import requests
 from django.conf import settings
 
+from portal.celery import app
 from portal.registry.models import ModelVersion
 from tests.portal_fixtures import local_target, metadata, random_classifier_bytes
-from workers.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,9 @@ def _reconnect():
 
 
 @pytest.fixture
-def broker(tmp_path):
+def broker(tmp_path, settings):
+    # This process queues through the broker too, not in-process as the test settings say.
+    settings.MODELGATE_TASK_QUEUE = "portal.queue.CeleryQueue"
     redis_url = os.environ.get("MODELGATE_TEST_REDIS_URL")
     queue = f"modelgate-test-{os.getpid()}"
     if redis_url:
@@ -82,7 +84,7 @@ def start_worker(broker, artifact_root, settings, tmp_path):
             env["MODELGATE_DATA_DIR"] = str(Path(broker["options"]["data_folder_in"]).parents[1])
         log = open(tmp_path / "worker.log", "a")
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", pool,
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", "-P", pool,
              "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()

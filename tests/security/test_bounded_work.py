@@ -25,6 +25,7 @@ import requests
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from ops.profile import MAX_LABEL_CHARS
+from portal.celery import app
 from portal.registry import services as registry
 from portal.registry.models import Dataset, ModelVersion
 from tests.integration.local_fixtures import free_port
@@ -34,7 +35,6 @@ from tests.integration.test_worker import (  # noqa: F401  (fixtures)
     start_worker,
 )
 from tests.portal_fixtures import metadata, random_classifier_bytes
-from workers.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,10 +245,11 @@ def ready_version(api, clf):
     return version
 
 
-def test_a_soft_time_limit_marks_the_dataset_failed_not_pending(api, project, monkeypatch):
+def test_a_soft_time_limit_marks_the_dataset_failed_not_pending(api, project, monkeypatch,
+                                                                task_queue):
     from workers import registry as tasks
 
-    monkeypatch.setattr(registry, "_enqueue", lambda *args: None)  # no profile on upload
+    task_queue.hold()  # no profile on upload
     response = upload(api, project, "small", b"a,b\n1,2\n", "small.csv")
     dataset_id = response.json()["id"]
 
@@ -266,7 +267,7 @@ def test_a_soft_time_limit_marks_the_dataset_failed_not_pending(api, project, mo
 
 
 def test_time_limits_mark_validations_explanations_and_diffs_failed(
-        api, clf, monkeypatch, ready_version, production):
+        api, clf, monkeypatch, ready_version, production, task_queue):
     """A hard limit is met in the worker's main process, a soft one in the task: both
     leave the object failed with the reason (a pending one would be requeued for ever)."""
     from portal.registry.models import Explanation
@@ -274,7 +275,7 @@ def test_time_limits_mark_validations_explanations_and_diffs_failed(
     from workers import registry as tasks
     from workers import releases as release_tasks
 
-    monkeypatch.setattr(registry, "_enqueue", lambda *args: None)  # stays pending
+    task_queue.hold()  # stays pending
     pending = api("contributor").upload(clf.pk, random_classifier_bytes(4), metadata()).json()
     tasks.validate_version.on_failure(TimeLimitExceeded(360), "id", (pending["id"],), {}, None)
     version = ModelVersion.objects.get(pk=pending["id"])
@@ -299,13 +300,15 @@ def test_time_limits_mark_validations_explanations_and_diffs_failed(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_stops_a_profile_at_its_soft_limit_and_records_it(
-        users, project, start_worker, tmp_path, monkeypatch):  # noqa: F811
+        users, project, start_worker, tmp_path, task_queue):  # noqa: F811
     """Prefork, as deployed: the pool signals the child at the soft limit, the child kills
     the reader it forked and marks the dataset failed; the worker goes on."""
     from workers import registry as tasks
 
     worker = start_worker(pool="prefork", concurrency=1)
-    monkeypatch.setattr(registry, "_enqueue", lambda *args: None)
+    # task_queue comes after start_worker (its broker fixture queues through the broker):
+    # the upload queues nothing, the test sends the profile itself.
+    task_queue.hold()
     dataset = registry.upload_dataset(users["contributor"], project, name="slow",
                                       file=io.BytesIO(numeric_csv(1_000_000)),
                                       filename="slow.csv")
@@ -425,10 +428,8 @@ def test_a_rollout_that_would_check_too_often_or_too_much_is_refused_when_reques
 
 
 def test_a_rollout_within_the_limits_is_accepted(api, settings, ready_version, production,
-                                                 monkeypatch):
-    from portal.releases import services as releases
-
-    monkeypatch.setattr(releases, "_start_rollout", lambda *args: None)
+                                                 task_queue):
+    task_queue.hold("workers.releases.start_deployment")
     settings.MODELGATE_ROLLOUT_MIN_CHECK_SECONDS = 5
     response = api("contributor").post("/api/v1/approval-requests/", {
         "version": ready_version.pk, "environment": production["id"], "strategy": "canary",

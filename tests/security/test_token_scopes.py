@@ -19,8 +19,10 @@ from rest_framework.test import APIClient
 
 from portal.accounts.authentication import ApiTokenAuthentication
 from portal.accounts.models import ApiToken
+from portal.accounts.permissions import TokenScopes
 from portal.accounts.services import create_token
-from portal.api.permissions import ROUTE_SCOPES, TokenScopes, required_scope
+from portal.api.permissions import required_scope
+from portal.api.urls import ROUTE_SCOPES  # the table, declared next to the routes
 from portal.audit.models import AuditEvent
 from portal.errors import NotAllowed
 from portal.registry import services as registry

@@ -93,10 +93,11 @@ def test_web_worker_beat_and_migration_run_the_image_with_real_commands():
     commands = {name: spec["containers"][0]["command"] for name, spec in specs.items()}
     assert commands["modelgate-web"][-1] == "portal.wsgi"
     assert commands["modelgate-migrate"] == ["python", "manage.py", "migrate", "--noinput"]
-    assert commands["modelgate-worker"][:4] == ["celery", "-A", "workers", "worker"]
-    assert commands["modelgate-beat"][:4] == ["celery", "-A", "workers", "beat"]
-    import workers  # the Celery app the commands name
-    assert workers.app.main == "modelgate"
+    assert commands["modelgate-worker"][:4] == ["celery", "-A", "portal", "worker"]
+    assert commands["modelgate-beat"][:4] == ["celery", "-A", "portal", "beat"]
+    from celery.app.utils import find_app  # how `celery -A portal` finds the app
+
+    assert find_app("portal").main == "modelgate"
     for spec in specs.values():
         container = spec["containers"][0]
         assert container["image"] == "modelgate-portal"  # kustomize sets registry and tag

@@ -1,9 +1,8 @@
 from rest_framework import serializers
 
 from portal.accounts.choices import InvitationStatus, Role, TokenScope
-from portal.accounts.models import ApiToken, Invitation, Membership
+from portal.accounts.models import ApiToken, Invitation, Membership, project_model
 from portal.api.fields import ReferenceField
-from portal.registry.models import Project
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -62,10 +61,16 @@ class InvitationSerializer(serializers.ModelSerializer):
 
 
 class InvitationCreateSerializer(serializers.Serializer):
-    project = ReferenceField(queryset=Project.objects.all())
+    project = ReferenceField(queryset=project_model().objects.all())
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=Role.choices)
 
 
 class InvitedSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="The same whether or not the account exists")
+
+
+class TokenLoginSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(trim_whitespace=False)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100)

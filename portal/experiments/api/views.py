@@ -4,11 +4,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api.views import PortalViewSet, validated
-from portal.errors import ValidationFailed
+from portal.api.views import PortalViewSet
 from portal.experiments import queries, services
 from portal.experiments.api.serializers import (
-    DecideSerializer,
     ExperimentDecisionSerializer,
     ExperimentSerializer,
     FeedbackBatchSerializer,
@@ -56,6 +54,8 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
     ``decide`` (promote B, keep A, or extend) with a comment."""
 
     # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("experiment").
+    # ``decide`` acts on the rollout: the router serves this viewset with that action added
+    # by the releases app (portal.releases.api.experiments).
 
     serializer_class = ExperimentSerializer
 
@@ -79,13 +79,3 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
             "decisions": ExperimentDecisionSerializer(experiment.decisions.all(),
                                                       many=True).data,
         })
-
-    @extend_schema(request=DecideSerializer, responses=ExperimentDecisionSerializer)
-    @action(detail=True, methods=["post"], filter_backends=[])
-    def decide(self, request, pk=None):
-        data = validated(DecideSerializer, request.data)
-        if data["decision"] == "extend" and not data.get("extend_hours"):
-            raise ValidationFailed("say how many hours to extend by", field="extend_hours")
-        record = services.decide(request.user, self.get_object(), data["decision"],
-                                 data["comment"], data.get("extend_hours"))
-        return Response(ExperimentDecisionSerializer(record).data, status=201)

@@ -11,14 +11,17 @@ from rest_framework.views import APIView
 from portal.api.views import PortalViewSet, validated
 from portal.errors import NotAllowed, ServiceUnavailable
 from portal.monitoring import alerts, queries
+from portal.monitoring import services as monitoring
 from portal.monitoring.api.serializers import (
     AcknowledgeSerializer,
     AlertmanagerResultSerializer,
     AlertSerializer,
+    MonitorSettingsSerializer,
     SilenceSerializer,
 )
 from portal.monitoring.choices import AlertSource
 from portal.monitoring.filtersets import AlertFilterSet
+from portal.registry.api import views as registry
 
 
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
@@ -57,6 +60,29 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewS
     @action(detail=True, methods=["post"], filter_backends=[])
     def unsilence(self, request, pk=None):
         return Response(self._fresh(alerts.unsilence(request.user, self.get_object())))
+
+
+class RegisteredModelViewSet(registry.RegisteredModelViewSet):
+    """Registered models and, nested under each, its versions and aliases."""
+
+    # The registry's model routes (/api/v1/models/, basename "model"), and each model's
+    # monitoring thresholds, which are monitoring's: the router serves this class. Same
+    # name and description as the registry's, so the API's pages and OPTIONS say the same.
+
+    @extend_schema(methods=["GET"], responses=MonitorSettingsSerializer,
+                   summary="Monitoring thresholds of a model")
+    @extend_schema(methods=["PATCH"], request=MonitorSettingsSerializer,
+                   responses=MonitorSettingsSerializer,
+                   summary="Change monitoring thresholds (approvers)")
+    @action(detail=True, methods=["get", "patch"], url_path="monitoring", filter_backends=[])
+    def monitoring(self, request, pk=None):
+        """Alert and drift thresholds used for this model in every environment."""
+        model = self.get_object()
+        if request.method == "PATCH":
+            data = validated(MonitorSettingsSerializer, request.data, partial=True)
+            data.pop("effective_drift", None)
+            monitoring.update_settings(request.user, model, **data)
+        return Response(MonitorSettingsSerializer(monitoring.settings_of(model)).data)
 
 
 class AlertmanagerReceiver(APIView):

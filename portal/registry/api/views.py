@@ -11,10 +11,9 @@ from rest_framework.response import Response
 from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.api.pagination import VersionCursorPagination
+from portal.api.permissions import APPROVE, WRITE
 from portal.api.views import PortalViewSet, validated
 from portal.errors import NotFound, PayloadTooLarge, ValidationFailed
-from portal.monitoring import services as monitoring
-from portal.monitoring.api.serializers import MonitorSettingsSerializer
 from portal.registry import queries, services
 from portal.registry.api.serializers import (
     AliasSerializer,
@@ -84,12 +83,20 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
         return Response(self.get_serializer(self.get_queryset().get(pk=project.pk)).data)
 
 
+def alias_scope(kwargs) -> str:
+    """The token scope moving or removing an alias needs (``ROUTE_SCOPES``, "model"): a
+    protected alias (``champion``: what production serves) is an approver's act; other
+    aliases are a contributor's."""
+    return APPROVE if kwargs.get("alias") in services.PROTECTED_ALIASES else WRITE
+
+
 class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Registered models and, nested under each, its versions and aliases."""
 
     throttle_scopes = {"versions": "uploads"}  # POST: a new version (reads are not limited)
 
-    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("model").
+    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("model"). Its
+    # monitoring thresholds (models/<id>/monitoring/) are portal.monitoring.api's.
 
     serializer_class = RegisteredModelSerializer
     filterset_class = RegisteredModelFilterSet
@@ -114,21 +121,6 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
         data = validated(ModelUpdateSerializer, request.data)
         services.update_model(request.user, model, description=data["description"])
         return Response(self.get_serializer(self.get_queryset().get(pk=model.pk)).data)
-
-    @extend_schema(methods=["GET"], responses=MonitorSettingsSerializer,
-                   summary="Monitoring thresholds of a model")
-    @extend_schema(methods=["PATCH"], request=MonitorSettingsSerializer,
-                   responses=MonitorSettingsSerializer,
-                   summary="Change monitoring thresholds (approvers)")
-    @action(detail=True, methods=["get", "patch"], url_path="monitoring", filter_backends=[])
-    def monitoring(self, request, pk=None):
-        """Alert and drift thresholds used for this model in every environment."""
-        model = self.get_object()
-        if request.method == "PATCH":
-            data = validated(MonitorSettingsSerializer, request.data, partial=True)
-            data.pop("effective_drift", None)
-            monitoring.update_settings(request.user, model, **data)
-        return Response(MonitorSettingsSerializer(monitoring.settings_of(model)).data)
 
     @extend_schema(methods=["GET"], responses=ModelVersionSerializer(many=True),
                    summary="List the versions of a model")

@@ -120,7 +120,7 @@ class Command(BaseCommand):
 
         python = sys.executable
         bin_dir = os.path.dirname(python)
-        celery = [os.path.join(bin_dir, "celery"), "-A", "workers"]
+        celery = [os.path.join(bin_dir, "celery"), "-A", "portal"]
         commands = {
             "web": [os.path.join(bin_dir, "gunicorn"), "-c", "python:portal.gunicorn_conf",
                     "portal.wsgi", "--bind", f"{host}:{port}"],

@@ -4,8 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.monitoring.management.commands.demo_traffic import drift_file
 from portal.registry.models import RegisteredModel
+from portal.web.management.commands.demo_traffic import drift_file
 
 
 class Command(BaseCommand):

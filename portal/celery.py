@@ -1,5 +1,9 @@
 """The Celery app: reads Django settings under the CELERY namespace.
 
+Workers and beat run it as ``celery -A portal worker`` / ``celery -A portal beat``. Its
+tasks live in ``workers/`` (``app.conf.imports``), thin wrappers over portal services; the
+portal itself never imports them and queues work by task name (``portal.queue``).
+
 Every task has a soft and a hard time limit (``CELERY_TASK_SOFT_TIME_LIMIT`` and
 ``CELERY_TASK_TIME_LIMIT`` by default, tighter or looser per task in the task modules);
 a task that names an ``on_time_limit`` recorder gets its object marked failed with the
@@ -123,3 +127,38 @@ def forget_process(pid=None, **kwargs):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid or os.getpid())
+
+
+class QueueCollector:
+    """Messages waiting in the broker's queue, read when Prometheus scrapes (``/metrics``:
+    ``modelgate_broker_up`` and ``modelgate_task_queue_length``)."""
+
+    def collect(self):
+        from django.conf import settings
+        from prometheus_client.core import GaugeMetricFamily
+
+        up = GaugeMetricFamily("modelgate_broker_up", "1 when the task broker answered")
+        length = GaugeMetricFamily("modelgate_task_queue_length",
+                                   "Tasks waiting in the broker's queue", labels=["queue"])
+        queue = settings.CELERY_TASK_DEFAULT_QUEUE
+        try:
+            waiting = _queue_length(queue)
+        except Exception:  # noqa: BLE001 - a dead broker is a value, not a failed scrape
+            up.add_metric([], 0)
+        else:
+            up.add_metric([], 1)
+            if waiting is not None:
+                length.add_metric([queue], waiting)
+        yield up
+        yield length
+
+
+def _queue_length(queue: str) -> int | None:
+    with app.connection_for_read() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        channel = conn.default_channel
+        size = getattr(channel, "_size", None)  # kombu's virtual transports (Redis...)
+        if size is not None:
+            return int(size(queue))
+        _, count, _ = channel.queue_declare(queue=queue, passive=True)  # AMQP
+        return int(count)

@@ -1,0 +1,73 @@
+"""A mode: one way of running an endpoint's variants on Kubernetes (KServe or Deployments).
+
+The facade (``KubernetesBackend``) picks one mode when it is built and hands it the cluster
+client, the manifest builder and the validator; a mode converges, observes and deletes, and
+says which pods serve a variant (blue/green's check sends requests to them).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from ops.backends.base import ObservedState
+from ops.backends.kubernetes.client import KubeClient
+from ops.backends.kubernetes.manifests import ManifestBuilder
+from ops.plan import ServingPlan
+
+
+class Mode(ABC):
+    name: str = ""
+    # The object holding the endpoint's record: whose owner decides whether it may be deleted.
+    main_kind: str = ""
+
+    def __init__(self, client: KubeClient, manifests: ManifestBuilder,
+                 validate: Callable[[dict], None]):
+        self.client = client
+        self.manifests = manifests
+        self.validate = validate
+
+    @property
+    def namespace(self) -> str:
+        return self.client.namespace
+
+    @abstractmethod
+    def apply(self, plan: ServingPlan) -> None:
+        """Make the cluster hold what serves ``plan`` (the facade observes afterwards)."""
+
+    @abstractmethod
+    def observe(self, endpoint: str) -> ObservedState:
+        """What the cluster runs for ``endpoint``, read from the objects this mode makes."""
+
+    @abstractmethod
+    def delete_workloads(self, name: str) -> None:
+        """Delete the objects that run the pods of the endpoint whose objects are ``name``."""
+
+    @abstractmethod
+    def pod_labels(self, endpoint: str, variant: str) -> dict[str, str] | None:
+        """The labels of the pods serving ``variant``; None when no pod can serve it."""
+
+    def delete(self, endpoint: str) -> None:
+        """Remove what this mode creates for ``endpoint``; what is gone already is fine."""
+        name = self.manifests.name(endpoint)
+        main = self.main_kind
+        self.client.check_owner(self.client.read(main, name), f"{main} {name}")
+        self.delete_workloads(name)
+        for config_map in self.client.list("ConfigMap", name):
+            self.client.delete("ConfigMap", config_map["metadata"]["name"])
+        # By name: listing Secrets would need the right to read every Secret in the namespace.
+        self.client.delete("Secret", self.manifests.key_secret_name(endpoint))
+
+    def converge_key_secret(self, endpoint: str) -> None:
+        """The Secret with the key the endpoint's servers sign prediction ids with."""
+        secret = self.manifests.key_secret(endpoint)
+        if secret is None:
+            return
+        self.validate(secret)
+        self.client.converge(secret, self.client.read("Secret", secret["metadata"]["name"]))
+
+    def foreign_state(self, endpoint: str) -> ObservedState:
+        """Another environment's endpoint of the same name: never reported as this one's."""
+        return ObservedState(endpoint=endpoint, exists=True, ready=False,
+                             detail=f"{self.manifests.name(endpoint)} in namespace "
+                                    f"{self.namespace} belongs to another environment")

@@ -1,0 +1,151 @@
+"""``decide``: the next move of a rollout from the latest analysis of its candidate."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ops.rollout.evaluation import Analysis, Evaluation, Verdict, _number, evaluate
+from ops.rollout.plans import _label, _Stage, _stages, current_plan
+from ops.rollout.spec import RolloutError, RolloutSpec, Strategy
+from ops.rollout.state import Decision, Event, RolloutState, Status
+
+
+def _decision(spec: RolloutSpec, old: RolloutState, new: RolloutState, event: Event,
+              reason: str, evaluation: Evaluation | None = None,
+              wait: float | None = None) -> Decision:
+    """Stamp the next step_id, keep the reason of a status change, emit a plan if new."""
+    new = replace(new, step_id=old.step_id + 1)
+    if new.status != old.status:
+        new = replace(new, reason=reason)
+    plan = current_plan(spec, new) if new.generation != old.generation else None
+    return Decision(new, plan, None if new.ended else wait, event, reason,
+                    evaluation.verdict if evaluation else None,
+                    evaluation.measurements if evaluation else ())
+
+
+def _finish(spec: RolloutSpec, state: RolloutState, status: Status, event: Event, reason: str,
+            evaluation: Evaluation | None = None) -> Decision:
+    """End the rollout; a new plan only if the endpoint must change (not from pending,
+    where rolling back or keeping changes nothing)."""
+    changes = status == Status.SUCCEEDED or state.generation != state.base_generation
+    new = replace(state, status=status, generation=state.generation + int(changes))
+    return _decision(spec, state, new, event, reason, evaluation)
+
+
+def _stage_wait(spec: RolloutSpec, stage: _Stage, elapsed: float) -> float:
+    if stage.min_seconds is None:
+        return spec.check_interval_seconds
+    return min(max(stage.min_seconds - elapsed, 0.0), spec.check_interval_seconds)
+
+
+def _stage_over(stage: _Stage, elapsed: float, analysis: Analysis) -> bool:
+    if stage.min_seconds is not None and elapsed >= stage.min_seconds:
+        return True
+    requests = _number(analysis.requests)
+    return stage.sample_size is not None and requests is not None \
+        and requests >= stage.sample_size
+
+
+def _start(spec: RolloutSpec, state: RolloutState, now: float) -> Decision:
+    stages = _stages(spec)
+    if not stages:
+        return _finish(spec, state, Status.SUCCEEDED, Event.SUCCEEDED,
+                       "direct: all traffic to the candidate at once")
+    new = replace(state, status=Status.PROGRESSING, step=0, step_started_at=now,
+                  generation=state.generation + 1)
+    return _decision(spec, state, new, Event.STARTED,
+                     f"started {spec.strategy}: {stages[0].label}",
+                     wait=_stage_wait(spec, stages[0], 0.0))
+
+
+def _advance(spec: RolloutSpec, state: RolloutState, now: float,
+             evaluation: Evaluation) -> Decision:
+    stages, passed = _stages(spec), _label(spec, state)
+    if state.step + 1 < len(stages):
+        new = replace(state, step=state.step + 1, step_started_at=now,
+                      generation=state.generation + 1, inconclusive=0, inconclusive_since=None)
+        return _decision(spec, state, new, Event.ADVANCED,
+                         f"{passed} passed; now {stages[state.step + 1].label}", evaluation,
+                         wait=_stage_wait(spec, stages[state.step + 1], 0.0))
+    if spec.strategy in (Strategy.AB, Strategy.SHADOW):
+        new = replace(state, status=Status.AWAITING_DECISION, inconclusive=0,
+                      inconclusive_since=None)
+        return _decision(spec, state, new, Event.AWAITING_DECISION,
+                         f"{passed} complete, verdict pass: awaiting a person's decision "
+                         "(promote or keep)", evaluation, wait=spec.check_interval_seconds)
+    return _finish(spec, state, Status.SUCCEEDED, Event.SUCCEEDED,
+                   f"{passed} passed: the candidate serves all traffic, stable removed",
+                   evaluation)
+
+
+def _analysis_failed(spec: RolloutSpec, state: RolloutState,
+                     evaluation: Evaluation) -> Decision:
+    failures = state.failures + 1
+    why = evaluation.why(Verdict.FAIL)
+    if evaluation.critical_alerts:
+        return _finish(spec, replace(state, failures=failures), Status.ROLLED_BACK,
+                       Event.ROLLED_BACK, f"rolled back at {_label(spec, state)}: critical "
+                       f"alert on the candidate ({why})", evaluation)
+    if failures >= spec.failure_limit:
+        return _finish(spec, replace(state, failures=failures), Status.ROLLED_BACK,
+                       Event.ROLLED_BACK, f"rolled back at {_label(spec, state)}: analysis "
+                       f"failed {failures} of {spec.failure_limit} allowed times ({why})",
+                       evaluation)
+    new = replace(state, failures=failures, inconclusive=0, inconclusive_since=None)
+    return _decision(spec, state, new, Event.ANALYSIS_FAILED,
+                     f"analysis failed ({why}): failure {failures}, rollback at "
+                     f"{spec.failure_limit}; re-checking", evaluation,
+                     wait=spec.check_interval_seconds)
+
+
+def _still_inconclusive(spec: RolloutSpec, state: RolloutState, now: float,
+                        evaluation: Evaluation) -> Decision:
+    count = state.inconclusive + 1
+    since = now if state.inconclusive_since is None else state.inconclusive_since
+    new = replace(state, inconclusive=count, inconclusive_since=since)
+    why = evaluation.why(Verdict.INCONCLUSIVE)
+    too_many = spec.max_inconclusive_checks is not None and count >= spec.max_inconclusive_checks
+    too_long = (spec.max_inconclusive_seconds is not None
+                and now - since >= spec.max_inconclusive_seconds)
+    if too_many or too_long:
+        return _decision(spec, state, replace(new, status=Status.PAUSED), Event.PAUSED,
+                         f"paused for a person at {_label(spec, state)}: analysis still "
+                         f"inconclusive after {count} checks over {now - since:.0f} s ({why})",
+                         evaluation, wait=spec.check_interval_seconds)
+    return _decision(spec, state, new, Event.INCONCLUSIVE,
+                     f"analysis inconclusive at {_label(spec, state)} ({why}); re-checking",
+                     evaluation, wait=spec.check_interval_seconds)
+
+
+def decide(spec: RolloutSpec, state: RolloutState, analysis: Analysis | None,
+           now: float) -> Decision:
+    """Decide the next move from the latest analysis (None counts as no data at all).
+
+    A pending rollout starts (the analysis is ignored). Otherwise a critical alert, or a
+    failed analysis reaching ``failure_limit``, rolls back from any live state; a paused
+    rollout or one awaiting a decision only keeps watching; a progressing one bakes until
+    its step's time (or A/B sample) is up, then advances on a pass and re-checks, then
+    pauses, while the analysis stays inconclusive.
+    """
+    if state.ended:
+        raise RolloutError(f"the rollout has already ended ({state.status})",
+                           code="rollout_ended")
+    if state.status == Status.PENDING:
+        return _start(spec, state, now)
+    analysis = analysis or Analysis()
+    evaluation = evaluate(analysis, spec.thresholds, spec.strategy)
+    if evaluation.verdict == Verdict.FAIL:
+        return _analysis_failed(spec, state, evaluation)
+    if state.status != Status.PROGRESSING:
+        return _decision(spec, state, state, Event.WATCHING,
+                         f"still {state.status}: {state.reason}", evaluation,
+                         wait=spec.check_interval_seconds)
+    stage = _stages(spec)[state.step]
+    elapsed = now - state.step_started_at
+    if not _stage_over(stage, elapsed, analysis):
+        return _decision(spec, state, state, Event.BAKING,
+                         f"{stage.label}: baking, {elapsed:.0f} s elapsed", evaluation,
+                         wait=_stage_wait(spec, stage, elapsed))
+    if evaluation.verdict == Verdict.PASS:
+        return _advance(spec, state, now, evaluation)
+    return _still_inconclusive(spec, state, now, evaluation)
