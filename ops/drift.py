@@ -1,7 +1,7 @@
 """Drift statistics: how far live inputs have moved from the training data.
 
 Pure numpy/scipy, no Django. Everything is vectorized over features: a window of data is
-binned once (``bin_columns``) and every statistic is computed from those counts, so the
+binned once (``bin_column``) and every statistic is computed from those counts, so the
 cost is one pass over the rows whatever the number of statistics. Two entry points:
 
 - ``compare_samples(reference, current)``: raw rows on both sides (notebooks, the

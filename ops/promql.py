@@ -41,9 +41,15 @@ VARIANT_LOADED = "modelgate_variant_loaded"  # gauge
 # -- the portal's drift gauges (+ project, model; feature where per feature) -----------------
 
 DRIFT_PSI = "modelgate_drift_psi"
+DRIFT_KS = "modelgate_drift_ks"
+DRIFT_JS_DISTANCE = "modelgate_drift_js_distance"
+DRIFT_WASSERSTEIN = "modelgate_drift_wasserstein"
+DRIFT_ROWS = "modelgate_drift_rows"
 DRIFT_VERDICT = "modelgate_drift_verdict"  # 0 no drift, 1 warning, 2 critical
 DRIFT_SHARE = "modelgate_drift_share"
 DRIFT_DATASET = "modelgate_drift_dataset"  # 1 drifted, 0 not
+DRIFT_COMPUTED = "modelgate_drift_computed_timestamp_seconds"
+ALERTS_FIRING = "modelgate_alerts_firing"  # severity only: the portal's alerts firing
 
 # -- Prometheus's own, and the recording rules ----------------------------------------------
 

@@ -30,7 +30,8 @@ PG_URL="${MODELGATE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgr
 if probe_pg "$PG_URL"; then
   export DATABASE_URL="${PG_URL%/*}/modelgate"
   export MODELGATE_TEST_DATABASE="${MODELGATE_TEST_DATABASE:-test_modelgate_$$}"
-  echo "tests: PostgreSQL (test database $MODELGATE_TEST_DATABASE)"
+  # Each pytest-xdist worker creates (and drops) its own: test_modelgate_<pid>_gw0, _gw1...
+  echo "tests: PostgreSQL (test databases ${MODELGATE_TEST_DATABASE}_gw<N>, one per worker)"
 else
   unset DATABASE_URL
   echo "tests: SQLite (PostgreSQL unavailable)"
@@ -43,6 +44,8 @@ else
   unset MODELGATE_TEST_REDIS_URL
   echo "tests: Redis unavailable; the real-worker test uses the filesystem broker"
 fi
+# Workers add their own name to the prefix and get a folder of the data dir each
+# (tests/conftest.py: pytest_xdist_setupnodes).
 export MODELGATE_REDIS_PREFIX="modelgate-test-$$:"
 export MODELGATE_DATA_DIR="$(mktemp -d /tmp/modelgate-test.XXXXXX)"
 export CELERY_TASK_ALWAYS_EAGER=true
@@ -54,8 +57,13 @@ $PY -m ruff check --quiet . || { echo "ruff found problems" >&2; exit 1; }
 env -u DATABASE_URL $PY manage.py makemigrations --check --dry-run >/dev/null || {
   echo "models and migrations differ: run manage.py makemigrations" >&2; exit 1; }
 
+# Two workers (pytest-xdist), one per core of CI's machine; MODELGATE_TEST_WORKERS=N for
+# another count (0 runs everything in this process). loadgroup: a test marked
+# xdist_group runs on the worker that runs the rest of its group, one after another.
+WORKERS="${MODELGATE_TEST_WORKERS:-2}"
+echo "tests: $WORKERS pytest-xdist workers"
 set +e
-$PY -m pytest --durations=15 "$@"
+$PY -m pytest -n "$WORKERS" --dist loadgroup --durations=10 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

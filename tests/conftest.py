@@ -22,13 +22,14 @@ test database (``MODELGATE_TEST_DATABASE`` + ``_gw0``, ``_gw1``...), and
 its process starts (Django reads both from the environment when it loads the settings, and
 the workers, servers and gunicorns the tests start inherit them). Ports come from the
 kernel (port 0) or from ``free_port``, which hands each worker ports no other worker gets.
-Tests that must not share the machine's two cores with another heavy test carry
-``@pytest.mark.xdist_group("heavy")``: scripts/test.sh runs ``--dist loadgroup``, which
-runs a group's tests one after another on one worker.
+A test that loads the whole machine, or whose assertions measure time on it, is marked
+``exclusive``: it runs while no other test runs (``machine_share`` below; the other worker
+waits for it, and it waits for the other worker's current test to end).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -51,9 +52,41 @@ def pytest_xdist_setupnodes(config, specs):
     from django.conf import settings
 
     prefix = os.environ.get("MODELGATE_REDIS_PREFIX") or f"modelgate-test-{os.getpid()}:"
+    locks = Path(settings.DATA_DIR) / "xdist-locks"
+    locks.mkdir(mode=0o700, exist_ok=True)
     for spec in specs:
         data_dir = Path(settings.DATA_DIR) / f"xdist-{spec.id}"
         data_dir.mkdir(mode=0o700, exist_ok=True)
         spec.env.update({"MODELGATE_REDIS_PREFIX": f"{prefix}{spec.id}:",
-                         "MODELGATE_DATA_DIR": str(data_dir)})
+                         "MODELGATE_DATA_DIR": str(data_dir),
+                         "MODELGATE_TEST_LOCKS": str(locks)})
+
+
+@pytest.fixture(autouse=True)
+def machine_share(request):
+    """Under pytest-xdist, a test marked ``exclusive`` runs alone; every other test shares
+    the machine with the other workers' tests.
+
+    A readers-writer lock on two files (flock, released by the kernel if a worker dies):
+    every test holds ``main`` shared; an exclusive test holds it exclusively. Taking
+    ``gate`` first (a shared test only for a moment) keeps shared tests from starving an
+    exclusive one that waits: once it has the gate, no new test starts."""
+    folder = os.environ.get("MODELGATE_TEST_LOCKS")
+    if not folder:  # one process: nothing else runs anyway
+        yield
+        return
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    with open(Path(folder) / "gate", "a") as gate, open(Path(folder) / "main", "a") as main:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(main, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(main, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
 

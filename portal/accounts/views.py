@@ -8,22 +8,18 @@ from django.views.decorators.http import require_POST
 from portal.accounts import forms, services
 from portal.accounts.choices import InvitationStatus
 from portal.accounts.models import ApiToken, Invitation, Membership, project_model
-from portal.errors import DomainError
+from portal.views import handle_action, submit_form
 
 
 @login_required
 def tokens(request):
     form = forms.TokenForm(request.POST or None)
     new_key = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            token, new_key = services.create_token(request.user, form.cleaned_data["name"],
-                                                   form.cleaned_data["expires_at"],
-                                                   form.cleaned_data["scopes"] or None)
-        except DomainError as e:
-            form.add_error(e.field if e.field in form.fields else None, e.detail)
-        else:
-            form = forms.TokenForm()
+    created = submit_form(request, form, lambda data: services.create_token(
+        request.user, data["name"], data["expires_at"], data["scopes"] or None))
+    if created:
+        _token, new_key = created
+        form = forms.TokenForm()
     return render(request, "accounts/tokens.html", {
         "form": form, "new_key": new_key,
         "tokens": ApiToken.objects.filter(user=request.user).order_by("-created_at"),
@@ -46,19 +42,16 @@ def invitation_create(request, slug):
     if services.role_in(request.user, project) is None:
         raise Http404("no such project")  # outsiders learn nothing, not even that it exists
     form = forms.InviteForm(request.POST)
-    if form.is_valid():
-        try:
-            services.invite(request.user, project, form.cleaned_data["username"],
-                            form.cleaned_data["role"])
-        except DomainError as e:
-            messages.error(request, e.detail)
-        else:
-            # The same words whatever the username: nothing tells whether the account exists.
-            messages.success(request, f"{services.INVITED} Its holder becomes a member only "
-                                      "on accepting, on their Invitations page.")
-    else:
+    if not form.is_valid():
         messages.error(request, "Give a username and a role.")
-    return redirect(project)
+        return redirect(project)
+    return handle_action(
+        request, lambda: services.invite(request.user, project, form.cleaned_data["username"],
+                                         form.cleaned_data["role"]),
+        # The same words whatever the username: nothing tells whether the account exists.
+        success=f"{services.INVITED} Its holder becomes a member only on accepting, on their "
+                "Invitations page.",
+        redirect_to=project)
 
 
 @login_required
@@ -75,13 +68,8 @@ def invitations(request):
 def _respond(request, pk, respond, said, then):
     # Only the invited person finds it: anyone else gets 404, as for something that is not.
     invitation = get_object_or_404(Invitation, pk=pk, user=request.user)
-    try:
-        invitation = respond(request.user, invitation)
-    except DomainError as e:
-        messages.error(request, e.detail)
-        return redirect("accounts:invitations")
-    messages.success(request, said(invitation))
-    return redirect(then(invitation))
+    return handle_action(request, lambda: respond(request.user, invitation), success=said,
+                         redirect_to=then, refused_to="accounts:invitations")
 
 
 @login_required
@@ -106,13 +94,9 @@ def invitation_revoke(request, pk):
     invitation = get_object_or_404(Invitation.objects.select_related("project"), pk=pk)
     if services.role_in(request.user, invitation.project) is None:
         raise Http404("no such invitation")
-    try:
-        services.revoke_invitation(request.user, invitation)
-    except DomainError as e:
-        messages.error(request, e.detail)
-    else:
-        messages.success(request, f"Invitation of {invitation.username} revoked.")
-    return redirect(invitation.project)
+    return handle_action(request, lambda: services.revoke_invitation(request.user, invitation),
+                         success=f"Invitation of {invitation.username} revoked.",
+                         redirect_to=invitation.project)
 
 
 @login_required
@@ -122,13 +106,14 @@ def member_change(request, pk):
     if services.role_in(request.user, membership.project) is None:
         raise Http404("no such membership")
     form = forms.RoleForm(request.POST)
-    try:
-        if request.POST.get("remove"):
-            services.remove_member(request.user, membership)
-            messages.success(request, f"{membership.user.username} removed.")
-        elif form.is_valid():
-            services.change_role(request.user, membership, form.cleaned_data["role"])
-            messages.success(request, f"{membership.user.username} is now {membership.role}.")
-    except DomainError as e:
-        messages.error(request, e.detail)
+    if request.POST.get("remove"):
+        return handle_action(request, lambda: services.remove_member(request.user, membership),
+                             success=f"{membership.user.username} removed.",
+                             redirect_to=membership.project)
+    if form.is_valid():
+        return handle_action(
+            request, lambda: services.change_role(request.user, membership,
+                                                  form.cleaned_data["role"]),
+            success=lambda _: f"{membership.user.username} is now {membership.role}.",
+            redirect_to=membership.project)
     return redirect(membership.project)

@@ -28,3 +28,11 @@ class BoundedIsoDateTimeField(IsoDateTimeField):
 
 class DateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = BoundedIsoDateTimeField
+
+
+class InProjectFilterSet(django_filters.FilterSet):
+    """Base of the filter sets of what belongs to one project (a ``project`` foreign key):
+    ``?project=<id>`` or ``?project_slug=<slug>``."""
+
+    project = django_filters.NumberFilter(field_name="project_id")
+    project_slug = django_filters.CharFilter(field_name="project__slug")

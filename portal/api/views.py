@@ -11,12 +11,16 @@ def validated(serializer_class, data, **kwargs):
 
 
 class PortalViewSet(viewsets.GenericViewSet):
-    """Base of every viewset: querysets are cut to what the user may see by ``scope``."""
+    """Base of every viewset: querysets are cut to what the user may see, by ``visible``
+    (the app's ``queries.<things>_for(user)``) or else by ``scope`` (of ``queryset``)."""
 
     lookup_value_regex = "[0-9]+"  # ids are integers: anything else is no such path (404)
+    visible = None  # staticmethod(queries.<things>_for): the request's user's queryset
 
     def scope(self, queryset):
         return queryset
 
     def get_queryset(self):
+        if self.visible is not None:
+            return self.visible(self.request.user)
         return self.scope(super().get_queryset())

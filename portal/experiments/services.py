@@ -141,16 +141,35 @@ def record_feedback(user, items) -> FeedbackResult:
     took it), ``not_found`` (a project you are not in), ``permission_denied`` (viewers),
     ``test_finished``, ``unknown_variant``, ``invalid_outcome``, ``conflicting_outcome``
     (the id already has another outcome; the first stands).
+
+    Items are judged in two passes (their ids alone, then against their tests), and the
+    accepted ones stored by ``_store``, which takes its locks in one order.
     """
+    _check_batch(items)
+    result = FeedbackResult()
+    candidates = _signed_candidates(items, result)
+    if not candidates:
+        return result
+    rows = _rows_to_store(user, candidates, _experiments_of(candidates), result)
+    if rows:
+        _store(rows, result)
+    return result
+
+
+def _check_batch(items) -> None:
     if not isinstance(items, list) or not items:
         raise ValidationFailed("send a list of {prediction_id, outcome} items", field="items")
     limit = settings.MODELGATE_FEEDBACK_MAX_BATCH
     if len(items) > limit:
         raise PayloadTooLarge(f"{len(items)} items in one request; at most {limit}",
                               code="batch_too_large")
-    result = FeedbackResult()
+
+
+def _signed_candidates(items: list, result: FeedbackResult) -> list[tuple]:
+    """The items whose prediction id parses and carries a valid signature, as
+    ``(index, id text, parsed id, raw outcome)``; the others are rejected."""
     keys: dict[str, bytes] = {}
-    candidates = []  # (index, id text, parsed id, raw outcome)
+    candidates = []
     for index, item in enumerate(items):
         if not isinstance(item, dict) or "prediction_id" not in item or "outcome" not in item:
             result.reject(index, None, "invalid_item",
@@ -176,17 +195,26 @@ def record_feedback(user, items) -> FeedbackResult:
                           "server of this portal, or it was altered")
             continue
         candidates.append((index, text, pid, item["outcome"]))
-    if not candidates:
-        return result
+    return candidates
 
+
+def _experiments_of(candidates: list[tuple]) -> dict[tuple[str, int], Experiment]:
+    """The experiments the ids name, by (key id, plan generation), in one query."""
     pairs = {(pid.kid, pid.generation) for _, _, pid, _ in candidates}
     where = Q()
     for kid, generation in pairs:
         where |= Q(key_id=kid, generation=generation)
-    experiments = {(e.key_id, e.generation): e for e in Experiment.objects.filter(where)
-                   .select_related("deployment__environment__project")}
+    return {(e.key_id, e.generation): e for e in Experiment.objects.filter(where)
+            .select_related("deployment__environment__project")}
+
+
+def _rows_to_store(user, candidates: list[tuple], experiments: dict,
+                   result: FeedbackResult) -> dict[str, tuple]:
+    """The outcomes to store, ``{id text: (index, experiment, variant, value)}``: those of a
+    running test the user may send feedback to, with a valid variant and value; the others
+    are rejected, and an id repeated in the batch counts once."""
     allowed: dict[int, str | None] = {}
-    rows: dict[str, tuple] = {}  # id text -> (index, experiment, variant, value)
+    rows: dict[str, tuple] = {}
     for index, text, pid, raw in candidates:
         experiment = experiments.get((pid.kid, pid.generation))
         if experiment is None:
@@ -220,9 +248,7 @@ def record_feedback(user, items) -> FeedbackResult:
                               "the same prediction appears twice with different outcomes")
             continue
         rows[text] = (index, experiment, pid.variant, value)
-    if rows:
-        _store(rows, result)
-    return result
+    return rows
 
 
 def _feedback_refusal(user, experiment: Experiment) -> tuple[str, str] | None:

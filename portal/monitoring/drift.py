@@ -2,9 +2,9 @@
 
 A periodic task (``workers.monitoring.compute_drift``) calls ``compute_all``. For every
 variant of every served endpoint it asks Prometheus how many inputs fell in each baseline
-bin over the model's window (``increase`` of the model server's ``modelgate_feature_bin_total``
-counters), compares them with the baseline profile's counts (``ops.drift``), and stores the
-report in ``DriftWindow``. The portal's ``/metrics`` exports the latest reports as gauges,
+bin over the model's window (``increase`` of the model server's feature bin counters,
+``ops.promql.FEATURE_BIN``), compares them with the baseline profile's counts
+(``ops.drift``), and stores the report in ``DriftWindow``. The portal's ``/metrics`` exports the latest reports as gauges,
 Prometheus's rules turn them into alerts with ``for:`` durations.
 
 Prometheus away: the stored reports stay as they were, the failure is recorded in
@@ -21,7 +21,7 @@ from collections import defaultdict
 from django.conf import settings
 from django.utils import timezone
 
-from ops import drift
+from ops import drift, promql
 from ops.prometheus import PrometheusClient, PrometheusUnavailable
 from portal.monitoring.endpoints import ServedEndpoint, served_endpoints
 from portal.monitoring.models import DriftWindow, SyncStatus
@@ -57,10 +57,11 @@ def baseline_of(version) -> dict[str, dict]:
 def live_counts(prometheus: PrometheusClient, served: ServedEndpoint, variant: str,
                 window: int) -> dict[str, dict[int, float]]:
     """Inputs per feature and bin over the last ``window`` seconds."""
-    selector = (f'environment="{served.environment.name}",endpoint="{served.endpoint}",'
-                f'variant="{variant}"')
-    rows = prometheus.query(f"sum by (feature, bin) (increase(modelgate_feature_bin_total"
-                            f"{{{selector}}}[{int(window)}s]))")
+    where = promql.selector(environment=served.environment.name, endpoint=served.endpoint,
+                            variant=variant)
+    rows = prometheus.query(promql.summed(promql.total(promql.FEATURE_BIN), where,
+                                          promql.seconds(window), by="feature, bin",
+                                          over=promql.INCREASE))
     counts: dict[str, dict[int, float]] = defaultdict(dict)
     for row in rows:
         labels = row.get("metric") or {}

@@ -1,12 +1,10 @@
 """The portal's ``/metrics``: drift verdicts as gauges, for Prometheus's alerting rules.
 
-Per feature (labels environment, project, model, endpoint, variant, feature):
-``modelgate_drift_psi``, ``modelgate_drift_ks``, ``modelgate_drift_js_distance``,
-``modelgate_drift_wasserstein``, ``modelgate_drift_rows`` and ``modelgate_drift_verdict``
-(0 no drift, 1 warning, 2 critical; no sample when there is not enough data). Per variant:
-``modelgate_drift_share``, ``modelgate_drift_dataset`` (1 drifted, 0 not; no sample without
-enough data) and ``modelgate_drift_computed_timestamp_seconds``. Plus
-``modelgate_alerts_firing`` by severity.
+The names are ``ops.promql``'s. Per feature (labels environment, project, model, endpoint,
+variant, feature): ``DRIFT_PSI``, ``DRIFT_KS``, ``DRIFT_JS_DISTANCE``, ``DRIFT_WASSERSTEIN``,
+``DRIFT_ROWS`` and ``DRIFT_VERDICT`` (0 no drift, 1 warning, 2 critical; no sample when there
+is not enough data). Per variant: ``DRIFT_SHARE``, ``DRIFT_DATASET`` (1 drifted, 0 not; no
+sample without enough data) and ``DRIFT_COMPUTED`` (when). Plus ``ALERTS_FIRING`` by severity.
 
 Windows older than ``MODELGATE_DRIFT_STALE_SECONDS`` are not exported: when drift stops
 being computed (Prometheus away, endpoint gone), the series end and their alerts resolve
@@ -23,13 +21,23 @@ from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from ops import drift
+from ops import drift, promql
 from portal.monitoring.choices import AlertState
 from portal.monitoring.models import Alert, DriftWindow
 
 VERDICT_VALUE = {drift.NO_DRIFT: 0, drift.WARNING: 1, drift.CRITICAL: 2}
 FEATURE_LABELS = ["environment", "project", "model", "endpoint", "variant", "feature"]
 VARIANT_LABELS = FEATURE_LABELS[:-1]
+# Per feature: the key of the feature's report (and of its gauge below), the gauge, its help.
+PER_FEATURE = (
+    ("psi", promql.DRIFT_PSI, "Population stability index of a feature over the window."),
+    ("ks", promql.DRIFT_KS, "Kolmogorov-Smirnov D of a feature over the window."),
+    ("js_distance", promql.DRIFT_JS_DISTANCE, "Jensen-Shannon distance (base 2) of a feature."),
+    ("wasserstein", promql.DRIFT_WASSERSTEIN, "Wasserstein distance over the baseline's std."),
+    ("rows", promql.DRIFT_ROWS, "Live inputs of the feature in the window."),
+    ("verdict", promql.DRIFT_VERDICT, "0 no drift, 1 warning, 2 critical (absent: too few "
+                                      "rows)."),
+)
 
 
 class DriftCollector:
@@ -37,20 +45,13 @@ class DriftCollector:
         fresh = timezone.now() - timedelta(seconds=settings.MODELGATE_DRIFT_STALE_SECONDS)
         windows = (DriftWindow.objects.filter(computed_at__gte=fresh)
                    .select_related("environment__project", "model"))
-        per_feature = {name: GaugeMetricFamily(f"modelgate_drift_{name}", help, labels=FEATURE_LABELS)
-                       for name, help in (
-                           ("psi", "Population stability index of a feature over the window."),
-                           ("ks", "Kolmogorov-Smirnov D of a feature over the window."),
-                           ("js_distance", "Jensen-Shannon distance (base 2) of a feature."),
-                           ("wasserstein", "Wasserstein distance over the baseline's std."),
-                           ("rows", "Live inputs of the feature in the window."),
-                           ("verdict", "0 no drift, 1 warning, 2 critical (absent: too few "
-                                       "rows)."))}
-        share = GaugeMetricFamily("modelgate_drift_share", "Share of judged features that "
+        per_feature = {key: GaugeMetricFamily(name, help, labels=FEATURE_LABELS)
+                       for key, name, help in PER_FEATURE}
+        share = GaugeMetricFamily(promql.DRIFT_SHARE, "Share of judged features that "
                                   "drifted.", labels=VARIANT_LABELS)
-        dataset = GaugeMetricFamily("modelgate_drift_dataset", "1 when enough features "
+        dataset = GaugeMetricFamily(promql.DRIFT_DATASET, "1 when enough features "
                                     "drifted to call the inputs drifted.", labels=VARIANT_LABELS)
-        computed = GaugeMetricFamily("modelgate_drift_computed_timestamp_seconds",
+        computed = GaugeMetricFamily(promql.DRIFT_COMPUTED,
                                      "When the window was computed.", labels=VARIANT_LABELS)
         for window in windows:
             base = [window.environment.name, window.environment.project.slug, window.model.name,
@@ -71,7 +72,7 @@ class DriftCollector:
             computed.add_metric(base, window.computed_at.timestamp())
         yield from per_feature.values()
         yield from (share, dataset, computed)
-        firing = GaugeMetricFamily("modelgate_alerts_firing", "Alerts firing in the portal.",
+        firing = GaugeMetricFamily(promql.ALERTS_FIRING, "Alerts firing in the portal.",
                                    labels=["severity"])
         for row in (Alert.objects.filter(state=AlertState.FIRING).values("severity")
                     .annotate(n=Count("id"))):

@@ -6,18 +6,16 @@ import hmac
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from ops import drift as ops_drift
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role
-from portal.errors import DomainError
 from portal.monitoring import alerts, drift, queries
 from portal.monitoring.endpoints import served_endpoints
 from portal.monitoring.filtersets import AlertFilterSet
@@ -25,6 +23,7 @@ from portal.monitoring.live import NO_PROMETHEUS, live_charts
 from portal.monitoring.metrics import exposition
 from portal.monitoring.models import SyncStatus
 from portal.releases import queries as release_queries
+from portal.views import handle_action
 
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
 SILENCES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "1d": timedelta(days=1),
@@ -82,23 +81,22 @@ def alert_detail(request, pk):
 @require_POST
 def alert_action(request, pk, action):
     alert = get_object_or_404(queries.alerts_for(request.user), pk=pk)
-    try:
-        if action == "acknowledge":
-            alerts.acknowledge(request.user, alert, request.POST.get("comment", ""))
-            messages.success(request, "Acknowledged.")
-        elif action == "silence":
-            duration = SILENCES.get(request.POST.get("duration", ""))
-            until = timezone.now() + duration if duration else None
-            alerts.silence(request.user, alert, until=until, reason=request.POST.get("reason", ""))
-            messages.success(request, f"Silenced until {alert.silenced_until:%Y-%m-%d %H:%M} UTC.")
-        elif action == "unsilence":
-            alerts.unsilence(request.user, alert)
-            messages.success(request, "Silence removed.")
-        else:
-            raise Http404("no such action")
-    except DomainError as e:
-        messages.error(request, e.detail)
-    return redirect(alert.get_absolute_url())
+    if action == "acknowledge":
+        comment = request.POST.get("comment", "")
+        return handle_action(request, lambda: alerts.acknowledge(request.user, alert, comment),
+                             success="Acknowledged.", redirect_to=alert)
+    if action == "silence":
+        duration = SILENCES.get(request.POST.get("duration", ""))
+        until = timezone.now() + duration if duration else None
+        return handle_action(
+            request, lambda: alerts.silence(request.user, alert, until=until,
+                                            reason=request.POST.get("reason", "")),
+            success=lambda _: f"Silenced until {alert.silenced_until:%Y-%m-%d %H:%M} UTC.",
+            redirect_to=alert)
+    if action == "unsilence":
+        return handle_action(request, lambda: alerts.unsilence(request.user, alert),
+                             success="Silence removed.", redirect_to=alert)
+    raise Http404("no such action")
 
 
 # -- one endpoint ---------------------------------------------------------------------------------

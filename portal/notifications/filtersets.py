@@ -1,13 +1,11 @@
 import django_filters
 
+from portal.api.filters import InProjectFilterSet
 from portal.notifications.choices import DeliveryStatus
 from portal.notifications.models import Delivery, Webhook
 
 
-class WebhookFilterSet(django_filters.FilterSet):
-    project = django_filters.NumberFilter(field_name="project_id")
-    project_slug = django_filters.CharFilter(field_name="project__slug")
-
+class WebhookFilterSet(InProjectFilterSet):
     class Meta:
         model = Webhook
         fields = ["project", "project_slug", "name", "active"]

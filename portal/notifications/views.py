@@ -7,10 +7,10 @@ from django.views.decorators.http import require_POST
 
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role
-from portal.errors import DomainError
 from portal.notifications import forms, queries, services
 from portal.notifications.choices import DeliveryStatus
-from portal.registry.views import _form_error, _project
+from portal.registry.views import _project
+from portal.views import handle_action, submit_form
 
 
 def _webhook(request, slug, pk):
@@ -25,14 +25,11 @@ def webhook_list(request, slug):
     created, secret = None, None
     if request.method == "POST":
         require_role(request.user, project, Role.OWNER, "manage webhooks")
-        if form.is_valid():
-            try:
-                created, secret = services.create_webhook(request.user, project,
-                                                          **form.cleaned_data)
-            except DomainError as e:
-                _form_error(form, e)
-            else:
-                form = forms.WebhookForm()
+        made = submit_form(request, form,
+                           lambda data: services.create_webhook(request.user, project, **data))
+        if made:
+            created, secret = made
+            form = forms.WebhookForm()
     return render(request, "notifications/webhook_list.html", {
         "project": project, "is_owner": is_owner, "form": form,
         "webhooks": queries.webhooks_for(request.user).filter(project=project),
@@ -58,13 +55,9 @@ def webhook_detail(request, slug, pk):
 @require_POST
 def webhook_test(request, slug, pk):
     webhook = _webhook(request, slug, pk)
-    try:
-        services.ping_webhook(request.user, webhook)
-    except DomainError as e:
-        messages.error(request, e.detail)
-    else:
-        messages.success(request, "Ping queued: its delivery appears below in a moment.")
-    return redirect(webhook)
+    return handle_action(request, lambda: services.ping_webhook(request.user, webhook),
+                         success="Ping queued: its delivery appears below in a moment.",
+                         redirect_to=webhook)
 
 
 @login_required

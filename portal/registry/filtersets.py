@@ -1,6 +1,6 @@
 import django_filters
 
-from portal.api.filters import DateTimeFilter
+from portal.api.filters import DateTimeFilter, InProjectFilterSet
 from portal.registry.choices import Task, VersionStatus
 from portal.registry.models import Dataset, ModelVersion, Project, RegisteredModel
 
@@ -13,9 +13,7 @@ class ProjectFilterSet(django_filters.FilterSet):
         fields = ["slug"]
 
 
-class RegisteredModelFilterSet(django_filters.FilterSet):
-    project = django_filters.NumberFilter(field_name="project_id")
-    project_slug = django_filters.CharFilter(field_name="project__slug")
+class RegisteredModelFilterSet(InProjectFilterSet):
     name = django_filters.CharFilter()
     task = django_filters.ChoiceFilter(choices=Task.choices)
 
@@ -42,9 +40,7 @@ class ModelVersionFilterSet(django_filters.FilterSet):
                   "dataset", "created_after", "created_before"]
 
 
-class DatasetFilterSet(django_filters.FilterSet):
-    project = django_filters.NumberFilter(field_name="project_id")
-    project_slug = django_filters.CharFilter(field_name="project__slug")
+class DatasetFilterSet(InProjectFilterSet):
     name = django_filters.CharFilter()
     sha256 = django_filters.CharFilter()
 

@@ -73,6 +73,8 @@ class VersionForm(forms.Form):
         self.fields["parent"].label_from_instance = lambda v: v.display_name
 
     def metadata(self) -> dict:
+        """The upload's metadata document, as the API takes it: ``register_version`` checks
+        it against ``portal.registry.metadata.VersionMetadataSerializer``."""
         data = self.cleaned_data
         meta = {
             "input_schema": data["input_schema"], "metrics": data["metrics"],

@@ -1,11 +1,15 @@
 """Registry pages. Each view: permission-checked fetch → one service call → render."""
 
+from functools import reduce
+from operator import or_
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from explainability import charts
@@ -13,10 +17,10 @@ from portal.accounts.choices import Role
 from portal.accounts.models import Membership
 from portal.accounts.services import has_role, open_invitations_of, require_role, role_in
 from portal.audit.models import AuditEvent
-from portal.errors import DomainError
 from portal.registry import forms, queries, services
 from portal.registry.choices import ExplanationStatus
 from portal.registry.models import Explanation, ModelVersion, Project
+from portal.views import handle_action, handle_form
 
 
 def _project(request, slug) -> Project:
@@ -35,18 +39,20 @@ def _version(request, slug, name, number):
                              model__name=name, number=number)
 
 
-def _form_error(form, error: DomainError):
-    field = error.field if error.field in form.fields else None
-    form.add_error(field, error.detail)
+def _searched(request, queryset, *fields):
+    """The list page's search: ``?q=`` (stripped) and the rows containing it, case-insensitive,
+    in any of ``fields``."""
+    q = request.GET.get("q", "").strip()
+    if q:
+        queryset = queryset.filter(reduce(or_, (Q(**{f"{field}__icontains": q})
+                                                for field in fields)))
+    return q, queryset
 
 
 @login_required
 def project_list(request):
-    q = request.GET.get("q", "").strip()
-    projects = queries.projects_for(request.user)
-    if q:
-        projects = projects.filter(Q(name__icontains=q) | Q(slug__icontains=q) |
-                                   Q(description__icontains=q))
+    q, projects = _searched(request, queries.projects_for(request.user),
+                            "name", "slug", "description")
     roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
     return render(request, "registry/project_list.html",
                   {"projects": projects, "q": q, "roles": roles})
@@ -55,15 +61,10 @@ def project_list(request):
 @login_required
 def project_create(request):
     form = forms.ProjectForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            project = services.create_project(request.user, **form.cleaned_data)
-        except DomainError as e:
-            _form_error(form, e)
-        else:
-            messages.success(request, f"Project {project.name} created; you are its owner.")
-            return redirect(project)
-    return render(request, "registry/form.html", {
+    return handle_form(
+        request, form, lambda data: services.create_project(request.user, **data),
+        success=lambda project: f"Project {project.name} created; you are its owner.",
+    ) or render(request, "registry/form.html", {
         "form": form, "title": "New project", "submit": "Create project",
         "intro": "A project is a team's namespace: its members, models and datasets."})
 
@@ -93,25 +94,17 @@ def project_settings(request, slug):
     initial = {"name": project.name, "description": project.description,
                "allow_unsafe_artifacts": project.allow_unsafe_artifacts}
     form = forms.ProjectSettingsForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.update_project(request.user, project, **form.cleaned_data)
-        except DomainError as e:
-            _form_error(form, e)
-        else:
-            messages.success(request, "Project settings saved.")
-            return redirect(project)
-    return render(request, "registry/form.html", {
+    return handle_form(
+        request, form, lambda data: services.update_project(request.user, project, **data),
+        success="Project settings saved.", redirect_to=project,
+    ) or render(request, "registry/form.html", {
         "form": form, "title": f"Settings of {project.name}", "submit": "Save", "project": project})
 
 
 @login_required
 def model_list(request):
-    q = request.GET.get("q", "").strip()
-    models = queries.models_for(request.user)
-    if q:
-        models = models.filter(Q(name__icontains=q) | Q(description__icontains=q) |
-                               Q(project__name__icontains=q))
+    q, models = _searched(request, queries.models_for(request.user),
+                          "name", "description", "project__name")
     page = Paginator(models.order_by("project__name", "name"), 25).get_page(request.GET.get("page"))
     return render(request, "registry/model_list.html", {"page": page, "q": q})
 
@@ -121,15 +114,11 @@ def model_create(request, slug):
     project = _project(request, slug)
     require_role(request.user, project, Role.CONTRIBUTOR, "register models")
     form = forms.ModelForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            model = services.create_model(request.user, project, **form.cleaned_data)
-        except DomainError as e:
-            _form_error(form, e)
-        else:
-            messages.success(request, f"Model {model.name} registered. Upload its first version.")
-            return redirect("registry:version-create", slug, model.name)
-    return render(request, "registry/form.html", {
+    return handle_form(
+        request, form, lambda data: services.create_model(request.user, project, **data),
+        success=lambda model: f"Model {model.name} registered. Upload its first version.",
+        redirect_to=lambda model: reverse("registry:version-create", args=[slug, model.name]),
+    ) or render(request, "registry/form.html", {
         "form": form, "title": f"New model in {project.name}", "submit": "Create model",
         "project": project})
 
@@ -163,17 +152,13 @@ def version_create(request, slug, name):
     model = _model(request, slug, name)
     require_role(request.user, model.project, Role.CONTRIBUTOR, "upload versions")
     form = forms.VersionForm(request.POST or None, request.FILES or None, model=model)
-    if request.method == "POST" and form.is_valid():
-        try:
-            version = services.register_version(request.user, model, form.cleaned_data["artifact"],
-                                                 form.metadata())
-        except DomainError as e:
-            _form_error(form, e)
-        else:
-            messages.success(request, f"{version.display_name} uploaded; a worker is validating "
-                                      "the artifact now.")
-            return redirect(version)
-    return render(request, "registry/form.html", {
+    return handle_form(
+        request, form,
+        lambda data: services.register_version(request.user, model, data["artifact"],
+                                               form.metadata()),
+        success=lambda version: f"{version.display_name} uploaded; a worker is validating "
+                                "the artifact now.",
+    ) or render(request, "registry/form.html", {
         "form": form, "title": f"New version of {model.name}", "submit": "Upload version",
         "project": model.project, "model": model, "multipart": True,
         "intro": "The artifact is hashed on the server, stored, then loaded and checked by a "
@@ -185,17 +170,14 @@ def version_create(request, slug, name):
 def alias_set(request, slug, name):
     model = _model(request, slug, name)
     form = forms.AliasForm(request.POST, model=model)
-    if form.is_valid():
-        try:
-            alias = services.set_alias(request.user, model, form.cleaned_data["name"],
-                                       form.cleaned_data["version"])
-        except DomainError as e:
-            messages.error(request, e.detail)
-        else:
-            messages.success(request, f"{alias.name} now points at {alias.version.display_name}.")
-    else:
+    if not form.is_valid():
         messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-    return redirect(model)
+        return redirect(model)
+    return handle_action(
+        request, lambda: services.set_alias(request.user, model, form.cleaned_data["name"],
+                                            form.cleaned_data["version"]),
+        success=lambda alias: f"{alias.name} now points at {alias.version.display_name}.",
+        redirect_to=model)
 
 
 @login_required
@@ -246,13 +228,8 @@ def _explanation_context(version, query) -> dict:
 @require_POST
 def version_archive(request, slug, name, number):
     version = _version(request, slug, name, number)
-    try:
-        services.archive_version(request.user, version)
-    except DomainError as e:
-        messages.error(request, e.detail)
-    else:
-        messages.success(request, f"{version.display_name} archived.")
-    return redirect(version)
+    return handle_action(request, lambda: services.archive_version(request.user, version),
+                         success=f"{version.display_name} archived.", redirect_to=version)
 
 
 @login_required
@@ -260,20 +237,15 @@ def dataset_create(request, slug):
     project = _project(request, slug)
     require_role(request.user, project, Role.CONTRIBUTOR, "upload datasets")
     form = forms.DatasetForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            dataset = services.upload_dataset(request.user, project, name=data["name"],
-                                              file=data["file"], filename=data["file"].name,
-                                              target=data["target"],
-                                              description=data["description"])
-        except DomainError as e:
-            _form_error(form, e)
-        else:
-            messages.success(request, f"Dataset {dataset.name} uploaded; its profile is being "
-                                      "computed.")
-            return redirect(dataset)
-    return render(request, "registry/form.html", {
+    return handle_form(
+        request, form,
+        lambda data: services.upload_dataset(request.user, project, name=data["name"],
+                                             file=data["file"], filename=data["file"].name,
+                                             target=data["target"],
+                                             description=data["description"]),
+        success=lambda dataset: f"Dataset {dataset.name} uploaded; its profile is being "
+                                "computed.",
+    ) or render(request, "registry/form.html", {
         "form": form, "title": f"Upload a dataset to {project.name}", "submit": "Upload",
         "project": project, "multipart": True})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -410,22 +411,40 @@ def _converge_ended(deployment: Deployment) -> None:
                                           "is applied")
 
 
+def _as_it_is_now(deployment: Deployment) -> tuple[rollout.RolloutSpec, rollout.RolloutState]:
+    """The rollout's spec and state for a person's act: decide from the state as it is now,
+    not as it was shown."""
+    deployment.refresh_from_db()
+    return (rollout.RolloutSpec.from_dict(deployment.spec),
+            rollout.RolloutState.from_dict(deployment.state))
+
+
+@contextmanager
+def _refusal_as_conflict():
+    """Ops refusing a person's act (a RolloutError) is a Conflict, with its code."""
+    try:
+        yield
+    except rollout.RolloutError as e:
+        raise Conflict(e.detail, code=e.code) from e
+
+
+def _claim_or_conflict(deployment: Deployment, old_step: int, decision: rollout.Decision):
+    """Persist a person's decision (``_claim``); a Conflict if the rollout moved meanwhile."""
+    if not _claim(deployment, old_step, decision):
+        raise Conflict("the rollout moved on while you decided; look again",
+                       code="rollout_moved")
+
+
 def command(user, deployment: Deployment, name: str) -> Deployment:
     """A person's pause, resume, promote, rollback or keep, applied at once and audited."""
     project = deployment.environment.project
     needed = Role.CONTRIBUTOR if name in ("pause", "rollback") else Role.APPROVER
     require_role(user, project, needed, f"{name} rollouts")
-    deployment.refresh_from_db()  # decide from the state as it is now, not as it was shown
-    spec = rollout.RolloutSpec.from_dict(deployment.spec)
-    state = rollout.RolloutState.from_dict(deployment.state)
-    try:
+    spec, state = _as_it_is_now(deployment)
+    with _refusal_as_conflict():
         decision = rollout.command(spec, state, name, time.time(), actor=user.get_username())
-    except rollout.RolloutError as e:
-        raise Conflict(e.detail, code=e.code) from e
     with transaction.atomic():
-        if not _claim(deployment, state.step_id, decision):
-            raise Conflict("the rollout moved on while you decided; look again",
-                           code="rollout_moved")
+        _claim_or_conflict(deployment, state.step_id, decision)
         _record(deployment, decision, actor=user.get_username())
         _notify(deployment, state, decision, actor=user.get_username())
         audit.record(user, f"deployment.{name}", deployment, project_id=project.pk,
@@ -439,18 +458,12 @@ def extend(user, deployment: Deployment, seconds: float) -> Deployment:
     """Run an A/B or shadow comparison longer (same split, same plan), audited."""
     project = deployment.environment.project
     require_role(user, project, Role.APPROVER, "extend rollouts")
-    deployment.refresh_from_db()
-    spec = rollout.RolloutSpec.from_dict(deployment.spec)
-    state = rollout.RolloutState.from_dict(deployment.state)
-    try:
+    spec, state = _as_it_is_now(deployment)
+    with _refusal_as_conflict():
         new_spec, decision = rollout.extend(spec, state, seconds, time.time(),
                                             actor=user.get_username())
-    except rollout.RolloutError as e:
-        raise Conflict(e.detail, code=e.code) from e
     with transaction.atomic():
-        if not _claim(deployment, state.step_id, decision):
-            raise Conflict("the rollout moved on while you decided; look again",
-                           code="rollout_moved")
+        _claim_or_conflict(deployment, state.step_id, decision)
         Deployment.objects.filter(pk=deployment.pk).update(spec=new_spec.to_dict())
         deployment.spec = new_spec.to_dict()
         _record(deployment, decision, actor=user.get_username())

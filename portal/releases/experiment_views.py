@@ -7,9 +7,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
-from portal.errors import DomainError
 from portal.experiments import queries
 from portal.releases import experiment_decisions
+from portal.views import handle_action
 
 
 @login_required
@@ -23,14 +23,10 @@ def experiment_decide(request, pk):
     except ValueError:
         messages.error(request, "Extend by a number of hours.")
         return redirect(experiment)
-    try:
-        experiment_decisions.decide(request.user, experiment, decision,
-                                    request.POST.get("comment", ""), hours)
-    except DomainError as e:
-        messages.error(request, e.detail)
-    else:
-        done = {"promote": "Promoted: B now serves all traffic and the test has ended.",
-                "keep": "Kept A: B is removed and the test has ended.",
-                "extend": f"Extended: the test runs {hours:g} more hours." if hours else ""}
-        messages.success(request, done.get(decision, "Done."))
-    return redirect(experiment)
+    done = {"promote": "Promoted: B now serves all traffic and the test has ended.",
+            "keep": "Kept A: B is removed and the test has ended.",
+            "extend": f"Extended: the test runs {hours:g} more hours." if hours else ""}
+    return handle_action(
+        request, lambda: experiment_decisions.decide(request.user, experiment, decision,
+                                                     request.POST.get("comment", ""), hours),
+        success=done.get(decision, "Done."), redirect_to=experiment)

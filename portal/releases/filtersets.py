@@ -1,21 +1,25 @@
 import django_filters
 
+from portal.api.filters import InProjectFilterSet
 from portal.releases.choices import RequestStatus
 from portal.releases.models import ApprovalRequest, Deployment, Environment
 
 
-class EnvironmentFilterSet(django_filters.FilterSet):
-    project = django_filters.NumberFilter(field_name="project_id")
-    project_slug = django_filters.CharFilter(field_name="project__slug")
-
+class EnvironmentFilterSet(InProjectFilterSet):
     class Meta:
         model = Environment
         fields = ["project", "project_slug", "name", "backend"]
 
 
-class ApprovalRequestFilterSet(django_filters.FilterSet):
+class InEnvironmentFilterSet(django_filters.FilterSet):
+    """Base of the filter sets of what belongs to one environment: ``?environment=<id>``, or
+    ``?project=<id>`` for every environment of a project."""
+
     project = django_filters.NumberFilter(field_name="environment__project_id")
     environment = django_filters.NumberFilter(field_name="environment_id")
+
+
+class ApprovalRequestFilterSet(InEnvironmentFilterSet):
     model = django_filters.NumberFilter(field_name="version__model_id")
     version = django_filters.NumberFilter(field_name="version_id")
     status = django_filters.ChoiceFilter(choices=RequestStatus.choices)
@@ -25,9 +29,7 @@ class ApprovalRequestFilterSet(django_filters.FilterSet):
         fields = ["project", "environment", "model", "version", "status", "strategy"]
 
 
-class DeploymentFilterSet(django_filters.FilterSet):
-    project = django_filters.NumberFilter(field_name="environment__project_id")
-    environment = django_filters.NumberFilter(field_name="environment_id")
+class DeploymentFilterSet(InEnvironmentFilterSet):
     model = django_filters.NumberFilter(field_name="model_id")
     status = django_filters.CharFilter()
 

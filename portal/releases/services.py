@@ -227,7 +227,25 @@ def approvals_counted(request: ApprovalRequest, now=None) -> list[Review]:
 def review(user, request: ApprovalRequest, decision: str, comment: str) -> ApprovalRequest:
     """Record an approver's decision. Four-eyes: nobody reviews their own request."""
     project = request.environment.project
-    require_role(user, project, Role.APPROVER, "review releases")
+    comment = _check_review(user, request, decision, comment)
+    now = timezone.now()
+    with transaction.atomic():
+        # Two approvers deciding at once must not both see "one approval missing" and
+        # neither approve, nor approve a request the other just rejected.
+        request = ApprovalRequest.objects.select_for_update().select_related(
+            "environment__project", "version__model").get(pk=request.pk)
+        _check_reviewable(user, request, project, decision, now)
+        Review.objects.create(request=request, reviewer=user, decision=decision, comment=comment)
+        audit.record(user, f"approval_request.{decision}", request, project_id=project.pk,
+                     changes={"comment": comment})
+        _decide(user, request, project, decision, now)
+        _after_decision(user, request, project, comment)
+    return request
+
+
+def _check_review(user, request: ApprovalRequest, decision: str, comment: str) -> str:
+    """What can be refused before the request is locked; the comment, stripped."""
+    require_role(user, request.environment.project, Role.APPROVER, "review releases")
     if decision not in Decision.values:
         raise ValidationFailed("decision must be approve or reject", field="decision")
     comment = (comment or "").strip()
@@ -236,46 +254,51 @@ def review(user, request: ApprovalRequest, decision: str, comment: str) -> Appro
     if request.requested_by_id == user.pk:
         raise NotAllowed("you requested this release; another approver must review it "
                          "(four-eyes)", code="own_request")
-    now = timezone.now()
-    with transaction.atomic():
-        # Two approvers deciding at once must not both see "one approval missing" and
-        # neither approve, nor approve a request the other just rejected.
-        request = ApprovalRequest.objects.select_for_update().select_related(
-            "environment__project", "version__model").get(pk=request.pk)
-        if request.status == RequestStatus.OPEN and _expired(request, now):
-            request.status, request.decided_at = RequestStatus.EXPIRED, now
-            request.save(update_fields=["status", "decided_at"])
-            audit.record(None, "approval_request.expire", request, project_id=project.pk)
-            raise Conflict("this request has expired; open a new one", code="request_closed")
-        if request.status != RequestStatus.OPEN:
-            raise Conflict(f"this request is already {request.get_status_display().lower()}",
-                           code="request_closed")
-        if decision == Decision.APPROVE and not request.gates_passed:
-            raise Conflict("the release gates failed; it cannot be approved (reject it, or "
-                           "register a better version)", code="gates_failed")
-        if request.reviews.filter(reviewer=user).exists():
-            raise Conflict("you have already reviewed this request", code="already_reviewed")
-        Review.objects.create(request=request, reviewer=user, decision=decision, comment=comment)
-        audit.record(user, f"approval_request.{decision}", request, project_id=project.pk,
-                     changes={"comment": comment})
-        if decision == Decision.REJECT:
-            request.status, request.decided_at = RequestStatus.REJECTED, now
-        elif len(approvals_counted(request, now)) >= request.environment.required_approvals:
-            request.status, request.decided_at = RequestStatus.APPROVED, now
-        if request.status != RequestStatus.OPEN:
-            request.save(update_fields=["status", "decided_at"])
-            audit.record(user, "approval_request.decide", request, project_id=project.pk,
-                         changes={"status": audit.change(RequestStatus.OPEN, request.status)})
-        if request.status == RequestStatus.APPROVED:
-            enqueue("workers.releases.start_deployment", request.pk,
-                    recovery="reconcile will retry")
-        if request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
-            notify(project, f"release.{request.status}", {
-                "request_id": request.pk, "model": request.version.model.name,
-                "version": request.version.number, "environment": request.environment.name,
-                "decided_by": user.get_username(), "comment": comment,
-                "url": request.get_absolute_url()})
-    return request
+    return comment
+
+
+def _check_reviewable(user, request: ApprovalRequest, project, decision: str, now) -> None:
+    """Refuse a review of the locked request: closed (an open one past its TTL is marked
+    expired first), failed gates for an approval, or a second review by the same person."""
+    if request.status == RequestStatus.OPEN and _expired(request, now):
+        request.status, request.decided_at = RequestStatus.EXPIRED, now
+        request.save(update_fields=["status", "decided_at"])
+        audit.record(None, "approval_request.expire", request, project_id=project.pk)
+        raise Conflict("this request has expired; open a new one", code="request_closed")
+    if request.status != RequestStatus.OPEN:
+        raise Conflict(f"this request is already {request.get_status_display().lower()}",
+                       code="request_closed")
+    if decision == Decision.APPROVE and not request.gates_passed:
+        raise Conflict("the release gates failed; it cannot be approved (reject it, or "
+                       "register a better version)", code="gates_failed")
+    if request.reviews.filter(reviewer=user).exists():
+        raise Conflict("you have already reviewed this request", code="already_reviewed")
+
+
+def _decide(user, request: ApprovalRequest, project, decision: str, now) -> None:
+    """Close the request when this review decides it: any rejection, or the approvals the
+    environment requires."""
+    if decision == Decision.REJECT:
+        request.status, request.decided_at = RequestStatus.REJECTED, now
+    elif len(approvals_counted(request, now)) >= request.environment.required_approvals:
+        request.status, request.decided_at = RequestStatus.APPROVED, now
+    if request.status != RequestStatus.OPEN:
+        request.save(update_fields=["status", "decided_at"])
+        audit.record(user, "approval_request.decide", request, project_id=project.pk,
+                     changes={"status": audit.change(RequestStatus.OPEN, request.status)})
+
+
+def _after_decision(user, request: ApprovalRequest, project, comment: str) -> None:
+    """An approved request is deployed (queued); approvals and rejections are announced."""
+    if request.status == RequestStatus.APPROVED:
+        enqueue("workers.releases.start_deployment", request.pk,
+                recovery="reconcile will retry")
+    if request.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
+        notify(project, f"release.{request.status}", {
+            "request_id": request.pk, "model": request.version.model.name,
+            "version": request.version.number, "environment": request.environment.name,
+            "decided_by": user.get_username(), "comment": comment,
+            "url": request.get_absolute_url()})
 
 
 def cancel_request(user, request: ApprovalRequest) -> ApprovalRequest:

@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -10,11 +11,11 @@ from explainability import charts
 from explainability.diff import metric_changes
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role
-from portal.errors import DomainError
 from portal.registry import queries as registry_queries
-from portal.registry.views import _form_error, _project
+from portal.registry.views import _project
 from portal.releases import deployments, forms, queries, services
 from portal.releases.choices import RequestStatus
+from portal.views import handle_action, handle_form
 
 
 @login_required
@@ -54,14 +55,12 @@ def request_review(request, pk):
     if not form.is_valid():
         messages.error(request, "Write a comment: every decision needs a reason.")
         return redirect(approval)
-    try:
-        approval = services.review(request.user, approval, decision, form.cleaned_data["comment"])
-    except DomainError as e:
-        messages.error(request, e.detail)
-    else:
-        messages.success(request, f"Your decision is recorded; the request is "
-                                  f"{approval.get_status_display().lower()}.")
-    return redirect(approval)
+    return handle_action(
+        request,
+        lambda: services.review(request.user, approval, decision, form.cleaned_data["comment"]),
+        success=lambda reviewed: f"Your decision is recorded; the request is "
+                                 f"{reviewed.get_status_display().lower()}.",
+        redirect_to=approval)
 
 
 @login_required
@@ -71,17 +70,12 @@ def request_create(request, slug, name, number):
     project = version.model.project
     require_role(request.user, project, Role.CONTRIBUTOR, "request releases")
     form = forms.RequestForm(request.POST or None, project=project)
-    if request.method == "POST" and form.is_valid():
-        try:
-            approval = services.request_approval(
-                request.user, version, form.cleaned_data["environment"],
-                strategy=form.cleaned_data["strategy"], reason=form.cleaned_data["reason"])
-        except DomainError as e:
-            _form_error(form, e)
-        else:
-            messages.success(request, "Release requested; approvers can now review it.")
-            return redirect(approval)
-    return render(request, "registry/form.html", {
+    return handle_form(
+        request, form,
+        lambda data: services.request_approval(request.user, version, data["environment"],
+                                               strategy=data["strategy"], reason=data["reason"]),
+        success="Release requested; approvers can now review it.",
+    ) or render(request, "registry/form.html", {
         "form": form, "title": f"Request release of {version.model.name} {version.display_name}",
         "submit": "Request release", "project": project, "model": version.model,
         "intro": "The environment's gates are checked against the current champion now; "
@@ -102,16 +96,11 @@ def environment_create(request, slug):
     project = _project(request, slug)
     require_role(request.user, project, Role.OWNER, "create environments")
     form = forms.EnvironmentForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
-        try:
-            services.create_environment(request.user, project, name=data.pop("name"), **data)
-        except DomainError as e:
-            _form_error(form, e)
-        else:
-            messages.success(request, "Environment created.")
-            return redirect("releases:environments", slug)
-    return render(request, "registry/form.html", {
+    return handle_form(
+        request, form, lambda data: services.create_environment(request.user, project, **data),
+        success="Environment created.",
+        redirect_to=lambda _: reverse("releases:environments", args=[slug]),
+    ) or render(request, "registry/form.html", {
         "form": form, "title": f"New environment in {project.name}", "submit": "Create",
         "project": project})
 
@@ -164,14 +153,9 @@ def deployment_detail(request, pk):
 def deployment_command(request, pk):
     deployment = get_object_or_404(queries.deployments_for(request.user), pk=pk)
     name = request.POST.get("command", "")
-    try:
-        deployments.command(request.user, deployment, name)
-    except DomainError as e:
-        messages.error(request, e.detail)
-    else:
-        done = {"pause": "Paused: traffic stays as it is until someone resumes.",
-                "resume": "Resumed.", "promote": "Promoted: the candidate serves all traffic.",
-                "rollback": "Rolled back: the stable version serves all traffic.",
-                "keep": "Kept the stable version; the candidate is removed."}
-        messages.success(request, done.get(name, "Done."))
-    return redirect(deployment)
+    done = {"pause": "Paused: traffic stays as it is until someone resumes.",
+            "resume": "Resumed.", "promote": "Promoted: the candidate serves all traffic.",
+            "rollback": "Rolled back: the stable version serves all traffic.",
+            "keep": "Kept the stable version; the candidate is removed."}
+    return handle_action(request, lambda: deployments.command(request.user, deployment, name),
+                         success=done.get(name, "Done."), redirect_to=deployment)

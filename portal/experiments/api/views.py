@@ -58,9 +58,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
     # by the releases app (portal.releases.api.experiments).
 
     serializer_class = ExperimentSerializer
-
-    def get_queryset(self):
-        return queries.experiments_for(self.request.user)
+    visible = staticmethod(queries.experiments_for)
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"], filter_backends=[])

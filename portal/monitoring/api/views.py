@@ -35,9 +35,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewS
     filterset_class = AlertFilterSet
     search_fields = ["name", "endpoint", "feature"]
     ordering_fields = ["starts_at", "severity", "state"]
-
-    def get_queryset(self):
-        return queries.alerts_for(self.request.user)
+    visible = staticmethod(queries.alerts_for)
 
     def _fresh(self, alert):
         return AlertSerializer(self.get_queryset().get(pk=alert.pk)).data

@@ -3,6 +3,7 @@ from rest_framework import serializers
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role
 from portal.api.fields import ReferenceField
+from portal.api.serializers import CreatedByField, read_only_with
 from portal.notifications.models import Delivery, Webhook
 from portal.registry.models import Project
 
@@ -12,8 +13,7 @@ class WebhookSerializer(serializers.ModelSerializer):
     only (its path often holds a token), scheme and host for the others."""
 
     project_slug = serializers.CharField(source="project.slug", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True,
-                                       default=None, allow_null=True)
+    created_by = CreatedByField()
     last_delivery_status = serializers.CharField(read_only=True, default=None, allow_null=True)
     last_delivery_at = serializers.DateTimeField(read_only=True, default=None, allow_null=True)
 
@@ -35,9 +35,7 @@ class WebhookCreatedSerializer(WebhookSerializer):
     secret = serializers.CharField(read_only=True,
                                    help_text="Signs every delivery; shown once, store it now")
 
-    class Meta(WebhookSerializer.Meta):
-        fields = WebhookSerializer.Meta.fields + ["secret"]
-        read_only_fields = fields
+    Meta = read_only_with(WebhookSerializer, "secret")
 
 
 class WebhookCreateSerializer(serializers.Serializer):

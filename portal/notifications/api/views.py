@@ -27,9 +27,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
     filterset_class = WebhookFilterSet
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
-
-    def get_queryset(self):
-        return queries.webhooks_for(self.request.user)
+    visible = staticmethod(queries.webhooks_for)
 
     def _fresh(self, webhook, serializer_class=WebhookSerializer):
         return serializer_class(self.get_queryset().get(pk=webhook.pk),

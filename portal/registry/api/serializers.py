@@ -9,6 +9,7 @@ from rest_framework import serializers
 from portal.accounts.services import role_in
 from portal.api.fields import ReferenceField
 from portal.api.parsers import NUL_REFUSED, contains_nul
+from portal.api.serializers import CreatedByField, read_only_with
 from portal.registry.choices import Task
 from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
 
@@ -50,8 +51,7 @@ class AliasSetSerializer(serializers.Serializer):
 class RegisteredModelSerializer(serializers.ModelSerializer):
     project = ReferenceField(queryset=Project.objects.all())
     project_slug = serializers.CharField(source="project.slug", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True,
-                                       default=None, allow_null=True)
+    created_by = CreatedByField()
     latest_version = serializers.IntegerField(read_only=True, allow_null=True)
     version_count = serializers.IntegerField(read_only=True, allow_null=True)
     aliases = AliasSerializer(many=True, read_only=True)
@@ -95,8 +95,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     parent = serializers.SerializerMethodField()
     tags = serializers.SerializerMethodField()
     aliases = serializers.SerializerMethodField()
-    created_by = serializers.CharField(source="created_by.username", read_only=True,
-                                       default=None, allow_null=True)
+    created_by = CreatedByField()
 
     class Meta:
         model = ModelVersion
@@ -169,6 +168,8 @@ class VersionCreateSerializer(serializers.Serializer):
     """Multipart form: the artifact file and a JSON metadata document."""
 
     artifact = serializers.FileField(help_text="skops file (preferred) or pickle/joblib if allowed")
+    # Its keys are declared by portal.registry.metadata.VersionMetadataSerializer, which
+    # services.register_version runs on it (and on the upload form's document alike).
     metadata = serializers.CharField(
         help_text='JSON: {"input_schema": [{"name": "x", "type": "double"}], "metrics": {...}, '
                   '"params": {...}, "dataset": id-or-name, "code": {"repository": ..., "commit": '
@@ -186,8 +187,7 @@ class VersionCreateSerializer(serializers.Serializer):
 
 class DatasetSerializer(serializers.ModelSerializer):
     project_slug = serializers.CharField(source="project.slug", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True,
-                                       default=None, allow_null=True)
+    created_by = CreatedByField()
 
     class Meta:
         model = Dataset
@@ -200,9 +200,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 
 class DatasetDetailSerializer(DatasetSerializer):
-    class Meta(DatasetSerializer.Meta):
-        fields = DatasetSerializer.Meta.fields + ["profile"]
-        read_only_fields = fields
+    Meta = read_only_with(DatasetSerializer, "profile")
 
 
 class DatasetCreateSerializer(serializers.Serializer):

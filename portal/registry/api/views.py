@@ -62,9 +62,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
     filterset_class = ProjectFilterSet
     search_fields = ["name", "slug", "description"]
     ordering_fields = ["name", "created_at"]
-
-    def get_queryset(self):
-        return queries.projects_for(self.request.user)
+    visible = staticmethod(queries.projects_for)
 
     def create(self, request):
         data = validated(ProjectSerializer, request.data, context={"request": request})
@@ -102,9 +100,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
     filterset_class = RegisteredModelFilterSet
     search_fields = ["name", "description", "project__name"]
     ordering_fields = ["name", "created_at", "id"]
-
-    def get_queryset(self):
-        return queries.models_for(self.request.user)
+    visible = staticmethod(queries.models_for)
 
     def create(self, request):
         data = validated(RegisteredModelSerializer, request.data,
@@ -183,9 +179,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
     pagination_class = VersionCursorPagination
     search_fields = ["model__name", "label", "description"]
     ordering_fields = ["created_at", "number", "id"]
-
-    def get_queryset(self):
-        return queries.versions_for(self.request.user)
+    visible = staticmethod(queries.versions_for)
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(
         description="The artifact file, exactly as uploaded")})
@@ -272,9 +266,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
     filterset_class = DatasetFilterSet
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at", "id"]
-
-    def get_queryset(self):
-        return queries.datasets_for(self.request.user)
+    visible = staticmethod(queries.datasets_for)
 
     def get_serializer_class(self):
         return DatasetDetailSerializer if self.action == "retrieve" else DatasetSerializer

@@ -27,9 +27,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Porta
     serializer_class = EnvironmentSerializer
     filterset_class = EnvironmentFilterSet
     ordering_fields = ["name", "created_at"]
-
-    def get_queryset(self):
-        return queries.environments_for(self.request.user)
+    visible = staticmethod(queries.environments_for)
 
     def create(self, request):
         data = validated(EnvironmentSerializer, request.data)
@@ -53,9 +51,7 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
     serializer_class = ApprovalRequestSerializer
     filterset_class = ApprovalRequestFilterSet
     ordering_fields = ["created_at", "id"]
-
-    def get_queryset(self):
-        return queries.requests_for(self.request.user)
+    visible = staticmethod(queries.requests_for)
 
     def create(self, request):
         data = validated(ApprovalRequestSerializer, request.data)
@@ -88,6 +84,17 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
         return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
 
 
+def _command_action(name: str):
+    """The viewset's POST action ``name``: that command to the rollout (a person's pause,
+    resume, promote, rollback or keep), answered with the deployment as it is then."""
+    def command(self, request, pk=None):
+        return self._command(request, name)
+
+    command.__name__ = name  # the action's name: its URL, its route and its token scope
+    return extend_schema(request=None, responses=DeploymentDetailSerializer)(
+        action(detail=True, methods=["post"], filter_backends=[])(command))
+
+
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Rollouts: progress, every analysis, and the commands people may give."""
 
@@ -96,9 +103,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilterSet
     ordering_fields = ["created_at", "id"]
-
-    def get_queryset(self):
-        return queries.deployments_for(self.request.user)
+    visible = staticmethod(queries.deployments_for)
 
     def get_serializer_class(self):
         return DeploymentDetailSerializer if self.action != "list" else DeploymentSerializer
@@ -108,27 +113,8 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
         return Response(DeploymentDetailSerializer(
             self.get_queryset().prefetch_related("events").get(pk=deployment.pk)).data)
 
-    @extend_schema(request=None, responses=DeploymentDetailSerializer)
-    @action(detail=True, methods=["post"], filter_backends=[])
-    def pause(self, request, pk=None):
-        return self._command(request, "pause")
-
-    @extend_schema(request=None, responses=DeploymentDetailSerializer)
-    @action(detail=True, methods=["post"], filter_backends=[])
-    def resume(self, request, pk=None):
-        return self._command(request, "resume")
-
-    @extend_schema(request=None, responses=DeploymentDetailSerializer)
-    @action(detail=True, methods=["post"], filter_backends=[])
-    def promote(self, request, pk=None):
-        return self._command(request, "promote")
-
-    @extend_schema(request=None, responses=DeploymentDetailSerializer)
-    @action(detail=True, methods=["post"], filter_backends=[])
-    def rollback(self, request, pk=None):
-        return self._command(request, "rollback")
-
-    @extend_schema(request=None, responses=DeploymentDetailSerializer)
-    @action(detail=True, methods=["post"], filter_backends=[])
-    def keep(self, request, pk=None):
-        return self._command(request, "keep")
+    pause = _command_action("pause")
+    resume = _command_action("resume")
+    promote = _command_action("promote")
+    rollback = _command_action("rollback")
+    keep = _command_action("keep")

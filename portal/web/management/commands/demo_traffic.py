@@ -43,11 +43,9 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=5, help="rows per request")
 
     def handle(self, *args, environment, rate, batch, **options):
-        import pandas as pd
-
         rng = np.random.default_rng()
         session = requests.Session()
-        frames: dict[int, pd.DataFrame] = {}
+        frames: dict = {}  # model id -> the rows its requests are drawn from
         endpoints, refreshed, testing = [], 0.0, set()
         pending: list[dict] = []  # outcomes not sent yet
         sent_at = time.monotonic()
@@ -60,44 +58,58 @@ class Command(BaseCommand):
                 refreshed = time.monotonic()
             shift = read_drift()
             for served in endpoints:
-                version = next(iter(served.variants.values()), None)
-                if version is None or not version.dataset_id:
-                    continue
-                if served.model.pk not in frames:
-                    # The demo's models get their whole bundled dataset (some rows they
-                    # never saw); other models their dataset's rows.
-                    frame = traffic_rows(served.model.name)
-                    if frame is None:
-                        with get_store().local_path(version.dataset.uri) as path:
-                            frame = pd.read_csv(path)
-                    frames[served.model.pk] = frame
-                frame = frames[served.model.pk]
-                features = [f["name"] for f in version.input_schema]
-                rows = frame[features].sample(batch, replace=True,
-                                              random_state=int(rng.integers(1 << 31)))
-                # Rows as they are: jitter would move the many tied values of discrete-ish
-                # columns across the baseline's bin edges and look like drift.
-                values = rows.to_numpy(dtype=float)
-                if shift and shift.get("model") in (None, served.model.name):
-                    for name in shift.get("features", []):
-                        if name in features:
-                            j = features.index(name)
-                            values[:, j] += shift.get("shift", 3.0) * frame[name].std()
-                try:
-                    answer = session.post(
-                        f"http://{served.address}/v2/models/{served.endpoint}/infer",
-                        json={"instances": values.tolist()}, timeout=5,
-                        headers={"X-Unit-Id": f"patient-{int(rng.integers(1 << 40))}"})
-                except requests.RequestException:
-                    continue  # the server may be starting or restarting
-                target = version.dataset.target
-                if served.model.pk in testing and answer.ok and target in frame:
-                    pending += outcomes(answer.json(), rows.index, frame[target],
-                                        served.model.task)
+                pending += send_rows(served, batch=batch, rng=rng, session=session,
+                                     frames=frames, shift=shift, testing=testing)
             if pending and time.monotonic() - sent_at > 5:
                 send_feedback(pending, self.stderr)
                 pending, sent_at = [], time.monotonic()
             time.sleep(1.0 / max(rate, 0.1))
+
+
+def send_rows(served, *, batch: int, rng, session, frames: dict, shift: dict,
+              testing: set[int]) -> list[dict]:
+    """One request of ``batch`` rows to a served model (shifted as ``inject_drift`` asks);
+    the outcomes to send back as feedback when an A/B test runs on it."""
+    version = next(iter(served.variants.values()), None)
+    if version is None or not version.dataset_id:
+        return []
+    frame = rows_of(served, version, frames)
+    features = [f["name"] for f in version.input_schema]
+    rows = frame[features].sample(batch, replace=True, random_state=int(rng.integers(1 << 31)))
+    # Rows as they are: jitter would move the many tied values of discrete-ish
+    # columns across the baseline's bin edges and look like drift.
+    values = rows.to_numpy(dtype=float)
+    if shift and shift.get("model") in (None, served.model.name):
+        for name in shift.get("features", []):
+            if name in features:
+                j = features.index(name)
+                values[:, j] += shift.get("shift", 3.0) * frame[name].std()
+    try:
+        answer = session.post(
+            f"http://{served.address}/v2/models/{served.endpoint}/infer",
+            json={"instances": values.tolist()}, timeout=5,
+            headers={"X-Unit-Id": f"patient-{int(rng.integers(1 << 40))}"})
+    except requests.RequestException:
+        return []  # the server may be starting or restarting
+    target = version.dataset.target
+    if served.model.pk in testing and answer.ok and target in frame:
+        return outcomes(answer.json(), rows.index, frame[target], served.model.task)
+    return []
+
+
+def rows_of(served, version, frames: dict):
+    """The rows a served model's requests are drawn from, read once: the demo's models get
+    their whole bundled dataset (some rows they never saw); other models their dataset's
+    rows."""
+    import pandas as pd
+
+    if served.model.pk not in frames:
+        frame = traffic_rows(served.model.name)
+        if frame is None:
+            with get_store().local_path(version.dataset.uri) as path:
+                frame = pd.read_csv(path)
+        frames[served.model.pk] = frame
+    return frames[served.model.pk]
 
 
 def running_tests(environment: str) -> set[int]:

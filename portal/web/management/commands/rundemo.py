@@ -93,21 +93,52 @@ class Command(BaseCommand):
         env = dict(os.environ)
         env.setdefault("MODELGATE_DATA_DIR", str(settings.DATA_DIR))
         if "CELERY_BROKER_URL" not in os.environ:
-            if redis_reachable(settings.REDIS_URL):
-                env["CELERY_BROKER_URL"] = settings.REDIS_URL
-                self.stdout.write(f"Broker: Redis at {settings.REDIS_URL}")
-            else:
-                env["CELERY_BROKER_URL"] = "filesystem://"
-                self.stdout.write(self.style.WARNING(
-                    f"Broker: Redis is not reachable at {settings.REDIS_URL}; using the embedded "
-                    f"filesystem broker in {settings.DATA_DIR / 'broker'} (no server needed)."))
+            env["CELERY_BROKER_URL"] = self._broker()
         prometheus_command = self._prometheus(env, host, port, prometheus_port)
         # Children (and this process, for seeding) read the broker from the environment.
         os.environ.update(env)
         settings.CELERY_BROKER_URL = env["CELERY_BROKER_URL"]
         for name in ("MODELGATE_PROMETHEUS_URL", "MODELGATE_PROMETHEUS_CONFIG_DIR"):
             setattr(settings, name, env.get(name, getattr(settings, name)))
+        self._prepare_data()
 
+        commands = self._commands(host, port)
+        if prometheus_command:
+            commands["prometheus"] = prometheus_command
+        if not no_traffic:
+            commands["traffic"] = [sys.executable, "manage.py", "demo_traffic"]
+        processes = {name: subprocess.Popen(command, env=env, start_new_session=True)
+                     for name, command in commands.items()}
+
+        def stop(*_):
+            self._stop(processes)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+        url = f"http://{host}:{port}/"
+        wait_until_up(url)
+        self._welcome(url, monitoring=bool(prometheus_command))
+        while True:
+            for name, proc in processes.items():
+                if proc.poll() is not None:
+                    self.stderr.write(f"{name} exited with status {proc.returncode}; stopping.")
+                    stop()
+            time.sleep(1)
+
+    def _broker(self) -> str:
+        """Redis when it answers, else the embedded filesystem broker (no server needed)."""
+        if redis_reachable(settings.REDIS_URL):
+            self.stdout.write(f"Broker: Redis at {settings.REDIS_URL}")
+            return settings.REDIS_URL
+        self.stdout.write(self.style.WARNING(
+            f"Broker: Redis is not reachable at {settings.REDIS_URL}; using the embedded "
+            f"filesystem broker in {settings.DATA_DIR / 'broker'} (no server needed)."))
+        return "filesystem://"
+
+    def _prepare_data(self):
+        """Migrate, seed the demo (training its models the first time), and start again the
+        model servers of the deployments that were running."""
         db = settings.DATABASES["default"]
         self.stdout.write(f"Database: {db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
@@ -118,10 +149,12 @@ class Command(BaseCommand):
         if restored:
             self.stdout.write(f"Model servers started again: {', '.join(restored)}")
 
-        python = sys.executable
-        bin_dir = os.path.dirname(python)
+    @staticmethod
+    def _commands(host: str, port: int) -> dict[str, list[str]]:
+        """The web server, the Celery worker and beat."""
+        bin_dir = os.path.dirname(sys.executable)
         celery = [os.path.join(bin_dir, "celery"), "-A", "portal"]
-        commands = {
+        return {
             "web": [os.path.join(bin_dir, "gunicorn"), "-c", "python:portal.gunicorn_conf",
                     "portal.wsgi", "--bind", f"{host}:{port}"],
             "worker": [*celery, "worker", "-P", "prefork", "--concurrency", "2",
@@ -130,54 +163,43 @@ class Command(BaseCommand):
             "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule",
                      str(settings.DATA_DIR / "celerybeat-schedule")],
         }
-        if prometheus_command:
-            commands["prometheus"] = prometheus_command
-        if not no_traffic:
-            commands["traffic"] = [python, "manage.py", "demo_traffic"]
-        processes = {}
-        for name, command in commands.items():
-            processes[name] = subprocess.Popen(command, env=env, start_new_session=True)
 
-        def stop(*_):
-            self.stdout.write(f"\nStopping {', '.join(processes)}...")
-            for proc in processes.values():
-                if proc.poll() is None:
-                    proc.terminate()  # each stops its own children (warm shutdown)
-            deadline = time.monotonic() + 10
-            for proc in processes.values():
-                try:
-                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-            self._stop_model_servers()
-            self.stdout.write("Stopped.")
-            sys.exit(0)
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-
-        url = f"http://{host}:{port}/"
-        # gunicorn imports the heavy libraries before it answers (portal/gunicorn_conf.py).
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+    def _stop(self, processes: dict):
+        """Stop every process (each stops its own children), the model servers too; exit."""
+        self.stdout.write(f"\nStopping {', '.join(processes)}...")
+        for proc in processes.values():
+            if proc.poll() is None:
+                proc.terminate()  # each stops its own children (warm shutdown)
+        deadline = time.monotonic() + 10
+        for proc in processes.values():
             try:
-                urllib.request.urlopen(url + "healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.3)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self._stop_model_servers()
+        self.stdout.write("Stopped.")
+        sys.exit(0)
+
+    def _welcome(self, url: str, *, monitoring: bool):
         self.stdout.write(self.style.SUCCESS(f"\nModelgate is running at {url}"))
         self.stdout.write(f"API docs: {url}api/docs/   Admin: {url}admin/")
         self.stdout.write(f"Demo logins (password for all: {demo.DEMO_PASSWORD}):")
         for username, _role, description in demo.DEMO_USERS:
             self.stdout.write(f"  {username:<8} {description}")
-        if prometheus_command:
+        if monitoring:
             self.stdout.write("Monitoring: synthetic traffic flows to production; to see a drift "
                               "alert within about a minute run\n  .venv/bin/python manage.py "
                               "inject_drift   (and `inject_drift --stop` to end it)")
         self.stdout.write("Press Ctrl-C to stop every process.\n")
-        while True:
-            for name, proc in processes.items():
-                if proc.poll() is not None:
-                    self.stderr.write(f"{name} exited with status {proc.returncode}; stopping.")
-                    stop()
-            time.sleep(1)
+
+
+def wait_until_up(url: str, seconds: float = 90) -> None:
+    """Until the web server answers its health check, at most ``seconds`` (gunicorn imports
+    the heavy libraries before it answers: portal/gunicorn_conf.py)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)

@@ -1,0 +1,50 @@
+"""Aliases: names (champion, challenger...) pointing at a ready version of a model."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from portal.accounts.choices import Role
+from portal.accounts.services import require_role
+from portal.audit import services as audit
+from portal.errors import Conflict, ValidationFailed
+from portal.registry.choices import VersionStatus
+from portal.registry.models import Alias, ModelVersion, RegisteredModel
+from portal.registry.services.base import _full_clean
+
+PROTECTED_ALIASES = {"champion"}  # moving these needs the approver role
+
+
+def set_alias(user, model: RegisteredModel, name: str, version: ModelVersion) -> Alias:
+    """Point ``name`` at ``version`` (creating the alias or moving it)."""
+    needed = Role.APPROVER if name in PROTECTED_ALIASES else Role.CONTRIBUTOR
+    require_role(user, model.project, needed, f"move the {name} alias")
+    if version.model_id != model.pk:
+        raise ValidationFailed(f"{version} is not a version of {model.name}", field="version")
+    if version.status != VersionStatus.READY:
+        raise Conflict(f"{version} is {version.get_status_display().lower()}; only ready versions "
+                       "can carry an alias", code="version_not_ready", field="version")
+    with transaction.atomic():
+        alias = Alias.objects.select_for_update().filter(model=model, name=name).first()
+        before = alias.version.number if alias else None
+        if alias is None:
+            alias = Alias(model=model, name=name, version=version, updated_by=user)
+            _full_clean(alias, exclude=["updated_by"])
+        elif alias.version_id == version.pk:
+            return alias
+        alias.version = version
+        alias.updated_by = user
+        alias.save()
+        audit.record(user, "alias.set", alias, changes={"version": audit.change(before, version.number)},
+                     project_id=model.project_id)
+    return alias
+
+
+def delete_alias(user, alias: Alias) -> None:
+    needed = Role.APPROVER if alias.name in PROTECTED_ALIASES else Role.CONTRIBUTOR
+    require_role(user, alias.model.project, needed, f"remove the {alias.name} alias")
+    with transaction.atomic():
+        audit.record(user, "alias.delete", alias,
+                     changes={"version": audit.change(alias.version.number, None)},
+                     project_id=alias.model.project_id)
+        alias.delete()

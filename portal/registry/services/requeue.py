@@ -1,0 +1,50 @@
+"""Queued work sent again.
+
+Validation, profiles and explanations are queued by task name (portal.queue.enqueue) when
+their transaction commits; a broker away leaves them pending, and ``requeue_stuck_work``
+(beat, every minute: workers.registry.requeue_stuck_work) queues them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from portal.queue import enqueue
+from portal.registry.choices import ProfileStatus, VersionStatus
+from portal.registry.models import Dataset, ModelVersion
+
+log = logging.getLogger(__name__)
+
+
+def requeue_stuck_work(older_than_seconds: int = 120) -> int:
+    """Re-queue validations and profiles that no worker finished (broker lost, worker killed),
+    and explanations of ready versions that never ran; how many were queued."""
+    from django.db.models import Q
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    versions = list(ModelVersion.objects.filter(status=VersionStatus.PENDING, created_at__lt=cutoff)
+                    .values_list("pk", flat=True)[:500])
+    datasets = list(Dataset.objects.filter(profile_status=ProfileStatus.PENDING,
+                                           created_at__lt=cutoff).values_list("pk", flat=True)[:500])
+    for pk in versions:
+        enqueue("workers.registry.validate_version", pk)
+    for pk in datasets:
+        enqueue("workers.registry.profile_dataset", pk)
+    explain = []
+    if settings.MODELGATE_EXPLAIN_VERSIONS:  # ready versions whose explanation never ran
+        explain = list(ModelVersion.objects.filter(status=VersionStatus.READY,
+                                                   validated_at__lt=cutoff)
+                       .filter(Q(explanation__isnull=True)
+                               | Q(explanation__status="pending",
+                                   explanation__updated_at__lt=cutoff - timedelta(minutes=10)))
+                       .values_list("pk", flat=True)[:100])
+        for pk in explain:
+            enqueue("workers.registry.explain_version", pk)
+    if versions or datasets or explain:
+        log.info("requeued %d validations, %d profiles and %d explanations", len(versions),
+                 len(datasets), len(explain))
+    return len(versions) + len(datasets) + len(explain)

@@ -1,0 +1,253 @@
+"""Model versions: registration, validation by a worker, archiving.
+
+The artifact is stored and hashed on registration; validation loads it in a worker (a
+pickle only in the sandbox, converted to skops once) and records ready or invalid."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import uuid
+from typing import BinaryIO
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from ops import artifacts as ops_artifacts
+from ops.exceptions import ArtifactError, DatasetError, PermanentError
+from ops.redact import without_paths
+from ops.sandbox import SandboxLimits, convert_pickle
+from ops.schema import parse_input_schema
+from ops.storage import ChecksumMismatch, TooLarge, open_verified
+from portal.accounts.choices import Role
+from portal.accounts.services import require_role
+from portal.audit import services as audit
+from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
+from portal.queue import enqueue
+from portal.registry.choices import ArtifactFormat, VersionStatus
+from portal.registry.metadata import parse_version_metadata
+from portal.registry.models import ModelVersion, RegisteredModel, VersionTag
+from portal.registry.services.base import _full_clean
+from portal.registry.services.datasets import sample_rows
+from portal.registry.services.projects import unsafe_allowed
+from portal.registry.storage import get_store
+
+log = logging.getLogger(__name__)
+
+
+def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata) -> ModelVersion:
+    """Store the artifact, create the version (status pending) and queue its validation.
+
+    The artifact is written before the row; if anything after that fails the file is
+    removed again, so a failed registration leaves neither a row nor a file behind.
+    """
+    require_role(user, model.project, Role.CONTRIBUTOR, "register versions")
+    fields = parse_version_metadata(model, metadata)
+    try:
+        fmt = ops_artifacts.detect_format(ops_artifacts.read_head(artifact))
+    except ArtifactError as e:
+        raise ValidationFailed(e.detail, code=e.code, field="artifact") from e
+    if fmt == ops_artifacts.PICKLE and not unsafe_allowed(model.project):
+        raise ValidationFailed(
+            "pickle/joblib artifacts can run code when loaded and this project does not "
+            "accept them; save the model with skops (skops.io.dump)"
+            + ("" if settings.MODELGATE_ALLOW_UNSAFE_ARTIFACTS
+               else " (they are disabled on this instance)"),
+            code="unsafe_artifact", field="artifact")
+
+    key = f"models/{model.project.slug}/{model.name}/{uuid.uuid4().hex}." + (
+        "skops" if fmt == ops_artifacts.SKOPS else "joblib")
+    store = get_store()
+    try:
+        stored = store.put(key, artifact, max_bytes=settings.MODELGATE_MAX_ARTIFACT_BYTES)
+    except TooLarge as e:
+        raise PayloadTooLarge(str(e), field="artifact") from e
+    if stored.size == 0:
+        store.delete(stored.uri)
+        raise ValidationFailed("the artifact is empty", code="empty_artifact", field="artifact")
+
+    try:
+        with transaction.atomic():
+            # Serialise registrations of one model: two uploads racing would otherwise read
+            # the same highest number and collide on it.
+            RegisteredModel.objects.select_for_update().only("pk").get(pk=model.pk)
+            existing = ModelVersion.objects.filter(model=model,
+                                                   artifact_sha256=stored.sha256).first()
+            if existing is not None:
+                raise Conflict(f"this artifact is already registered as {existing.display_name} "
+                               f"of {model.name}", code="duplicate_version", field="artifact")
+            if fields["label"] and ModelVersion.objects.filter(model=model,
+                                                               label=fields["label"]).exists():
+                raise Conflict(f"{model.name} already has a version labelled {fields['label']}",
+                               code="duplicate_version", field="label")
+            last = ModelVersion.objects.filter(model=model).aggregate(n=Max("number"))["n"] or 0
+            tags = fields.pop("tags")
+            version = ModelVersion(
+                model=model, number=last + 1, created_by=user,
+                artifact_uri=stored.uri, artifact_sha256=stored.sha256,
+                artifact_size=stored.size,
+                artifact_format=ArtifactFormat.SKOPS if fmt == ops_artifacts.SKOPS
+                else ArtifactFormat.PICKLE,
+                status=VersionStatus.PENDING, **fields,
+            )
+            _full_clean(version, exclude=["created_by", "model", "parent", "dataset"])
+            version.save(force_insert=True)
+            VersionTag.objects.bulk_create(VersionTag(version=version, name=t) for t in tags)
+            audit.record(user, "version.create", version, changes={
+                "number": version.number, "sha256": stored.sha256, "size": stored.size,
+                "format": version.artifact_format, "label": version.label,
+                "parent": fields["parent"].number if fields["parent"] else None,
+                "dataset": fields["dataset"].pk if fields["dataset"] else None,
+                "metrics": version.metrics, "tags": tags,
+            })
+            enqueue("workers.registry.validate_version", version.pk)
+    except BaseException:
+        store.delete(stored.uri)
+        raise
+    return version
+
+
+def archive_version(user, version: ModelVersion) -> ModelVersion:
+    require_role(user, version.model.project, Role.CONTRIBUTOR, "archive versions")
+    if version.aliases.exists():
+        names = ", ".join(version.aliases.values_list("name", flat=True))
+        raise Conflict(f"{version} is pointed at by alias {names}; move the alias first",
+                       code="version_in_use")
+    with transaction.atomic():
+        before = version.status
+        version.status = VersionStatus.ARCHIVED
+        version.save(update_fields=["status"])
+        audit.record(user, "version.archive", version,
+                     changes={"status": audit.change(before, VersionStatus.ARCHIVED)})
+    return version
+
+
+@contextlib.contextmanager
+def verified_artifact(version: ModelVersion, *, loadable: bool = True):
+    """A local copy of the version's artifact, re-hashed against the sha256 recorded before
+    anything loads it: a file changed in the store is refused. ``loadable`` gives the skops
+    conversion of a pickle (what every process loads), otherwise the upload itself."""
+    uri, digest = ((version.loadable_uri, version.loadable_sha256) if loadable
+                   else (version.artifact_uri, version.artifact_sha256))
+    with contextlib.ExitStack() as stack:
+        try:
+            path = stack.enter_context(open_verified(uri, digest, store=get_store()))
+        except ChecksumMismatch as e:
+            raise ArtifactError("the stored artifact no longer matches its sha256",
+                                code="sha256_mismatch") from e
+        yield path
+
+
+def sandbox_limits() -> SandboxLimits:
+    return SandboxLimits(memory_bytes=settings.MODELGATE_SANDBOX_MEMORY_MB * 1024**2,
+                         cpu_seconds=settings.MODELGATE_SANDBOX_CPU_SECONDS,
+                         wall_seconds=settings.MODELGATE_SANDBOX_SECONDS,
+                         user=settings.MODELGATE_SANDBOX_USER)
+
+
+def convert_unsafe_artifact(version: ModelVersion) -> tuple[str, str]:
+    """Load the version's pickle once, in the sandbox, and store it as skops; returns the
+    stored conversion's (uri, sha256). ``ArtifactError`` when it cannot be done."""
+    if not unsafe_allowed(version.model.project):
+        raise ArtifactError("pickle/joblib artifacts are not accepted "
+                            + ("for this project" if settings.MODELGATE_ALLOW_UNSAFE_ARTIFACTS
+                               else "on this instance"), code="unsafe_artifact")
+    with verified_artifact(version, loadable=False) as path:
+        data = path.read_bytes()
+    conversion = convert_pickle(data, sandbox_limits())
+    log.info("version %s: pickle converted to skops in the sandbox (%s)", version.pk,
+             conversion.isolation)
+    if conversion.isolation.get("network") == "shared":
+        log.warning("version %s: the sandbox could not leave the network (no network or user "
+                    "namespace here); the pickle ran with the other limits only", version.pk)
+    # A key of its own per conversion: two workers validating the same version (a requeue
+    # racing a slow one) never overwrite the file the other recorded; the loser's is removed.
+    key = uuid.uuid4().hex
+    try:
+        stored = get_store().put(
+            f"models/{version.model.project.slug}/{version.model.name}/{key}.converted.skops",
+            io.BytesIO(conversion.skops), max_bytes=settings.MODELGATE_MAX_ARTIFACT_BYTES * 4)
+    except TooLarge as e:
+        raise ArtifactError(f"the model converted to skops is too large: {e}",
+                            code="too_large") from e
+    return stored.uri, stored.sha256
+
+
+def validate_version(version_id: int) -> ModelVersion | None:
+    """Load the artifact safely and check it; record ready or invalid with the reason.
+
+    Runs in a worker, never in the web process: loading a pickle runs its code.
+    """
+    version = (ModelVersion.objects.select_related("model__project", "dataset")
+               .filter(pk=version_id).first())
+    if version is None or version.status != VersionStatus.PENDING:
+        return version
+    features = parse_input_schema(version.input_schema)
+    reason = ""
+    report = None
+    converted = ("", "")
+    try:
+        if version.is_unsafe and not version.converted_uri:
+            converted = convert_unsafe_artifact(version)
+            version.converted_uri, version.converted_sha256 = converted
+        with verified_artifact(version) as path:
+            sample = None
+            try:
+                sample = sample_rows(version, [f.name for f in features])
+            except DatasetError:
+                sample = None
+            report = ops_artifacts.validate_artifact(
+                path, task=version.model.task, input_schema=features,
+                extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES), sample=sample,
+            )
+    except ArtifactError as e:
+        reason = f"{e.code}: {without_paths(e.detail)}"
+    except PermanentError as e:  # the stored file is gone: retrying cannot bring it back
+        reason = f"artifact_missing: {without_paths(str(e))}"
+    with transaction.atomic():
+        # Claim: only the first worker to finish records the verdict.
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status != VersionStatus.PENDING:
+            if converted[0] and converted[0] != locked.converted_uri:
+                get_store().delete(converted[0])  # another worker's conversion was recorded
+            return locked
+        locked.validated_at = timezone.now()
+        locked.converted_uri, locked.converted_sha256 = converted if converted[0] else (
+            locked.converted_uri, locked.converted_sha256)
+        if report is not None:
+            locked.status = VersionStatus.READY
+            locked.status_reason = ""
+            locked.framework = report.framework
+            locked.estimator = report.estimator
+            locked.classes = report.classes
+        else:
+            locked.status = VersionStatus.INVALID
+            locked.status_reason = reason
+        locked.save(update_fields=["status", "status_reason", "validated_at", "framework",
+                                   "estimator", "classes", "converted_uri",
+                                   "converted_sha256"])
+        audit.record(None, "version.validate", locked,
+                     changes={"status": audit.change(VersionStatus.PENDING, locked.status),
+                              "reason": locked.status_reason})
+        if locked.status == VersionStatus.READY and settings.MODELGATE_EXPLAIN_VERSIONS:
+            enqueue("workers.registry.explain_version", locked.pk)
+    return locked
+
+
+# A worker stopped at its time limit leaves the version invalid with the reason (never
+# pending, which the periodic requeue would send again and again).
+
+def validation_timed_out(version_id: int, reason: str) -> None:
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().filter(pk=version_id).first()
+        if locked is None or locked.status != VersionStatus.PENDING:
+            return
+        locked.status, locked.status_reason = VersionStatus.INVALID, f"timed_out: validation {reason}"
+        locked.validated_at = timezone.now()
+        locked.save(update_fields=["status", "status_reason", "validated_at"])
+        audit.record(None, "version.validate", locked,
+                     changes={"status": audit.change(VersionStatus.PENDING, locked.status),
+                              "reason": locked.status_reason})
