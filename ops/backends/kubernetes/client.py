@@ -67,47 +67,37 @@ class _Kind:
     list: Callable
 
 
+def _namespaced(kind: str, api, suffix: str, ns: str) -> _Kind:
+    """A built-in kind, by the client's method names (``read_namespaced_<suffix>``...)."""
+    verb = {v: getattr(api, f"{v}_namespaced_{suffix}")
+            for v in ("read", "create", "patch", "delete", "list")}
+    return _Kind(
+        kind,
+        read=lambda n, **kw: verb["read"](n, ns, **kw),
+        create=lambda b, **kw: verb["create"](ns, b, **kw),
+        patch=lambda n, b, **kw: verb["patch"](n, ns, b, **kw),
+        delete=lambda n, **kw: verb["delete"](n, ns, **kw),
+        list=lambda s, **kw: verb["list"](ns, label_selector=s, **kw))
+
+
 def _kinds(api: k8s.ApiClient, ns: str) -> dict[str, _Kind]:
     core, apps, custom = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.CustomObjectsApi(api)
     isvc = (KSERVE_GROUP, KSERVE_VERSION, ns, KSERVE_PLURAL)
-    return {
-        "ConfigMap": _Kind(
-            "ConfigMap",
-            read=lambda n, **kw: core.read_namespaced_config_map(n, ns, **kw),
-            create=lambda b, **kw: core.create_namespaced_config_map(ns, b, **kw),
-            patch=lambda n, b, **kw: core.patch_namespaced_config_map(n, ns, b, **kw),
-            delete=lambda n, **kw: core.delete_namespaced_config_map(n, ns, **kw),
-            list=lambda s, **kw: core.list_namespaced_config_map(ns, label_selector=s, **kw)),
-        "Service": _Kind(
-            "Service",
-            read=lambda n, **kw: core.read_namespaced_service(n, ns, **kw),
-            create=lambda b, **kw: core.create_namespaced_service(ns, b, **kw),
-            patch=lambda n, b, **kw: core.patch_namespaced_service(n, ns, b, **kw),
-            delete=lambda n, **kw: core.delete_namespaced_service(n, ns, **kw),
-            list=lambda s, **kw: core.list_namespaced_service(ns, label_selector=s, **kw)),
-        "Secret": _Kind(
-            "Secret",
-            read=lambda n, **kw: core.read_namespaced_secret(n, ns, **kw),
-            create=lambda b, **kw: core.create_namespaced_secret(ns, b, **kw),
-            patch=lambda n, b, **kw: core.patch_namespaced_secret(n, ns, b, **kw),
-            delete=lambda n, **kw: core.delete_namespaced_secret(n, ns, **kw),
-            list=lambda s, **kw: core.list_namespaced_secret(ns, label_selector=s, **kw)),
-        "Deployment": _Kind(
-            "Deployment",
-            read=lambda n, **kw: apps.read_namespaced_deployment(n, ns, **kw),
-            create=lambda b, **kw: apps.create_namespaced_deployment(ns, b, **kw),
-            patch=lambda n, b, **kw: apps.patch_namespaced_deployment(n, ns, b, **kw),
-            delete=lambda n, **kw: apps.delete_namespaced_deployment(n, ns, **kw),
-            list=lambda s, **kw: apps.list_namespaced_deployment(ns, label_selector=s, **kw)),
-        "InferenceService": _Kind(
-            "InferenceService",
-            read=lambda n, **kw: custom.get_namespaced_custom_object(*isvc, n, **kw),
-            create=lambda b, **kw: custom.create_namespaced_custom_object(*isvc, b, **kw),
-            patch=lambda n, b, **kw: custom.patch_namespaced_custom_object(*isvc, n, b, **kw),
-            delete=lambda n, **kw: custom.delete_namespaced_custom_object(*isvc, n, **kw),
-            list=lambda s, **kw: custom.list_namespaced_custom_object(
-                *isvc, label_selector=s, **kw)),
-    }
+    kinds = [_namespaced("ConfigMap", core, "config_map", ns),
+             _namespaced("Service", core, "service", ns),
+             _namespaced("Secret", core, "secret", ns),
+             _namespaced("Deployment", apps, "deployment", ns),
+             _Kind(
+                 "InferenceService",
+                 read=lambda n, **kw: custom.get_namespaced_custom_object(*isvc, n, **kw),
+                 create=lambda b, **kw: custom.create_namespaced_custom_object(*isvc, b, **kw),
+                 patch=lambda n, b, **kw: custom.patch_namespaced_custom_object(
+                     *isvc, n, b, **kw),
+                 delete=lambda n, **kw: custom.delete_namespaced_custom_object(
+                     *isvc, n, **kw),
+                 list=lambda s, **kw: custom.list_namespaced_custom_object(
+                     *isvc, label_selector=s, **kw))]
+    return {kind.name: kind for kind in kinds}
 
 
 class KubeClient:

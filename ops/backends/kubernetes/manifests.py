@@ -222,20 +222,27 @@ class ManifestBuilder:
             "data": data,
         }
 
+    def routing_metadata(self, plan: ServingPlan, name: str, entries: list[dict],
+                         extra: dict | None = None) -> dict:
+        """The metadata of the object that routes the endpoint's traffic (InferenceService
+        or Service): which plan generation and which variants it serves."""
+        return {
+            "name": name, "namespace": self.namespace, "labels": self.labels(name),
+            "annotations": {
+                ENDPOINT_ANNOTATION: plan.endpoint,
+                GENERATION_ANNOTATION: str(plan.generation),
+                VARIANTS_ANNOTATION: json.dumps(entries, sort_keys=True),
+                **(extra or {}),
+            },
+        }
+
     def inference_service(self, plan: ServingPlan, name: str, predictor: Variant,
                           config_map: str, percent: int | None, entries: list[dict]) -> dict:
         container = self.container("kserve-container", plan.endpoint, PORT)
         container["ports"] = [{"containerPort": PORT, "protocol": "TCP"}]
         return {
             "apiVersion": f"{KSERVE_GROUP}/{KSERVE_VERSION}", "kind": "InferenceService",
-            "metadata": {
-                "name": name, "namespace": self.namespace, "labels": self.labels(name),
-                "annotations": {
-                    ENDPOINT_ANNOTATION: plan.endpoint,
-                    GENERATION_ANNOTATION: str(plan.generation),
-                    VARIANTS_ANNOTATION: json.dumps(entries, sort_keys=True),
-                },
-            },
+            "metadata": self.routing_metadata(plan, name, entries),
             "spec": {"predictor": {
                 "minReplicas": max(1, predictor.replicas),
                 "serviceAccountName": self.service_account,
@@ -288,15 +295,8 @@ class ManifestBuilder:
         selector = {"app": name, VARIANT_LABEL: only}
         return {
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {
-                "name": name, "namespace": self.namespace, "labels": self.labels(name),
-                "annotations": {
-                    ENDPOINT_ANNOTATION: plan.endpoint,
-                    GENERATION_ANNOTATION: str(plan.generation),
-                    VARIANTS_ANNOTATION: json.dumps(entries, sort_keys=True),
-                    SHADOW_ANNOTATION: plan.shadow,
-                },
-            },
+            "metadata": self.routing_metadata(plan, name, entries,
+                                              {SHADOW_ANNOTATION: plan.shadow}),
             "spec": {
                 "selector": selector,
                 "ports": [{"name": "http", "port": 80, "targetPort": "http",
