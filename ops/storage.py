@@ -243,6 +243,9 @@ class UnsupportedUri(PermanentError):
                          "or s3://)")
         self.scheme = scheme
 
+    def __reduce__(self):
+        return type(self), (self.scheme,)
+
 
 class ChecksumMismatch(ArtifactError):
     """The file's sha256 is not the one recorded: it is not the approved artifact."""
@@ -251,6 +254,9 @@ class ChecksumMismatch(ArtifactError):
         super().__init__(f"{uri} has sha256 {actual}, {expected} was expected",
                          code="sha256_mismatch")
         self.uri, self.expected, self.actual = uri, expected, actual
+
+    def __reduce__(self):  # crosses process boundaries like the other ops errors
+        return type(self), (self.uri, self.expected, self.actual)
 
 
 def open_artifact(uri: str, *, store: ArtifactStore | None = None,
@@ -288,10 +294,22 @@ def open_verified(uri: str, sha256: str, *, store: ArtifactStore | None = None,
     folder (under ``dir`` when given), keeps the uri's extension, and is removed when the
     block ends. Every artifact a plan or a version names is opened through here: the
     portal's workers, the model server and the SageMaker backend's packaging.
+
+    With a ``store``, the store's own ``local_path`` is hashed and used instead: the local
+    store's file itself (the portal's data folder, written by nobody but the portal, so no
+    copy of every artifact is made for each validation and explanation), an S3 object's
+    temporary download.
     """
+    if store is not None:
+        with store.local_path(uri) as path:
+            actual = sha256_file(path)
+            if actual != sha256.lower():
+                raise ChecksumMismatch(uri, sha256, actual)
+            yield path
+        return
     suffix = Path(urlsplit(uri).path).suffix
     name = "artifact" + (suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix) else "")
-    with open_artifact(uri, store=store, base_dir=base_dir, s3_client=s3_client) as source, \
+    with open_artifact(uri, base_dir=base_dir, s3_client=s3_client) as source, \
             tempfile.TemporaryDirectory(prefix="modelgate-verified-", dir=dir) as folder:
         target = Path(folder) / name
         digest = hashlib.sha256()

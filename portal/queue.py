@@ -20,6 +20,7 @@ import importlib
 import logging
 from typing import NamedTuple
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils.module_loading import import_string
@@ -37,10 +38,19 @@ def enqueue(task_name: str, *args, countdown: float = 0,
     transaction.on_commit(lambda: _send(queue, task_name, args, countdown, recovery))
 
 
+def send_now(task_name: str, *args, countdown: float = 0) -> None:
+    """Queue ``task_name(*args)`` at once, raising what the broker raises: for the periodic
+    sweeps (outside any transaction, in a worker), whose task must fail, and show in the
+    task failure metrics, when the broker they requeue through is away."""
+    get_queue().send(task_name, args, max(0.0, float(countdown)))
+
+
 def _send(queue: TaskQueue, task_name: str, args: tuple, countdown: float,
           recovery: str) -> None:
     try:
         queue.send(task_name, args, countdown)
+    except SoftTimeLimitExceeded:  # the calling task's own limit: not a broker failure
+        raise
     except Exception as e:  # kombu raises many connection errors; the work is not lost
         log.warning("could not queue %s%s (%s); %s", task_name, args, e, recovery)
 

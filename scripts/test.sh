@@ -39,7 +39,7 @@ fi
 REDIS="${MODELGATE_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 if probe_redis "$REDIS"; then
   export MODELGATE_TEST_REDIS_URL="$REDIS"
-  echo "tests: Redis at $REDIS (key prefix modelgate-test-$$:)"
+  echo "tests: Redis at $REDIS (key prefixes modelgate-test-$$:gw<N>:, one per worker)"
 else
   unset MODELGATE_TEST_REDIS_URL
   echo "tests: Redis unavailable; the real-worker test uses the filesystem broker"

@@ -71,7 +71,7 @@ from portal.notifications.choices import (
 )
 from portal.notifications.exceptions import DeliveryRetry
 from portal.notifications.models import Delivery, Webhook
-from portal.queue import enqueue
+from portal.queue import enqueue, send_now
 from portal.registry.models import Project
 
 log = logging.getLogger(__name__)
@@ -387,5 +387,5 @@ def requeue_due_deliveries(now: datetime | None = None) -> int:
                                            next_attempt_at__lt=now - REQUEUE_GRACE)
                    .values_list("pk", flat=True)[:500])
     for delivery_id in overdue:
-        enqueue(DELIVER, delivery_id, recovery=SWEPT)
+        send_now(DELIVER, delivery_id)
     return len(overdue)

@@ -65,3 +65,37 @@ def test_a_broker_away_is_logged_with_the_task_and_its_recovery_not_raised(
     assert sent == [("workers.releases.advance_deployment", [7, 3], 2.0)]
     assert "could not queue workers.releases.advance_deployment(7, 3) (no broker); " \
            "reconcile will retry" in caplog.text
+
+
+def test_the_sweeps_fail_when_the_broker_is_away_and_a_time_limit_is_never_swallowed(
+        settings, monkeypatch, django_capture_on_commit_callbacks):
+    """A sweep (requeue, webhook sweep) runs in a worker outside a transaction: a broker
+    away fails its task, as it shows in the task failure metrics, instead of counting work
+    it never queued. A task's soft time limit raised while it queues is not a broker
+    failure and is never logged away."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from portal.celery import app
+    from portal.notifications import services as notifications
+    from portal.queue import send_now
+
+    settings.MODELGATE_TASK_QUEUE = "portal.queue.CeleryQueue"
+
+    def unreachable(name, **options):
+        raise ConnectionError("no broker")
+
+    monkeypatch.setattr(app, "send_task", unreachable)
+    with pytest.raises(ConnectionError):
+        send_now(EXPIRE)
+    monkeypatch.setattr(notifications.Delivery.objects, "filter",
+                        lambda **kw: type("Q", (), {"values_list": lambda *a, **k: [5]})())
+    with pytest.raises(ConnectionError):
+        notifications.requeue_due_deliveries()
+
+    def out_of_time(name, **options):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(app, "send_task", out_of_time)
+    with pytest.raises(SoftTimeLimitExceeded):
+        with django_capture_on_commit_callbacks(execute=True):
+            enqueue(EXPIRE)

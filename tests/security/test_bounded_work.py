@@ -351,6 +351,7 @@ def _descendants(root: int) -> set[int]:
 
 # -- worker start-up on a busy machine ---------------------------------------------------------
 
+@pytest.mark.exclusive  # it keeps both cores busy itself: no other test beside it
 @pytest.mark.django_db(transaction=True)
 def test_pool_children_come_up_within_celerys_default_limit_on_a_busy_machine(
         start_worker, tmp_path):  # noqa: F811

@@ -53,7 +53,7 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
     """A/B tests: one per A/B rollout. ``readout`` gives the results so far; approvers
     ``decide`` (promote B, keep A, or extend) with a comment."""
 
-    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("experiment").
+    # Token scopes of these actions: ROUTE_SCOPES in portal/api/urls.py ("experiment").
     # ``decide`` acts on the rollout: the router serves this viewset with that action added
     # by the releases app (portal.releases.api.experiments).
 

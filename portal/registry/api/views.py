@@ -93,7 +93,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
 
     throttle_scopes = {"versions": "uploads"}  # POST: a new version (reads are not limited)
 
-    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("model"). Its
+    # Token scopes of these actions: ROUTE_SCOPES in portal/api/urls.py ("model"). Its
     # monitoring thresholds (models/<id>/monitoring/) are portal.monitoring.api's.
 
     serializer_class = RegisteredModelSerializer

@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from portal.queue import enqueue
+from portal.queue import send_now
 from portal.registry.choices import ProfileStatus, VersionStatus
 from portal.registry.models import Dataset, ModelVersion
 
@@ -31,9 +31,9 @@ def requeue_stuck_work(older_than_seconds: int = 120) -> int:
     datasets = list(Dataset.objects.filter(profile_status=ProfileStatus.PENDING,
                                            created_at__lt=cutoff).values_list("pk", flat=True)[:500])
     for pk in versions:
-        enqueue("workers.registry.validate_version", pk)
+        send_now("workers.registry.validate_version", pk)
     for pk in datasets:
-        enqueue("workers.registry.profile_dataset", pk)
+        send_now("workers.registry.profile_dataset", pk)
     explain = []
     if settings.MODELGATE_EXPLAIN_VERSIONS:  # ready versions whose explanation never ran
         explain = list(ModelVersion.objects.filter(status=VersionStatus.READY,
@@ -43,7 +43,7 @@ def requeue_stuck_work(older_than_seconds: int = 120) -> int:
                                    explanation__updated_at__lt=cutoff - timedelta(minutes=10)))
                        .values_list("pk", flat=True)[:100])
         for pk in explain:
-            enqueue("workers.registry.explain_version", pk)
+            send_now("workers.registry.explain_version", pk)
     if versions or datasets or explain:
         log.info("requeued %d validations, %d profiles and %d explanations", len(versions),
                  len(datasets), len(explain))

@@ -46,7 +46,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Porta
 class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Release requests; approvers approve or reject them with a comment."""
 
-    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("approval-request").
+    # Token scopes of these actions: ROUTE_SCOPES in portal/api/urls.py ("approval-request").
 
     serializer_class = ApprovalRequestSerializer
     filterset_class = ApprovalRequestFilterSet
@@ -98,7 +98,7 @@ def _command_action(name: str):
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
     """Rollouts: progress, every analysis, and the commands people may give."""
 
-    # Token scopes of these actions: portal.api.permissions.ROUTE_SCOPES ("deployment").
+    # Token scopes of these actions: ROUTE_SCOPES in portal/api/urls.py ("deployment").
 
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilterSet
