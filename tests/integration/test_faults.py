@@ -37,7 +37,11 @@ from tests.integration.test_worker import (  # noqa: F401 - fixtures
 )
 from tests.portal_fixtures import local_target, metadata, random_classifier_bytes
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+# Each kills or stops a real process (worker, PostgreSQL connection, Redis) mid-rollout and
+# waits for the recovery within a deadline: run alone under pytest-xdist (tests/conftest.py),
+# so the other worker's tests do not decide whether the recovery is on time.
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
+              pytest.mark.exclusive]
 REDIS = shutil.which("redis-server")
 
 
