@@ -30,6 +30,7 @@ waits for it, and it waits for the other worker's current test to end).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
 
@@ -54,12 +55,18 @@ def pytest_xdist_setupnodes(config, specs):
     prefix = os.environ.get("MODELGATE_REDIS_PREFIX") or f"modelgate-test-{os.getpid()}:"
     locks = Path(settings.DATA_DIR) / "xdist-locks"
     locks.mkdir(mode=0o700, exist_ok=True)
-    for spec in specs:
+    for index, spec in enumerate(specs):
         data_dir = Path(settings.DATA_DIR) / f"xdist-{spec.id}"
         data_dir.mkdir(mode=0o700, exist_ok=True)
+        # Each worker's database allocates local model-server ports from the start of the
+        # default target's range: without a range of its own, both workers' first endpoints
+        # would ask for port 9100 at once, and one server would not start.
+        low = 9100 + index * 400
+        local = {"local": {"backend": "local", "ports": f"{low}-{low + 399}"}}
         spec.env.update({"MODELGATE_REDIS_PREFIX": f"{prefix}{spec.id}:",
                          "MODELGATE_DATA_DIR": str(data_dir),
-                         "MODELGATE_TEST_LOCKS": str(locks)})
+                         "MODELGATE_TEST_LOCKS": str(locks),
+                         "MODELGATE_TARGETS": json.dumps(local)})
 
 
 @pytest.fixture(autouse=True)
