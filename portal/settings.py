@@ -338,6 +338,10 @@ elif CELERY_BROKER_URL.startswith("redis"):
         # An unacknowledged task (its worker died) is delivered again after this long;
         # longer than any task runs (SHAP has a one-minute limit) and than any countdown.
         "visibility_timeout": env_int("MODELGATE_TASK_REDELIVERY_SECONDS", 600),
+        # Workers look for such tasks every 10 s. kombu scans only on every tenth look by
+        # default, so a task could wait 100 s past its timeout: scan on every look.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
     }
 # A dead broker must not stall a web request for long: the work stays recorded as pending
 # and the periodic requeue sends it again once the broker is back.

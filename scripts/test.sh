@@ -58,8 +58,10 @@ env -u DATABASE_URL $PY manage.py makemigrations --check --dry-run >/dev/null ||
   echo "models and migrations differ: run manage.py makemigrations" >&2; exit 1; }
 
 # Two workers (pytest-xdist), one per core of CI's machine; MODELGATE_TEST_WORKERS=N for
-# another count (0 runs everything in this process). loadgroup: a test marked
-# xdist_group runs on the worker that runs the rest of its group, one after another.
+# another count (0 runs everything in this process). Each worker has its own test database,
+# Redis key prefix, data folder and ports (tests/conftest.py); a test marked exclusive runs
+# while the other worker waits. loadgroup: tests marked xdist_group("name") run one after
+# another on one worker. The ten slowest tests are listed at the end.
 WORKERS="${MODELGATE_TEST_WORKERS:-2}"
 echo "tests: $WORKERS pytest-xdist workers"
 set +e

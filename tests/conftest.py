@@ -13,7 +13,7 @@ fixtures by name or with ``import *``:
 - ``tests.integration.sagemaker_fixtures``: ``moto_server`` and ``sagemaker_backend_factory``;
 - ``tests.integration.monitoring_fixtures``: ``monitored``;
 - ``tests.integration.matrix_fixtures``: the permission matrix's world, built per test
-  (``build_world``) or once per module (``module_world``).
+  (``matrix_world``) or once per module with each test rolled back (``shared_matrix_world``).
 
 Parallel runs (pytest-xdist; scripts/test.sh runs two workers): each worker is a test run of
 its own, as if it had been started by scripts/test.sh alone. pytest-django gives it its own
@@ -49,7 +49,8 @@ pytest_plugins = [
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_setupnodes(config, specs):
-    """Before the workers start: a Redis key prefix and a data folder per worker."""
+    """Before the workers start: a Redis key prefix, a data folder and a range of local
+    model-server ports per worker, and the folder of the lock ``machine_share`` takes."""
     from django.conf import settings
 
     prefix = os.environ.get("MODELGATE_REDIS_PREFIX") or f"modelgate-test-{os.getpid()}:"

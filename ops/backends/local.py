@@ -149,6 +149,7 @@ class LocalBackend(Backend):
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
             cwd=Path(__file__).resolve().parents[2])
         log.close()
+        _wait_for_exec(process.pid)
         (folder / "server.pid").write_text(str(process.pid))
         (folder / "key.mark").write_text(self._key_mark())
         return process.pid
@@ -302,6 +303,21 @@ def _serves_plan(pid: int, plan: Path) -> bool:
     except OSError:
         return True  # no /proc (not Linux): trust the pid file as before
     return b"ops.serving" in arguments and str(plan).encode() in arguments
+
+
+def _wait_for_exec(pid: int, timeout: float = 2.0) -> None:
+    """Wait until a child just started shows its own command line. Popen returns once the
+    child has called exec, but for a moment after that /proc/<pid>/cmdline reads empty;
+    ``_serves_plan`` would take the new server for a stranger and a second one would be
+    started on the same port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes():
+                return
+        except OSError:
+            return  # no /proc, or the child already exited: nothing to wait for
+        time.sleep(0.005)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -144,3 +144,22 @@ def test_a_server_started_without_the_key_is_restarted_with_it(tmp_path, artifac
     finally:
         signing.delete("tumor")
 
+
+
+def test_a_server_just_started_is_known_as_this_endpoints_server():
+    """Right after exec, /proc/<pid>/cmdline reads empty for a moment; the backend waits it
+    out, or it takes its own new server for a stranger and starts a second one on the same
+    port (seen in CI: "address already in use", "the model server exited")."""
+    import subprocess
+
+    from ops.backends.local import _serves_plan, _wait_for_exec
+
+    for _ in range(200):
+        child = subprocess.Popen(["sh", "-c", "sleep 5; :", "ops.serving", "/plan.json"],
+                                 start_new_session=True)
+        try:
+            _wait_for_exec(child.pid)
+            assert _serves_plan(child.pid, "/plan.json")
+        finally:
+            child.kill()
+            child.wait()
