@@ -40,11 +40,13 @@ class Analyzer(ABC):
 
     @abstractmethod
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None) -> Measured:
+                environment: str | None = None, baseline_seconds: int | None = None) -> Measured:
         """The candidate of ``endpoint`` over the last ``window_seconds`` (its shadow
         comparison when ``shadow``), matched to ``environment`` where the source can tell
-        environments apart. Never raises for an unreachable source or missing data: the
-        ``Measured`` then has ``None`` values (inconclusive) and says why in ``error``."""
+        environments apart; what the stable lacks over that window (no traffic: the 100 %
+        step) over the last ``baseline_seconds`` (the rollout so far) where the source can.
+        Never raises for an unreachable source or missing data: the ``Measured`` then has
+        ``None`` values (inconclusive) and says why in ``error``."""
 
 
 def _selector(endpoint: str, variant: str, environment: str | None = None) -> str:
@@ -80,7 +82,21 @@ def queries_for(endpoint: str, window_seconds: int, shadow: bool = False,
         "p99_latency": promql.p99_latency(c, w),
         "stable_p99_latency": promql.p99_latency(s, w),
         "disagreement_rate": promql.shadow_share("disagree", c, w),
+        "client_error_rate": promql.refused_share(c, w),
+        "stable_client_error_rate": promql.refused_share(s, w),
+        "predictions": promql.predictions_by_class(c, w),
+        "stable_predictions": promql.predictions_by_class(s, w),
+        "prediction_spread": promql.prediction_spread(c, w),
+        "stable_prediction_spread": promql.prediction_spread(s, w),
     }
+
+
+# Measurements of the stable that a step may lack (at 100 % the stable has no traffic): they
+# are then taken over the rollout so far, what the stable measured in the steps before.
+STABLE_BASELINE = ("stable_p99_latency", "stable_client_error_rate", "stable_predictions",
+                   "stable_prediction_spread")
+# Measurements answered per label value (a vector), not as one number.
+BY_LABEL = {"predictions": "class", "stable_predictions": "class"}
 
 
 class PrometheusAnalyzer(Analyzer):
@@ -96,6 +112,30 @@ class PrometheusAnalyzer(Analyzer):
         value = float(result[0]["value"][1])
         return value if math.isfinite(value) else None
 
+    def _by_label(self, promql: str, label: str) -> dict | None:
+        """``{label value: number}`` of a vector answer (None when empty)."""
+        values = {}
+        for sample in self.client.query(promql) or []:
+            value = float(sample["value"][1])
+            if math.isfinite(value):
+                values[sample["metric"].get(label, "")] = value
+        return values or None
+
+    def _values(self, queries: dict[str, str]) -> dict:
+        return {name: (self._by_label(query, BY_LABEL[name]) if name in BY_LABEL
+                       else self._query(query))
+                for name, query in queries.items()}
+
+    def _baseline(self, values: dict, queries: dict, endpoint: str, baseline_seconds: int,
+                  environment: str | None) -> None:
+        """Fill the stable's missing measurements from the rollout so far (in place)."""
+        longer = queries_for(endpoint, baseline_seconds, environment=environment)
+        for name in STABLE_BASELINE:
+            if values.get(name) is None and name in queries:
+                key = f"{name} (over the rollout so far)"
+                queries[key] = longer[name]
+                values[name] = self._values({name: longer[name]})[name]
+
     def _alerts(self, endpoint: str, environment: str | None = None) -> tuple[Alert, ...]:
         alerts = []
         for alert in self.client.alerts():
@@ -110,10 +150,12 @@ class PrometheusAnalyzer(Analyzer):
         return tuple(alerts)
 
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None) -> Measured:
+                environment: str | None = None, baseline_seconds: int | None = None) -> Measured:
         promql = queries_for(endpoint, window_seconds, shadow, environment)
         try:
-            values = {name: self._query(query) for name, query in promql.items()}
+            values = self._values(promql)
+            if not shadow and baseline_seconds and baseline_seconds > window_seconds:
+                self._baseline(values, promql, endpoint, int(baseline_seconds), environment)
             alerts = self._alerts(endpoint, environment)
         except PrometheusUnavailable as e:
             return Measured(Analysis(), promql, error=str(e))
@@ -126,7 +168,7 @@ class NoAnalyzer(Analyzer):
     """Used where no Prometheus is configured: every analysis is inconclusive, and says why."""
 
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None) -> Measured:
+                environment: str | None = None, baseline_seconds: int | None = None) -> Measured:
         return Measured(Analysis(), {}, error="no Prometheus is configured "
                                               "(set MODELGATE_PROMETHEUS_URL)")
 

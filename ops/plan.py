@@ -29,9 +29,27 @@ class Variant:
     baseline: dict = field(default_factory=dict)  # per-feature bin edges for drift metrics
     task: str = "classification"
     trusted_types: tuple = ()  # skops types trusted beyond ops.artifacts' own (the operator's)
+    # The version's number as people know it (v4); ``version_id`` is the registry's row id.
+    # Plans written before numbers were carried have none (see ``version``).
+    version_number: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "trusted_types", tuple(self.trusted_types))
+        if self.version_number is not None:
+            object.__setattr__(self, "version_number", int(self.version_number))
+
+    @property
+    def version(self) -> int:
+        """The version a model server reports: its number, or the id for older plans."""
+        return self.version_number if self.version_number is not None else self.version_id
+
+    def to_dict(self) -> dict:
+        """The variant as plain data; an absent number is left out, so a plan written before
+        numbers serializes (and hashes) exactly as it did then."""
+        data = asdict(self)
+        if data["version_number"] is None:
+            del data["version_number"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -76,7 +94,8 @@ class ServingPlan:
         raise KeyError(name)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps({**asdict(self), "variants": [v.to_dict() for v in self.variants]},
+                          sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> ServingPlan:

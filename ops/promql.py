@@ -34,6 +34,8 @@ FEATURE_BIN = "modelgate_feature_bin"  # counter, + feature, bin
 FEATURE_MISSING = "modelgate_feature_missing"  # counter, + feature
 PREDICTIONS = "modelgate_predictions"  # counter, + class (classifiers)
 PREDICTION_VALUE = "modelgate_prediction_value"  # histogram (regressors)
+PREDICTION_MOMENTS = "modelgate_prediction_moments"  # counter, + moment: positive,
+#                                                       negative, squares (regressors)
 QUEUE_DEPTH = "modelgate_queue_depth"  # gauge
 VARIANT_WEIGHT = "modelgate_variant_weight"  # gauge: share of live traffic
 VARIANT_LOADED = "modelgate_variant_loaded"  # gauge
@@ -131,6 +133,14 @@ def error_rate(where: str, window: str, *, by: str = "", over: str = RATE,
                  zero_without_part=zero_without_errors)
 
 
+def client_error_rate(where: str, window: str, *, by: str = "", over: str = RATE,
+                      zero_without_errors: bool = False) -> str:
+    """The share of requests refused as the client's fault (status class 4xx): apart from
+    ``error_rate``, so bad input reads as bad input, not as a broken version."""
+    return ratio(total(REQUESTS), where, window, CLIENT_ERROR, by=by, over=over,
+                 zero_without_part=zero_without_errors)
+
+
 def latency(q: float, where: str, window: str, *, by: str = "",
             histogram: str = REQUEST_DURATION) -> str:
     """A latency quantile in seconds (``SHADOW_DURATION``: the shadow's)."""
@@ -157,3 +167,34 @@ def shadow_share(result: str, where: str, window: str, among: str = "") -> str:
 def drift_psi_by_feature(where: str) -> str:
     """The PSI of each feature (the highest where several series match)."""
     return f"max by (feature) ({DRIFT_PSI}{{{where}}})"
+
+
+# -- rollout analysis: what callers feel beyond server errors --------------------------------
+
+CLIENT_ERROR = 'status="4xx"'
+
+
+def refused_share(where: str, window: str) -> str:
+    """The share of requests refused (status class 4xx) over the window, 0 before the
+    first refusal (no answer without requests)."""
+    return ratio(total(REQUESTS), where, window, CLIENT_ERROR, over=INCREASE,
+                 zero_without_part=True)
+
+
+def predictions_by_class(where: str, window: str) -> str:
+    """Rows predicted per class label over the window (classifiers)."""
+    return summed(total(PREDICTIONS), where, window, by="class", over=INCREASE)
+
+
+def prediction_spread(where: str, window: str) -> str:
+    """The standard deviation of the values predicted over the window (regressors):
+    sqrt(E[x²] - E[x]²), rows counted by the histogram's +Inf bucket. Every term is a
+    counter, so Prometheus extrapolates them alike over the window."""
+    rows = summed(bucket(PREDICTION_VALUE), _matching(where, 'le="+Inf"'), window, over=INCREASE)
+
+    def per_row(moment: str) -> str:
+        matching = _matching(where, selector(moment=moment))
+        return f"({summed(total(PREDICTION_MOMENTS), matching, window, over=INCREASE)} / {rows})"
+
+    mean = f"({per_row('positive')} - {per_row('negative')})"
+    return f"sqrt(clamp_min({per_row('squares')} - {mean} ^ 2, 0))"

@@ -2,6 +2,8 @@
 
 The same parser is used by the portal (to reject bad metadata), the artifact validator
 (to compare with what the estimator saw when fitted) and, later, the model server.
+``interface_differences`` says how a release candidate's inputs differ from those of the
+version it would replace, before any traffic reaches it.
 """
 
 from __future__ import annotations
@@ -70,3 +72,53 @@ def parse_input_schema(document) -> list[Feature]:
 def schema_document(features: list[Feature]) -> list[dict]:
     """The canonical JSON form stored with a version."""
     return [asdict(feature) for feature in features]
+
+
+def interface_differences(serving: list[Feature], candidate: list[Feature]) -> list[str]:
+    """How a candidate's inputs differ from those of the version serving now, as short
+    sentences (empty: whoever calls one can call the other unchanged).
+
+    Callers send rows by position as well as by name (``ops/serving/inputs.py``), so the
+    names, their order, their count and their types all matter; a feature that stops
+    accepting nulls matters too (one that starts accepting them does not). Positions count
+    from 1. A feature shifted only because another was removed or added before it is not
+    reported as moved (the missing or extra one is); a change in the order of the features
+    both have is.
+    """
+    differences = []
+    if len(serving) != len(candidate):
+        differences.append(f"feature count {len(serving)} → {len(candidate)}")
+    differences += _absent(serving, candidate, "missing")
+    differences += _absent(candidate, serving, "extra")
+    differences += _moved(serving, candidate)
+    differences += _changed(serving, candidate)
+    return differences
+
+
+def _absent(have: list[Feature], other: list[Feature], word: str) -> list[str]:
+    names = {f.name for f in other}
+    return [f"{word} feature {f.name} (position {i})"
+            for i, f in enumerate(have, 1) if f.name not in names]
+
+
+def _moved(serving: list[Feature], candidate: list[Feature]) -> list[str]:
+    before = {f.name: i for i, f in enumerate(serving, 1)}
+    after = {f.name: i for i, f in enumerate(candidate, 1)}
+    shared_before = [f.name for f in serving if f.name in after]
+    shared_after = [f.name for f in candidate if f.name in before]
+    return [f"feature {name} moved from position {before[name]} to {after[name]}"
+            for i, name in enumerate(shared_after) if shared_before[i] != name]
+
+
+def _changed(serving: list[Feature], candidate: list[Feature]) -> list[str]:
+    before = {f.name: f for f in serving}
+    differences = []
+    for feature in candidate:
+        old = before.get(feature.name)
+        if old is None:
+            continue
+        if old.type != feature.type:
+            differences.append(f"type of {feature.name} {old.type} → {feature.type}")
+        if old.nullable and not feature.nullable:
+            differences.append(f"feature {feature.name} no longer accepts null")
+    return differences

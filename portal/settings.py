@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue as _Queue
 
 from portal.env import env_bool, env_int, env_list, env_str
 
@@ -269,6 +270,10 @@ MODELGATE_RECONCILE_GRACE_SECONDS = env_int("MODELGATE_RECONCILE_GRACE_SECONDS",
 # than this, or take more canary steps (ops.rollout.RolloutLimits has the other bounds).
 MODELGATE_ROLLOUT_MIN_CHECK_SECONDS = float(env_int("MODELGATE_ROLLOUT_MIN_CHECK_SECONDS", 5))
 MODELGATE_ROLLOUT_MAX_STEPS = env_int("MODELGATE_ROLLOUT_MAX_STEPS", 20)
+# ...or when a canary step would bake less than this (and one check interval): an analysis
+# reads at least the last 30 s (ops.rollout.spec.MIN_ANALYSIS_WINDOW_SECONDS), so a shorter
+# step is judged on the traffic of the step before.
+MODELGATE_ROLLOUT_MIN_BAKE_SECONDS = float(env_int("MODELGATE_ROLLOUT_MIN_BAKE_SECONDS", 30))
 
 # Notification email goes through Django's backend; the console backend prints it to the log.
 EMAIL_BACKEND = env_str("MODELGATE_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -358,6 +363,16 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = env_str("MODELGATE_CELERY_QUEUE", "modelgate")
+# Rollouts, rollbacks and alert handling have a queue of their own, so a rollback never
+# waits behind a SHAP computation, a release diff or a profile (the default queue's work).
+# A worker started without -Q consumes both; the demo and the manifests run one worker per
+# queue (-Q).
+MODELGATE_ROLLOUT_QUEUE = env_str("MODELGATE_ROLLOUT_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}-rollouts")
+ROLLOUT_TASKS = ("workers.releases.start_deployment", "workers.releases.advance_deployment",
+                 "workers.releases.reconcile_deployments", "workers.releases.expire_requests",
+                 "workers.monitoring.poll_alerts")
+CELERY_TASK_ROUTES = {name: {"queue": MODELGATE_ROLLOUT_QUEUE} for name in ROLLOUT_TASKS}
+CELERY_TASK_QUEUES = [_Queue(CELERY_TASK_DEFAULT_QUEUE), _Queue(MODELGATE_ROLLOUT_QUEUE)]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A task is acknowledged once it has run, not when a worker took it: a worker killed in the
 # middle (SIGKILL, out of memory, eviction) leaves it to be delivered again. Every task is
@@ -411,6 +426,14 @@ MODELGATE_PROMETHEUS_SYNC_SECONDS = env_int("MODELGATE_PROMETHEUS_SYNC_SECONDS",
 MODELGATE_DRIFT_RETENTION_DAYS = env_int("MODELGATE_DRIFT_RETENTION_DAYS", 90)
 MODELGATE_OUTCOME_RETENTION_DAYS = env_int("MODELGATE_OUTCOME_RETENTION_DAYS", 30)
 
+# The audit chain's HMAC keys, outside the database (portal/audit/keys.py):
+# "<key id>:<secret>,<old id>:<old secret>", the first signs. Unset: a key derived from
+# DJANGO_SECRET_KEY (the production profile warns, modelgate.W102). Beat writes the chain's
+# head to the artifact store, or to this bucket (with Object Lock), every N seconds.
+MODELGATE_AUDIT_KEYS = env_str("MODELGATE_AUDIT_KEYS", "")
+MODELGATE_AUDIT_CHECKPOINT_BUCKET = env_str("MODELGATE_AUDIT_CHECKPOINT_BUCKET", "")
+MODELGATE_AUDIT_CHECKPOINT_SECONDS = env_int("MODELGATE_AUDIT_CHECKPOINT_SECONDS", 3600)
+
 CELERY_BEAT_SCHEDULE = {
     "apply-retention": {"task": "workers.monitoring.apply_retention", "schedule": 3600.0},
     "requeue-stuck-work": {"task": "workers.registry.requeue_stuck_work", "schedule": 60.0},
@@ -425,6 +448,8 @@ CELERY_BEAT_SCHEDULE = {
                       "schedule": float(MODELGATE_DRIFT_INTERVAL_SECONDS)},
     "poll-alerts": {"task": "workers.monitoring.poll_alerts",
                     "schedule": float(MODELGATE_ALERT_POLL_SECONDS)},
+    "checkpoint-audit-chain": {"task": "workers.monitoring.checkpoint_audit_chain",
+                               "schedule": float(max(MODELGATE_AUDIT_CHECKPOINT_SECONDS, 1))},
 }
 
 REST_FRAMEWORK = {

@@ -34,6 +34,9 @@ def settings_for(folder) -> dict:
         # Rollout tests check every second (5 s at least in production): they would take
         # minutes.
         "MODELGATE_ROLLOUT_MIN_CHECK_SECONDS": 1,
+        # ...and bake steps of a few seconds (30 s at least in production), accepting that an
+        # analysis then also reads the step before's traffic.
+        "MODELGATE_ROLLOUT_MIN_BAKE_SECONDS": 1,
         # Hashing six users' passwords with PBKDF2 costs a second per test.
         "PASSWORD_HASHERS": ["django.contrib.auth.hashers.MD5PasswordHasher"],
     }
@@ -262,3 +265,31 @@ def api(users, django_capture_on_commit_callbacks):
     def make(who: str | None):
         return Api(users[who] if who else None, django_capture_on_commit_callbacks)
     return make
+
+
+def settled(deployment, timeout: float = 60.0):
+    """What the rollout worker's next decisions wait out: the backend serving the plan the
+    deployment's state calls for (plans are applied without waiting), and a ``promoting``
+    release succeeding once it does. The tests' in-process queue runs no follow-up with a
+    countdown, so tests call this where a worker would look again."""
+    import time
+
+    from ops import rollout
+    from portal.releases import deployments
+
+    deadline = time.monotonic() + timeout
+    deployment.refresh_from_db()
+    while deployment.status == "promoting" and time.monotonic() < deadline:
+        deployments.advance(deployment.pk)
+        deployment.refresh_from_db()
+        if deployment.status == "promoting":
+            time.sleep(0.1)
+    spec = rollout.RolloutSpec.from_dict(deployment.spec) if deployment.spec else None
+    plan = rollout.current_plan(spec, rollout.RolloutState.from_dict(deployment.state)) \
+        if spec else None
+    backend = deployments.backend_for(deployment) if plan else None
+    while plan and time.monotonic() < deadline:
+        if backend.observe(deployment.endpoint).generation == plan.generation:
+            break
+        time.sleep(0.1)
+    return deployment

@@ -1,4 +1,5 @@
-"""Monitoring tasks: thin wrappers over ``portal.monitoring`` (each is safe to run twice)."""
+"""Monitoring and periodic tasks: thin wrappers over ``portal.monitoring``, retention and the
+audit chain's checkpoints (each is safe to run twice)."""
 
 from celery import shared_task
 
@@ -37,3 +38,13 @@ def apply_retention() -> dict:
     from portal import retention
 
     return retention.purge()
+
+
+@shared_task(ignore_result=True, **PERIODIC)
+def checkpoint_audit_chain() -> int | None:
+    """Write the audit chain's head outside the database (``portal/audit/checkpoints.py``);
+    the number of the checkpoint written, None when the head has not moved."""
+    from portal.audit import services
+
+    checkpoint = services.write_checkpoint()
+    return checkpoint.seq if checkpoint else None

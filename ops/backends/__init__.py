@@ -14,10 +14,18 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from ops.backends.base import Backend, BackendError, ObservedState, ObservedVariant
+from ops.backends.base import (
+    Backend,
+    BackendError,
+    ObservedState,
+    ObservedVariant,
+    PlanConflict,
+    StalePlan,
+)
 
-__all__ = ["Backend", "BackendError", "ObservedState", "ObservedVariant", "BACKENDS",
-           "REGISTRY", "Registered", "backend_class", "choices", "get_backend"]
+__all__ = ["Backend", "BackendError", "ObservedState", "ObservedVariant", "PlanConflict",
+           "StalePlan", "BACKENDS", "REGISTRY", "Registered", "backend_class", "choices",
+           "get_backend"]
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,17 @@ watches; writing a new plan (atomically) is how traffic moves, and the server lo
 models before it switches, so a change of plan drops no request. State lives in files
 under ``state_dir`` (``<endpoint>/plan.json``, ``server.pid``, ``server.log``), so any
 worker process can apply, observe or delete.
+
+Applies are fenced by generation (see ``Backend.apply``): the plan file is read, judged and
+replaced while holding ``<endpoint>/apply.lock`` (``flock``), so of two processes applying
+at once the older plan is refused whichever comes second, and a server is never started
+twice. Waiting for the server to serve the plan happens after the lock is released.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from ops.backends.base import (
@@ -30,8 +37,10 @@ from ops.backends.base import (
     BackendUnavailable,
     ObservedState,
     ObservedVariant,
+    check_generation,
+    plan_digest,
 )
-from ops.plan import ServingPlan
+from ops.plan import PlanError, ServingPlan
 from ops.serving.ids import INSTANCE_ENV, KEY_ENV
 
 # What a model server inherits from the worker that starts it: where Python and its
@@ -182,30 +191,59 @@ class LocalBackend(Backend):
 
     # The contract ----------------------------------------------------------------------
 
-    def apply(self, plan: ServingPlan) -> ObservedState:
+    def apply(self, plan: ServingPlan, *, wait: bool = True) -> ObservedState:
         folder = self._dir(plan.endpoint)
         folder.mkdir(parents=True, exist_ok=True)
         self._check_owner(plan.endpoint)
-        target = folder / "plan.json"
-        written_at = 0.0
-        if not (target.exists() and target.read_text() == plan.to_json()):
-            partial = folder / f"plan.json.{os.getpid()}.partial"
-            partial.write_text(plan.to_json())
-            written_at = time.time()
-            os.replace(partial, target)  # the server never reads half a plan
-        pid = self._pid(plan.endpoint)
-        mark = folder / "key.mark"
+        with self._locked(plan.endpoint):
+            written_at = self._write_plan(plan)
+            self._serve(plan.endpoint, reload=bool(written_at))
+        if not wait:
+            return self.observe(plan.endpoint)
+        return self._wait_for(plan, written_at)
+
+    @contextlib.contextmanager
+    def _locked(self, endpoint: str) -> Iterator[None]:
+        """Hold the endpoint's lock file: one process (or thread) at a time reads, judges
+        and replaces its plan file and starts or stops its server."""
+        with open(self._dir(endpoint) / "apply.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            yield
+
+    def _write_plan(self, plan: ServingPlan) -> float:
+        """Replace the plan file with ``plan`` unless it holds it already (then 0.0, else
+        when it was written). A plan file of a newer generation, or of this generation with
+        other content, refuses ``plan`` (``StalePlan``, ``PlanConflict``). Call it holding
+        the lock."""
+        target = self._dir(plan.endpoint) / "plan.json"
+        text = plan.to_json()
+        current = _read(target)
+        if current == text:
+            return 0.0
+        recorded = _parsed(current)
+        check_generation(plan, recorded.generation if recorded else None,
+                         plan_digest(recorded) if recorded else None, "its plan file")
+        partial = target.with_name(f"plan.json.{os.getpid()}.partial")
+        partial.write_text(text)
+        written_at = time.time()  # before the server can see it (and fail to load it)
+        os.replace(partial, target)  # the server never reads half a plan
+        return written_at
+
+    def _serve(self, endpoint: str, reload: bool) -> None:
+        """Start the endpoint's server if none runs (or it has another prediction-id key);
+        else, when the plan file changed, tell it to reload now. Call it holding the lock."""
+        pid = self._pid(endpoint)
+        mark = self._dir(endpoint) / "key.mark"
         if pid is not None and (mark.read_text() if mark.exists() else "") != self._key_mark():
-            self._stop(plan.endpoint, pid)  # started with another prediction-id key (or none)
+            self._stop(endpoint, pid)  # started with another prediction-id key (or none)
             pid = None
         if pid is None:
-            self._start(plan.endpoint)  # first apply, or the server crashed: start it
-        elif written_at and self._get(plan.endpoint, "/v2/health/live", timeout=0.5)[0] == 200:
+            self._start(endpoint)  # first apply, or the server crashed: start it
+        elif reload and self._get(endpoint, "/v2/health/live", timeout=0.5)[0] == 200:
             # The server also polls the file; the signal saves a rollback that poll's delay.
             # Only a server that answers has its handler installed (SIGHUP would end it).
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGHUP)
-        return self._wait_for(plan, written_at)
 
     def _wait_for(self, plan: ServingPlan, written_at: float) -> ObservedState:
         deadline = time.monotonic() + self.ready_timeout
@@ -215,13 +253,17 @@ class LocalBackend(Backend):
             observed = self.observe(plan.endpoint)
             if observed.ready and observed.generation == plan.generation:
                 return observed
+            if self._superseded(plan, observed):
+                return observed  # this generation will never be served: nothing to wait for
             error = observed.extra.get("last_error") or {}
             if written_at and error.get("at", 0) >= written_at:
                 raise BackendError(f"the model server refused plan {plan.generation}: "
                                    f"{error.get('error')}")
             if self._pid(plan.endpoint) is None and not restarted:
                 # It died after apply looked (a crash racing the check): start it once more.
-                self._start(plan.endpoint)
+                with self._locked(plan.endpoint):
+                    if self._pid(plan.endpoint) is None:
+                        self._start(plan.endpoint)
                 restarted = True
             elif self._pid(plan.endpoint) is None:
                 log = self._dir(plan.endpoint) / "server.log"
@@ -231,6 +273,15 @@ class LocalBackend(Backend):
         raise BackendUnavailable(
             f"the model server for {plan.endpoint} did not serve plan {plan.generation} within "
             f"{self.ready_timeout:.0f}s ({observed.detail if observed else 'no answer'})")
+
+    def _superseded(self, plan: ServingPlan, observed: ObservedState) -> bool:
+        """Whether ``plan`` was replaced while apply waited: the server serves a newer
+        generation, or the plan file holds one (which the server may still be loading, or
+        refuse), or the endpoint was deleted."""
+        if not observed.exists or (observed.generation or 0) > plan.generation:
+            return True
+        recorded = _parsed(_read(self._dir(plan.endpoint) / "plan.json"))
+        return recorded is None or recorded.generation > plan.generation
 
     def observe(self, endpoint: str) -> ObservedState:
         folder = self._dir(endpoint)
@@ -242,8 +293,11 @@ class LocalBackend(Backend):
                                  detail="the model server is not running")
         status, meta = self._get(endpoint, f"/v2/models/{endpoint}")
         if status != 200 or not isinstance(meta, dict):
+            _, health = self._get(endpoint, "/v2/health/ready")
+            refused = _refusal(folder, plan, health if isinstance(health, dict) else {})
             return ObservedState(endpoint=endpoint, exists=True, ready=False,
-                                 url=self.url(endpoint), detail="the model server is starting")
+                                 url=self.url(endpoint), refused=refused,
+                                 detail=refused or "the model server is starting")
         served = meta.get("parameters") or {}
         if (served.get("instance") or "") != self._instance(endpoint):
             return ObservedState(endpoint=endpoint, exists=True, ready=False,
@@ -260,7 +314,7 @@ class LocalBackend(Backend):
         return ObservedState(
             endpoint=endpoint, exists=True, generation=served.get("generation"),
             ready=ready_status == 200, variants=variants, url=self.url(endpoint),
-            extra={"last_error": served.get("last_error")})
+            extra={"last_error": served.get("last_error")}, refused=_refusal(folder, plan, served))
 
     def smoke(self, endpoint: str, variant: str, rows: list[list[float]], count: int) -> int:
         body = json.dumps({"instances": rows}).encode()
@@ -280,20 +334,44 @@ class LocalBackend(Backend):
         """Start the endpoint's model server again when it has a plan (applied, not
         deleted) but no server runs: model servers do not outlive the machine, or the demo
         that stopped them. It serves its last plan; True when one was started."""
-        if not (self._dir(endpoint) / "plan.json").exists() or self._pid(endpoint) is not None:
+        if not (self._dir(endpoint) / "plan.json").exists():
             return False
-        self._start(endpoint)
+        with self._locked(endpoint):
+            if self._pid(endpoint) is not None:
+                return False
+            self._start(endpoint)
         return True
 
     def delete(self, endpoint: str) -> None:
-        if (self._dir(endpoint) / "owner").exists():
-            self._check_owner(endpoint)
-        pid = self._pid(endpoint)
-        if pid is not None:
-            self._stop(endpoint, pid)
         folder = self._dir(endpoint)
-        for name in ("plan.json", "server.pid", "key.mark"):
-            (folder / name).unlink(missing_ok=True)
+        if not folder.is_dir():
+            return
+        if (folder / "owner").exists():
+            self._check_owner(endpoint)
+        with self._locked(endpoint):
+            pid = self._pid(endpoint)
+            if pid is not None:
+                self._stop(endpoint, pid)
+            for name in ("plan.json", "server.pid", "key.mark"):
+                (folder / name).unlink(missing_ok=True)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _parsed(text: str | None) -> ServingPlan | None:
+    """The plan in a plan file's ``text``; None for no file, or one that is not a plan
+    (the next plan written replaces it)."""
+    if text is None:
+        return None
+    try:
+        return ServingPlan.from_json(text)
+    except PlanError:
+        return None
 
 
 def _serves_plan(pid: int, plan: Path) -> bool:
@@ -318,6 +396,20 @@ def _wait_for_exec(pid: int, timeout: float = 2.0) -> None:
         except OSError:
             return  # no /proc, or the child already exited: nothing to wait for
         time.sleep(0.005)
+
+
+def _refusal(folder: Path, plan: ServingPlan, answer: dict) -> str:
+    """Why the server refused the plan file's plan, if it did: its last load failure came
+    after the file was written and it does not serve that generation."""
+    error = answer.get("last_error") or {}
+    try:
+        written = (folder / "plan.json").stat().st_mtime
+    except OSError:
+        return ""
+    if not error or float(error.get("at") or 0) < written \
+            or answer.get("generation") == plan.generation:
+        return ""
+    return f"the model server refused plan {plan.generation}: {error.get('error')}"
 
 
 def _is_zombie(pid: int) -> bool:

@@ -31,13 +31,15 @@ plan the endpoint should be serving from the state alone; re-applying it is harm
 
 States::
 
-    pending ─▶ progressing(step 0..n-1) ─▶ succeeded              (canary, bluegreen, direct)
-                    │  ▲                 ─▶ awaiting_decision ─▶ succeeded | kept_stable  (ab, shadow)
+    pending ─▶ progressing(step 0..n-1) ─▶ promoting ─▶ succeeded   (canary, bluegreen, direct)
+                    │  ▲                 ─▶ awaiting_decision ─▶ promoting | kept_stable  (ab, shadow)
                     ▼  │ resume
                   paused
     any live state ─▶ rolled_back   (failed analysis, critical alert, a person, or a
                                      later plan refused by the backend)
     first plan refused by the backend, or the stable-only plan refused ─▶ failed
+    promoting: the final plan applied; succeeded once the backend reports it served and
+    ready (``decide(..., served=Served(...))``), rolled back if not within 15 minutes
 
 The engine is split by concern: ``spec`` (what a deployment asks for, checked when built, and
 the limits on how hard it may make the workers work), ``evaluation`` (the verdict on one
@@ -46,7 +48,7 @@ strategy's stages and the plan each serves), ``engine`` (``decide``) and ``comma
 people do). Everything is importable from here.
 """
 
-from ops.rollout.commands import Command, apply_failed, command, extend
+from ops.rollout.commands import Command, apply_failed, command, extend, superseded
 from ops.rollout.engine import decide
 from ops.rollout.evaluation import Alert, Analysis, Evaluation, Measurement, Verdict, evaluate
 from ops.rollout.plans import CANDIDATE, STABLE, current_plan
@@ -62,12 +64,13 @@ from ops.rollout.spec import (
     Thresholds,
     limits_problem,
 )
-from ops.rollout.state import ENDED, Decision, Event, RolloutState, Status
+from ops.rollout.state import ENDED, Decision, Event, RolloutState, Served, Status
 
 __all__ = [
     "CANDIDATE", "DEFAULT_BAKE_SECONDS", "DEFAULT_CANARY_STEPS", "ENDED", "MAX_SECONDS",
     "STABLE", "Alert", "Analysis", "CanaryStep", "Command", "Decision", "Evaluation", "Event",
-    "Measurement", "RolloutError", "RolloutLimits", "RolloutSpec", "RolloutState", "Status",
+    "Measurement", "RolloutError", "RolloutLimits", "RolloutSpec", "RolloutState", "Served",
+    "Status",
     "Strategy", "Thresholds", "Verdict", "apply_failed", "command", "current_plan", "decide",
-    "evaluate", "extend", "limits_problem",
+    "evaluate", "extend", "limits_problem", "superseded",
 ]

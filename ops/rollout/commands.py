@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import StrEnum
 
-from ops.rollout.engine import _decision, _finish
+from ops.rollout.engine import _decision, _finish, _promote
 from ops.rollout.plans import _label
 from ops.rollout.spec import MAX_SECONDS, RolloutError, RolloutSpec, Strategy
 from ops.rollout.state import Decision, Event, RolloutState, Status
@@ -26,7 +26,7 @@ _ALLOWED = {
     Command.PROMOTE: {Status.PENDING, Status.PROGRESSING, Status.PAUSED,
                       Status.AWAITING_DECISION},
     Command.ROLLBACK: {Status.PENDING, Status.PROGRESSING, Status.PAUSED,
-                       Status.AWAITING_DECISION},
+                       Status.AWAITING_DECISION, Status.PROMOTING},
     Command.KEEP: {Status.PROGRESSING, Status.PAUSED, Status.AWAITING_DECISION},
 }
 _COMPARING = (Strategy.AB, Strategy.SHADOW)  # strategies that end on a person's decision
@@ -36,7 +36,8 @@ def command(spec: RolloutSpec, state: RolloutState, name: str | Command, now: fl
             actor: str = "") -> Decision:
     """Carry out a person's command, or raise ``RolloutError`` if the state forbids it.
 
-    Promote ends at once with the candidate alone (even skipping bluegreen's warm period);
+    Promote applies the candidate alone at once (even skipping bluegreen's warm period) and
+    succeeds once that plan is served;
     rollback ends with the stable alone; keep (ab/shadow, running or awaiting a decision:
     the comparison is settled in the stable's favour) ends with the stable alone as
     ``kept_stable``. Pause holds the current split; resume continues the
@@ -60,8 +61,9 @@ def command(spec: RolloutSpec, state: RolloutState, name: str | Command, now: fl
         return _decision(spec, state, new, Event.RESUMED,
                          f"resumed{by} at {_label(spec, state)}", wait=0.0)
     if cmd == Command.PROMOTE:
-        return _finish(spec, state, Status.SUCCEEDED, Event.PROMOTED,
-                       f"promoted{by}: the candidate serves all traffic, stable removed")
+        return _promote(spec, state, now, Event.PROMOTED,
+                        f"promoted{by}: the candidate takes all traffic, stable removed; "
+                        "succeeds once served")
     if cmd == Command.KEEP:
         return _finish(spec, state, Status.KEPT_STABLE, Event.KEPT_STABLE,
                        f"stable kept{by}: candidate removed")
@@ -128,3 +130,15 @@ def apply_failed(spec: RolloutSpec, state: RolloutState, detail: str) -> Decisio
                          f"could not start, {refused}; restoring the stable")
     return _finish(spec, state, Status.ROLLED_BACK, Event.ROLLED_BACK,
                    f"rolled back, {refused}")
+
+
+def superseded(spec: RolloutSpec, state: RolloutState, detail: str) -> Decision:
+    """The backend refused this rollout's plan as older than what the endpoint records
+    (``StalePlan``): someone moved the endpoint on. The rollout stops, ``failed``, and
+    applies nothing: any plan of its own would replace the newer one."""
+    if state.ended:
+        raise RolloutError(f"the rollout has already ended ({state.status})",
+                           code="rollout_ended")
+    return _decision(spec, state, replace(state, status=Status.FAILED), Event.FAILED,
+                     f"stopped: a newer plan serves the endpoint ({detail}); this rollout "
+                     "applies nothing more")

@@ -7,7 +7,13 @@ from dataclasses import replace
 from ops.rollout.evaluation import Analysis, Evaluation, Verdict, _number, evaluate
 from ops.rollout.plans import _label, _Stage, _stages, current_plan
 from ops.rollout.spec import RolloutError, RolloutSpec, Strategy
-from ops.rollout.state import Decision, Event, RolloutState, Status
+from ops.rollout.state import Decision, Event, RolloutState, Served, Status
+
+# How long a promoting rollout waits for the backend to serve its final plan (an image to
+# pull, replicas to start) before it restores the stable.
+SERVE_TIMEOUT_SECONDS = 900.0
+# How often a promoting rollout looks whether the final plan is served.
+SERVE_CHECK_SECONDS = 2.0
 
 
 def _decision(spec: RolloutSpec, old: RolloutState, new: RolloutState, event: Event,
@@ -32,6 +38,40 @@ def _finish(spec: RolloutSpec, state: RolloutState, status: Status, event: Event
     return _decision(spec, state, new, event, reason, evaluation)
 
 
+def _promote(spec: RolloutSpec, state: RolloutState, now: float, event: Event, reason: str,
+             evaluation: Evaluation | None = None) -> Decision:
+    """Emit the final plan (the candidate alone); the rollout succeeds once it is served."""
+    new = replace(state, status=Status.PROMOTING, generation=state.generation + 1,
+                  step_started_at=now, inconclusive=0, inconclusive_since=None)
+    return _decision(spec, state, new, event, reason, evaluation,
+                     wait=min(SERVE_CHECK_SECONDS, spec.check_interval_seconds))
+
+
+def _await_serving(spec: RolloutSpec, state: RolloutState, served: Served | None,
+                   now: float) -> Decision:
+    """Succeed once the backend serves the final plan and is ready; restore the stable if it
+    does not within ``SERVE_TIMEOUT_SECONDS``."""
+    detail = (served.detail if served and served.detail else "no answer") if not (
+        served and served.ready) else f"serving plan {served.generation}"
+    if served is not None and served.ready and served.generation == state.generation:
+        removed = ", stable removed" if spec.stable else ""
+        return _decision(spec, state, replace(state, status=Status.SUCCEEDED), Event.SUCCEEDED,
+                         f"the backend serves plan {state.generation}: the candidate takes all "
+                         f"traffic{removed}")
+    waited = now - (state.step_started_at if state.step_started_at is not None else now)
+    if waited >= SERVE_TIMEOUT_SECONDS:
+        why = (f"the backend did not serve the final plan {state.generation} within "
+               f"{SERVE_TIMEOUT_SECONDS:.0f} s ({detail})")
+        if spec.stable:
+            return _finish(spec, state, Status.ROLLED_BACK, Event.ROLLED_BACK,
+                           f"rolled back: {why}; the stable serves again")
+        return _decision(spec, state, replace(state, status=Status.FAILED), Event.FAILED,
+                         f"{why}; check the backend")
+    return _decision(spec, state, state, Event.WATCHING,
+                     f"waiting for the backend to serve plan {state.generation} ({detail})",
+                     wait=min(SERVE_CHECK_SECONDS, spec.check_interval_seconds))
+
+
 def _stage_wait(spec: RolloutSpec, stage: _Stage, elapsed: float) -> float:
     if stage.min_seconds is None:
         return spec.check_interval_seconds
@@ -49,8 +89,8 @@ def _stage_over(stage: _Stage, elapsed: float, analysis: Analysis) -> bool:
 def _start(spec: RolloutSpec, state: RolloutState, now: float) -> Decision:
     stages = _stages(spec)
     if not stages:
-        return _finish(spec, state, Status.SUCCEEDED, Event.SUCCEEDED,
-                       "direct: all traffic to the candidate at once")
+        return _promote(spec, state, now, Event.PROMOTING,
+                        "direct: all traffic to the candidate at once; succeeds once served")
     new = replace(state, status=Status.PROGRESSING, step=0, step_started_at=now,
                   generation=state.generation + 1)
     return _decision(spec, state, new, Event.STARTED,
@@ -73,9 +113,9 @@ def _advance(spec: RolloutSpec, state: RolloutState, now: float,
         return _decision(spec, state, new, Event.AWAITING_DECISION,
                          f"{passed} complete, verdict pass: awaiting a person's decision "
                          "(promote or keep)", evaluation, wait=spec.check_interval_seconds)
-    return _finish(spec, state, Status.SUCCEEDED, Event.SUCCEEDED,
-                   f"{passed} passed: the candidate serves all traffic, stable removed",
-                   evaluation)
+    return _promote(spec, state, now, Event.PROMOTING,
+                    f"{passed} passed: the candidate takes all traffic, stable removed; "
+                    "succeeds once served", evaluation)
 
 
 def _analysis_failed(spec: RolloutSpec, state: RolloutState,
@@ -118,20 +158,24 @@ def _still_inconclusive(spec: RolloutSpec, state: RolloutState, now: float,
 
 
 def decide(spec: RolloutSpec, state: RolloutState, analysis: Analysis | None,
-           now: float) -> Decision:
+           now: float, served: Served | None = None) -> Decision:
     """Decide the next move from the latest analysis (None counts as no data at all).
 
     A pending rollout starts (the analysis is ignored). Otherwise a critical alert, or a
     failed analysis reaching ``failure_limit``, rolls back from any live state; a paused
     rollout or one awaiting a decision only keeps watching; a progressing one bakes until
     its step's time (or A/B sample) is up, then advances on a pass and re-checks, then
-    pauses, while the analysis stays inconclusive.
+    pauses, while the analysis stays inconclusive. A promoting rollout (its final plan
+    applied) succeeds once ``served`` (what the backend observes) shows that plan served
+    and ready.
     """
     if state.ended:
         raise RolloutError(f"the rollout has already ended ({state.status})",
                            code="rollout_ended")
     if state.status == Status.PENDING:
         return _start(spec, state, now)
+    if state.status == Status.PROMOTING:
+        return _await_serving(spec, state, served, now)
     analysis = analysis or Analysis()
     evaluation = evaluate(analysis, spec.thresholds, spec.strategy)
     if evaluation.verdict == Verdict.FAIL:

@@ -34,11 +34,22 @@ class Analysis:
     """
 
     requests: float | None = None
-    error_rate: float | None = None  # 0..1
+    error_rate: float | None = None  # 0..1, server errors (5xx)
     p99_latency: float | None = None  # seconds
     stable_p99_latency: float | None = None
     disagreement_rate: float | None = None  # shadow
     alerts: tuple[Alert, ...] = ()
+    # What callers feel beyond 5xx: the share of requests refused (4xx), the candidate's
+    # against the stable's on the same traffic (or the stable's over the rollout so far when
+    # it has no traffic now: the 100 % step).
+    client_error_rate: float | None = None
+    stable_client_error_rate: float | None = None
+    # Predicted rows per class label (classifiers), the candidate's and the stable's.
+    predictions: dict | None = None
+    stable_predictions: dict | None = None
+    # The spread of predicted values (regressors: their standard deviation).
+    prediction_spread: float | None = None
+    stable_prediction_spread: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,46 +87,123 @@ def _number(value) -> float | None:
     return None if math.isnan(value) else value
 
 
-def evaluate(analysis: Analysis, thresholds: Thresholds, strategy: Strategy) -> Evaluation:
-    """Judge one analysis: fail beats inconclusive beats pass.
+def _latency(analysis: Analysis, thresholds: Thresholds, enough: bool) -> Measurement:
+    """The candidate's p99 against the stable's; without a stable figure (no traffic on
+    the stable and no earlier one to compare with), against ``min_p99_seconds`` and
+    ``max_p99_seconds``: a missing denominator never leaves the verdict open for ever."""
+    candidate, stable = _number(analysis.p99_latency), _number(analysis.stable_p99_latency)
+    fast = candidate is not None and candidate < thresholds.min_p99_seconds
+    note = f" (candidate {_seconds(candidate)} / stable {_seconds(stable)})"
+    if candidate is not None and not stable:
+        limit = thresholds.max_p99_seconds
+        if not enough:
+            return Measurement("p99_latency", candidate, limit, Verdict.INCONCLUSIVE,
+                               f"{_seconds(candidate)}, too few requests to judge")
+        if fast:
+            return Measurement("p99_latency", candidate, thresholds.min_p99_seconds,
+                               Verdict.PASS, f"{_seconds(candidate)} < "
+                               f"{thresholds.min_p99_seconds:g} s (no stable figure to compare)")
+        if limit is not None:
+            verdict = Verdict.PASS if candidate <= limit else Verdict.FAIL
+            return Measurement("p99_latency", candidate, limit, verdict,
+                               f"{_seconds(candidate)} {'<=' if verdict == Verdict.PASS else '>'}"
+                               f" {limit:g} s (no stable figure to compare)")
+    ratio = candidate / stable if candidate is not None and stable else None
+    excuse = f"the candidate's p99 is under {thresholds.min_p99_seconds:g} s" if fast else None
+    return _judge("p99_latency_ratio", ratio, thresholds.max_p99_ratio, enough, excuse, note)
 
-    Nothing is judged below ``min_requests`` (inconclusive), except a critical alert, which
-    fails at once. Disagreement is judged only for shadow rollouts.
-    """
-    requests = _number(analysis.requests)
-    enough = requests is not None and requests >= thresholds.min_requests
-    measurements = [Measurement(
-        "requests", requests, thresholds.min_requests,
-        Verdict.PASS if enough else Verdict.INCONCLUSIVE,
-        "no data" if requests is None
-        else f"{requests:g} {'>=' if enough else '<'} {thresholds.min_requests} needed")]
 
-    candidate_p99, stable_p99 = _number(analysis.p99_latency), _number(analysis.stable_p99_latency)
-    ratio = candidate_p99 / stable_p99 if candidate_p99 is not None and stable_p99 else None
-    # (metric, value, limit, why a value past the limit still passes, note)
-    fast = (f"the candidate's p99 is under {thresholds.min_p99_seconds:g} s"
-            if candidate_p99 is not None and candidate_p99 < thresholds.min_p99_seconds
-            else None)
-    checks = [("error_rate", _number(analysis.error_rate), thresholds.max_error_rate, None, ""),
-              ("p99_latency_ratio", ratio, thresholds.max_p99_ratio, fast,
-               f" (candidate {candidate_p99} s / stable {stable_p99} s)")]
-    if strategy == Strategy.SHADOW:
-        checks.append(("disagreement_rate", _number(analysis.disagreement_rate),
-                       thresholds.max_disagreement, None, ""))
-    for metric, value, limit, excuse, note in checks:
-        if value is None:
-            verdict, detail = Verdict.INCONCLUSIVE, "no data"
-        elif not enough:
-            verdict, detail = Verdict.INCONCLUSIVE, f"{value:.4g}, too few requests to judge"
-        elif value > limit and excuse:
-            verdict, detail = Verdict.PASS, f"{value:.4g} > {limit:g}, but {excuse}"
-        elif value > limit:
-            verdict, detail = Verdict.FAIL, f"{value:.4g} > {limit:g}"
-        else:
-            verdict, detail = Verdict.PASS, f"{value:.4g} <= {limit:g}"
-        measurements.append(Measurement(metric, value, limit, verdict, detail + note))
+def _seconds(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.3g} s"
 
-    critical = []
+
+def _judge(metric: str, value: float | None, limit: float, enough: bool,
+           excuse: str | None = None, note: str = "") -> Measurement:
+    """A value against an upper limit: fail past it, unless ``excuse`` says why not."""
+    if value is None:
+        verdict, detail = Verdict.INCONCLUSIVE, "no data"
+    elif not enough:
+        verdict, detail = Verdict.INCONCLUSIVE, f"{value:.4g}, too few requests to judge"
+    elif value > limit and excuse:
+        verdict, detail = Verdict.PASS, f"{value:.4g} > {limit:g}, but {excuse}"
+    elif value > limit:
+        verdict, detail = Verdict.FAIL, f"{value:.4g} > {limit:g}"
+    else:
+        verdict, detail = Verdict.PASS, f"{value:.4g} <= {limit:g}"
+    return Measurement(metric, value, limit, verdict, detail + note)
+
+
+def _client_errors(analysis: Analysis, thresholds: Thresholds,
+                   enough: bool) -> list[Measurement]:
+    """Requests the candidate refuses (4xx) beyond the share the stable refuses of the same
+    traffic: a candidate with another interface answers every caller 400, never 5xx."""
+    candidate = _number(analysis.client_error_rate)
+    if candidate is None:
+        return []  # not measured by this source (a shadow, CloudWatch without 4xx)
+    stable = _number(analysis.stable_client_error_rate)
+    excess = candidate - (stable or 0.0)
+    against = (f"the stable refused {stable:.1%}" if stable is not None
+               else "no stable figure: judged against 0")
+    measurement = _judge("client_error_excess", excess, thresholds.max_client_error_excess,
+                         enough, note=f" (the candidate refused {candidate:.1%}; {against})")
+    return [measurement]
+
+
+def _shares(counts: dict | None) -> dict[str, float]:
+    counts = {str(k): float(v) for k, v in (counts or {}).items()
+              if v is not None and math.isfinite(float(v)) and float(v) > 0}
+    total = sum(counts.values())
+    return {k: v / total for k, v in counts.items()} if total else {}
+
+
+def _describe(shares: dict[str, float]) -> str:
+    top = sorted(shares.items(), key=lambda kv: -kv[1])[:4]
+    return ", ".join(f"{label!r} {share:.0%}" for label, share in top)
+
+
+def _predictions(analysis: Analysis, thresholds: Thresholds,
+                 enough: bool) -> list[Measurement]:
+    """The candidate's predicted classes against the stable's on the same traffic (total
+    variation distance: the share of rows that would have to change class); a candidate
+    answering one class only where the stable answers several fails whatever the distance."""
+    candidate, stable = _shares(analysis.predictions), _shares(analysis.stable_predictions)
+    if not candidate or not stable:
+        return []
+    shift = 0.5 * sum(abs(candidate.get(k, 0.0) - stable.get(k, 0.0))
+                      for k in set(candidate) | set(stable))
+    note = f" (candidate {_describe(candidate)}; stable {_describe(stable)})"
+    collapsed = max(candidate.values()) >= 0.99 and max(stable.values()) <= 0.95
+    limit = thresholds.max_prediction_shift
+    if enough and collapsed:
+        return [Measurement("prediction_shift", shift, limit, Verdict.FAIL,
+                            f"the candidate predicts one class only{note}")]
+    if limit is None:
+        verdict = Verdict.PASS if enough else Verdict.INCONCLUSIVE
+        return [Measurement("prediction_shift", shift, None, verdict,
+                            f"{shift:.4g}, not judged (no max_prediction_shift){note}")]
+    return [_judge("prediction_shift", shift, limit, enough, note=note)]
+
+
+def _spread(analysis: Analysis, thresholds: Thresholds, enough: bool) -> list[Measurement]:
+    """A regressor's spread of predicted values against the stable's: a constant output
+    (spread near 0) fails."""
+    candidate = _number(analysis.prediction_spread)
+    stable = _number(analysis.stable_prediction_spread)
+    if candidate is None or not stable:
+        return []
+    ratio = candidate / stable
+    note = f" (standard deviation: candidate {candidate:.4g}, stable {stable:.4g})"
+    if not enough:
+        return [Measurement("prediction_spread_ratio", ratio, thresholds.min_spread_ratio,
+                            Verdict.INCONCLUSIVE, f"{ratio:.4g}, too few requests to judge")]
+    verdict = Verdict.PASS if ratio >= thresholds.min_spread_ratio else Verdict.FAIL
+    sign = ">=" if verdict == Verdict.PASS else "<"
+    return [Measurement("prediction_spread_ratio", ratio, thresholds.min_spread_ratio, verdict,
+                        f"{ratio:.4g} {sign} {thresholds.min_spread_ratio:g}{note}")]
+
+
+def _alerts(analysis: Analysis) -> tuple[list[Measurement], list[str]]:
+    measurements, critical = [], []
     for alert in analysis.alerts:
         values = ", ".join(f"{k}={v}" for k, v in sorted(alert.values.items()))
         if alert.severity.lower() == "critical":
@@ -126,7 +214,36 @@ def evaluate(analysis: Analysis, thresholds: Thresholds, strategy: Strategy) -> 
             measurements.append(Measurement(f"alert:{alert.name}", None, None, Verdict.PASS,
                                             f"{alert.severity} alert firing, not gating {values}"
                                             .strip()))
+    return measurements, critical
 
+
+def evaluate(analysis: Analysis, thresholds: Thresholds, strategy: Strategy) -> Evaluation:
+    """Judge one analysis: fail beats inconclusive beats pass.
+
+    Nothing is judged below ``min_requests`` (inconclusive), except a critical alert, which
+    fails at once. Disagreement is judged only for shadow rollouts. Beyond 5xx and latency,
+    a candidate fails on what its callers feel: requests it refuses that the stable accepts,
+    and predictions collapsed against the stable's.
+    """
+    requests = _number(analysis.requests)
+    enough = requests is not None and requests >= thresholds.min_requests
+    measurements = [Measurement(
+        "requests", requests, thresholds.min_requests,
+        Verdict.PASS if enough else Verdict.INCONCLUSIVE,
+        "no data" if requests is None
+        else f"{requests:g} {'>=' if enough else '<'} {thresholds.min_requests} needed")]
+    measurements.append(_judge("error_rate", _number(analysis.error_rate),
+                               thresholds.max_error_rate, enough))
+    measurements.append(_latency(analysis, thresholds, enough))
+    if strategy == Strategy.SHADOW:
+        measurements.append(_judge("disagreement_rate", _number(analysis.disagreement_rate),
+                                   thresholds.max_disagreement, enough))
+    else:  # a shadow answers nobody: what its callers feel is the disagreement
+        measurements += _client_errors(analysis, thresholds, enough)
+        measurements += _predictions(analysis, thresholds, enough)
+        measurements += _spread(analysis, thresholds, enough)
+    alerts, critical = _alerts(analysis)
+    measurements += alerts
     verdicts = {m.verdict for m in measurements}
     overall = next(v for v in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.PASS)
                    if v in verdicts)

@@ -64,7 +64,7 @@ def current_plan(spec: RolloutSpec, state: RolloutState) -> ServingPlan | None:
     """
     if state.generation == state.base_generation:
         return None
-    if state.status == Status.SUCCEEDED:
+    if state.status in (Status.PROMOTING, Status.SUCCEEDED):
         return _plan(spec, state.generation, None, 1.0)
     if state.status in (Status.ROLLED_BACK, Status.KEPT_STABLE, Status.FAILED):
         return _plan(spec, state.generation, 1.0, None) if spec.stable else None
@@ -75,6 +75,6 @@ def current_plan(spec: RolloutSpec, state: RolloutState) -> ServingPlan | None:
 
 def _label(spec: RolloutSpec, state: RolloutState) -> str:
     stages = _stages(spec)
-    if state.status == Status.PENDING or state.step >= len(stages):
+    if state.status in (Status.PENDING, Status.PROMOTING) or state.step >= len(stages):
         return str(state.status)
     return stages[state.step].label

@@ -3,15 +3,20 @@ the limits on how hard an accepted spec may make the workers work (``limits_prob
 
 from __future__ import annotations
 
+import json
 import math
+import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import StrEnum
 
 from ops.exceptions import DetailedError, PermanentError
 from ops.plan import Variant
 
 DEFAULT_BAKE_SECONDS = 60.0
+# The least traffic an analysis reads (the orchestrator's window: the check interval, at
+# least this, at most an hour); a step baking less is judged on the step before's traffic.
+MIN_ANALYSIS_WINDOW_SECONDS = 30.0
 
 
 class RolloutError(DetailedError, PermanentError):
@@ -39,6 +44,12 @@ class Strategy(StrEnum):
         """How people read the strategy."""
         return STRATEGY_LABELS[self]
 
+
+#: Strategies that send the candidate callers' live requests while the stable still serves
+#: them: a candidate whose inputs differ would fail those requests (canary, A/B) or be judged
+#: on requests it cannot answer (shadow), so a breaking interface change goes out directly or
+#: by blue/green.
+GRADUAL_STRATEGIES = frozenset({Strategy.CANARY, Strategy.AB, Strategy.SHADOW})
 
 STRATEGY_LABELS = {
     Strategy.DIRECT: "Direct (all traffic at once)",
@@ -75,11 +86,26 @@ class Thresholds:
     max_disagreement: float = 0.05  # shadow only: share of answers differing from stable
     min_requests: int = 100
     min_p99_seconds: float = 0.25
+    # The candidate's share of refused requests (4xx) minus the stable's on the same traffic.
+    max_client_error_excess: float = 0.01
+    # Classifiers: the share of rows whose predicted class would have to change to turn the
+    # candidate's class mix into the stable's (total variation distance, 0..1). None: shown,
+    # not judged (a better model may well change the mix); a candidate predicting one class
+    # only where the stable predicts several fails whatever this says.
+    max_prediction_shift: float | None = None
+    # Regressors: the candidate's spread of predictions (standard deviation) / the stable's.
+    min_spread_ratio: float = 0.25
+    # Where no stable latency exists to compare with: the candidate's p99 limit in seconds
+    # (None: such an analysis is judged on min_p99_seconds alone, else inconclusive).
+    max_p99_seconds: float | None = None
 
     def __post_init__(self):
         for name in ("max_error_rate", "max_p99_ratio", "max_disagreement", "min_requests",
-                     "min_p99_seconds"):
+                     "min_p99_seconds", "max_client_error_excess", "max_prediction_shift",
+                     "min_spread_ratio", "max_p99_seconds"):
             value = getattr(self, name)
+            if value is None and name in ("max_p99_seconds", "max_prediction_shift"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not math.isfinite(value) or value < 0:
                 raise RolloutError(f"thresholds.{name} must be a number of at least 0, "
@@ -177,9 +203,10 @@ _SPEC_CHECKS = (
            "traffic would wait forever"),
     _Check(lambda s: not _weights(s) or _weights(s)[-1] != 1.0,
            "canary steps must end with weight 1.0", _CANARY),
-    _Check(lambda s: any(w <= 0 for w in _weights(s)) or _weights(s) != sorted(set(_weights(s))),
-           lambda s: f"canary weights must be positive and strictly increasing: {_weights(s)}",
-           _CANARY),
+    _Check(lambda s: any(not 0 < w <= 1 for w in _weights(s))
+           or _weights(s) != sorted(set(_weights(s))),
+           lambda s: "canary weights must be strictly increasing, each above 0 and at most 1: "
+                     f"{_weights(s)}", _CANARY),
     _Check(lambda s: any(step.bake_seconds < 0 for step in s.steps),
            "bake times cannot be negative", _CANARY),
     _Check(lambda s: s.duration_seconds is None and s.sample_size is None,
@@ -216,12 +243,14 @@ class RolloutLimits:
     Every wait the engine returns is then at least ``min_check_interval_seconds``, except
     at a step change (bounded by ``max_steps``), and at most ``max_check_interval_seconds``
     (below the broker's redelivery timeout, so a countdown is never delivered twice).
-    A step's bake is 0 (advance on the first passing check) or at least one interval, so
-    that a step is watched at least once before it ends."""
+    Each canary step bakes at least what one analysis reads (``min_bake_seconds``, the
+    shortest window, or one check interval when longer), so that it is judged on its own
+    traffic: a bake of 0 advanced on the first passing check, judged on the step before's."""
 
     min_check_interval_seconds: float = 5.0
     max_check_interval_seconds: float = 300.0
     max_steps: int = 20
+    min_bake_seconds: float = MIN_ANALYSIS_WINDOW_SECONDS
     max_inconclusive_checks: int = 1000
     max_failure_limit: int = 100
     max_seconds: float = MAX_SECONDS
@@ -245,13 +274,8 @@ def limits_problem(spec: RolloutSpec, limits: RolloutLimits = RolloutLimits()) -
     if not limits.min_check_interval_seconds <= interval <= limits.max_check_interval_seconds:
         return (f"check_interval_seconds must be between {limits.min_check_interval_seconds:g}"
                 f" and {limits.max_check_interval_seconds:g}, not {interval:g}")
-    if spec.strategy == Strategy.CANARY:
-        if len(spec.steps) > limits.max_steps:
-            return f"a canary has at most {limits.max_steps} steps, not {len(spec.steps)}"
-        for i, step in enumerate(spec.steps, 1):
-            if 0 < step.bake_seconds < interval:
-                return (f"step {i} bakes {step.bake_seconds:g} s, less than one check "
-                        f"interval ({interval:g} s): bake 0 or at least the interval")
+    if spec.strategy == Strategy.CANARY and (problem := _canary_problem(spec, limits)):
+        return problem
     if spec.max_inconclusive_checks is not None \
             and spec.max_inconclusive_checks > limits.max_inconclusive_checks:
         return (f"max_inconclusive_checks is at most {limits.max_inconclusive_checks}, not "
@@ -259,3 +283,123 @@ def limits_problem(spec: RolloutSpec, limits: RolloutLimits = RolloutLimits()) -
     if spec.failure_limit > limits.max_failure_limit:
         return f"failure_limit is at most {limits.max_failure_limit}, not {spec.failure_limit}"
     return None
+
+
+def _canary_problem(spec: RolloutSpec, limits: RolloutLimits) -> str | None:
+    """At most ``max_steps`` steps, each baking at least what one analysis reads."""
+    if len(spec.steps) > limits.max_steps:
+        return f"a canary has at most {limits.max_steps} steps, not {len(spec.steps)}"
+    least = max(spec.check_interval_seconds, limits.min_bake_seconds)
+    for i, step in enumerate(spec.steps, 1):
+        if step.bake_seconds < least:
+            return (f"step {i} bakes {step.bake_seconds:g} s, less than the {least:g} s one "
+                    f"analysis reads (one check interval, at least {limits.min_bake_seconds:g}"
+                    " s): it would be judged on the traffic of the step before")
+    return None
+
+
+# A release request's parameters -----------------------------------------------------------
+
+#: Fields of ``RolloutSpec`` the portal fills in; every other field is a parameter.
+_FILLED_IN = frozenset({"strategy", "endpoint", "candidate", "stable"})
+
+
+class ParameterError(RolloutError):
+    """A strategy parameter is unknown or not of its kind; ``path`` names it
+    (``steps[1].weight``), relative to the parameters' object."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, path: str, detail: str, code: str | None = None):
+        super().__init__(detail, code=code)
+        self.path = path
+
+
+def parse_parameters(params, also: frozenset[str] = frozenset()) -> dict:
+    """``RolloutSpec`` keyword arguments from a release request's JSON strategy parameters.
+
+    The names accepted are the fields of ``RolloutSpec``, ``CanaryStep`` and ``Thresholds``
+    themselves, so a field added to one is a parameter at once, plus ``also`` (the portal's
+    own, an A/B test's ``outcome``), which are left out of the result. Unknown names, values
+    of the wrong kind and missing step weights raise ``ParameterError`` naming the path;
+    whether the values make a rollout is for the spec (built from the result) and
+    ``limits_problem`` to say. A step may be written ``[weight, bake_seconds]``."""
+    if not isinstance(params, dict):
+        raise ParameterError("", "strategy parameters must be a JSON object")
+    spec_fields = [f.name for f in fields(RolloutSpec) if f.name not in _FILLED_IN]
+    _refuse_unknown(params, [*spec_fields, *also], "")
+    parsed = {}
+    for name, value in params.items():
+        if name == "steps":
+            parsed[name] = _steps(value)
+        elif name == "thresholds":
+            parsed[name] = _build(Thresholds, value, "thresholds")
+        elif name not in also:
+            parsed[name] = _number(RolloutSpec, name, value, name)
+    return parsed
+
+
+def _refuse_unknown(values: dict, known: list[str], path: str) -> None:
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        where = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ParameterError(where, f"unknown parameter {where}; valid here: "
+                                    f"{', '.join(sorted(known))}", code="unknown_parameter")
+
+
+def _steps(value) -> tuple[CanaryStep, ...]:
+    if not isinstance(value, list) or not value:
+        raise ParameterError("steps", 'steps must be a non-empty list of steps, each '
+                                      '{"weight": 0.25, "bake_seconds": 60}')
+    steps = []
+    for i, step in enumerate(value):
+        if isinstance(step, list) and 1 <= len(step) <= 2:
+            step = dict(zip(("weight", "bake_seconds"), step, strict=False))
+        steps.append(_build(CanaryStep, step, f"steps[{i}]"))
+    return tuple(steps)
+
+
+def _build(cls, values, path: str):
+    """``cls`` (a dataclass of numbers) from a JSON object, every name and number checked."""
+    if not isinstance(values, dict):
+        raise ParameterError(path, f"{path} must be an object of "
+                                   f"{', '.join(f.name for f in fields(cls))}")
+    _refuse_unknown(values, [f.name for f in fields(cls)], path)
+    for f in fields(cls):
+        if f.name not in values and f.default is MISSING and f.default_factory is MISSING:
+            raise ParameterError(f"{path}.{f.name}", f"{path}.{f.name} is required")
+    numbers = {name: _number(cls, name, value, f"{path}.{name}")
+               for name, value in values.items()}
+    try:
+        return cls(**numbers)
+    except RolloutError as e:  # the class's own check (thresholds at least 0)
+        raise ParameterError(path, e.detail) from e
+
+
+def _number(cls, name: str, value, path: str):
+    """``value`` if it is what field ``name`` of ``cls`` takes: a finite number, a whole
+    one for an ``int`` field, or null where the field may be None."""
+    hint = typing.get_type_hints(cls)[name]
+    kinds = typing.get_args(hint) or (hint,)
+    whole = int in kinds and float not in kinds
+    if value is None and type(None) in kinds:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+        kind = "a whole number" if whole else "a number"
+        nullable = " or null" if type(None) in kinds else ""
+        raise ParameterError(path, f"{path} must be {kind}{nullable}, not {_shown(value)}")
+    if whole and not float(value).is_integer():
+        raise ParameterError(path, f"{path} must be a whole number, not {value:g}")
+    return int(value) if whole else value
+
+
+def _shown(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past a float's range
+        return False

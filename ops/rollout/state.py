@@ -16,6 +16,9 @@ class Status(StrEnum):
     PROGRESSING = "progressing"
     PAUSED = "paused"
     AWAITING_DECISION = "awaiting_decision"
+    # The final plan (the candidate alone) is applied; succeeded once the backend reports it
+    # served and ready, so "succeeded" never precedes what callers get.
+    PROMOTING = "promoting"
     SUCCEEDED = "succeeded"
     ROLLED_BACK = "rolled_back"
     KEPT_STABLE = "kept_stable"
@@ -38,6 +41,7 @@ class Event(StrEnum):
     WATCHING = "watching"  # paused or awaiting a decision: still watching for failures
     AWAITING_DECISION = "awaiting_decision"
     EXTENDED = "extended"
+    PROMOTING = "promoting"  # the final plan applied, its serving awaited
     SUCCEEDED = "succeeded"
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
@@ -85,6 +89,16 @@ class RolloutState:
             return cls(**{**data, "status": Status(data["status"])})
         except (KeyError, TypeError, ValueError) as e:
             raise RolloutError(f"malformed rollout state: {e}", code="invalid_state") from e
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the backend reports for the endpoint: the plan generation it serves, whether it
+    is ready, and what it says (``ObservedState.detail``)."""
+
+    generation: int | None
+    ready: bool
+    detail: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ the plan's weights) or one variant's name (that variant only).
 
 Every error is ``{"error": detail, "code": code}`` and is counted: 4xx for what the client sent,
 503 for "overloaded" and "not_ready", 500 ``predict_failed`` when the model raises on rows its
-schema accepts (the version's fault, so canary analysis sees it), and 500 ``internal`` for an
-unexpected exception, which is logged and never stops the server.
+schema accepts and 500 ``nonfinite_prediction`` when it answers NaN or infinity for them (the
+version's fault, so canary analysis sees it), and 500 ``internal`` for an unexpected exception,
+which is logged and never stops the server. Every inference answer, errors included, says which
+plan generation, variant and version answered (``ops.serving.answers``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,20 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
 from ops.artifacts import CLASSIFICATION
+from ops.serving.answers import (
+    JSON,
+    NUMPY_JSON,
+    Attribution,
+    error_body,
+    infer_answer,
+    invocation_answer,
+)
 from ops.serving.exceptions import (
     BadInput,
     NotFound,
@@ -49,15 +60,24 @@ log = logging.getLogger("ops.serving")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_SHADOW_TOLERANCE = 1e-2  # relative: regressors "agree" within 1 %
-JSON = b"application/json"
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
-NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY
 
 Send = Callable[[dict], Awaitable[None]]
 
 
 class ClientGone(Exception):
     """The client disconnected before its body arrived; nobody is left to answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """An inference request as read, before a variant parses its rows."""
+
+    headers: dict
+    body: bytes
+    document: object  # the decoded JSON (None for CSV)
+    csv: bool
+    sagemaker: bool
 
 
 class ModelServer:
@@ -96,13 +116,15 @@ class ModelServer:
                 await self._route(scope, receive, send, method, path)
         except RequestError as e:
             self._count_error(NO_VARIANT, e.status, e.code)
-            await self._error(send, e.status, e.code, e.detail)
+            await self._error(send, e.status, e.code, e.detail,
+                              Attribution.of(self.manager.state))
         except ClientGone:
             return
         except Exception as e:  # noqa: BLE001 - answer 500, keep serving
             log.exception("unexpected error on %s %s", method, path)
             self._count_error(NO_VARIANT, 500, "internal")
-            await self._error(send, 500, "internal", f"internal error: {type(e).__name__}")
+            await self._error(send, 500, "internal", f"internal error: {type(e).__name__}",
+                              Attribution.of(self.manager.state))
 
     async def _model_route(self, scope: dict, receive, send: Send, method: str,
                            path: str) -> None:
@@ -154,46 +176,70 @@ class ModelServer:
         state = self.manager.state  # read once: this request stays on this plan's models
         variant: LoadedVariant | None = None
         try:
-            if state is None:
-                raise NotReady(self._not_ready_detail())
-            explicit = None if sagemaker else self._target(state, name, version)
-            headers = _headers(scope)
-            body = await self._read_body(receive, headers)
-            csv = sagemaker and invocation_media(headers.get(b"content-type", "")) == "csv"
-            document = None if csv else decode_json(body)
-            unit_id = headers.get(b"x-unit-id") or _custom_unit_id(headers) \
-                or unit_id_of(document)
-            variant = explicit or state.live_variant(unit_id)
-            parsed = _parse(variant, document, body, csv, sagemaker)
-            _check_outputs(parsed.outputs, variant)
-            rows = parsed.rows
-            prediction: Prediction = await variant.batcher.submit(rows, len(rows))
-            base, ids = new_prediction_ids(variant.name, state.plan.generation, len(rows),
-                                           signer=self.signer)
-            if sagemaker:
-                content_type, payload = self._invocation_answer(variant, prediction, ids,
-                                                                headers.get(b"accept", ""))
-            else:
-                content_type = JSON
-                payload = orjson.dumps(
-                    self._infer_answer(name, variant, prediction, parsed, base, ids,
-                                       state.plan.generation), option=NUMPY_JSON)
-            await _send(send, 200, payload, content_type, [
-                (b"x-variant", variant.name.encode()),
-                (b"x-prediction-id", base.encode()),
-                (b"x-plan-generation", str(state.plan.generation).encode()),
-            ])
-            ok, latency = self.metrics.bound(state.plan.endpoint, variant.name)
-            ok.inc()
-            latency.observe(time.perf_counter() - started)
-            shadow = state.shadow
-            if shadow is not None and shadow is not variant:
-                self._spawn(self._shadow(state, shadow, variant, parsed, document, body, csv,
-                                         sagemaker, prediction))
-        except RequestError as e:
-            label = variant.name if variant is not None else NO_VARIANT
-            self._count_error(label, e.status, e.code, started)
-            await self._error(send, e.status, e.code, e.detail)
+            incoming, variant = await self._choose(state, scope, receive, name, version,
+                                                   sagemaker)
+            parsed, prediction, (content_type, payload, base) = await self._predict(
+                state, variant, incoming, name)
+        except ClientGone:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure is answered, then counted
+            await self._infer_failed(send, e, state, variant, started)
+            return
+        await _send(send, 200, payload, content_type, [
+            *Attribution.of(state, variant).headers(), (b"x-prediction-id", base.encode())])
+        ok, latency = self.metrics.bound(state.plan.endpoint, variant.name)
+        ok.inc()
+        latency.observe(time.perf_counter() - started)
+        shadow = state.shadow
+        if shadow is not None and shadow is not variant:
+            self._spawn(self._shadow(state, shadow, variant, parsed, incoming, prediction))
+
+    async def _choose(self, state: ServingState | None, scope: dict, receive,
+                      name: str | None, version: str | None,
+                      sagemaker: bool) -> tuple[Incoming, LoadedVariant]:
+        """Read the request and choose the variant that answers it."""
+        if state is None:
+            raise NotReady(self._not_ready_detail())
+        explicit = None if sagemaker else self._target(state, name, version)
+        headers = _headers(scope)
+        body = await self._read_body(receive, headers)
+        csv = sagemaker and invocation_media(headers.get(b"content-type", "")) == "csv"
+        document = None if csv else decode_json(body)
+        unit_id = headers.get(b"x-unit-id") or _custom_unit_id(headers) or unit_id_of(document)
+        variant = explicit or state.live_variant(unit_id)
+        return Incoming(headers, body, document, csv, sagemaker), variant
+
+    async def _predict(self, state: ServingState, variant: LoadedVariant, incoming: Incoming,
+                       name: str | None) -> tuple[ParsedRequest, Prediction, tuple]:
+        """The variant's prediction and the answer's (content type, body, prediction id)."""
+        parsed = _parse(variant, incoming)
+        _check_outputs(parsed.outputs, variant)
+        rows = parsed.rows
+        prediction: Prediction = await variant.batcher.submit(rows, len(rows))
+        generation = state.plan.generation
+        base, ids = new_prediction_ids(variant.name, generation, len(rows), signer=self.signer)
+        if incoming.sagemaker:
+            content_type, payload = invocation_answer(variant, prediction, ids,
+                                                      incoming.headers.get(b"accept", ""))
+        else:
+            content_type = JSON
+            payload = orjson.dumps(
+                infer_answer(name, variant, prediction, parsed, base, ids, generation),
+                option=NUMPY_JSON)
+        return parsed, prediction, (content_type, payload, base)
+
+    async def _infer_failed(self, send: Send, error: Exception, state: ServingState | None,
+                            variant: LoadedVariant | None, started: float) -> None:
+        """Answer and count a failed inference request against the variant, if one was
+        chosen; called while ``error`` is being handled."""
+        if isinstance(error, RequestError):
+            status, code, detail = error.status, error.code, error.detail
+        else:
+            log.exception("unexpected error while answering an inference request")
+            status, code, detail = 500, "internal", f"internal error: {type(error).__name__}"
+        self._count_error(variant.name if variant is not None else NO_VARIANT, status, code,
+                          started)
+        await self._error(send, status, code, detail, Attribution.of(state, variant))
 
     def _target(self, state: ServingState, name: str, version: str | None):
         """The explicitly named variant, or ``None`` to route by weight."""
@@ -209,9 +255,9 @@ class ModelServer:
         else:
             raise NotFound(f"no model named {name!r}: this server serves endpoint {endpoint!r} "
                            f"(variants: {', '.join(state.variants)})", code="model_not_found")
-        for candidate in candidates:
-            if str(candidate.spec.version_id) == version:
-                return candidate
+        found = _by_version(candidates, version)
+        if found is not None:
+            return found
         raise NotFound(f"model {name!r} has no version {version!r} in the plan in use",
                        code="model_not_found")
 
@@ -237,44 +283,12 @@ class ModelServer:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def _infer_answer(self, name, variant, prediction, parsed, base, ids, generation) -> dict:
-        rows = len(ids)
-        wanted = parsed.outputs
-        outputs = []
-        if wanted is None or "predict" in wanted:
-            outputs.append({"name": "predict", "shape": [rows],
-                            "datatype": variant.labels_datatype,
-                            "data": _labels(prediction.labels)})
-        if prediction.proba is not None and (wanted is None or "predict_proba" in wanted):
-            proba = prediction.proba
-            outputs.append({"name": "predict_proba", "shape": list(proba.shape),
-                            "datatype": "FP64", "data": proba.ravel(),
-                            "parameters": {"classes": variant.class_labels}})
-        return {
-            "model_name": name,
-            "model_version": str(variant.spec.version_id),
-            "id": parsed.request_id or base,
-            "outputs": outputs,
-            "parameters": {"variant": variant.name, "generation": generation,
-                           "prediction_ids": ids},
-        }
-
-    def _invocation_answer(self, variant, prediction, ids, accept) -> tuple[bytes, bytes]:
-        if "text/csv" in accept:
-            lines = [str(v) for v in _labels_list(prediction.labels)]
-            return b"text/csv", ("\n".join(lines) + "\n").encode()
-        answer = {"predictions": _labels(prediction.labels), "variant": variant.name,
-                  "model_version": str(variant.spec.version_id), "prediction_ids": ids}
-        if prediction.proba is not None:
-            answer["probabilities"] = prediction.proba
-            answer["classes"] = variant.class_labels
-        return JSON, orjson.dumps(answer, option=NUMPY_JSON)
-
     # -- shadow -----------------------------------------------------------------------------
 
     async def _shadow(self, state: ServingState, shadow: LoadedVariant, live: LoadedVariant,
-                      parsed: ParsedRequest, document, body: bytes, csv: bool,
-                      sagemaker: bool, answer: Prediction) -> None:
+                      parsed: ParsedRequest, incoming: Incoming, answer: Prediction) -> None:
+        """Ask the shadow the same; count its agreement with the live answer per row, or one
+        ``error`` when it fails (a NaN or an infinity included) or ``dropped`` when full."""
         endpoint = state.plan.endpoint
         counter = self.metrics.shadow
         started = time.perf_counter()
@@ -282,7 +296,7 @@ class ModelServer:
             if shadow.inputs.names == live.inputs.names:
                 rows = parsed.rows
             else:  # the shadow reads another schema: parse the same body its way
-                rows = _parse(shadow, document, body, csv, sagemaker).rows
+                rows = _parse(shadow, incoming).rows
             result: Prediction = await shadow.batcher.submit(rows, len(rows))
         except Overloaded:
             counter.labels(endpoint, shadow.name, "dropped").inc()
@@ -352,10 +366,10 @@ class ModelServer:
         if target is None:
             # The endpoint: inputs of its main (highest-weight) variant.
             main = state.variants[max(shares, key=shares.get)]
-            versions = sorted({str(state.variants[n].spec.version_id) for n in shares})
+            versions = [str(v) for v in sorted({state.variants[n].spec.version for n in shares})]
         else:
             main = target
-            versions = [str(target.spec.version_id)]
+            versions = [str(target.spec.version)]
         inputs = [{"name": f.name, "datatype": "FP64" if f.numeric else "BYTES", "shape": [-1],
                    "parameters": {"type": f.type, "nullable": f.nullable}}
                   for f in main.inputs.features]
@@ -402,8 +416,10 @@ class ModelServer:
     async def _json(self, send: Send, status: int, document: dict) -> None:
         await _send(send, status, orjson.dumps(document, option=NUMPY_JSON), JSON)
 
-    async def _error(self, send: Send, status: int, code: str, detail: str) -> None:
-        await _send(send, status, orjson.dumps({"error": detail, "code": code}), JSON)
+    async def _error(self, send: Send, status: int, code: str, detail: str,
+                     attribution: Attribution) -> None:
+        await _send(send, status, error_body(code, detail, attribution), JSON,
+                    attribution.headers())
 
     async def _lifespan(self, receive, send: Send) -> None:
         while True:
@@ -421,13 +437,24 @@ class ModelServer:
                 return
 
 
-def _parse(variant: LoadedVariant, document, body: bytes, csv: bool,
-           sagemaker: bool) -> ParsedRequest:
-    if csv:
-        return ParsedRequest(rows=rows_from_csv(body, variant.inputs))
-    if sagemaker:
-        return parse_invocation_document(document, variant.inputs)
-    return parse_infer(document, variant.inputs)
+def _parse(variant: LoadedVariant, incoming: Incoming) -> ParsedRequest:
+    if incoming.csv:
+        return ParsedRequest(rows=rows_from_csv(incoming.body, variant.inputs))
+    if incoming.sagemaker:
+        return parse_invocation_document(incoming.document, variant.inputs)
+    return parse_infer(incoming.document, variant.inputs)
+
+
+def _by_version(candidates: list[LoadedVariant], version: str) -> LoadedVariant | None:
+    """The candidate serving ``version``: its number (as answers report it), else its
+    registry id (as servers reported before plans carried numbers)."""
+    for candidate in candidates:
+        if str(candidate.spec.version) == version:
+            return candidate
+    for candidate in candidates:
+        if str(candidate.spec.version_id) == version:
+            return candidate
+    return None
 
 
 def _check_outputs(wanted: tuple[str, ...] | None, variant: LoadedVariant) -> None:
@@ -468,14 +495,6 @@ def _custom_unit_id(headers: dict) -> str | None:
 def _require(method: str, expected: str) -> None:
     if method != expected:
         raise RequestError(f"use {expected} here", code="method_not_allowed", status=405)
-
-
-def _labels(labels: np.ndarray):
-    return labels if labels.dtype.kind in "biuf" else _labels_list(labels)
-
-
-def _labels_list(labels: np.ndarray) -> list:
-    return [v.item() if isinstance(v, np.generic) else v for v in labels.tolist()]
 
 
 async def _send(send: Send, status: int, body: bytes, content_type: bytes,

@@ -83,6 +83,11 @@ class ValueHistogram:
         self.upper_bounds = np.unique(np.asarray(edges, dtype=float))
         self._counts = np.zeros(len(self.upper_bounds) + 1, dtype=np.int64)  # last is +Inf
         self._sum = 0.0
+        # Running sums of the positive values, of the negatives' magnitudes and of the
+        # squares: counters that never go down, for the spread of predictions.
+        self._positive = 0.0
+        self._negative = 0.0
+        self._squares = 0.0
         self._lock = threading.Lock()
 
     def add(self, values: np.ndarray) -> None:
@@ -94,6 +99,15 @@ class ValueHistogram:
         with self._lock:
             self._counts += counts
             self._sum += float(values.sum())
+            self._positive += float(values[values > 0].sum())
+            self._negative -= float(values[values < 0].sum())
+            self._squares += float(np.square(values).sum())
+
+    def moments(self) -> dict[str, float]:
+        """``{"positive", "negative", "squares"}``: the running sums behind the spread."""
+        with self._lock:
+            return {"positive": self._positive, "negative": self._negative,
+                    "squares": self._squares}
 
     def snapshot(self) -> tuple[list[tuple[str, int]], float]:
         with self._lock:

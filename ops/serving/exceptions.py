@@ -55,6 +55,16 @@ class PredictFailed(RequestError):
     code = "predict_failed"
 
 
+class NonFinitePrediction(PredictFailed):
+    """The model answered NaN or infinity for some of the request's rows.
+
+    JSON has no such numbers (they would reach the caller as ``null``, or as a number no
+    consumer expects), so the request fails like any other model failure: 500, counted as a
+    5xx for the variant, which canary analysis sees."""
+
+    code = "nonfinite_prediction"
+
+
 class Overloaded(RequestError, TransientError):
     """The variant's queue is full: answered at once rather than queued behind a backlog."""
 

@@ -106,6 +106,13 @@ class VariantCollector:
         values = HistogramMetricFamily(
             promql.PREDICTION_VALUE, "Predicted values (regressors).",
             labels=["endpoint", "variant"])
+        # The histogram leaves out its _sum and _count when a bucket bound is negative (as
+        # prometheus_client does): the running sum and sum of squares are series of their own,
+        # for the spread of predictions (with the +Inf bucket's count).
+        moments = CounterMetricFamily(
+            promql.PREDICTION_MOMENTS, "Running sums of predicted values (regressors): "
+            "positive (of the positive values), negative (of the negatives' magnitudes), "
+            "squares.", labels=["endpoint", "variant", "moment"])
         queue = GaugeMetricFamily(promql.QUEUE_DEPTH, "Rows waiting for a batch.",
                                   labels=["endpoint", "variant"])
         weight = GaugeMetricFamily(promql.VARIANT_WEIGHT, "Share of live traffic routed to "
@@ -125,9 +132,11 @@ class VariantCollector:
                     for label, count in variant.class_counter.snapshot():
                         classes.add_metric([endpoint, name, label], count)
                 if variant.value_histogram is not None:
-                    buckets, total = variant.value_histogram.snapshot()
-                    values.add_metric(labels, buckets, total)
+                    buckets, value_sum = variant.value_histogram.snapshot()
+                    values.add_metric(labels, buckets, value_sum)
+                    for moment, value in variant.value_histogram.moments().items():
+                        moments.add_metric([*labels, moment], value)
                 queue.add_metric(labels, variant.batcher.queued_rows)
                 weight.add_metric(labels, shares.get(name, 0.0))
                 loaded.add_metric(labels, 1)
-        yield from (bins, missing, classes, values, queue, weight, loaded)
+        yield from (bins, missing, classes, values, moments, queue, weight, loaded)

@@ -41,7 +41,7 @@ from ops.plan import Variant
 from ops.schema import Feature, SchemaError, parse_input_schema
 from ops.serving.batching import MicroBatcher
 from ops.serving.binning import DEFAULT_VALUE_EDGES, ClassCounter, FeatureBinner, ValueHistogram
-from ops.serving.exceptions import PredictFailed, VariantLoadError
+from ops.serving.exceptions import NonFinitePrediction, PredictFailed, VariantLoadError
 from ops.serving.inputs import InputSpec
 from ops.storage import ChecksumMismatch, UnsupportedUri, open_artifact, open_verified
 
@@ -153,32 +153,57 @@ class LoadedVariant:
                 return [self._failure(e)]
             # One request's rows broke the batch: answer the others, blame only that one.
             return [self._predict_alone(item) for item in items]
-        self._observe(rows, labels, proba)
-        results = []
-        start = 0
-        for item in items:
-            stop = start + len(item)
-            results.append(Prediction(labels[start:stop],
-                                      proba[start:stop] if proba is not None else None))
-            start = stop
-        return results
+        return self._split(items, rows, labels, proba)
 
     def _predict_alone(self, rows: np.ndarray):
         try:
             labels, proba = self.predict_rows(rows)
         except Exception as e:
             return self._failure(e)
-        self._observe(rows, labels, proba)
-        return Prediction(labels, proba)
+        return self._split([rows], rows, labels, proba)[0]
+
+    def _split(self, items: Sequence[np.ndarray], rows: np.ndarray, labels: np.ndarray,
+               proba: np.ndarray | None) -> list:
+        """Each item's share of the batch's answer; an item with a NaN or infinite output
+        fails alone (``NonFinitePrediction``) and is left out of the live distributions."""
+        finite = _finite_rows(labels, proba)  # None: every row is finite (the usual case)
+        kept = None if finite is None else np.zeros(len(rows), dtype=bool)
+        results = []
+        start = 0
+        for item in items:
+            stop = start + len(item)
+            if finite is not None and not finite[start:stop].all():
+                results.append(self._nonfinite(finite[start:stop]))
+            else:
+                results.append(Prediction(labels[start:stop],
+                                          proba[start:stop] if proba is not None else None))
+                if kept is not None:
+                    kept[start:stop] = True
+            start = stop
+        if kept is None:
+            self._observe(rows, labels, proba)
+        elif kept.any():
+            self._observe(rows[kept], labels[kept], proba[kept] if proba is not None else None)
+        return results
 
     def _failure(self, error: Exception) -> PredictFailed:
+        self._warn("failed to predict: %s: %s", type(error).__name__, error)
+        return PredictFailed(f"variant {self.name} could not predict these rows: "
+                             f"{type(error).__name__}: {str(error)[:300]}")
+
+    def _nonfinite(self, finite: np.ndarray) -> NonFinitePrediction:
+        bad = np.flatnonzero(~finite)
+        self._warn("answered NaN or infinity for %d of %d rows", len(bad), len(finite))
+        shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        return NonFinitePrediction(
+            f"variant {self.name} answered NaN or infinity for {len(bad)} of the request's "
+            f"{len(finite)} rows (row {shown}); no prediction is returned for this request")
+
+    def _warn(self, message: str, *args) -> None:
         now = time.monotonic()
         if now - self._last_failure_log >= 1.0:  # a broken model must not flood the log
             self._last_failure_log = now
-            log.warning("variant %s failed to predict: %s: %s", self.name,
-                        type(error).__name__, error)
-        return PredictFailed(f"variant {self.name} could not predict these rows: "
-                             f"{type(error).__name__}: {str(error)[:300]}")
+            log.warning("variant %s " + message, self.name, *args)
 
     def _observe(self, rows: np.ndarray, labels: np.ndarray, proba: np.ndarray | None) -> None:
         self.binner.add(rows if rows.dtype != object else _numeric_view(rows))
@@ -210,6 +235,7 @@ class LoadedVariant:
         return {
             "name": self.name,
             "version_id": self.spec.version_id,
+            "version": str(self.spec.version),
             "task": self.task,
             "sha256": self.spec.sha256,
             "features": len(self.inputs.features),
@@ -306,8 +332,8 @@ def load_variant(spec: Variant, *, base_dir: Path, executor: Executor | None,
     except Exception as e:  # noqa: BLE001 - inspect_model proved it predicts; requests will tell
         log.warning("variant %s failed its warm-up prediction: %s", spec.name, e)
     variant.load_seconds = time.perf_counter() - started
-    log.info("variant %s (version %s) loaded in %.3f s: %s input, %s labels", spec.name,
-             spec.version_id, variant.load_seconds, mode,
+    log.info("variant %s (version %s, id %s) loaded in %.3f s: %s input, %s labels", spec.name,
+             spec.version, spec.version_id, variant.load_seconds, mode,
              "derived" if derive else "predicted")
     return variant
 
@@ -445,3 +471,16 @@ def _datatype(values: np.ndarray) -> str:
     if kind == "f":
         return "FP64"
     return "BYTES"
+
+
+def _finite_rows(labels: np.ndarray, proba: np.ndarray | None) -> np.ndarray | None:
+    """Which rows' outputs (values, probabilities) are all finite; ``None`` when every row's
+    are, the usual case. Labels that are not numbers (class names) are finite."""
+    finite = np.isfinite(labels) if labels.dtype.kind in "fc" else None
+    if proba is not None:
+        ok = np.isfinite(proba)
+        ok = ok.all(axis=1) if ok.ndim > 1 else ok
+        finite = ok if finite is None else finite & ok
+    if finite is None or finite.all():
+        return None
+    return finite

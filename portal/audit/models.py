@@ -6,7 +6,10 @@ class AuditEvent(models.Model):
     """An append-only record of who did what to which object, and when.
 
     Each event stores the hash of the one before it, so editing or deleting a past event
-    breaks the chain (``manage.py verify_audit_chain`` finds where).
+    breaks the chain (``manage.py verify_audit_chain`` finds where). The hash is an HMAC
+    under the key ``key_id`` names, held outside the database (``portal/audit/keys.py``);
+    an empty ``key_id`` marks an event recorded before keys, hashed with plain sha256. On
+    PostgreSQL a trigger refuses updates and deletes (migration 0003).
     """
 
     created_at = models.DateTimeField(db_index=True)
@@ -23,6 +26,8 @@ class AuditEvent(models.Model):
     via = models.CharField(max_length=10, blank=True, help_text="ui, api, admin or system")
     prev_hash = models.CharField(max_length=64, unique=True)
     hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(max_length=40, blank=True, default="",
+                              help_text="the key whose HMAC is the hash; empty: sha256 (legacy)")
 
     class Meta:
         ordering = ["-id"]

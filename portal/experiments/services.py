@@ -97,8 +97,8 @@ def is_finished(experiment: Experiment) -> bool:
 def status_of(experiment: Experiment) -> str:
     """running, awaiting_decision, paused, promoted, kept, rolled_back or failed."""
     status = experiment.deployment.status
-    return {"succeeded": "promoted", "kept_stable": "kept", "progressing": "running",
-            "pending": "running"}.get(status, status)
+    return {"succeeded": "promoted", "promoting": "promoted", "kept_stable": "kept",
+            "progressing": "running", "pending": "running"}.get(status, status)
 
 
 # Feedback -----------------------------------------------------------------------------------

@@ -61,9 +61,11 @@ def _query(client, span: _Span, variant: str | None) -> dict:
     """Step 1: Prometheus's answers for every chart, as they come."""
     where = span.where
     raw = {"traffic": span.over_time(client, promql.requests(where, span.rate, by="variant")),
-           # No 5xx series yet means no server error: 0 %, not a missing line.
+           # No 5xx (4xx) series yet means no server error (refusal): 0 %, not a missing line.
            "errors": span.over_time(client, promql.error_rate(where, span.rate, by="variant",
                                                               zero_without_errors=True)),
+           "rejects": span.over_time(client, promql.client_error_rate(
+               where, span.rate, by="variant", zero_without_errors=True)),
            "latency": {q: span.over_time(client, promql.latency(q, where, span.rate,
                                                                 by="variant"))
                        for q in LATENCY_QUANTILES},
@@ -150,6 +152,7 @@ def _reshape(raw: dict, variant: str | None, top: list[str]) -> dict:
     """Step 2: the answers as chart lines and bars."""
     shaped = {"traffic": _series(raw["traffic"], "variant"),
               "errors": _series(raw["errors"], "variant"),
+              "rejects": _series(raw["rejects"], "variant"),
               "latency": _latency_lines(raw["latency"]),
               "predictions": _prediction_shares(raw)}
     if variant:
@@ -161,8 +164,11 @@ def _draw(shaped: dict, options, thresholds: ops_drift.Thresholds) -> dict:
     """Step 3: the charts, with the model's thresholds drawn in."""
     found = {
         "traffic": charts.time_series("Requests per second", shaped["traffic"], "req/s"),
-        "errors": charts.time_series("Server error rate", shaped["errors"], "", percent=True,
-                                     threshold=options.max_error_rate),
+        # Apart: the error threshold judges the version (5xx), never what callers sent (4xx).
+        "errors": charts.time_series("Server errors (5xx), share of requests", shaped["errors"],
+                                     "", percent=True, threshold=options.max_error_rate),
+        "rejects": charts.time_series("Rejected requests (4xx), share of requests",
+                                      shaped["rejects"], "", percent=True),
         "latency": charts.time_series("Latency", shaped["latency"], "ms",
                                       threshold=options.max_p99_latency_seconds * 1000),
         "predictions": charts.grouped_bars(*shaped["predictions"]),

@@ -20,7 +20,7 @@ from django.utils import timezone
 from ops import rollout
 from ops.analysis import NoAnalyzer, PrometheusAnalyzer
 from ops.backends import get_backend
-from ops.backends.base import BackendError, BackendUnavailable
+from ops.backends.base import BackendError, BackendUnavailable, StalePlan
 from ops.plan import Variant
 from ops.redact import without_paths
 from portal.accounts.choices import Role
@@ -100,8 +100,8 @@ def variant_of(version: ModelVersion, name: str) -> Variant:
                              for k, v in (profile or {}).get("features", {}).items()
                              if v.get("kind") == "numeric"}}
     # Model servers load the skops file (a pickle's conversion), never a pickle.
-    return Variant(name=name, version_id=version.pk, artifact_uri=version.loadable_uri,
-                   sha256=version.loadable_sha256, weight=1.0,
+    return Variant(name=name, version_id=version.pk, version_number=version.number,
+                   artifact_uri=version.loadable_uri, sha256=version.loadable_sha256, weight=1.0,
                    input_schema=version.input_schema, baseline=baseline,
                    task=version.model.task,
                    trusted_types=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
@@ -140,7 +140,8 @@ def _spec(deployment_strategy: str, params: dict, endpoint: str, candidate: Mode
 def rollout_limits() -> rollout.RolloutLimits:
     return rollout.RolloutLimits(
         min_check_interval_seconds=settings.MODELGATE_ROLLOUT_MIN_CHECK_SECONDS,
-        max_steps=settings.MODELGATE_ROLLOUT_MAX_STEPS)
+        max_steps=settings.MODELGATE_ROLLOUT_MAX_STEPS,
+        min_bake_seconds=settings.MODELGATE_ROLLOUT_MIN_BAKE_SECONDS)
 
 
 def check_strategy_params(strategy: str, params: dict, version: ModelVersion,
@@ -239,11 +240,15 @@ def _schedule(deployment: Deployment, wait_seconds: float | None) -> None:
 
 def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
            decision: rollout.Decision) -> rollout.Decision:
-    """Apply a decision's plan; a refusal becomes the engine's ``apply_failed`` decision."""
+    """Apply a decision's plan without waiting for it to be served (the next decision looks:
+    no task holds a worker waiting for a server); a refusal becomes the engine's
+    ``apply_failed`` decision, a newer plan on the endpoint stops the rollout."""
     if decision.plan is None:
         return decision
     try:
-        backend_for(deployment).apply(decision.plan)
+        backend_for(deployment).apply(decision.plan, wait=False)
+    except StalePlan as e:
+        return _superseded(deployment, spec, decision.state, e) or decision
     except BackendUnavailable as e:
         # The decision stands; the next advance converges to it (see ``advance``), also
         # when the decision ended the rollout (a rollback while the platform was away).
@@ -256,20 +261,48 @@ def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
         _schedule(deployment, 5.0)
         return decision
     except BackendError as e:
-        refusal = rollout.apply_failed(spec, decision.state, without_paths(str(e)))
-        if _claim(deployment, decision.state.step_id, refusal):
-            _record(deployment, refusal)
-            _notify(deployment, decision.state, refusal)
-            if refusal.plan is not None:
-                try:
-                    backend_for(deployment).apply(refusal.plan)
-                except (BackendError, BackendUnavailable) as again:
-                    DeploymentEvent.objects.create(
-                        deployment=deployment, event="apply_failed", status=str(refusal.state.status),
-                        reason="the stable-only plan could not be applied either: "
-                               f"{without_paths(str(again))}")
-        return refusal
+        return _refused(deployment, spec, decision.state, str(e))
     return decision
+
+
+def _refused(deployment: Deployment, spec: rollout.RolloutSpec, state: rollout.RolloutState,
+             detail: str) -> rollout.Decision:
+    """The backend refused the plan of ``state`` for good: the engine's ``apply_failed``
+    (roll back, or failed), recorded and applied."""
+    refusal = rollout.apply_failed(spec, state, without_paths(detail))
+    if _claim(deployment, state.step_id, refusal):
+        _record(deployment, refusal)
+        _notify(deployment, state, refusal)
+        if refusal.plan is not None:
+            try:
+                backend_for(deployment).apply(refusal.plan, wait=False)
+            except (BackendError, BackendUnavailable) as again:
+                DeploymentEvent.objects.create(
+                    deployment=deployment, event="apply_failed", status=str(refusal.state.status),
+                    reason="the stable-only plan could not be applied either: "
+                           f"{without_paths(str(again))}")
+    return refusal
+
+
+def _superseded(deployment: Deployment, spec: rollout.RolloutSpec,
+                state: rollout.RolloutState, error: StalePlan) -> rollout.Decision | None:
+    """The endpoint records a newer plan than this rollout's (``StalePlan``): someone moved
+    on. The rollout stops and applies nothing (never retried, never rolled back)."""
+    if state.ended:
+        _mark_superseded(deployment, without_paths(str(error)))
+        return None
+    decision = rollout.superseded(spec, state, without_paths(str(error)))
+    if _claim(deployment, state.step_id, decision):
+        _record(deployment, decision)
+        _notify(deployment, state, decision)
+    return decision
+
+
+def _mark_superseded(deployment: Deployment, why: str) -> None:
+    Deployment.objects.filter(pk=deployment.pk).update(next_check_at=None)
+    DeploymentEvent.objects.create(
+        deployment=deployment, event="superseded", status=deployment.status,
+        reason=f"{why}: this rollout's final plan is not applied")
 
 
 # Operations ----------------------------------------------------------------------------------
@@ -297,6 +330,8 @@ def start_deployment(request_id: int) -> Deployment | None:
     if stable is not None and stable.pk == version.pk:
         raise Conflict(f"{version} already serves {environment.name}", code="already_serving")
     spec = _spec(strategy, request.strategy_params, endpoint, version, stable)
+    from portal.releases import compatibility  # it imports this module
+
     with transaction.atomic():
         if Deployment.objects.filter(environment=environment, model=model,
                                      status__in=ACTIVE).exists():
@@ -319,7 +354,10 @@ def start_deployment(request_id: int) -> Deployment | None:
         audit.record(None, "deployment.create", deployment, project_id=environment.project_id,
                      changes={"candidate": version.number, "stable": stable.number if stable
                               else None, "strategy": strategy})
-    advance(deployment.pk)
+        # Inputs unlike what serves now: recorded failed with the deployment, no traffic.
+        stopped = compatibility.stopped_before_traffic(deployment)
+    if not stopped:
+        advance(deployment.pk)
     return Deployment.objects.get(pk=deployment.pk)
 
 
@@ -347,21 +385,34 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
     # declarative, so this is a no-op when the endpoint already serves it; a backend still
     # away raises BackendUnavailable and the task retries this same step.
     current = rollout.current_plan(spec, state)
+    served = None
     if current is not None:
-        backend_for(deployment).apply(current)
+        try:
+            observed = backend_for(deployment).apply(current, wait=False)
+        except StalePlan as e:
+            _superseded(deployment, spec, state, e)
+            return deployment
+        if observed.refused and observed.generation != current.generation:
+            refusal = _refused(deployment, spec, state, observed.refused)  # a model not loading
+            _schedule(deployment, refusal.wait_seconds)
+            return deployment
+        served = rollout.Served(observed.generation, observed.ready, observed.detail)
     if (spec.strategy == rollout.Strategy.BLUEGREEN and state.step == 0
             and state.status == rollout.Status.PROGRESSING):
         _smoke_candidate(deployment, spec)
     measured = None
-    if state.status != rollout.Status.PENDING:
+    if state.status not in (rollout.Status.PENDING, rollout.Status.PROMOTING):
         # The step's own traffic (at least 30 s, at most an hour): a 10 % canary on a quiet
         # endpoint gathers its minimum sample over the bake instead of never reaching it.
         since_step = time.time() - state.step_started_at if state.step_started_at else 0.0
         window = int(min(max(spec.check_interval_seconds, 30.0, since_step), 3600.0))
+        # What the stable lacks now (no traffic at 100 %) is taken over the rollout so far.
+        baseline = int(min(time.time() - deployment.created_at.timestamp(), 6 * 3600.0))
         measured = analyzer(deployment).measure(
             deployment.endpoint, window, shadow=spec.strategy == rollout.Strategy.SHADOW,
-            environment=deployment.environment.name)
-    decision = rollout.decide(spec, state, measured.analysis if measured else None, time.time())
+            environment=deployment.environment.name, baseline_seconds=baseline)
+    decision = rollout.decide(spec, state, measured.analysis if measured else None, time.time(),
+                              served=served)
     with transaction.atomic():
         if not _claim(deployment, state.step_id, decision):
             return deployment
@@ -395,14 +446,25 @@ def _smoke_candidate(deployment: Deployment, spec: rollout.RolloutSpec) -> None:
 
 
 def _converge_ended(deployment: Deployment) -> None:
-    """Apply an ended rollout's final plan if the backend was away when it was decided."""
+    """Apply an ended rollout's final plan if the backend was away when it was decided, and
+    only while no later rollout of the model in the environment exists: a finished rollout
+    never puts its plan back over a newer one (the backends refuse an older generation too)."""
     last = deployment.events.order_by("-pk").first()
     if last is None or last.event != APPLY_DELAYED:
+        return
+    newer = Deployment.objects.filter(environment_id=deployment.environment_id,
+                                      model_id=deployment.model_id, pk__gt=deployment.pk)
+    if newer.exists():
+        _mark_superseded(deployment, "a later rollout of this model took over the endpoint")
         return
     spec = rollout.RolloutSpec.from_dict(deployment.spec)
     plan = rollout.current_plan(spec, rollout.RolloutState.from_dict(deployment.state))
     if plan is not None:
-        backend_for(deployment).apply(plan)  # still away: raises, and the task retries
+        try:
+            backend_for(deployment).apply(plan, wait=False)  # still away: raises, retried
+        except StalePlan as e:
+            _mark_superseded(deployment, without_paths(str(e)))
+            return
     Deployment.objects.filter(pk=deployment.pk).update(next_check_at=None)
     DeploymentEvent.objects.create(deployment=deployment, event="applied",
                                    status=deployment.status, weights=plan.weights() if plan

@@ -8,42 +8,8 @@ from portal.releases.choices import Strategy
 from portal.releases.models import Environment
 
 
-class RequestForm(forms.Form):
-    environment = forms.ModelChoiceField(queryset=Environment.objects.none())
-    strategy = forms.ChoiceField(choices=Strategy.choices, initial=Strategy.CANARY)
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
-                             help_text="What changed and why it should ship")
-
-    def __init__(self, *args, project=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["environment"].queryset = Environment.objects.filter(project=project)
-
-
-class ReviewForm(forms.Form):
-    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}),
-                              help_text="Required: what you checked and why you decide so")
-
-
-def _target_choices():
-    return [(t.name, f"{t.name} ({t.backend}{': ' + t.description if t.description else ''})")
-            for t in targets.targets().values()]
-
-
-class EnvironmentForm(forms.Form):
-    name = forms.CharField(max_length=64, help_text="e.g. staging, production")
-    description = forms.CharField(required=False)
-    target = forms.ChoiceField(
-        choices=_target_choices,
-        help_text="Where it deploys: one of the targets your operator defined")
-    settings = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
-                               help_text='What the target lets a project choose, as JSON, e.g. '
-                                         '{"namespace": "ml-team"} on Kubernetes; none on '
-                                         'the local machine')
-    required_approvals = forms.IntegerField(min_value=1, max_value=5, initial=1)
-    gates = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
-                            help_text='Metric rules as JSON, e.g. [{"metric": "roc_auc", '
-                                      '"min": 0.9}, {"metric": "roc_auc", "max_drop": 0.01}]')
-    approval_ttl_hours = forms.IntegerField(min_value=1, initial=72)
+class JsonFieldsForm(forms.Form):
+    """A form with fields holding a JSON document (``clean_<field>`` calls ``_json``)."""
 
     def _json(self, name, kind):
         raw = self.cleaned_data.get(name) or ""
@@ -58,6 +24,61 @@ class EnvironmentForm(forms.Form):
         if contains_nul(value):
             raise forms.ValidationError(NUL_REFUSED)
         return value
+
+
+class RequestForm(JsonFieldsForm):
+    environment = forms.ModelChoiceField(queryset=Environment.objects.none())
+    strategy = forms.ChoiceField(choices=Strategy.choices, initial=Strategy.CANARY)
+    strategy_params = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='The rollout\'s parameters as JSON, e.g. {"steps": [{"weight": 0.25, '
+                  '"bake_seconds": 300}, {"weight": 1.0, "bake_seconds": 300}]} for a canary; '
+                  "empty: the defaults")
+    breaking_change = forms.BooleanField(
+        required=False, label="Breaking interface change",
+        help_text="The version's inputs differ from those of the version serving now (names, "
+                  "order, count or types): callers must change too. Released directly or by "
+                  "blue/green only; approvers must acknowledge it")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
+                             help_text="What changed and why it should ship")
+
+    def __init__(self, *args, project=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["environment"].queryset = Environment.objects.filter(project=project)
+
+    def clean_strategy_params(self):
+        return self._json("strategy_params", dict)
+
+
+class ReviewForm(forms.Form):
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}),
+                              help_text="Required: what you checked and why you decide so")
+    acknowledge_breaking_change = forms.BooleanField(
+        required=False, label="I acknowledge this breaking interface change",
+        help_text="Callers sending the inputs of the version serving now will get errors "
+                  "once this version serves")
+
+
+def _target_choices():
+    return [(t.name, f"{t.name} ({t.backend}{': ' + t.description if t.description else ''})")
+            for t in targets.targets().values()]
+
+
+class EnvironmentForm(JsonFieldsForm):
+    name = forms.CharField(max_length=64, help_text="e.g. staging, production")
+    description = forms.CharField(required=False)
+    target = forms.ChoiceField(
+        choices=_target_choices,
+        help_text="Where it deploys: one of the targets your operator defined")
+    settings = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                               help_text='What the target lets a project choose, as JSON, e.g. '
+                                         '{"namespace": "ml-team"} on Kubernetes; none on '
+                                         'the local machine')
+    required_approvals = forms.IntegerField(min_value=1, max_value=5, initial=1)
+    gates = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                            help_text='Metric rules as JSON, e.g. [{"metric": "roc_auc", '
+                                      '"min": 0.9}, {"metric": "roc_auc", "max_drop": 0.01}]')
+    approval_ttl_hours = forms.IntegerField(min_value=1, initial=72)
 
     def clean_settings(self):
         return self._json("settings", dict)

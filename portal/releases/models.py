@@ -84,6 +84,15 @@ class ApprovalRequest(models.Model):
                                 default=Strategy.CANARY)
     strategy_params = models.JSONField(default=dict, blank=True)
     reason = models.TextField(blank=True, help_text="Why this version should be released")
+    breaking_change = models.BooleanField(
+        default=False,
+        help_text="The requester says the version's inputs differ from those of what serves "
+                  "now: it goes out directly or by blue/green only, and approvers must "
+                  "acknowledge it")
+    interface_changes = models.JSONField(
+        default=list, blank=True,
+        help_text='How the version\'s inputs differed from each version serving when it was '
+                  'requested: [{"version": 3, "differences": ["missing feature age ..."]}]')
     status = models.CharField(max_length=16, choices=RequestStatus.choices,
                               default=RequestStatus.OPEN)
     gate_results = models.JSONField(default=list, blank=True)

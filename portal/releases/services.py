@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from ops import gates as ops_gates
 from ops.redact import without_paths
+from ops.rollout.spec import ParameterError, parse_parameters
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role, role_in
 from portal.audit import services as audit
@@ -24,6 +25,11 @@ from portal.releases.choices import BackendKind, Decision, RequestStatus, Strate
 from portal.releases.models import ApprovalRequest, Environment, Review
 
 log = logging.getLogger(__name__)
+
+# Strategy parameters of the portal's own beside the rollout's: an A/B test's outcome
+# (``portal.experiments.services.outcome_settings``).
+PORTAL_PARAMETERS = frozenset({"outcome"})
+INVALID_PARAMETERS = "invalid_strategy_params"
 
 ENVIRONMENT_EDITABLE = ("description", "backend", "target", "settings", "required_approvals",
                         "gates", "approval_ttl_hours")
@@ -113,10 +119,35 @@ def champion_of(version: ModelVersion) -> ModelVersion | None:
     return alias.version if alias else None
 
 
+def _check_strategy_params(strategy: str, params, version: ModelVersion,
+                           environment: Environment) -> None:
+    """Refuse, under one code, parameters that are unknown (named by their path, e.g.
+    ``strategy_params.steps[0].bake``) or not of their kind, and those the rollout would
+    refuse (``deployments.check_strategy_params``: the spec, the operator's limits, an A/B
+    test's outcome)."""
+    from portal.releases.deployments import check_strategy_params
+
+    if params is not None and not isinstance(params, dict):
+        raise ValidationFailed("strategy_params must be a JSON object", code=INVALID_PARAMETERS,
+                               field="strategy_params")
+    try:
+        parse_parameters(params or {}, also=PORTAL_PARAMETERS)
+    except ParameterError as e:
+        raise ValidationFailed(f"strategy parameters: {e.detail}", code=INVALID_PARAMETERS,
+                               field=".".join(filter(None, ("strategy_params", e.path)))) from e
+    try:
+        check_strategy_params(strategy, params or {}, version, environment)
+    except ValidationFailed as e:
+        raise ValidationFailed(e.detail, code=INVALID_PARAMETERS, field=e.field) from e
+
+
 def request_approval(user, version: ModelVersion, environment: Environment, *,
                      strategy: str = Strategy.CANARY, strategy_params: dict | None = None,
-                     reason: str = "") -> ApprovalRequest:
-    """Open a request; the gates are judged now against the current champion."""
+                     reason: str = "", breaking_change: bool = False) -> ApprovalRequest:
+    """Open a request; the gates are judged now against the current champion, and the
+    version's inputs against those of what the environment serves (``compatibility``)."""
+    from portal.releases.compatibility import check_request
+
     project = version.model.project
     require_role(user, project, Role.CONTRIBUTOR, "request releases")
     if environment.project_id != project.pk:
@@ -130,11 +161,8 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
     if strategy not in Strategy.values:
         raise ValidationFailed(f"strategy must be one of {', '.join(Strategy.values)}",
                                field="strategy")
-    if strategy_params is not None and not isinstance(strategy_params, dict):
-        raise ValidationFailed("strategy_params must be a JSON object", field="strategy_params")
-    from portal.releases.deployments import check_strategy_params
-
-    check_strategy_params(strategy, strategy_params or {}, version, environment)
+    _check_strategy_params(strategy, strategy_params, version, environment)
+    interface_changes = check_request(version, environment, strategy, breaking_change)
     champion = champion_of(version)
     results = ops_gates.evaluate(environment.gates, version.metrics,
                                  champion.metrics if champion and champion.pk != version.pk
@@ -143,13 +171,16 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
         version=version, environment=environment, strategy=strategy,
         strategy_params=strategy_params or {}, reason=reason, requested_by=user,
         champion=champion, gate_results=[r.to_dict() for r in results],
-        gates_passed=all(r.passed for r in results))
+        gates_passed=all(r.passed for r in results), breaking_change=breaking_change,
+        interface_changes=interface_changes)
     try:
         with transaction.atomic():
             request.save()
             audit.record(user, "approval_request.create", request, project_id=project.pk,
                          changes={"version": version.number, "environment": environment.name,
-                                  "strategy": strategy, "gates_passed": request.gates_passed})
+                                  "strategy": strategy, "gates_passed": request.gates_passed,
+                                  "breaking_change": breaking_change,
+                                  "interface_changes": interface_changes})
     except IntegrityError as e:
         raise Conflict(f"{version} already has an open request for {environment.name}",
                        code="duplicate_request") from e
@@ -157,7 +188,7 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
         "request_id": request.pk, "model": version.model.name, "version": version.number,
         "environment": environment.name, "strategy": strategy,
         "requested_by": user.get_username(), "gates_passed": request.gates_passed,
-        "url": request.get_absolute_url()})
+        "breaking_change": breaking_change, "url": request.get_absolute_url()})
     if request.champion_id and request.champion_id != version.pk \
             and settings.MODELGATE_EXPLAIN_VERSIONS:
         ApprovalRequest.objects.filter(pk=request.pk).update(release_diff={"status": "pending"})
@@ -224,10 +255,19 @@ def approvals_counted(request: ApprovalRequest, now=None) -> list[Review]:
             and now - r.created_at <= ttl and has_role(r.reviewer, project, Role.APPROVER)]
 
 
-def review(user, request: ApprovalRequest, decision: str, comment: str) -> ApprovalRequest:
-    """Record an approver's decision. Four-eyes: nobody reviews their own request."""
+def review(user, request: ApprovalRequest, decision: str, comment: str, *,
+           acknowledge_breaking_change: bool = False) -> ApprovalRequest:
+    """Record an approver's decision. Four-eyes: nobody reviews their own request. A
+    breaking interface change is approved only with its acknowledgement, which is audited."""
     project = request.environment.project
     comment = _check_review(user, request, decision, comment)
+    if decision == Decision.APPROVE and request.breaking_change \
+            and not acknowledge_breaking_change:
+        raise ValidationFailed(
+            "this release is a breaking interface change: callers sending the inputs of the "
+            "version serving now will get errors once it serves. Acknowledge it "
+            "(acknowledge_breaking_change) to approve", code="acknowledgement_required",
+            field="acknowledge_breaking_change")
     now = timezone.now()
     with transaction.atomic():
         # Two approvers deciding at once must not both see "one approval missing" and
@@ -238,6 +278,10 @@ def review(user, request: ApprovalRequest, decision: str, comment: str) -> Appro
         Review.objects.create(request=request, reviewer=user, decision=decision, comment=comment)
         audit.record(user, f"approval_request.{decision}", request, project_id=project.pk,
                      changes={"comment": comment})
+        if decision == Decision.APPROVE and request.breaking_change:
+            audit.record(user, "approval_request.acknowledge_breaking_change", request,
+                         project_id=project.pk,
+                         changes={"interface_changes": request.interface_changes})
         _decide(user, request, project, decision, now)
         _after_decision(user, request, project, comment)
     return request

@@ -126,25 +126,55 @@ def project_schema(target: Target) -> dict:
 
 
 def check_settings(target: Target, values: dict) -> None:
-    """Refuse an environment's settings the target does not allow (unknown keys included)."""
+    """Refuse an environment's settings the target does not allow (unknown keys included);
+    the error's field is the setting's path (``settings.namespace``)."""
     if not isinstance(values, dict):
-        raise ValidationFailed("settings must be a JSON object", field="settings")
+        raise ValidationFailed("settings must be a JSON object", code="invalid_settings",
+                               field="settings")
     validator = jsonschema.Draft202012Validator(project_schema(target))
     errors = sorted(validator.iter_errors(values), key=lambda e: list(e.path))
     if errors:
-        error = errors[0]
-        where = ".".join(str(p) for p in error.path) or "settings"
-        if error.validator == "additionalProperties" and not error.path:
-            properties = project_schema(target).get("properties", {})
-            unknown = ", ".join(sorted(set(values) - set(properties)))
-            allowed = (f"may set only {', '.join(sorted(properties))}" if properties
-                       else "sets nothing")
-            detail = (f"{unknown} cannot be set here: a {target.backend} environment {allowed}; "
-                      "machine-level settings (hosts, credentials, images, programs, folders, "
-                      "ports) belong to the operator's target")
-        else:
-            detail = f"{where}: {error.message}"
-        raise ValidationFailed(detail, code="invalid_settings", field="settings")
+        detail, path = _settings_error(target, values, errors[0])
+        raise ValidationFailed(detail, code="invalid_settings",
+                               field=".".join(("settings", *map(str, path))))
+
+
+_TYPE_WORDS = {"string": "a string", "object": "a JSON object", "integer": "a whole number",
+               "number": "a number", "boolean": "true or false", "array": "a list"}
+# jsonschema's refusal → a sentence about ``where`` (its messages quote Python reprs).
+_SCHEMA_WORDS = {
+    "enum": lambda e: "must be one of " + ", ".join(map(str, e.validator_value)),
+    "type": lambda e: f"must be {_TYPE_WORDS.get(e.validator_value, e.validator_value)}",
+    "pattern": lambda e: f"does not have the form {e.validator_value}",
+    "maxLength": lambda e: f"is longer than {e.validator_value} characters",
+    "maxProperties": lambda e: f"has more than {e.validator_value} entries",
+    "minimum": lambda e: f"must be at least {e.validator_value}",
+    "maximum": lambda e: f"must be at most {e.validator_value}",
+}
+
+
+def _settings_error(target: Target, values: dict, error) -> tuple[str, list]:
+    """What a person reads for jsonschema's ``error``, and the path of the setting at fault."""
+    path = list(error.path)
+    if error.validator == "additionalProperties" and not path:
+        properties = project_schema(target).get("properties", {})
+        unknown = sorted(set(values) - set(properties))
+        allowed = (f"may set only {', '.join(sorted(properties))}" if properties
+                   else "sets nothing")
+        return (f"{', '.join(unknown)} cannot be set here: a {target.backend} environment "
+                f"{allowed}; machine-level settings (hosts, credentials, images, programs, "
+                "folders, ports) belong to the operator's target"), unknown[:1]
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return (f"settings.{missing[0]} is required on a {target.backend} target",
+                [*path, missing[0]])
+    if "propertyNames" in error.schema_path:  # a key inside an object setting (env)
+        where = ".".join(("settings", *map(str, path)))
+        return (f"{where}: {error.instance} cannot be set; valid: "
+                + ", ".join(map(str, error.validator_value)), [*path, error.instance])
+    where = ".".join(("settings", *map(str, path)))
+    words = _SCHEMA_WORDS.get(error.validator)
+    return (f"{where} {words(error)}" if words else f"{where}: {error.message}"), path
 
 
 def safe_settings(target: Target, values: dict) -> dict:

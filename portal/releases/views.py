@@ -11,11 +11,24 @@ from explainability import charts
 from explainability.diff import metric_changes
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role
+from portal.errors import DomainError
 from portal.registry import queries as registry_queries
 from portal.registry.views import _project
 from portal.releases import deployments, forms, queries, services
 from portal.releases.choices import RequestStatus
 from portal.views import handle_action, handle_form
+
+
+def _on_its_field(action):
+    """``action``, whose refusal naming a path inside a form's field (``settings.namespace``,
+    ``strategy_params.steps[0].bake``: the API's field) is shown on that field."""
+    def run(data):
+        try:
+            return action(data)
+        except DomainError as e:
+            e.field = e.field.split(".", 1)[0] if e.field else e.field
+            raise
+    return run
 
 
 @login_required
@@ -57,7 +70,9 @@ def request_review(request, pk):
         return redirect(approval)
     return handle_action(
         request,
-        lambda: services.review(request.user, approval, decision, form.cleaned_data["comment"]),
+        lambda: services.review(
+            request.user, approval, decision, form.cleaned_data["comment"],
+            acknowledge_breaking_change=form.cleaned_data["acknowledge_breaking_change"]),
         success=lambda reviewed: f"Your decision is recorded; the request is "
                                  f"{reviewed.get_status_display().lower()}.",
         redirect_to=approval)
@@ -72,13 +87,16 @@ def request_create(request, slug, name, number):
     form = forms.RequestForm(request.POST or None, project=project)
     return handle_form(
         request, form,
-        lambda data: services.request_approval(request.user, version, data["environment"],
-                                               strategy=data["strategy"], reason=data["reason"]),
+        _on_its_field(lambda data: services.request_approval(
+            request.user, version, data["environment"], strategy=data["strategy"],
+            strategy_params=data["strategy_params"], reason=data["reason"],
+            breaking_change=data["breaking_change"])),
         success="Release requested; approvers can now review it.",
     ) or render(request, "registry/form.html", {
         "form": form, "title": f"Request release of {version.model.name} {version.display_name}",
         "submit": "Request release", "project": project, "model": version.model,
-        "intro": "The environment's gates are checked against the current champion now; "
+        "intro": "The environment's gates are checked against the current champion now, "
+                 "and the version's inputs against those of the version it serves; "
                  "approvers other than you decide."})
 
 
@@ -97,7 +115,8 @@ def environment_create(request, slug):
     require_role(request.user, project, Role.OWNER, "create environments")
     form = forms.EnvironmentForm(request.POST or None)
     return handle_form(
-        request, form, lambda data: services.create_environment(request.user, project, **data),
+        request, form,
+        _on_its_field(lambda data: services.create_environment(request.user, project, **data)),
         success="Environment created.",
         redirect_to=lambda _: reverse("releases:environments", args=[slug]),
     ) or render(request, "registry/form.html", {

@@ -44,7 +44,7 @@ def test_alerts_and_monitoring_charts_render_with_data(live_server, page, shoot,
         page.click("#window-chips >> text=15m")
         expect(page.locator("#drift-table tbody tr")).to_have_count(5)
         expect(page.locator("#drift-table .badge.drift-critical")).to_have_count(2)
-        for chart in ("traffic", "errors", "latency", "predictions", "drift-over-time",
+        for chart in ("traffic", "errors", "rejects", "latency", "predictions", "drift-over-time",
                       "comparison"):
             expect(page.locator(f'[data-chart="{chart}"].drawn')).to_be_visible(timeout=15000)
         assert page.locator('[data-chart="comparison"] .bars path').count() > 0

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from portal.registry import services as registry
 from portal.releases import services as releases
 from tests.e2e.test_registry_pages import sign_in
-from tests.portal_fixtures import metadata, random_classifier_bytes
+from tests.portal_fixtures import FEATURES, metadata, random_classifier_bytes, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -46,8 +46,14 @@ def test_approver_approves_a_release_with_a_comment(live_server, page, shoot, re
     expect(page.locator(".review")).to_contain_text("Gates pass and AUC improves")
     expect(page.locator("button[value=approve]")).to_have_count(0)
     shoot(page, "08-release-approved")
-    # The first release of a model in an environment is deployed directly.
+    # The first release of a model in an environment is deployed directly; it is promoting
+    # until its model server serves it (what the rollout worker checks; here, the test).
     page.click("text=follow the rollout")
+    expect(page.locator(".status-line .badge")).to_have_text(
+        re.compile("Promoting|Succeeded"), timeout=30_000)
+    from portal.releases.models import Deployment
+
+    settled(Deployment.objects.get(request=release_request))
     expect(page.locator(".status-line .badge")).to_have_text("Succeeded", timeout=30_000)
     expect(page.locator("#events")).to_contain_text("first release")
     shoot(page, "09-rollout")
@@ -69,6 +75,9 @@ def test_approver_watches_a_canary_and_rolls_it_back(live_server, page, shoot, u
     first = releases.request_approval(users["contributor"], champion,
                                       release_request.environment, strategy="canary")
     releases.review(users["owner"], first, "approve", "baseline")
+    from portal.releases.models import Deployment
+
+    assert settled(Deployment.objects.get(request=first)).status == "succeeded"
     # The canary of v2 bakes at 25% for ten minutes: long enough to look at it.
     release_request.strategy_params = {"steps": [{"weight": 0.25, "bake_seconds": 600},
                                                  {"weight": 1.0, "bake_seconds": 60}]}
@@ -92,4 +101,40 @@ def test_approver_watches_a_canary_and_rolls_it_back(live_server, page, shoot, u
     expect(page.locator("#events")).to_contain_text("alice")
     expect(page.locator("#events tbody tr").first).to_contain_text("stable 100%")
     shoot(page, "12-rolled-back")
+    assert page.console_errors == []
+
+
+def test_approver_must_acknowledge_a_breaking_interface_change(live_server, page, shoot, users,
+                                                               project, clf, task_queue):
+    """The request page shows a breaking change in red with its differences; approving
+    needs the acknowledgement ticked."""
+    from portal.releases.models import Deployment
+    from tests.integration.test_release_interfaces import NARROW, version_of
+
+    task_queue.hold("workers.releases.start_deployment")  # this test stops at the approval
+    production = releases.create_environment(users["owner"], project, name="production")
+    serving = version_of(users, clf, FEATURES, 1)
+    Deployment.objects.create(environment=production, model=clf, candidate=serving,
+                              endpoint=clf.name, strategy="direct", spec={}, state={},
+                              status="succeeded")
+    narrow = version_of(users, clf, NARROW, 2)
+    request = releases.request_approval(users["contributor"], narrow, production,
+                                        strategy="direct", breaking_change=True,
+                                        reason="The new intake form asks three questions.")
+
+    sign_in(page, live_server.url, "alice")
+    page.goto(live_server.url + request.get_absolute_url())
+    banner = page.locator("#breaking-change")
+    expect(banner).to_contain_text("Breaking interface change")
+    expect(banner).to_contain_text("missing feature mean area (position 4)")
+    assert banner.evaluate("e => getComputedStyle(e).color") == "rgb(127, 29, 29)"  # red
+    shoot(page, "13-breaking-change")
+    page.fill("textarea[name=comment]", "Callers moved to the three-question form.")
+    page.click("button[value=approve]")
+    expect(page.locator(".message.error")).to_contain_text("Acknowledge it")
+    expect(page.locator("h1 .badge")).to_have_text(re.compile("Awaiting review"))
+    page.fill("textarea[name=comment]", "Callers moved to the three-question form.")
+    page.check("input[name=acknowledge_breaking_change]")
+    page.click("button[value=approve]")
+    expect(page.locator("h1 .badge")).to_have_text("Approved")
     assert page.console_errors == []

@@ -11,7 +11,10 @@ that matter to a client (kmock 0.8):
   ``resourceVersion`` (bumped only by a write that changes the object, as on a real
   server) and ``generation`` (bumped when ``spec`` changes);
 * listing an undeclared resource type answers 404: ConfigMaps, Services, Deployments and
-  InferenceServices are declared with their kinds.
+  InferenceServices are declared with their kinds;
+* a patch carrying ``metadata.resourceVersion`` is a precondition (optimistic concurrency):
+  kmock 0.8 ignores it and merges whatever comes; here a stale one answers 409 Conflict
+  and changes nothing, as on a real server.
 
 Left as they are (the backend must cope): label selectors are ignored; a dict patch is a
 JSON merge patch whatever its content type (no strategic merge); PUT replace answers 404;
@@ -27,6 +30,7 @@ is absent).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import itertools
 import socket
@@ -84,16 +88,39 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self.fallback["get /version/"] << self._serve_server_version
 
     async def _handle(self, request: kmock.Request):
-        if request.resource is not None and isinstance(request.data, dict):
-            if request.action == kmock.action.CREATE:
+        writes = request.resource is not None and isinstance(request.data, dict)
+        # One write at a time from the precondition check to the stored change: kmock's own
+        # lock is taken later, inside the parent's handler.
+        async with self._writing() if writes else contextlib.nullcontext():
+            if writes and request.action == kmock.action.CREATE:
                 self._stamp_created(request)
-            elif request.action == kmock.action.UPDATE and request.name:
+            elif writes and request.action == kmock.action.UPDATE and request.name:
+                self._check_precondition(request)
                 self._stamp_patched(request)
-        response = await super()._handle(request)
+            response = await super()._handle(request)
         if (request.action == kmock.action.CREATE and response.status == 200
                 and not response.prepared):
             response.set_status(201)
         return response
+
+    def _writing(self) -> asyncio.Lock:
+        if not hasattr(self, "_write_lock"):
+            self._write_lock = asyncio.Lock()  # made on the emulator's own loop
+        return self._write_lock
+
+    def _check_precondition(self, request: kmock.Request) -> None:
+        """A patch naming a ``resourceVersion`` applies only to that version (409 else)."""
+        wanted = (request.data.get("metadata") or {}).get("resourceVersion")
+        key = (request.resource, request.namespace, request.name)
+        if wanted is None or key not in self.objects or self.objects[key].deleted:
+            return
+        found = (self.objects[key].raw.get("metadata") or {}).get("resourceVersion")
+        if wanted != found:
+            raise kmock.KubernetesError(
+                status=409, reason="Conflict",
+                message=f"Operation cannot be fulfilled on {request.resource.plural} "
+                        f'"{request.name}": the object has been modified; please apply your '
+                        "changes to the latest version and try again")
 
     @staticmethod
     def _stamp_created(request: kmock.Request) -> None:
@@ -176,6 +203,20 @@ class EmulatedCluster:
         if key not in self.emulator.objects or self.emulator.objects[key].deleted:
             return None
         return self.emulator.objects[key].raw
+
+    def reconcile(self) -> None:
+        """What KServe's controller does once every revision serves: each InferenceService
+        ready at the generation of its spec (the emulator runs no controllers)."""
+        plural = PLURALS["InferenceService"]
+        for (resource, namespace, name), obj in list(self.emulator.objects.items()):
+            if resource.plural != plural or namespace != self.namespace or obj.deleted:
+                continue
+            revision = f"{name}-predictor-{obj.raw['metadata'].get('generation', 1):05d}"
+            obj.patch({"status": {
+                "observedGeneration": obj.raw["metadata"].get("generation"),
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "components": {"predictor": {"latestCreatedRevision": revision,
+                                             "latestReadyRevision": revision}}}})
 
     def names(self, kind: str) -> set[str]:
         """Names of the live objects of ``kind`` in the test namespace."""

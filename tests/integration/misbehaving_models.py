@@ -47,3 +47,17 @@ class SlowClassifier:
     def predict_proba(self, X):
         time.sleep(self.seconds)
         return np.tile([0.5, 0.5], (len(X), 1))
+
+
+class NonFiniteClassifier(FailingClassifier):
+    """Like ``FailingClassifier``, but answers NaN probabilities instead of raising."""
+
+    def predict(self, X):
+        return np.zeros(len(X), dtype=int)
+
+    def predict_proba(self, X):
+        try:
+            self._check(X)
+        except RuntimeError:
+            return np.full((len(X), 2), np.nan)
+        return np.tile([0.5, 0.5], (len(X), 1))

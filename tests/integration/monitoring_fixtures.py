@@ -25,7 +25,13 @@ from portal.registry import services as registry
 from portal.releases import services as releases
 from portal.releases.models import Deployment
 from tests.integration.local_fixtures import free_port
-from tests.portal_fixtures import FEATURES, local_target, metadata, random_classifier_bytes
+from tests.portal_fixtures import (
+    FEATURES,
+    local_target,
+    metadata,
+    random_classifier_bytes,
+    settled,
+)
 
 SHIFTED = FEATURES[:2]
 
@@ -106,7 +112,7 @@ def release(users, version, environment, strategy, params=None) -> Deployment:
     request = releases.request_approval(users["contributor"], version, environment,
                                         strategy=strategy, strategy_params=params or {})
     releases.review(users["approver"], request, "approve", "ok")
-    return Deployment.objects.get(request=request)
+    return settled(Deployment.objects.get(request=request))
 
 
 def tick():

@@ -2,9 +2,12 @@
 servers), Kubernetes (a stateful API emulator over HTTP) and SageMaker (moto over HTTP).
 
 What the contract promises (DESIGN.md §5): a backend converges to a declarative plan;
-applying the same plan twice changes nothing; observe reports the generation and the
-weights it serves; rollback is applying the stable-only plan; delete is idempotent; and the
-portal rolls a release out and promotes it through any backend.
+applying the same plan twice changes nothing; every apply is fenced by generation (an older
+plan is refused with ``StalePlan``, another plan claiming a recorded generation with
+``PlanConflict``, and of two applies racing the newer one stands); ``apply(wait=False)``
+returns at once; observe reports the generation and the weights it serves; rollback is
+applying the stable-only plan; delete is idempotent; and the portal rolls a release out and
+promotes it through any backend.
 Readiness is not part of the contract here: the emulators run no controllers.
 
 Each property is one test, run on every kind in ``ops.backends.REGISTRY``: a backend kind
@@ -13,12 +16,14 @@ Each property is one test, run on every kind in ``ops.backends.REGISTRY``: a bac
 that fixture fails here.
 """
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pytest
 
-from ops.backends import REGISTRY, Backend, get_backend
+from ops.backends import REGISTRY, Backend, PlanConflict, StalePlan, get_backend
 from tests.integration.kube_fixtures import (  # noqa: F401
     KSERVE_CRD,
     TEST_IMAGE,
@@ -43,6 +48,11 @@ class Platform:
     kind: str
     backend: Callable[[], Backend]  # a backend on the platform
     target: Callable[[], dict]  # an operator's target on it (MODELGATE_TARGETS), sans kind
+    # Why two applies racing each other may end with the older plan here; None: they never do.
+    racing_caveat: str | None = None
+    # What the platform's own controllers do once the workloads serve (the emulators run
+    # none): make every endpoint ready at its latest spec.
+    reconcile: Callable[[], None] = lambda: None
 
 
 # -- one fixture per backend kind ---------------------------------------------------------
@@ -68,7 +78,8 @@ def kubernetes_platform(kube_cluster, kubernetes_backend_factory) -> Platform:  
         target=lambda: {"namespace": kube_cluster.namespace, "image": TEST_IMAGE,
                         "mode": "kserve", "host": kube_cluster.url, "timeout": 5,
                         "validate": True,
-                        "crd_schema": str(KSERVE_CRD) if KSERVE_CRD.is_file() else None})
+                        "crd_schema": str(KSERVE_CRD) if KSERVE_CRD.is_file() else None},
+        reconcile=kube_cluster.reconcile)
 
 
 @pytest.fixture
@@ -77,7 +88,10 @@ def sagemaker_platform(moto_server, sagemaker_backend_factory) -> Platform:  # n
     return Platform(
         "sagemaker",
         backend=sagemaker_backend_factory,
-        target=lambda: sagemaker_settings(moto_server.url))
+        target=lambda: sagemaker_settings(moto_server.url),
+        racing_caveat="SageMaker has no compare-and-set: two applies can both pass the "
+                      "generation check (on AWS the later update is refused while the first "
+                      "is in progress; moto does not emulate that)")
 
 
 @pytest.fixture(params=list(REGISTRY))
@@ -130,8 +144,69 @@ def test_a_canary_plan_splits_the_traffic_between_two_versions(backend, stable, 
 def test_applying_the_same_plan_twice_changes_nothing(backend, stable, canary):
     backend.apply(plan(ENDPOINT, 1, stable))
     backend.apply(canary)
+    before = backend.observe(ENDPOINT)
+
+    again = backend.apply(canary)
+
+    after = backend.observe(ENDPOINT)
+    assert again.generation == after.generation == 2
+    assert (after.weights(), after.variants) == (before.weights(), before.variants)
+
+
+def test_an_older_plan_after_a_newer_one_is_refused_and_the_newer_one_stands(
+        backend, stable, canary):
+    backend.apply(plan(ENDPOINT, 1, stable))
     backend.apply(canary)
-    assert backend.observe(ENDPOINT).generation == 2
+
+    with pytest.raises(StalePlan, match="generation 1 .* generation 2"):
+        backend.apply(plan(ENDPOINT, 1, stable))
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.generation == 2
+    assert observed.weights() == pytest.approx({"stable": 0.9, "candidate": 0.1})
+
+
+def test_another_plan_under_a_generation_already_applied_is_refused(backend, stable, canary):
+    backend.apply(plan(ENDPOINT, 1, stable))
+    backend.apply(canary)
+
+    with pytest.raises(PlanConflict, match="new generation"):
+        backend.apply(replace(canary, variants=(replace(canary.variants[0], weight=0.5),
+                                                replace(canary.variants[1], weight=0.5))))
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.generation == 2
+    assert observed.weights() == pytest.approx({"stable": 0.9, "candidate": 0.1})
+
+
+def test_apply_without_waiting_returns_at_once_and_the_plan_is_served_later(
+        platform, backend, stable):
+    started = time.monotonic()
+    backend.apply(plan(ENDPOINT, 1, stable), wait=False)
+    took = time.monotonic() - started
+
+    if platform.kind == "local":  # a model server starts meanwhile (it takes seconds)
+        assert took < 1.0
+    assert eventually(lambda: serves(backend, 1, {"stable": 1.0}))
+
+
+def test_of_two_applies_racing_each_other_the_newer_plan_stands(
+        platform, backend, stable, canary):
+    if platform.racing_caveat:
+        pytest.skip(platform.racing_caveat)
+    backend.apply(plan(ENDPOINT, 1, stable))
+    backend.apply(canary)  # KServe splits only beside a stable it already serves
+    stable_now, candidate = canary.variants
+    for older in (3, 5, 7, 9):
+        plans = [plan(ENDPOINT, generation, replace(stable_now, weight=1 - share),
+                      replace(candidate, weight=share))
+                 for generation, share in ((older, 0.2), (older + 1, 0.5))]
+        refused = race(platform, plans)
+
+        assert older + 1 not in refused, refused[older + 1]
+        assert all(isinstance(e, StalePlan) for e in refused.values()), refused
+        assert eventually(lambda g=older + 1: serves(backend, g, {"stable": 0.5,
+                                                                   "candidate": 0.5}))
 
 
 def test_rollback_is_applying_the_stable_only_plan(backend, stable, canary):
@@ -149,6 +224,42 @@ def test_delete_removes_the_endpoint_and_deleting_twice_is_harmless(backend, sta
     assert backend.observe(ENDPOINT).exists is False
 
 
+def eventually(check: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Whether ``check`` holds within ``timeout`` seconds (a local server loads a plan)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def serves(backend: Backend, generation: int, weights: dict[str, float]) -> bool:
+    observed = backend.observe(ENDPOINT)
+    return observed.generation == generation and observed.weights() == pytest.approx(weights)
+
+
+def race(platform: Platform, plans: list) -> dict[int, Exception]:
+    """Apply ``plans`` at once, each from its own thread and backend (as two workers
+    would); the errors raised, by generation."""
+    start = threading.Barrier(len(plans))
+    errors: dict[int, Exception] = {}
+
+    def apply(backend: Backend, serving_plan) -> None:
+        start.wait()
+        try:
+            backend.apply(serving_plan, wait=False)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            errors[serving_plan.generation] = e
+
+    threads = [threading.Thread(target=apply, args=(platform.backend(), p)) for p in plans]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return errors
+
+
 # -- through the portal -------------------------------------------------------------------
 
 
@@ -163,7 +274,7 @@ def test_the_portal_rolls_out_and_promotes_on_every_backend(
     from portal.releases import deployments
     from portal.releases import services as releases
     from portal.releases.models import Deployment
-    from tests.portal_fixtures import metadata, random_classifier_bytes
+    from tests.portal_fixtures import metadata, random_classifier_bytes, settled
 
     # The platform connection is the operator's target; the environment only chooses it.
     settings.MODELGATE_TARGETS = {"platform": {"backend": platform.kind, **platform.target()}}
@@ -180,17 +291,23 @@ def test_the_portal_rolls_out_and_promotes_on_every_backend(
             releases.review(users["approver"], request, "approve", "ok")
         return Deployment.objects.get(request=request)
 
-    first = release(1, "canary")
+    def served(deployment):  # what the rollout worker waits for: the platform serving it
+        platform.reconcile()
+        return settled(deployment)
+
+    first = served(release(1, "canary"))
     assert first.status == "succeeded" and first.strategy == "direct"
     backend = deployments.backend_for(first)
     assert backend.observe(first.endpoint).weights() == pytest.approx({"candidate": 1.0})
 
-    canary = release(2, "canary")
+    canary = served(release(2, "canary"))
     assert canary.status == "progressing"
     assert backend.observe(canary.endpoint).weights() == pytest.approx(
         {"stable": 0.9, "candidate": 0.1})
     deployments.command(users["approver"], canary, "promote")
     canary.refresh_from_db()
+    assert canary.status == "promoting"  # succeeded once the platform serves it
+    canary = served(canary)
     assert canary.status == "succeeded"
     observed = backend.observe(canary.endpoint)
     assert observed.weights() == pytest.approx({"candidate": 1.0})

@@ -20,7 +20,7 @@ import pytest
 import urllib3
 
 from ops.backends import get_backend
-from ops.backends.base import BackendError, BackendUnavailable
+from ops.backends.base import BackendError, BackendUnavailable, StalePlan
 from ops.backends.kubernetes import (
     KubernetesBackend,
     dns_label,
@@ -270,6 +270,23 @@ def test_a_canary_needs_the_stable_already_served(kube_cluster, kubernetes_backe
     assert kube_cluster.writes() == []
 
 
+def test_a_revision_from_a_plan_without_version_numbers_still_serves_as_the_stable(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    backend.apply(stable_only(1))  # as applied before plans carried version numbers
+    numbered = ServingPlan(ENDPOINT, (replace(STABLE, weight=0.9, version_number=1),
+                                      replace(CANDIDATE, weight=0.1, version_number=2)),
+                           generation=2)
+
+    observed = backend.apply(numbered)
+
+    assert predictor(kube_cluster)["canaryTrafficPercent"] == 10
+    # The stable keeps its revision; its mounted plan now tells the server the number.
+    assert mounted_plan(kube_cluster, "fraud-model-plan-1").variants[0].version_number == 1
+    assert mounted_plan(kube_cluster, "fraud-model-plan-2").variants[0].version_number == 2
+    assert observed.weights() == {"stable": 0.9, "candidate": 0.1}
+
+
 # -- both modes -------------------------------------------------------------------------------
 
 
@@ -404,6 +421,83 @@ def test_an_invalid_manifest_is_refused_before_anything_is_sent(
         with pytest.raises(BackendError, match="limitz"):
             kubernetes_backend_factory(mode, resources=bad).apply(stable_only(1))
     assert kube_cluster.writes() == []
+
+
+# -- fenced by generation --------------------------------------------------------------------
+
+MAIN_KIND = {"kserve": "InferenceService", "deployments": "Service"}
+
+
+def touch(cluster, kind: str, name: str = ENDPOINT) -> None:
+    """Write to an object as someone else would (a controller, another worker)."""
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=cluster.url))
+    body = {"metadata": {"annotations": {"example.com/touched": str(time.time())}}}
+    if kind == "InferenceService":
+        kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices", name, body)
+    else:
+        kubernetes.client.CoreV1Api(api).patch_namespaced_service(name, cluster.namespace, body)
+
+
+def meanwhile(monkeypatch, backend, action) -> list:
+    """Run ``action`` once, after ``backend``'s apply has read the main object and before it
+    writes anything; returns the list of the plans it converged (one per attempt)."""
+    mode = type(backend._mode)
+    converge, attempts = mode.converge, []
+
+    def interrupted(self, plan, current):
+        if self is backend._mode:
+            attempts.append(plan.generation)
+            if len(attempts) == 1:
+                action()
+        return converge(self, plan, current)
+
+    monkeypatch.setattr(mode, "converge", interrupted)
+    return attempts
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_an_older_plan_is_refused_before_anything_is_written(mode, kube_cluster,
+                                                             kubernetes_backend_factory):
+    backend = kubernetes_backend_factory(mode)
+    backend.apply(stable_only(1))
+    backend.apply(canary(2, 0.1))
+    writes = len(kube_cluster.writes())
+
+    with pytest.raises(StalePlan, match="older than generation 2"):
+        kubernetes_backend_factory(mode).apply(stable_only(1))
+
+    assert kube_cluster.writes()[writes:] == []
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_a_write_racing_another_is_judged_again_on_what_it_wrote(
+        mode, kube_cluster, kubernetes_backend_factory, monkeypatch):
+    backend = kubernetes_backend_factory(mode)
+    backend.apply(stable_only(1))
+    attempts = meanwhile(monkeypatch, backend, lambda: touch(kube_cluster, MAIN_KIND[mode]))
+
+    observed = backend.apply(canary(2, 0.1))
+
+    assert attempts == [2, 2]  # the guarded write answered 409; read again, then written
+    assert observed.generation == 2 and observed.weights() == {"stable": 0.9,
+                                                              "candidate": 0.1}
+
+
+@pytest.mark.parametrize("mode", ["kserve", "deployments"])
+def test_an_older_plan_losing_a_race_to_a_newer_one_is_refused(
+        mode, kube_cluster, kubernetes_backend_factory, monkeypatch):
+    backend, other = kubernetes_backend_factory(mode), kubernetes_backend_factory(mode)
+    backend.apply(stable_only(1))
+    attempts = meanwhile(monkeypatch, backend, lambda: other.apply(canary(3, 0.5)))
+
+    with pytest.raises(StalePlan, match="generation 2 .* older than generation 3"):
+        backend.apply(canary(2, 0.1))
+
+    assert attempts == [2]
+    observed = backend.observe(ENDPOINT)
+    assert observed.generation == 3 and observed.weights() == {"stable": 0.5,
+                                                              "candidate": 0.5}
 
 
 # -- deployments mode -------------------------------------------------------------------------
@@ -566,6 +660,24 @@ def test_api_errors_are_wrapped_by_kind(status, error, kube_cluster, kubernetes_
     with pytest.raises(error, match=str(status)) as caught:
         kubernetes_backend_factory("kserve").apply(stable_only(1))
     assert isinstance(caught.value.__cause__, kubernetes.client.exceptions.ApiException)
+
+
+def test_the_emulator_refuses_a_patch_of_a_version_it_no_longer_has(kube_cluster):
+    core = kubernetes.client.CoreV1Api(
+        kubernetes.client.ApiClient(kubernetes.client.Configuration(host=kube_cluster.url)))
+    core.create_namespaced_config_map(kube_cluster.namespace,
+                                      {"metadata": {"name": "probe"}, "data": {"a": "b"}})
+    read = kube_cluster.get("ConfigMap", "probe")["metadata"]["resourceVersion"]
+    core.patch_namespaced_config_map("probe", kube_cluster.namespace,
+                                     {"metadata": {"resourceVersion": read}, "data": {"a": "c"}})
+
+    with pytest.raises(kubernetes.client.exceptions.ApiException) as stale:
+        core.patch_namespaced_config_map("probe", kube_cluster.namespace,
+                                         {"metadata": {"resourceVersion": read},
+                                          "data": {"a": "d"}})
+
+    assert stale.value.status == 409
+    assert kube_cluster.get("ConfigMap", "probe")["data"] == {"a": "c"}
 
 
 def test_the_emulator_answers_like_an_api_server(kube_cluster):

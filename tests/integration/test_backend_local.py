@@ -1,8 +1,11 @@
 """The local backend with real model-server processes."""
 
+import contextlib
 import json
 import os
 import signal
+import threading
+import time
 import urllib.request
 from dataclasses import replace
 
@@ -10,6 +13,7 @@ import pytest
 
 from ops.backends import get_backend
 from ops.backends.base import BackendError
+from ops.plan import ServingPlan
 from ops.serving.ids import KEY_ENV, KEY_FILE_ENV, parse_prediction_id, verify
 from tests.integration.local_fixtures import free_port, plan
 from tests.portal_fixtures import FEATURES
@@ -77,6 +81,56 @@ def test_a_refused_plan_keeps_the_old_one_serving(backend, artifact_variant):
     observed = backend.observe("tumor")
     assert observed.generation == 1 and observed.ready
     assert infer(observed.url)["parameters"]["variant"] == "stable"
+
+
+def test_a_plan_that_only_gained_version_numbers_is_a_re_apply(backend, artifact_variant):
+    """Plans from before version numbers were carried are re-applied with them (the portal
+    re-applies the current plan before every decision): the same plan, not a conflict."""
+    stable = artifact_variant("stable", 1)
+    backend.apply(plan("tumor", 1, stable))
+
+    observed = backend.apply(plan("tumor", 1, replace(stable, version_number=3)))
+
+    assert observed.ready and observed.generation == 1
+    recorded = ServingPlan.from_json((backend.state_dir / "tumor" / "plan.json").read_text())
+    assert recorded.variants[0].version_number == 3
+
+
+def test_waiting_for_a_plan_ends_once_a_newer_plan_replaced_it(tmp_path, artifact_variant):
+    """A rollout's last step applied (and waited for) while the next rollout's plan already
+    replaced it: its generation will never be served, so apply returns instead of holding
+    its worker for the whole timeout."""
+    backend = get_backend("local", {"state_dir": str(tmp_path / "serving"),
+                                    "port": free_port(), "ready_timeout": 30})
+    stable = artifact_variant("stable", 1)
+    backend.apply(plan("tumor", 1, stable))
+    # Generation 2's artifact is a pipe nobody writes to: the server's loader waits on it,
+    # and generation 1 keeps serving.
+    pipe = tmp_path / "slow.skops"
+    os.mkfifo(pipe)
+    slow = replace(artifact_variant("candidate", 2, weight=0.5), artifact_uri=f"file://{pipe}")
+    returned: dict = {}
+
+    def apply_and_wait():
+        returned["observed"] = backend.apply(plan("tumor", 2, replace(stable, weight=0.5), slow))
+        returned["at"] = time.monotonic()
+
+    waiting = threading.Thread(target=apply_and_wait)
+    waiting.start()
+    try:
+        time.sleep(1.0)
+        replaced_at = time.monotonic()
+        backend.apply(plan("tumor", 3, stable), wait=False)
+        waiting.join(10)
+
+        assert not waiting.is_alive(), "apply kept waiting for a generation already replaced"
+        assert returned["at"] - replaced_at < 2.0
+        assert returned["observed"].generation == 1  # what served meanwhile
+    finally:
+        with contextlib.suppress(OSError):  # let the loader read an empty file and give up
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        waiting.join()
+        backend.delete("tumor")
 
 
 def test_a_crashed_server_is_restarted_by_the_next_apply(backend, artifact_variant):

@@ -14,6 +14,7 @@ import hashlib
 import io
 import socket
 import tarfile
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -23,7 +24,7 @@ from moto.server import ThreadedMotoServer
 from sklearn.linear_model import LogisticRegression
 
 from ops.artifacts import dump_skops
-from ops.backends.base import BackendError, BackendUnavailable
+from ops.backends.base import BackendError, BackendUnavailable, StalePlan
 from ops.backends.sagemaker import SageMakerBackend, _sagemaker_name, _translate
 from ops.plan import ServingPlan, Variant
 from ops.serving.ids import KEY_ENV
@@ -386,18 +387,92 @@ def test_a_generation_the_endpoint_serves_cannot_mean_another_plan(backend, arti
     assert backend.observe(ENDPOINT).weights() == {"stable": 0.9, "candidate": 0.1}
 
 
-def test_an_unused_config_of_a_reused_generation_is_replaced(backend, artifacts, sagemaker):
+def test_an_unused_config_of_a_reused_generation_is_replaced(
+        sagemaker_backend_factory, artifacts, sagemaker):
+    backend = sagemaker_backend_factory()
     backend.apply(stable_only(artifacts, generation=1))
-    backend.apply(canary(artifacts, 2, 0.9, 0.1))
-    backend.apply(stable_only(artifacts, generation=3))  # g2's config is now unused
+    # g2's config is made, then the switch fails: the endpoint still serves generation 1.
+    with pytest.raises(BackendError, match="UpdateEndpoint"):
+        sagemaker_backend_factory(allow_recreate=False).apply(canary(artifacts, 2, 0.9, 0.1))
 
-    observed = backend.apply(canary(artifacts, 2, 0.5, 0.5))  # e.g. a rollout restarted
+    observed = backend.apply(canary(artifacts, 2, 0.5, 0.5))
 
     assert f"delete_endpoint_config {ENDPOINT}-g2 (stale, other variants)" \
         in observed.extra["actions"]
     assert observed.weights() == {"stable": 0.5, "candidate": 0.5}
     config = sagemaker.describe_endpoint_config(EndpointConfigName=f"{ENDPOINT}-g2")
     assert [pv["InitialVariantWeight"] for pv in config["ProductionVariants"]] == [0.5, 0.5]
+
+
+def test_a_newer_plan_recorded_while_the_models_were_made_is_not_replaced(
+        backend, artifacts, monkeypatch):
+    backend.apply(stable_only(artifacts, generation=1))
+    ensure_config = backend._ensure_config
+
+    def and_meanwhile(*args, **kwargs):
+        ensure_config(*args, **kwargs)
+        monkeypatch.setattr(backend, "_ensure_config", ensure_config)
+        backend.apply(stable_only(artifacts, generation=3))  # another worker's newer plan
+
+    monkeypatch.setattr(backend, "_ensure_config", and_meanwhile)
+
+    with pytest.raises(StalePlan, match="generation 2 .* older than generation 3"):
+        backend.apply(canary(artifacts, 2, 0.9, 0.1))
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.generation == 3 and observed.weights() == {"stable": 1.0}
+
+
+def test_an_update_begun_while_the_models_were_made_is_waited_out_not_a_refusal(
+        backend, artifacts, monkeypatch):
+    backend.apply(stable_only(artifacts, generation=1))
+    describe, described = backend._describe_fenced, []
+
+    def another_update_began(plan, name):
+        endpoint = describe(plan, name)
+        described.append(name)
+        return endpoint if len(described) == 1 else {**endpoint, "EndpointStatus": "Updating"}
+
+    monkeypatch.setattr(backend, "_describe_fenced", another_update_began)
+
+    with pytest.raises(BackendUnavailable, match="once it is InService"):
+        backend.apply(canary(artifacts, 2, 0.9, 0.1))
+
+    assert backend.observe(ENDPOINT).generation == 1
+
+
+def still_updating(backend, monkeypatch, generation: int | None = None) -> None:
+    """Make ``backend`` see its endpoint not InService (and recording ``generation``)."""
+    observe = backend.observe
+    monkeypatch.setattr(backend, "observe", lambda endpoint: replace(
+        observe(endpoint), ready=False,
+        **({"generation": generation} if generation is not None else {})))
+
+
+def test_waiting_for_in_service_ends_once_a_newer_plan_is_recorded(
+        sagemaker_backend_factory, artifacts, monkeypatch):
+    backend = sagemaker_backend_factory(ready_timeout=30, poll_interval=0.05)
+    backend.apply(stable_only(artifacts, generation=1))
+    still_updating(backend, monkeypatch, generation=5)  # another worker's plan meanwhile
+
+    started = time.monotonic()
+    observed = backend.apply(stable_only(artifacts, generation=2))
+
+    assert time.monotonic() - started < 5
+    assert observed.generation == 5
+
+
+def test_apply_without_waiting_returns_before_in_service(sagemaker_backend_factory, artifacts,
+                                                          monkeypatch):
+    backend = sagemaker_backend_factory(ready_timeout=30, poll_interval=0.05)
+    backend.apply(stable_only(artifacts, generation=1))
+    still_updating(backend, monkeypatch)
+
+    started = time.monotonic()
+    observed = backend.apply(canary(artifacts, 2, 0.9, 0.1), wait=False)
+
+    assert time.monotonic() - started < 5
+    assert not observed.ready and observed.generation == 2
 
 
 def test_shadow_plans_are_refused(backend, artifacts):

@@ -9,6 +9,7 @@ import io
 import pickle
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -18,13 +19,18 @@ from portal.releases import deployments
 from portal.releases import services as releases
 from portal.releases.models import Deployment
 from tests.integration.local_fixtures import free_port
-from tests.integration.misbehaving_models import FailingClassifier, SlowClassifier
+from tests.integration.misbehaving_models import (
+    FailingClassifier,
+    NonFiniteClassifier,
+    SlowClassifier,
+)
 from tests.portal_fixtures import (
     FEATURES,
     allow_unsafe,
     local_target,
     metadata,
     random_classifier_bytes,
+    settled,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -43,6 +49,7 @@ def world(users, project, clf, settings, prometheus):
     """A production environment on a free port, with v1 serving there (released directly)."""
     allow_unsafe(settings, users["staff"], project,
                  trusted=("tests.integration.misbehaving_models.FailingClassifier",
+                          "tests.integration.misbehaving_models.NonFiniteClassifier",
                           "tests.integration.misbehaving_models.SlowClassifier"))
     port = free_port()
     settings.MODELGATE_PROMETHEUS_URL = prometheus([f"127.0.0.1:{port}"])
@@ -65,7 +72,7 @@ def _release(users, version, environment, strategy, params=None) -> Deployment:
     request = releases.request_approval(users["contributor"], version, environment,
                                         strategy=strategy, strategy_params=params or {})
     releases.review(users["approver"], request, "approve", "ok")
-    return Deployment.objects.get(request=request)
+    return settled(Deployment.objects.get(request=request))
 
 
 class Traffic:
@@ -124,12 +131,23 @@ def test_canary_of_a_good_version_promotes_with_no_failed_request(world):
     assert deployments.serving_version(world["env"], world["model"]).pk == v2.pk
 
 
+def test_the_model_server_reports_the_version_number_not_the_database_id(world):
+    v1 = world["v1"]
+    assert deployments.variant_of(v1, "stable").version_number == v1.number
+    answer = requests.post(f"{world['url']}/v2/models/tumor-classifier/infer",
+                           json={"instances": [[14.0, 19.0, 90.0, 650.0, 0.1]]}, timeout=5)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["X-Model-Version"] == answer.json()["model_version"] == str(v1.number)
+
+
 def _pickled(model) -> bytes:
     return pickle.dumps(model, protocol=4)
 
 
 @pytest.mark.parametrize("bad_model, why", [
     (FailingClassifier(len(FEATURES), share=0.2), "error_rate"),
+    # NaN answers are server errors too: the canary's 5xx share rolls it back.
+    (NonFiniteClassifier(len(FEATURES), share=0.2), "error_rate"),
     (SlowClassifier(len(FEATURES), seconds=0.25), "p99"),
 ])
 def test_canary_of_a_bad_version_rolls_back_on_its_own(world, bad_model, why):
@@ -166,12 +184,14 @@ def test_manual_rollback_and_recovery_from_recorded_state(world):
     (deployments.settings.MODELGATE_SERVING_DIR / f"env-{world['env'].pk}" /
      "tumor-classifier" / "plan.json").unlink()
     deployments.advance(deployment.pk)
+    settled(deployment)
     served = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
     assert {v["name"] for v in served["parameters"]["variants"]} == {"stable", "candidate"}
 
     deployments.command(world["users"]["contributor"], deployment, "rollback")
     deployment.refresh_from_db()
     assert deployment.status == "rolled_back"
+    settled(deployment)
     served = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
     assert [v["name"] for v in served["parameters"]["variants"]] == ["stable"]
     with pytest.raises(Exception, match="rolled_back|ended"):
@@ -195,7 +215,8 @@ def test_ab_split_is_sticky_and_waits_for_a_decision(world):
         deployment = drive_until(deployment, {"awaiting_decision"})
     deployments.command(world["users"]["approver"], deployment, "promote")
     deployment.refresh_from_db()
-    assert deployment.status == "succeeded"
+    assert deployment.status == "promoting"  # succeeded once the server serves the plan
+    assert settled(deployment).status == "succeeded"
     assert deployments.serving_version(world["env"], world["model"]).pk == v2.pk
 
 
@@ -257,7 +278,7 @@ def test_a_rollback_decided_while_the_backend_is_away_is_applied_when_it_returns
                                  {"weight": 1.0, "bake_seconds": 1}]})
     real_apply = LocalBackend.apply
 
-    def unreachable(self, plan):
+    def unreachable(self, plan, **kwargs):
         raise BackendUnavailable("connection refused (simulated outage)")
 
     monkeypatch.setattr(LocalBackend, "apply", unreachable)
@@ -270,11 +291,74 @@ def test_a_rollback_decided_while_the_backend_is_away_is_applied_when_it_returns
 
     monkeypatch.setattr(LocalBackend, "apply", real_apply)  # the platform is back
     deployments.advance(deployment.pk)
+    settled(deployment)
     served = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
     assert [v["name"] for v in served["parameters"]["variants"]] == ["stable"]
     deployment.refresh_from_db()
     assert deployment.events.order_by("-pk").first().event == "applied"
     assert deployment.next_check_at is None
+
+
+def test_a_candidate_the_model_server_cannot_load_is_rolled_back_without_waiting(world):
+    """Plans are applied without waiting for the server (no worker held); a plan the server
+    refuses (here the artifact is gone from the store after validation) is seen by the next
+    decision and the rollout rolls back, the stable serving throughout."""
+    from urllib.parse import urlsplit
+
+    v2 = _version(world["users"], world["model"], random_classifier_bytes(11))
+    Path(urlsplit(v2.loadable_uri).path).unlink()
+    request = releases.request_approval(world["users"]["contributor"], v2, world["env"],
+                                        strategy="canary", strategy_params=FAST_CANARY)
+    started = time.monotonic()
+    releases.review(world["users"]["approver"], request, "approve", "ok")
+    assert time.monotonic() - started < 10  # nothing waited for the server
+    deployment = Deployment.objects.get(request=request)
+    with Traffic(world["url"]) as traffic:
+        deployment = drive(deployment, timeout=60)
+    # The first plan refused: "could not start", the stable restored (failed, not rolled back).
+    assert deployment.status == "failed", [e.reason for e in deployment.events.all()]
+    assert any("refused plan" in e.reason for e in deployment.events.all())
+    settled(deployment)
+    assert {code for code, _ in traffic.statuses} == {200}
+    served = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
+    assert [v["name"] for v in served["parameters"]["variants"]] == ["stable"]
+
+
+def test_a_finished_rollout_never_puts_its_plan_back_over_a_newer_one(world, monkeypatch):
+    """Review: a finished rollout whose final apply was delayed re-applied its old plan over
+    the newer A/B test's, and traffic went back to the old version for 19–27 s."""
+    from ops.backends.base import BackendUnavailable
+    from ops.backends.local import LocalBackend
+
+    v2 = _version(world["users"], world["model"], random_classifier_bytes(8))
+    old = _release(world["users"], v2, world["env"], "canary", {
+        **FAST_CANARY, "steps": [{"weight": 0.5, "bake_seconds": 600},
+                                 {"weight": 1.0, "bake_seconds": 1}]})
+    real_apply = LocalBackend.apply
+    monkeypatch.setattr(LocalBackend, "apply", lambda self, plan, **kw: (_ for _ in ()).throw(
+        BackendUnavailable("connection refused (simulated outage)")))
+    deployments.command(world["users"]["contributor"], old, "rollback")
+    old.refresh_from_db()
+    assert old.status == "rolled_back" and old.next_check_at is not None
+    monkeypatch.setattr(LocalBackend, "apply", real_apply)
+
+    v3 = _version(world["users"], world["model"], random_classifier_bytes(9))
+    newer = _release(world["users"], v3, world["env"], "ab", {**FAST_CANARY,
+                                                              "duration_seconds": 600})
+    newer.refresh_from_db()
+    assert newer.status == "progressing"
+    settled(newer)
+    serving = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
+    generation = serving["parameters"]["generation"]
+
+    deployments.advance(old.pk)  # what reconcile does with the delayed apply
+    time.sleep(2)  # (a server given a plan takes a moment to switch)
+    after = requests.get(f"{world['url']}/v2/models/tumor-classifier", timeout=5).json()
+    assert after["parameters"]["generation"] == generation
+    assert {v["name"] for v in after["parameters"]["variants"]} == {"stable", "candidate"}
+    old.refresh_from_db()
+    assert old.events.order_by("-pk").first().event == "superseded"
+    assert old.next_check_at is None
 
 
 def test_model_servers_stopped_with_the_machine_start_again_on_what_they_served(world):

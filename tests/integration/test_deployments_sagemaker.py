@@ -19,12 +19,12 @@ from portal.releases import deployments
 from portal.releases import services as releases
 from portal.releases.models import Deployment
 from tests.integration.sagemaker_fixtures import BUCKET, sagemaker_settings
-from tests.portal_fixtures import metadata, random_classifier_bytes
+from tests.portal_fixtures import metadata, random_classifier_bytes, settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CANARY = {
-    "steps": [{"weight": 0.25, "bake_seconds": 0}, {"weight": 1.0, "bake_seconds": 0}],
+    "steps": [{"weight": 0.25, "bake_seconds": 1}, {"weight": 1.0, "bake_seconds": 1}],
     "thresholds": {"min_requests": 50, "max_error_rate": 0.05, "max_p99_ratio": 3.0},
     "check_interval_seconds": 1, "max_inconclusive_checks": 3,
 }
@@ -56,12 +56,12 @@ def _release(users, version, environment, strategy, params=None) -> Deployment:
     request = releases.request_approval(users["contributor"], version, environment,
                                         strategy=strategy, strategy_params=params or {})
     releases.review(users["approver"], request, "approve", "ok")
-    return Deployment.objects.get(request=request)
+    return settled(Deployment.objects.get(request=request))
 
 
 def publish(moto, deployment, variant: str, invocations: int, errors: int,
-            latency_us: float) -> None:
-    """What SageMaker publishes for a variant over the last minute."""
+            latency_us: float, refused: int = 0) -> None:
+    """What SageMaker publishes for a variant over the last minute (``refused``: 4xx)."""
     name = deployments.backend_for(deployment).endpoint_name(deployment.endpoint)
     dims = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": variant}]
     now = dt.datetime.now(dt.UTC)
@@ -69,6 +69,8 @@ def publish(moto, deployment, variant: str, invocations: int, errors: int,
         {"MetricName": "Invocations", "Dimensions": dims, "Value": invocations,
          "Timestamp": now},
         {"MetricName": "Invocation5XXErrors", "Dimensions": dims, "Value": errors,
+         "Timestamp": now},
+        {"MetricName": "Invocation4XXErrors", "Dimensions": dims, "Value": refused,
          "Timestamp": now},
         {"MetricName": "ModelLatency", "Dimensions": dims, "Value": latency_us,
          "Timestamp": now, "Unit": "Microseconds"},
@@ -121,6 +123,22 @@ def test_a_failing_canary_rolls_back_on_cloudwatch_errors(world):
     assert any("error_rate: 0.3 > 0.05" in e.reason for e in deployment.events.all())
     endpoint = deployments.backend_for(deployment).observe(deployment.endpoint)
     assert endpoint.weights() == {"stable": 1.0}
+
+
+def test_a_canary_refusing_callers_rolls_back_on_cloudwatch_4xx(world):
+    """All 4xx and no 5xx (another interface): SageMaker's Invocation4XXErrors tells."""
+    moto = world["moto"]
+    deployment = _release(world["users"], _version(world["users"], world["model"], 7),
+                          world["env"], "canary", CANARY)
+    for _ in range(6):
+        publish(moto, deployment, "candidate", 200, 0, 8000, refused=200)
+        publish(moto, deployment, "stable", 600, 0, 6000, refused=6)
+        deployment = advance(deployment)
+        if deployment.status not in deployments.ACTIVE:
+            break
+    assert deployment.status == "rolled_back", [e.reason for e in deployment.events.all()]
+    assert any("client_error_excess" in e.reason and "the stable refused 1.0%" in e.reason
+               for e in deployment.events.all())
 
 
 def test_a_critical_cloudwatch_alarm_on_the_candidate_rolls_back(world):

@@ -16,7 +16,7 @@ from tests.integration.test_deployments import (  # noqa: F401 - the world fixtu
     _version,
     world,
 )
-from tests.portal_fixtures import random_classifier_bytes
+from tests.portal_fixtures import random_classifier_bytes, settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -117,7 +117,7 @@ def test_promote_decision_goes_through_the_rollout_and_closes_the_test(ab, api):
                                     {"decision": "promote", "comment": "B cuts readmissions"},
                                     format="json")
     assert promoted.status_code == 201, promoted.content
-    deployment = Deployment.objects.get(pk=deployment.pk)
+    deployment = settled(Deployment.objects.get(pk=deployment.pk))
     experiment.refresh_from_db()
     assert deployment.status == "succeeded" and experiment.decision == "promote"
     assert deployments.serving_version(ab["env"], ab["model"]).pk == ab["v2"].pk

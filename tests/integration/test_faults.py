@@ -30,9 +30,11 @@ from portal.releases.models import Deployment
 from tests.integration.local_fixtures import free_port
 from tests.integration.test_deployments import FAST_CANARY, Traffic, _version
 from tests.integration.test_worker import (  # noqa: F401 - fixtures
+    BROKER_CONF,
     _reconnect,
     _wait_for_rollout,
     _wait_until,
+    queues_named,
     start_worker,
 )
 from tests.portal_fixtures import local_target, metadata, random_classifier_bytes
@@ -88,10 +90,9 @@ def broker(private_redis, settings):
     queue = "modelgate-faults"
     # The worker reads the same prefix from MODELGATE_REDIS_PREFIX in its environment.
     options = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "visibility_timeout": 5}
-    saved = {k: app.conf[k] for k in ("broker_url", "broker_transport_options",
-                                      "task_always_eager", "task_default_queue")}
+    saved = {k: app.conf[k] for k in BROKER_CONF}
     app.conf.update(broker_url=private_redis.url, broker_transport_options=options,
-                    task_always_eager=False, task_default_queue=queue)
+                    task_always_eager=False, **queues_named(queue))
     _reconnect()
     yield {"url": private_redis.url, "options": options, "queue": queue}
     app.conf.update(saved)

@@ -29,7 +29,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
@@ -308,6 +308,47 @@ def test_metadata_lists_inputs_versions_variants_weights_and_generation(server, 
     assert requests.get(f"{server.base}/v2/health/live", timeout=5).json() == {"live": True}
 
 
+def test_answers_report_the_version_number_the_plan_carries(server, artifacts):
+    server.apply([artifacts.variant("blue", 1.0, version=7, version_number=4)])
+    answer = infer(server.base, artifacts.rows[:1])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == "4"
+    assert (answer.headers["X-Variant"], answer.headers["X-Model-Version"],
+            answer.headers["X-Plan-Generation"]) == ("blue", "4", str(server.generation))
+    metadata = requests.get(f"{server.base}/v2/models/{ENDPOINT}", timeout=5).json()
+    assert metadata["versions"] == ["4"]
+    by_number = requests.post(f"{server.base}/v2/models/{ENDPOINT}/versions/4/infer",
+                              json={"instances": [artifacts.rows[0].tolist()]}, timeout=10)
+    assert by_number.status_code == 200 and by_number.headers["X-Model-Version"] == "4"
+    refused = infer(server.base, [[1.0, 2.0]])
+    assert refused.status_code == 400
+    assert (refused.json()["model_version"], refused.headers["X-Model-Version"]) == ("4", "4")
+
+
+def test_a_regressor_answering_infinity_fails_the_request_as_a_counted_server_error(
+        server, artifacts):
+    model = LinearRegression().fit(artifacts.frame, artifacts.frame.iloc[:, 0])
+    model.coef_ = np.full_like(model.coef_, np.inf)  # every positive input overflows
+    path = artifacts.folder / "infinite.skops"
+    path.write_bytes(dump_skops(model))
+    broken = {**artifacts.variant("blue", 0.0), "name": "infinite", "task": "regression",
+              "artifact_uri": f"file://{path}",
+              "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "version_number": 9}
+    server.apply([artifacts.variant("blue", 1.0), broken])
+    before = scrape(server.base)
+    answer = infer(server.base, artifacts.rows[:2], name="infinite")
+    assert answer.status_code == 500, answer.text
+    body = answer.json()
+    assert (body["code"], body["variant"], body["model_version"]) == \
+        ("nonfinite_prediction", "infinite", "9")
+    assert answer.headers["X-Model-Version"] == "9"
+    after = scrape(server.base)
+    for name, labels in (("modelgate_requests_total", {"status": "5xx"}),
+                         ("modelgate_request_errors_total", {"code": "nonfinite_prediction"})):
+        assert value(after, name, endpoint=ENDPOINT, variant="infinite", **labels) - \
+            value(before, name, endpoint=ENDPOINT, variant="infinite", **labels) == 1
+
+
 # -- routing -------------------------------------------------------------------------------
 
 def test_weighted_split_over_2000_requests(server, artifacts):
@@ -427,6 +468,9 @@ def test_metrics_expose_requests_latency_predictions_and_feature_bins(server, ar
 
 # -- bad input -----------------------------------------------------------------------------
 
+# Refusals that come after a variant was chosen name it (and its version) in the answer.
+AFTER_CHOOSING = {"wrong feature count", "wrong type", "null where not nullable", "NaN in CSV",
+                  "unknown output"}
 BAD_REQUESTS = [
     ("not JSON", "post", f"/v2/models/{ENDPOINT}/infer", {"data": b"{nope"}, 400,
      "invalid_json"),
@@ -462,6 +506,12 @@ def test_bad_requests_get_a_4xx_json_error_and_are_counted(server, case, method,
     assert answer.status_code == status, answer.text
     body = answer.json()
     assert body["code"] == code and body["error"]
+    assert answer.headers["X-Plan-Generation"] == str(server.generation)
+    if case in AFTER_CHOOSING:
+        assert answer.headers["X-Variant"] == body["variant"]
+        assert answer.headers["X-Model-Version"] == body["model_version"]
+    else:
+        assert "X-Variant" not in answer.headers and "variant" not in body
     assert total(scrape(server.base), "modelgate_request_errors_total", code=code) == before + 1
     assert server.process.poll() is None
     assert infer(server.base, [[14.0, 20.0, 90.0, 600.0, 0.1]]).status_code == 200

@@ -458,7 +458,8 @@ def test_the_delivery_log_page_lists_attempts(browser_for, api, project, receive
 
 
 def test_release_requests_decisions_and_rollouts_are_announced(api, project, clf, receiver,
-                                                                 settings, users):
+                                                                 settings, users,
+                                                                 django_capture_on_commit_callbacks):
     """The release workflow calls notify(): request, approval, and the rollout's end."""
     from tests.integration.local_fixtures import free_port
     from tests.portal_fixtures import local_target, metadata, random_classifier_bytes
@@ -475,9 +476,15 @@ def test_release_requests_decisions_and_rollouts_are_announced(api, project, clf
         "version": version["id"], "environment": environment["id"]}, format="json").json()
     api("approver").post(f"/api/v1/approval-requests/{request['id']}/approve/",
                          {"comment": "ship it"}, format="json")
+    # The approval started the rollout (eagerly here): a first release goes out directly,
+    # and succeeds once its model server serves it (what the rollout worker waits for).
+    from portal.releases.models import Deployment
+    from tests.portal_fixtures import settled
+
+    with django_capture_on_commit_callbacks(execute=True):  # the rollout's announcements
+        settled(Deployment.objects.get(request_id=request["id"]))
     events = [json.loads(r.body)["event"] for r in receiver.requests]
     assert events[:2] == ["release.requested", "release.approved"]
-    # The approval started the rollout (eagerly here): a first release goes out directly.
     assert "rollout.succeeded" in events
     succeeded = next(json.loads(r.body) for r in receiver.requests
                      if json.loads(r.body)["event"] == "rollout.succeeded")

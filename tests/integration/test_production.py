@@ -67,7 +67,7 @@ def production_env(**extra) -> dict:
         "DJANGO_SECRET_KEY": "k" * 20 + "-production-secret-" + "x9Q!" * 8,
         "DJANGO_DEBUG": "false", "DJANGO_ALLOWED_HOSTS": "modelgate.example.com",
         "MODELGATE_HTTPS": "true", "MODELGATE_REQUIRE_SECRET_KEY": "true",
-        "MODELGATE_METRICS_TOKEN": "m" * 32,
+        "MODELGATE_METRICS_TOKEN": "m" * 32, "MODELGATE_AUDIT_KEYS": "k1:" + "a" * 40,
         "MODELGATE_DATA_DIR": extra.pop("data_dir"), "DJANGO_SETTINGS_MODULE": "portal.settings",
     })
     env.update(extra)

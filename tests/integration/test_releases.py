@@ -135,19 +135,114 @@ def test_invalid_version_cannot_be_requested(api, clf, production):
     assert response.status_code == 409 and response.json()["code"] == "version_not_ready"
 
 
-@pytest.mark.parametrize("params, words", [
-    ({"steps": [{"weight": 0.5, "bake_seconds": 60}]}, "end with weight 1.0"),
-    ({"steps": [{"weight": 1.0, "bake": 60}]}, "bake"),
-    ({"thresholds": {"max_error_rate": "high"}}, "max_error_rate"),
+PYTHON_WORDS = ("__init__", "argument", "TypeError", "not supported between", "iterable",
+                "NoneType", "object has no", "<class")
+
+
+@pytest.mark.parametrize("strategy, params, field, words", [
+    ("canary", {"steps": [{"weight": 0.5, "bake_seconds": 60}]}, "strategy_params",
+     "end with weight 1.0"),
+    ("canary", {"steps": [{"weight": 1.0, "bake": 60}]}, "strategy_params.steps[0].bake",
+     "unknown parameter steps[0].bake; valid here: bake_seconds, weight"),
+    ("canary", {"steps": [[0.5, 60], {"weight": 1.0, "bake_seconds": 60, "pause": True}]},
+     "strategy_params.steps[1].pause", "unknown parameter steps[1].pause"),
+    ("canary", {"thresholds": {"max_error_rate": "high"}},
+     "strategy_params.thresholds.max_error_rate", 'max_error_rate must be a number, not "high"'),
+    ("canary", {"thresholds": {"max_errors": 0.1}}, "strategy_params.thresholds.max_errors",
+     "unknown parameter thresholds.max_errors"),
+    ("canary", {"bake_seconds": 60}, "strategy_params.bake_seconds",
+     "unknown parameter bake_seconds"),
+    ("canary", {"steps": "fast"}, "strategy_params.steps", "steps must be a non-empty list"),
+    ("canary", {"steps": [{"weight": 0.5}, {"weight": "all"}]},
+     "strategy_params.steps[1].weight", "steps[1].weight must be a number"),
+    ("canary", {"steps": [{"weight": 0.5, "bake_seconds": 0}, {"weight": 1.0, "bake_seconds": 0}]},
+     "strategy_params", "step 1 bakes 0 s, less than the 30 s one analysis reads"),
+    ("canary", {"steps": [{"weight": 0.5, "bake_seconds": 60}, {"weight": 0.25, "bake_seconds": 60},
+                          {"weight": 1.0, "bake_seconds": 60}]},
+     "strategy_params", "strictly increasing, each above 0 and at most 1"),
+    ("canary", {"steps": [{"weight": (i + 1) / 25, "bake_seconds": 60} for i in range(25)]},
+     "strategy_params", "a canary has at most 20 steps, not 25"),
+    ("ab", {"split": "half"}, "strategy_params.split", 'split must be a number, not "half"'),
+    ("ab", {"split": 0.5, "outcome": {"metric": "conversion", "colour": "red"}},
+     "strategy_params", "unknown outcome settings"),
+    ("bluegreen", {"warm_seconds": None}, "strategy_params.warm_seconds",
+     "warm_seconds must be a number, not null"),
 ])
 def test_strategy_parameters_the_rollout_would_refuse_are_refused_at_request_time(
-        api, versions, production, params, words):
+        api, versions, production, strategy, params, field, words):
+    """Before: an unknown key surfaced as "CanaryStep.__init__() got an unexpected keyword
+    argument 'bake'", a string as "'<' not supported between instances of..."."""
     response = api("contributor").post("/api/v1/approval-requests/", {
-        "version": versions[1], "environment": production["id"], "strategy": "canary",
+        "version": versions[1], "environment": production["id"], "strategy": strategy,
         "strategy_params": params}, format="json")
     assert response.status_code == 400, response.json()
-    assert response.json()["field"] == "strategy_params" and words in response.json()["detail"]
+    body = response.json()
+    assert body["code"] == "invalid_strategy_params"
+    assert body["field"] == field and words in body["detail"], body
+    assert not any(w in body["detail"] for w in PYTHON_WORDS), body["detail"]
     assert not ApprovalRequest.objects.exists()
+
+
+def test_the_request_form_takes_strategy_parameters_and_names_the_bad_one(users, versions,
+                                                                          production):
+    requester = Client()
+    requester.force_login(users["contributor"])
+    url = "/p/clinical-ml/m/tumor-classifier/v/2/release/"
+    page = requester.post(url, {"environment": production["id"], "strategy": "canary",
+                                "strategy_params": '{"steps": [{"weight": 1.0, "bake": 9}]}'})
+    assert page.status_code == 200 and not ApprovalRequest.objects.exists()
+    field = page.context["form"]["strategy_params"]
+    assert field.errors == ["strategy parameters: unknown parameter steps[0].bake; valid here: "
+                            "bake_seconds, weight"]
+    zero = requester.post(url, {"environment": production["id"], "strategy": "canary",
+                                "strategy_params": '{"steps": [{"weight": 0.5, "bake_seconds": '
+                                                   '0}, {"weight": 1.0, "bake_seconds": 0}]}'})
+    assert "step 1 bakes 0 s" in zero.context["form"]["strategy_params"].errors[0]
+    made = requester.post(url, {"environment": production["id"], "strategy": "canary",
+                                "strategy_params": '{"steps": [{"weight": 0.5, "bake_seconds": '
+                                                   '60}, {"weight": 1.0, "bake_seconds": 60}]}'})
+    assert made.status_code == 302
+    assert ApprovalRequest.objects.get().strategy_params["steps"][0]["bake_seconds"] == 60
+
+
+def test_environment_settings_are_checked_per_backend_naming_the_setting(api, users, project,
+                                                                       settings):
+    settings.MODELGATE_TARGETS = {
+        "local": {"backend": "local", "ports": "9100-9199"},
+        "cluster": {"backend": "kubernetes", "namespace": "ml",
+                    "allowed": {"namespace": ["ml", "ml-dev"]}}}
+    payload = {"project": project.pk, "name": "staging"}
+    cases = [
+        ({"target": "local", "settings": {"port": 9100}}, "settings.port",
+         "port cannot be set here: a local environment sets nothing"),
+        ({"target": "cluster", "settings": {"namespace": "ml", "kubeconfig": "/etc/x"}},
+         "settings.kubeconfig", "kubeconfig cannot be set here: a kubernetes environment may "
+                                "set only env, namespace"),
+        ({"target": "cluster", "settings": {"namespace": "kube-system"}}, "settings.namespace",
+         "settings.namespace must be one of ml, ml-dev"),
+        ({"target": "cluster", "settings": {"env": {"LD_PRELOAD": "x"}}},
+         "settings.env.LD_PRELOAD", "settings.env: LD_PRELOAD cannot be set; valid: "),
+        ({"target": "cluster", "settings": {"env": {"MODELGATE_THREADS": 4}}},
+         "settings.env.MODELGATE_THREADS", "settings.env.MODELGATE_THREADS must be a string"),
+    ]
+    for extra, field, words in cases:
+        response = api("owner").post("/api/v1/environments/", {**payload, **extra},
+                                     format="json")
+        assert response.status_code == 400, response.json()
+        body = response.json()
+        assert body["code"] == "invalid_settings" and body["field"] == field, body
+        assert words in body["detail"], body["detail"]
+        assert not any(w in body["detail"] for w in ("['", "is not of type")), body["detail"]
+    owner = Client()
+    owner.force_login(users["owner"])
+    page = owner.post("/p/clinical-ml/environments/new/", {
+        "name": "staging", "target": "cluster", "required_approvals": 1,
+        "approval_ttl_hours": 72, "settings": '{"namespace": "ml", "image": "evil"}'})
+    assert page.status_code == 200
+    assert "image cannot be set here" in page.context["form"]["settings"].errors[0]
+    ok = api("owner").post("/api/v1/environments/", {
+        **payload, "target": "cluster", "settings": {"namespace": "ml-dev"}}, format="json")
+    assert ok.status_code == 201, ok.json()
 
 
 def test_old_requests_expire(api, versions, production):

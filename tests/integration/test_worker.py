@@ -31,12 +31,31 @@ def _database_url() -> str:
 
 
 def _reconnect():
-    """Drop pooled broker connections so the next publish uses the current configuration."""
+    """Drop pooled broker connections and the cached queues and routes, so the next publish
+    uses the current configuration."""
     from kombu import pools
 
     pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
+    for cached in ("queues", "router", "default_queue"):
+        app.amqp.__dict__.pop(cached, None)
+    app.amqp._rtable = None
+
+
+BROKER_CONF = ("broker_url", "broker_transport_options", "task_always_eager",
+               "task_default_queue", "task_routes", "task_queues")
+
+
+def queues_named(queue: str) -> dict:
+    """The configuration of a worker given MODELGATE_CELERY_QUEUE=queue (its rollout queue is
+    ``<queue>-rollouts``), for this process to send where that worker listens."""
+    from kombu import Queue
+
+    rollouts = f"{queue}-rollouts"
+    return {"task_default_queue": queue,
+            "task_routes": {name: {"queue": rollouts} for name in settings.ROLLOUT_TASKS},
+            "task_queues": [Queue(queue), Queue(rollouts)]}
 
 
 @pytest.fixture
@@ -58,10 +77,9 @@ def broker(tmp_path, settings):
         options = {"data_folder_in": str(folders["queue"]), "data_folder_out": str(folders["queue"]),
                    "processed_folder": str(folders["processed"]),
                    "control_folder": str(folders["control"]), "polling_interval": 0.1}
-    saved = {k: app.conf[k] for k in ("broker_url", "broker_transport_options",
-                                      "task_always_eager", "task_default_queue")}
+    saved = {k: app.conf[k] for k in BROKER_CONF}
     app.conf.update(broker_url=url, broker_transport_options=options, task_always_eager=False,
-                    task_default_queue=queue)
+                    **queues_named(queue))
     _reconnect()
     yield {"url": url, "options": options, "queue": queue}
     app.conf.update(saved)
@@ -73,7 +91,10 @@ def start_worker(broker, artifact_root, settings, tmp_path):
     """``start(**env)`` → a real Celery worker process on the test database and broker."""
     processes = []
 
-    def start(*, pool: str = "solo", concurrency: int = 1, **extra_env) -> subprocess.Popen:
+    def start(*, pool: str = "solo", concurrency: int = 1, queues: str | None = None,
+              **extra_env) -> subprocess.Popen:
+        """``queues``: "rollouts" or "work" for a worker consuming only that queue (-Q), as
+        the demo and the manifests run them; None for both."""
         env = dict(os.environ, DATABASE_URL=_database_url(), CELERY_TASK_ALWAYS_EAGER="false",
                    MODELGATE_ARTIFACT_ROOT=str(artifact_root),
                    MODELGATE_SERVING_DIR=str(settings.MODELGATE_SERVING_DIR),
@@ -85,7 +106,8 @@ def start_worker(broker, artifact_root, settings, tmp_path):
         log = open(tmp_path / "worker.log", "a")
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "portal", "worker", "-P", pool,
-             "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
+             "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "--loglevel", "INFO", *_only(queues, broker["queue"])],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         processes.append(process)
@@ -98,6 +120,12 @@ def start_worker(broker, artifact_root, settings, tmp_path):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _only(queues: str | None, queue: str) -> list[str]:
+    if queues is None:
+        return []
+    return ["-Q", {"rollouts": f"{queue}-rollouts", "work": queue}[queues]]
 
 
 @pytest.fixture
@@ -203,6 +231,33 @@ def test_a_worker_killed_mid_rollout_is_replaced_and_the_rollout_completes_once(
     failed = [(code, detail) for code, detail in traffic.statuses if code != 200]
     assert failed == [], failed[:5]
     assert second.poll() is None
+
+
+def test_rollouts_run_on_their_own_queue_whatever_waits_on_the_other(
+        api, users, project, clf, settings, start_worker, tmp_path):
+    """With only a rollout worker (-Q <queue>-rollouts, as the demo and the manifests run
+    one), an approved release goes through while a validation waits for a worker of the
+    other queue; one of those then takes it."""
+    from portal.releases import services as releases
+    from portal.releases.models import Deployment
+    from tests.integration.local_fixtures import free_port
+    from tests.integration.test_deployments import _version
+
+    env = local_target(settings, free_port())
+    production = releases.create_environment(users["owner"], project, name="production")
+    rollouts = start_worker(queues="rollouts", **env)
+    waiting = api("contributor").upload(clf.pk, random_classifier_bytes(5), metadata())
+    v1 = _version(users, clf, random_classifier_bytes(1))  # validated in this process
+    request = releases.request_approval(users["contributor"], v1, production)
+    releases.review(users["approver"], request, "approve", "first release")
+    _wait_for_rollout(lambda: Deployment.objects.filter(request=request).first(), {"succeeded"},
+                      rollouts, tmp_path)
+    assert ModelVersion.objects.get(pk=waiting.json()["id"]).status == "pending"
+    work = start_worker(queues="work", **env)
+    assert wait_for_status(waiting.json()["id"], {"ready"}, worker=work,
+                           log=tmp_path / "worker.log") == "ready"
+    log = (tmp_path / "worker.log").read_text()
+    assert "workers.releases.start_deployment" in log and "workers.registry.validate_version" in log
 
 
 def _wait_for_rollout(load, wanted, worker, log_dir, timeout=90):

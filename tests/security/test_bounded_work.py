@@ -222,7 +222,7 @@ def test_every_task_has_a_soft_and_a_hard_time_limit_under_the_redelivery_timeou
     for module in app.conf.imports:  # what a worker imports: every task module
         importlib.import_module(module)
     tasks = {name: task for name, task in app.tasks.items() if name.startswith("workers.")}
-    assert len(tasks) == 16, sorted(tasks)
+    assert len(tasks) == 17, sorted(tasks)
     redelivery = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 600)
     limits = {}
     for name, task in tasks.items():
@@ -408,7 +408,11 @@ def production(api, project):
     ({"steps": [{"weight": (i + 1) / 50, "bake_seconds": 60} for i in range(50)]},
      "a canary has at most 20 steps, not 50"),
     ({"steps": [{"weight": 0.5, "bake_seconds": 0.001}, {"weight": 1.0, "bake_seconds": 60}]},
-     "step 1 bakes 0.001 s, less than one check interval (30 s)"),
+     "step 1 bakes 0.001 s, less than the 30 s one analysis reads"),
+    ({"check_interval_seconds": 5, "steps": [{"weight": 0.5, "bake_seconds": 0},
+                                             {"weight": 1.0, "bake_seconds": 5}]},
+     "step 1 bakes 0 s, less than the 30 s one analysis reads (one check interval, at least "
+     "30 s)"),
     ({"max_inconclusive_checks": 10_000_000}, "max_inconclusive_checks is at most 1000"),
     ({"failure_limit": 10_000}, "failure_limit is at most 100"),
 ])
@@ -418,12 +422,14 @@ def test_a_rollout_that_would_check_too_often_or_too_much_is_refused_when_reques
     second until it was rolled back."""
     from portal.releases.models import ApprovalRequest
 
-    settings.MODELGATE_ROLLOUT_MIN_CHECK_SECONDS = 5  # the production default
+    settings.MODELGATE_ROLLOUT_MIN_CHECK_SECONDS = 5  # the production defaults
+    settings.MODELGATE_ROLLOUT_MIN_BAKE_SECONDS = 30
     response = api("contributor").post("/api/v1/approval-requests/", {
         "version": ready_version.pk, "environment": production["id"], "strategy": "canary",
         "strategy_params": params}, format="json")
     assert response.status_code == 400, response.json()
     assert response.json()["field"] == "strategy_params"
+    assert response.json()["code"] == "invalid_strategy_params"
     assert words in response.json()["detail"]
     assert not ApprovalRequest.objects.exists()
 
@@ -432,10 +438,11 @@ def test_a_rollout_within_the_limits_is_accepted(api, settings, ready_version, p
                                                  task_queue):
     task_queue.hold("workers.releases.start_deployment")
     settings.MODELGATE_ROLLOUT_MIN_CHECK_SECONDS = 5
+    settings.MODELGATE_ROLLOUT_MIN_BAKE_SECONDS = 30
     response = api("contributor").post("/api/v1/approval-requests/", {
         "version": ready_version.pk, "environment": production["id"], "strategy": "canary",
         "strategy_params": {"check_interval_seconds": 5, "steps": [
-            {"weight": 0.5, "bake_seconds": 0}, {"weight": 1.0, "bake_seconds": 5}]}},
+            {"weight": 0.5, "bake_seconds": 30}, {"weight": 1.0, "bake_seconds": 30}]}},
         format="json")
     assert response.status_code == 201, response.json()
 

@@ -24,7 +24,7 @@ from portal.releases import deployments
 from portal.releases import services as releases
 from portal.releases.models import Deployment, EndpointSlot
 from tests.integration.local_fixtures import free_port, plan
-from tests.portal_fixtures import allow_unsafe, metadata, random_classifier_bytes
+from tests.portal_fixtures import allow_unsafe, metadata, random_classifier_bytes, settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -74,7 +74,7 @@ def victim(users, project, clf, settings):
         users["contributor"], clf, io.BytesIO(random_classifier_bytes(1)), metadata()).pk)
     request = releases.request_approval(users["contributor"], version, production)
     releases.review(users["approver"], request, "approve", "first release")
-    deployment = Deployment.objects.get(request=request)
+    deployment = settled(Deployment.objects.get(request=request))
     assert deployment.status == "succeeded", [e.reason for e in deployment.events.all()]
     yield {"env": production, "version": version, "deployment": deployment,
            "url": deployments.backend_for(deployment).url(deployment.endpoint)}

@@ -88,8 +88,8 @@ def test_every_manifest_is_a_valid_kubernetes_object_in_strict_mode(doc):
 
 def test_web_worker_beat_and_migration_run_the_image_with_real_commands():
     specs = pod_specs()
-    assert set(specs) == {"modelgate-web", "modelgate-worker", "modelgate-beat",
-                          "modelgate-migrate"}
+    assert set(specs) == {"modelgate-web", "modelgate-worker", "modelgate-rollout-worker",
+                          "modelgate-beat", "modelgate-migrate"}
     commands = {name: spec["containers"][0]["command"] for name, spec in specs.items()}
     assert commands["modelgate-web"][-1] == "portal.wsgi"
     assert commands["modelgate-migrate"] == ["python", "manage.py", "migrate", "--noinput"]
@@ -106,6 +106,31 @@ def test_web_worker_beat_and_migration_run_the_image_with_real_commands():
         assert container["resources"]["requests"] and container["resources"]["limits"]
 
 
+def test_rollouts_have_workers_of_their_own_and_every_task_a_worker():
+    """Rollouts, rollbacks and alert handling never queue behind SHAP, diffs or profiles:
+    their tasks are routed to a queue only the rollout workers consume, and between them
+    the two Deployments consume every queue a task is sent to."""
+    from django.conf import settings
+
+    from portal.celery import app
+
+    def queues(name):
+        command = pod_specs()[name]["containers"][0]["command"]
+        return set(command[command.index("-Q") + 1].split(","))
+
+    heavy, rollouts = queues("modelgate-worker"), queues("modelgate-rollout-worker")
+    assert not heavy & rollouts
+    app.loader.import_default_modules()
+    tasks = [name for name in app.tasks if name.startswith("workers.")]
+    routed = {name: app.amqp.router.route({}, name, (), {})["queue"].name for name in tasks}
+    assert {routed[name] for name in settings.ROLLOUT_TASKS} == rollouts
+    assert routed["workers.registry.explain_version"] in heavy
+    assert routed["workers.releases.compute_release_diff"] in heavy
+    assert set(routed.values()) <= heavy | rollouts, routed
+    assert {name for name, queue in routed.items() if queue in rollouts} == \
+        set(settings.ROLLOUT_TASKS)
+
+
 def test_probes_hit_endpoints_the_portal_serves(client):
     web = pod_specs()["modelgate-web"]["containers"][0]
     paths = {web[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe",
@@ -117,7 +142,8 @@ def test_probes_hit_endpoints_the_portal_serves(client):
 def test_secrets_come_from_files_never_from_plain_values():
     config = next(d for d in documents() if d["kind"] == "ConfigMap")["data"]
     for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL",
-                 "MODELGATE_PREDICTION_ID_SECRET", "MODELGATE_METRICS_TOKEN"):
+                 "MODELGATE_PREDICTION_ID_SECRET", "MODELGATE_METRICS_TOKEN",
+                 "MODELGATE_AUDIT_KEYS"):
         assert name not in config and config[f"{name}_FILE"].startswith("/run/secrets/")
     for spec in pod_specs().values():
         mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
@@ -130,7 +156,7 @@ def test_one_beat_and_disruption_budgets_for_web_and_workers():
     docs = {(d["kind"], d["metadata"]["name"]): d for d in documents()}
     beat = docs[("Deployment", "modelgate-beat")]["spec"]
     assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate"
-    for name in ("modelgate-web", "modelgate-worker"):
+    for name in ("modelgate-web", "modelgate-worker", "modelgate-rollout-worker"):
         budget = docs[("PodDisruptionBudget", name)]["spec"]
         deployment = docs[("Deployment", name)]["spec"]
         assert budget["selector"] == deployment["selector"]

@@ -21,6 +21,7 @@ from ops.rollout import (
     RolloutError,
     RolloutSpec,
     RolloutState,
+    Served,
     Status,
     Strategy,
     Thresholds,
@@ -52,12 +53,18 @@ def start(spec, now=T0) -> Decision:
     return decide(spec, RolloutState.initial(BASE_GENERATION), None, now)
 
 
+def served(state: RolloutState) -> Served:
+    """A backend that serves every plan it is given, at once."""
+    return Served(state.generation, True)
+
+
 def run(spec, analysis, state=None, now=T0, limit=200):
-    """Decide repeatedly, waiting as told, until the rollout ends or waits for a person."""
+    """Decide repeatedly, waiting as told, until the rollout ends or waits for a person
+    (the backend serving each plan by the next decision)."""
     state = state or RolloutState.initial(BASE_GENERATION)
     decisions = []
     while len(decisions) < limit:
-        d = decide(spec, state, analysis, now)
+        d = decide(spec, state, analysis, now, served=served(state))
         decisions.append((now, d))
         state = d.state
         if state.ended or state.status in (Status.PAUSED, Status.AWAITING_DECISION):
@@ -97,11 +104,12 @@ def test_canary_of_a_healthy_candidate_walks_10_25_50_100_with_bake_waits_and_su
         {STABLE: 0.5, CANDIDATE: 0.5}, {STABLE: 0.0, CANDIDATE: 1.0}, {CANDIDATE: 1.0}]
     plan_times = [now - T0 for now, d in decisions if d.plan is not None]
     assert plan_times == [0, 60, 120, 240, 300]  # each step baked its full time
-    assert all(d.event == Event.BAKING for now, d in decisions if d.plan is None)
-    final = decisions[-1][1]
-    assert final.state.status == Status.SUCCEEDED
-    assert final.wait_seconds is None
-    assert final.plan.variants[0].version_id == CANDIDATE_TEMPLATE.version_id
+    assert all(d.event == Event.BAKING for now, d in decisions[:-1] if d.plan is None)
+    promoting, final = decisions[-2][1], decisions[-1][1]
+    assert promoting.state.status == Status.PROMOTING and promoting.event == Event.PROMOTING
+    assert promoting.plan.variants[0].version_id == CANDIDATE_TEMPLATE.version_id
+    assert final.state.status == Status.SUCCEEDED and final.event == Event.SUCCEEDED
+    assert final.plan is None and final.wait_seconds is None  # served: nothing more to apply
 
 
 def test_default_canary_steps_are_10_25_50_100_percent():
@@ -226,8 +234,9 @@ def test_a_tolerated_failure_holds_the_step_until_a_later_pass():
     Analysis(requests=math.nan, error_rate=0.0, p99_latency=0.1, stable_p99_latency=0.1),
     Analysis(requests=1000, error_rate=math.nan, p99_latency=0.1, stable_p99_latency=0.1),
     Analysis(requests=1000, error_rate=0.0, p99_latency=math.nan, stable_p99_latency=0.1),
-    Analysis(requests=1000, error_rate=0.0, p99_latency=0.1, stable_p99_latency=None),
-    Analysis(requests=1000, error_rate=0.0, p99_latency=0.1, stable_p99_latency=0.0),
+    # No stable figure and a candidate not under min_p99_seconds, with no max_p99_seconds.
+    Analysis(requests=1000, error_rate=0.0, p99_latency=0.3, stable_p99_latency=None),
+    Analysis(requests=1000, error_rate=0.0, p99_latency=0.3, stable_p99_latency=0.0),
     Analysis(requests=99, error_rate=0.0, p99_latency=0.1, stable_p99_latency=0.1),
 ], ids=["none", "empty", "no-traffic", "nan-requests", "nan-errors", "nan-p99",
         "no-stable-p99", "zero-stable-p99", "below-min-sample"])
@@ -332,10 +341,12 @@ def test_manual_promote_ends_with_the_candidate_alone_from_each_live_state(statu
     spec, state = states_of_every_live_kind()[status]
     assert state.status == status
     d = command(spec, state, "promote", T0 + 1, actor="bob")
-    assert d.state.status == Status.SUCCEEDED and d.event == Event.PROMOTED
+    assert d.state.status == Status.PROMOTING and d.event == Event.PROMOTED
     assert weights(d.plan) == {CANDIDATE: 1.0} and d.plan.sticky is False
     assert d.plan.generation == state.generation + 1
-    assert d.wait_seconds is None and "bob" in d.reason
+    assert d.wait_seconds is not None and "bob" in d.reason
+    done = decide(spec, d.state, None, T0 + 3, served=Served(d.plan.generation, True))
+    assert done.state.status == Status.SUCCEEDED and done.plan is None
 
 
 @pytest.mark.parametrize("status", [Status.PROGRESSING, Status.PAUSED,
@@ -478,7 +489,7 @@ def test_extend_refuses_other_strategies_and_silly_lengths(strategy, seconds, wo
 def test_ab_promote_ends_with_the_candidate_alone():
     spec = make_spec("ab", duration_seconds=600)
     d = command(spec, run(spec, HEALTHY)[-1][1].state, "promote", T0 + 700)
-    assert d.state.status == Status.SUCCEEDED and weights(d.plan) == {CANDIDATE: 1.0}
+    assert d.state.status == Status.PROMOTING and weights(d.plan) == {CANDIDATE: 1.0}
 
 
 def test_ab_guardrail_failure_rolls_back_during_the_experiment():
@@ -554,12 +565,49 @@ def test_shadow_disagreeing_too_often_rolls_back():
 
 def test_direct_goes_straight_to_the_candidate_alone_and_succeeds():
     d = start(make_spec("direct"))
-    assert d.state.status == Status.SUCCEEDED and weights(d.plan) == {CANDIDATE: 1.0}
+    assert d.state.status == Status.PROMOTING and weights(d.plan) == {CANDIDATE: 1.0}
+    done = decide(make_spec("direct"), d.state, None, T0 + 2, served=served(d.state))
+    assert done.state.status == Status.SUCCEEDED
 
 
 def test_direct_needs_no_stable_for_a_first_deployment():
     d = start(make_spec("direct", stable=None))
-    assert d.state.status == Status.SUCCEEDED and weights(d.plan) == {CANDIDATE: 1.0}
+    assert d.state.status == Status.PROMOTING and weights(d.plan) == {CANDIDATE: 1.0}
+
+
+# -- promoting: succeeded only once the backend serves the final plan --------------------
+
+
+def test_succeeded_is_never_reported_before_the_backend_serves_the_final_plan():
+    spec = make_spec("direct")
+    state = start(spec).state
+    for what in (None, Served(state.generation - 1, True), Served(state.generation, False,
+                                                                  "the model server is starting")):
+        d = decide(spec, state, HEALTHY, T0 + 5, served=what)
+        assert d.state.status == Status.PROMOTING and d.plan is None, what
+        assert d.wait_seconds <= 2.0 and "waiting for the backend" in d.reason
+    assert "the model server is starting" in d.reason
+    d = decide(spec, state, HEALTHY, T0 + 6, served=Served(state.generation, True))
+    assert d.state.status == Status.SUCCEEDED and d.state.ended
+
+
+def test_a_final_plan_never_served_restores_the_stable_or_fails_without_one():
+    spec = make_spec("direct")
+    state = start(spec).state
+    d = decide(spec, state, None, T0 + 901, served=Served(state.generation, False, "crashing"))
+    assert d.state.status == Status.ROLLED_BACK and weights(d.plan) == {STABLE: 1.0}
+    assert "did not serve the final plan" in d.reason and "crashing" in d.reason
+    first = make_spec("direct", stable=None)
+    state = start(first).state
+    d = decide(first, state, None, T0 + 901, served=None)
+    assert d.state.status == Status.FAILED and d.plan is None
+
+
+def test_a_promoting_rollout_can_be_rolled_back_by_a_person():
+    spec = make_spec()
+    d = command(spec, progressing_at(spec, 1), "promote", T0 + 100)
+    back = command(spec, d.state, "rollback", T0 + 101, actor="ann")
+    assert back.state.status == Status.ROLLED_BACK and weights(back.plan) == {STABLE: 1.0}
 
 
 def test_a_refused_first_plan_means_the_rollout_failed_to_start_and_restores_stable():

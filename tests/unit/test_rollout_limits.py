@@ -16,9 +16,11 @@ from ops.rollout import (
     RolloutLimits,
     RolloutSpec,
     RolloutState,
+    Served,
     decide,
     limits_problem,
 )
+from ops.rollout.spec import MIN_ANALYSIS_WINDOW_SECONDS
 
 STABLE = Variant("v1", 1, "file:///a/v1.skops", "a" * 64, 1.0)
 CANDIDATE = Variant("v2", 2, "file:///a/v2.skops", "b" * 64, 1.0)
@@ -43,7 +45,11 @@ def test_the_defaults_are_within_the_limits(strategy):
     ({"steps": [CanaryStep(w / 25, 60) for w in range(1, 26)]},
      "a canary has at most 20 steps, not 25"),
     ({"steps": [CanaryStep(0.5, 2), CanaryStep(1.0, 60)]},
-     "step 1 bakes 2 s, less than one check interval (30 s)"),
+     "step 1 bakes 2 s, less than the 30 s one analysis reads"),
+    ({"steps": [CanaryStep(0.5, 0), CanaryStep(1.0, 0)]},
+     "step 1 bakes 0 s, less than the 30 s one analysis reads"),
+    ({"steps": [CanaryStep(0.5, 60), CanaryStep(1.0, 45)], "check_interval_seconds": 60},
+     "step 2 bakes 45 s, less than the 60 s one analysis reads (one check interval"),
     ({"steps": [CanaryStep(0.5, math.nan), CanaryStep(1.0)]}, "finite number"),
     ({"max_inconclusive_checks": 100_000}, "max_inconclusive_checks is at most 1000"),
     ({"failure_limit": 1_000}, "failure_limit is at most 100"),
@@ -58,15 +64,26 @@ def test_specs_past_the_limits_are_refused_saying_which(kwargs, words):
     assert problem is not None and words in problem
 
 
-def test_a_bake_of_zero_or_of_at_least_one_interval_is_allowed():
-    steps = [CanaryStep(0.25, 0), CanaryStep(0.5, 30), CanaryStep(1.0, 45)]
+def test_each_step_bakes_at_least_what_one_analysis_reads():
+    """Before: a canary whose every bake was 0 s was accepted, and each step advanced on
+    its first passing check, judged on the 30 s of traffic before it, the step before's."""
+    assert MIN_ANALYSIS_WINDOW_SECONDS == 30
+    steps = [CanaryStep(0.25, 30), CanaryStep(0.5, 30), CanaryStep(1.0, 45)]
+    assert limits_problem(spec(steps=steps, check_interval_seconds=10)) is None
     assert limits_problem(spec(steps=steps, check_interval_seconds=30)) is None
+    assert "step 1 bakes 30 s" in limits_problem(spec(steps=steps, check_interval_seconds=60))
+    zeros = spec(steps=[CanaryStep(0.25, 0), CanaryStep(1.0, 0)])
+    assert "step 1 bakes 0 s" in limits_problem(zeros)
+    assert limits_problem(zeros, RolloutLimits(min_bake_seconds=0)) is not None  # interval
 
 
 def test_the_operator_sets_the_interval_floor_and_the_step_count():
     fast = spec(check_interval_seconds=1, steps=[CanaryStep(0.5, 1), CanaryStep(1.0, 1)])
     assert "between 5 and" in limits_problem(fast)
-    assert limits_problem(fast, RolloutLimits(min_check_interval_seconds=1)) is None
+    assert "less than the 30 s" in limits_problem(fast,
+                                                  RolloutLimits(min_check_interval_seconds=1))
+    assert limits_problem(fast, RolloutLimits(min_check_interval_seconds=1,
+                                              min_bake_seconds=1)) is None
     three = spec(steps=[CanaryStep(0.25), CanaryStep(0.5), CanaryStep(1.0)])
     assert "at most 2 steps" in limits_problem(three, RolloutLimits(max_steps=2))
 
@@ -80,7 +97,7 @@ def test_within_the_limits_decisions_come_at_most_every_interval_but_at_step_cha
     """Whatever the analysis says, a rollout within the limits is decided again no sooner
     than ``min_check_interval_seconds`` after a decision, except when a step changes or its
     bake ends between two checks (at most twice per step)."""
-    bakes = [b if b == 0 or b >= interval else interval for b in bakes]
+    bakes = [max(b, interval, MIN_ANALYSIS_WINDOW_SECONDS) for b in bakes]
     weights = [(i + 1) / len(bakes) for i in range(len(bakes))]
     rollout = spec(steps=[CanaryStep(w, b) for w, b in zip(weights, bakes, strict=True)],
                    check_interval_seconds=interval)
@@ -89,7 +106,10 @@ def test_within_the_limits_decisions_come_at_most_every_interval_but_at_step_cha
                         stable_p99_latency=0.1)
     state, now, short_waits = RolloutState.initial(3), 0.0, 0
     for _ in range(500):
-        decision = decide(rollout, state, analysis, now)
+        # The backend serves each plan by the next decision (a promoting rollout looks every
+        # 2 s until it does).
+        decision = decide(rollout, state, analysis, now,
+                          served=Served(state.generation, True))
         if decision.wait_seconds is None or state.status.value == "paused":
             break
         if decision.wait_seconds < 5:

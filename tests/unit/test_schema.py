@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ops.schema import Feature, SchemaError, parse_input_schema, schema_document
+from ops.schema import (
+    Feature,
+    SchemaError,
+    interface_differences,
+    parse_input_schema,
+    schema_document,
+)
 
 
 def test_full_entries_are_parsed_in_order_with_their_types():
@@ -120,3 +126,46 @@ def test_nullable_must_be_a_boolean(nullable):
 
 def test_schema_error_is_a_value_error():
     assert issubclass(SchemaError, ValueError)
+
+
+# interface_differences: a release candidate's inputs against those of the serving version
+
+def _features(*names, types=None, nullable=()):
+    types = types or {}
+    return [Feature(n, types.get(n, "double"), n in nullable) for n in names]
+
+
+def test_the_same_inputs_have_no_differences():
+    assert interface_differences(_features("a", "b"), _features("a", "b")) == []
+
+
+def test_a_version_with_a_third_of_the_features_says_which_are_missing():
+    """The incident: a version trained on 10 features uploaded as a version of a 30-feature
+    model, requested as a canary; every real request got 400 from the candidate."""
+    serving = _features(*(f"f{i}" for i in range(1, 31)))
+    differences = interface_differences(serving, serving[:10])
+    assert differences[0] == "feature count 30 → 10"
+    assert differences[1:] == [f"missing feature f{i} (position {i})" for i in range(11, 31)]
+
+
+def test_names_order_types_and_nulls_are_compared():
+    serving = _features("a", "b", "c", "d", types={"d": "double"}, nullable=("a",))
+    candidate = _features("c", "a", "b", "e", types={"b": "string"})
+    assert interface_differences(serving, candidate) == [
+        "missing feature d (position 4)",
+        "extra feature e (position 4)",
+        "feature c moved from position 3 to 1",
+        "feature a moved from position 1 to 2",
+        "feature b moved from position 2 to 3",
+        "feature a no longer accepts null",
+        "type of b double → string",
+    ]
+
+
+def test_a_shift_explained_by_a_removed_feature_is_not_a_move():
+    assert interface_differences(_features("a", "b", "c"), _features("b", "c")) == [
+        "feature count 3 → 2", "missing feature a (position 1)"]
+
+
+def test_accepting_nulls_now_is_compatible():
+    assert interface_differences(_features("a"), _features("a", nullable=("a",))) == []

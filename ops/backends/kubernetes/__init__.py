@@ -17,7 +17,9 @@ request/connection.
 Both build their objects with ``manifests.py`` (plan to manifests), named by ``names.py``,
 checked by ``validation.py`` before anything is sent, and sent through ``client.py`` (the
 API at arm's length: create-or-merge-patch of only what differs, errors translated to
-``BackendError``/``BackendUnavailable``, other owners' objects never touched).
+``BackendError``/``BackendUnavailable``, other owners' objects never touched). Every apply
+is fenced by the generation recorded on the mode's main object, written last with
+optimistic concurrency (``mode.py``).
 """
 
 from __future__ import annotations
@@ -157,7 +159,10 @@ class KubernetesBackend(Backend):
 
     # -- the contract --------------------------------------------------------------------------
 
-    def apply(self, plan: ServingPlan) -> ObservedState:
+    def apply(self, plan: ServingPlan, *, wait: bool = True) -> ObservedState:
+        """Converge the cluster's objects to ``plan`` (fenced by generation: ``mode.py``)
+        and return what they say. Never waits for pods, whatever ``wait`` says: the cluster
+        converges on its own, and ``observe`` reports readiness."""
         self._mode.apply(plan)
         return self.observe(plan.endpoint)
 

@@ -2,9 +2,12 @@
 
 Writes are create-or-merge-patch of only what differs from the object read (applying the
 same manifest twice writes nothing). An object labelled for another owner (environment) is
-never patched or deleted. Errors from the client never cross the boundary:
-``BackendUnavailable`` for what may pass (connection errors, timeouts, 5xx, 429, write
-conflicts), ``BackendError`` otherwise.
+never patched or deleted. A ``guarded`` write is optimistic concurrency: it only succeeds on
+the object as it was read (a patch carries the ``resourceVersion`` read, which the API
+server checks; a create fails if the object appeared meanwhile) and raises ``WriteConflict``
+otherwise, for the caller to read again and judge anew. Errors from the client never cross
+the boundary: ``BackendUnavailable`` for what may pass (connection errors, timeouts, 5xx,
+429, write conflicts), ``BackendError`` otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ from ops.backends.kubernetes.names import (
 MERGE_PATCH = "application/merge-patch+json"
 # What a request through the API server's pod proxy may raise (``KubeClient.post_to_pod``).
 PROXY_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
+
+
+class WriteConflict(BackendUnavailable):
+    """A guarded write found the object changed since it was read (409): read it again."""
+
+    code = "write_conflict"
 
 
 def api_client(kubeconfig=None, context=None, in_cluster=False, host=None, verify_ssl=True,
@@ -178,25 +187,37 @@ class KubeClient:
         self.call(f"delete {kind} {name}", self._kinds[kind].delete, name, missing_ok=True,
                   propagation_policy="Background")
 
-    def converge(self, manifest: dict, existing: dict | None) -> str:
+    def converge(self, manifest: dict, existing: dict | None, guarded: bool = False) -> str:
         """Create ``manifest`` or merge-patch what differs; 'created', 'patched' or
-        'unchanged'. ``None`` values in ``manifest`` are keys to remove."""
+        'unchanged'. ``None`` values in ``manifest`` are keys to remove. ``guarded``: only
+        onto ``existing`` as read, else ``WriteConflict`` (see the module's docstring)."""
         kind = self._kinds[manifest["kind"]]
         name = manifest["metadata"]["name"]
-        self.check_owner(existing, f"{kind.name} {name}")
+        what = f"{kind.name} {name}"
+        self.check_owner(existing, what)
         if existing is None:
-            created = self.call(f"create {kind.name} {name}", kind.create,
-                                without_nones(manifest), conflict_ok=True)
+            created = self.call(f"create {what}", kind.create, without_nones(manifest),
+                                conflict_ok=True)
             if created is not None:
                 return "created"
+            if guarded:
+                raise WriteConflict(f"cannot create {what}: it was created meanwhile")
             existing = self.read(kind.name, name)  # another worker created it meanwhile
             if existing is None:
-                raise BackendUnavailable(f"{kind.name} {name} was created and deleted meanwhile")
-            self.check_owner(existing, f"{kind.name} {name}")
+                raise BackendUnavailable(f"{what} was created and deleted meanwhile")
+            self.check_owner(existing, what)
         if contains(existing, manifest):
             return "unchanged"
-        self.call(f"patch {kind.name} {name}", kind.patch, name, merge_patch_body(manifest),
-                  _content_type=MERGE_PATCH)
+        body = merge_patch_body(manifest)
+        if guarded:
+            # A precondition, not a change: the API server refuses the patch with 409
+            # Conflict unless the object still has this resourceVersion.
+            version = (existing.get("metadata") or {}).get("resourceVersion")
+            body["metadata"] = {**body["metadata"], "resourceVersion": version}
+        patched = self.call(f"patch {what}", kind.patch, name, body, conflict_ok=guarded,
+                            _content_type=MERGE_PATCH)
+        if patched is None:
+            raise WriteConflict(f"cannot patch {what}: it changed since it was read")
         return "patched"
 
     # -- pods: blue/green's check reaches one variant's pods through the API server --------

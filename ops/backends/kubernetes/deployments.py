@@ -49,7 +49,7 @@ class DeploymentsMode(Mode):
         super().__init__(client, manifests, validate)
         self.total_replicas = total_replicas
 
-    def apply(self, plan: ServingPlan) -> None:
+    def converge(self, plan: ServingPlan, current: dict | None) -> None:
         name = self.manifests.name(plan.endpoint)
         live = [v for v in plan.variants if v.name != plan.shadow]
         labels = {v.name: variant_label(v.name) for v in plan.variants}
@@ -91,7 +91,7 @@ class DeploymentsMode(Mode):
         self.client.converge(config_map, current_map)
         for manifest in deployments:
             self.client.converge(manifest, existing.get(manifest["metadata"]["name"]))
-        self.client.converge(service, self.client.read("Service", name))
+        self.client.converge(service, current, guarded=True)
         wanted = {d["metadata"]["name"] for d in deployments}
         for stale in sorted(set(existing) - wanted):
             self.client.delete("Deployment", stale)

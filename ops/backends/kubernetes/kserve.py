@@ -43,7 +43,7 @@ class KServeMode(Mode):
     name = "kserve"
     main_kind = "InferenceService"
 
-    def apply(self, plan: ServingPlan) -> None:
+    def converge(self, plan: ServingPlan, current: dict | None) -> None:
         name = self.manifests.name(plan.endpoint)
         if plan.shadow:
             raise BackendError(f"plan {plan.generation} of {plan.endpoint} mirrors traffic to "
@@ -55,7 +55,6 @@ class KServeMode(Mode):
                 f"plan {plan.generation} of {plan.endpoint} has {len(live)} live variants "
                 f"({', '.join(v.name for v in live)}): a KServe InferenceService splits "
                 "traffic between at most two revisions (a stable and a canary)")
-        current = self.client.read("InferenceService", name)
         record = recorded_variants(current)
         stable, predictor, percent = self._roles(plan, live, record, current)
 
@@ -84,7 +83,7 @@ class KServeMode(Mode):
         for manifest in config_maps:
             self.client.converge(manifest,
                                  self.client.read("ConfigMap", manifest["metadata"]["name"]))
-        self.client.converge(isvc, current)
+        self.client.converge(isvc, current, guarded=True)
         keep = {cm for _, _, cm in roles}
         for config_map in self.client.list("ConfigMap", name):
             if config_map["metadata"]["name"] not in keep:

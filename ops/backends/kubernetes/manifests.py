@@ -5,8 +5,9 @@ Every pod runs the model-server image (``python -m ops.serving --plan
 ``/etc/modelgate``. Each pod serves exactly one variant (``single_variant_plan``): traffic
 between variants is split by the platform (KServe/Knative revisions, or kube-proxy over
 replicas), never twice. What was applied is recorded in annotations
-(``modelgate.io/generation`` and ``modelgate.io/variants``), so ``observe`` reports the
-desired split from the objects alone (``recorded_variants``, ``recorded_generation``).
+(``modelgate.io/generation``, ``modelgate.io/plan-digest`` and ``modelgate.io/variants``),
+so ``observe`` reports the desired split from the objects alone (``recorded_variants``,
+``recorded_generation``) and ``apply`` can refuse an older plan (``recorded_digest``).
 
 A manifest is a plain dict; a ``None`` value marks a key a merge patch must remove.
 """
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
 
-from ops.backends.base import BackendError
+from ops.backends.base import BackendError, plan_digest
 from ops.backends.kubernetes.names import (
     CHECKSUM_ANNOTATION,
     ENDPOINT_ANNOTATION,
@@ -32,6 +33,7 @@ from ops.backends.kubernetes.names import (
     KSERVE_VERSION,
     MANAGED_BY,
     OWNER_LABEL,
+    PLAN_DIGEST_ANNOTATION,
     PLAN_DIR,
     PLAN_KEY,
     PORT,
@@ -50,8 +52,12 @@ CONFIGMAP_MAX_BYTES = 1_000_000  # the API server refuses ConfigMaps over 1 MiB
 
 
 def fingerprint(variant: Variant) -> str:
-    """What makes a pod differ: everything but the variant's name and traffic weight."""
-    fields = {k: v for k, v in asdict(variant).items() if k not in ("name", "weight")}
+    """What makes a pod differ: everything but the variant's name and traffic weight.
+
+    The version number is left out too: it follows from ``version_id``, and a revision
+    recorded before plans carried it must still be recognised as the one serving."""
+    fields = {k: v for k, v in asdict(variant).items()
+              if k not in ("name", "weight", "version_number")}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -142,6 +148,11 @@ def recorded_generation(meta: dict) -> int | None:
         return None
 
 
+def recorded_digest(meta: dict) -> str | None:
+    """The ``plan_digest`` of the plan recorded on an object (None before digests were)."""
+    return (meta.get("annotations") or {}).get(PLAN_DIGEST_ANNOTATION) or None
+
+
 # -- the objects ----------------------------------------------------------------------------
 
 
@@ -225,12 +236,13 @@ class ManifestBuilder:
     def routing_metadata(self, plan: ServingPlan, name: str, entries: list[dict],
                          extra: dict | None = None) -> dict:
         """The metadata of the object that routes the endpoint's traffic (InferenceService
-        or Service): which plan generation and which variants it serves."""
+        or Service): which plan generation (and plan) and which variants it serves."""
         return {
             "name": name, "namespace": self.namespace, "labels": self.labels(name),
             "annotations": {
                 ENDPOINT_ANNOTATION: plan.endpoint,
                 GENERATION_ANNOTATION: str(plan.generation),
+                PLAN_DIGEST_ANNOTATION: plan_digest(plan),
                 VARIANTS_ANNOTATION: json.dumps(entries, sort_keys=True),
                 **(extra or {}),
             },

@@ -31,6 +31,7 @@ ENDPOINT_LABEL = "modelgate.io/endpoint"
 VARIANT_LABEL = "modelgate.io/variant"
 ENDPOINT_ANNOTATION = "modelgate.io/endpoint-name"
 GENERATION_ANNOTATION = "modelgate.io/generation"
+PLAN_DIGEST_ANNOTATION = "modelgate.io/plan-digest"  # tells a re-apply from another plan
 VARIANTS_ANNOTATION = "modelgate.io/variants"
 SHADOW_ANNOTATION = "modelgate.io/shadow"
 FINGERPRINT_ANNOTATION = "modelgate.io/fingerprint"

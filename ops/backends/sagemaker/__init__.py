@@ -32,6 +32,13 @@ configuration in place and the endpoint keeps serving. While SageMaker is still
 ``Creating`` or ``Updating``, a plan that needs a further change raises
 ``BackendUnavailable`` (retry later); a ``Failed`` endpoint raises ``BackendError``.
 
+Fenced by generation: an endpoint recording a newer generation (its tag, or the config it
+runs or moves to) refuses an older plan with ``StalePlan`` before anything is created, and a
+plan of its generation with another digest with ``PlanConflict``; the check is made again
+right before ``UpdateEndpoint``. SageMaker has no compare-and-set (tags are last-writer-wins),
+so two applies racing each other can both pass it; AWS refuses an update while another is in
+progress, and the next apply of the newer plan converges the endpoint.
+
 **Test emulators only:** moto's server does not implement ``UpdateEndpoint`` (it answers an
 HTML 500). When the API at ``endpoint_url`` answers that way *and* the environment's
 settings say ``allow_recreate=True``, the endpoint is deleted and created again with the
@@ -45,7 +52,8 @@ them). ``sticky`` plans are accepted, but SageMaker splits traffic per request: 
 need a unit to stay on one variant pass ``TargetVariant`` to ``InvokeEndpoint``.
 
 ``apply`` does not wait for SageMaker (creating an endpoint takes minutes) unless
-``ready_timeout`` is set; it returns what it observes, with the calls it made in
+``ready_timeout`` is set (and ``wait`` is not False; it also stops once a newer plan is
+recorded); it returns what it observes, with the calls it made in
 ``extra["actions"]``. Older EndpointConfigs and Models of an endpoint stay until
 ``delete``. Credentials come from the process environment (the usual boto3 chain:
 variables, profile, instance role), never from the environment's settings.

@@ -19,6 +19,8 @@ from ops.backends.base import (
     BackendError,
     BackendUnavailable,
     ObservedState,
+    PlanConflict,
+    check_generation,
 )
 from ops.backends.sagemaker.client import CREDENTIAL_SETTINGS, AwsClients, translate
 from ops.backends.sagemaker.cloudwatch import CloudWatchAnalyzer
@@ -190,8 +192,15 @@ class SageMakerBackend(Backend):
 
     # -- the contract -----------------------------------------------------------------------
 
-    def apply(self, plan: ServingPlan) -> ObservedState:
-        """Converge the endpoint to ``plan``; ``extra["actions"]`` lists the changing calls."""
+    def apply(self, plan: ServingPlan, *, wait: bool = True) -> ObservedState:
+        """Converge the endpoint to ``plan``; ``extra["actions"]`` lists the changing calls.
+
+        Fenced by generation: the endpoint's recorded generation (``EndpointTags.recorded``)
+        is compared before any change, and again right before ``UpdateEndpoint`` (making the
+        models and config may take minutes). SageMaker has no compare-and-set, so two
+        applies racing can both pass the check; on AWS the later update is refused while the
+        first is in progress, and the portal's next apply converges the endpoint.
+        ``wait`` (with ``ready_timeout`` > 0) waits for ``InService``."""
         check_plan(plan)
         name = self.endpoint_name(plan.endpoint)
         packages = {v.name: container_plan(plan.endpoint, v) for v in plan.variants}
@@ -201,10 +210,8 @@ class SageMakerBackend(Backend):
         config_name = self._config_name(plan.endpoint, plan.generation)
         actions: list[str] = []
 
-        endpoint = self._aws.call(self._aws.sagemaker, "describe_endpoint", missing_ok=True,
-                                  EndpointName=name)
+        endpoint = self._describe_fenced(plan, name)
         if endpoint is not None:
-            self._tags.check_owner(endpoint)
             status = endpoint["EndpointStatus"]
             if status in BROKEN:
                 raise BackendError(
@@ -214,8 +221,8 @@ class SageMakerBackend(Backend):
             deployed = self._deployed_slots(endpoint)
             if deployed is not None and shapes(deployed) == shapes(desired):
                 self._converge_weights(endpoint, deployed, desired, actions)
-                self._tags.record_generation(endpoint, plan.generation, actions)
-                return self._finish(plan, actions)
+                self._tags.record_generation(endpoint, plan, actions)
+                return self._finish(plan, actions, wait)
             if status in BUSY:
                 pending = (endpoint.get("PendingDeploymentSummary") or {}).get(
                     "EndpointConfigName")
@@ -223,8 +230,8 @@ class SageMakerBackend(Backend):
                     raise BackendUnavailable(
                         f"SageMaker endpoint {name} is {status}; the plan can be applied "
                         "once it is InService")
-                self._tags.record_generation(endpoint, plan.generation, actions)
-                return self._finish(plan, actions)  # already moving to this very config
+                self._tags.record_generation(endpoint, plan, actions)
+                return self._finish(plan, actions, wait)  # already moving to this config
 
         self._ensure_config(plan, config_name, desired, packages, endpoint, actions)
         if endpoint is None:
@@ -232,8 +239,21 @@ class SageMakerBackend(Backend):
                            EndpointConfigName=config_name, Tags=self._tags.for_endpoint(plan))
             actions.append(f"create_endpoint {name} ({config_name})")
         else:
+            # Judged again: another apply may have moved the endpoint on meanwhile.
+            endpoint = self._describe_fenced(plan, name) or endpoint
             self._switch_config(endpoint, plan, config_name, actions)
-        return self._finish(plan, actions)
+        return self._finish(plan, actions, wait)
+
+    def _describe_fenced(self, plan: ServingPlan, name: str) -> dict | None:
+        """The endpoint as SageMaker describes it (None if there is none), after checking
+        that it is this owner's and records no newer plan (``check_generation``)."""
+        endpoint = self._aws.call(self._aws.sagemaker, "describe_endpoint", missing_ok=True,
+                                  EndpointName=name)
+        if endpoint is not None:
+            self._tags.check_owner(endpoint)
+            generation, digest = self._tags.recorded(endpoint)
+            check_generation(plan, generation, digest, f"SageMaker endpoint {name}")
+        return endpoint
 
     def observe(self, endpoint: str) -> ObservedState:
         name = self.endpoint_name(endpoint)
@@ -327,7 +347,7 @@ class SageMakerBackend(Backend):
             if shapes(found) == shapes(desired) and same_traffic(found, desired):
                 return  # a retry after a crash: the config is already there
             if endpoint is not None and endpoint.get("EndpointConfigName") == config_name:
-                raise BackendError(
+                raise PlanConflict(
                     f"endpoint {endpoint['EndpointName']} serves config {config_name} with "
                     f"other variants: generation {plan.generation} of {plan.endpoint} was "
                     "already used for a different plan; apply it with a new generation")
@@ -377,6 +397,9 @@ class SageMakerBackend(Backend):
     def _switch_config(self, endpoint: dict, plan: ServingPlan, config_name: str,
                        actions: list[str]) -> None:
         name = endpoint["EndpointName"]
+        if endpoint["EndpointStatus"] in BUSY:  # another apply's update began meanwhile
+            raise BackendUnavailable(f"SageMaker endpoint {name} is {endpoint['EndpointStatus']}"
+                                     "; the plan can be applied once it is InService")
         try:
             self._aws.sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=config_name)
         except ClientError as e:
@@ -400,21 +423,30 @@ class SageMakerBackend(Backend):
         except BotoCoreError as e:
             raise translate(e, "update_endpoint") from e
         actions.append(f"update_endpoint {name} ({config_name})")
-        self._tags.record_generation(endpoint, plan.generation, actions)
+        self._tags.record_generation(endpoint, plan, actions)
 
-    def _finish(self, plan: ServingPlan, actions: list[str]) -> ObservedState:
+    def _finish(self, plan: ServingPlan, actions: list[str], wait: bool) -> ObservedState:
+        """What the endpoint is now; with ``wait``, once InService (within ``ready_timeout``)
+        or once a newer plan replaced this one."""
         observed = self.observe(plan.endpoint)
-        deadline = time.monotonic() + self.ready_timeout
-        while not observed.ready and time.monotonic() < deadline:
+        timeout = self.ready_timeout if wait else 0.0
+        deadline = time.monotonic() + timeout
+        while not _done(plan, observed) and time.monotonic() < deadline:
             if observed.extra.get("status") in BROKEN:
                 raise BackendError(f"SageMaker endpoint {observed.extra['sagemaker_endpoint']} "
                                    f"failed: {observed.detail}")
             time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.0)))
             observed = self.observe(plan.endpoint)
-        if self.ready_timeout > 0 and not observed.ready:
+        if timeout > 0 and not _done(plan, observed):
             raise BackendUnavailable(f"SageMaker endpoint for {plan.endpoint} is not InService "
                                      f"after {self.ready_timeout:.0f}s ({observed.detail})")
         if actions:
             log.info("sagemaker %s generation %s: %s", plan.endpoint, plan.generation,
                      "; ".join(actions))
         return replace(observed, extra={**observed.extra, "actions": actions})
+
+
+def _done(plan: ServingPlan, observed: ObservedState) -> bool:
+    """Nothing more to wait for: the endpoint is InService, or a newer plan replaced
+    ``plan`` (its generation will never be what the endpoint records)."""
+    return observed.ready or (observed.generation or 0) > plan.generation

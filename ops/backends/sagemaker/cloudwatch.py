@@ -23,8 +23,8 @@ class CloudWatchAnalyzer(Analyzer):
     """Measures a SageMaker candidate variant from the metrics SageMaker itself publishes.
 
     A SageMaker endpoint's containers cannot be scraped by the portal's Prometheus, but
-    SageMaker reports ``Invocations``, ``Invocation5XXErrors`` and ``ModelLatency`` per
-    endpoint and variant to CloudWatch. Alarms in state ``ALARM`` whose dimensions name the
+    SageMaker reports ``Invocations``, ``Invocation5XXErrors``, ``Invocation4XXErrors`` and
+    ``ModelLatency`` per endpoint and variant to CloudWatch. Alarms in state ``ALARM`` whose dimensions name the
     endpoint (and the candidate variant, or no variant) are the firing alerts; an alarm
     tagged or described with ``severity=critical`` gates the rollout, as a critical
     Prometheus alert does. ``latency_stat`` is the CloudWatch statistic for p99 latency
@@ -51,6 +51,9 @@ class CloudWatchAnalyzer(Analyzer):
         return {
             "requests": stat("Invocations", CANDIDATE, "Sum"),
             "errors": stat("Invocation5XXErrors", CANDIDATE, "Sum"),
+            "refused": stat("Invocation4XXErrors", CANDIDATE, "Sum"),
+            "stable_requests": stat("Invocations", STABLE, "Sum"),
+            "stable_refused": stat("Invocation4XXErrors", STABLE, "Sum"),
             "p99_latency": stat("ModelLatency", CANDIDATE, self.latency_stat),
             "stable_p99_latency": stat("ModelLatency", STABLE, self.latency_stat),
         }
@@ -73,7 +76,7 @@ class CloudWatchAnalyzer(Analyzer):
         return tuple(alerts)
 
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None) -> Measured:
+                environment: str | None = None, baseline_seconds: int | None = None) -> Measured:
         # One SageMaker endpoint per environment's account/region: the name is enough.
         name = self.endpoint_name(endpoint)
         if shadow:
@@ -106,12 +109,13 @@ class CloudWatchAnalyzer(Analyzer):
             values = [v for v in found.get(key.replace("_", ""), []) if math.isfinite(v)]
             return max(values) / 1e6 if values else None
 
-        requests_ = total("requests")
-        errors = total("errors")
-        error_rate = None
-        if requests_:
-            error_rate = (errors or 0.0) / requests_
-        analysis = Analysis(requests=requests_, error_rate=error_rate,
+        def share(part: str, whole: str) -> float | None:
+            count = total(whole)
+            return (total(part) or 0.0) / count if count else None
+
+        analysis = Analysis(requests=total("requests"), error_rate=share("errors", "requests"),
+                            client_error_rate=share("refused", "requests"),
+                            stable_client_error_rate=share("stable_refused", "stable_requests"),
                             p99_latency=worst_seconds("p99_latency"),
                             stable_p99_latency=worst_seconds("stable_p99_latency"),
                             alerts=alerts)

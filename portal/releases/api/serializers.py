@@ -60,17 +60,22 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApprovalRequest
         fields = ["id", "version", "model_name", "version_number", "environment",
-                  "environment_name", "strategy", "strategy_params", "reason", "status",
-                  "gates_passed", "gate_results", "champion", "requested_by", "reviews",
-                  "release_diff", "created_at", "decided_at"]
+                  "environment_name", "strategy", "strategy_params", "breaking_change",
+                  "interface_changes", "reason", "status", "gates_passed", "gate_results",
+                  "champion", "requested_by", "reviews", "release_diff", "created_at",
+                  "decided_at"]
         read_only_fields = ["id", "status", "gates_passed", "gate_results", "champion",
                             "requested_by", "reviews", "release_diff", "created_at",
-                            "decided_at"]
+                            "decided_at", "interface_changes"]
         validators = []
 
 
 class ReviewInputSerializer(serializers.Serializer):
     comment = serializers.CharField(help_text="Required: why you approve or reject")
+    acknowledge_breaking_change = serializers.BooleanField(
+        default=False,
+        help_text="Required to approve a release marked a breaking interface change: you "
+                  "acknowledge that callers of the serving version's inputs will get errors")
 
 
 

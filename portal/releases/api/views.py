@@ -57,14 +57,16 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, P
         data = validated(ApprovalRequestSerializer, request.data)
         approval = services.request_approval(
             request.user, data["version"], data["environment"], strategy=data["strategy"],
-            strategy_params=data.get("strategy_params"), reason=data.get("reason", ""))
+            strategy_params=data.get("strategy_params"), reason=data.get("reason", ""),
+            breaking_change=data.get("breaking_change", False))
         return Response(self.get_serializer(self.get_queryset().get(pk=approval.pk)).data,
                         status=status.HTTP_201_CREATED)
 
     def _review(self, request, decision):
         approval = self.get_object()
         data = validated(ReviewInputSerializer, request.data)
-        services.review(request.user, approval, decision, data["comment"])
+        services.review(request.user, approval, decision, data["comment"],
+                        acknowledge_breaking_change=data["acknowledge_breaking_change"])
         return Response(self.get_serializer(self.get_queryset().get(pk=approval.pk)).data)
 
     @extend_schema(request=ReviewInputSerializer, responses=ApprovalRequestSerializer)

@@ -38,7 +38,7 @@ def redis_reachable(url: str) -> bool:
 
 
 class Command(BaseCommand):
-    help = "Migrate, seed demo data, start web + Celery worker + beat, print the URL and logins."
+    help = "Migrate, seed demo data, start web + Celery workers + beat, print the URL and logins."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("MODELGATE_PORT", 8000)))
@@ -151,15 +151,20 @@ class Command(BaseCommand):
 
     @staticmethod
     def _commands(host: str, port: int) -> dict[str, list[str]]:
-        """The web server, the Celery worker and beat."""
+        """The web server, a Celery worker per queue (rollouts never wait behind SHAP) and
+        beat."""
         bin_dir = os.path.dirname(sys.executable)
         celery = [os.path.join(bin_dir, "celery"), "-A", "portal"]
+        quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat",
+                 "--loglevel", "INFO"]
         return {
             "web": [os.path.join(bin_dir, "gunicorn"), "-c", "python:portal.gunicorn_conf",
                     "portal.wsgi", "--bind", f"{host}:{port}"],
             "worker": [*celery, "worker", "-P", "prefork", "--concurrency", "2",
-                       "--without-gossip", "--without-mingle", "--without-heartbeat",
-                       "--loglevel", "INFO"],
+                       "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "-n", "work@%h", *quiet],
+            "rollout-worker": [*celery, "worker", "-P", "prefork", "--concurrency", "2",
+                               "-Q", settings.MODELGATE_ROLLOUT_QUEUE, "-n", "rollouts@%h",
+                               *quiet],
             "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule",
                      str(settings.DATA_DIR / "celerybeat-schedule")],
         }

@@ -1,0 +1,69 @@
+"""portal.monitoring.live: an endpoint's live charts keep requests refused for what the
+caller sent (4xx) apart from the version's server errors (5xx), per variant."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from ops import drift as ops_drift
+from ops import promql
+from portal.monitoring import drift, live
+
+NOW = 1_700_000_000.0
+
+
+class FakePrometheus:
+    """Answers each chart's query with one point per variant; records what was asked."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def query_range(self, query, start, end, step):
+        self.asked.append(query)
+        if 'status="4xx"' in query:
+            shares = {"stable": "0.02", "candidate": "0.25"}
+        elif 'status="5xx"' in query:
+            shares = {"stable": "0", "candidate": "0.01"}
+        else:
+            shares = {"stable": "1", "candidate": "1"}
+        return [{"metric": {"variant": name}, "values": [[NOW, value]]}
+                for name, value in shares.items()]
+
+    def query(self, query):
+        self.asked.append(query)
+        return [{"metric": {"variant": "stable", "class": "1"}, "value": [NOW, "3"]}]
+
+
+def served() -> SimpleNamespace:
+    options = SimpleNamespace(max_error_rate=0.05, max_p99_latency_seconds=0.5)
+    return SimpleNamespace(environment=SimpleNamespace(name="production"), endpoint="churn",
+                           variants={}, settings=lambda: options)
+
+
+def lines(figure: dict) -> dict[str, list]:
+    return {trace["name"]: trace["y"] for trace in figure["data"]}
+
+
+def test_rejected_requests_and_server_errors_are_charted_apart_per_variant(monkeypatch):
+    prometheus = FakePrometheus()
+    monkeypatch.setattr(drift, "client", lambda: prometheus)
+    charts, _, unavailable = live.live_charts(served(), 900, None, ops_drift.Thresholds(), [],
+                                              None)
+    assert unavailable == ""
+    rejects, errors = charts["rejects"], charts["errors"]
+    assert rejects["layout"]["title"]["text"] == "Rejected requests (4xx), share of requests"
+    assert errors["layout"]["title"]["text"] == "Server errors (5xx), share of requests"
+    assert lines(rejects) == {"candidate": [25.0], "stable": [2.0]}
+    assert lines(errors) == {"candidate": [1.0], "stable": [0.0]}
+    # The error threshold judges the version: drawn on the 5xx chart only.
+    assert errors["layout"]["shapes"] and not rejects["layout"]["shapes"]
+    where = promql.selector(environment="production", endpoint="churn")
+    assert promql.client_error_rate(where, "60s", by="variant",
+                                    zero_without_errors=True) in prometheus.asked
+
+
+def test_client_error_rate_is_the_share_of_4xx_among_all_requests():
+    expression = promql.client_error_rate('endpoint="churn"', "1m", by="variant")
+    assert expression == (
+        'sum by (variant) (rate(modelgate_requests_total{endpoint="churn",status="4xx"}[1m]))'
+        ' / sum by (variant) (rate(modelgate_requests_total{endpoint="churn"}[1m]))')
