@@ -119,7 +119,9 @@ class PrometheusAnalyzer(Analyzer):
             value = float(sample["value"][1])
             if math.isfinite(value):
                 values[sample["metric"].get(label, "")] = value
-        return values or None
+        # All zero (a variant loaded at weight 0 exports series that do not move): no data,
+        # so the stable's figure is taken over the rollout so far.
+        return values if any(values.values()) else None
 
     def _values(self, queries: dict[str, str]) -> dict:
         return {name: (self._by_label(query, BY_LABEL[name]) if name in BY_LABEL

@@ -5,7 +5,7 @@ servers alike (DESIGN.md §5). Backends converge to it; applying a plan twice ch
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from ops.exceptions import PermanentError
 
@@ -100,7 +100,11 @@ class ServingPlan:
     @classmethod
     def from_dict(cls, data: dict) -> ServingPlan:
         try:
-            variants = tuple(Variant(**v) for v in data["variants"])
+            # Fields a newer portal added are left out, not refused: a model server still
+            # running an older image keeps loading the plans written after an upgrade.
+            known = {f.name for f in fields(Variant)}
+            variants = tuple(Variant(**{k: x for k, x in v.items() if k in known})
+                             for v in data["variants"])
             return cls(endpoint=data["endpoint"], variants=variants,
                        generation=int(data.get("generation", 1)), shadow=data.get("shadow"),
                        sticky=bool(data.get("sticky", False)))

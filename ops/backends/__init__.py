@@ -33,6 +33,10 @@ class Registered:
     kind: str  # stored in environments: never rename one
     label: str
     target: str  # "module:Class", imported on first use
+    # How long a promoting rollout waits for the platform to serve its final plan before
+    # it restores the stable: a model server loads in seconds, pods start in minutes, a
+    # SageMaker endpoint update routinely takes 8-15 minutes and more.
+    serve_timeout_seconds: float = 900.0
 
     def load(self) -> type[Backend]:
         module_name, class_name = self.target.split(":")
@@ -41,9 +45,11 @@ class Registered:
 
 REGISTRY: dict[str, Registered] = {r.kind: r for r in (
     Registered("local", "This machine (model-server processes)",
-               "ops.backends.local:LocalBackend"),
-    Registered("kubernetes", "Kubernetes", "ops.backends.kubernetes:KubernetesBackend"),
-    Registered("sagemaker", "Amazon SageMaker", "ops.backends.sagemaker:SageMakerBackend"),
+               "ops.backends.local:LocalBackend", serve_timeout_seconds=300.0),
+    Registered("kubernetes", "Kubernetes", "ops.backends.kubernetes:KubernetesBackend",
+               serve_timeout_seconds=900.0),
+    Registered("sagemaker", "Amazon SageMaker", "ops.backends.sagemaker:SageMakerBackend",
+               serve_timeout_seconds=3600.0),
 )}
 
 # kind -> "module:Class"

@@ -165,9 +165,11 @@ class LocalBackend(Backend):
 
     def _key_mark(self) -> str:
         """A fingerprint of the prediction-id key (never the key) a server was started with,
-        and of how it was started: "mark2" servers got an allow-listed environment, so one
-        started before (with the worker's whole environment) is restarted by the next apply."""
-        return hashlib.sha256(b"mark2\0" + (self.prediction_key or "").encode()).hexdigest()[:16]
+        and of how it was started, so a server started by an older portal is restarted by the
+        next apply: "mark2" servers got an allow-listed environment (before, the worker's
+        whole environment); "mark3" servers read plans whose variants carry version numbers
+        (an older server refused every such plan)."""
+        return hashlib.sha256(b"mark3\0" + (self.prediction_key or "").encode()).hexdigest()[:16]
 
     def _stop(self, endpoint: str, pid: int) -> None:
         os.killpg(pid, signal.SIGTERM)

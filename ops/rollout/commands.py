@@ -51,6 +51,9 @@ def command(spec: RolloutSpec, state: RolloutState, name: str | Command, now: fl
     if state.status not in _ALLOWED[cmd] or (cmd == Command.KEEP
                                               and spec.strategy not in _COMPARING):
         raise RolloutError(_refusal(cmd, state))
+    if cmd == Command.ROLLBACK and state.status == Status.PROMOTING and not spec.stable:
+        raise RolloutError("cannot roll back: this is the first release here, there is no "
+                           "stable version to go back to")
     by = f" by {actor}" if actor else " by a person"
     if cmd == Command.PAUSE:
         return _decision(spec, state, replace(state, status=Status.PAUSED), Event.PAUSED,

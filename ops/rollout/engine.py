@@ -9,9 +9,6 @@ from ops.rollout.plans import _label, _Stage, _stages, current_plan
 from ops.rollout.spec import RolloutError, RolloutSpec, Strategy
 from ops.rollout.state import Decision, Event, RolloutState, Served, Status
 
-# How long a promoting rollout waits for the backend to serve its final plan (an image to
-# pull, replicas to start) before it restores the stable.
-SERVE_TIMEOUT_SECONDS = 900.0
 # How often a promoting rollout looks whether the final plan is served.
 SERVE_CHECK_SECONDS = 2.0
 
@@ -50,7 +47,7 @@ def _promote(spec: RolloutSpec, state: RolloutState, now: float, event: Event, r
 def _await_serving(spec: RolloutSpec, state: RolloutState, served: Served | None,
                    now: float) -> Decision:
     """Succeed once the backend serves the final plan and is ready; restore the stable if it
-    does not within ``SERVE_TIMEOUT_SECONDS``."""
+    does not within the spec's ``serve_timeout_seconds``."""
     detail = (served.detail if served and served.detail else "no answer") if not (
         served and served.ready) else f"serving plan {served.generation}"
     if served is not None and served.ready and served.generation == state.generation:
@@ -59,9 +56,9 @@ def _await_serving(spec: RolloutSpec, state: RolloutState, served: Served | None
                          f"the backend serves plan {state.generation}: the candidate takes all "
                          f"traffic{removed}")
     waited = now - (state.step_started_at if state.step_started_at is not None else now)
-    if waited >= SERVE_TIMEOUT_SECONDS:
+    if waited >= spec.serve_timeout_seconds:
         why = (f"the backend did not serve the final plan {state.generation} within "
-               f"{SERVE_TIMEOUT_SECONDS:.0f} s ({detail})")
+               f"{spec.serve_timeout_seconds:.0f} s ({detail})")
         if spec.stable:
             return _finish(spec, state, Status.ROLLED_BACK, Event.ROLLED_BACK,
                            f"rolled back: {why}; the stable serves again")
@@ -157,6 +154,19 @@ def _still_inconclusive(spec: RolloutSpec, state: RolloutState, now: float,
                      evaluation, wait=spec.check_interval_seconds)
 
 
+def _comparable(spec: RolloutSpec, state: RolloutState, analysis: Analysis) -> Analysis:
+    """What of the analysis compares the candidate with the stable on the same traffic.
+    Blue/green's check sends the idle candidate a few rows of its own (the smoke requests),
+    not the stable's traffic: its refusals and predictions say nothing against the
+    stable's; errors, latency and alerts still count."""
+    if spec.strategy == Strategy.BLUEGREEN and state.status == Status.PROGRESSING \
+            and state.step == 0:
+        return replace(analysis, client_error_rate=None, stable_client_error_rate=None,
+                       predictions=None, stable_predictions=None, prediction_spread=None,
+                       stable_prediction_spread=None)
+    return analysis
+
+
 def decide(spec: RolloutSpec, state: RolloutState, analysis: Analysis | None,
            now: float, served: Served | None = None) -> Decision:
     """Decide the next move from the latest analysis (None counts as no data at all).
@@ -176,7 +186,7 @@ def decide(spec: RolloutSpec, state: RolloutState, analysis: Analysis | None,
         return _start(spec, state, now)
     if state.status == Status.PROMOTING:
         return _await_serving(spec, state, served, now)
-    analysis = analysis or Analysis()
+    analysis = _comparable(spec, state, analysis or Analysis())
     evaluation = evaluate(analysis, spec.thresholds, spec.strategy)
     if evaluation.verdict == Verdict.FAIL:
         return _analysis_failed(spec, state, evaluation)

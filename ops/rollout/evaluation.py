@@ -138,15 +138,29 @@ def _client_errors(analysis: Analysis, thresholds: Thresholds,
     """Requests the candidate refuses (4xx) beyond the share the stable refuses of the same
     traffic: a candidate with another interface answers every caller 400, never 5xx."""
     candidate = _number(analysis.client_error_rate)
-    if candidate is None:
-        return []  # not measured by this source (a shadow, CloudWatch without 4xx)
+    if candidate is None or thresholds.max_client_error_excess is None:
+        return []  # not measured by this source (a shadow), or not judged (a breaking change)
     stable = _number(analysis.stable_client_error_rate)
-    excess = candidate - (stable or 0.0)
+    # Judged on what the candidate refused at the least (99 % one-sided Wilson bound): with
+    # callers sending 2 % bad requests to both, 100 requests often show 4 % on one side.
+    requests = _number(analysis.requests) or 0.0
+    excess = _wilson_lower(candidate, requests) - (stable or 0.0)
     against = (f"the stable refused {stable:.1%}" if stable is not None
                else "no stable figure: judged against 0")
-    measurement = _judge("client_error_excess", excess, thresholds.max_client_error_excess,
-                         enough, note=f" (the candidate refused {candidate:.1%}; {against})")
+    measurement = _judge("client_error_excess", max(excess, 0.0),
+                         thresholds.max_client_error_excess, enough,
+                         note=f" (the candidate refused {candidate:.1%} of {requests:g}, at "
+                              f"least {_wilson_lower(candidate, requests):.1%}; {against})")
     return [measurement]
+
+
+def _wilson_lower(share: float, n: float, z: float = 2.326) -> float:
+    """The lower end of the 99 % one-sided Wilson interval of a share seen in ``n`` trials."""
+    if n <= 0:
+        return 0.0
+    centre = share + z * z / (2 * n)
+    spread = z * math.sqrt(max(share * (1 - share) / n + z * z / (4 * n * n), 0.0))
+    return max((centre - spread) / (1 + z * z / n), 0.0)
 
 
 def _shares(counts: dict | None) -> dict[str, float]:
@@ -172,7 +186,12 @@ def _predictions(analysis: Analysis, thresholds: Thresholds,
     shift = 0.5 * sum(abs(candidate.get(k, 0.0) - stable.get(k, 0.0))
                       for k in set(candidate) | set(stable))
     note = f" (candidate {_describe(candidate)}; stable {_describe(stable)})"
-    collapsed = max(candidate.values()) >= 0.99 and max(stable.values()) <= 0.95
+    # One class only where the stable predicts several: judged once the rows the stable's
+    # mix would put in other classes are at least 10, so chance alone cannot explain it.
+    rows = sum(v for v in (analysis.predictions or {}).values() if _number(v))
+    others = rows * (1 - max(stable.values()))
+    collapsed = (max(candidate.values()) >= 0.99 and max(stable.values()) <= 0.95
+                 and others >= 10)
     limit = thresholds.max_prediction_shift
     if enough and collapsed:
         return [Measurement("prediction_shift", shift, limit, Verdict.FAIL,
@@ -202,18 +221,34 @@ def _spread(analysis: Analysis, thresholds: Thresholds, enough: bool) -> list[Me
                         f"{ratio:.4g} {sign} {thresholds.min_spread_ratio:g}{note}")]
 
 
+def _sentence(alert: Alert) -> str:
+    """An alert as people read it: its name, what it is about (feature, variant) and its
+    value rounded; never the raw label set (it once read as a dump of Prometheus labels)."""
+    values = alert.values or {}
+    about = [f"{label} {values[label]}" for label in ("feature", "variant")
+             if values.get(label)]
+    try:
+        value = float(values.get("value"))
+        if math.isfinite(value):
+            about.append(f"value {value:.3g}")
+    except (TypeError, ValueError):
+        pass
+    summary = str(values.get("summary") or "").strip()
+    return f"{alert.name}" + (f" ({', '.join(about)})" if about else "") + \
+        (f": {summary[:200]}" if summary else "")
+
+
 def _alerts(analysis: Analysis) -> tuple[list[Measurement], list[str]]:
     measurements, critical = [], []
     for alert in analysis.alerts:
-        values = ", ".join(f"{k}={v}" for k, v in sorted(alert.values.items()))
         if alert.severity.lower() == "critical":
             critical.append(alert.name)
             measurements.append(Measurement(f"alert:{alert.name}", None, None, Verdict.FAIL,
-                                            f"critical alert firing {values}".strip()))
+                                            f"critical alert {_sentence(alert)}"))
         else:  # recorded so people see it, but only critical alerts gate a rollout
             measurements.append(Measurement(f"alert:{alert.name}", None, None, Verdict.PASS,
-                                            f"{alert.severity} alert firing, not gating {values}"
-                                            .strip()))
+                                            f"{alert.severity} alert {_sentence(alert)}, "
+                                            "not gating"))
     return measurements, critical
 
 

@@ -86,8 +86,9 @@ class Thresholds:
     max_disagreement: float = 0.05  # shadow only: share of answers differing from stable
     min_requests: int = 100
     min_p99_seconds: float = 0.25
-    # The candidate's share of refused requests (4xx) minus the stable's on the same traffic.
-    max_client_error_excess: float = 0.01
+    # The candidate's share of refused requests (4xx) minus the stable's on the same traffic
+    # (None: not judged; a release marked as a breaking interface change).
+    max_client_error_excess: float | None = 0.01
     # Classifiers: the share of rows whose predicted class would have to change to turn the
     # candidate's class mix into the stable's (total variation distance, 0..1). None: shown,
     # not judged (a better model may well change the mix); a candidate predicting one class
@@ -104,7 +105,8 @@ class Thresholds:
                      "min_p99_seconds", "max_client_error_excess", "max_prediction_shift",
                      "min_spread_ratio", "max_p99_seconds"):
             value = getattr(self, name)
-            if value is None and name in ("max_p99_seconds", "max_prediction_shift"):
+            if value is None and name in ("max_p99_seconds", "max_prediction_shift",
+                                          "max_client_error_excess"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not math.isfinite(value) or value < 0:
@@ -140,6 +142,9 @@ class RolloutSpec:
     check_interval_seconds: float = 30.0
     max_inconclusive_checks: int | None = 10
     max_inconclusive_seconds: float | None = None
+    # promoting: how long to wait for the backend to serve the final plan (the portal sets
+    # it per backend kind) before the stable is restored.
+    serve_timeout_seconds: float = 900.0
 
     def __post_init__(self):
         try:
@@ -198,6 +203,8 @@ _SPEC_CHECKS = (
                          s.thresholds.max_disagreement) < 0, "thresholds cannot be negative"),
     _Check(lambda s: s.failure_limit < 1, "failure_limit must be at least 1"),
     _Check(lambda s: s.check_interval_seconds <= 0, "check_interval_seconds must be positive"),
+    _Check(lambda s: not 0 < s.serve_timeout_seconds <= MAX_SECONDS,
+           "serve_timeout_seconds must be more than 0 and at most 90 days"),
     _Check(lambda s: s.max_inconclusive_checks is None and s.max_inconclusive_seconds is None,
            "set max_inconclusive_checks or max_inconclusive_seconds, or a rollout without "
            "traffic would wait forever"),

@@ -447,14 +447,16 @@ def _parse(variant: LoadedVariant, incoming: Incoming) -> ParsedRequest:
 
 def _by_version(candidates: list[LoadedVariant], version: str) -> LoadedVariant | None:
     """The candidate serving ``version``: its number (as answers report it), else its
-    registry id (as servers reported before plans carried numbers)."""
-    for candidate in candidates:
-        if str(candidate.spec.version) == version:
-            return candidate
-    for candidate in candidates:
-        if str(candidate.spec.version_id) == version:
-            return candidate
-    return None
+    registry id (as servers reported before plans carried numbers). A value that is one
+    variant's number and another's id is refused: a caller pinned to an id from before
+    must never silently reach another version."""
+    by_number = [c for c in candidates if str(c.spec.version) == version]
+    by_id = [c for c in candidates if str(c.spec.version_id) == version]
+    if by_number and by_id and by_number[0] is not by_id[0]:
+        raise RequestError(f"version {version!r} is one variant's number and another's "
+                           "registry id; name the variant instead", code="ambiguous_version",
+                           status=409)
+    return (by_number or by_id or [None])[0]
 
 
 def _check_outputs(wanted: tuple[str, ...] | None, variant: LoadedVariant) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,22 +20,28 @@ from django.utils import timezone
 
 from ops import rollout
 from ops.analysis import NoAnalyzer, PrometheusAnalyzer
-from ops.backends import get_backend
+from ops.backends import REGISTRY, get_backend
 from ops.backends.base import BackendError, BackendUnavailable, StalePlan
-from ops.plan import Variant
 from ops.redact import without_paths
 from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.audit import services as audit
-from portal.errors import Conflict, ValidationFailed
+from portal.errors import Conflict
 from portal.experiments import services as experiments
 from portal.experiments.signing import signer_for
 from portal.notifications.services import notify
 from portal.queue import enqueue
 from portal.registry.models import ModelVersion
-from portal.releases import targets
+from portal.releases import release_alias, targets
 from portal.releases.choices import RequestStatus, Strategy
 from portal.releases.models import ApprovalRequest, Deployment, DeploymentEvent, Environment
+from portal.releases.specs import (  # noqa: F401 - re-exported: deployments.variant_of...
+    _spec,
+    check_strategy_params,
+    endpoint_name,
+    rollout_limits,
+    variant_of,
+)
 
 log = logging.getLogger(__name__)
 ACTIVE = [s.value for s in rollout.Status if s not in rollout.ENDED]
@@ -46,19 +53,17 @@ RECONCILED = "reconcile will retry"
 
 # Building blocks -----------------------------------------------------------------------------
 
-def endpoint_name(environment: Environment, model) -> str:
-    return model.name
-
-
 def backend_for(deployment: Deployment):
     """The environment's backend, built from its operator-defined target, the environment's
     per-project settings and what the portal owns: the key its model servers sign
     prediction ids with, the endpoint's owner mark, and for the local backend the folder and
     the port allocated to this endpoint (``portal/releases/targets.py``)."""
-    environment = deployment.environment
+    return _backend(deployment.environment, deployment.model)
+
+
+def _backend(environment: Environment, model):
     options = targets.backend_options(
-        environment, deployment.model,
-        prediction_key=signer_for(environment.pk, deployment.model_id).to_text())
+        environment, model, prediction_key=signer_for(environment.pk, model.pk).to_text())
     return get_backend(environment.backend, options)
 
 
@@ -94,19 +99,6 @@ def analyzer(deployment: Deployment | None = None):
     return NoAnalyzer()
 
 
-def variant_of(version: ModelVersion, name: str) -> Variant:
-    profile = version.dataset.profile if version.dataset_id else {}
-    baseline = {"features": {k: {"edges": v.get("edges", [])}
-                             for k, v in (profile or {}).get("features", {}).items()
-                             if v.get("kind") == "numeric"}}
-    # Model servers load the skops file (a pickle's conversion), never a pickle.
-    return Variant(name=name, version_id=version.pk, version_number=version.number,
-                   artifact_uri=version.loadable_uri, sha256=version.loadable_sha256, weight=1.0,
-                   input_schema=version.input_schema, baseline=baseline,
-                   task=version.model.task,
-                   trusted_types=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES))
-
-
 def serving_version(environment: Environment, model) -> ModelVersion | None:
     """The version the environment serves for ``model``: the last rollout that succeeded."""
     last = (Deployment.objects.filter(environment=environment, model=model,
@@ -114,47 +106,6 @@ def serving_version(environment: Environment, model) -> ModelVersion | None:
             .select_related("candidate__model__project", "candidate__dataset")
             .order_by("-finished_at", "-pk").first())
     return last.candidate if last else None
-
-
-def _spec(deployment_strategy: str, params: dict, endpoint: str, candidate: ModelVersion,
-          stable: ModelVersion | None) -> rollout.RolloutSpec:
-    data = {"strategy": deployment_strategy, "endpoint": endpoint,
-            "candidate": variant_of(candidate, rollout.CANDIDATE),
-            "stable": variant_of(stable, rollout.STABLE) if stable else None}
-    for key in ("split", "duration_seconds", "sample_size", "check_seconds", "warm_seconds",
-                "failure_limit", "check_interval_seconds", "max_inconclusive_checks",
-                "max_inconclusive_seconds"):
-        if key in params:
-            data[key] = params[key]
-    try:
-        if "steps" in params:
-            data["steps"] = tuple(rollout.CanaryStep(**s) if isinstance(s, dict)
-                                  else rollout.CanaryStep(*s) for s in params["steps"])
-        if "thresholds" in params:
-            data["thresholds"] = rollout.Thresholds(**params["thresholds"])
-        return rollout.RolloutSpec(**data)
-    except (rollout.RolloutError, TypeError, ValueError) as e:
-        raise ValidationFailed(f"strategy parameters: {e}", field="strategy_params") from e
-
-
-def rollout_limits() -> rollout.RolloutLimits:
-    return rollout.RolloutLimits(
-        min_check_interval_seconds=settings.MODELGATE_ROLLOUT_MIN_CHECK_SECONDS,
-        max_steps=settings.MODELGATE_ROLLOUT_MAX_STEPS,
-        min_bake_seconds=settings.MODELGATE_ROLLOUT_MIN_BAKE_SECONDS)
-
-
-def check_strategy_params(strategy: str, params: dict, version: ModelVersion,
-                          environment: Environment) -> None:
-    """Refuse, when the request is made, parameters the rollout would refuse when it starts
-    (the version stands in for a stable that may not exist yet), and parameters past the
-    operator's bounds on how often and how much a rollout works (``rollout_limits``)."""
-    spec = _spec(strategy, params, endpoint_name(environment, version.model), version, version)
-    problem = rollout.limits_problem(spec, rollout_limits())
-    if problem:
-        raise ValidationFailed(f"strategy parameters: {problem}", field="strategy_params")
-    if strategy == Strategy.AB:
-        experiments.outcome_settings(params, version.model.task)
 
 
 def _repeated(deployment: Deployment, decision: rollout.Decision) -> DeploymentEvent | None:
@@ -250,19 +201,23 @@ def _apply(deployment: Deployment, spec: rollout.RolloutSpec,
     except StalePlan as e:
         return _superseded(deployment, spec, decision.state, e) or decision
     except BackendUnavailable as e:
-        # The decision stands; the next advance converges to it (see ``advance``), also
-        # when the decision ended the rollout (a rollback while the platform was away).
-        DeploymentEvent.objects.create(
-            deployment=deployment, event=APPLY_DELAYED, status=str(decision.state.status),
-            reason=f"the backend could not be reached ({without_paths(str(e))}); retrying")
-        retry_at = timezone.now() + timedelta(seconds=5)
-        Deployment.objects.filter(pk=deployment.pk).update(next_check_at=retry_at)
-        deployment.next_check_at = retry_at
-        _schedule(deployment, 5.0)
+        _delayed(deployment, decision, e)
         return decision
     except BackendError as e:
         return _refused(deployment, spec, decision.state, str(e))
     return decision
+
+
+def _delayed(deployment: Deployment, decision: rollout.Decision, error: Exception) -> None:
+    """The backend away: the decision stands and the next advance converges to it (see
+    ``advance``), also when it ended the rollout (a rollback while the platform was away)."""
+    DeploymentEvent.objects.create(
+        deployment=deployment, event=APPLY_DELAYED, status=str(decision.state.status),
+        reason=f"the backend could not be reached ({without_paths(str(error))}); retrying")
+    retry_at = timezone.now() + timedelta(seconds=5)
+    Deployment.objects.filter(pk=deployment.pk).update(next_check_at=retry_at)
+    deployment.next_check_at = retry_at
+    _schedule(deployment, 5.0)
 
 
 def _refused(deployment: Deployment, spec: rollout.RolloutSpec, state: rollout.RolloutState,
@@ -276,7 +231,9 @@ def _refused(deployment: Deployment, spec: rollout.RolloutSpec, state: rollout.R
         if refusal.plan is not None:
             try:
                 backend_for(deployment).apply(refusal.plan, wait=False)
-            except (BackendError, BackendUnavailable) as again:
+            except BackendUnavailable as e:  # the next advance converges to it
+                _delayed(deployment, refusal, e)
+            except BackendError as again:
                 DeploymentEvent.objects.create(
                     deployment=deployment, event="apply_failed", status=str(refusal.state.status),
                     reason="the stable-only plan could not be applied either: "
@@ -330,6 +287,13 @@ def start_deployment(request_id: int) -> Deployment | None:
     if stable is not None and stable.pk == version.pk:
         raise Conflict(f"{version} already serves {environment.name}", code="already_serving")
     spec = _spec(strategy, request.strategy_params, endpoint, version, stable)
+    if "serve_timeout_seconds" not in (request.strategy_params or {}):
+        spec = replace(spec, serve_timeout_seconds=REGISTRY[environment.backend]
+                       .serve_timeout_seconds)
+    if request.breaking_change:
+        # The interface changes on purpose: callers still on the old one are refused (4xx)
+        # by design, which is no verdict on the candidate.
+        spec = replace(spec, thresholds=replace(spec.thresholds, max_client_error_excess=None))
     from portal.releases import compatibility  # it imports this module
 
     with transaction.atomic():
@@ -337,7 +301,7 @@ def start_deployment(request_id: int) -> Deployment | None:
                                      status__in=ACTIVE).exists():
             raise Conflict(f"another rollout of {model.name} is in progress in "
                            f"{environment.name}", code="rollout_in_progress")
-        generation = _current_generation(environment, model)
+        generation = _current_generation(environment, model, endpoint)
         deployment = Deployment.objects.create(
             environment=environment, request=request, model=model, candidate=version,
             stable=stable, endpoint=endpoint, strategy=strategy, spec=spec.to_dict(),
@@ -361,10 +325,47 @@ def start_deployment(request_id: int) -> Deployment | None:
     return Deployment.objects.get(pk=deployment.pk)
 
 
-def _current_generation(environment: Environment, model) -> int:
+def _current_generation(environment: Environment, model, endpoint: str) -> int:
+    """The generation the next rollout starts from: the last one recorded here, or what the
+    endpoint records if higher (the database restored from an older backup: a plan from
+    the records alone would be refused as stale, or collide with another)."""
     last = (Deployment.objects.filter(environment=environment, model=model)
             .order_by("-pk").values_list("state", flat=True).first())
-    return int(last.get("generation", 0)) if last else 0
+    recorded = int(last.get("generation", 0)) if last else 0
+    try:
+        observed = _backend(environment, model).observe(endpoint).generation
+    except (BackendError, BackendUnavailable) as e:
+        log.info("cannot read %s's generation from its backend: %s", endpoint, e)
+        observed = None
+    return max(recorded, observed or 0)
+
+
+def _converge(deployment: Deployment, spec: rollout.RolloutSpec,
+              state: rollout.RolloutState) -> tuple[bool, rollout.Served | None]:
+    """Apply (again) the plan the state calls for, and what the backend serves; False when
+    the rollout stopped on the way (the endpoint moved on, or refused the plan).
+
+    If an earlier apply was lost (backend away, worker killed after the decision was
+    saved), the plan is applied again; backends are declarative, so this is a no-op when
+    the endpoint already serves it, and a backend still away raises BackendUnavailable (the
+    task retries this same step). Nothing waits for the server: the next decision looks.
+    """
+    current = rollout.current_plan(spec, state)
+    if current is None:
+        return True, None
+    try:
+        observed = backend_for(deployment).apply(current, wait=False)
+    except StalePlan as e:
+        _superseded(deployment, spec, state, e)
+        return False, None
+    except BackendError as e:  # refused for good now: never retried for ever
+        observed = replace(backend_for(deployment).observe(deployment.endpoint),
+                           refused=str(e), generation=None)
+    if observed.refused and observed.generation != current.generation:
+        refusal = _refused(deployment, spec, state, observed.refused)  # a model not loading
+        _schedule(deployment, refusal.wait_seconds)
+        return False, None
+    return True, rollout.Served(observed.generation, observed.ready, observed.detail)
 
 
 def advance(deployment_id: int, expected_step: int | None = None) -> Deployment | None:
@@ -380,23 +381,9 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
         return deployment  # a newer decision was taken since this task was queued
     spec = rollout.RolloutSpec.from_dict(deployment.spec)
     state = rollout.RolloutState.from_dict(deployment.state)
-    # Converge first: if an earlier apply was lost (backend away, worker killed after the
-    # decision was saved), the plan the state calls for is applied again. Backends are
-    # declarative, so this is a no-op when the endpoint already serves it; a backend still
-    # away raises BackendUnavailable and the task retries this same step.
-    current = rollout.current_plan(spec, state)
-    served = None
-    if current is not None:
-        try:
-            observed = backend_for(deployment).apply(current, wait=False)
-        except StalePlan as e:
-            _superseded(deployment, spec, state, e)
-            return deployment
-        if observed.refused and observed.generation != current.generation:
-            refusal = _refused(deployment, spec, state, observed.refused)  # a model not loading
-            _schedule(deployment, refusal.wait_seconds)
-            return deployment
-        served = rollout.Served(observed.generation, observed.ready, observed.detail)
+    converged, served = _converge(deployment, spec, state)
+    if not converged:
+        return deployment
     if (spec.strategy == rollout.Strategy.BLUEGREEN and state.step == 0
             and state.status == rollout.Status.PROGRESSING):
         _smoke_candidate(deployment, spec)
@@ -422,6 +409,7 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
         _record(deployment, decision, queries=measured.queries if measured else None,
                 reason=reason)
         _notify(deployment, state, decision)
+        release_alias.on_decision(deployment, state, decision)  # success moves the alias
         _schedule(deployment, decision.wait_seconds)
     final = _apply(deployment, spec, decision)
     if final is not decision:
@@ -509,6 +497,7 @@ def command(user, deployment: Deployment, name: str) -> Deployment:
         _claim_or_conflict(deployment, state.step_id, decision)
         _record(deployment, decision, actor=user.get_username())
         _notify(deployment, state, decision, actor=user.get_username())
+        release_alias.on_decision(deployment, state, decision)
         audit.record(user, f"deployment.{name}", deployment, project_id=project.pk,
                      changes={"status": audit.change(str(state.status), str(decision.state.status))})
         _schedule(deployment, decision.wait_seconds)

@@ -3,6 +3,7 @@ import json
 from django import forms
 
 from portal.api.parsers import NUL_REFUSED, contains_nul
+from portal.registry.models import name_validator
 from portal.releases import targets
 from portal.releases.choices import Strategy
 from portal.releases.models import Environment
@@ -79,6 +80,12 @@ class EnvironmentForm(JsonFieldsForm):
                             help_text='Metric rules as JSON, e.g. [{"metric": "roc_auc", '
                                       '"min": 0.9}, {"metric": "roc_auc", "max_drop": 0.01}]')
     approval_ttl_hours = forms.IntegerField(min_value=1, initial=72)
+    # Empty is None: the service gives the name's default (production: champion).
+    release_alias = forms.CharField(
+        required=False, empty_value=None, max_length=64, validators=[name_validator],
+        label="Alias a successful release moves",
+        help_text="The model's alias that points at the version released once its rollout "
+                  "succeeds, e.g. champion; empty: champion for production, none for others")
 
     def clean_settings(self):
         return self._json("settings", dict)

@@ -38,6 +38,10 @@ class Environment(models.Model):
                              help_text='Metric rules, e.g. [{"metric": "roc_auc", "min": 0.9}]')
     approval_ttl_hours = models.PositiveIntegerField(
         default=72, help_text="Approvals older than this no longer count.")
+    release_alias = models.CharField(
+        max_length=64, blank=True, default="", validators=[name_validator],
+        help_text="The model's alias a release that succeeds here moves to the version "
+                  "released (production: champion); blank: none")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

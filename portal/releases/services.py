@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -19,10 +20,11 @@ from portal.errors import NOT_FOUND, Conflict, NotAllowed, NotFound, ValidationF
 from portal.notifications.services import notify
 from portal.queue import enqueue
 from portal.registry.choices import VersionStatus
-from portal.registry.models import Alias, ModelVersion, Project
+from portal.registry.models import Alias, ModelVersion, Project, name_validator
 from portal.releases import targets
 from portal.releases.choices import BackendKind, Decision, RequestStatus, Strategy
 from portal.releases.models import ApprovalRequest, Environment, Review
+from portal.releases.release_alias import default_release_alias
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ PORTAL_PARAMETERS = frozenset({"outcome"})
 INVALID_PARAMETERS = "invalid_strategy_params"
 
 ENVIRONMENT_EDITABLE = ("description", "backend", "target", "settings", "required_approvals",
-                        "gates", "approval_ttl_hours")
+                        "gates", "approval_ttl_hours", "release_alias")
 
 
 def _resolve_target(fields: dict, environment: Environment | None = None) -> None:
@@ -72,13 +74,32 @@ def _check_environment_fields(fields: dict) -> None:
     if "required_approvals" in fields and not 1 <= int(fields["required_approvals"]) <= 5:
         raise ValidationFailed("required_approvals must be between 1 and 5",
                                field="required_approvals")
+    if "release_alias" in fields:
+        _check_release_alias(fields["release_alias"])
+
+
+def _check_release_alias(name) -> None:
+    """An alias name, as ``Alias.name`` takes it, or blank (a release moves no alias)."""
+    if not isinstance(name, str):
+        raise ValidationFailed("release_alias must be an alias name or blank",
+                               field="release_alias")
+    if name:
+        try:
+            name_validator(name)
+        except DjangoValidationError as e:
+            raise ValidationFailed(f"release_alias: {' '.join(e.messages)}",
+                                   field="release_alias") from e
 
 
 def create_environment(user, project: Project, *, name: str, **fields) -> Environment:
+    """Create an environment; ``release_alias`` left out (or None) takes the default of its
+    name (``release_alias.DEFAULT_RELEASE_ALIASES``: production moves champion)."""
     require_role(user, project, Role.OWNER, "create environments")
     unknown = set(fields) - set(ENVIRONMENT_EDITABLE)
     if unknown:
         raise ValidationFailed(f"unknown fields: {', '.join(sorted(unknown))}")
+    if fields.get("release_alias") is None:
+        fields["release_alias"] = default_release_alias(name)
     _check_environment_fields(fields)
     _resolve_target(fields)
     environment = Environment(project=project, name=name, **fields)

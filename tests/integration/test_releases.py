@@ -284,3 +284,35 @@ def test_release_pages(api, users, versions, production):
     assert "roc_auc ≥ 0.85" in page and "Rollout history" in page and "Serving now" in page
     assert "/p/clinical-ml/environments/production/" in requester.get(
         "/p/clinical-ml/environments/").content.decode()
+
+
+def test_an_environment_names_the_alias_its_releases_move(api, users, project, production):
+    assert production["release_alias"] == "champion"  # production's default
+    staging = api("owner").post("/api/v1/environments/", {"project": project.pk,
+                                                          "name": "staging"}, format="json")
+    assert staging.status_code == 201 and staging.json()["release_alias"] == ""
+    bad = api("owner").post("/api/v1/environments/", {
+        "project": project.pk, "name": "canary-lab", "release_alias": "Not An Alias"},
+        format="json")
+    assert bad.status_code == 400 and bad.json()["field"] == "release_alias", bad.json()
+    named = api("owner").patch(f"/api/v1/environments/{staging.json()['id']}/",
+                               {"release_alias": "staging"}, format="json")
+    assert named.status_code == 200 and named.json()["release_alias"] == "staging"
+    assert AuditEvent.objects.filter(action="environment.update").latest("pk").changes == {
+        "release_alias": {"from": "", "to": "staging"}}
+    assert api("approver").patch(f"/api/v1/environments/{production['id']}/",
+                                 {"release_alias": ""}, format="json").status_code == 403
+
+    owner = Client()
+    owner.force_login(users["owner"])
+    form = {"target": "local", "required_approvals": 1, "approval_ttl_hours": 72}
+    assert owner.post("/p/clinical-ml/environments/new/",
+                      {**form, "name": "qa", "release_alias": "qa-pick"}).status_code == 302
+    assert owner.post("/p/clinical-ml/environments/new/",
+                      {**form, "name": "sandbox", "release_alias": ""}).status_code == 302
+    page = owner.get("/p/clinical-ml/environments/qa/").content.decode()
+    assert 'id="release-alias">the <span class="mono">qa-pick</span> alias' in page
+    page = owner.get("/p/clinical-ml/environments/sandbox/").content.decode()
+    assert 'id="release-alias">no alias' in page
+    page = owner.get("/p/clinical-ml/environments/production/").content.decode()
+    assert '<span class="mono">champion</span> alias to the version released' in page

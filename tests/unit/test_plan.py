@@ -44,3 +44,16 @@ def test_a_plan_written_before_numbers_loads_and_serializes_unchanged():
     assert plan.variants[0].version_number is None and plan.variants[0].version == 7
     # Backends hash the plan's JSON (SageMaker Model names, pod checksums): unchanged bytes.
     assert plan.to_json() == old
+
+
+def test_a_plan_from_a_newer_portal_loads_its_fields_left_out():
+    """A model server on an older image keeps loading plans written after an upgrade: a
+    variant field it does not know is left out, never a refused plan (which once failed
+    every release until the servers were restarted)."""
+    import json
+
+    data = json.loads(ServingPlan("e", (Variant("stable", 1, "file:///a", "0" * 64, 1.0),),
+                                  generation=3).to_json())
+    data["variants"][0]["a_field_from_the_future"] = {"x": 1}
+    plan = ServingPlan.from_dict(data)
+    assert plan.generation == 3 and plan.variants[0].version_id == 1

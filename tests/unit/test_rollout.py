@@ -158,7 +158,8 @@ def test_failing_error_rate_at_step_2_rolls_back_with_the_stable_only_plan():
 def test_critical_alert_rolls_back_immediately_despite_a_failure_budget_and_no_traffic():
     spec = make_spec(failure_limit=5)
     state = start(spec).state
-    alert = Alert("CandidateOOM", "critical", {"memory_bytes": 2e9})
+    alert = Alert("CandidateOOM", "critical", {"value": "2000000000.123", "variant": "candidate",
+                                               "endpoint": "churn", "job": "modelgate"})
 
     d = decide(spec, state, Analysis(requests=0, alerts=(alert,)), T0 + 1)
 
@@ -166,8 +167,10 @@ def test_critical_alert_rolls_back_immediately_despite_a_failure_budget_and_no_t
     assert weights(d.plan) == {STABLE: 1.0}
     [alert_measurement] = [m for m in d.measurements if m.metric == "alert:CandidateOOM"]
     assert alert_measurement.verdict == Verdict.FAIL
-    assert "memory_bytes=2000000000.0" in alert_measurement.detail
-    assert "critical alert" in d.reason
+    # A sentence with the value rounded, not the label set.
+    assert alert_measurement.detail == "critical alert CandidateOOM (variant candidate, " \
+        "value 2e+09)"
+    assert "critical alert" in d.reason and "job=" not in d.reason
 
 
 def test_warning_alert_is_recorded_but_does_not_gate():
@@ -727,3 +730,10 @@ def test_any_sequence_of_decisions_and_commands_keeps_the_contracts(strategy, fa
         assert RolloutState.from_dict(json.loads(json.dumps(d.state.to_dict()))) == d.state
         json.dumps(d.to_dict(), allow_nan=False)
         state = d.state
+
+
+def test_a_first_release_while_promoting_cannot_be_rolled_back_to_nothing():
+    spec = make_spec("direct", stable=None)
+    state = start(spec).state
+    with pytest.raises(RolloutError, match="no stable version"):
+        command(spec, state, "rollback", T0 + 1)

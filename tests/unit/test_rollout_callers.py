@@ -143,3 +143,58 @@ def test_a_canary_finishes_on_its_own_when_the_stable_gets_no_traffic_at_100_per
         if decision.state.ended:
             break
     assert decision.state.status == Status.SUCCEEDED, decision.reason
+
+
+def test_refusals_are_judged_on_what_the_sample_shows_at_the_least():
+    """Callers sending 2 % bad requests to both: 100 requests often show 4 % on one side.
+    Judged on the share's 99 % lower bound, that is no failure; 8 % of 100 is."""
+    small = {**BASE, "requests": 100}
+    verdict, by = judged(Analysis(**small, client_error_rate=0.04, stable_client_error_rate=0.02))
+    assert verdict == Verdict.PASS, by["client_error_excess"].detail
+    verdict, _ = judged(Analysis(**small, client_error_rate=0.10, stable_client_error_rate=0.02))
+    assert verdict == Verdict.FAIL
+    verdict, _ = judged(Analysis(**small, client_error_rate=1.0, stable_client_error_rate=0.0))
+    assert verdict == Verdict.FAIL
+
+
+def test_false_alarms_on_refusals_are_rare_at_the_smallest_sample():
+    """Over many checks of 100 requests where both sides refuse 2 %, almost none fail."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    failed = 0
+    for _ in range(2000):
+        share = rng.binomial(100, 0.02) / 100
+        verdict, _ = judged(Analysis(**{**BASE, "requests": 100}, client_error_rate=share,
+                                     stable_client_error_rate=0.02))
+        failed += verdict == Verdict.FAIL
+    assert failed / 2000 < 0.005, failed
+
+
+def test_one_class_only_is_judged_once_chance_cannot_explain_it():
+    # The stable predicts 5 % of rows as "0": in 100 rows that is 5, chance may show none.
+    verdict, by = judged(Analysis(**BASE, predictions={"1": 100},
+                                  stable_predictions={"1": 950, "0": 50}))
+    assert verdict == Verdict.PASS, by["prediction_shift"].detail
+    verdict, by = judged(Analysis(**BASE, predictions={"1": 400},
+                                  stable_predictions={"1": 950, "0": 50}))
+    assert verdict == Verdict.FAIL and "one class only" in by["prediction_shift"].detail
+
+
+def test_blue_greens_check_judges_the_smoke_requests_on_errors_and_latency_only():
+    """The idle candidate gets a few rows of its own, not the stable's traffic: one class,
+    or refusals of a zeros row, say nothing against the stable."""
+    spec = RolloutSpec(Strategy.BLUEGREEN, "churn", candidate=CANDIDATE, stable=STABLE,
+                       check_seconds=60, warm_seconds=60)
+    state = decide(spec, RolloutState.initial(3), None, 0.0).state
+    smoke = Analysis(**BASE, client_error_rate=0.0, stable_client_error_rate=0.0,
+                     predictions={"1": 200}, stable_predictions=MIX)
+    decision = decide(spec, state, smoke, 61.0, served=Served(state.generation, True))
+    assert decision.verdict == Verdict.PASS and decision.state.step == 1, decision.reason
+
+
+def test_a_breaking_interface_change_is_not_judged_on_refusals():
+    """Callers still on the old interface are refused by design (the release says so)."""
+    verdict, by = judged(Analysis(**BASE, client_error_rate=0.6, stable_client_error_rate=0.0),
+                         max_client_error_excess=None)
+    assert verdict == Verdict.PASS and "client_error_excess" not in by

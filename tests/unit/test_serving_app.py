@@ -137,6 +137,15 @@ def test_a_version_is_addressed_by_its_number_and_still_by_its_id():
     assert metadata["versions"] == ["4", "5"]
 
 
+def test_a_version_that_is_one_variants_number_and_anothers_id_is_refused():
+    """A caller pinned to id 5 from before plans carried numbers must not silently reach the
+    variant numbered 5."""
+    app = server((spec("stable", 5, number=2, weight=1.0), Scripted()),
+                 (spec("candidate", 9, number=5, weight=1.0), Scripted()))
+    status, _, body = infer(app, [[1, 2, 3]], f"/v2/models/{ENDPOINT}/versions/5/infer")
+    assert (status, body["code"]) == (409, "ambiguous_version")
+
+
 def test_a_plan_without_numbers_reports_the_id_as_before():
     app = server((spec("stable", version_id=7), Scripted()))
     status, headers, body = infer(app, [[1, 2, 3]])

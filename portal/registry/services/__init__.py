@@ -10,7 +10,7 @@ callers, tasks (``on_time_limit="portal.registry.services:..."``) and tests reac
   validating it in a worker, archiving it
 - ``datasets``: uploading and profiling datasets, reading them back within the limits
 - ``explanations``: SHAP explanations of versions and of rows users send
-- ``aliases``, ``lineage``; ``requeue``: work no worker finished, queued again
+- ``aliases`` (moved by people, and by a release that succeeds), ``lineage``; ``requeue``: work no worker finished, queued again
 
 Time limits: a worker task stopped at its limit leaves its object failed with the reason
 (never pending, which the periodic requeue would send again and again):
@@ -18,7 +18,12 @@ Time limits: a worker task stopped at its limit leaves its object failed with th
 """
 
 from portal.registry.metadata import COMMIT, parse_version_metadata
-from portal.registry.services.aliases import PROTECTED_ALIASES, delete_alias, set_alias
+from portal.registry.services.aliases import (
+    PROTECTED_ALIASES,
+    delete_alias,
+    move_alias_for_release,
+    set_alias,
+)
 from portal.registry.services.datasets import (
     dataset_limits,
     profile_dataset,
@@ -60,10 +65,10 @@ __all__ = [
     "COMMIT", "MAX_EXPLAIN_ROWS", "MAX_LINEAGE_NODES", "PROJECT_EDITABLE", "PROTECTED_ALIASES",
     "archive_version", "convert_unsafe_artifact", "create_model", "create_project",
     "dataset_limits", "delete_alias", "explain_instances", "explain_version",
-    "explanation_timed_out", "lineage", "load_version_model", "parse_version_metadata",
-    "profile_dataset", "profile_timed_out", "read_linked_dataset", "reference_inputs",
-    "register_version", "request_instance_explanation", "requeue_stuck_work",
-    "sample_rows", "sandbox_limits", "set_alias", "unsafe_allowed", "update_model",
-    "update_project", "upload_dataset", "validate_version", "validation_timed_out",
-    "verified_artifact",
+    "explanation_timed_out", "lineage", "load_version_model", "move_alias_for_release",
+    "parse_version_metadata", "profile_dataset", "profile_timed_out", "read_linked_dataset",
+    "reference_inputs", "register_version", "request_instance_explanation",
+    "requeue_stuck_work", "sample_rows", "sandbox_limits", "set_alias", "unsafe_allowed",
+    "update_model", "update_project", "upload_dataset", "validate_version",
+    "validation_timed_out", "verified_artifact",
 ]

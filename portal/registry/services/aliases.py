@@ -19,6 +19,21 @@ def set_alias(user, model: RegisteredModel, name: str, version: ModelVersion) ->
     """Point ``name`` at ``version`` (creating the alias or moving it)."""
     needed = Role.APPROVER if name in PROTECTED_ALIASES else Role.CONTRIBUTOR
     require_role(user, model.project, needed, f"move the {name} alias")
+    return _point(user, model, name, version)
+
+
+def move_alias_for_release(model: RegisteredModel, name: str, version: ModelVersion, *,
+                           via: str) -> Alias:
+    """Point ``name`` at ``version`` because a release of it succeeded (``via`` names the
+    release, e.g. "deployment 12"), audited with no actor.
+
+    No role is checked: the release's approvals are the authority, and the environment's
+    owner chose which alias its releases move. The version must still be a ready version of
+    ``model``, as for a person."""
+    return _point(None, model, name, version, via=via)
+
+
+def _point(user, model: RegisteredModel, name: str, version: ModelVersion, **context) -> Alias:
     if version.model_id != model.pk:
         raise ValidationFailed(f"{version} is not a version of {model.name}", field="version")
     if version.status != VersionStatus.READY:
@@ -35,7 +50,8 @@ def set_alias(user, model: RegisteredModel, name: str, version: ModelVersion) ->
         alias.version = version
         alias.updated_by = user
         alias.save()
-        audit.record(user, "alias.set", alias, changes={"version": audit.change(before, version.number)},
+        audit.record(user, "alias.set", alias,
+                     changes={"version": audit.change(before, version.number), **context},
                      project_id=model.project_id)
     return alias
 

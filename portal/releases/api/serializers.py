@@ -11,6 +11,10 @@ from portal.releases.models import (
     Review,
 )
 
+RELEASE_ALIAS_HELP = ("The model's alias a release that succeeds here moves to the version "
+                      "released, e.g. champion; blank: none. Left out when creating: champion "
+                      "for an environment named production, none for others")
+
 
 class EnvironmentSerializer(serializers.ModelSerializer):
     project = ReferenceField(queryset=Project.objects.all())
@@ -23,7 +27,9 @@ class EnvironmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Environment
         fields = ["id", "project", "project_slug", "name", "description", "backend", "target",
-                  "settings", "required_approvals", "gates", "approval_ttl_hours", "created_at"]
+                  "settings", "required_approvals", "gates", "approval_ttl_hours",
+                  "release_alias", "created_at"]
+        extra_kwargs = {"release_alias": {"help_text": RELEASE_ALIAS_HELP}}
         read_only_fields = ["id", "created_at"]
         validators = []
 
@@ -32,7 +38,7 @@ class EnvironmentUpdateSerializer(serializers.ModelSerializer):
     class Meta:
         model = Environment
         fields = ["description", "backend", "target", "settings", "required_approvals", "gates",
-                  "approval_ttl_hours"]
+                  "approval_ttl_hours", "release_alias"]
 
 
 class ReviewSerializer(serializers.ModelSerializer):
