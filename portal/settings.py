@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange as _Exchange
 from kombu import Queue as _Queue
 
 from portal.env import env_bool, env_int, env_list, env_str
@@ -372,7 +373,10 @@ ROLLOUT_TASKS = ("workers.releases.start_deployment", "workers.releases.advance_
                  "workers.releases.reconcile_deployments", "workers.releases.expire_requests",
                  "workers.monitoring.poll_alerts")
 CELERY_TASK_ROUTES = {name: {"queue": MODELGATE_ROLLOUT_QUEUE} for name in ROLLOUT_TASKS}
-CELERY_TASK_QUEUES = [_Queue(CELERY_TASK_DEFAULT_QUEUE), _Queue(MODELGATE_ROLLOUT_QUEUE)]
+# Each queue on an exchange and routing key of its own (Celery would otherwise bind both to
+# the default queue's, and a message sent there would reach both).
+CELERY_TASK_QUEUES = [_Queue(name, _Exchange(name), routing_key=name)
+                      for name in (CELERY_TASK_DEFAULT_QUEUE, MODELGATE_ROLLOUT_QUEUE)]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A task is acknowledged once it has run, not when a worker took it: a worker killed in the
 # middle (SIGKILL, out of memory, eviction) leaves it to be delivered again. Every task is

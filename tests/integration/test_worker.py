@@ -50,12 +50,13 @@ BROKER_CONF = ("broker_url", "broker_transport_options", "task_always_eager",
 def queues_named(queue: str) -> dict:
     """The configuration of a worker given MODELGATE_CELERY_QUEUE=queue (its rollout queue is
     ``<queue>-rollouts``), for this process to send where that worker listens."""
-    from kombu import Queue
+    from kombu import Exchange, Queue
 
     rollouts = f"{queue}-rollouts"
     return {"task_default_queue": queue,
             "task_routes": {name: {"queue": rollouts} for name in settings.ROLLOUT_TASKS},
-            "task_queues": [Queue(queue), Queue(rollouts)]}
+            "task_queues": [Queue(name, Exchange(name), routing_key=name)
+                            for name in (queue, rollouts)]}
 
 
 @pytest.fixture

@@ -129,6 +129,9 @@ def test_rollouts_have_workers_of_their_own_and_every_task_a_worker():
     assert set(routed.values()) <= heavy | rollouts, routed
     assert {name for name, queue in routed.items() if queue in rollouts} == \
         set(settings.ROLLOUT_TASKS)
+    # Bound apart: a message for one queue never reaches the other's workers.
+    bindings = [(q.exchange.name, q.routing_key) for q in app.amqp.queues.values()]
+    assert len(set(bindings)) == len(bindings), bindings
 
 
 def test_probes_hit_endpoints_the_portal_serves(client):
