@@ -139,16 +139,32 @@ class PrometheusAnalyzer(Analyzer):
                 values[name] = self._values({name: longer[name]})[name]
 
     def _alerts(self, endpoint: str, environment: str | None = None) -> tuple[Alert, ...]:
+        """Firing alerts on the candidate (or on no variant). One that the stable has too
+        (firing or pending: the same alert and feature) is the endpoint's, not the
+        candidate's: shifted inputs reach every variant alike, and blaming the candidate for
+        them once rolled back an A/B test whose two arms drifted together. It is kept, as a
+        warning that does not gate the rollout."""
+        active = [a for a in self.client.alerts()
+                  if (a.get("labels") or {}).get("endpoint") == endpoint
+                  and (environment is None
+                       or (a.get("labels") or {}).get("environment") in (environment, None))]
+        on_stable = {_kind(a["labels"]) for a in active
+                     if a["labels"].get("variant") == STABLE
+                     and a.get("state") in ("firing", "pending")}
         alerts = []
-        for alert in self.client.alerts():
-            labels = alert.get("labels", {})
-            if (alert.get("state") == "firing" and labels.get("endpoint") == endpoint
-                    and labels.get("variant") in (CANDIDATE, None)
-                    and (environment is None
-                         or labels.get("environment") in (environment, None))):
-                alerts.append(Alert(name=labels.get("alertname", "alert"),
-                                    severity=labels.get("severity", "warning"),
-                                    values={"value": alert.get("value"), **labels}))
+        for alert in active:
+            labels = alert["labels"]
+            if alert.get("state") != "firing" or labels.get("variant") not in (CANDIDATE, None):
+                continue
+            values = {"value": alert.get("value"), **labels,
+                      "summary": (alert.get("annotations") or {}).get("summary", "")}
+            severity = labels.get("severity", "warning")
+            if labels.get("variant") == CANDIDATE and _kind(labels) in on_stable:
+                severity = "endpoint"  # every variant has it: not a verdict on the candidate
+                values["summary"] = ("on every variant of the endpoint (the inputs changed, "
+                                     "not the candidate): " + values["summary"]).rstrip(": ")
+            alerts.append(Alert(name=labels.get("alertname", "alert"), severity=severity,
+                                values=values))
         return tuple(alerts)
 
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
@@ -164,6 +180,11 @@ class PrometheusAnalyzer(Analyzer):
         except (ValueError, KeyError, IndexError, TypeError) as e:
             return Measured(Analysis(), promql, error=f"Prometheus answered oddly: {e}")
         return Measured(Analysis(alerts=alerts, **values), promql)
+
+
+def _kind(labels: dict) -> tuple:
+    """What makes two variants' alerts the same alert: its name and what it is about."""
+    return labels.get("alertname"), labels.get("feature")
 
 
 class NoAnalyzer(Analyzer):
