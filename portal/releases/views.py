@@ -14,7 +14,7 @@ from portal.accounts.services import has_role, require_role
 from portal.errors import DomainError
 from portal.registry import queries as registry_queries
 from portal.registry.views import _project
-from portal.releases import deployments, forms, queries, services
+from portal.releases import deployments, forms, queries, services, serving
 from portal.releases.choices import RequestStatus
 from portal.views import handle_action, handle_form
 
@@ -129,15 +129,9 @@ def environment_detail(request, slug, name):
     environment = get_object_or_404(queries.environments_for(request.user),
                                     project__slug=slug, name=name)
     history = queries.deployments_for(request.user).filter(environment=environment)
-    serving = {}
-    for deployment in history.filter(status="succeeded").order_by("-finished_at"):
-        serving.setdefault(deployment.model_id, deployment)
-    ports = dict(environment.endpoint_slots.values_list("model_id", "port"))
-    for deployment in serving.values():
-        deployment.port = ports.get(deployment.model_id)
     return render(request, "releases/environment_detail.html", {
         "environment": environment, "project": environment.project,
-        "serving": list(serving.values()), "history": history[:100],
+        "serving": serving.serving_now(environment), "history": history[:100],
         "requests": queries.requests_for(request.user).filter(environment=environment)[:50]})
 
 

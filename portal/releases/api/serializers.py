@@ -1,7 +1,9 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.api.fields import ReferenceField
 from portal.registry.models import ModelVersion, Project
+from portal.releases import serving
 from portal.releases.choices import BackendKind, Strategy
 from portal.releases.models import (
     ApprovalRequest,
@@ -32,6 +34,38 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         extra_kwargs = {"release_alias": {"help_text": RELEASE_ALIAS_HELP}}
         read_only_fields = ["id", "created_at"]
         validators = []
+
+
+class ServingVariantSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The variant's name on the endpoint: stable, "
+                                           "candidate…")
+    version = serializers.IntegerField(source="version.number", default=None,
+                                       allow_null=True, help_text="The version's number")
+    version_id = serializers.IntegerField()
+    weight = serializers.FloatField(help_text="Its share of the traffic, 0 to 1")
+
+
+class ServingEndpointSerializer(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    endpoint = serializers.CharField()
+    url = serializers.CharField(allow_null=True, help_text="The endpoint's address")
+    ready = serializers.BooleanField()
+    generation = serializers.IntegerField(allow_null=True,
+                                          help_text="The plan the backend serves")
+    variants = ServingVariantSerializer(many=True)
+    detail = serializers.CharField(help_text="Why it is not ready; empty when it is")
+
+
+class EnvironmentDetailSerializer(EnvironmentSerializer):
+    serving = serializers.SerializerMethodField(
+        help_text="Each model's endpoint as the backend observes it now")
+
+    class Meta(EnvironmentSerializer.Meta):
+        fields = EnvironmentSerializer.Meta.fields + ["serving"]
+
+    @extend_schema_field(ServingEndpointSerializer(many=True, read_only=True))
+    def get_serving(self, environment) -> list[dict]:
+        return ServingEndpointSerializer(serving.serving_now(environment), many=True).data
 
 
 class EnvironmentUpdateSerializer(serializers.ModelSerializer):

@@ -9,6 +9,7 @@ from portal.releases.api.serializers import (
     ApprovalRequestSerializer,
     DeploymentDetailSerializer,
     DeploymentSerializer,
+    EnvironmentDetailSerializer,
     EnvironmentSerializer,
     EnvironmentUpdateSerializer,
     ReviewInputSerializer,
@@ -28,6 +29,10 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Porta
     filterset_class = EnvironmentFilterSet
     ordering_fields = ["name", "created_at"]
     visible = staticmethod(queries.environments_for)
+
+    def get_serializer_class(self):
+        # Only one environment asks its backend what serves: lists stay cheap.
+        return EnvironmentDetailSerializer if self.action == "retrieve" else EnvironmentSerializer
 
     def create(self, request):
         data = validated(EnvironmentSerializer, request.data)
