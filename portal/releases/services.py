@@ -20,9 +20,10 @@ from portal.errors import NOT_FOUND, Conflict, NotAllowed, NotFound, ValidationF
 from portal.notifications.services import notify
 from portal.queue import enqueue
 from portal.registry.choices import VersionStatus
-from portal.registry.models import Alias, ModelVersion, Project, name_validator
-from portal.releases import targets
+from portal.registry.models import ModelVersion, Project, name_validator
+from portal.releases import comparison, targets
 from portal.releases.choices import BackendKind, Decision, RequestStatus, Strategy
+from portal.releases.comparison import champion_of  # noqa: F401 - re-exported
 from portal.releases.models import ApprovalRequest, Environment, Review
 from portal.releases.release_alias import default_release_alias
 
@@ -134,10 +135,6 @@ def update_environment(user, environment: Environment, **fields) -> Environment:
     return environment
 
 
-def champion_of(version: ModelVersion) -> ModelVersion | None:
-    alias = Alias.objects.filter(model_id=version.model_id, name="champion").select_related(
-        "version").first()
-    return alias.version if alias else None
 
 
 def _check_strategy_params(strategy: str, params, version: ModelVersion,
@@ -184,16 +181,13 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
                                field="strategy")
     _check_strategy_params(strategy, strategy_params, version, environment)
     interface_changes = check_request(version, environment, strategy, breaking_change)
-    champion = champion_of(version)
-    results = ops_gates.evaluate(environment.gates, version.metrics,
-                                 champion.metrics if champion and champion.pk != version.pk
-                                 else None, model=version.model.name)
+    champion = comparison.target_of(version, environment)
+    gate_results, gates_passed = comparison.judge(version, environment, champion)
     request = ApprovalRequest(
         version=version, environment=environment, strategy=strategy,
         strategy_params=strategy_params or {}, reason=reason, requested_by=user,
-        champion=champion, gate_results=[r.to_dict() for r in results],
-        gates_passed=all(r.passed for r in results), breaking_change=breaking_change,
-        interface_changes=interface_changes)
+        champion=champion, gate_results=gate_results, gates_passed=gates_passed,
+        breaking_change=breaking_change, interface_changes=interface_changes)
     try:
         with transaction.atomic():
             request.save()
@@ -210,11 +204,7 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
         "environment": environment.name, "strategy": strategy,
         "requested_by": user.get_username(), "gates_passed": request.gates_passed,
         "breaking_change": breaking_change, "url": request.get_absolute_url()})
-    if request.champion_id and request.champion_id != version.pk \
-            and settings.MODELGATE_EXPLAIN_VERSIONS:
-        ApprovalRequest.objects.filter(pk=request.pk).update(release_diff={"status": "pending"})
-        enqueue("workers.releases.compute_release_diff", request.pk,
-                recovery="the page says the diff is pending")
+    comparison.queue_diff(request)
     return request
 
 
@@ -289,6 +279,14 @@ def review(user, request: ApprovalRequest, decision: str, comment: str, *,
             "version serving now will get errors once it serves. Acknowledge it "
             "(acknowledge_breaking_change) to approve", code="acknowledgement_required",
             field="acknowledge_breaking_change")
+    if decision == Decision.APPROVE and (changed := comparison.refresh(request)):
+        old, new = changed
+        raise Conflict(
+            f"v{new.number} serves {request.environment.name} now"
+            f"{f', not v{old.number}' if old else ''}: the gates"
+            f"{' and the release diff' if settings.MODELGATE_EXPLAIN_VERSIONS else ''} were "
+            f"judged again against it (the gates {'pass' if request.gates_passed else 'fail'}); "
+            "look at them again before approving", code="stale_comparison")
     now = timezone.now()
     with transaction.atomic():
         # Two approvers deciding at once must not both see "one approval missing" and
