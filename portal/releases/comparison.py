@@ -34,6 +34,14 @@ def target_of(version: ModelVersion, environment: Environment) -> ModelVersion |
     return serving_version(environment, version.model) or champion_of(version)
 
 
+def serving(environment: Environment, version: ModelVersion) -> bool:
+    """Whether ``version`` is what serves ``environment`` (else it is the champion)."""
+    from portal.releases.deployments import serving_version
+
+    found = serving_version(environment, version.model)
+    return found is not None and found.pk == version.pk
+
+
 def judge(version: ModelVersion, environment: Environment,
           target: ModelVersion | None) -> tuple[list[dict], bool]:
     """The environment's gates on ``version`` against ``target``: (results, all passed)."""

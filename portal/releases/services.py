@@ -281,9 +281,10 @@ def review(user, request: ApprovalRequest, decision: str, comment: str, *,
             field="acknowledge_breaking_change")
     if decision == Decision.APPROVE and (changed := comparison.refresh(request)):
         old, new = changed
+        serves = comparison.serving(request.environment, new)
         raise Conflict(
-            f"v{new.number} serves {request.environment.name} now"
-            f"{f', not v{old.number}' if old else ''}: the gates"
+            f"v{new.number} {'serves ' + request.environment.name if serves else 'is the champion'}"
+            f" now{f', not v{old.number}' if old else ''}: the gates"
             f"{' and the release diff' if settings.MODELGATE_EXPLAIN_VERSIONS else ''} were "
             f"judged again against it (the gates {'pass' if request.gates_passed else 'fail'}); "
             "look at them again before approving", code="stale_comparison")

@@ -81,6 +81,9 @@ def build_world(users, project, other_project, clf, cancer_frame) -> dict:
         metadata()).pk) for seed in (1, 2, 3, 4)]
     v1, v2, spare, spare2 = versions
     registry.set_alias(users["approver"], clf, "challenger", v2)
+    # The requests below are compared with the champion (nothing serves production): set
+    # first, so moving it to the same version later keeps their comparison current.
+    registry.set_alias(users["approver"], clf, "champion", v1)
     environment = releases.create_environment(owner, project, name="production",
                                               backend="kubernetes", required_approvals=2)
     request, request_b, request_c = (
