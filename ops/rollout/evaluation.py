@@ -144,13 +144,13 @@ def _client_errors(analysis: Analysis, thresholds: Thresholds,
     # Judged on what the candidate refused at the least (99 % one-sided Wilson bound): with
     # callers sending 2 % bad requests to both, 100 requests often show 4 % on one side.
     requests = _number(analysis.requests) or 0.0
-    excess = _wilson_lower(candidate, requests) - (stable or 0.0)
+    at_least = _wilson_lower(candidate, requests)
     against = (f"the stable refused {stable:.1%}" if stable is not None
                else "no stable figure: judged against 0")
-    measurement = _judge("client_error_excess", max(excess, 0.0),
+    measurement = _judge("client_error_excess", max(at_least - (stable or 0.0), 0.0),
                          thresholds.max_client_error_excess, enough,
                          note=f" (the candidate refused {candidate:.1%} of {requests:g}, at "
-                              f"least {_wilson_lower(candidate, requests):.1%}; {against})")
+                              f"least {at_least:.1%}; {against})")
     return [measurement]
 
 

@@ -359,10 +359,11 @@ def _converge(deployment: Deployment, spec: rollout.RolloutSpec,
         _superseded(deployment, spec, state, e)
         return False, None
     except BackendError as e:  # refused for good now: never retried for ever
-        observed = replace(backend_for(deployment).observe(deployment.endpoint),
-                           refused=str(e), generation=None)
-    if observed.refused and observed.generation != current.generation:
-        refusal = _refused(deployment, spec, state, observed.refused)  # a model not loading
+        refused = str(e)
+    else:
+        refused = observed.refused if observed.generation != current.generation else ""
+    if refused:  # at once, or seen since (a model the server cannot load)
+        refusal = _refused(deployment, spec, state, refused)
         _schedule(deployment, refusal.wait_seconds)
         return False, None
     return True, rollout.Served(observed.generation, observed.ready, observed.detail)
