@@ -80,11 +80,18 @@ def _scores(model, X, classifier: bool) -> np.ndarray:
     return np.asarray(model.predict(X), dtype=float)
 
 
+def _label(value):
+    """A true label as JSON holds it (numpy scalars are not)."""
+    value = value.item() if hasattr(value, "item") else value
+    return value if isinstance(value, int | float | str | bool) else str(value)
+
+
 def release_diff(candidate_model, champion_model, X, *, task: str,
                  candidate_metrics: dict | None = None, champion_metrics: dict | None = None,
                  candidate_importance: list[dict] | None = None,
-                 champion_importance: list[dict] | None = None) -> dict:
-    """The diff of the two models on the rows of ``X`` (a DataFrame in schema order)."""
+                 champion_importance: list[dict] | None = None, labels=None) -> dict:
+    """The diff of the two models on the rows of ``X`` (a DataFrame in schema order); with
+    ``labels`` (the true answers of held-out rows), each row shown says who got it right."""
     classifier = task == "classification"
     names = [str(c) for c in X.columns]
     result = {"rows": len(X), "task": task,
@@ -116,8 +123,12 @@ def release_diff(candidate_model, champion_model, X, *, task: str,
     # The inputs shown with each row: those the candidate leans on most.
     shown = [row["feature"] for row in (candidate_importance or []) if row["feature"] in names]
     shown = (shown or names)[:SHOWN_INPUTS]
+    truth = None if labels is None else np.asarray(labels)
     result["top_disagreements"] = [
         {"row": int(i), "candidate": float(new[i]), "champion": float(old[i]),
-         "gap": float(gap[i]), "inputs": {n: float(X.iloc[i][n]) for n in shown}}
+         "gap": float(gap[i]), "inputs": {n: float(X.iloc[i][n]) for n in shown},
+         **({} if truth is None else {"label": _label(truth[i])}),
+         **({"candidate_label": _label(new_label[i]), "champion_label": _label(old_label[i])}
+            if classifier else {})}
         for i in top if gap[i] > 0]
     return result

@@ -12,6 +12,11 @@ A rule without ``model`` applies to every model released to the environment.
 
 A metric the candidate did not record fails its rule (an unmeasured model is not a safe one);
 a comparison rule with no champion (the first release) passes and says so.
+
+Each figure says where it came from (``sources``): "measured" by the portal on an evaluation
+dataset, or "declared" by whoever uploaded the version. While a measurement is under way,
+or when it failed, every rule fails with that reason (``unmeasured``): a declared number
+must not pass where a measured one is coming.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class GateResult:
     champion: float | None
     passed: bool
     detail: str
+    source: str = "declared"  # of the candidate's value: "measured" or "declared"
+    champion_source: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,9 +79,10 @@ def _number(metrics: dict, name: str) -> float | None:
 
 
 def evaluate(rules: list[dict], candidate: dict, champion: dict | None,
-             model: str | None = None) -> list[GateResult]:
+             model: str | None = None, *, sources: dict | None = None,
+             champion_sources: dict | None = None, unmeasured: str = "") -> list[GateResult]:
     """Judge a candidate's metrics (and the champion's, for comparisons) against every rule
-    that applies to ``model``."""
+    that applies to ``model``; ``sources`` say which figures were measured."""
     results = []
     for rule in parse_rules(rules):
         if "model" in rule and rule["model"] != model:
@@ -84,9 +92,19 @@ def evaluate(rules: list[dict], candidate: dict, champion: dict | None,
         threshold = float(rule[kind])
         value = _number(candidate, metric)
         best = _number(champion, metric) if champion is not None else None
+        origin = {"source": (sources or {}).get(metric, "declared"),
+                  "champion_source": (champion_sources or {}).get(metric, "declared")
+                  if best is not None else ""}
+        if unmeasured:
+            results.append(GateResult(metric, kind, threshold, None, best, False, unmeasured,
+                                      source="", champion_source=origin["champion_source"]))
+            continue
         if value is None:
             results.append(GateResult(metric, kind, threshold, None, best, False,
-                                      f"{metric} was not recorded with this version"))
+                                      f"{metric} was neither measured nor recorded with this "
+                                      "version" if sources else
+                                      f"{metric} was not recorded with this version",
+                                      source=""))
             continue
         if kind == "min":
             passed = _within(threshold, value)
@@ -109,5 +127,6 @@ def evaluate(rules: list[dict], candidate: dict, champion: dict | None,
             detail = (f"{metric} {value:.4g} vs champion {best:.4g}: "
                       + (f"rise {rise:.4g} {'≤' if passed else '>'} {threshold:.4g}" if rise > 0
                          else "not worse"))
-        results.append(GateResult(metric, kind, threshold, value, best, passed, detail))
+        results.append(GateResult(metric, kind, threshold, value, best, passed, detail,
+                                  **origin))
     return results

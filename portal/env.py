@@ -52,6 +52,15 @@ def env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name}={value!r} is not an integer") from e
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``, in any case ("info" is INFO); anything else stops start-up."""
+    value = env_str(name, default).strip().upper()
+    if value not in choices:
+        raise ConfigError(f"{name}={value.lower()!r} is not one of "
+                          f"{', '.join(c.lower() for c in choices)}")
+    return value
+
+
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     value = _raw(name)
     if value is None or value == "":

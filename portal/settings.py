@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange as _Exchange
 from kombu import Queue as _Queue
 
-from portal.env import env_bool, env_int, env_list, env_str
+from portal.env import env_bool, env_choice, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("MODELGATE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -507,6 +507,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ReviewDecisionEnum": "portal.releases.choices.Decision",
         "ExperimentDecisionEnum": "portal.experiments.choices.DecisionChoice",
+        # A version's status is in two components (a version, and its detail with serving).
+        "ModelVersionStatusEnum": "portal.registry.choices.VersionStatus",
     },
 }
 
@@ -515,7 +517,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("MODELGATE_LOG_LEVEL", "INFO")},
+    # Any case: the manifests' "info" is INFO; an unknown level stops start-up by name.
+    "root": {"handlers": ["console"],
+             "level": env_choice("MODELGATE_LOG_LEVEL", "INFO",
+                                 ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 

@@ -40,6 +40,18 @@ def explain_version(version_id: int) -> None:
     services.explain_version(version_id)
 
 
+# Predicting on a dataset within its limits (MODELGATE_DATASET_MAX_*) is quick; the limits
+# stop a model that is not, and leave its measurement failed with the reason.
+@shared_task(autoretry_for=RETRIED, retry_backoff=True, max_retries=5,
+             soft_time_limit=300, time_limit=330,
+             on_time_limit="portal.registry.services:evaluation_timed_out")
+def evaluate_version(evaluation_id: int) -> None:
+    """Measure a version on an evaluation dataset (held out, with the label)."""
+    from portal.registry import services
+
+    services.evaluate(evaluation_id)
+
+
 def instances_timed_out(explanation_id: int, reason: str) -> None:
     from portal.registry import services
 

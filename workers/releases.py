@@ -49,6 +49,15 @@ def compute_release_diff(request_id: int) -> None:
     services.compute_release_diff(request_id)
 
 
+@shared_task(autoretry_for=(OperationalError, InterfaceError), retry_backoff=True,
+             max_retries=5, soft_time_limit=60, time_limit=90)
+def judge_measured(version_id: int) -> int:
+    """A version was measured on evaluation data: judge its open requests' gates again."""
+    from portal.releases import comparison
+
+    return comparison.judge_measured(version_id)
+
+
 @shared_task(soft_time_limit=60, time_limit=90)
 def reconcile_deployments() -> int:
     """Re-queue rollouts whose next decision is overdue (lost task, killed worker)."""

@@ -344,6 +344,22 @@ class LocalBackend(Backend):
             self._start(endpoint)
         return True
 
+    def stop(self, endpoint: str) -> bool:
+        """Stop the endpoint's model server and keep its plan (``restore`` starts it again on
+        that plan); False if none was running."""
+        if not self._dir(endpoint).is_dir():
+            return False
+        with self._locked(endpoint):
+            pid = self._pid(endpoint)
+            if pid is None:
+                return False
+            self._stop(endpoint, pid)
+        return True
+
+    def running(self, endpoint: str) -> int | None:
+        """The pid of the endpoint's model server, or None."""
+        return self._pid(endpoint)
+
     def delete(self, endpoint: str) -> None:
         folder = self._dir(endpoint)
         if not folder.is_dir():

@@ -8,21 +8,19 @@ from portal.accounts.api.views import (
     MembershipViewSet,
     TokenLoginView,
 )
+from portal.api.about import AboutView
 from portal.api.permissions import APPROVE, READ, ROUTE_SCOPES, WRITE
 from portal.experiments.api.views import FeedbackView
+from portal.monitoring.api.incidents import IncidentViewSet
 from portal.monitoring.api.views import (
     AlertmanagerReceiver,
     AlertViewSet,
     RegisteredModelViewSet,  # the registry's, with each model's monitoring thresholds
 )
 from portal.notifications.api.views import WebhookViewSet
-from portal.registry.api.views import (
-    DatasetViewSet,
-    ModelVersionViewSet,
-    ProjectViewSet,
-    alias_scope,
-)
+from portal.registry.api.views import DatasetViewSet, ProjectViewSet, alias_scope
 from portal.releases.api.experiments import ExperimentViewSet  # with decide
+from portal.releases.api.registry import ModelVersionViewSet  # the registry's, with serving
 from portal.releases.api.views import (
     ApprovalRequestViewSet,
     DeploymentViewSet,
@@ -43,6 +41,7 @@ router.register("approval-requests", ApprovalRequestViewSet, basename="approval-
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("webhooks", WebhookViewSet, basename="webhook")
 router.register("alerts", AlertViewSet, basename="alert")
+router.register("incidents", IncidentViewSet, basename="incident")
 router.register("experiments", ExperimentViewSet, basename="experiment")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
@@ -51,6 +50,7 @@ urlpatterns = [
     path("auth/token/", TokenLoginView.as_view(), name="token-login"),
     path("alerts/alertmanager/", AlertmanagerReceiver.as_view(), name="alertmanager"),
     path("feedback/", FeedbackView.as_view(), name="feedback"),
+    path("about/", AboutView.as_view(), name="about"),
     path("", include(router.urls)),
 ]
 
@@ -67,7 +67,7 @@ ROUTE_SCOPES.update({
               "monitoring": APPROVE},
     "version": {"list": READ, "retrieve": READ, "artifact": READ, "lineage": READ,
                 "explanation": READ, "explain": WRITE, "explain_result": READ,
-                "archive": WRITE},
+                "archive": WRITE, "evaluations": READ},
     "dataset": {"list": READ, "retrieve": READ, "create": WRITE},
     "environment": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE},
     "approval-request": {"list": READ, "retrieve": READ, "create": WRITE, "cancel": WRITE,
@@ -78,6 +78,8 @@ ROUTE_SCOPES.update({
                 "destroy": WRITE, "deliveries": READ, "test": WRITE},
     "alert": {"list": READ, "retrieve": READ, "acknowledge": WRITE, "silence": WRITE,
               "unsilence": WRITE},
+    "incident": {"list": READ, "retrieve": READ, "acknowledge": WRITE, "silence": WRITE,
+                 "unsilence": WRITE},
     "experiment": {"list": READ, "retrieve": READ, "readout": READ, "decide": APPROVE},
     # Tokens also have a ceiling: a token only creates tokens with scopes it holds
     # (accounts.services.create_token).
@@ -85,4 +87,5 @@ ROUTE_SCOPES.update({
     "audit-event": {"list": READ, "retrieve": READ},
     "feedback": {"post": WRITE},
     "api-root": {"get": READ},
+    "about": {"get": READ},  # what the server runs (modelgate versions)
 })

@@ -11,6 +11,11 @@ Polling (``poll``) reads ``/api/v1/alerts``: firing alerts are upserted and the 
 firing alerts from polling that Prometheus no longer lists are resolved. When Prometheus
 cannot be reached nothing changes — alerts keep their last state, and the failure is
 recorded for the pages to show.
+
+An alert on a variant that no longer serves its endpoint (the rollout finished or was rolled
+back) is resolved by the portal itself, with the reason in ``resolved_reason``: every poll
+looks (``resolve_unserved``, Prometheus reachable or not), and a report of it firing, which
+Prometheus sends until the removed variant's series go stale, does not reopen it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
@@ -32,6 +37,7 @@ from portal.audit import services as audit
 from portal.errors import NotAllowed, ValidationFailed
 from portal.monitoring.choices import AlertSource, AlertState
 from portal.monitoring.models import Alert, SyncStatus
+from portal.monitoring.variants import Serving, serving_variants
 from portal.notifications.choices import Event
 from portal.registry.models import Project, RegisteredModel
 from portal.releases.models import Environment
@@ -150,61 +156,116 @@ def _place(labels: dict) -> dict:
     return {"project": project, "model": model, "environment": environment}
 
 
+def _unserved(item: Incoming, environment, serving: dict[tuple[int, str], Serving]) -> str:
+    """Why a firing report is about a variant that no longer serves, or ""."""
+    if environment is None or not item.labels.get("variant"):
+        return ""
+    found = serving.get((environment.pk, item.labels.get("endpoint", "")))
+    return found.lacks(item.labels["variant"]) if found else ""
+
+
 def ingest(incoming: list[Incoming], source: str, now: datetime | None = None) -> list[Alert]:
     """Record what Prometheus reported; returns the alerts whose state changed."""
     now = now or timezone.now()
     changed = []
+    serving = None  # read once, and only when a report names a variant
     for item in incoming:
-        key = fingerprint(item.labels)
-        with transaction.atomic():
-            # The row is locked so that polling and the Alertmanager receiver, reporting the
-            # same condition at once, take turns; get_or_create survives both creating it.
-            alert, created = Alert.objects.select_for_update().get_or_create(
-                fingerprint=key, defaults={
-                    "labels": item.labels, "name": item.labels["alertname"][:200],
-                    "severity": item.labels.get("severity", "warning")[:16],
-                    "endpoint": item.labels.get("endpoint", "")[:120],
-                    "variant": item.labels.get("variant", "")[:64],
-                    "feature": item.labels.get("feature", "")[:200],
-                    "state": item.state, "source": source, "starts_at": item.starts_at,
-                    "last_seen_at": now, **_place(item.labels)})
-            before = None if created else alert.state
-            if item.state == AlertState.FIRING and before != AlertState.FIRING:
-                alert.starts_at, alert.ends_at = item.starts_at, None
-                alert.acknowledged_by, alert.acknowledged_at = None, None
-                alert.acknowledge_comment = ""
-            if item.state == AlertState.RESOLVED:
-                alert.ends_at = item.ends_at or now
-            alert.state = item.state
-            alert.source = source
-            alert.annotations = item.annotations or alert.annotations
-            alert.value = item.value or alert.value
-            alert.last_seen_at = now
-            alert.save()
-            if before != alert.state and not (before is None
-                                                and alert.state == AlertState.RESOLVED):
-                changed.append(alert)
-                _announce(alert)
+        place = _place(item.labels)
+        reason = ""
+        if item.state == AlertState.FIRING and item.labels.get("variant") and place["environment"]:
+            serving = serving_variants() if serving is None else serving
+            reason = _unserved(item, place["environment"], serving)
+            if reason:
+                item = replace(item, state=AlertState.RESOLVED, ends_at=None)
+        alert = _record(item, place, source, now, reason)
+        if alert is not None:
+            changed.append(alert)
     return changed
 
 
+def _record(item: Incoming, place: dict, source: str, now: datetime, reason: str) -> Alert | None:
+    """Upsert one report; the alert if its state changed (announced), else None."""
+    with transaction.atomic():
+        # The row is locked so that polling and the Alertmanager receiver, reporting the
+        # same condition at once, take turns; get_or_create survives both creating it.
+        alert, created = Alert.objects.select_for_update().get_or_create(
+            fingerprint=fingerprint(item.labels), defaults={
+                "labels": item.labels, "name": item.labels["alertname"][:200],
+                "severity": item.labels.get("severity", "warning")[:16],
+                "endpoint": item.labels.get("endpoint", "")[:120],
+                "variant": item.labels.get("variant", "")[:64],
+                "feature": item.labels.get("feature", "")[:200],
+                "state": item.state, "source": source, "starts_at": item.starts_at,
+                "last_seen_at": now, **place})
+        before = None if created else alert.state
+        if item.state == AlertState.FIRING and before != AlertState.FIRING:
+            alert.starts_at, alert.ends_at = item.starts_at, None
+            alert.acknowledged_by, alert.acknowledged_at = None, None
+            alert.acknowledge_comment = ""
+            alert.resolved_reason = ""
+        if item.state == AlertState.RESOLVED:
+            # A removed variant's alert, reported firing again, keeps its first end.
+            kept = alert.ends_at if before == AlertState.RESOLVED else None
+            alert.ends_at = item.ends_at or kept or now
+            if before != AlertState.RESOLVED:
+                alert.resolved_reason = reason[:300]
+        alert.state = item.state
+        alert.source = source
+        alert.annotations = item.annotations or alert.annotations
+        alert.value = item.value or alert.value
+        alert.last_seen_at = now
+        alert.save()
+        if before == alert.state or (before is None and alert.state == AlertState.RESOLVED):
+            return None
+        _announce(alert)
+        return alert
+
+
+def _resolve(alert: Alert, now: datetime, reason: str = "") -> bool:
+    """Resolve a firing alert; False when someone else resolved it first."""
+    with transaction.atomic():
+        # Conditional: a poll and the receiver resolving it at once announce it once.
+        updated = Alert.objects.filter(pk=alert.pk, state=AlertState.FIRING).update(
+            state=AlertState.RESOLVED, ends_at=now, last_seen_at=now, resolved_reason=reason)
+        if updated:
+            alert.refresh_from_db()
+            _announce(alert)
+    return bool(updated)
+
+
 def _resolve_missing(seen: set[str], now: datetime) -> list[Alert]:
+    return [alert for alert in Alert.objects.filter(state=AlertState.FIRING,
+                                                    source=AlertSource.PROMETHEUS)
+            .exclude(fingerprint__in=seen) if _resolve(alert, now)]
+
+
+def resolve_unserved(now: datetime | None = None) -> list[Alert]:
+    """Resolve the firing alerts of variants that no longer serve their endpoint.
+
+    A finished or rolled-back rollout removes a variant; its series end, but an alert
+    reported by Alertmanager stays firing in the portal until Alertmanager says otherwise,
+    and a polled one until Prometheus's rule stops (a drift gauge lasts until it is
+    stale). The portal knows sooner: what its rollout serves now (``variants``).
+    """
+    now = now or timezone.now()
+    firing = list(Alert.objects.filter(state=AlertState.FIRING, environment__isnull=False)
+                  .exclude(variant="").exclude(endpoint=""))
+    if not firing:
+        return []
+    serving = serving_variants({alert.environment_id for alert in firing})
     gone = []
-    for alert in Alert.objects.filter(state=AlertState.FIRING, source=AlertSource.PROMETHEUS) \
-            .exclude(fingerprint__in=seen):
-        with transaction.atomic():
-            updated = Alert.objects.filter(pk=alert.pk, state=AlertState.FIRING).update(
-                state=AlertState.RESOLVED, ends_at=now, last_seen_at=now)
-            if updated:
-                alert.refresh_from_db()
-                gone.append(alert)
-                _announce(alert)
+    for alert in firing:
+        found = serving.get((alert.environment_id, alert.endpoint))
+        reason = found.lacks(alert.variant) if found else ""
+        if reason and _resolve(alert, now, reason[:300]):
+            gone.append(alert)
     return gone
 
 
 def poll(prometheus: PrometheusClient | None, now: datetime | None = None) -> dict:
     """One round of polling ``/api/v1/alerts``."""
     now = now or timezone.now()
+    unserved = resolve_unserved(now)  # what serves is the portal's to know: always looked at
     if prometheus is None:
         SyncStatus.record(POLL_JOB, False,
                           "no Prometheus is configured (set MODELGATE_PROMETHEUS_URL)")
@@ -218,7 +279,8 @@ def poll(prometheus: PrometheusClient | None, now: datetime | None = None) -> di
     changed = ingest(incoming, AlertSource.PROMETHEUS, now)
     resolved = _resolve_missing({fingerprint(i.labels) for i in incoming}, now)
     SyncStatus.record(POLL_JOB, True, f"{len(incoming)} firing")
-    return {"polled": True, "firing": len(incoming), "changed": len(changed) + len(resolved)}
+    return {"polled": True, "firing": len(incoming),
+            "changed": len(changed) + len(resolved) + len(unserved)}
 
 
 def _announce(alert: Alert) -> None:
@@ -231,13 +293,18 @@ def _announce(alert: Alert) -> None:
         "alert_id": alert.pk, "alert": alert.name, "severity": alert.severity,
         "model": alert.labels.get("model", ""), "environment": alert.labels.get("environment", ""),
         "endpoint": alert.endpoint, "variant": alert.variant, "feature": alert.feature,
-        "summary": alert.summary, "value": alert.value, "url": alert.get_absolute_url()})
+        "summary": alert.summary, "value": alert.value, "url": alert.get_absolute_url(),
+        **({"resolved_reason": alert.resolved_reason} if event == Event.ALERT_RESOLVED
+           and alert.resolved_reason else {})})
 
 
 # -- people ------------------------------------------------------------------------------------
+# Each act is a check (role, then the rule) and a write of the rows; an incident
+# (``portal.monitoring.incidents``) makes the same check on its alerts' project and writes
+# all of its rows, audited once.
 
 
-def _require(user, alert: Alert, action: str) -> None:
+def require_actor(user, alert: Alert, action: str) -> None:
     if alert.project_id is None:
         if not user.is_staff:
             raise NotAllowed(f"only staff may {action} alerts outside any project")
@@ -245,22 +312,18 @@ def _require(user, alert: Alert, action: str) -> None:
     require_role(user, alert.project, Role.CONTRIBUTOR, f"{action} alerts")
 
 
-def acknowledge(user, alert: Alert, comment: str) -> Alert:
-    _require(user, alert, "acknowledge")
+def check_acknowledge(user, alert: Alert, comment: str) -> str:
+    """The comment to record, once ``user`` may acknowledge ``alert``."""
+    require_actor(user, alert, "acknowledge")
     comment = (comment or "").strip()
     if not comment:
         raise ValidationFailed("say what is being done about it", field="comment")
-    with transaction.atomic():
-        alert.acknowledged_by, alert.acknowledged_at = user, timezone.now()
-        alert.acknowledge_comment = comment[:2000]
-        alert.save(update_fields=["acknowledged_by", "acknowledged_at", "acknowledge_comment"])
-        audit.record(user, "alert.acknowledge", alert, project_id=alert.project_id,
-                     changes={"comment": comment[:2000]})
-    return alert
+    return comment[:2000]
 
 
-def silence(user, alert: Alert, *, until: datetime, reason: str) -> Alert:
-    _require(user, alert, "silence")
+def check_silence(user, alert: Alert, until: datetime | None, reason: str) -> str:
+    """The reason to record, once ``user`` may silence ``alert`` until ``until``."""
+    require_actor(user, alert, "silence")
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed("give a reason for the silence", field="reason")
@@ -269,18 +332,50 @@ def silence(user, alert: Alert, *, until: datetime, reason: str) -> Alert:
         raise ValidationFailed("the silence must end in the future", field="until")
     if until - now > MAX_SILENCE:
         raise ValidationFailed("silences last at most 30 days", field="until")
+    return reason[:2000]
+
+
+def _write(rows: list[Alert], **values) -> None:
+    Alert.objects.filter(pk__in=[row.pk for row in rows]).update(**values)
+    for row in rows:
+        for name, value in values.items():
+            setattr(row, name, value)
+
+
+def mark_acknowledged(rows: list[Alert], user, comment: str) -> None:
+    _write(rows, acknowledged_by=user, acknowledged_at=timezone.now(),
+           acknowledge_comment=comment)
+
+
+def mark_silenced(rows: list[Alert], user, until: datetime, reason: str) -> None:
+    _write(rows, silenced_by=user, silenced_until=until, silence_reason=reason)
+
+
+def mark_unsilenced(rows: list[Alert]) -> None:
+    _write(rows, silenced_until=None)
+
+
+def acknowledge(user, alert: Alert, comment: str) -> Alert:
+    comment = check_acknowledge(user, alert, comment)
     with transaction.atomic():
-        alert.silenced_by, alert.silenced_until, alert.silence_reason = user, until, reason[:2000]
-        alert.save(update_fields=["silenced_by", "silenced_until", "silence_reason"])
+        mark_acknowledged([alert], user, comment)
+        audit.record(user, "alert.acknowledge", alert, project_id=alert.project_id,
+                     changes={"comment": comment})
+    return alert
+
+
+def silence(user, alert: Alert, *, until: datetime, reason: str) -> Alert:
+    reason = check_silence(user, alert, until, reason)
+    with transaction.atomic():
+        mark_silenced([alert], user, until, reason)
         audit.record(user, "alert.silence", alert, project_id=alert.project_id,
-                     changes={"until": until.isoformat(), "reason": reason[:2000]})
+                     changes={"until": until.isoformat(), "reason": reason})
     return alert
 
 
 def unsilence(user, alert: Alert) -> Alert:
-    _require(user, alert, "unsilence")
+    require_actor(user, alert, "unsilence")
     with transaction.atomic():
-        alert.silenced_until = None
-        alert.save(update_fields=["silenced_until"])
+        mark_unsilenced([alert])
         audit.record(user, "alert.unsilence", alert, project_id=alert.project_id)
     return alert

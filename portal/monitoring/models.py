@@ -34,6 +34,9 @@ class Alert(models.Model):
     value = models.CharField(max_length=64, blank=True)
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField(null=True, blank=True)
+    # Why the portal resolved it itself (its variant no longer serves the endpoint); blank
+    # when Prometheus or Alertmanager resolved it, cleared when it fires again.
+    resolved_reason = models.CharField(max_length=300, blank=True)
     last_seen_at = models.DateTimeField()
     acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                         on_delete=models.SET_NULL, related_name="+")

@@ -9,6 +9,9 @@ urlpatterns = [
     path("alerts/", views.alert_list, name="alerts"),
     path("alerts/<int:pk>/", views.alert_detail, name="alert"),
     path("alerts/<int:pk>/<str:action>/", views.alert_action, name="alert-action"),
+    # pk: the id of any alert of the incident (an incident is named by its alerts').
+    path("alerts/<int:pk>/incident/<str:action>/", views.incident_action,
+         name="incident-action"),
     # path: an endpoint named by an alert's label may hold "/" (it reversed to a 500 before).
     path("p/<slug:slug>/environments/<str:name>/monitoring/<path:endpoint>/",
          views.endpoint_monitoring, name="endpoint"),

@@ -10,13 +10,16 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from ops import drift as ops_drift
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role
-from portal.monitoring import alerts, drift, queries
+from portal.errors import NotFound
+from portal.monitoring import alerts, drift, incidents, queries
+from portal.monitoring.choices import AlertState
 from portal.monitoring.endpoints import served_endpoints
 from portal.monitoring.filtersets import AlertFilterSet
 from portal.monitoring.live import NO_PROMETHEUS, live_charts
@@ -53,50 +56,81 @@ def _problems() -> list[SyncStatus]:
     return list(SyncStatus.objects.filter(ok=False).order_by("job"))
 
 
+def _can_act(user, alert) -> bool:
+    return (user.is_staff if alert.project_id is None
+            else has_role(user, alert.project, Role.CONTRIBUTOR))
+
+
 @login_required
 def alert_list(request):
+    """Firing alerts as incidents (one row per cause and endpoint, its alerts expandable),
+    then the alerts that no longer fire."""
     found = AlertFilterSet(request.GET, queryset=queries.alerts_for(request.user))
-    page = Paginator(found.qs if found.is_valid() else found.queryset.none(), 50) \
-        .get_page(request.GET.get("page"))
+    matching = found.qs if found.is_valid() else found.queryset.none()
+    state = request.GET.get("state")
+    open_ = incidents.open_incidents(matching) if state != "resolved" else []
+    page = Paginator(matching.exclude(state=AlertState.FIRING), 50) \
+        .get_page(request.GET.get("page")) if state != "firing" else None
     projects = release_queries.environments_for(request.user).values_list(
         "project__slug", "project__name").distinct()
     return render(request, "monitoring/alert_list.html", {
+        "incidents": open_, "actionable": {i.id for i in open_ if _can_act(request.user, i.lead)},
         "page": page, "filters": found.form, "projects": sorted(set(projects)),
-        "problems": _problems(), "query": request.GET.copy().urlencode() if request.GET else "",
+        "silences": SILENCES, "problems": _problems(),
+        "query": request.GET.copy().urlencode() if request.GET else "",
     })
 
 
 @login_required
 def alert_detail(request, pk):
-    alert = get_object_or_404(queries.alerts_for(request.user), pk=pk)
-    can_act = (request.user.is_staff if alert.project_id is None
-               else has_role(request.user, alert.project, Role.CONTRIBUTOR))
+    visible = queries.alerts_for(request.user)
+    alert = get_object_or_404(visible, pk=pk)
+    incident = incidents.firing_incident(visible, alert)
     return render(request, "monitoring/alert_detail.html", {
-        "alert": alert, "project": alert.project, "can_act": can_act,
+        "alert": alert, "project": alert.project, "can_act": _can_act(request.user, alert),
+        "incident": incident, "endpoint_mark": incidents.endpoint_mark(incident, alert),
         "silences": SILENCES, "problems": _problems(),
     })
+
+
+def _respond(request, act, target, redirect_to):
+    """One alert's or one incident's button: ``act`` is the alerts or incidents service."""
+    action = request.resolver_match.kwargs["action"]
+    if action == "acknowledge":
+        comment = request.POST.get("comment", "")
+        return handle_action(request, lambda: act.acknowledge(request.user, target, comment),
+                             success="Acknowledged.", redirect_to=redirect_to)
+    if action == "silence":
+        duration = SILENCES.get(request.POST.get("duration", ""))
+        until = timezone.now() + duration if duration else None
+        return handle_action(
+            request, lambda: act.silence(request.user, target, until=until,
+                                         reason=request.POST.get("reason", "")),
+            success=f"Silenced until {until:%Y-%m-%d %H:%M} UTC." if until else "Silenced.",
+            redirect_to=redirect_to)
+    if action == "unsilence":
+        return handle_action(request, lambda: act.unsilence(request.user, target),
+                             success="Silence removed.", redirect_to=redirect_to)
+    raise Http404("no such action")
 
 
 @login_required
 @require_POST
 def alert_action(request, pk, action):
     alert = get_object_or_404(queries.alerts_for(request.user), pk=pk)
-    if action == "acknowledge":
-        comment = request.POST.get("comment", "")
-        return handle_action(request, lambda: alerts.acknowledge(request.user, alert, comment),
-                             success="Acknowledged.", redirect_to=alert)
-    if action == "silence":
-        duration = SILENCES.get(request.POST.get("duration", ""))
-        until = timezone.now() + duration if duration else None
-        return handle_action(
-            request, lambda: alerts.silence(request.user, alert, until=until,
-                                            reason=request.POST.get("reason", "")),
-            success=lambda _: f"Silenced until {alert.silenced_until:%Y-%m-%d %H:%M} UTC.",
-            redirect_to=alert)
-    if action == "unsilence":
-        return handle_action(request, lambda: alerts.unsilence(request.user, alert),
-                             success="Silence removed.", redirect_to=alert)
-    raise Http404("no such action")
+    return _respond(request, alerts, alert, alert)
+
+
+@login_required
+@require_POST
+def incident_action(request, pk, action):
+    """Acknowledge, silence or unsilence every alert of the incident alert ``pk`` is in."""
+    try:
+        incident = incidents.incident_of(queries.alerts_for(request.user), pk)
+    except NotFound as e:
+        raise Http404(e.detail) from None
+    back = f"{reverse('monitoring:alerts')}#incident-{incident.id}"
+    return _respond(request, incidents, incident, back)
 
 
 # -- one endpoint ---------------------------------------------------------------------------------

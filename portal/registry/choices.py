@@ -23,6 +23,17 @@ class DatasetFormat(models.TextChoices):
     PARQUET = "parquet", "Parquet"
 
 
+class DatasetPurpose(models.TextChoices):
+    REFERENCE = "reference", "Training / reference"
+    EVALUATION = "evaluation", "Evaluation (held out)"
+
+
+class EvaluationStatus(models.TextChoices):
+    PENDING = "pending", "Being measured"
+    READY = "ready", "Measured"
+    FAILED = "failed", "Could not be measured"
+
+
 class ProfileStatus(models.TextChoices):
     PENDING = "pending", "Profiling"
     READY = "ready", "Ready"

@@ -3,7 +3,7 @@ import json
 from django import forms
 
 from portal.api.parsers import NUL_REFUSED, contains_nul
-from portal.registry.choices import Task
+from portal.registry.choices import DatasetPurpose, Task
 from portal.registry.models import Dataset, ModelVersion
 
 
@@ -95,6 +95,11 @@ class DatasetForm(forms.Form):
     name = forms.CharField(max_length=100)
     file = forms.FileField(help_text="CSV with a header row, or Parquet")
     target = forms.CharField(required=False, help_text="Label column, if the file has one")
+    purpose = forms.ChoiceField(
+        choices=DatasetPurpose.choices, initial=DatasetPurpose.REFERENCE,
+        help_text="Evaluation: rows held out from training, with the label column. Every "
+                  "version whose inputs it holds is measured on it, and release gates judge "
+                  "the measured figures.")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
 

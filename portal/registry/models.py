@@ -10,6 +10,8 @@ from portal.errors import ImmutableError
 from portal.registry.choices import (
     ArtifactFormat,
     DatasetFormat,
+    DatasetPurpose,
+    EvaluationStatus,
     ExplanationStatus,
     ProfileStatus,
     Task,
@@ -88,6 +90,10 @@ class Dataset(models.Model):
     format = models.CharField(max_length=10, choices=DatasetFormat.choices)
     target = models.CharField(max_length=100, blank=True,
                               help_text="Name of the label column, if the file has one.")
+    purpose = models.CharField(
+        max_length=12, choices=DatasetPurpose.choices, default=DatasetPurpose.REFERENCE,
+        help_text="Evaluation datasets are held out, with the label: every version whose "
+                  "inputs they hold is measured on them, and gates judge what is measured.")
     rows = models.IntegerField(null=True, blank=True)
     columns = models.JSONField(default=list, blank=True)
     profile = models.JSONField(default=dict, blank=True)
@@ -113,6 +119,15 @@ class Dataset(models.Model):
     @property
     def feature_columns(self) -> list[dict]:
         return [c for c in self.columns if c["name"] != self.target]
+
+    @property
+    def is_evaluation(self) -> bool:
+        return self.purpose == DatasetPurpose.EVALUATION
+
+    def clean(self):
+        if self.is_evaluation and not self.target:
+            raise ValidationError({"target": "An evaluation dataset needs its label column: "
+                                             "versions are measured against it."})
 
 
 # Fields a version may still change after creation: its lifecycle, and what the
@@ -219,6 +234,37 @@ class ModelVersion(models.Model):
                     + ", ".join(sorted(VERSION_MUTABLE_FIELDS)) + " may change"
                 )
         super().save(*args, **kwargs)
+
+
+class Evaluation(models.Model):
+    """A version measured by a worker on an evaluation dataset (held out, with the label).
+
+    One per (version, dataset): both are immutable, so a measurement never goes stale."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE,
+                                related_name="evaluations")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="evaluations")
+    status = models.CharField(max_length=10, choices=EvaluationStatus.choices,
+                              default=EvaluationStatus.PENDING)
+    reason = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    rows = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-dataset__created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "dataset"],
+                                    name="evaluation_unique_version_dataset"),
+        ]
+
+    def __str__(self):
+        return f"{self.version} on {self.dataset.name}"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == EvaluationStatus.READY
 
 
 class VersionTag(models.Model):

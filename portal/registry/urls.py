@@ -1,6 +1,7 @@
 from django.urls import path
 
 from portal.registry import views
+from portal.releases import model_views
 
 app_name = "registry"
 
@@ -12,10 +13,13 @@ urlpatterns = [
     path("p/<slug:slug>/models/new/", views.model_create, name="model-create"),
     path("p/<slug:slug>/datasets/new/", views.dataset_create, name="dataset-create"),
     path("models/", views.model_list, name="models"),
-    path("p/<slug:slug>/m/<str:name>/", views.model_detail, name="model"),
+    # What serves a model or a version now is the backends' word: the releases app's views
+    # add it to the registry's pages.
+    path("p/<slug:slug>/m/<str:name>/", model_views.model_detail, name="model"),
     path("p/<slug:slug>/m/<str:name>/versions/new/", views.version_create, name="version-create"),
     path("p/<slug:slug>/m/<str:name>/aliases/", views.alias_set, name="alias-set"),
-    path("p/<slug:slug>/m/<str:name>/v/<int:number>/", views.version_detail, name="version"),
+    path("p/<slug:slug>/m/<str:name>/v/<int:number>/", model_views.version_detail,
+         name="version"),
     path("p/<slug:slug>/m/<str:name>/v/<int:number>/archive/", views.version_archive,
          name="version-archive"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),

@@ -20,6 +20,7 @@ from portal.audit.models import AuditEvent
 from portal.registry import forms, queries, services
 from portal.registry.choices import ExplanationStatus
 from portal.registry.models import Explanation, ModelVersion, Project
+from portal.registry.services import evaluations
 from portal.views import handle_action, handle_form
 
 
@@ -124,7 +125,9 @@ def model_create(request, slug):
 
 
 @login_required
-def model_detail(request, slug, name):
+def model_detail(request, slug, name, more_context=None):
+    """The model page. ``more_context(model)``: what a higher app adds to it (the releases
+    app's ``model_views``, routed here by ``urls.py``, adds what serves it now)."""
     model = _model(request, slug, name)
     # The chart reads three columns of the last 200 versions; the table shows a page of 25.
     recent = list(ModelVersion.objects.filter(model=model).order_by("-number")
@@ -144,6 +147,7 @@ def model_detail(request, slug, name):
         "alias_form": forms.AliasForm(model=model) if can_contribute else None,
         "can_contribute": can_contribute,
         "metric_names": sorted({k for v in recent for k in v["metrics"] or {}})[:6],
+        **(more_context(model) if more_context else {}),
     })
 
 
@@ -181,7 +185,8 @@ def alias_set(request, slug, name):
 
 
 @login_required
-def version_detail(request, slug, name, number):
+def version_detail(request, slug, name, number, more_context=None):
+    """The version page; ``more_context(version)`` as for ``model_detail``."""
     version = _version(request, slug, name, number)
     graph = services.lineage(version)
     history = AuditEvent.objects.filter(object_type="registry.modelversion",
@@ -191,8 +196,10 @@ def version_detail(request, slug, name, number):
         "version": version, "model": version.model, "project": version.model.project,
         "lineage_chart": charts.lineage_graph(graph), "lineage": graph,
         "history": history, "alias_names": alias_names,
+        "metric_table": evaluations.metric_table(version),
         "can_contribute": has_role(request.user, version.model.project, Role.CONTRIBUTOR),
         **_explanation_context(version, request.GET),
+        **(more_context(version) if more_context else {}),
     })
 
 
@@ -242,6 +249,7 @@ def dataset_create(request, slug):
         lambda data: services.upload_dataset(request.user, project, name=data["name"],
                                              file=data["file"], filename=data["file"].name,
                                              target=data["target"],
+                                             purpose=data["purpose"],
                                              description=data["description"]),
         success=lambda dataset: f"Dataset {dataset.name} uploaded; its profile is being "
                                 "computed.",
@@ -257,9 +265,11 @@ def dataset_detail(request, pk):
     feature_charts = [(name, charts.feature_profile(name, profile), profile)
                       for name, profile in features.items()]
     versions = dataset.versions.select_related("model__project").order_by("-created_at")[:50]
+    measured = dataset.evaluations.select_related("version__model__project").order_by(
+        "version__model__name", "-version__number")[:100]
     return render(request, "registry/dataset_detail.html", {
         "dataset": dataset, "project": dataset.project, "feature_charts": feature_charts,
-        "versions": versions})
+        "versions": versions, "measured": measured})
 
 
 

@@ -10,13 +10,20 @@ the diff recomputed) and the approval is refused until an approver has looked at
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from ops import gates as ops_gates
+from ops.evaluation import labels_like
 from portal.audit import services as audit
 from portal.queue import enqueue
+from portal.registry.choices import EvaluationStatus
 from portal.registry.models import Alias, ModelVersion
+from portal.registry.services import evaluations
+from portal.releases.choices import RequestStatus
 from portal.releases.models import ApprovalRequest, Environment
 
 
@@ -42,13 +49,110 @@ def serving(environment: Environment, version: ModelVersion) -> bool:
     return found is not None and found.pk == version.pk
 
 
+def _unmeasured(version: ModelVersion, found: evaluations.Evidence) -> str:
+    """Why the candidate's gates cannot be judged yet, or "" when they can."""
+    if found.measuring:
+        return (f"v{version.number} is being measured on {found.dataset.name} (a worker is on "
+                "it); the gates are judged on the measured figures")
+    if found.status == EvaluationStatus.FAILED:
+        return f"v{version.number} could not be measured on {found.dataset.name}: {found.reason}"
+    return ""
+
+
 def judge(version: ModelVersion, environment: Environment,
           target: ModelVersion | None) -> tuple[list[dict], bool]:
-    """The environment's gates on ``version`` against ``target``: (results, all passed)."""
-    results = ops_gates.evaluate(environment.gates, version.metrics,
-                                 target.metrics if target and target.pk != version.pk
-                                 else None, model=version.model.name)
-    return [r.to_dict() for r in results], all(r.passed for r in results)
+    """The environment's gates on ``version`` against ``target``: (results, all passed).
+
+    Both are judged on the same evaluation dataset (the newest measuring the candidate):
+    measured figures where they exist, declared ones otherwise, each result saying which."""
+    dataset = evaluations.evaluation_dataset(version)
+    mine = evaluations.evidence(version, dataset)
+    theirs = (evaluations.evidence(target, dataset) if target and target.pk != version.pk
+              else None)
+    results = ops_gates.evaluate(
+        environment.gates, mine.metrics, theirs.metrics if theirs else None,
+        model=version.model.name, sources=mine.sources,
+        champion_sources=theirs.sources if theirs else None,
+        unmeasured=_unmeasured(version, mine))
+    documents = [{**r.to_dict(), "dataset": dataset.name if dataset else ""} for r in results]
+    return documents, all(r.passed for r in results)
+
+
+def judge_measured(version_id: int) -> int:
+    """A measurement finished: judge again the open requests it bears on (the version's own,
+    and those comparing with it); how many changed."""
+    changed = 0
+    for request in (ApprovalRequest.objects.filter(status=RequestStatus.OPEN)
+                    .filter(Q(version_id=version_id) | Q(champion_id=version_id))
+                    .select_related("version__model", "environment", "champion")):
+        changed += rejudge(request)
+    return changed
+
+
+def rejudge(request: ApprovalRequest) -> int:
+    """Judge an open request's gates again on the evidence there is now; 1 if they changed
+    (saved and audited), else 0."""
+    with transaction.atomic():
+        locked = ApprovalRequest.objects.select_for_update(of=("self",)).select_related(
+            "version__model", "environment", "champion").get(pk=request.pk)
+        if locked.status != RequestStatus.OPEN:
+            return 0
+        results, passed = judge(locked.version, locked.environment, locked.champion)
+        if results == locked.gate_results:
+            return 0
+        ApprovalRequest.objects.filter(pk=locked.pk).update(gate_results=results,
+                                                            gates_passed=passed)
+        audit.record(None, "approval_request.judge_measured", locked,
+                     project_id=locked.environment.project_id,
+                     changes={"gates_passed": audit.change(locked.gates_passed, passed)})
+    return 1
+
+
+@dataclass
+class DiffRows:
+    """The rows a release diff compares the two versions on, and the figures it shows."""
+
+    inputs: object  # DataFrame, the candidate's inputs in schema order
+    labels: object | None  # the true labels (evaluation data), else None
+    name: str
+    kind: str  # "evaluation" (held out, labelled) or "reference" (the candidate's training data)
+    dataset: object = None
+
+    def candidate_metrics(self, version: ModelVersion) -> dict:
+        return evaluations.evidence(version, self.dataset).metrics
+
+
+def diff_rows(version: ModelVersion) -> DiffRows:
+    """The evaluation dataset the gates judge on, with its labels; the candidate's reference
+    data where the project has no evaluation dataset for it."""
+    from portal.registry.services import reference_inputs
+
+    limit = settings.MODELGATE_RELEASE_DIFF_ROWS
+    dataset = evaluations.evaluation_dataset(version)
+    if dataset is not None:
+        inputs, labels = evaluations.labelled_rows(version, dataset)
+        labels = labels_like(labels.head(limit), version.classes or [])
+        return DiffRows(inputs.head(limit), labels, dataset.name, "evaluation", dataset)
+    frame = reference_inputs(version)
+    if frame is None:
+        raise ValueError("the version has no evaluation or reference dataset to compare the "
+                         "two on")
+    return DiffRows(frame.head(limit), None, version.dataset.name, "reference")
+
+
+def metric_deltas(request: ApprovalRequest) -> list[dict]:
+    """The candidate's figures beside those of what it is compared with, on the same evaluation
+    dataset, each marked measured or declared (the request page's table)."""
+    from explainability.diff import metric_changes
+
+    if request.champion is None:
+        return []
+    dataset = evaluations.evaluation_dataset(request.version)
+    mine = evaluations.evidence(request.version, dataset)
+    theirs = evaluations.evidence(request.champion, dataset)
+    return [{**row, "source": mine.sources.get(row["metric"], ""),
+             "champion_source": theirs.sources.get(row["metric"], "")}
+            for row in metric_changes(mine.metrics, theirs.metrics)]
 
 
 def queue_diff(request: ApprovalRequest) -> None:

@@ -209,11 +209,12 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
 
 
 def compute_release_diff(request_id: int) -> ApprovalRequest | None:
-    """What changes if the requested version replaces the champion (runs in a worker): both
-    models on the candidate's reference data, with both SHAP explanations."""
+    """What changes if the requested version replaces the one it is compared with (runs in a
+    worker): both models on the evaluation dataset the gates judge (held out, with the true
+    labels), or on the candidate's reference data where the project has none."""
     from explainability.diff import release_diff
     from ops.exceptions import OpsError
-    from portal.registry.services import explain_version, load_version_model, reference_inputs
+    from portal.registry.services import explain_version, load_version_model
 
     request = (ApprovalRequest.objects.select_related("version__model__project",
                                                       "version__dataset", "champion")
@@ -222,20 +223,18 @@ def compute_release_diff(request_id: int) -> ApprovalRequest | None:
         return request
     version, champion = request.version, request.champion
     try:
-        frame = reference_inputs(version)
-        if frame is None:
-            raise ValueError("the version has no reference dataset to compare the two on")
-        frame = frame.head(settings.MODELGATE_RELEASE_DIFF_ROWS)
+        rows = comparison.diff_rows(version)
         models = [load_version_model(v) for v in (version, champion)]
         explained = [explain_version(v.pk) for v in (version, champion)]
         importance = [e.importance if e is not None and e.status == "ready" else []
                       for e in explained]
-        diff = release_diff(models[0], models[1], frame, task=version.model.task,
-                            candidate_metrics=version.metrics, champion_metrics=champion.metrics,
+        diff = release_diff(models[0], models[1], rows.inputs, task=version.model.task,
+                            candidate_metrics=rows.candidate_metrics(version),
+                            champion_metrics=rows.candidate_metrics(champion),
                             candidate_importance=importance[0],
-                            champion_importance=importance[1])
-        diff.update(status="ready", champion_version=champion.number,
-                    dataset=version.dataset.name)
+                            champion_importance=importance[1], labels=rows.labels)
+        diff.update(status="ready", champion_version=champion.number, dataset=rows.name,
+                    data=rows.kind)
     except (OpsError, ValueError, KeyError) as e:
         diff = {"status": "failed", "reason": without_paths(getattr(e, "detail", None) or str(e))}
     except Exception as e:  # a model that fails on the reference rows: say so, do not crash
@@ -288,6 +287,13 @@ def review(user, request: ApprovalRequest, decision: str, comment: str, *,
             f"{' and the release diff' if settings.MODELGATE_EXPLAIN_VERSIONS else ''} were "
             f"judged again against it (the gates {'pass' if request.gates_passed else 'fail'}); "
             "look at them again before approving", code="stale_comparison")
+    if decision == Decision.APPROVE and comparison.rejudge(request):
+        request.refresh_from_db()
+        raise Conflict(
+            "the evidence changed since the gates were judged (a measurement on the evaluation "
+            f"data finished or another evaluation dataset was added): they were judged again "
+            f"(they {'pass' if request.gates_passed else 'fail'}); look at them again before "
+            "approving", code="stale_gates")
     now = timezone.now()
     with transaction.atomic():
         # Two approvers deciding at once must not both see "one approval missing" and

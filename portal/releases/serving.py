@@ -1,13 +1,21 @@
 """What an environment serves now, as its backend observes it.
 
 The rollout history says what was released; only the backend knows what answers callers
-(a canary at 50 % serves two versions, a stopped model server none). The environment page
-and its API show this, so "serving now" never disagrees with the traffic.
+(a canary at 50 % serves two versions, a stopped model server none). The environment,
+model and version pages and their API (``serving``) show this, so "serving now" never
+disagrees with the traffic.
+
+The cost is bounded by a time budget per page, not a cache: the backends of a page are
+asked all at once (one thread each) and those that have not answered within
+``OBSERVE_BUDGET_SECONDS`` are shown as unreachable, so a page with several environments
+takes about as long as its slowest backend, and at most the budget. A cache would have
+shown a person the state from before their own pause or rollback.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from django.db.models import Max
@@ -21,6 +29,7 @@ from portal.releases.models import Deployment, Environment
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "the backend could not be reached: "
+OBSERVE_BUDGET_SECONDS = 3.0  # per page, for all its backends together
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class ServingVariant:
 class ServingEndpoint:
     """One model's endpoint in an environment, as observed now."""
 
+    environment: Environment
     model: RegisteredModel
     endpoint: str
     url: str | None
@@ -57,30 +67,91 @@ def serving_now(environment: Environment) -> list[ServingEndpoint]:
     """Each model's endpoint in ``environment`` (the latest deployment's) as its backend
     observes it. A backend that cannot be reached, or a target that is misconfigured, gives
     an entry saying so rather than an error: the page that shows it must still answer."""
-    latest_ids = (Deployment.objects.filter(environment=environment).order_by().values("model")
-                  .annotate(last=Max("pk")).values("last"))
-    latest = (Deployment.objects.filter(pk__in=latest_ids)
-              .select_related("environment", "model__project", "candidate")
-              .order_by("model__name"))
-    return [_endpoint(deployment) for deployment in latest]
+    latest = _latest(Deployment.objects.filter(environment=environment), "model")
+    return observe_all(list(latest.order_by("model__name")))
 
 
-def _endpoint(deployment: Deployment) -> ServingEndpoint:
+def serving_model(model: RegisteredModel) -> list[ServingEndpoint]:
+    """The model's endpoint in each environment of its project it was released to (the
+    latest deployment there), by environment name, as the backends observe them."""
+    latest = _latest(Deployment.objects.filter(model=model,
+                                               environment__project_id=model.project_id),
+                     "environment")
+    return observe_all(list(latest.order_by("environment__name")))
+
+
+def serving_version(version: ModelVersion) -> list[ServingEndpoint]:
+    """The endpoints of the version's model that serve it now, with the others' variants
+    too (its share is one of them); an endpoint whose backend could not be reached is kept,
+    since it may serve the version, and says so."""
+    return [endpoint for endpoint in serving_model(version.model)
+            if endpoint.detail.startswith(UNREACHABLE)
+            or any(v.version_id == version.pk for v in endpoint.variants)]
+
+
+def by_environment(model: RegisteredModel) -> list[tuple[Environment, ServingEndpoint | None]]:
+    """Every environment of the model's project with the model's endpoint there (None: never
+    released there), for the model page."""
+    endpoints = {e.environment.pk: e for e in serving_model(model)}
+    return [(environment, endpoints.get(environment.pk))
+            for environment in Environment.objects.filter(project_id=model.project_id)
+            .select_related("project").order_by("name")]
+
+
+def _latest(deployments_, per: str):
+    """The latest deployment of each ``per`` (model or environment) among ``deployments_``."""
+    latest_ids = deployments_.order_by().values(per).annotate(last=Max("pk")).values("last")
+    return (Deployment.objects.filter(pk__in=latest_ids)
+            .select_related("environment__project", "model__project", "candidate"))
+
+
+def observe_all(latest: list[Deployment]) -> list[ServingEndpoint]:
+    """Each deployment's endpoint as its backend observes it, all asked at once and given
+    ``OBSERVE_BUDGET_SECONDS`` together. The backends are built here (that reads the
+    database); only ``observe``, which does not, runs in the threads."""
+    outcomes: dict[int, ObservedState | BaseException] = {}
+    backends = {}
+    for deployment in latest:
+        try:
+            backends[deployment.pk] = deployments.backend_for(deployment)
+        except Exception as e:  # noqa: BLE001 - a misconfigured target is shown, not raised
+            outcomes[deployment.pk] = e
+    if backends:
+        pool = ThreadPoolExecutor(max_workers=len(backends), thread_name_prefix="observe")
+        by_pk = {deployment.pk: deployment for deployment in latest}
+        futures = {pk: pool.submit(backend.observe, by_pk[pk].endpoint)
+                   for pk, backend in backends.items()}
+        wait(futures.values(), timeout=OBSERVE_BUDGET_SECONDS)
+        outcomes.update((pk, _outcome(future)) for pk, future in futures.items())
+        # A backend still not answering keeps its thread until its client's own timeout;
+        # the page does not wait for it.
+        pool.shutdown(wait=False, cancel_futures=True)
+    return [_endpoint(deployment, outcomes[deployment.pk]) for deployment in latest]
+
+
+def _outcome(future) -> ObservedState | BaseException:
+    if not future.done():
+        return TimeoutError(f"no answer within {OBSERVE_BUDGET_SECONDS:g} s")
+    return future.exception() or future.result()
+
+
+def _endpoint(deployment: Deployment,
+              observed: ObservedState | BaseException) -> ServingEndpoint:
     rollout = deployment if deployment.status in deployments.ACTIVE else None
-    try:
-        observed = deployments.backend_for(deployment).observe(deployment.endpoint)
-    except Exception as e:  # noqa: BLE001 - any failure of the backend is shown, not raised
-        # BackendUnavailable, BackendError, and whatever a misconfigured target raises.
+    if isinstance(observed, BaseException):
+        # BackendUnavailable, BackendError, a time-out, whatever a misconfigured target raises.
         log.warning("observing %s/%s failed: %s", deployment.environment.name,
-                    deployment.endpoint, e)
-        return ServingEndpoint(model=deployment.model, endpoint=deployment.endpoint, url=None,
-                               exists=False, ready=False, generation=None, variants=(),
-                               detail=UNREACHABLE + without_paths(str(e) or type(e).__name__),
-                               rollout=rollout)
+                    deployment.endpoint, observed)
+        return ServingEndpoint(
+            environment=deployment.environment, model=deployment.model,
+            endpoint=deployment.endpoint, url=None, exists=False, ready=False, generation=None,
+            variants=(), rollout=rollout,
+            detail=UNREACHABLE + without_paths(str(observed) or type(observed).__name__))
     return ServingEndpoint(
-        model=deployment.model, endpoint=deployment.endpoint, url=observed.url,
-        exists=observed.exists, ready=observed.exists and observed.ready,
-        generation=observed.generation, variants=_variants(deployment.model, observed),
+        environment=deployment.environment, model=deployment.model,
+        endpoint=deployment.endpoint, url=observed.url, exists=observed.exists,
+        ready=observed.exists and observed.ready, generation=observed.generation,
+        variants=_variants(deployment.model, observed),
         detail="" if observed.ready else _why_not_ready(observed), rollout=rollout)
 
 

@@ -8,13 +8,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from explainability import charts
-from explainability.diff import metric_changes
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role
 from portal.errors import DomainError
 from portal.registry import queries as registry_queries
 from portal.registry.views import _project
-from portal.releases import deployments, forms, queries, services, serving
+from portal.releases import comparison, deployments, forms, queries, services, serving
 from portal.releases.choices import RequestStatus
 from portal.views import handle_action, handle_form
 
@@ -52,8 +51,7 @@ def request_detail(request, pk):
                   and not any(r.reviewer_id == request.user.pk for r in approval.reviews.all()))
     return render(request, "releases/request_detail.html", {
         "approval": approval, "project": project, "version": approval.version,
-        "deltas": metric_changes(approval.version.metrics,
-                                 approval.champion.metrics) if approval.champion else [],
+        "deltas": comparison.metric_deltas(approval),
         "approvals": len(counted), "can_review": can_review, "form": forms.ReviewForm(),
         "own_request": approval.requested_by_id == request.user.pk,
     })

@@ -59,7 +59,7 @@ def test_browse_model_version_and_lineage(live_server, page, shoot, registry):
     expect(lineage).to_have_class(DRAWN, timeout=10_000)
     expect(lineage.locator("text=cancer-train")).to_be_visible()
     expect(lineage.locator("text=tumor-classifier v1")).to_be_visible()
-    expect(page.locator("table.kv >> text=roc_auc")).to_be_visible()
+    expect(page.locator("#metrics >> text=roc_auc")).to_be_visible()
     shoot(page, "03-version")
 
     # A viewer may not upload: the button is not offered.

@@ -18,7 +18,9 @@ that matter to a client (kmock 0.8):
 
 Left as they are (the backend must cope): label selectors are ignored; a dict patch is a
 JSON merge patch whatever its content type (no strategic merge); PUT replace answers 404;
-no controllers run, so objects never get a ``status``.
+no controllers run, so objects never get a ``status`` unless a test calls
+``EmulatedCluster.reconcile`` (what KServe's and the Deployment controller would write, the
+model loaded by the model server's own loader).
 
 A plugin of tests/conftest.py: ``kube_cluster`` is a fresh emulator per test (starting one
 takes about 20 ms, so no test shares another's objects or request log),
@@ -158,6 +160,7 @@ class EmulatedCluster:
         self.emulator: ClusterEmulator | None = None
         self._server: kmock.Server | None = None
         self.url = ""
+        self._verdicts: dict[str, str] = {}  # plan text -> why it does not load
 
     def _run(self, coroutine, timeout: float = 10):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
@@ -205,18 +208,79 @@ class EmulatedCluster:
         return self.emulator.objects[key].raw
 
     def reconcile(self) -> None:
-        """What KServe's controller does once every revision serves: each InferenceService
-        ready at the generation of its spec (the emulator runs no controllers)."""
-        plural = PLURALS["InferenceService"]
+        """What the controllers write once the pods have started (the emulator runs none),
+        at the generation of each spec.
+
+        The pods' model server loads the plan mounted from its ConfigMap (``file://``
+        artifacts through the model server's own loader; other artifacts are taken to
+        load). KServe: the InferenceService is ready on a new revision; a revision whose
+        model does not load fails (``RevisionFailed``) and the last ready one keeps
+        serving. Deployments: ready, or past their progress deadline
+        (``ProgressDeadlineExceeded``) when their model does not load."""
         for (resource, namespace, name), obj in list(self.emulator.objects.items()):
-            if resource.plural != plural or namespace != self.namespace or obj.deleted:
+            if namespace != self.namespace or obj.deleted:
                 continue
-            revision = f"{name}-predictor-{obj.raw['metadata'].get('generation', 1):05d}"
+            if resource.plural == PLURALS["InferenceService"]:
+                self._reconcile_inference_service(name, obj)
+            elif resource.plural == PLURALS["Deployment"]:
+                self._reconcile_deployment(name, obj)
+
+    def _reconcile_inference_service(self, name: str, obj) -> None:
+        generation = obj.raw["metadata"].get("generation", 1)
+        revision = f"{name}-predictor-{generation:05d}"
+        predictor = obj.raw["spec"]["predictor"]
+        why = self.model_fails(predictor["volumes"][0]["configMap"]["name"], "plan.json")
+        if not why:
             obj.patch({"status": {
-                "observedGeneration": obj.raw["metadata"].get("generation"),
+                "observedGeneration": generation,
                 "conditions": [{"type": "Ready", "status": "True"}],
                 "components": {"predictor": {"latestCreatedRevision": revision,
                                              "latestReadyRevision": revision}}}})
+            return
+        failed = {"status": "False", "reason": "RevisionFailed",
+                  "message": f'Revision "{revision}" failed with message: {why}.'}
+        before = ((obj.raw.get("status") or {}).get("components") or {}).get("predictor") or {}
+        obj.patch({"status": {
+            "observedGeneration": generation,
+            "conditions": [{"type": "PredictorReady", **failed}, {"type": "Ready", **failed}],
+            "components": {"predictor": {
+                "latestCreatedRevision": revision,
+                "latestReadyRevision": before.get("latestReadyRevision")}}}})
+
+    def _reconcile_deployment(self, name: str, obj) -> None:
+        generation = obj.raw["metadata"].get("generation", 1)
+        replicas = obj.raw["spec"].get("replicas", 1)
+        volume = obj.raw["spec"]["template"]["spec"]["volumes"][0]["configMap"]
+        why = self.model_fails(volume["name"], volume["items"][0]["key"])
+        if not why:
+            obj.patch({"status": {
+                "observedGeneration": generation, "replicas": replicas,
+                "updatedReplicas": replicas, "readyReplicas": replicas,
+                "availableReplicas": replicas,
+                "conditions": [{"type": "Available", "status": "True",
+                                "reason": "MinimumReplicasAvailable"},
+                               {"type": "Progressing", "status": "True",
+                                "reason": "NewReplicaSetAvailable"}]}})
+            return
+        obj.patch({"status": {
+            "observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": None, "availableReplicas": None,
+            "conditions": [{"type": "Available", "status": "False",
+                            "reason": "MinimumReplicasUnavailable"},
+                           {"type": "Progressing", "status": "False",
+                            "reason": "ProgressDeadlineExceeded",
+                            "message": f'ReplicaSet "{name}-5d8f7" has timed out '
+                                       "progressing."}]}})
+
+    def model_fails(self, config_map: str, key: str) -> str:
+        """Why the model server cannot serve the plan at ``key`` of ``config_map`` (empty
+        when it can); a verdict is kept per plan text: loading takes tens of ms."""
+        text = ((self.get("ConfigMap", config_map) or {}).get("data") or {}).get(key)
+        if text is None:
+            return f"configmap {config_map!r} has no key {key!r}"
+        if text not in self._verdicts:
+            self._verdicts[text] = _load_failure(text)
+        return self._verdicts[text]
 
     def names(self, kind: str) -> set[str]:
         """Names of the live objects of ``kind`` in the test namespace."""
@@ -233,13 +297,17 @@ class EmulatedCluster:
                 if version is not None:
                     yield kinds.get(resource.plural, resource.plural), dict(version.raw)
 
-    def add_pod(self, name: str, labels: dict, ready: bool = True) -> None:
-        """A pod as a controller would have made it (the emulator runs none)."""
+    def add_pod(self, name: str, labels: dict, ready: bool = True,
+                annotations: dict | None = None, containers: list[dict] | None = None) -> None:
+        """A pod as a controller would have made it (the emulator runs none); ``containers``
+        its ``containerStatuses``."""
         self.emulator.objects[self._key("Pod", name)] = {
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
+            "metadata": {"name": name, "namespace": self.namespace, "labels": labels,
+                         "annotations": annotations or {}},
             "status": {"phase": "Running",
-                       "conditions": [{"type": "Ready", "status": str(ready)}]},
+                       "conditions": [{"type": "Ready", "status": str(ready)}],
+                       "containerStatuses": containers or []},
         }
 
     def answer_proxy(self, pod: str, path: str, status: int = 200) -> list:
@@ -263,6 +331,26 @@ class EmulatedCluster:
         return [r for r in self.requests()
                 if r.method in (kmock.method.POST, kmock.method.PATCH, kmock.method.PUT,
                                 kmock.method.DELETE)]
+
+
+def _load_failure(plan_text: str) -> str:
+    """Why the model server would not load the plan (``file://`` artifacts only), or ''."""
+    import tempfile
+
+    from ops.plan import ServingPlan
+    from ops.serving.exceptions import VariantLoadError
+    from ops.serving.variants import BatchingOptions, load_variant
+
+    for variant in ServingPlan.from_json(plan_text).variants:
+        if not variant.artifact_uri.startswith("file://"):
+            continue
+        with tempfile.TemporaryDirectory(prefix="kube-emulator-") as work:
+            try:
+                load_variant(variant, base_dir=Path(work), executor=None,
+                             batching=BatchingOptions())
+            except VariantLoadError as e:
+                return str(e)
+    return ""
 
 
 def closed_port_url() -> str:

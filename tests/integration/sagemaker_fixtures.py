@@ -19,12 +19,21 @@ Where moto 5.2 falls short of SageMaker, and what the backend or these fixtures 
   reads the last value); ``ListModels`` ignores ``NameContains`` (the backend filters names
   itself); ``ShadowProductionVariants`` are ignored (the backend refuses shadow plans);
   a ProductionVariant with weight 0 has no ``CurrentWeight`` in ``DescribeEndpoint``.
+- No container ever starts, so no model ever fails to load: ``HostingEmulation`` (a
+  platform's ``reconcile`` in the contract suite) loads each endpoint's models from their
+  tarballs with the model server's own loader and, for a config whose model does not load,
+  writes into moto's state what SageMaker shows: an endpoint created on it ``Failed``, one
+  updated to it rolled back to the config before, ``InService`` with a ``FailureReason``.
 """
 
 from __future__ import annotations
 
+import io
+import tarfile
+import tempfile
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import boto3
 import pytest
@@ -33,6 +42,7 @@ from moto.server import ThreadedMotoServer
 
 from ops.backends import get_backend
 
+ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 BUCKET = "modelgate-sagemaker-test"
 ROLE_ARN = "arn:aws:iam::123456789012:role/modelgate-sagemaker"
@@ -76,6 +86,66 @@ class MotoServer:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=5) as answer:
             answer.read()
+
+
+class HostingEmulation:
+    """What SageMaker's hosting does with configs whose models do not load (module doc):
+    call it once the backend has applied a plan, as a platform's controller would act."""
+
+    def __init__(self, server: MotoServer):
+        self.server = server
+        self.served: dict[str, str] = {}  # endpoint -> the last config whose models load
+        self._verdicts: dict[str, str] = {}  # model -> why it does not load ('' if it does)
+
+    def __call__(self) -> None:
+        from moto.sagemaker.models import sagemaker_backends
+
+        backend = sagemaker_backends[ACCOUNT][REGION]
+        for name, endpoint in list(backend.endpoints.items()):
+            config = backend.endpoint_configs.get(endpoint.endpoint_config_name)
+            if endpoint.endpoint_status != "InService" or config is None:
+                continue
+            why = next(filter(None, (self._fails(backend, v["ModelName"])
+                                     for v in config.production_variants)), "")
+            if not why:
+                self.served[name] = endpoint.endpoint_config_name
+                continue
+            endpoint.failure_reason = (
+                "The primary container for production variant did not pass the ping health "
+                f"check: {why}")
+            before = self.served.get(name)
+            if before is None or before not in backend.endpoint_configs:
+                endpoint.endpoint_status = "Failed"
+                continue
+            endpoint.endpoint_config_name = before  # rolled back, as UpdateEndpoint does
+            endpoint.production_variants = endpoint._process_production_variants(
+                backend.endpoint_configs[before].production_variants)
+
+    def _fails(self, backend, model_name: str) -> str:
+        if model_name not in self._verdicts:
+            url = backend._models[model_name].primary_container["ModelDataUrl"]
+            bucket, key = url.removeprefix("s3://").split("/", 1)
+            tarball = self.server.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+            self._verdicts[model_name] = _load_failure(tarball)
+        return self._verdicts[model_name]
+
+
+def _load_failure(tarball: bytes) -> str:
+    """Why the model server would not load the model in ``tarball`` ('' if it would)."""
+    from ops.plan import ServingPlan
+    from ops.serving.exceptions import VariantLoadError
+    from ops.serving.variants import BatchingOptions, load_variant
+
+    with tempfile.TemporaryDirectory(prefix="sagemaker-emulator-") as work:
+        with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
+            tar.extractall(work, filter="data")
+        plan = ServingPlan.from_json((Path(work) / "plan.json").read_text())
+        try:
+            load_variant(plan.variants[0], base_dir=Path(work), executor=None,
+                         batching=BatchingOptions())
+        except VariantLoadError as e:
+            return str(e)
+    return ""
 
 
 def sagemaker_settings(url: str, **overrides) -> dict:

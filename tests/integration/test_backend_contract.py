@@ -5,10 +5,12 @@ What the contract promises (DESIGN.md §5): a backend converges to a declarative
 applying the same plan twice changes nothing; every apply is fenced by generation (an older
 plan is refused with ``StalePlan``, another plan claiming a recorded generation with
 ``PlanConflict``, and of two applies racing the newer one stands); ``apply(wait=False)``
-returns at once; observe reports the generation and the weights it serves; rollback is
-applying the stable-only plan; delete is idempotent; and the portal rolls a release out and
-promotes it through any backend.
-Readiness is not part of the contract here: the emulators run no controllers.
+returns at once; observe reports the generation and the weights it serves; a plan the
+platform will not serve (its model does not load) is reported ``refused`` while the plan
+before keeps serving; rollback is applying the stable-only plan; delete is idempotent; and
+the portal rolls a release out and promotes it through any backend.
+Readiness is checked only after ``Platform.reconcile``: the emulators run no controllers of
+their own.
 
 Each property is one test, run on every kind in ``ops.backends.REGISTRY``: a backend kind
 ``<kind>`` brings one fixture, ``<kind>_platform``, saying how its platform is reached
@@ -16,6 +18,7 @@ Each property is one test, run on every kind in ``ops.backends.REGISTRY``: a bac
 that fixture fails here.
 """
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +35,7 @@ from tests.integration.kube_fixtures import (  # noqa: F401
 )
 from tests.integration.local_fixtures import free_port, plan
 from tests.integration.sagemaker_fixtures import (  # noqa: F401
+    HostingEmulation,
     moto_server,
     sagemaker_backend_factory,
     sagemaker_settings,
@@ -50,8 +54,9 @@ class Platform:
     target: Callable[[], dict]  # an operator's target on it (MODELGATE_TARGETS), sans kind
     # Why two applies racing each other may end with the older plan here; None: they never do.
     racing_caveat: str | None = None
-    # What the platform's own controllers do once the workloads serve (the emulators run
-    # none): make every endpoint ready at its latest spec.
+    # What the platform's own controllers do once the workloads have started (the emulators
+    # run none): every endpoint ready at its latest spec, or refused where its model does
+    # not load (as the platform says it).
     reconcile: Callable[[], None] = lambda: None
 
 
@@ -84,11 +89,13 @@ def kubernetes_platform(kube_cluster, kubernetes_backend_factory) -> Platform:  
 
 @pytest.fixture
 def sagemaker_platform(moto_server, sagemaker_backend_factory) -> Platform:  # noqa: F811
-    """A moto server, reset, with the artifact bucket (``sagemaker_backend_factory``)."""
+    """A moto server, reset, with the artifact bucket (``sagemaker_backend_factory``); its
+    hosting (a model failing to load, an update rolled back) emulated by ``reconcile``."""
     return Platform(
         "sagemaker",
         backend=sagemaker_backend_factory,
         target=lambda: sagemaker_settings(moto_server.url),
+        reconcile=HostingEmulation(moto_server),
         racing_caveat="SageMaker has no compare-and-set: two applies can both pass the "
                       "generation check (on AWS the later update is refused while the first "
                       "is in progress; moto does not emulate that)")
@@ -207,6 +214,44 @@ def test_of_two_applies_racing_each_other_the_newer_plan_stands(
         assert all(isinstance(e, StalePlan) for e in refused.values()), refused
         assert eventually(lambda g=older + 1: serves(backend, g, {"stable": 0.5,
                                                                    "candidate": 0.5}))
+
+
+@pytest.fixture
+def unloadable(tmp_path, artifact_variant):
+    """Version 2 as a candidate whose artifact is not a model: its checksum is right, so
+    every backend takes the plan, and only the platform, starting it, finds out."""
+    path = tmp_path / "not-a-model.skops"
+    path.write_bytes(b"not a model at all")
+    return replace(artifact_variant("candidate", 2), artifact_uri=f"file://{path}",
+                   sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def test_a_plan_the_platform_refuses_is_reported_as_refused_while_the_older_plan_keeps_serving(
+        platform, backend, stable, unloadable):
+    backend.apply(plan(ENDPOINT, 1, stable))
+    assert eventually(lambda: reconciled(platform, backend).ready)
+
+    backend.apply(plan(ENDPOINT, 2, replace(stable, weight=0.9),
+                       replace(unloadable, weight=0.1)), wait=False)
+
+    assert eventually(lambda: reconciled(platform, backend).refused)
+    observed = backend.observe(ENDPOINT)
+    assert "plan 2" in observed.refused and "candidate" in observed.refused
+    assert "neither a skops archive" in observed.refused  # the platform's own reason
+    # Not reported as served: the portal takes a refusal of the plan it applied only then.
+    assert observed.generation != 2
+    assert [v.ready for v in observed.variants if v.name == "stable"] == [True]
+
+    backend.apply(plan(ENDPOINT, 3, stable), wait=False)  # what the portal does next
+    assert eventually(lambda: serves(backend, 3, {"stable": 1.0})
+                      and reconciled(platform, backend).ready)
+    assert backend.observe(ENDPOINT).refused == ""
+
+
+def reconciled(platform: Platform, backend: Backend):
+    """What the backend observes once the platform's controllers have acted."""
+    platform.reconcile()
+    return backend.observe(ENDPOINT)
 
 
 def test_rollback_is_applying_the_stable_only_plan(backend, stable, canary):

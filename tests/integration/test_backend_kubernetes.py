@@ -8,6 +8,7 @@ when a controller has written one.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from dataclasses import replace
@@ -801,3 +802,209 @@ def test_two_environments_endpoints_of_one_name_are_apart_and_never_touch(
 
 def kube_cluster_secret_exists(kube_cluster, name: str) -> bool:
     return read_secret(kube_cluster, name) is not None
+
+
+# -- refusals: the cluster saying the latest plan will never serve ----------------------------
+
+
+def stored(cluster, kind: str, name: str):
+    """The emulator's record of an object, to write the status a controller would."""
+    plural = {"InferenceService": "serving.kserve.io/v1beta1/inferenceservices",
+              "Deployment": "apps/v1/deployments"}[kind]
+    return cluster.emulator.objects[plural, cluster.namespace, name]
+
+
+def kserve_canary_on_a_served_stable(cluster, backend):
+    """Generation 1 served (the controller reconciled it), then a canary as generation 2."""
+    backend.apply(stable_only(1))
+    cluster.reconcile()
+    backend.apply(canary(2, 0.1))
+    return stored(cluster, "InferenceService", ENDPOINT)
+
+
+def revision_status(isvc, condition: dict, generation: int | None = None) -> dict:
+    """KServe's status for generation ``generation`` (the spec's by default): the latest
+    revision (2) in ``condition``, revision 1 still the last ready one."""
+    return {"status": {
+        "observedGeneration": generation or isvc.raw["metadata"]["generation"],
+        "conditions": [{"type": "PredictorReady", **condition}, {"type": "Ready", **condition}],
+        "components": {"predictor": {"latestCreatedRevision": "fraud-model-predictor-00002",
+                                     "latestReadyRevision": "fraud-model-predictor-00001"}}}}
+
+
+FAILED_REVISION = {"status": "False", "reason": "RevisionFailed",
+                   "message": 'Revision "fraud-model-predictor-00002" failed with message: '
+                              "Container failed with: model.skops: no such file."}
+
+
+def test_kserve_reports_a_failed_revision_as_refused_while_the_stable_serves(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    isvc = kserve_canary_on_a_served_stable(kube_cluster, backend)
+
+    isvc.patch(revision_status(isvc, FAILED_REVISION))
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.refused.startswith(
+        "KServe refused plan 2: variant candidate (version 2) does not serve, "
+        "PredictorReady is False, RevisionFailed: Revision")
+    assert "Container failed with: model.skops: no such file" in observed.refused
+    assert observed.detail == observed.refused
+    assert observed.generation is None and not observed.ready  # plan 2 does not serve
+    assert {v.name: v.ready for v in observed.variants} == {"stable": True, "candidate": False}
+
+
+def test_kserve_reports_a_model_that_fails_to_load_as_refused(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    isvc = kserve_canary_on_a_served_stable(kube_cluster, backend)
+
+    isvc.patch(revision_status(isvc, {"status": "Unknown", "reason": "RevisionMissing"}))
+    isvc.patch({"status": {"modelStatus": {
+        "transitionStatus": "BlockedByFailedLoad",
+        "states": {"activeModelState": "Loaded", "targetModelState": "FailedToLoad"},
+        "lastFailureInfo": {"reason": "ModelLoadFailed", "exitCode": 1,
+                            "message": "the file is not a skops archive"}}}})
+
+    refused = backend.observe(ENDPOINT).refused
+    assert refused == ("KServe refused plan 2: variant candidate (version 2) does not serve, "
+                       "BlockedByFailedLoad, ModelLoadFailed: the file is not a skops archive")
+
+
+@pytest.mark.parametrize("condition", [
+    {"status": "Unknown", "reason": "RevisionMissing",
+     "message": 'Configuration "fraud-model-predictor" is waiting for a Revision to become '
+                "ready."},
+    {"status": "False"},  # no reason yet
+    {"status": "False", "reason": "MinimumReplicasUnavailable",
+     "message": "Deployment does not have minimum availability."},  # raw mode, starting
+    {"status": "False", "reason": "IngressNotConfigured"},  # the cluster's, not the plan's
+], ids=["unknown", "no-reason", "starting", "ingress"])
+def test_kserve_a_revision_still_rolling_out_is_not_refused(
+        condition, kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    isvc = kserve_canary_on_a_served_stable(kube_cluster, backend)
+
+    isvc.patch(revision_status(isvc, condition))
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.refused == "" and observed.generation == 2 and not observed.ready
+
+
+def test_kserve_a_failure_reported_for_an_older_spec_refuses_nothing(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("kserve")
+    isvc = kserve_canary_on_a_served_stable(kube_cluster, backend)
+    isvc.patch(revision_status(isvc, FAILED_REVISION))
+    assert backend.observe(ENDPOINT).refused
+
+    backend.apply(stable_only(3))  # the portal's rollback: KServe has not seen it yet
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.refused == "" and observed.generation == 3
+    kube_cluster.reconcile()
+    observed = backend.observe(ENDPOINT)
+    assert observed.ready and observed.refused == "" and observed.generation == 3
+
+
+def deployments_canary_on_a_served_stable(cluster, backend) -> dict:
+    """Deployments mode: generation 1 ready, then a canary as generation 2; the candidate's
+    Deployment as stored."""
+    backend.apply(stable_only(1))
+    cluster.reconcile()
+    backend.apply(canary(2, 0.5))
+    stored(cluster, "Deployment", "fraud-model-stable").patch(
+        {"status": {"observedGeneration": cluster.get(
+            "Deployment", "fraud-model-stable")["metadata"]["generation"]}})
+    return cluster.get("Deployment", "fraud-model-candidate")
+
+
+def test_deployments_past_their_progress_deadline_refuse_the_plan(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments")
+    candidate = deployments_canary_on_a_served_stable(kube_cluster, backend)
+    assert backend.observe(ENDPOINT).refused == ""  # rolling out: no status yet
+
+    stored(kube_cluster, "Deployment", "fraud-model-candidate").patch({"status": {
+        "observedGeneration": candidate["metadata"]["generation"],
+        "conditions": [{"type": "Progressing", "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "message": 'ReplicaSet "fraud-model-candidate-7c9" has timed out '
+                                   "progressing."}]}})
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.refused == (
+        "Kubernetes refused plan 2: variant candidate (version 2) does not run, Deployment "
+        "fraud-model-candidate is not progressing, ProgressDeadlineExceeded: ReplicaSet "
+        '"fraud-model-candidate-7c9" has timed out progressing.')
+    assert observed.generation is None and not observed.ready
+    assert {v.name: v.ready for v in observed.variants} == {"stable": True, "candidate": False}
+
+
+def candidate_pod(cluster, name: str, checksum: str, waiting: dict, **last) -> None:
+    cluster.add_pod(name, {"app": ENDPOINT, "modelgate.io/variant": "candidate"}, ready=False,
+                    annotations={"modelgate.io/plan-checksum": checksum},
+                    containers=[{"name": "model-server", "ready": False,
+                                 "state": {"waiting": waiting},
+                                 "lastState": {"terminated": last} if last else {}}])
+
+
+def test_deployments_a_crash_looping_pod_refuses_the_plan_before_any_deadline(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments")
+    candidate = deployments_canary_on_a_served_stable(kube_cluster, backend)
+    checksum = candidate["spec"]["template"]["metadata"]["annotations"][
+        "modelgate.io/plan-checksum"]
+
+    candidate_pod(kube_cluster, "fraud-model-candidate-7c9-x1", checksum,
+                  {"reason": "CrashLoopBackOff",
+                   "message": "back-off 40s restarting failed container=model-server"},
+                  exitCode=1, reason="Error", message="cannot read the prediction-id key")
+
+    assert backend.observe(ENDPOINT).refused == (
+        "Kubernetes refused plan 2: variant candidate (version 2) does not run, pod "
+        "fraud-model-candidate-7c9-x1 cannot run container model-server, CrashLoopBackOff: "
+        "back-off 40s restarting failed container=model-server (it last exited with code 1, "
+        "Error: cannot read the prediction-id key)")
+
+
+def test_deployments_pods_still_starting_or_of_an_older_template_refuse_nothing(
+        kube_cluster, kubernetes_backend_factory):
+    backend = kubernetes_backend_factory("deployments")
+    candidate = deployments_canary_on_a_served_stable(kube_cluster, backend)
+    checksum = candidate["spec"]["template"]["metadata"]["annotations"][
+        "modelgate.io/plan-checksum"]
+
+    candidate_pod(kube_cluster, "fraud-model-candidate-7c9-x1", checksum,
+                  {"reason": "ContainerCreating"})
+    candidate_pod(kube_cluster, "fraud-model-candidate-5b1-x2", "an-older-template",
+                  {"reason": "ImagePullBackOff", "message": "Back-off pulling image"})
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.refused == "" and observed.generation == 2
+
+
+def test_deployments_a_model_that_does_not_load_is_refused_and_a_rollback_clears_it(
+        kube_cluster, kubernetes_backend_factory, artifact_variant, tmp_path):
+    """The emulated controller: the model server of the candidate's pods cannot load its
+    model, so the Deployment passes its progress deadline."""
+    backend = kubernetes_backend_factory("deployments")
+    stable = artifact_variant("stable", 1)
+    broken = tmp_path / "broken.skops"
+    broken.write_bytes(b"not a model")
+    candidate = replace(artifact_variant("candidate", 2, weight=0.5),
+                        artifact_uri=f"file://{broken}",
+                        sha256=hashlib.sha256(b"not a model").hexdigest())
+    backend.apply(ServingPlan(ENDPOINT, (stable,), generation=1))
+    backend.apply(ServingPlan(ENDPOINT, (replace(stable, weight=0.5), candidate),
+                              generation=2))
+    kube_cluster.reconcile()
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.refused.startswith("Kubernetes refused plan 2: variant candidate")
+    assert "ProgressDeadlineExceeded" in observed.refused
+
+    backend.apply(ServingPlan(ENDPOINT, (stable,), generation=3))
+    kube_cluster.reconcile()
+    observed = backend.observe(ENDPOINT)
+    assert observed.ready and observed.refused == "" and observed.generation == 3

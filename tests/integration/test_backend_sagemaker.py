@@ -626,3 +626,88 @@ def test_two_environments_endpoints_of_one_name_are_apart_and_never_touch(
     assert not seen.ready and "another environment" in seen.detail
     assert endpoint_weights(sagemaker, name) == before
     assert victim.observe(ENDPOINT).ready
+
+
+# -- refusals: what SageMaker says of an update it could not make ---------------------------
+
+FAILURE = ("The primary container for production variant candidate did not pass the ping "
+           "health check.")
+
+
+def moto_endpoint(backend):
+    """moto's record of the endpoint (the server runs in this process), to write what
+    SageMaker would: moto never fails an endpoint or rolls an update back."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    from tests.integration.sagemaker_fixtures import ACCOUNT, REGION
+    state = sagemaker_backends[ACCOUNT][REGION]
+    return state, state.endpoints[backend.endpoint_name(ENDPOINT)]
+
+
+def roll_back(backend, generation: int, reason: str = FAILURE) -> None:
+    """What SageMaker does when an update fails: back on the config of ``generation``,
+    InService, with the reason recorded."""
+    state, endpoint = moto_endpoint(backend)
+    config = backend._config_name(ENDPOINT, generation)
+    endpoint.endpoint_config_name = config
+    endpoint.production_variants = endpoint._process_production_variants(
+        state.endpoint_configs[config].production_variants)
+    endpoint.failure_reason = reason
+
+
+def test_an_update_sagemaker_rolled_back_is_refused_while_the_old_config_serves(
+        backend, artifacts, sagemaker):
+    backend.apply(stable_only(artifacts, generation=1))
+    backend.apply(canary(artifacts, 2, 0.9, 0.1))
+
+    roll_back(backend, 1)
+
+    observed = backend.observe(ENDPOINT)
+    assert observed.refused == f"SageMaker refused plan 2: {FAILURE}"
+    assert observed.detail == observed.refused
+    assert observed.generation == 1 and observed.extra["recorded_generation"] == 2
+    assert observed.ready and observed.weights() == {"stable": 1.0}
+
+
+def test_the_plan_sagemaker_refused_is_not_tried_again_and_a_newer_one_is_judged_anew(
+        backend, artifacts, sagemaker):
+    backend.apply(stable_only(artifacts, generation=1))
+    backend.apply(canary(artifacts, 2, 0.9, 0.1))
+    roll_back(backend, 1)
+
+    with pytest.raises(BackendError, match="SageMaker refused plan 2"):
+        backend.apply(canary(artifacts, 2, 0.9, 0.1))  # the portal converging again
+    assert backend.observe(ENDPOINT).extra["endpoint_config"].endswith("-g1")
+
+    observed = backend.apply(stable_only(artifacts, generation=3))  # the portal's rollback
+
+    # Weights only: it asked for no config of its own, so the old FailureReason is not its.
+    assert moto_endpoint(backend)[1].failure_reason == FAILURE
+    assert observed.refused == "" and observed.generation == 3 and observed.ready
+
+
+def test_a_failed_endpoint_is_refused_with_its_reason(backend, artifacts):
+    backend.apply(stable_only(artifacts, generation=1))
+    _, endpoint = moto_endpoint(backend)
+    endpoint.endpoint_status, endpoint.failure_reason = "Failed", FAILURE
+
+    observed = backend.observe(ENDPOINT)
+
+    assert observed.refused == f"SageMaker refused plan 1: {FAILURE}"
+    assert observed.generation is None and not observed.ready
+
+
+def test_waiting_for_an_update_that_sagemaker_rolls_back_ends_with_its_refusal(
+        sagemaker_backend_factory, artifacts, monkeypatch):
+    backend = sagemaker_backend_factory(ready_timeout=30, poll_interval=0.05)
+    backend.apply(stable_only(artifacts, generation=1))
+    switch = backend._switch_config
+
+    def update_then_fail(endpoint, plan, config_name, actions):
+        switch(endpoint, plan, config_name, actions)
+        roll_back(backend, 1)
+
+    monkeypatch.setattr(backend, "_switch_config", update_then_fail)
+
+    with pytest.raises(BackendError, match=f"SageMaker refused plan 2: {FAILURE}"):
+        backend.apply(canary(artifacts, 2, 0.9, 0.1))

@@ -390,3 +390,37 @@ def test_model_servers_stopped_with_the_machine_start_again_on_what_they_served(
         time.sleep(1)
     assert traffic.statuses and all(status == 200 for status, _ in traffic.statuses)
     assert {variant for _, variant in traffic.statuses} == {"candidate"}
+
+
+def test_an_operator_lists_stops_and_starts_the_model_servers(world):
+    """``manage.py model_servers``: the servers outlive the portal, so an operator sees
+    them, stops them (the plan is kept) and starts them again on what they served."""
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    def run(*args) -> str:
+        out = StringIO()
+        call_command("model_servers", *args, stdout=out)
+        return out.getvalue()
+
+    listed = run("list")
+    assert "production/tumor-classifier\trunning (pid " in listed
+    assert f"{world['url']}\tplan " in listed and "v1 100%" in listed
+    with pytest.raises(CommandError, match="no local endpoint named staging/x"):
+        run("stop", "staging/x")
+    assert run("stop", "production/tumor-classifier").strip() == (
+        "stopped: production/tumor-classifier")
+    assert "production/tumor-classifier\tstopped" in run("list")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{world['url']}/v2/health/ready", timeout=2)
+    assert run("stop").strip() == "stopped: none was running"
+    assert run("start").strip() == "started: production/tumor-classifier"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{world['url']}/v2/health/ready", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    assert "running (pid " in run("list")

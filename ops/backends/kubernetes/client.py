@@ -222,18 +222,24 @@ class KubeClient:
 
     # -- pods: blue/green's check reaches one variant's pods through the API server --------
 
-    def ready_pods(self, wanted: dict[str, str]) -> list[str]:
-        """Names of the running, ready pods carrying all the ``wanted`` labels."""
+    def pods(self, wanted: dict[str, str]) -> list[dict]:
+        """The pods carrying all the ``wanted`` labels (filtered here too: some API emulators
+        ignore label selectors)."""
         selector = ",".join(f"{k}={v}" for k, v in wanted.items())
         core = k8s.CoreV1Api(self.api)
         listed = self.call("list pods", core.list_namespaced_pod, self.namespace,
                            label_selector=selector) or {}
+        return [pod for pod in listed.get("items") or []
+                if contains((pod.get("metadata") or {}).get("labels"), wanted)]
+
+    def ready_pods(self, wanted: dict[str, str]) -> list[str]:
+        """Names of the running, ready pods carrying all the ``wanted`` labels."""
         ready = []
-        for pod in listed.get("items", []):
+        for pod in self.pods(wanted):
             meta, status = pod.get("metadata") or {}, pod.get("status") or {}
             conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-            if (contains(meta.get("labels"), wanted) and status.get("phase") == "Running"
-                    and conditions.get("Ready") == "True" and not meta.get("deletionTimestamp")):
+            if (status.get("phase") == "Running" and conditions.get("Ready") == "True"
+                    and not meta.get("deletionTimestamp")):
                 ready.append(meta["name"])
         return sorted(ready)
 

@@ -13,14 +13,19 @@ switch) keeps its own ``replicas`` and the Service then selects only the variant
 traffic, so the switch is a selector change onto warm pods; ``smoke`` reaches an idle
 variant's pods through the API server's pod proxy. Deployments of variants that left the
 plan are deleted. Readiness comes from each Deployment's status (``readyReplicas`` and
-``updatedReplicas`` covering ``spec.replicas`` for the current generation).
+``updatedReplicas`` covering ``spec.replicas`` for the current generation). A variant that
+is not ready and that Kubernetes says will not run (its Deployment past its progress
+deadline, or a pod of its current template crash-looping or unable to pull its image:
+``refusals.py``) makes the plan ``refused``, with no generation served: the Service keeps
+sending traffic to the ready pods, which run what was there before.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
-from ops.backends.base import BackendError, ObservedState, ObservedVariant
+from ops.backends.base import BackendError, BackendUnavailable, ObservedState, ObservedVariant
 from ops.backends.kubernetes.client import KubeClient
 from ops.backends.kubernetes.manifests import (
     ManifestBuilder,
@@ -37,7 +42,10 @@ from ops.backends.kubernetes.names import (
     VARIANT_LABEL,
     variant_label,
 )
+from ops.backends.kubernetes.refusals import deployment_refusal, pod_refusal
 from ops.plan import ServingPlan
+
+log = logging.getLogger(__name__)
 
 
 class DeploymentsMode(Mode):
@@ -122,20 +130,53 @@ class DeploymentsMode(Mode):
         observed += [ObservedVariant(name=e["name"], version_id=int(e["version_id"]),
                                      weight=0.0, ready=live_ready, replicas=0)
                      for e in entries if e.get("shadow")]
+        generation = recorded_generation(meta)
+        refused = self._refused(name, generation, entries, deployments,
+                                [v.name for v in observed if not v.ready]) if service else ""
         if service is None:
             detail = f"Service {name} is missing"
-        elif waiting:
-            detail = "waiting for ready replicas of " + ", ".join(waiting)
+        elif refused or waiting:
+            detail = refused or "waiting for ready replicas of " + ", ".join(waiting)
         else:
             detail = ""
         return ObservedState(
-            endpoint=endpoint, exists=True, generation=recorded_generation(meta),
+            # A refused plan is not what serves: which one does, the cluster does not record.
+            endpoint=endpoint, exists=True, generation=None if refused else generation,
             ready=live_ready, variants=tuple(observed),
             url=f"http://{name}.{self.namespace}.svc" if service is not None else None,
-            detail=detail,
+            detail=detail, refused=refused,
             extra={"mode": "deployments", "name": name, "namespace": self.namespace,
                    "shadow": meta.get("annotations", {}).get(SHADOW_ANNOTATION),
                    "deployments": sorted(d["metadata"]["name"] for d in deployments.values())})
+
+    def _refused(self, name: str, generation: int | None, entries: list[dict],
+                 deployments: dict[str, dict], not_ready: list[str]) -> str:
+        """Why the cluster will never run a variant of the recorded plan that is not ready
+        (``refusals.py``); the pods are read only when a Deployment does not say."""
+        pods: list[dict] | None = None
+        for entry in entries:
+            if entry.get("shadow") or entry["name"] not in not_ready:
+                continue
+            deployment = deployments.get(entry.get("label"))
+            why = deployment_refusal(deployment)
+            if not why and deployment is not None:
+                if pods is None:
+                    pods = self._pods(name)
+                why = pod_refusal(deployment, [p for p in pods if (p["metadata"].get(
+                    "labels") or {}).get(VARIANT_LABEL) == entry.get("label")])
+            if why:
+                return (f"Kubernetes refused plan {generation}: variant {entry['name']} "
+                        f"(version {entry['version_id']}) does not run, {why}")
+        return ""
+
+    def _pods(self, name: str) -> list[dict]:
+        """The endpoint's pods, or none when they cannot be listed (a refusal is then left
+        to the Deployments' own conditions)."""
+        try:
+            return self.client.pods({"app": name})
+        except (BackendError, BackendUnavailable) as e:
+            log.info("cannot list the pods of %s: %s", name, e)
+            return []
 
     def delete_workloads(self, name: str) -> None:
         for deployment in self.client.list("Deployment", name):

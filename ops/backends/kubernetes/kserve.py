@@ -22,7 +22,10 @@ no revision. ConfigMaps no longer referenced by the predictor or the stable revi
 deleted. The annotations record names, version ids, effective weights, roles and
 ConfigMaps. Readiness comes from ``status.conditions[type=Ready]`` being ``True`` for the
 current ``metadata.generation``; an object without status (no controller has reconciled it
-yet) is reported not ready. Canary needs KServe's Serverless (Knative) deployment mode.
+yet) is reported not ready. A latest revision KServe reports failed (``refusals.py``) makes
+the plan ``refused``, with no generation served (the one before serves, unrecorded), and the
+stable still ready where Knative keeps a ready revision. Canary needs KServe's Serverless
+(Knative) deployment mode.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ops.backends.kubernetes.manifests import (
 )
 from ops.backends.kubernetes.mode import Mode
 from ops.backends.kubernetes.names import FINGERPRINT_ANNOTATION, PLAN_KEY
+from ops.backends.kubernetes.refusals import inference_service_refusal
 from ops.plan import ServingPlan, Variant
 
 
@@ -130,28 +134,35 @@ class KServeMode(Mode):
         predictor = (status.get("components") or {}).get("predictor") or {}
         latest_ready = ready and predictor.get("latestReadyRevision", "") == \
             predictor.get("latestCreatedRevision", "")
+        refused = _refused(isvc)
+        # Knative keeps routing to the last revision that was ready when the latest fails.
+        previous_ready = ready or bool(refused and predictor.get("latestReadyRevision"))
         if not status:
             detail = "no status yet: no controller has reconciled the InferenceService"
         elif not current:
             detail = "KServe has not reconciled the latest spec yet"
         else:
-            detail = ready_condition.get("message") or ready_condition.get("reason") or ""
+            detail = refused or ready_condition.get("message") or ready_condition.get("reason") \
+                or ""
         variants = tuple(
             ObservedVariant(name=e["name"], version_id=int(e["version_id"]),
                             weight=float(e["weight"]),
-                            ready=latest_ready if e.get("role") == "latest" else ready,
+                            ready=latest_ready if e.get("role") == "latest" else previous_ready,
                             replicas=int(e.get("replicas", 1)))
             for e in recorded_variants(isvc))
         spec = (isvc.get("spec") or {}).get("predictor") or {}
         return ObservedState(
-            endpoint=endpoint, exists=True, generation=recorded_generation(meta), ready=ready,
-            variants=variants, url=status.get("url"), detail=detail,
+            # A refused plan is not what serves: which one does, KServe does not record.
+            endpoint=endpoint, exists=True,
+            generation=None if refused else recorded_generation(meta), ready=ready,
+            variants=variants, url=status.get("url"), detail=detail, refused=refused,
             extra={"mode": "kserve", "name": name, "namespace": self.namespace,
                    "canary_traffic_percent": spec.get("canaryTrafficPercent"),
                    "traffic": predictor.get("traffic") or []})
 
     def delete_workloads(self, name: str) -> None:
         self.client.delete("InferenceService", name)
+
 
     def pod_labels(self, endpoint: str, variant: str) -> dict[str, str] | None:
         """The Knative revision the variant runs as: the InferenceService's
@@ -167,3 +178,16 @@ class KServeMode(Mode):
         if not role or not revision:
             return None
         return {"serving.knative.dev/revision": revision}
+
+
+def _refused(isvc: dict) -> str:
+    """The refusal of the plan recorded on ``isvc``, naming the variant its latest revision
+    runs (``refusals.py`` says when KServe has refused one)."""
+    why = inference_service_refusal(isvc)
+    if not why:
+        return ""
+    generation = recorded_generation(isvc.get("metadata") or {})
+    latest = next((e for e in recorded_variants(isvc) if e.get("role") == "latest"), None)
+    variant = (f"variant {latest['name']} (version {latest['version_id']})" if latest
+               else "its predictor")
+    return f"KServe refused plan {generation}: {variant} does not serve, {why}"

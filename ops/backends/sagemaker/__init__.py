@@ -31,6 +31,11 @@ calls ``UpdateEndpoint``. On AWS that is always what happens: SageMaker swaps th
 configuration in place and the endpoint keeps serving. While SageMaker is still
 ``Creating`` or ``Updating``, a plan that needs a further change raises
 ``BackendUnavailable`` (retry later); a ``Failed`` endpoint raises ``BackendError``.
+An update SageMaker could not make (it rolls back to the config before and stays
+``InService`` with a ``FailureReason``) or a ``Failed`` endpoint is reported by ``observe``
+as ``refused`` ("SageMaker refused plan N: <FailureReason>"), with the generation in the
+name of the config it kept as the one served; applying that same plan again raises
+``BackendError`` instead of updating to its config again, and waiting for it ends there.
 
 Fenced by generation: an endpoint recording a newer generation (its tag, or the config it
 runs or moves to) refuses an older plan with ``StalePlan`` before anything is created, and a

@@ -39,6 +39,7 @@ from ops.backends.sagemaker.config import (
 )
 from ops.backends.sagemaker.names import (
     BASE_LIMIT,
+    CONFIG_SUFFIX,
     ENDPOINT_TAG,
     GENERATION_TAG,
     NAME_LIMIT,
@@ -218,6 +219,7 @@ class SageMakerBackend(Backend):
                     f"SageMaker endpoint {name} is {status}"
                     + (f": {endpoint['FailureReason']}" if endpoint.get("FailureReason") else "")
                     + "; delete it and apply the plan again")
+            self._check_not_refused(plan, endpoint)
             deployed = self._deployed_slots(endpoint)
             if deployed is not None and shapes(deployed) == shapes(desired):
                 self._converge_weights(endpoint, deployed, desired, actions)
@@ -255,6 +257,36 @@ class SageMakerBackend(Backend):
             check_generation(plan, generation, digest, f"SageMaker endpoint {name}")
         return endpoint
 
+    def _check_not_refused(self, plan: ServingPlan, endpoint: dict) -> None:
+        """``BackendError`` when SageMaker already refused this very plan: updating to its
+        config again would only fail again, minutes later (a new plan needs a new
+        generation)."""
+        if endpoint["EndpointStatus"] != IN_SERVICE or not endpoint.get("FailureReason"):
+            return  # the cheap test first: most endpoints never failed an update
+        recorded = self._tags.generation(endpoint["EndpointArn"],
+                                         endpoint.get("EndpointConfigName"))
+        refused = self._refusal(plan.endpoint, endpoint, recorded)
+        if refused and recorded == plan.generation:
+            raise BackendError(refused)
+
+    def _refusal(self, endpoint: str, described: dict, recorded: int | None) -> str:
+        """Why SageMaker refused the plan the endpoint records (generation ``recorded``), if
+        it did: the endpoint is ``Failed``, or the update to that plan's config failed and
+        SageMaker rolled back to the config it ran before (``InService`` on another config,
+        with a ``FailureReason``). A plan that only moved weights asked for no config of its
+        own, so an older failure is not its refusal."""
+        status, reason = described["EndpointStatus"], described.get("FailureReason")
+        if recorded is None or status not in (IN_SERVICE, "Failed"):
+            return ""
+        if status == "Failed":
+            return f"SageMaker refused plan {recorded}: {reason or 'the endpoint failed'}"
+        wanted = self._config_name(endpoint, recorded)
+        if not reason or described.get("EndpointConfigName") == wanted:
+            return ""
+        asked = self._aws.call(self._aws.sagemaker, "describe_endpoint_config",
+                               missing_ok=True, EndpointConfigName=wanted)
+        return f"SageMaker refused plan {recorded}: {reason}" if asked is not None else ""
+
     def observe(self, endpoint: str) -> ObservedState:
         name = self.endpoint_name(endpoint)
         described = self._aws.call(self._aws.sagemaker, "describe_endpoint", missing_ok=True,
@@ -272,14 +304,17 @@ class SageMakerBackend(Backend):
         configured = {pv["VariantName"]: pv for pv in config.get("ProductionVariants", [])}
         live = described.get("ProductionVariants") or []
         variants = observed_variants(described, config, status == IN_SERVICE)
-        generation = self._tags.generation(described["EndpointArn"], config_name)
-        detail = status + (f": {described['FailureReason']}"
-                           if described.get("FailureReason") else "")
+        recorded = self._tags.generation(described["EndpointArn"], config_name)
+        refused = self._refusal(endpoint, described, recorded)
+        detail = refused or status + (f": {described['FailureReason']}"
+                                      if described.get("FailureReason") else "")
         return ObservedState(
-            endpoint=endpoint, exists=True, generation=generation, ready=status == IN_SERVICE,
-            variants=tuple(variants), url=self.invocation_url(endpoint), detail=detail,
+            endpoint=endpoint, exists=True, generation=_served(recorded, config_name, refused),
+            ready=status == IN_SERVICE, variants=tuple(variants),
+            url=self.invocation_url(endpoint), detail=detail, refused=refused,
             extra={
                 "status": status,
+                "recorded_generation": recorded,
                 "sagemaker_endpoint": name,
                 "endpoint_config": config_name,
                 "models": {n: pv.get("ModelName") for n, pv in configured.items()},
@@ -437,6 +472,9 @@ class SageMakerBackend(Backend):
                                    f"failed: {observed.detail}")
             time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.0)))
             observed = self.observe(plan.endpoint)
+        if timeout > 0 and observed.refused \
+                and observed.extra.get("recorded_generation") == plan.generation:
+            raise BackendError(observed.refused)
         if timeout > 0 and not _done(plan, observed):
             raise BackendUnavailable(f"SageMaker endpoint for {plan.endpoint} is not InService "
                                      f"after {self.ready_timeout:.0f}s ({observed.detail})")
@@ -444,6 +482,17 @@ class SageMakerBackend(Backend):
             log.info("sagemaker %s generation %s: %s", plan.endpoint, plan.generation,
                      "; ".join(actions))
         return replace(observed, extra={**observed.extra, "actions": actions})
+
+
+def _served(recorded: int | None, config_name: str, refused: str) -> int | None:
+    """The generation the endpoint serves: the one it records, unless SageMaker refused
+    that; then the one in the name of the config it kept (None when that is the refused
+    plan's own config, or has no generation in its name)."""
+    if not refused:
+        return recorded
+    found = CONFIG_SUFFIX.search(config_name or "")
+    kept = int(found.group(1)) if found else None
+    return kept if kept != recorded else None
 
 
 def _done(plan: ServingPlan, observed: ObservedState) -> bool:

@@ -20,9 +20,48 @@ class AlertSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "severity", "state", "source", "summary", "description",
                   "project", "model", "environment", "endpoint", "variant", "feature", "value",
                   "labels", "annotations", "fingerprint", "starts_at", "ends_at",
-                  "last_seen_at", "acknowledged_by", "acknowledged_at", "acknowledge_comment",
+                  "resolved_reason", "last_seen_at", "acknowledged_by", "acknowledged_at", "acknowledge_comment",
                   "silenced", "silenced_by", "silenced_until", "silence_reason"]
         read_only_fields = fields
+
+
+class IncidentAlertSerializer(AlertSerializer):
+    endpoint_alert = serializers.BooleanField(
+        read_only=True, help_text="Fires (same name and feature) on every variant serving the "
+                                  "endpoint: the endpoint's, not the candidate's")
+
+    class Meta(AlertSerializer.Meta):
+        fields = [*AlertSerializer.Meta.fields, "endpoint_alert"]
+        read_only_fields = fields
+
+
+class IncidentSerializer(serializers.Serializer):
+    """An incident (``portal.monitoring.incidents.Incident``): firing alerts of one cause on
+    one endpoint."""
+
+    id = serializers.IntegerField(read_only=True,
+                                  help_text="Its oldest alert's id; any of its alerts' ids "
+                                            "finds it")
+    name = serializers.CharField(source="lead.name", read_only=True, help_text="The cause")
+    severity = serializers.CharField(read_only=True, help_text="The highest of its alerts'")
+    state = serializers.CharField(
+        read_only=True, help_text="firing, partly acknowledged, acknowledged, or silenced "
+                                  "(every alert of it)")
+    project = serializers.CharField(source="lead.project.slug", read_only=True,
+                                    allow_null=True)
+    model = serializers.CharField(source="lead.model.name", read_only=True, allow_null=True)
+    environment = serializers.CharField(source="lead.environment.name", read_only=True,
+                                        allow_null=True)
+    endpoint = serializers.CharField(source="lead.endpoint", read_only=True)
+    features = serializers.ListField(child=serializers.CharField(), read_only=True)
+    variants = serializers.ListField(child=serializers.CharField(), read_only=True)
+    since = serializers.DateTimeField(read_only=True)
+    acknowledged = serializers.BooleanField(read_only=True, help_text="Every alert of it")
+    silenced = serializers.BooleanField(read_only=True, help_text="Every alert of it")
+    endpoint_alert = serializers.BooleanField(read_only=True,
+                                              help_text="Every alert of it is an endpoint alert")
+    explanation = serializers.CharField(read_only=True)
+    alerts = IncidentAlertSerializer(many=True, read_only=True)
 
 
 class AcknowledgeSerializer(serializers.Serializer):

@@ -21,7 +21,7 @@ from portal.monitoring.api.serializers import (
 )
 from portal.monitoring.choices import AlertSource
 from portal.monitoring.filtersets import AlertFilterSet
-from portal.registry.api import views as registry
+from portal.releases.api import registry  # the registry's, with serving now
 
 
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):

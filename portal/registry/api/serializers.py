@@ -10,7 +10,7 @@ from portal.accounts.services import role_in
 from portal.api.fields import ReferenceField
 from portal.api.parsers import NUL_REFUSED, contains_nul
 from portal.api.serializers import CreatedByField, read_only_with
-from portal.registry.choices import Task
+from portal.registry.choices import DatasetPurpose, Task
 from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
 
 
@@ -194,8 +194,8 @@ class DatasetSerializer(serializers.ModelSerializer):
         # No "uri": where the store keeps the file is the server's business; datasets are
         # addressed by id (issue 18).
         fields = ["id", "project", "project_slug", "name", "description", "sha256", "size",
-                  "format", "target", "rows", "columns", "profile_status", "profile_reason",
-                  "created_at", "created_by"]
+                  "format", "target", "purpose", "rows", "columns", "profile_status",
+                  "profile_reason", "created_at", "created_by"]
         read_only_fields = fields
 
 
@@ -208,7 +208,33 @@ class DatasetCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     file = serializers.FileField(help_text="CSV with a header row, or Parquet")
     target = serializers.CharField(required=False, allow_blank=True, default="")
+    purpose = serializers.ChoiceField(
+        choices=DatasetPurpose.choices, default=DatasetPurpose.REFERENCE,
+        help_text="evaluation: held out, with the label (target) column; every version whose "
+                  "inputs it holds is measured on it and gates judge the measured figures")
     description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class EvaluationSerializer(serializers.Serializer):
+    """A version measured on an evaluation dataset (``status`` pending, ready or failed)."""
+
+    dataset = DatasetRefSerializer(read_only=True)
+    # A string, not an enum: a second "status" enum would rename the versions' StatusEnum in
+    # every client generated from the schema.
+    status = serializers.CharField(read_only=True, help_text="pending (being measured), ready "
+                                                             "(measured) or failed (see reason)")
+    reason = serializers.CharField(read_only=True)
+    metrics = serializers.DictField(child=serializers.FloatField(), read_only=True,
+                                    help_text="measured on the dataset's rows against its label")
+    rows = serializers.IntegerField(read_only=True, allow_null=True)
+    computed_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    def to_representation(self, evaluation) -> dict:
+        d = evaluation.dataset
+        return {"dataset": {"id": d.pk, "name": d.name, "sha256": d.sha256},
+                "status": evaluation.status, "reason": evaluation.reason,
+                "metrics": evaluation.metrics, "rows": evaluation.rows,
+                "computed_at": _iso(evaluation.computed_at)}
 
 
 class LineageSerializer(serializers.Serializer):

@@ -21,6 +21,7 @@ from portal.registry.api.serializers import (
     DatasetCreateSerializer,
     DatasetDetailSerializer,
     DatasetSerializer,
+    EvaluationSerializer,
     ExplainRequestSerializer,
     ExplanationSerializer,
     InstanceExplanationSerializer,
@@ -199,6 +200,15 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
     def lineage(self, request, pk=None):
         return Response(services.lineage(self.get_object()))
 
+    @extend_schema(responses=EvaluationSerializer(many=True))
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def evaluations(self, request, pk=None):
+        """The version measured on each evaluation dataset of its project (newest first):
+        the metrics a worker computed against the held-out labels, beside those declared."""
+        version = self.get_object()
+        found = version.evaluations.select_related("dataset")
+        return Response(EvaluationSerializer(found, many=True).data)
+
     @extend_schema(responses=ExplanationSerializer,
                    parameters=[OpenApiParameter("values", bool,
                                                 description="include the sample's SHAP values")])
@@ -280,7 +290,8 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
         data = validated(DatasetCreateSerializer, request.data)
         dataset = services.upload_dataset(
             request.user, data["project"], name=data["name"], file=data["file"],
-            filename=data["file"].name, target=data["target"], description=data["description"])
+            filename=data["file"].name, target=data["target"], purpose=data["purpose"],
+            description=data["description"])
         dataset = self.get_queryset().get(pk=dataset.pk)
         return Response(DatasetDetailSerializer(dataset).data, status=status.HTTP_201_CREATED)
 

@@ -9,6 +9,8 @@ callers, tasks (``on_time_limit="portal.registry.services:..."``) and tests reac
 - ``versions``: registering a version (its metadata: ``portal.registry.metadata``),
   validating it in a worker, archiving it
 - ``datasets``: uploading and profiling datasets, reading them back within the limits
+- ``evaluations``: every ready version measured on the project's evaluation datasets, and
+  the evidence gates judge (measured over declared)
 - ``explanations``: SHAP explanations of versions and of rows users send
 - ``aliases`` (moved by people, and by a release that succeeds), ``lineage``; ``requeue``: work no worker finished, queued again
 
@@ -32,6 +34,11 @@ from portal.registry.services.datasets import (
     reference_inputs,
     sample_rows,
     upload_dataset,
+)
+from portal.registry.services.evaluations import (
+    evaluate,
+    evaluation_timed_out,
+    queue_evaluations,
 )
 from portal.registry.services.explanations import (
     MAX_EXPLAIN_ROWS,
@@ -64,10 +71,10 @@ from portal.registry.services.versions import (
 __all__ = [
     "COMMIT", "MAX_EXPLAIN_ROWS", "MAX_LINEAGE_NODES", "PROJECT_EDITABLE", "PROTECTED_ALIASES",
     "archive_version", "convert_unsafe_artifact", "create_model", "create_project",
-    "dataset_limits", "delete_alias", "explain_instances", "explain_version",
+    "dataset_limits", "delete_alias", "evaluate", "evaluation_timed_out", "explain_instances", "explain_version",
     "explanation_timed_out", "lineage", "load_version_model", "move_alias_for_release",
-    "parse_version_metadata", "profile_dataset", "profile_timed_out", "read_linked_dataset",
-    "reference_inputs", "register_version", "request_instance_explanation",
+    "parse_version_metadata", "profile_dataset", "profile_timed_out", "queue_evaluations",
+    "read_linked_dataset", "reference_inputs", "register_version", "request_instance_explanation",
     "requeue_stuck_work", "sample_rows", "sandbox_limits", "set_alias", "unsafe_allowed",
     "update_model", "update_project", "upload_dataset", "validate_version",
     "validation_timed_out", "verified_artifact",

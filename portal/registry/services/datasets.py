@@ -18,21 +18,27 @@ from portal.accounts.services import require_role
 from portal.audit import services as audit
 from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
 from portal.queue import enqueue
-from portal.registry.choices import ProfileStatus
+from portal.registry.choices import DatasetPurpose, ProfileStatus
 from portal.registry.models import Dataset, ModelVersion, Project
 from portal.registry.services.base import _full_clean
 from portal.registry.storage import get_store
 
 
 def upload_dataset(user, project: Project, *, name: str, file: BinaryIO, filename: str = "",
-                   target: str = "", description: str = "") -> Dataset:
+                   target: str = "", description: str = "",
+                   purpose: str = DatasetPurpose.REFERENCE) -> Dataset:
+    """Store a dataset and queue its profile; an evaluation dataset (held out, with its label
+    column) is then used to measure every version whose inputs it holds."""
     require_role(user, project, Role.CONTRIBUTOR, "upload datasets")
+    if purpose not in DatasetPurpose.values:
+        raise ValidationFailed(f"purpose must be one of {', '.join(DatasetPurpose.values)}",
+                               field="purpose")
     try:
         fmt = ops_profile.detect_dataset_format(ops_artifacts.read_head(file, 8), filename)
     except DatasetError as e:
         raise ValidationFailed(e.detail, code=e.code, field="file") from e
     dataset = Dataset(project=project, name=name, description=description, target=target,
-                      format=fmt, uri="pending", sha256="0" * 64, created_by=user)
+                      purpose=purpose, format=fmt, uri="pending", sha256="0" * 64, created_by=user)
     _full_clean(dataset, exclude=["created_by"])
     store = get_store()
     try:
@@ -79,6 +85,10 @@ def profile_dataset(dataset_id: int) -> Dataset | None:
         update = {"profile_status": ProfileStatus.FAILED, "profile_reason": e.detail}
     Dataset.objects.filter(pk=dataset.pk).update(**update)
     dataset.refresh_from_db()
+    if dataset.profile_status == ProfileStatus.READY and dataset.is_evaluation:
+        from portal.registry.services.evaluations import queue_evaluations
+
+        queue_evaluations(dataset=dataset)
     return dataset
 
 

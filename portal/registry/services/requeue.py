@@ -1,6 +1,6 @@
 """Queued work sent again.
 
-Validation, profiles and explanations are queued by task name (portal.queue.enqueue) when
+Validation, profiles, explanations and measurements are queued by task name (portal.queue.enqueue) when
 their transaction commits; a broker away leaves them pending, and ``requeue_stuck_work``
 (beat, every minute: workers.registry.requeue_stuck_work) queues them again.
 """
@@ -14,8 +14,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from portal.queue import send_now
-from portal.registry.choices import ProfileStatus, VersionStatus
-from portal.registry.models import Dataset, ModelVersion
+from portal.registry.choices import EvaluationStatus, ProfileStatus, VersionStatus
+from portal.registry.models import Dataset, Evaluation, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,12 @@ def requeue_stuck_work(older_than_seconds: int = 120) -> int:
                        .values_list("pk", flat=True)[:100])
         for pk in explain:
             send_now("workers.registry.explain_version", pk)
-    if versions or datasets or explain:
-        log.info("requeued %d validations, %d profiles and %d explanations", len(versions),
-                 len(datasets), len(explain))
-    return len(versions) + len(datasets) + len(explain)
+    measure = list(Evaluation.objects.filter(status=EvaluationStatus.PENDING,
+                                             created_at__lt=cutoff)
+                   .values_list("pk", flat=True)[:100])
+    for pk in measure:
+        send_now("workers.registry.evaluate_version", pk)
+    if versions or datasets or explain or measure:
+        log.info("requeued %d validations, %d profiles, %d explanations and %d measurements",
+                 len(versions), len(datasets), len(explain), len(measure))
+    return len(versions) + len(datasets) + len(explain) + len(measure)

@@ -176,6 +176,12 @@ def convert_unsafe_artifact(version: ModelVersion) -> tuple[str, str]:
     return stored.uri, stored.sha256
 
 
+def queue_evaluations(**kwargs) -> int:
+    from portal.registry.services.evaluations import queue_evaluations as queue
+
+    return queue(**kwargs)
+
+
 def validate_version(version_id: int) -> ModelVersion | None:
     """Load the artifact safely and check it; record ready or invalid with the reason.
 
@@ -234,6 +240,8 @@ def validate_version(version_id: int) -> ModelVersion | None:
                               "reason": locked.status_reason})
         if locked.status == VersionStatus.READY and settings.MODELGATE_EXPLAIN_VERSIONS:
             enqueue("workers.registry.explain_version", locked.pk)
+        if locked.status == VersionStatus.READY:
+            queue_evaluations(version=locked)
     return locked
 
 

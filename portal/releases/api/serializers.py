@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.api.fields import ReferenceField
+from portal.registry.api.serializers import ModelVersionSerializer, RegisteredModelSerializer
 from portal.registry.models import ModelVersion, Project
 from portal.releases import serving
 from portal.releases.choices import BackendKind, Strategy
@@ -46,6 +47,7 @@ class ServingVariantSerializer(serializers.Serializer):
 
 
 class ServingEndpointSerializer(serializers.Serializer):
+    environment = serializers.CharField(source="environment.name")
     model = serializers.CharField(source="model.name")
     endpoint = serializers.CharField()
     url = serializers.CharField(allow_null=True, help_text="The endpoint's address")
@@ -66,6 +68,43 @@ class EnvironmentDetailSerializer(EnvironmentSerializer):
     @extend_schema_field(ServingEndpointSerializer(many=True, read_only=True))
     def get_serving(self, environment) -> list[dict]:
         return ServingEndpointSerializer(serving.serving_now(environment), many=True).data
+
+
+class ModelDetailSerializer(RegisteredModelSerializer):
+    """A model, with what serves it now (one model only: lists stay cheap)."""
+
+    serving = serializers.SerializerMethodField(
+        help_text="The model's endpoint in each environment it was released to, as the "
+                  "backend observes it now")
+
+    class Meta(RegisteredModelSerializer.Meta):
+        fields = RegisteredModelSerializer.Meta.fields + ["serving"]
+
+    @extend_schema_field(ServingEndpointSerializer(many=True, read_only=True))
+    def get_serving(self, model) -> list[dict]:
+        return ServingEndpointSerializer(serving.serving_model(model), many=True).data
+
+
+class VersionDetailSerializer(ModelVersionSerializer):
+    """A version, with where it serves now (one version only: lists stay cheap)."""
+
+    serving = serializers.SerializerMethodField(
+        help_text="The endpoints serving this version now, as their backends observe them "
+                  "(all their variants: its share is one of them); an endpoint whose "
+                  "backend could not be reached is listed, saying so")
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = ModelVersionSerializer.Meta.fields + ["serving"]
+        read_only_fields = fields
+
+    @extend_schema_field(ServingEndpointSerializer(many=True, read_only=True))
+    def get_serving(self, version) -> list[dict]:
+        return ServingEndpointSerializer(serving.serving_version(version), many=True).data
+
+    def to_representation(self, version) -> dict:
+        # The version's document is built directly, without the declared fields (see
+        # ModelVersionSerializer.to_representation): add this one to it.
+        return {**super().to_representation(version), "serving": self.get_serving(version)}
 
 
 class EnvironmentUpdateSerializer(serializers.ModelSerializer):
