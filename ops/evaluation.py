@@ -18,6 +18,14 @@ import numpy as np
 
 from ops.exceptions import DetailedError, PermanentError
 
+# What ``measure`` can give per task: where an evaluation dataset exists, a gate on one of
+# these judges the measured figure only (a declared one is no evidence).
+MEASURABLE = {
+    "classification": frozenset({"accuracy", "balanced_accuracy", "precision", "recall", "f1",
+                                 "log_loss", "roc_auc"}),
+    "regression": frozenset({"rmse", "mse", "mae", "r2"}),
+}
+
 
 class EvaluationError(DetailedError, PermanentError):
     """The model could not be measured on the rows; ``detail`` says why."""

@@ -78,55 +78,79 @@ def _number(metrics: dict, name: str) -> float | None:
     return None
 
 
-def evaluate(rules: list[dict], candidate: dict, champion: dict | None,
-             model: str | None = None, *, sources: dict | None = None,
-             champion_sources: dict | None = None, unmeasured: str = "") -> list[GateResult]:
+@dataclass(frozen=True)
+class Evidence:
+    """One side's figures for ``evaluate``: the metrics, where each came from ("measured" or
+    "declared"), why the measurement is missing ("" when it is not), and which metrics count
+    only as measured (those the portal measures, where an evaluation dataset exists)."""
+
+    metrics: dict | None
+    sources: dict | None = None
+    unmeasured: str = ""
+    measurable: frozenset = frozenset()
+
+    def source(self, metric: str) -> str:
+        return (self.sources or {}).get(metric, "declared")
+
+    def refusal(self, metric: str, who: str) -> str:
+        """Why this side's figure for ``metric`` cannot be judged, or ""."""
+        if self.unmeasured:
+            return self.unmeasured
+        if metric in self.measurable and self.source(metric) != "measured":
+            return (f"{metric} of {who} could not be measured on the evaluation data (e.g. "
+                    "one class only in its labels, or no probabilities); a declared figure "
+                    "is not judged where the portal measures")
+        return ""
+
+
+def _judge(metric: str, kind: str, threshold: float, value: float, best: float | None
+           ) -> tuple[bool, str]:
+    if kind == "min":
+        passed = _within(threshold, value)
+        return passed, f"{metric} {value:.4g} {'≥' if passed else '<'} {threshold:.4g}"
+    if kind == "max":
+        passed = _within(value, threshold)
+        return passed, f"{metric} {value:.4g} {'≤' if passed else '>'} {threshold:.4g}"
+    if best is None:
+        return True, f"no champion recorded {metric}: nothing to compare with"
+    change, word = (best - value, "drop") if kind == "max_drop" else (value - best, "rise")
+    passed = _within(change, threshold)
+    return passed, (f"{metric} {value:.4g} vs champion {best:.4g}: "
+                    + (f"{word} {change:.4g} {'≤' if passed else '>'} {threshold:.4g}"
+                       if change > 0 else "not worse"))
+
+
+def evaluate(rules: list[dict], candidate: dict | Evidence, champion: dict | Evidence | None,
+             model: str | None = None) -> list[GateResult]:
     """Judge a candidate's metrics (and the champion's, for comparisons) against every rule
-    that applies to ``model``; ``sources`` say which figures were measured."""
+    that applies to ``model``. Plain dicts are declared figures; ``Evidence`` says which
+    were measured and which cannot be judged unmeasured."""
+    mine = candidate if isinstance(candidate, Evidence) else Evidence(candidate)
+    theirs = champion if isinstance(champion, Evidence) or champion is None \
+        else Evidence(champion)
     results = []
     for rule in parse_rules(rules):
         if "model" in rule and rule["model"] != model:
             continue
-        metric = rule["metric"]
-        kind = next(k for k in RULE_KINDS if k in rule)
-        threshold = float(rule[kind])
-        value = _number(candidate, metric)
-        best = _number(champion, metric) if champion is not None else None
-        origin = {"source": (sources or {}).get(metric, "declared"),
-                  "champion_source": (champion_sources or {}).get(metric, "declared")
-                  if best is not None else ""}
-        if unmeasured:
-            results.append(GateResult(metric, kind, threshold, None, best, False, unmeasured,
-                                      source="", champion_source=origin["champion_source"]))
-            continue
-        if value is None:
-            results.append(GateResult(metric, kind, threshold, None, best, False,
-                                      f"{metric} was neither measured nor recorded with this "
-                                      "version" if sources else
-                                      f"{metric} was not recorded with this version",
-                                      source=""))
-            continue
-        if kind == "min":
-            passed = _within(threshold, value)
-            detail = f"{metric} {value:.4g} {'≥' if passed else '<'} {threshold:.4g}"
-        elif kind == "max":
-            passed = _within(value, threshold)
-            detail = f"{metric} {value:.4g} {'≤' if passed else '>'} {threshold:.4g}"
-        elif best is None:
-            passed = True
-            detail = f"no champion recorded {metric}: nothing to compare with"
-        elif kind == "max_drop":
-            drop = best - value
-            passed = _within(drop, threshold)
-            detail = (f"{metric} {value:.4g} vs champion {best:.4g}: "
-                      + (f"drop {drop:.4g} {'≤' if passed else '>'} {threshold:.4g}" if drop > 0
-                         else "not worse"))
-        else:
-            rise = value - best
-            passed = _within(rise, threshold)
-            detail = (f"{metric} {value:.4g} vs champion {best:.4g}: "
-                      + (f"rise {rise:.4g} {'≤' if passed else '>'} {threshold:.4g}" if rise > 0
-                         else "not worse"))
-        results.append(GateResult(metric, kind, threshold, value, best, passed, detail,
-                                  **origin))
+        results.append(_result(rule, mine, theirs))
     return results
+
+
+def _result(rule: dict, mine: Evidence, theirs: Evidence | None) -> GateResult:
+    metric = rule["metric"]
+    kind = next(k for k in RULE_KINDS if k in rule)
+    threshold = float(rule[kind])
+    value = _number(mine.metrics, metric)
+    best = _number(theirs.metrics, metric) if theirs is not None else None
+    compares = kind in ("max_drop", "max_rise") and theirs is not None
+    origin = {"source": mine.source(metric) if value is not None else "",
+              "champion_source": theirs.source(metric) if best is not None else ""}
+    refusal = mine.refusal(metric, "the candidate") or (
+        theirs.refusal(metric, "the version it is compared with") if compares else "")
+    if refusal:
+        return GateResult(metric, kind, threshold, value, best, False, refusal, **origin)
+    if value is None:
+        return GateResult(metric, kind, threshold, None, best, False,
+                          f"{metric} was not recorded with this version", **origin)
+    passed, detail = _judge(metric, kind, threshold, value, best)
+    return GateResult(metric, kind, threshold, value, best, passed, detail, **origin)

@@ -183,20 +183,24 @@ def _register_family(user, project, *, name, task, description, frame, target, c
             f"{version.metrics}")
         versions.append(version)
         parent = version
-    _measure_on_holdout(user, project, test, target, dataset_name, dataset_description)
+    _measure_on_holdout(model, test, target, dataset_name, dataset_description)
     return model, versions
 
 
-def _measure_on_holdout(user, project, test, target, dataset_name, dataset_description):
-    """The held-out quarter as an evaluation dataset: every version is measured on it (here
-    synchronously, so the portal is complete when it opens) and the gates judge those
-    figures, not the ones registered with the versions."""
+def _measure_on_holdout(model, test, target, dataset_name, dataset_description):
+    """The held-out quarter as the model's evaluation dataset, chosen by the project's owner
+    (approvers choose the evidence): every version is measured on it (here synchronously, so
+    the portal is complete when it opens) and the gates judge those figures, not the ones
+    registered with the versions."""
+    from django.contrib.auth import get_user_model
+
     from portal.registry.models import Evaluation
 
     name = dataset_name.replace("-train", "-holdout")
+    owner = get_user_model().objects.get(username="olivia")
     holdout = services.upload_dataset(
-        user, project, name=name, file=io.BytesIO(test.to_csv(index=False).encode()),
-        filename=f"{name}.csv", target=target, purpose="evaluation",
+        owner, model.project, name=name, file=io.BytesIO(test.to_csv(index=False).encode()),
+        filename=f"{name}.csv", target=target, purpose="evaluation", model=model,
         description=dataset_description.replace("75% training split", "25% held out, never "
                                                 "trained on"))
     services.profile_dataset(holdout.pk)

@@ -30,15 +30,20 @@ def worker(queue: str) -> tuple[str, ...]:
             "-P", "prefork", "-Q", queue)
 
 
-def processes(beat_schedule: str = "/tmp/celerybeat-schedule") -> list[Process]:
+def processes(beat_schedule: str = "/tmp/celerybeat-schedule", queue: str | None = None,
+              rollout_queue: str | None = None) -> list[Process]:
+    """The processes; the queues are the settings' unless given (``machine_install`` reads
+    them from the environment file the processes will run with)."""
+    queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
+    rollout_queue = rollout_queue or settings.MODELGATE_ROLLOUT_QUEUE
     return [
         Process("migrate", ("python", "manage.py", "migrate", "--noinput"),
                 "applies the database migrations (before the others start)", oneshot=True),
         Process("web", ("gunicorn", "-c", "python:portal.gunicorn_conf", "portal.wsgi"),
                 "the portal's pages and API (gunicorn; MODELGATE_BIND)"),
-        Process("worker", worker(settings.CELERY_TASK_DEFAULT_QUEUE),
+        Process("worker", worker(queue),
                 "validation, SHAP, release diffs, profiles, measurements, notifications"),
-        Process("rollout-worker", worker(settings.MODELGATE_ROLLOUT_QUEUE),
+        Process("rollout-worker", worker(rollout_queue),
                 "rollouts, rollbacks and alert handling, on their own queue",
                 starts_model_servers=True),
         Process("beat", ("celery", "-A", "portal", "beat", "--loglevel", "INFO",

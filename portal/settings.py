@@ -478,12 +478,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "portal.api.exceptions.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "portal.api.schema.PortalAutoSchema",
+    # JSON bodies only; the uploads (a version's artifact, a dataset) take multipart on
+    # their own actions. A route that also took forms made the schema declare every JSON
+    # body as multipart and form too, which generated clients cannot use (issue 15).
     "DEFAULT_PARSER_CLASSES": [
         "portal.api.parsers.JSONParser",  # refuses NUL characters (PostgreSQL stores none)
-        "rest_framework.parsers.MultiPartParser",
-        "rest_framework.parsers.FormParser",
     ],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",  # APIClient bodies as real clients send them
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -509,6 +511,11 @@ SPECTACULAR_SETTINGS = {
         "ExperimentDecisionEnum": "portal.experiments.choices.DecisionChoice",
         # A version's status is in two components (a version, and its detail with serving).
         "ModelVersionStatusEnum": "portal.registry.choices.VersionStatus",
+        # Issue 15: every fixed set is an enum, named here so none is named by a hash.
+        "DeploymentStatusEnum": "portal.releases.choices.DeploymentStatus",
+        "ExperimentStatusEnum": "portal.experiments.choices.ExperimentStatus",
+        "EvaluationStatusEnum": "portal.registry.choices.EvaluationStatus",
+        "ExplanationStatusEnum": "portal.registry.choices.ExplanationStatus",
     },
 }
 

@@ -310,6 +310,20 @@ def _canary_problem(spec: RolloutSpec, limits: RolloutLimits) -> str | None:
 #: Fields of ``RolloutSpec`` the portal fills in; every other field is a parameter.
 _FILLED_IN = frozenset({"strategy", "endpoint", "candidate", "stable"})
 
+#: The parameters each strategy reads besides those every rollout reads (``COMMON``): what
+#: the API schema documents per strategy. ``parse_parameters`` accepts every parameter
+#: under any strategy; one the strategy does not read changes nothing.
+STRATEGY_PARAMETERS = {
+    Strategy.DIRECT: (),
+    Strategy.CANARY: ("steps",),
+    Strategy.AB: ("split", "duration_seconds", "sample_size"),
+    Strategy.SHADOW: ("duration_seconds", "sample_size"),
+    Strategy.BLUEGREEN: ("check_seconds", "warm_seconds"),
+}
+COMMON_PARAMETERS = ("thresholds", "failure_limit", "check_interval_seconds",
+                     "max_inconclusive_checks", "max_inconclusive_seconds",
+                     "serve_timeout_seconds")
+
 
 class ParameterError(RolloutError):
     """A strategy parameter is unknown or not of its kind; ``path`` names it

@@ -266,6 +266,18 @@ def remove_member(actor, membership: Membership) -> None:
 
 # API tokens ----------------------------------------------------------------------------
 
+def login_scopes(user, asked: list[str] | None) -> list[str] | None:
+    """The scopes a password login may take: any it asks for, approve only for a person who
+    approves somewhere (scopes never widen roles; this keeps a token from holding a scope
+    its owner cannot use). None: the default (read and write)."""
+    if asked and TokenScope.APPROVE in asked and not (
+            user.is_staff or Membership.objects.filter(
+                user=user, role__in=[Role.APPROVER, Role.OWNER]).exists()):
+        raise NotAllowed("the approve scope is for approvers: you approve in no project",
+                         code="scope_not_held", field="scopes")
+    return asked or None
+
+
 def create_token(user, name: str, expires_at: datetime | None = None,
                  scopes: list[str] | None = None,
                  via: ApiToken | None = None) -> tuple[ApiToken, str]:

@@ -13,4 +13,5 @@ urlpatterns = [
     path("invitations/<int:pk>/decline/", views.invitation_decline, name="invitation-decline"),
     path("invitations/<int:pk>/revoke/", views.invitation_revoke, name="invitation-revoke"),
     path("members/<int:pk>/", views.member_change, name="member-change"),
+    path("password/set/<uidb64>/<token>/", views.SetPasswordView.as_view(), name="set-password"),
 ]

@@ -1,7 +1,10 @@
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.messages.views import SuccessMessageMixin
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -117,3 +120,12 @@ def member_change(request, pk):
             success=lambda _: f"{membership.user.username} is now {membership.role}.",
             redirect_to=membership.project)
     return redirect(membership.project)
+
+
+class SetPasswordView(SuccessMessageMixin, auth_views.PasswordResetConfirmView):
+    """The one-time link to set a password, for a person staff created without one
+    (``portal.accounts.users.set_password_path``): Django's reset token, dead once used."""
+
+    template_name = "accounts/set_password.html"
+    success_url = reverse_lazy("login")
+    success_message = "Your password is set: sign in with it."

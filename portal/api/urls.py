@@ -1,6 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from portal.accounts.api.users import UserViewSet
 from portal.accounts.api.views import (
     ApiTokenViewSet,
     AuditEventViewSet,
@@ -45,6 +46,7 @@ router.register("incidents", IncidentViewSet, basename="incident")
 router.register("experiments", ExperimentViewSet, basename="experiment")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
+router.register("users", UserViewSet, basename="user")
 
 urlpatterns = [
     path("auth/token/", TokenLoginView.as_view(), name="token-login"),
@@ -57,19 +59,23 @@ urlpatterns = [
 # The token scope each route's actions need (portal.api.permissions.ROUTE_SCOPES, checked
 # by portal.accounts.permissions.TokenScopes), next to the routes.
 ROUTE_SCOPES.update({
-    "project": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE},
+    # Archive and restore (decision 58): the roles decide who (owners restore).
+    "project": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE,
+                "archive": WRITE, "restore": WRITE},
     "membership": {"list": READ, "retrieve": READ, "partial_update": WRITE, "destroy": WRITE},
     # Members join by invitation: owners invite and revoke, the invited person answers.
     "invitation": {"list": READ, "retrieve": READ, "create": WRITE, "revoke": WRITE,
                    "accept": WRITE, "decline": WRITE},
     "model": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE,
               "versions": WRITE, "aliases": READ, "alias": alias_scope,
-              "monitoring": APPROVE},
+              "monitoring": APPROVE, "archive": WRITE, "restore": WRITE},
     "version": {"list": READ, "retrieve": READ, "artifact": READ, "lineage": READ,
                 "explanation": READ, "explain": WRITE, "explain_result": READ,
                 "archive": WRITE, "evaluations": READ},
-    "dataset": {"list": READ, "retrieve": READ, "create": WRITE},
-    "environment": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE},
+    "dataset": {"list": READ, "retrieve": READ, "create": WRITE, "archive": WRITE,
+                "restore": WRITE},
+    "environment": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE,
+                    "archive": WRITE, "restore": WRITE},
     "approval-request": {"list": READ, "retrieve": READ, "create": WRITE, "cancel": WRITE,
                          "approve": APPROVE, "reject": APPROVE},
     "deployment": {"list": READ, "retrieve": READ, "pause": WRITE, "rollback": WRITE,
@@ -85,6 +91,8 @@ ROUTE_SCOPES.update({
     # (accounts.services.create_token).
     "token": {"list": READ, "retrieve": READ, "create": WRITE, "destroy": WRITE},
     "audit-event": {"list": READ, "retrieve": READ},
+    # Staff only, whatever the scope (portal.accounts.api.users).
+    "user": {"list": READ, "retrieve": READ, "create": WRITE, "deactivate": WRITE},
     "feedback": {"post": WRITE},
     "api-root": {"get": READ},
     "about": {"get": READ},  # what the server runs (modelgate versions)

@@ -13,9 +13,12 @@ cannot be reached nothing changes — alerts keep their last state, and the fail
 recorded for the pages to show.
 
 An alert on a variant that no longer serves its endpoint (the rollout finished or was rolled
-back) is resolved by the portal itself, with the reason in ``resolved_reason``: every poll
-looks (``resolve_unserved``, Prometheus reachable or not), and a report of it firing, which
-Prometheus sends until the removed variant's series go stale, does not reopen it.
+back, and its plan is in place) is resolved by the portal itself, with the reason in
+``resolved_reason``: every poll looks (``resolve_unserved``, Prometheus reachable or not), and
+a report of it firing, which Prometheus sends until the removed variant's series go stale,
+does not reopen it. While the plan that removes it is not known to be applied (the backend
+away or refusing it, ``variants.Serving.settled``) the variant may still take traffic: its
+alerts are left to Prometheus, and a report of one firing is recorded as firing.
 """
 
 from __future__ import annotations
@@ -245,7 +248,8 @@ def resolve_unserved(now: datetime | None = None) -> list[Alert]:
     A finished or rolled-back rollout removes a variant; its series end, but an alert
     reported by Alertmanager stays firing in the portal until Alertmanager says otherwise,
     and a polled one until Prometheus's rule stops (a drift gauge lasts until it is
-    stale). The portal knows sooner: what its rollout serves now (``variants``).
+    stale). The portal knows sooner: what its rollout serves now (``variants``), once the
+    plan that removed the variant is applied — not merely decided.
     """
     now = now or timezone.now()
     firing = list(Alert.objects.filter(state=AlertState.FIRING, environment__isnull=False)
@@ -342,9 +346,20 @@ def _write(rows: list[Alert], **values) -> None:
             setattr(row, name, value)
 
 
-def mark_acknowledged(rows: list[Alert], user, comment: str) -> None:
-    _write(rows, acknowledged_by=user, acknowledged_at=timezone.now(),
+def mark_acknowledged(rows: list[Alert], user, comment: str) -> list[Alert]:
+    """Acknowledge those of ``rows`` nobody acknowledged yet; returns them. In a transaction.
+
+    An acknowledgement is a person's word on an episode ("rolling back"): a later one, of
+    the alert or of its incident, never replaces it (the next episode starts unacknowledged).
+    """
+    # Locked: two people acknowledging at once, the first one's word is the one kept.
+    open_ = set(Alert.objects.select_for_update()
+                .filter(pk__in=[row.pk for row in rows], acknowledged_at__isnull=True)
+                .values_list("pk", flat=True))
+    fresh = [row for row in rows if row.pk in open_]
+    _write(fresh, acknowledged_by=user, acknowledged_at=timezone.now(),
            acknowledge_comment=comment)
+    return fresh
 
 
 def mark_silenced(rows: list[Alert], user, until: datetime, reason: str) -> None:
@@ -356,12 +371,24 @@ def mark_unsilenced(rows: list[Alert]) -> None:
 
 
 def acknowledge(user, alert: Alert, comment: str) -> Alert:
+    """Acknowledge ``alert``; one already acknowledged keeps its acknowledgement (returned
+    as it is, see ``acknowledged_message``)."""
     comment = check_acknowledge(user, alert, comment)
     with transaction.atomic():
-        mark_acknowledged([alert], user, comment)
-        audit.record(user, "alert.acknowledge", alert, project_id=alert.project_id,
-                     changes={"comment": comment})
+        if mark_acknowledged([alert], user, comment):
+            audit.record(user, "alert.acknowledge", alert, project_id=alert.project_id,
+                         changes={"comment": comment})
+        else:
+            alert.refresh_from_db()
     return alert
+
+
+def acknowledged_message(alert: Alert, user) -> str:
+    """What a person is told once they acknowledged ``alert`` (``acknowledge``)."""
+    if alert.acknowledged_by_id is not None and alert.acknowledged_by_id != user.pk:
+        return (f"Already acknowledged by {alert.acknowledged_by.get_username()}: their "
+                "acknowledgement is kept.")
+    return "Acknowledged."
 
 
 def silence(user, alert: Alert, *, until: datetime, reason: str) -> Alert:

@@ -4,8 +4,10 @@ One drift event fires a critical alert per feature and variant: five features dr
 both arms of a rollout were ten separate alerts, acknowledged one by one. An incident is the
 set of alerts firing now that share a project, an environment, an endpoint and an alert name
 (the cause); it lists their features and variants, and acknowledging or silencing it does
-so to every alert of it, as one audited act (``incident.acknowledge``, ``incident.silence``,
-``incident.unsilence``) after the same checks as one alert's.
+so to the alerts of it that the person was shown and that still fire (alerts that joined
+since are left alone, and said), as one audited act (``incident.acknowledge``,
+``incident.silence``, ``incident.unsilence``) after the same checks as one alert's. An alert
+already acknowledged keeps its acknowledgement.
 
 Incidents are computed from the alerts, not stored (decision 56): an incident is exactly the
 alerts firing under its key now, so there is nothing to keep in step with the alerts'
@@ -29,11 +31,11 @@ from datetime import datetime
 from django.db import transaction
 
 from portal.audit import services as audit
-from portal.errors import NOT_FOUND, NotFound
+from portal.errors import NOT_FOUND, Conflict, NotFound, ValidationFailed
 from portal.monitoring import alerts as alert_service
 from portal.monitoring.choices import AlertState, Severity
 from portal.monitoring.models import Alert
-from portal.monitoring.variants import serving_variants
+from portal.monitoring.variants import Serving, serving_variants
 
 INPUT_DRIFT = "input drift on every variant: the inputs changed, not the candidate"
 EVERY_VARIANT = "fires on every variant: the endpoint's problem, not the candidate's"
@@ -87,6 +89,10 @@ class Incident:
         return all(a.acknowledged_at for a in self.alerts)
 
     @property
+    def unacknowledged(self) -> list[Alert]:
+        return [a for a in self.alerts if not a.acknowledged_at]
+
+    @property
     def silenced(self) -> bool:
         return all(a.silenced for a in self.alerts)
 
@@ -130,6 +136,17 @@ def _mark(incident: Incident) -> None:
         alert.endpoint_alert = alert.feature in incident.endpoint_wide and bool(alert.variant)
 
 
+def _may_serve(found: Serving | None, members: list[Alert]) -> frozenset[str] | None:
+    """The variants that serve the endpoint, or may still: while a rollout's plan is not
+    known to be in place (``Serving.settled``), a variant it removes may still take traffic,
+    and the incident's own variants count too."""
+    if found is None:
+        return None
+    if found.settled:
+        return found.variants
+    return found.variants | {a.variant for a in members if a.variant}
+
+
 def group(firing: list[Alert], serving: dict | None = None) -> list[Incident]:
     """Firing alerts as incidents: critical first, then the newest."""
     if serving is None:
@@ -141,7 +158,7 @@ def group(firing: list[Alert], serving: dict | None = None) -> list[Incident]:
     for key, members in by_key.items():
         found = serving.get((key[1], key[2]))
         incident = Incident(sorted(members, key=lambda a: (a.feature, a.variant, a.pk)),
-                            found.variants if found else None)
+                            _may_serve(found, members))
         _mark(incident)
         incidents.append(incident)
     incidents.sort(key=lambda i: i.since, reverse=True)
@@ -187,38 +204,138 @@ def endpoint_mark(incident: Incident | None, alert: Alert) -> str:
     return explanation_of(same) if same else ""
 
 
-# -- people: one act over every alert of an incident ------------------------------------------
+# -- people: one act over the alerts of an incident a person saw -------------------------------
 
 
-def _changes(incident: Incident, **more) -> dict:
-    return {**more, "alerts": [a.pk for a in incident.alerts], "features": incident.features,
-            "variants": incident.variants}
+@dataclass
+class Outcome:
+    """What one act on an incident did, and what it left alone.
+
+    A person acts on the alerts they were shown; an incident is re-read at the act, and may
+    have changed since: alerts that joined it are left alone (``not_shown``) and said, those
+    that stopped firing are not touched (``no_longer_firing``).
+    """
+
+    incident: Incident  # as it was read for the act
+    done: str  # "Acknowledged", "Silenced", "Removed the silence of"
+    acted: list[Alert]  # the alerts the act changed
+    unchanged: list[Alert] = field(default_factory=list)  # shown, left as they were
+    not_shown: list[Alert] = field(default_factory=list)  # firing in it, not shown: untouched
+    no_longer_firing: list[int] = field(default_factory=list)  # shown, firing in it no more
+    until: datetime | None = None
+
+    @property
+    def message(self) -> str:
+        said = [f"{self.done} {_alerts(len(self.acted))}"
+                + (f" until {self.until:%Y-%m-%d %H:%M} UTC." if self.until else ".")]
+        if self.unchanged and not self.acted:
+            said = ["Nothing changed: the alerts shown were already acknowledged."]
+        elif self.unchanged:
+            n = len(self.unchanged)
+            said.append(f"{n} already acknowledged "
+                        f"{'keeps its' if n == 1 else 'keep their'} acknowledgement.")
+        if self.no_longer_firing:
+            n = len(self.no_longer_firing)
+            said.append(f"{n} of the alerts shown no longer fire{'s' if n == 1 else ''}.")
+        if self.not_shown:
+            critical = sum(a.severity == Severity.CRITICAL for a in self.not_shown)
+            said.append(f"{_alerts(len(self.not_shown))}"
+                        + (f" ({critical} critical)" if critical else "")
+                        + " joined the incident since it was shown and "
+                        + ("was" if len(self.not_shown) == 1 else "were") + " left alone: "
+                        "look at them.")
+        return " ".join(said)
 
 
-def _audit(user, action: str, incident: Incident, **changes) -> None:
-    audit.record(user, action, incident.lead, project_id=incident.lead.project_id,
-                 object_repr=f"incident: {incident}", changes=_changes(incident, **changes))
+def _alerts(n: int) -> str:
+    return f"{n} alert{'' if n == 1 else 's'}"
 
 
-def acknowledge(user, incident: Incident, comment: str) -> Incident:
+def _shown(incident: Incident, shown) -> Outcome:
+    """The incident's alerts among ``shown`` (the ids of the alerts a person saw; None: the
+    incident as it is now); a Conflict when none of those fires in it any more."""
+    if shown is None:
+        return Outcome(incident, "", list(incident.alerts))
+    try:
+        ids = {int(pk) for pk in shown}
+    except (TypeError, ValueError):
+        raise ValidationFailed("alerts must be the ids of the alerts shown",
+                               field="alerts") from None
+    chosen = [a for a in incident.alerts if a.pk in ids]
+    outcome = Outcome(incident, "", chosen,
+                      not_shown=[a for a in incident.alerts if a.pk not in ids],
+                      no_longer_firing=sorted(ids - {a.pk for a in incident.alerts}))
+    if not chosen:
+        _changed(outcome)
+    return outcome
+
+
+def _changed(outcome: Outcome) -> None:
+    others = (f"; {_alerts(len(outcome.not_shown))} joined it since: look again"
+              if outcome.not_shown else "")
+    raise Conflict(f"none of the alerts shown fires in this incident any more{others}",
+                   code="incident_changed")
+
+
+def _still_firing(outcome: Outcome) -> None:
+    """Keep, of the chosen alerts, those that fire now, rows locked: a report resolving one
+    meanwhile (``alerts._record`` locks the row too) waits, or is seen here."""
+    firing = set(Alert.objects.select_for_update()
+                 .filter(pk__in=[a.pk for a in outcome.acted], state=AlertState.FIRING)
+                 .values_list("pk", flat=True))
+    outcome.no_longer_firing += sorted(a.pk for a in outcome.acted if a.pk not in firing)
+    outcome.acted = [a for a in outcome.acted if a.pk in firing]
+    if not outcome.acted:
+        _changed(outcome)
+
+
+def _changes(outcome: Outcome, **more) -> dict:
+    incident = outcome.incident
+    return {**more, "alerts": [a.pk for a in outcome.acted], "features": incident.features,
+            "variants": incident.variants,
+            **({"not_shown": [a.pk for a in outcome.not_shown]} if outcome.not_shown else {})}
+
+
+def _audit(user, action: str, outcome: Outcome, **changes) -> None:
+    lead = outcome.incident.lead
+    audit.record(user, action, lead, project_id=lead.project_id,
+                 object_repr=f"incident: {outcome.incident}",
+                 changes=_changes(outcome, **changes))
+
+
+def acknowledge(user, incident: Incident, comment: str, shown=None) -> Outcome:
+    """Acknowledge the alerts of ``incident`` among ``shown`` that nobody acknowledged yet
+    (an acknowledgement is kept, as an alert's own is: ``alerts.mark_acknowledged``)."""
     comment = alert_service.check_acknowledge(user, incident.lead, comment)
+    outcome = _shown(incident, shown)
+    outcome.done = "Acknowledged"
     with transaction.atomic():
-        alert_service.mark_acknowledged(incident.alerts, user, comment)
-        _audit(user, "incident.acknowledge", incident, comment=comment)
-    return incident
+        _still_firing(outcome)
+        fresh = alert_service.mark_acknowledged(outcome.acted, user, comment)
+        outcome.unchanged = [a for a in outcome.acted if a not in fresh]
+        outcome.acted = fresh
+        if fresh:
+            _audit(user, "incident.acknowledge", outcome, comment=comment)
+    return outcome
 
 
-def silence(user, incident: Incident, *, until: datetime, reason: str) -> Incident:
+def silence(user, incident: Incident, *, until: datetime, reason: str, shown=None) -> Outcome:
     reason = alert_service.check_silence(user, incident.lead, until, reason)
+    outcome = _shown(incident, shown)
+    outcome.done, outcome.until = "Silenced", until
     with transaction.atomic():
-        alert_service.mark_silenced(incident.alerts, user, until, reason)
-        _audit(user, "incident.silence", incident, until=until.isoformat(), reason=reason)
-    return incident
+        _still_firing(outcome)
+        alert_service.mark_silenced(outcome.acted, user, until, reason)
+        _audit(user, "incident.silence", outcome, until=until.isoformat(), reason=reason)
+    return outcome
 
 
-def unsilence(user, incident: Incident) -> Incident:
+def unsilence(user, incident: Incident, shown=None) -> Outcome:
     alert_service.require_actor(user, incident.lead, "unsilence")
+    outcome = _shown(incident, shown)
+    outcome.done = "Removed the silence of"
     with transaction.atomic():
-        alert_service.mark_unsilenced(incident.alerts)
-        _audit(user, "incident.unsilence", incident)
-    return incident
+        _still_firing(outcome)
+        alert_service.mark_unsilenced(outcome.acted)
+        _audit(user, "incident.unsilence", outcome)
+    return outcome

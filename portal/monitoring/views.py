@@ -93,44 +93,57 @@ def alert_detail(request, pk):
     })
 
 
-def _respond(request, act, target, redirect_to):
-    """One alert's or one incident's button: ``act`` is the alerts or incidents service."""
-    action = request.resolver_match.kwargs["action"]
-    if action == "acknowledge":
-        comment = request.POST.get("comment", "")
-        return handle_action(request, lambda: act.acknowledge(request.user, target, comment),
-                             success="Acknowledged.", redirect_to=redirect_to)
-    if action == "silence":
-        duration = SILENCES.get(request.POST.get("duration", ""))
-        until = timezone.now() + duration if duration else None
-        return handle_action(
-            request, lambda: act.silence(request.user, target, until=until,
-                                         reason=request.POST.get("reason", "")),
-            success=f"Silenced until {until:%Y-%m-%d %H:%M} UTC." if until else "Silenced.",
-            redirect_to=redirect_to)
-    if action == "unsilence":
-        return handle_action(request, lambda: act.unsilence(request.user, target),
-                             success="Silence removed.", redirect_to=redirect_to)
-    raise Http404("no such action")
+def _until(request):
+    duration = SILENCES.get(request.POST.get("duration", ""))
+    return timezone.now() + duration if duration else None
 
 
 @login_required
 @require_POST
 def alert_action(request, pk, action):
     alert = get_object_or_404(queries.alerts_for(request.user), pk=pk)
-    return _respond(request, alerts, alert, alert)
+    if action == "acknowledge":
+        comment = request.POST.get("comment", "")
+        return handle_action(
+            request, lambda: alerts.acknowledge(request.user, alert, comment),
+            success=lambda acted: alerts.acknowledged_message(acted, request.user),
+            redirect_to=alert)
+    if action == "silence":
+        until = _until(request)
+        return handle_action(
+            request, lambda: alerts.silence(request.user, alert, until=until,
+                                            reason=request.POST.get("reason", "")),
+            success=f"Silenced until {until:%Y-%m-%d %H:%M} UTC." if until else "Silenced.",
+            redirect_to=alert)
+    if action == "unsilence":
+        return handle_action(request, lambda: alerts.unsilence(request.user, alert),
+                             success="Silence removed.", redirect_to=alert)
+    raise Http404("no such action")
 
 
 @login_required
 @require_POST
 def incident_action(request, pk, action):
-    """Acknowledge, silence or unsilence every alert of the incident alert ``pk`` is in."""
+    """Acknowledge, silence or unsilence the alerts of the incident alert ``pk`` is in that
+    the page showed (its form posts their ids as ``alerts``) and that still fire."""
     try:
         incident = incidents.incident_of(queries.alerts_for(request.user), pk)
     except NotFound as e:
         raise Http404(e.detail) from None
     back = f"{reverse('monitoring:alerts')}#incident-{incident.id}"
-    return _respond(request, incidents, incident, back)
+    shown = request.POST.getlist("alerts") or None
+    user, form = request.user, request.POST
+    acts = {
+        "acknowledge": lambda: incidents.acknowledge(user, incident, form.get("comment", ""),
+                                                     shown=shown),
+        "silence": lambda: incidents.silence(user, incident, until=_until(request),
+                                             reason=form.get("reason", ""), shown=shown),
+        "unsilence": lambda: incidents.unsilence(user, incident, shown=shown),
+    }
+    if action not in acts:
+        raise Http404("no such action")
+    return handle_action(request, acts[action], success=lambda outcome: outcome.message,
+                         redirect_to=back)
 
 
 # -- one endpoint ---------------------------------------------------------------------------------

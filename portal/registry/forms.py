@@ -4,7 +4,7 @@ from django import forms
 
 from portal.api.parsers import NUL_REFUSED, contains_nul
 from portal.registry.choices import DatasetPurpose, Task
-from portal.registry.models import Dataset, ModelVersion
+from portal.registry.models import Dataset, ModelVersion, RegisteredModel
 
 
 class ProjectForm(forms.Form):
@@ -97,10 +97,18 @@ class DatasetForm(forms.Form):
     target = forms.CharField(required=False, help_text="Label column, if the file has one")
     purpose = forms.ChoiceField(
         choices=DatasetPurpose.choices, initial=DatasetPurpose.REFERENCE,
-        help_text="Evaluation: rows held out from training, with the label column. Every "
-                  "version whose inputs it holds is measured on it, and release gates judge "
-                  "the measured figures.")
+        help_text="Evaluation: rows held out from training, with the label column of the "
+                  "model below. Every version of it whose inputs it holds is measured on it, "
+                  "and release gates judge the measured figures (approvers upload these).")
+    model = forms.ModelChoiceField(queryset=RegisteredModel.objects.none(), required=False,
+                                   help_text="The model an evaluation dataset measures")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args, project=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if project is not None:
+            self.fields["model"].queryset = RegisteredModel.objects.filter(
+                project=project, archived_at__isnull=True).order_by("name")
 
 
 class AliasForm(forms.Form):

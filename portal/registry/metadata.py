@@ -25,9 +25,15 @@ from rest_framework.fields import empty
 
 from ops.schema import SchemaError, parse_input_schema, schema_document
 from portal.errors import ValidationFailed
-from portal.registry.models import Dataset, ModelVersion, RegisteredModel, semver_validator
+from portal.registry.models import (
+    SEMVER_RULE,
+    Dataset,
+    ModelVersion,
+    RegisteredModel,
+    semver_validator,
+)
 
-COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+COMMIT = re.compile(r"^[0-9a-f]{7,64}$")  # abbreviated (7+) to full SHA-1 (40) or SHA-256 (64)
 # The refusals with a code of their own; any other is a plain ``validation_error``.
 DOMAIN_CODES = {"unknown_dataset", "unknown_parent"}
 
@@ -93,11 +99,13 @@ class NumberMapKey(ObjectKey):
 
 
 class CodeKey(FalsyIsDefault):
-    """``{"repository": ..., "commit": ...}``; the commit a hexadecimal git id."""
+    """``{"repository": ..., "commit": ...}``; the commit a git commit id, 7 to 64
+    hexadecimal characters."""
 
     default_error_messages = {
         "invalid": 'code must be {{"repository": ..., "commit": ...}}',
-        "commit": "code.commit must be a hexadecimal git commit id",
+        "commit": "code.commit must be a git commit id: 7 to 64 hexadecimal characters "
+                  "(0-9, a-f; an abbreviated or full SHA-1 or SHA-256 id); got {commit}",
     }
 
     def to_internal_value(self, data):
@@ -105,7 +113,7 @@ class CodeKey(FalsyIsDefault):
             self.fail("invalid")
         commit = str(data.get("commit") or "").lower()
         if commit and not COMMIT.match(commit):
-            self.fail("commit")
+            self.fail("commit", commit=repr(str(data.get("commit"))[:80]))
         return {"repository": str(data.get("repository") or "")[:300], "commit": commit}
 
 
@@ -123,7 +131,8 @@ class TagsKey(MetadataKey):
 
 class SemverKey(FalsyIsDefault):
     default_error_messages = {
-        "invalid": "label {label} is not a semantic version such as 1.4.0"}
+        "invalid": "label must be " + SEMVER_RULE.replace("{", "{{").replace("}", "}}")
+                   + "; got {label}"}
 
     def to_internal_value(self, data):
         try:

@@ -27,10 +27,31 @@ SEMVER = re.compile(
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
-semver_validator = RegexValidator(SEMVER, "Not a semantic version such as 1.4.0 or 2.0.0-rc.1.")
+# The rule in words, for every message that refuses a label (semver.org 2.0.0).
+SEMVER_RULE = ("a semantic version: MAJOR.MINOR.PATCH, three numbers without leading zeros, "
+               "optionally followed by -pre-release and +build parts, e.g. 1.4.0, "
+               "2.0.0-rc.1 or 1.4.0+build.7")
+semver_validator = RegexValidator(SEMVER, f"Must be {SEMVER_RULE}.")
 
 
-class Project(models.Model):
+class Archivable(models.Model):
+    """Soft deletion (decision 58): an archived object keeps its rows, files and history,
+    stays readable by id, is left out of default lists and takes nothing new. Changed only
+    by ``portal.registry.services.archive``."""
+
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
+    archived_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    editable=False, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+
+class Project(Archivable):
     """A team's namespace; members hold roles in it."""
 
     name = models.CharField(max_length=100)
@@ -54,7 +75,7 @@ class Project(models.Model):
         return reverse("registry:project", args=[self.slug])
 
 
-class RegisteredModel(models.Model):
+class RegisteredModel(Archivable):
     """A named model in a project; its versions are immutable artifacts."""
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="models")
@@ -78,7 +99,7 @@ class RegisteredModel(models.Model):
         return reverse("registry:model", args=[self.project.slug, self.name])
 
 
-class Dataset(models.Model):
+class Dataset(Archivable):
     """A reference dataset (training or evaluation data) and its baseline profile."""
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="datasets")
@@ -94,6 +115,10 @@ class Dataset(models.Model):
         max_length=12, choices=DatasetPurpose.choices, default=DatasetPurpose.REFERENCE,
         help_text="Evaluation datasets are held out, with the label: every version whose "
                   "inputs they hold is measured on them, and gates judge what is measured.")
+    # The model an evaluation dataset measures (its label is that model's target); None for
+    # reference datasets, which any model of the project may be trained on.
+    model = models.ForeignKey("RegisteredModel", null=True, blank=True,
+                              on_delete=models.PROTECT, related_name="evaluation_datasets")
     rows = models.IntegerField(null=True, blank=True)
     columns = models.JSONField(default=list, blank=True)
     profile = models.JSONField(default=dict, blank=True)
@@ -128,6 +153,11 @@ class Dataset(models.Model):
         if self.is_evaluation and not self.target:
             raise ValidationError({"target": "An evaluation dataset needs its label column: "
                                              "versions are measured against it."})
+        if self.is_evaluation and self.model_id is None:
+            raise ValidationError({"model": "An evaluation dataset names the model it "
+                                            "measures (its label is that model's target)."})
+        if self.model_id is not None and self.model.project_id != self.project_id:
+            raise ValidationError({"model": "The model must belong to the dataset's project."})
 
 
 # Fields a version may still change after creation: its lifecycle, and what the
@@ -148,7 +178,8 @@ class ModelVersion(models.Model):
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
     label = models.CharField(max_length=64, blank=True, validators=[semver_validator],
-                             help_text="Optional semantic version, e.g. 1.4.0")
+                             help_text="Optional semantic version (MAJOR.MINOR.PATCH, "
+                                       "e.g. 1.4.0 or 2.0.0-rc.1)")
     description = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=VersionStatus.choices,
                               default=VersionStatus.PENDING)
@@ -250,6 +281,8 @@ class Evaluation(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     rows = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When a worker claimed it (one at a time; a claim older than the task's limit is stale).
+    claimed_at = models.DateTimeField(null=True, blank=True)
     computed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

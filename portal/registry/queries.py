@@ -8,7 +8,8 @@ from portal.registry.models import Alias, Dataset, ModelVersion, Project, Regist
 
 
 def projects_for(user):
-    return filter_visible(Project.objects.all(), user, "pk").annotate(
+    return filter_visible(Project.objects.all(), user, "pk").select_related(
+        "archived_by").annotate(
         model_count=Count("models", distinct=True)).order_by("name")
 
 
@@ -21,7 +22,7 @@ def models_for(user):
     versions = ModelVersion.objects.filter(model=OuterRef("pk"))
     return (
         filter_visible(RegisteredModel.objects.all(), user, "project")
-        .select_related("project", "created_by")
+        .select_related("project", "created_by", "archived_by")
         .annotate(
             latest_version=Subquery(versions.order_by("-number").values("number")[:1]),
             version_count=Subquery(versions.values("model").annotate(c=Count("*")).values("c")),
@@ -82,4 +83,4 @@ def version_rows_for(user):
 
 def datasets_for(user):
     return filter_visible(Dataset.objects.all(), user, "project").select_related(
-        "project", "created_by")
+        "project", "created_by", "archived_by")

@@ -40,6 +40,46 @@ def _version(request, slug, name, number):
                              model__name=name, number=number)
 
 
+def _archived_only(request) -> bool:
+    """A list page's "Archived" filter (``?archived=1``): archived objects only."""
+    return request.GET.get("archived") == "1"
+
+
+def _listed(queryset, archived: bool, *lookups: str):
+    """``queryset`` cut to live objects, or to archived ones (decision 58): an object counts
+    as archived when any of ``lookups`` (its own ``archived_at``, its project's) is set."""
+    if not archived:
+        return queryset.filter(**{f"{lookup}__isnull": True for lookup in lookups})
+    return queryset.filter(reduce(or_, (Q(**{f"{lookup}__isnull": False})
+                                        for lookup in lookups)))
+
+
+def archive_context(user, obj, url_name: str, *args) -> dict:
+    """What a page's Archive or Restore button and its notice need (``registry/inc/
+    archive.html``, ``archived.html``); ``url_name`` without its ``-archive`` or
+    ``-restore``."""
+    project = obj if isinstance(obj, Project) else obj.project
+    kind = services.archive.kind_of(obj)
+    archived = obj.is_archived
+    return {"archive": {
+        "kind": kind, "archived": archived, "at": obj.archived_at, "by": obj.archived_by,
+        "project_archived": project is not obj and project.is_archived,
+        "url": reverse(f"{url_name}-{'restore' if archived else 'archive'}", args=args),
+        "allowed": has_role(user, project, Role.OWNER if archived
+                            else services.archive.ARCHIVE_ROLE[kind]),
+    }}
+
+
+def archive_action(request, obj, restore: bool):
+    """An Archive or Restore button's POST: one service call, then back to the object."""
+    kind = services.archive.kind_of(obj)
+    service = services.restore_object if restore else services.archive_object
+    return handle_action(request, lambda: service(request.user, obj),
+                         success=f"{kind.capitalize()} {obj} "
+                                 f"{'restored' if restore else 'archived'}.",
+                         redirect_to=obj)
+
+
 def _searched(request, queryset, *fields):
     """The list page's search: ``?q=`` (stripped) and the rows containing it, case-insensitive,
     in any of ``fields``."""
@@ -52,11 +92,13 @@ def _searched(request, queryset, *fields):
 
 @login_required
 def project_list(request):
-    q, projects = _searched(request, queries.projects_for(request.user),
+    archived = _archived_only(request)
+    q, projects = _searched(request, _listed(queries.projects_for(request.user), archived,
+                                             "archived_at"),
                             "name", "slug", "description")
     roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
     return render(request, "registry/project_list.html",
-                  {"projects": projects, "q": q, "roles": roles})
+                  {"projects": projects, "q": q, "roles": roles, "archived": archived})
 
 
 @login_required
@@ -75,10 +117,16 @@ def project_detail(request, slug):
     project = _project(request, slug)
     memberships = project.memberships.select_related("user").order_by("user__username")
     is_owner = has_role(request.user, project, Role.OWNER)
+    models = queries.models_for(request.user).filter(project=project)
+    datasets = queries.datasets_for(request.user).filter(project=project)
     return render(request, "registry/project_detail.html", {
         "project": project,
-        "models": queries.models_for(request.user).filter(project=project),
-        "datasets": queries.datasets_for(request.user).filter(project=project)[:20],
+        "models": models.filter(archived_at__isnull=True),
+        "datasets": datasets.filter(archived_at__isnull=True)[:20],
+        # The "Archived" section: still readable, restored by an owner.
+        "archived_models": models.filter(archived_at__isnull=False).order_by("name")[:50],
+        "archived_datasets": datasets.filter(archived_at__isnull=False)[:50],
+        **archive_context(request.user, project, "registry:project", project.slug),
         "memberships": memberships,
         "role": role_in(request.user, project),
         "can_contribute": has_role(request.user, project, Role.CONTRIBUTOR),
@@ -104,10 +152,13 @@ def project_settings(request, slug):
 
 @login_required
 def model_list(request):
-    q, models = _searched(request, queries.models_for(request.user),
+    archived = _archived_only(request)
+    q, models = _searched(request, _listed(queries.models_for(request.user), archived,
+                                           "archived_at", "project__archived_at"),
                           "name", "description", "project__name")
     page = Paginator(models.order_by("project__name", "name"), 25).get_page(request.GET.get("page"))
-    return render(request, "registry/model_list.html", {"page": page, "q": q})
+    return render(request, "registry/model_list.html",
+                  {"page": page, "q": q, "archived": archived})
 
 
 @login_required
@@ -147,6 +198,8 @@ def model_detail(request, slug, name, more_context=None):
         "alias_form": forms.AliasForm(model=model) if can_contribute else None,
         "can_contribute": can_contribute,
         "metric_names": sorted({k for v in recent for k in v["metrics"] or {}})[:6],
+        **archive_context(request.user, model, "registry:model", model.project.slug,
+                          model.name),
         **(more_context(model) if more_context else {}),
     })
 
@@ -243,13 +296,14 @@ def version_archive(request, slug, name, number):
 def dataset_create(request, slug):
     project = _project(request, slug)
     require_role(request.user, project, Role.CONTRIBUTOR, "upload datasets")
-    form = forms.DatasetForm(request.POST or None, request.FILES or None)
+    form = forms.DatasetForm(request.POST or None, request.FILES or None, project=project)
     return handle_form(
         request, form,
         lambda data: services.upload_dataset(request.user, project, name=data["name"],
                                              file=data["file"], filename=data["file"].name,
                                              target=data["target"],
                                              purpose=data["purpose"],
+                                             model=data["model"],
                                              description=data["description"]),
         success=lambda dataset: f"Dataset {dataset.name} uploaded; its profile is being "
                                 "computed.",
@@ -269,7 +323,27 @@ def dataset_detail(request, pk):
         "version__model__name", "-version__number")[:100]
     return render(request, "registry/dataset_detail.html", {
         "dataset": dataset, "project": dataset.project, "feature_charts": feature_charts,
-        "versions": versions, "measured": measured})
+        "versions": versions, "measured": measured,
+        **archive_context(request.user, dataset, "registry:dataset", dataset.pk)})
+
+
+@login_required
+@require_POST
+def project_archive(request, slug, restore=False):
+    return archive_action(request, _project(request, slug), restore)
+
+
+@login_required
+@require_POST
+def model_archive(request, slug, name, restore=False):
+    return archive_action(request, _model(request, slug, name), restore)
+
+
+@login_required
+@require_POST
+def dataset_archive(request, pk, restore=False):
+    return archive_action(request, get_object_or_404(queries.datasets_for(request.user),
+                                                     pk=pk), restore)
 
 
 

@@ -9,6 +9,9 @@ class ReleasesConfig(AppConfig):
 
     def ready(self):
         checks.register(check_targets, checks.Tags.compatibility)
+        from portal.releases import archive
+
+        archive.register()  # what refuses archiving: rollouts in progress, open requests
 
 
 def check_targets(app_configs=None, **kwargs):

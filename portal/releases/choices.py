@@ -38,3 +38,13 @@ class RequestStatus(models.TextChoices):
 class Decision(models.TextChoices):
     APPROVE = "approve", "Approve"
     REJECT = "reject", "Reject"
+
+
+# A rollout's status and an analysis's verdict, as ops says them (``ops.rollout``): the API
+# schema's enums (``Deployment.status``, ``DeploymentEvent.verdict``).
+DeploymentStatus = models.TextChoices(
+    "DeploymentStatus", [(s.name, (s.value, s.value.replace("_", " "))) for s in rollout.Status],
+    module=__name__)
+
+Verdict = models.TextChoices(
+    "Verdict", [(v.name, (v.value, v.value)) for v in rollout.Verdict], module=__name__)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from ops import gates as ops_gates
 from ops.evaluation import labels_like
@@ -50,7 +51,7 @@ def serving(environment: Environment, version: ModelVersion) -> bool:
 
 
 def _unmeasured(version: ModelVersion, found: evaluations.Evidence) -> str:
-    """Why the candidate's gates cannot be judged yet, or "" when they can."""
+    """Why ``version``'s measured figures are missing, or "" when they are not."""
     if found.measuring:
         return (f"v{version.number} is being measured on {found.dataset.name} (a worker is on "
                 "it); the gates are judged on the measured figures")
@@ -59,21 +60,25 @@ def _unmeasured(version: ModelVersion, found: evaluations.Evidence) -> str:
     return ""
 
 
+def _side(version: ModelVersion, found: evaluations.Evidence) -> ops_gates.Evidence:
+    return ops_gates.Evidence(found.metrics, found.sources, _unmeasured(version, found),
+                              found.measurable)
+
+
 def judge(version: ModelVersion, environment: Environment,
           target: ModelVersion | None) -> tuple[list[dict], bool]:
     """The environment's gates on ``version`` against ``target``: (results, all passed).
 
-    Both are judged on the same evaluation dataset (the newest measuring the candidate):
-    measured figures where they exist, declared ones otherwise, each result saying which."""
+    Both are judged on the same evaluation dataset (the newest of the model's): measured
+    figures, declared ones only for what the portal does not measure, each result saying
+    which; a side whose measurement is under way or failed fails the rules it enters."""
     dataset = evaluations.evaluation_dataset(version)
     mine = evaluations.evidence(version, dataset)
     theirs = (evaluations.evidence(target, dataset) if target and target.pk != version.pk
               else None)
-    results = ops_gates.evaluate(
-        environment.gates, mine.metrics, theirs.metrics if theirs else None,
-        model=version.model.name, sources=mine.sources,
-        champion_sources=theirs.sources if theirs else None,
-        unmeasured=_unmeasured(version, mine))
+    results = ops_gates.evaluate(environment.gates, _side(version, mine),
+                                 _side(target, theirs) if theirs else None,
+                                 model=version.model.name)
     documents = [{**r.to_dict(), "dataset": dataset.name if dataset else ""} for r in results]
     return documents, all(r.passed for r in results)
 
@@ -89,6 +94,16 @@ def judge_measured(version_id: int) -> int:
     return changed
 
 
+def stale(locked: ApprovalRequest) -> bool:
+    """Whether the gates of a request (locked by the caller, about to be approved) would be
+    judged differently now: what serves or what was measured changed since. The approval
+    checks this under its lock, so nothing lands between the look and the decision."""
+    target = target_of(locked.version, locked.environment)
+    if target is not None and target.pk != locked.champion_id:
+        return True
+    return judge(locked.version, locked.environment, locked.champion)[0] != locked.gate_results
+
+
 def rejudge(request: ApprovalRequest) -> int:
     """Judge an open request's gates again on the evidence there is now; 1 if they changed
     (saved and audited), else 0."""
@@ -100,8 +115,8 @@ def rejudge(request: ApprovalRequest) -> int:
         results, passed = judge(locked.version, locked.environment, locked.champion)
         if results == locked.gate_results:
             return 0
-        ApprovalRequest.objects.filter(pk=locked.pk).update(gate_results=results,
-                                                            gates_passed=passed)
+        ApprovalRequest.objects.filter(pk=locked.pk).update(
+            gate_results=results, gates_passed=passed, judged_at=timezone.now())
         audit.record(None, "approval_request.judge_measured", locked,
                      project_id=locked.environment.project_id,
                      changes={"gates_passed": audit.change(locked.gates_passed, passed)})
@@ -175,7 +190,8 @@ def refresh(request: ApprovalRequest) -> tuple[ModelVersion | None, ModelVersion
         old = locked.champion
         results, passed = judge(locked.version, locked.environment, target)
         ApprovalRequest.objects.filter(pk=locked.pk).update(
-            champion=target, gate_results=results, gates_passed=passed)
+            champion=target, gate_results=results, gates_passed=passed,
+            judged_at=timezone.now())
         audit.record(None, "approval_request.compare_again", locked,
                      project_id=locked.environment.project_id,
                      changes={"compared_with": audit.change(old.number if old else None,

@@ -32,6 +32,7 @@ from portal.experiments.signing import signer_for
 from portal.notifications.services import notify
 from portal.queue import enqueue
 from portal.registry.models import ModelVersion
+from portal.registry.services.archive import lock_open
 from portal.releases import release_alias, targets
 from portal.releases.choices import RequestStatus, Strategy
 from portal.releases.models import ApprovalRequest, Deployment, DeploymentEvent, Environment
@@ -297,6 +298,7 @@ def start_deployment(request_id: int) -> Deployment | None:
     from portal.releases import compatibility  # it imports this module
 
     with transaction.atomic():
+        lock_open(model, environment)  # archived since it was approved: it does not start
         if Deployment.objects.filter(environment=environment, model=model,
                                      status__in=ACTIVE).exists():
             raise Conflict(f"another rollout of {model.name} is in progress in "
@@ -369,6 +371,21 @@ def _converge(deployment: Deployment, spec: rollout.RolloutSpec,
     return True, rollout.Served(observed.generation, observed.ready, observed.detail)
 
 
+def _serving_for(deployment: Deployment, state: rollout.RolloutState,
+                 served: rollout.Served | None) -> float:
+    """Seconds since the backend was first seen serving this rollout's plan (recorded the
+    first time); no analysis window reaches back past it. Infinite when unknown."""
+    if deployment.serving_since is None and served is not None and served.ready \
+            and served.generation is not None and served.generation > state.base_generation:
+        now = timezone.now()
+        Deployment.objects.filter(pk=deployment.pk, serving_since__isnull=True).update(
+            serving_since=now)
+        deployment.serving_since = now
+    if deployment.serving_since is None:
+        return float("inf")
+    return max(time.time() - deployment.serving_since.timestamp(), 1.0)
+
+
 def advance(deployment_id: int, expected_step: int | None = None) -> Deployment | None:
     """Take the next decision for a deployment (a task runs this; so does reconcile)."""
     deployment = (Deployment.objects.select_related("environment__project", "model")
@@ -393,7 +410,8 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
         # The step's own traffic (at least 30 s, at most an hour): a 10 % canary on a quiet
         # endpoint gathers its minimum sample over the bake instead of never reaching it.
         since_step = time.time() - state.step_started_at if state.step_started_at else 0.0
-        window = int(min(max(spec.check_interval_seconds, 30.0, since_step), 3600.0))
+        window = int(min(max(spec.check_interval_seconds, 30.0, since_step), 3600.0,
+                         _serving_for(deployment, state, served)))
         # What the stable lacks now (no traffic at 100 %) is taken over the rollout so far.
         baseline = int(min(time.time() - deployment.created_at.timestamp(), 6 * 3600.0))
         measured = analyzer(deployment).measure(

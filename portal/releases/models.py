@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from portal.registry.models import ModelVersion, Project, name_validator
+from portal.registry.models import Archivable, ModelVersion, Project, name_validator
 from portal.releases.choices import (
     BackendKind,
     Decision,
@@ -13,7 +13,7 @@ from portal.releases.choices import (
 )
 
 
-class Environment(models.Model):
+class Environment(Archivable):
     """A deployment target (staging, production) with its protection rules.
 
     ``settings`` holds the backend's non-secret configuration (ports, namespace, region,
@@ -101,6 +101,9 @@ class ApprovalRequest(models.Model):
                               default=RequestStatus.OPEN)
     gate_results = models.JSONField(default=list, blank=True)
     gates_passed = models.BooleanField(default=False)
+    # When the gates were last judged (on request, and again when what they compare with or
+    # what was measured changed): only approvals given after it count.
+    judged_at = models.DateTimeField(null=True, blank=True)
     champion = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="+", help_text="The champion when requested")
     release_diff = models.JSONField(
@@ -177,6 +180,10 @@ class Deployment(models.Model):
                                    on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the backend was first seen serving this rollout's own plan: before it, the
+    # endpoint's "candidate" and "stable" series hold other versions' traffic (variants are
+    # roles), so no analysis window reaches back past it.
+    serving_since = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -5,7 +5,8 @@ from portal.releases.models import ApprovalRequest, Deployment, Environment, Rev
 
 
 def environments_for(user):
-    return filter_visible(Environment.objects.all(), user, "project").select_related("project")
+    return filter_visible(Environment.objects.all(), user, "project").select_related(
+        "project", "archived_by")
 
 
 def requests_for(user):

@@ -21,6 +21,7 @@ from portal.notifications.services import notify
 from portal.queue import enqueue
 from portal.registry.choices import VersionStatus
 from portal.registry.models import ModelVersion, Project, name_validator
+from portal.registry.services.archive import lock_open, refuse_archived
 from portal.releases import comparison, targets
 from portal.releases.choices import BackendKind, Decision, RequestStatus, Strategy
 from portal.releases.comparison import champion_of  # noqa: F401 - re-exported
@@ -96,6 +97,7 @@ def create_environment(user, project: Project, *, name: str, **fields) -> Enviro
     """Create an environment; ``release_alias`` left out (or None) takes the default of its
     name (``release_alias.DEFAULT_RELEASE_ALIASES``: production moves champion)."""
     require_role(user, project, Role.OWNER, "create environments")
+    refuse_archived(project)
     unknown = set(fields) - set(ENVIRONMENT_EDITABLE)
     if unknown:
         raise ValidationFailed(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -110,6 +112,7 @@ def create_environment(user, project: Project, *, name: str, **fields) -> Enviro
         raise ValidationFailed(str(e), field="name") from e
     try:
         with transaction.atomic():
+            lock_open(project)  # not archived meanwhile
             environment.save()
             audit.record(user, "environment.create", environment,
                          changes={k: getattr(environment, k) for k in ("name", *fields)})
@@ -173,6 +176,7 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
             raise NotFound(NOT_FOUND)  # another project's environment: nothing about it
         raise ValidationFailed(f"environment {environment} is not in project {project.slug}",
                                field="environment")
+    refuse_archived(version.model, environment)
     if version.status != VersionStatus.READY:
         raise Conflict(f"{version} is {version.get_status_display().lower()}; only ready versions "
                        "can be released", code="version_not_ready", field="version")
@@ -187,9 +191,13 @@ def request_approval(user, version: ModelVersion, environment: Environment, *,
         version=version, environment=environment, strategy=strategy,
         strategy_params=strategy_params or {}, reason=reason, requested_by=user,
         champion=champion, gate_results=gate_results, gates_passed=gates_passed,
+        judged_at=timezone.now(),
         breaking_change=breaking_change, interface_changes=interface_changes)
     try:
         with transaction.atomic():
+            # Archiving the model, the environment or the project takes these row locks:
+            # either it waits and then sees this open request, or this sees it archived.
+            lock_open(version.model, environment)
             request.save()
             audit.record(user, "approval_request.create", request, project_id=project.pk,
                          changes={"version": version.number, "environment": environment.name,
@@ -260,9 +268,12 @@ def approvals_counted(request: ApprovalRequest, now=None) -> list[Review]:
     now = now or timezone.now()
     ttl = timedelta(hours=request.environment.approval_ttl_hours)
     project = request.environment.project
+    # An approval given before the gates were last judged was given on other evidence.
+    since = request.judged_at
     return [r for r in request.reviews.all()
             if r.decision == Decision.APPROVE and r.reviewer_id != request.requested_by_id
-            and now - r.created_at <= ttl and has_role(r.reviewer, project, Role.APPROVER)]
+            and now - r.created_at <= ttl and has_role(r.reviewer, project, Role.APPROVER)
+            and (since is None or r.created_at >= since)]
 
 
 def review(user, request: ApprovalRequest, decision: str, comment: str, *,
@@ -301,6 +312,11 @@ def review(user, request: ApprovalRequest, decision: str, comment: str, *,
         request = ApprovalRequest.objects.select_for_update().select_related(
             "environment__project", "version__model").get(pk=request.pk)
         _check_reviewable(user, request, project, decision, now)
+        if decision == Decision.APPROVE and comparison.stale(request):
+            raise Conflict("the evidence changed a moment ago (what serves, or a measurement); "
+                           "look at the gates again before approving", code="stale_gates")
+        if request.judged_at is not None:  # a review of older evidence is given again
+            request.reviews.filter(reviewer=user, created_at__lt=request.judged_at).delete()
         Review.objects.create(request=request, reviewer=user, decision=decision, comment=comment)
         audit.record(user, f"approval_request.{decision}", request, project_id=project.pk,
                      changes={"comment": comment})
@@ -341,7 +357,10 @@ def _check_reviewable(user, request: ApprovalRequest, project, decision: str, no
     if decision == Decision.APPROVE and not request.gates_passed:
         raise Conflict("the release gates failed; it cannot be approved (reject it, or "
                        "register a better version)", code="gates_failed")
-    if request.reviews.filter(reviewer=user).exists():
+    mine = request.reviews.filter(reviewer=user)
+    if request.judged_at is not None:  # a review of older evidence may be given again
+        mine = mine.filter(created_at__gte=request.judged_at)
+    if mine.exists():
         raise Conflict("you have already reviewed this request", code="already_reviewed")
 
 

@@ -15,4 +15,8 @@ urlpatterns = [
     path("p/<slug:slug>/environments/", views.environment_list, name="environments"),
     path("p/<slug:slug>/environments/new/", views.environment_create, name="environment-create"),
     path("p/<slug:slug>/environments/<str:name>/", views.environment_detail, name="environment"),
+    path("p/<slug:slug>/environments/<str:name>/archive/", views.environment_archive,
+         name="environment-archive"),
+    path("p/<slug:slug>/environments/<str:name>/restore/", views.environment_archive,
+         {"restore": True}, name="environment-restore"),
 ]

@@ -12,7 +12,7 @@ from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role
 from portal.errors import DomainError
 from portal.registry import queries as registry_queries
-from portal.registry.views import _project
+from portal.registry.views import _project, archive_action, archive_context
 from portal.releases import comparison, deployments, forms, queries, services, serving
 from portal.releases.choices import RequestStatus
 from portal.views import handle_action, handle_form
@@ -48,7 +48,9 @@ def request_detail(request, pk):
     can_review = (has_role(request.user, project, Role.APPROVER)
                   and approval.requested_by_id != request.user.pk
                   and approval.status == RequestStatus.OPEN
-                  and not any(r.reviewer_id == request.user.pk for r in approval.reviews.all()))
+                  and not any(r.reviewer_id == request.user.pk for r in approval.reviews.all()
+                              if approval.judged_at is None
+                              or r.created_at >= approval.judged_at))
     return render(request, "releases/request_detail.html", {
         "approval": approval, "project": project, "version": approval.version,
         "deltas": comparison.metric_deltas(approval),
@@ -101,9 +103,11 @@ def request_create(request, slug, name, number):
 @login_required
 def environment_list(request, slug):
     project = _project(request, slug)
+    environments = queries.environments_for(request.user).filter(project=project)
     return render(request, "releases/environment_list.html", {
         "project": project,
-        "environments": queries.environments_for(request.user).filter(project=project),
+        "environments": environments.filter(archived_at__isnull=True),
+        "archived_environments": environments.filter(archived_at__isnull=False),
         "is_owner": has_role(request.user, project, Role.OWNER)})
 
 
@@ -130,7 +134,15 @@ def environment_detail(request, slug, name):
     return render(request, "releases/environment_detail.html", {
         "environment": environment, "project": environment.project,
         "serving": serving.serving_now(environment), "history": history[:100],
-        "requests": queries.requests_for(request.user).filter(environment=environment)[:50]})
+        "requests": queries.requests_for(request.user).filter(environment=environment)[:50],
+        **archive_context(request.user, environment, "releases:environment", slug, name)})
+
+
+@login_required
+@require_POST
+def environment_archive(request, slug, name, restore=False):
+    return archive_action(request, get_object_or_404(queries.environments_for(request.user),
+                                                     project__slug=slug, name=name), restore)
 
 
 @login_required

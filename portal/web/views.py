@@ -4,6 +4,7 @@ from django.shortcuts import render
 
 from portal.accounts.services import open_invitations_to
 from portal.monitoring import queries as monitoring_queries
+from portal.monitoring.incidents import open_incidents
 from portal.registry import queries
 from portal.registry.choices import VersionStatus
 from portal.releases import queries as release_queries
@@ -26,12 +27,14 @@ def dashboard(request):
     models = queries.models_for(request.user)
     status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))
     firing = monitoring_queries.alerts_for(request.user).filter(state="firing")
+    incidents = open_incidents(firing.select_related("project", "environment"))
     return render(request, "web/dashboard.html", {
         # The in-portal notice of invitations (no email: the portal knows no base URL).
         "invitations": open_invitations_to(request.user)
         .select_related("project", "invited_by")[:5],
-        "firing_alerts": firing[:8],
-        "firing_count": firing.count(),
+        "firing_incidents": incidents[:8],
+        "incident_count": len(incidents),
+        "firing_count": sum(len(i.alerts) for i in incidents),
         "project_count": queries.projects_for(request.user).count(),
         "model_count": models.count(),
         "version_count": sum(status_counts.values()),

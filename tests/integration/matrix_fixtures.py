@@ -124,12 +124,20 @@ def build_world(users, project, other_project, clf, cancer_frame) -> dict:
     owner.__dict__.pop("_modelgate_roles", None)  # the roles cached before "side" existed
     accounts.invite(owner, side, users["outsider"].username, "viewer")
     invitations = Invitation.objects.filter(status="open")
+    # Archived and restored by the matrix (decision 58); nothing else reads them.
+    retired_model = registry.create_model(users["contributor"], project, name="retired",
+                                          task="classification")
+    retired_dataset = registry.upload_dataset(users["contributor"], project, name="old",
+                                              file=io.BytesIO(b"a,b\n1,2\n"),
+                                              filename="old.csv")
+    retired_env = releases.create_environment(owner, project, name="retired", backend="local")
     return {"project": project, "model": clf, "version": v1, "spare": spare, "spare2": spare2,
             "env": environment, "dataset": dataset, "request": request,
             "request_b": request_b, "request_c": request_c, "rollouts": rollouts,
             "deployment": deployment, "experiment": experiment, "alert": alert,
             "webhook": webhook, "token": token, "prediction_id": prediction_id,
-            "instance_explanation": instance,
+            "instance_explanation": instance, "retired_model": retired_model,
+            "retired_dataset": retired_dataset, "retired_env": retired_env,
             "membership": Membership.objects.get(project=project, user=users["viewer"]),
             "invitation": invitations.get(project=project, username="extra"),
             "invitation_to_decline": invitations.get(project=project, user=users["outsider"]),

@@ -74,11 +74,15 @@ def version(users, model, artifact: bytes, **meta):
     return ready
 
 
-def holdout(users, project, frame, name="holdout", **extra):
+def holdout(users, project, frame, name="holdout", model=None, **extra):
+    """An evaluation dataset of the classifier (approvers choose the evidence)."""
+    from portal.registry.models import RegisteredModel
+
+    model = model or RegisteredModel.objects.get(project=project, name="tumor-classifier")
     dataset = registry.upload_dataset(
-        users["contributor"], project, name=name, filename=f"{name}.csv",
+        users["approver"], project, name=name, filename=f"{name}.csv",
         file=io.BytesIO(frame.to_csv(index=False).encode()),
-        **{"target": "target", "purpose": "evaluation", **extra})
+        **{"target": "target", "purpose": "evaluation", "model": model, **extra})
     return run_queued(lambda: registry.profile_dataset(dataset.pk))
 
 
@@ -213,14 +217,20 @@ def test_the_release_diff_compares_on_held_out_rows_with_the_true_answer(
 
 def test_the_api_lists_a_versions_measurements_and_takes_the_purpose(users, project, world,
                                                                       api):
-    client = api("contributor")
+    body = {"project": project.pk, "name": "api-holdout", "target": "target",
+            "purpose": "evaluation", "model": world["bad"].model_id}
+    refused = api("contributor").post("/api/v1/datasets/", {
+        **body, "file": io.BytesIO(world["held_out"].to_csv(index=False).encode())},
+        format="multipart")
+    assert refused.status_code == 403, refused.content  # the evidence is the approvers' choice
+    client = api("approver")
     created = client.post("/api/v1/datasets/", {
-        "project": project.pk, "name": "api-holdout", "target": "target",
-        "purpose": "evaluation",
+        **body,
         "file": io.BytesIO(world["held_out"].to_csv(index=False).encode())},
         format="multipart")
     assert created.status_code == 201, created.content
     assert created.json()["purpose"] == "evaluation"
+    assert created.json()["model"] == world["bad"].model_id
     run_queued(lambda: registry.profile_dataset(created.json()["id"]))
     listed = client.get(f"/api/v1/versions/{world['bad'].pk}/evaluations/").json()
     assert [e["dataset"]["name"] for e in listed] == ["api-holdout"]
@@ -230,3 +240,128 @@ def test_the_api_lists_a_versions_measurements_and_takes_the_purpose(users, proj
     page.force_login(users["viewer"])
     html = page.get(world["bad"].get_absolute_url()).content.decode()
     assert "On api-holdout" in html and "declared" in html and "measured" in html
+
+
+# -- what a review attacked ---------------------------------------------------------------
+
+def test_a_metric_the_labels_cannot_give_fails_rather_than_passing_on_the_declared_one(
+        users, project, world):
+    """Only one class in the held-out labels: no ROC AUC can be measured, and the 0.99 the
+    uploader typed in is not judged in its place."""
+    one_class = world["held_out"][world["held_out"]["target"] == 1]
+    holdout(users, project, one_class, name="positives")
+    request = releases.request_approval(users["contributor"], world["bad"], world["env"],
+                                        strategy="direct")
+    assert not request.gates_passed
+    assert "roc_auc of the candidate could not be measured" in request.gate_results[0]["detail"]
+
+
+def test_a_version_the_dataset_cannot_measure_fails_its_gates_with_the_reason(
+        users, project, clf, world, halves):
+    holdout(users, project, world["held_out"].drop(columns=["mean area"]), name="narrow")
+    request = releases.request_approval(users["contributor"], world["bad"], world["env"],
+                                        strategy="direct")
+    assert not request.gates_passed
+    assert "narrow does not hold its inputs (mean area)" in request.gate_results[0]["detail"]
+
+
+def test_an_evaluation_dataset_measures_only_its_own_models_versions(users, project, world):
+    from portal.registry.services import create_model
+
+    other = create_model(users["contributor"], project, name="tumor-regressor",
+                         task="regression")
+    from sklearn.linear_model import LinearRegression
+    train = world["held_out"]
+    regressor = version(users, other, dump_skops(LinearRegression().fit(train[FEATURES],
+                                                                       train["target"])))
+    holdout(users, project, world["held_out"])  # the classifier's
+    assert not Evaluation.objects.filter(version=regressor).exists()
+    with pytest.raises(ValidationFailed, match="names the model it measures"):
+        registry.upload_dataset(users["approver"], project, name="whose", filename="w.csv",
+                                file=io.BytesIO(world["held_out"].to_csv().encode()),
+                                target="target", purpose="evaluation")
+
+
+def test_the_version_compared_with_must_be_measured_too(users, project, world, task_queue):
+    """A champion declared low must not let a worse candidate through max_drop: the
+    comparison waits for its measurement, and fails if it cannot be made."""
+    serves(world["env"], world["good"])
+    task_queue.hold("workers.registry.evaluate_version")
+    holdout(users, project, world["held_out"])
+    mine = Evaluation.objects.get(version=world["bad"])
+    run_queued(lambda: registry.evaluate(mine.pk))  # the candidate measured, not v1
+    request = releases.request_approval(users["contributor"], world["bad"], world["env"],
+                                        strategy="direct")
+    drop = request.gate_results[1]
+    assert not drop["passed"] and f"v{world['good'].number} is being measured" in drop["detail"]
+
+
+def test_a_model_that_raises_anything_is_recorded_as_failed_not_left_pending(
+        users, project, world, monkeypatch):
+    from portal.registry.services import evaluations
+
+    class Exploding:
+        classes_ = [0, 1]
+
+        def predict(self, X):
+            raise RuntimeError("the GPU fell off")
+
+    monkeypatch.setattr("portal.registry.services.explanations.load_version_model",
+                        lambda v: Exploding())
+    dataset = holdout(users, project, world["held_out"])
+    found = Evaluation.objects.get(version=world["good"], dataset=dataset)
+    assert found.status == "failed" and "RuntimeError: the GPU fell off" in found.reason
+    assert evaluations.evaluate(found.pk).status == "failed"  # and never measured again
+
+
+def test_two_workers_never_measure_the_same_pair_at_once(users, project, world, task_queue):
+    from django.utils import timezone
+
+    task_queue.hold("workers.registry.evaluate_version")
+    dataset = holdout(users, project, world["held_out"])
+    found = Evaluation.objects.get(version=world["good"], dataset=dataset)
+    Evaluation.objects.filter(pk=found.pk).update(claimed_at=timezone.now())  # one is on it
+    assert registry.evaluate(found.pk).status == "pending"  # the second leaves it alone
+    sent = len(task_queue.args_of("workers.registry.evaluate_version"))
+    registry.requeue_stuck_work(older_than_seconds=0)  # a fresh claim is not sent again
+    assert (found.pk,) not in task_queue.args_of("workers.registry.evaluate_version")[sent:]
+
+
+def test_a_pair_never_queued_is_created_by_the_periodic_requeue(users, project, world,
+                                                                task_queue):
+    task_queue.hold("workers.registry.evaluate_version")
+    dataset = holdout(users, project, world["held_out"])
+    Evaluation.objects.filter(version=world["good"]).delete()  # the race: never created
+    registry.requeue_stuck_work(older_than_seconds=0)
+    assert Evaluation.objects.filter(version=world["good"], dataset=dataset).exists()
+
+
+def test_an_approval_given_on_older_evidence_no_longer_counts(users, project, world,
+                                                               task_queue):
+    """Two approvals needed: the first approver saw declared figures; a measurement then
+    changed the gates, so only approvals given after it count, and the first approver may
+    approve again."""
+    from portal.accounts.models import Membership
+    from portal.errors import Conflict
+    from tests.portal_fixtures import make_user
+
+    second = make_user("bob")
+    Membership.objects.create(project=project, user=second, role="approver")
+    world["env"].required_approvals = 2
+    world["env"].gates = [{"metric": "roc_auc", "min": 0.5}]
+    world["env"].save(update_fields=["required_approvals", "gates"])
+    task_queue.hold("workers.releases.judge_measured")  # not re-judged before the approval
+    request = releases.request_approval(users["contributor"], world["good"], world["env"],
+                                        strategy="direct")
+    releases.review(users["approver"], request, "approve", "declared 0.95 looks fine")
+    holdout(users, project, world["held_out"])  # measured since: the evidence changed
+
+    def fresh():
+        return ApprovalRequest.objects.get(pk=request.pk)
+
+    with pytest.raises(Conflict, match="look at them again"):
+        releases.review(second, fresh(), "approve", "ok")
+    releases.review(second, fresh(), "approve", "measured figures hold")
+    assert fresh().status == "open"  # alice's approval was of the declared figures
+    releases.review(users["approver"], fresh(), "approve", "measured 0.98 holds")
+    assert fresh().status == "approved"

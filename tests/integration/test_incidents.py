@@ -12,18 +12,23 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.db.models.signals import post_init
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ops import rollout
+from ops.backends.base import BackendError, BackendUnavailable
 from portal.audit.models import AuditEvent
 from portal.monitoring import alerts, incidents, queries
 from portal.monitoring.models import Alert
 from portal.notifications.models import Delivery
 from portal.notifications.services import create_webhook
 from portal.registry import services as registry
+from portal.releases import deployments
 from portal.releases import services as releases
-from portal.releases.models import Deployment
+from portal.releases.models import Deployment, DeploymentEvent
 from portal.releases.specs import _spec
 from tests.integration.test_alerts import TOKEN, FakePrometheus, am_alert, body, prom_alert
 from tests.portal_fixtures import metadata, random_classifier_bytes
@@ -70,18 +75,25 @@ def rollout_of(users, clf, production):
 def rollouts_of(users, clf, environment):
     """``make(status)``: a new latest rollout of the classifier in ``environment``, in
     ``status`` (an A/B test between two versions while progressing; stable alone once rolled
-    back; the candidate alone once succeeded)."""
+    back; the candidate alone once succeeded), its plan ``generation`` applied."""
     v1, v2 = (registry.validate_version(registry.register_version(
         users["contributor"], clf, io.BytesIO(random_classifier_bytes(seed)), metadata()).pk)
         for seed in (11, 12))
     spec = _spec("ab", {"split": 0.5, "duration_seconds": 3600}, clf.name, v2, v1)
 
-    def make(status):
-        state = rollout.RolloutState(status=rollout.Status(status), generation=2,
+    def make(status, generation=2):
+        state = rollout.RolloutState(status=rollout.Status(status), generation=generation,
                                      base_generation=1, step_started_at=time.time())
-        return Deployment.objects.create(
+        deployment = Deployment.objects.create(
             environment=environment, model=clf, candidate=v2, stable=v1, endpoint=clf.name,
             strategy="ab", spec=spec.to_dict(), state=state.to_dict(), status=status)
+        # The decision that emitted its plan, as ``deployments._record`` writes it; no
+        # refusal or delay after it: the plan was applied.
+        plan = rollout.current_plan(spec, state)
+        DeploymentEvent.objects.create(deployment=deployment, event=status, status=status,
+                                       weights=plan.weights() if plan else {},
+                                       generation=state.generation)
+        return deployment
     return make
 
 
@@ -211,6 +223,95 @@ def test_an_alert_joining_an_acknowledged_incident_leaves_it_partly_acknowledged
     assert listed["state"] == "partly acknowledged" and len(listed["alerts"]) == 10
 
 
+def test_a_silence_covers_only_the_alerts_shown_and_says_who_joined_since(receiver, api, clf,
+                                                                         production):
+    """Review: "Silence all 2" silenced the ten alerts firing at the time of the POST,
+    critical ones that joined since included."""
+    receiver(*drift_event()[:2])
+    [shown] = incidents_api(api)
+    shown_ids = [a["id"] for a in shown["alerts"]]
+    receiver(*drift_event())  # eight more join the incident
+    until = (timezone.now() + timedelta(hours=4)).isoformat()
+    answer = api("contributor").post(
+        f"/api/v1/incidents/{shown['id']}/silence/",
+        {"until": until, "reason": "known data change", "alerts": shown_ids}, format="json")
+    assert answer.status_code == 200, answer.content
+    result = answer.json()
+    assert sorted(result["acted_on"]) == sorted(shown_ids)
+    assert len(result["not_shown"]) == 8 and result["no_longer_firing"] == []
+    assert "Silenced 2 alerts" in result["message"]
+    assert "8 alerts (8 critical) joined the incident" in result["message"]
+    assert sorted(Alert.objects.filter(silenced_until__isnull=False)
+                  .values_list("pk", flat=True)) == sorted(shown_ids)
+    assert result["state"] == "firing" and len(result["alerts"]) == 10
+    [event] = AuditEvent.objects.filter(action="incident.silence")
+    assert sorted(event.changes["alerts"]) == sorted(shown_ids)
+
+
+def test_without_the_alerts_shown_the_api_acts_on_the_incident_it_returns(receiver, api, clf,
+                                                                           production):
+    receiver(*drift_event())
+    incident_id = incidents_api(api)[0]["id"]
+    result = api("contributor").post(f"/api/v1/incidents/{incident_id}/acknowledge/",
+                                     {"comment": "on it"}, format="json").json()
+    assert sorted(result["acted_on"]) == sorted(a["id"] for a in result["alerts"])
+    assert len(result["acted_on"]) == 10 and result["not_shown"] == []
+
+
+def test_alerts_shown_that_resolved_since_are_not_acted_on(receiver, api, clf, production):
+    receiver(*drift_event())
+    [shown] = incidents_api(api)
+    receiver(*[{**a, "status": "resolved"} for a in drift_event()[:3]])
+    result = api("contributor").post(
+        f"/api/v1/incidents/{shown['id']}/acknowledge/",
+        {"comment": "on it", "alerts": [a["id"] for a in shown["alerts"]]}, format="json").json()
+    assert len(result["acted_on"]) == 7 and len(result["no_longer_firing"]) == 3
+    assert "3 of the alerts shown no longer fire" in result["message"]
+    assert not Alert.objects.filter(state="resolved", acknowledged_at__isnull=False).exists()
+
+    # None of those shown fires any more, others do: nothing is done, and it says why.
+    receiver(*[{**a, "status": "resolved"} for a in drift_event()])
+    receiver(drift_event()[0])  # fires again: a new episode, unacknowledged
+    refired = Alert.objects.get(state="firing").pk
+    gone = api("contributor").post(
+        f"/api/v1/incidents/{shown['id']}/silence/",
+        {"until": (timezone.now() + timedelta(hours=1)).isoformat(), "reason": "x",
+         "alerts": [a["id"] for a in shown["alerts"] if a["id"] != refired]}, format="json")
+    assert gone.status_code == 409 and gone.json()["code"] == "incident_changed"
+    assert not Alert.objects.filter(silenced_until__isnull=False).exists()
+
+
+def test_acknowledging_an_incident_keeps_earlier_acknowledgements(receiver, api, users, clf,
+                                                                  production):
+    """Review: acknowledging an incident replaced the acknowledger and comment of alerts
+    someone had already acknowledged."""
+    receiver(*drift_event()[:4])
+    first = incidents.open_incidents(queries.alerts_for(users["owner"]))[0]
+    incidents.acknowledge(users["contributor"], first, "upstream feed changed")
+    receiver(*drift_event())
+    [shown] = incidents_api(api)
+    result = api("owner").post(
+        f"/api/v1/incidents/{shown['id']}/acknowledge/",
+        {"comment": "rolling back", "alerts": [a["id"] for a in shown["alerts"]]},
+        format="json").json()
+    assert len(result["acted_on"]) == 6 and len(result["unchanged"]) == 4
+    assert "4 already acknowledged" in result["message"]
+    kept = {(a.acknowledged_by.username, a.acknowledge_comment)
+            for a in Alert.objects.filter(acknowledged_at__isnull=False)}
+    assert kept == {("carlos", "upstream feed changed"), (users["owner"].username,
+                                                          "rolling back")}
+    assert Alert.objects.filter(acknowledge_comment="upstream feed changed").count() == 4
+    assert result["state"] == "acknowledged"
+
+    # An alert's own acknowledgement keeps the first one too.
+    alert = Alert.objects.filter(acknowledge_comment="upstream feed changed").first()
+    again = api("owner").post(f"/api/v1/alerts/{alert.pk}/acknowledge/",
+                              {"comment": "mine now"}, format="json").json()
+    assert (again["acknowledged_by"], again["acknowledge_comment"]) == (
+        "carlos", "upstream feed changed")
+    assert AuditEvent.objects.filter(action="alert.acknowledge").count() == 0
+
+
 # -- endpoint alerts ---------------------------------------------------------------------------
 
 
@@ -258,6 +359,8 @@ def test_alerts_of_a_removed_variant_resolve_with_the_reason(receiver, users, pr
                                        base_generation=1, step_started_at=time.time())
     Deployment.objects.filter(pk=running.pk).update(status="rolled_back",
                                                     state=rolled_back.to_dict())
+    DeploymentEvent.objects.create(deployment=running, event="rolled_back",
+                                   status="rolled_back", generation=3)  # and applied
     with django_capture_on_commit_callbacks(execute=False):
         result = alerts.poll(None)  # beat's poll: no Prometheus here, the look still runs
     assert result["polled"] is False
@@ -304,6 +407,149 @@ def test_alerts_of_endpoints_the_portal_does_not_serve_are_left_alone(receiver, 
     assert Alert.objects.filter(state="firing").count() == 10
 
 
+class Backend:
+    """The environment's backend, answering ``apply`` as told: ``error`` raised, if set."""
+
+    def __init__(self):
+        self.error = None
+
+    def apply(self, plan, wait=False):
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    fake = Backend()
+    monkeypatch.setattr(deployments, "backend_for", lambda deployment: fake)
+    return fake
+
+
+def firing_variants():
+    return sorted({a.variant for a in Alert.objects.filter(state="firing")})
+
+
+@pytest.mark.parametrize("answer, last_event", [
+    (BackendUnavailable("connection refused"), "apply_delayed"),  # retried later
+    (BackendError("the endpoint refused the plan"), "failed"),  # a person must look
+])
+def test_a_rollback_not_applied_yet_leaves_the_candidates_alerts_firing(
+        receiver, users, clf, production, rollout_of, backend, answer, last_event):
+    """Review: the status said rolled back while the backend still routed to the candidate,
+    and every poll resolved the candidate's alerts (and later reports of them firing)."""
+    running = rollout_of("progressing")
+    receiver(*drift_event())
+    backend.error = answer
+    deployments.command(users["contributor"], running, "rollback")
+    running.refresh_from_db()
+    assert running.status in ("rolled_back", "failed")
+    assert running.events.order_by("-pk").first().event == last_event
+
+    alerts.poll(None)
+    receiver(am_alert("resolved", feature=FEATURES[0]))  # one ends, then fires again
+    receiver(*drift_event())
+    alerts.poll(None)
+    assert firing_variants() == ["candidate", "stable"]
+    assert Alert.objects.filter(state="firing").count() == 10
+    assert not Alert.objects.exclude(resolved_reason="").exists()
+
+
+def test_a_delayed_rollback_resolves_the_candidates_alerts_once_applied(
+        receiver, api, users, clf, production, rollout_of, backend):
+    running = rollout_of("progressing")
+    receiver(*drift_event())
+    backend.error = BackendUnavailable("connection refused")
+    deployments.command(users["contributor"], running, "rollback")
+    alerts.poll(None)
+    assert firing_variants() == ["candidate", "stable"]
+    # Both may still serve: drift on both is still the endpoint's.
+    assert incidents_api(api)[0]["endpoint_alert"] is True
+
+    backend.error = None  # the platform is back: reconcile applies the stable-only plan
+    deployments.advance(running.pk)
+    assert running.events.order_by("-pk").first().event == "applied"
+    alerts.poll(None)
+    assert firing_variants() == ["stable"]
+    assert "candidate no longer serves" in Alert.objects.filter(
+        variant="candidate").first().resolved_reason
+
+
+def test_a_rollback_whose_stable_only_plan_failed_too_leaves_the_candidates_alerts_firing(
+        receiver, clf, production, rollout_of, backend):
+    running = rollout_of("progressing", generation=3)  # not its first plan
+    receiver(*drift_event())
+    backend.error = BackendError("the endpoint refused the plan")
+    deployments.advance(running.pk)  # the A/B plan refused: roll back; that refused too
+    running.refresh_from_db()
+    last = running.events.order_by("-pk").first()
+    assert running.status == "rolled_back" and last.event == "apply_failed"
+    assert "the stable-only plan could not be applied either" in last.reason
+    alerts.poll(None)
+    receiver(am_alert("resolved"))
+    receiver(am_alert())  # a firing report of the candidate is not turned into "resolved"
+    assert firing_variants() == ["candidate", "stable"]
+    assert Alert.objects.filter(state="firing").count() == 10
+
+
+def test_the_stables_alerts_fire_until_the_final_plan_is_served(receiver, clf, production,
+                                                                rollout_of):
+    """Promoting: the final plan (the candidate alone) is applied, but the stable serves
+    until the backend says it serves the new plan (the rollout then succeeds)."""
+    rollout_of("promoting")
+    receiver(*drift_event())
+    alerts.poll(None)
+    assert firing_variants() == ["candidate", "stable"]
+
+
+def test_a_success_after_a_delayed_promotion_resolves_the_stables_alerts(receiver, clf,
+                                                                         production,
+                                                                         rollout_of):
+    """The final plan's apply was delayed while promoting; the next advance applied it, and
+    the rollout succeeded once the backend served it: the stable is gone."""
+    promoting = rollout_of("promoting")
+    DeploymentEvent.objects.create(deployment=promoting, event="apply_delayed",
+                                   status="promoting")
+    receiver(*drift_event())
+    succeeded = rollout.RolloutState(status=rollout.Status.SUCCEEDED, generation=2,
+                                     base_generation=1)
+    Deployment.objects.filter(pk=promoting.pk).update(status="succeeded",
+                                                      state=succeeded.to_dict())
+    DeploymentEvent.objects.create(deployment=promoting, event="succeeded", status="succeeded")
+    alerts.poll(None)
+    assert firing_variants() == ["candidate"]
+
+
+def test_the_poll_reads_only_the_latest_rollout_of_each_endpoint(receiver, clf, production,
+                                                                 rollout_of):
+    """Review: every poll loaded every rollout ever made, with its spec and state, to keep
+    the latest of each endpoint; its cost grew with the history."""
+    receiver(*[am_alert(feature=f, variant="stable") for f in FEATURES])
+
+    def measure():
+        loaded = []
+
+        def count(sender, instance, **kwargs):
+            loaded.append(instance.pk)
+
+        post_init.connect(count, sender=Deployment)
+        try:
+            with CaptureQueriesContext(connection) as queries_:
+                assert alerts.poll(None)["polled"] is False
+        finally:
+            post_init.disconnect(count, sender=Deployment)
+        return len(queries_), loaded
+
+    rollout_of("rolled_back")
+    measure()  # the first poll records its status: a query more than the next ones
+    first = measure()
+    for status in ("rolled_back", "kept_stable", "failed", "succeeded", "rolled_back"):
+        rollout_of(status)
+    latest = rollout_of("rolled_back")
+    again = measure()
+    assert again == (first[0], [latest.pk])
+    assert firing_variants() == ["stable"]  # the stable serves: nothing was resolved
+
+
 # -- pages -------------------------------------------------------------------------------------
 
 
@@ -344,3 +590,23 @@ def test_incident_buttons_act_on_every_alert_by_role(receiver, browser_for, clf,
                                         {"comment": "x"}).status_code == 404
     page = browser_for("viewer").get("/alerts/").content.decode()
     assert "incident-state" in page and "silenced" in page
+
+
+def test_incident_forms_act_on_the_alerts_the_page_showed(receiver, browser_for, clf,
+                                                          production):
+    receiver(*drift_event()[:2])
+    contributor = browser_for("contributor")
+    page = contributor.get("/alerts/").content.decode()
+    shown = sorted(Alert.objects.values_list("pk", flat=True))
+    for pk in shown:
+        assert f'name="alerts" value="{pk}"' in page
+    assert "Silence all 2" in page and "Acknowledge all 2" in page
+
+    receiver(*drift_event())  # eight more, critical, after the page was shown
+    answer = contributor.post(f"/alerts/{shown[0]}/incident/silence/",
+                              {"duration": "1d", "reason": "known", "alerts": shown},
+                              follow=True).content.decode()
+    assert "Silenced 2 alerts" in answer
+    assert "8 alerts (8 critical) joined the incident" in answer
+    assert sorted(Alert.objects.filter(silenced_until__isnull=False)
+                  .values_list("pk", flat=True)) == shown

@@ -43,6 +43,7 @@ def env_file(tmp_path: Path, database_url: str, port: int) -> Path:
         f"MODELGATE_REDIS_PREFIX=modelgate-machine-{os.getpid()}:",
         f"MODELGATE_DATA_DIR={tmp_path / 'data'}",
         f"MODELGATE_BIND=127.0.0.1:{port}",
+        f"MODELGATE_CELERY_QUEUE=machine-{os.getpid()}",
         "MODELGATE_LOG_LEVEL=info", ""]))
     return path
 
@@ -62,6 +63,10 @@ def test_the_procfile_runs_the_portal_on_one_machine(database, tmp_path):
     entries = dict(line.split(": ", 1) for line in procfile.read_text().splitlines()
                    if line and not line.startswith("#"))
     assert set(entries) == {"web", "worker", "rollout-worker", "beat"}
+    # The environment file's queues and data folder, not those of the shell generating it.
+    assert f"-Q machine-{os.getpid()} " in entries["worker"]
+    assert f"-Q machine-{os.getpid()}-rollouts " in entries["rollout-worker"]
+    assert f"--schedule {tmp_path / 'data' / 'celerybeat-schedule'}" in entries["beat"]
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "HOME": str(tmp_path), "LANG": "C.UTF-8", **read_env(env_path)}
     started = time.monotonic()

@@ -60,6 +60,26 @@ def operations(w) -> list[tuple]:
         ("GET", f"/api/v1/projects/{w['project'].pk}/", None, allowed("viewer"), 200),
         ("PATCH", f"/api/v1/projects/{w['project'].pk}/", {"description": "x"},
          allowed("owner"), 200),
+        # Archiving (decision 58): the world's rollouts run, so the project's is refused;
+        # restoring what is not archived changes nothing.
+        ("POST", f"/api/v1/projects/{w['project'].pk}/archive/", {}, allowed("owner"), 409),
+        ("POST", f"/api/v1/projects/{w['project'].pk}/restore/", {}, allowed("owner"), 200),
+        ("POST", f"/api/v1/models/{w['retired_model'].pk}/archive/", {},
+         allowed("contributor"), 200),
+        ("POST", f"/api/v1/models/{w['retired_model'].pk}/restore/", {}, allowed("owner"), 200),
+        ("POST", f"/api/v1/datasets/{w['retired_dataset'].pk}/archive/", {},
+         allowed("contributor"), 200),
+        ("POST", f"/api/v1/datasets/{w['retired_dataset'].pk}/restore/", {}, allowed("owner"),
+         200),
+        ("POST", f"/api/v1/environments/{w['retired_env'].pk}/archive/", {}, allowed("owner"),
+         200),
+        ("POST", f"/api/v1/environments/{w['retired_env'].pk}/restore/", {}, allowed("owner"),
+         200),
+        # People: staff only (none of the matrix's callers is staff).
+        ("GET", "/api/v1/users/", None, staff_only, 200),
+        ("POST", "/api/v1/users/", {"username": "new-person"}, staff_only, 201),
+        ("GET", f"/api/v1/users/{w['membership'].user_id}/", None, staff_only, 200),
+        ("POST", f"/api/v1/users/{w['membership'].user_id}/deactivate/", {}, staff_only, 200),
         ("GET", "/api/v1/memberships/", None, everyone(200), 200),
         ("GET", f"/api/v1/memberships/{w['membership'].pk}/", None, allowed("viewer"), 200),
         ("PATCH", f"/api/v1/memberships/{w['membership'].pk}/", {"role": "contributor"},
@@ -193,6 +213,10 @@ def operations(w) -> list[tuple]:
         ("POST", f"/api/v1/invitations/{w['invitation_to_accept'].pk}/accept/", {},
          invitee_only, 200),
     ]
+
+
+def staff_only(role, ok):
+    return 401 if role == "anonymous" else 403
 
 
 def invitee_only(role, ok):
@@ -331,6 +355,19 @@ def actions(w) -> list[tuple[str, str, dict, object]]:
          {"name": "champion", "version": w["version"].pk}, allowed("approver")),
         ("registry:version-archive", f"/p/{slug}/m/{name}/v/{w['spare'].number}/archive/", {},
          allowed("contributor")),
+        # Refused for the owner too (rollouts run): the page says why, nothing changes.
+        ("registry:project-archive", f"/p/{slug}/archive/", {}, allowed("owner")),
+        ("registry:project-restore", f"/p/{slug}/restore/", {}, allowed("owner")),
+        ("registry:model-archive", f"/p/{slug}/m/retired/archive/", {}, allowed("contributor")),
+        ("registry:model-restore", f"/p/{slug}/m/retired/restore/", {}, allowed("owner")),
+        ("registry:dataset-archive", f"/datasets/{w['retired_dataset'].pk}/archive/", {},
+         allowed("contributor")),
+        ("registry:dataset-restore", f"/datasets/{w['retired_dataset'].pk}/restore/", {},
+         allowed("owner")),
+        ("releases:environment-archive", f"/p/{slug}/environments/retired/archive/", {},
+         allowed("owner")),
+        ("releases:environment-restore", f"/p/{slug}/environments/retired/restore/", {},
+         allowed("owner")),
         ("releases:request-review", f"/releases/{w['request'].pk}/review/",
          {"decision": "approve", "comment": "ok"}, allowed("approver")),
         ("releases:deployment-command", f"/deployments/{w['rollouts']['pause'].pk}/command/",
@@ -409,6 +446,7 @@ def test_every_page_and_form_is_covered(world):
     outside = {"login", "logout", "schema", "api-docs", "api-redoc", "healthz", "readyz",
                "monitoring:metrics",  # its own bearer token (tests in test_monitoring)
                "registry:project-create",  # GET covered below; POST creates a project
-               "oidc-sign-in", "oidc-callback"}  # single sign-on: tests in test_sso
+               "oidc-sign-in", "oidc-callback",  # single sign-on: tests in test_sso
+               "accounts:set-password"}  # a one-time link: tests in test_users_api
     covered = {n for n, *_ in pages(world)} | {n for n, *_ in actions(world)}
     assert names - covered - outside == set(), "pages or forms with no row in the matrix"

@@ -24,6 +24,26 @@ def test_token_login_and_token_use(api, users):
     assert token.last_used_at is not None
 
 
+def test_a_password_login_takes_the_approve_scope_only_for_an_approver(api, users, project):
+    """Approving, promoting and A/B decisions need the approve scope: an approver gets it
+    from the same login (no second token made in the browser), a contributor is told why
+    not, and the 403 of a token without it names the scope."""
+    client = api(None)
+    login = {"username": "alice", "password": "pw-alice", "scopes": ["read", "approve"]}
+    response = client.post("/api/v1/auth/token/", login, format="json")
+    assert response.status_code == 201, response.content
+    assert users["approver"].api_tokens.get().scopes == ["read", "approve"]
+    refused = client.post("/api/v1/auth/token/", {**login, "username": "carlos",
+                                                  "password": "pw-carlos"}, format="json")
+    assert refused.status_code == 403 and refused.json()["code"] == "scope_not_held"
+    plain = client.post("/api/v1/auth/token/", {"username": "alice", "password": "pw-alice"},
+                        format="json").json()["token"]
+    client.client.credentials(HTTP_AUTHORIZATION=f"Token {plain}")
+    lacking = client.post("/api/v1/deployments/1/promote/", {}, format="json")
+    assert lacking.status_code == 403 and lacking.json()["code"] == "scope_required"
+    assert "lacks the 'approve' scope" in lacking.json()["detail"]
+
+
 def test_wrong_password_and_bad_body(api, users):
     client = api(None)
     response = client.post("/api/v1/auth/token/", {"username": "carlos", "password": "nope"},

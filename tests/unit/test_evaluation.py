@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from ops.evaluation import EvaluationError, labels_like, measure
-from ops.gates import evaluate
+from ops.evaluation import MEASURABLE, EvaluationError, labels_like, measure
+from ops.gates import Evidence, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +77,41 @@ def test_no_rows_is_an_error_not_a_perfect_score(rows):
 def test_gates_say_where_each_figure_came_from():
     rules = [{"metric": "roc_auc", "min": 0.9}, {"metric": "owner_kpi", "min": 1},
              {"metric": "roc_auc", "max_drop": 0.01}]
-    results = evaluate(rules, {"roc_auc": 0.55, "owner_kpi": 2}, {"roc_auc": 0.93},
-                       sources={"roc_auc": "measured", "owner_kpi": "declared"},
-                       champion_sources={"roc_auc": "measured"})
+    mine = Evidence({"roc_auc": 0.55, "owner_kpi": 2},
+                    {"roc_auc": "measured", "owner_kpi": "declared"},
+                    measurable=MEASURABLE["classification"])
+    theirs = Evidence({"roc_auc": 0.93}, {"roc_auc": "measured"},
+                      measurable=MEASURABLE["classification"])
+    results = evaluate(rules, mine, theirs)
     assert [(r.source, r.passed) for r in results] == [
         ("measured", False), ("declared", True), ("measured", False)]
     assert results[2].champion_source == "measured"
 
 
 def test_while_a_measurement_is_under_way_every_gate_fails_with_the_reason():
-    results = evaluate([{"metric": "roc_auc", "min": 0.9}], {"roc_auc": 0.99}, None,
-                       unmeasured="v3 is being measured on holdout")
-    assert not results[0].passed and results[0].detail == "v3 is being measured on holdout"
+    results = evaluate([{"metric": "roc_auc", "min": 0.9}],
+                       Evidence({"roc_auc": 0.99}, unmeasured="v3 is being measured"), None)
+    assert not results[0].passed and results[0].detail == "v3 is being measured"
+
+
+def test_a_measurable_metric_the_measurement_lacks_is_not_judged_on_its_declared_figure():
+    """One class in the labels gives no ROC AUC: the typed-in 0.99 must not pass."""
+    mine = Evidence({"roc_auc": 0.99, "accuracy": 0.05},
+                    {"roc_auc": "declared", "accuracy": "measured"},
+                    measurable=MEASURABLE["classification"])
+    results = evaluate([{"metric": "roc_auc", "min": 0.9}], mine, None)
+    assert not results[0].passed and "could not be measured" in results[0].detail
+
+
+def test_a_comparison_needs_both_sides_measured():
+    mine = Evidence({"roc_auc": 0.5}, {"roc_auc": "measured"},
+                    measurable=MEASURABLE["classification"])
+    declared_low = Evidence({"roc_auc": 0.5}, {"roc_auc": "declared"},
+                            measurable=MEASURABLE["classification"])
+    result = evaluate([{"metric": "roc_auc", "max_drop": 0.01}], mine, declared_low)[0]
+    assert not result.passed and "the version it is compared with" in result.detail
+    failed = Evidence({"roc_auc": 0.99}, unmeasured="v1 could not be measured on h: boom")
+    result = evaluate([{"metric": "roc_auc", "max_drop": 0.01}], mine, failed)[0]
+    assert not result.passed and result.detail == "v1 could not be measured on h: boom"
+    # an absolute rule does not need the other side
+    assert evaluate([{"metric": "roc_auc", "min": 0.4}], mine, failed)[0].passed

@@ -74,3 +74,7 @@ class TokenLoginSerializer(serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(trim_whitespace=False)
     name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=TokenScope.choices), required=False,
+        help_text="read, write, approve; default read and write. approve (reviews, "
+                  "promote/resume/keep, A/B decisions, the champion) only for an approver")

@@ -217,7 +217,9 @@ class TokenLoginView(APIView):
                             status=status.HTTP_401_UNAUTHORIZED,
                             headers={"WWW-Authenticate": "Token"})
         record_sign_in(request, user)  # audited like a session sign-in (account.login)
-        token, key = services.create_token(user, data.get("name") or "API login")
+        token, key = services.create_token(user, data.get("name") or "API login",
+                                           scopes=services.login_scopes(user,
+                                                                        data.get("scopes")))
         return Response({"token": key, "name": token.name, "prefix": token.prefix},
                         status=status.HTTP_201_CREATED)
 

@@ -1,7 +1,8 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from portal.experiments import services
-from portal.experiments.choices import DecisionChoice
+from portal.experiments.choices import DecisionChoice, ExperimentStatus, OutcomeKind
 from portal.experiments.models import Experiment, ExperimentDecision
 
 
@@ -61,6 +62,7 @@ class ExperimentSerializer(serializers.ModelSerializer):
                   "generation", "status", "decision", "created_at"]
         read_only_fields = fields
 
+    @extend_schema_field(serializers.ChoiceField(choices=ExperimentStatus.choices))
     def get_status(self, experiment) -> str:
         return services.status_of(experiment)
 
@@ -70,3 +72,76 @@ class DecideSerializer(serializers.Serializer):
     comment = serializers.CharField(max_length=4000)
     extend_hours = serializers.FloatField(required=False, allow_null=True, min_value=0.01,
                                           max_value=2160)
+
+
+# The A/B readout (``ExperimentViewSet.readout``): the shapes of ``services.results``.
+
+def _interval(**kwargs):
+    return serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2,
+                                 **kwargs)
+
+
+class ReadoutSideSerializer(serializers.Serializer):
+    """One variant's outcome so far: a rate (binary outcomes) or a mean (numeric ones)."""
+
+    units = serializers.IntegerField(help_text="Units (predictions) with an outcome")
+    rate = serializers.FloatField(required=False, allow_null=True,
+                                  help_text="Binary outcomes: the share converted")
+    mean = serializers.FloatField(required=False, allow_null=True,
+                                  help_text="Numeric outcomes: the mean outcome")
+    interval = _interval(allow_null=True, help_text="Its 95% interval [low, high]")
+
+
+class ReadoutStatisticsSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=OutcomeKind.choices)
+    control = ReadoutSideSerializer(help_text="A: the stable version")
+    treatment = ReadoutSideSerializer(help_text="B: the candidate version")
+    difference = serializers.FloatField(allow_null=True, help_text="B − A")
+    difference_interval = _interval(allow_null=True)
+    relative_lift = serializers.FloatField(allow_null=True, help_text="(B − A) / A")
+    relative_interval = _interval(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True, help_text="Fixed-horizon p-value")
+    test = serializers.CharField(help_text="The fixed-horizon test used")
+    sequential_p = serializers.FloatField(allow_null=True,
+                                          help_text="Always-valid (mSPRT) p-value")
+    srm_p = serializers.FloatField(help_text="Sample ratio check's p-value")
+    srm_broken = serializers.BooleanField(help_text="Assignment does not match the split")
+    mde = serializers.FloatField(allow_null=True, help_text="Minimum detectable effect")
+    units_needed = serializers.IntegerField(allow_null=True,
+                                            help_text="More units per group to settle it")
+    significant = serializers.BooleanField()
+    verdict = serializers.CharField(help_text="The verdict in words")
+
+
+class OutcomePointSerializer(serializers.Serializer):
+    time = serializers.DateTimeField(help_text="End of the ten-minute period")
+    units = serializers.IntegerField()
+    value = serializers.FloatField(allow_null=True, help_text="Cumulative rate or mean")
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
+
+
+class OutcomeSeriesSerializer(serializers.Serializer):
+    stable = OutcomePointSerializer(many=True)
+    candidate = OutcomePointSerializer(many=True)
+
+
+class ExplanationSummarySerializer(serializers.Serializer):
+    summary = serializers.CharField()
+    top_features = serializers.ListField(child=serializers.CharField())
+
+
+class VariantExplanationsSerializer(serializers.Serializer):
+    stable = ExplanationSummarySerializer(allow_null=True, help_text="null: none ready")
+    candidate = ExplanationSummarySerializer(allow_null=True, help_text="null: none ready")
+
+
+class ReadoutSerializer(serializers.Serializer):
+    """An A/B test's results so far, with the decisions taken on it."""
+
+    experiment = ExperimentSerializer()
+    readout = ReadoutStatisticsSerializer()
+    over_time = OutcomeSeriesSerializer(help_text="Per variant, the outcome over time")
+    explanations = VariantExplanationsSerializer(
+        help_text="Each variant's explanation summary, when ready")
+    decisions = ExperimentDecisionSerializer(many=True)

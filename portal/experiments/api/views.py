@@ -1,9 +1,10 @@
-from drf_spectacular.utils import OpenApiTypes, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.api.schema import ErrorSerializer
 from portal.api.views import PortalViewSet
 from portal.experiments import queries, services
 from portal.experiments.api.serializers import (
@@ -11,7 +12,9 @@ from portal.experiments.api.serializers import (
     ExperimentSerializer,
     FeedbackBatchSerializer,
     FeedbackResultSerializer,
+    ReadoutSerializer,
 )
+from portal.experiments.filtersets import ExperimentFilterSet
 
 # A single item's refusal, as an HTTP status (the batch form always answers 200).
 SINGLE_STATUS = {"not_found": 404, "unknown_prediction": 404, "permission_denied": 403,
@@ -32,8 +35,10 @@ class FeedbackView(APIView):
     single form answers 201 (accepted), 200 (duplicate) or the refusal's status.
     """
 
+    # The single form's refusals (SINGLE_STATUS), and a batch over the limit (413).
     @extend_schema(request=FeedbackBatchSerializer, responses={
-        200: FeedbackResultSerializer, 201: FeedbackResultSerializer})
+        200: FeedbackResultSerializer, 201: FeedbackResultSerializer, 404: ErrorSerializer,
+        413: ErrorSerializer})
     def post(self, request):
         data = request.data
         single = isinstance(data, dict) and "items" not in data
@@ -58,9 +63,10 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
     # by the releases app (portal.releases.api.experiments).
 
     serializer_class = ExperimentSerializer
+    filterset_class = ExperimentFilterSet
     visible = staticmethod(queries.experiments_for)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=ReadoutSerializer)
     @action(detail=True, methods=["get"], filter_backends=[])
     def readout(self, request, pk=None):
         """Per variant: units, rate or mean with a 95% interval; the lift with its

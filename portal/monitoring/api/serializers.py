@@ -73,6 +73,59 @@ class SilenceSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
 
 
+class ShownAlertsSerializer(serializers.Serializer):
+    """The alerts of an incident a person saw, for an act on the incident."""
+
+    alerts = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, allow_empty=False,
+        max_length=1000,
+        help_text="The ids of the incident's alerts the caller was shown (its `alerts`): only "
+                  "those still firing in the incident are acted on; alerts that joined it "
+                  "since are left alone (`not_shown`). Without it, the act covers the "
+                  "incident's firing alerts at the time of the request, listed in the "
+                  "response's `acted_on`.")
+
+
+class IncidentAcknowledgeSerializer(ShownAlertsSerializer, AcknowledgeSerializer):
+    pass
+
+
+class IncidentSilenceSerializer(ShownAlertsSerializer, SilenceSerializer):
+    pass
+
+
+class IncidentActedSerializer(IncidentSerializer):
+    """The incident after an act on it, and what the act did (``incidents.Outcome``)."""
+
+    acted_on = serializers.SerializerMethodField(help_text="The alerts the act changed")
+    unchanged = serializers.SerializerMethodField(
+        help_text="Alerts shown and firing but left as they were: already acknowledged (an "
+                  "acknowledgement is never replaced)")
+    not_shown = serializers.SerializerMethodField(
+        help_text="Alerts firing in the incident that `alerts` did not list: left alone")
+    no_longer_firing = serializers.SerializerMethodField(
+        help_text="Alerts listed that no longer fire in the incident: left alone")
+    message = serializers.SerializerMethodField(help_text="What was done, in words")
+
+    def _outcome(self):
+        return self.context["outcome"]
+
+    def get_acted_on(self, obj) -> list[int]:
+        return [a.pk for a in self._outcome().acted]
+
+    def get_unchanged(self, obj) -> list[int]:
+        return [a.pk for a in self._outcome().unchanged]
+
+    def get_not_shown(self, obj) -> list[int]:
+        return [a.pk for a in self._outcome().not_shown]
+
+    def get_no_longer_firing(self, obj) -> list[int]:
+        return list(self._outcome().no_longer_firing)
+
+    def get_message(self, obj) -> str:
+        return self._outcome().message
+
+
 class AlertmanagerResultSerializer(serializers.Serializer):
     received = serializers.IntegerField()
     changed = serializers.IntegerField()

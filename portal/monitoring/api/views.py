@@ -8,6 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.api.schema import ErrorSerializer
 from portal.api.views import PortalViewSet, validated
 from portal.errors import NotAllowed, ServiceUnavailable
 from portal.monitoring import alerts, queries
@@ -90,7 +91,8 @@ class AlertmanagerReceiver(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: AlertmanagerResultSerializer})
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: AlertmanagerResultSerializer,
+                                                           503: ErrorSerializer})
     def post(self, request):
         expected = settings.MODELGATE_ALERTMANAGER_TOKEN
         if not expected:

@@ -6,25 +6,35 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from portal.accounts.choices import Role
 from portal.accounts.services import role_in
 from portal.api.fields import ReferenceField
 from portal.api.parsers import NUL_REFUSED, contains_nul
 from portal.api.serializers import CreatedByField, read_only_with
-from portal.registry.choices import DatasetPurpose, Task
+from portal.registry.choices import (
+    DatasetPurpose,
+    EvaluationStatus,
+    ExplanationStatus,
+    Task,
+)
 from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
 
 
 class ProjectSerializer(serializers.ModelSerializer):
     role = serializers.SerializerMethodField()
     model_count = serializers.IntegerField(read_only=True)
+    archived_by = serializers.CharField(source="archived_by.username", read_only=True,
+                                        default=None, allow_null=True,
+                                        help_text="Who archived it (null: not archived)")
 
     class Meta:
         model = Project
         fields = ["id", "name", "slug", "description", "allow_unsafe_artifacts", "created_at",
-                  "model_count", "role"]
-        read_only_fields = ["id", "created_at", "model_count", "role"]
+                  "model_count", "role", "archived_at", "archived_by"]
+        read_only_fields = ["id", "created_at", "model_count", "role", "archived_at"]
         extra_kwargs = {"slug": {"validators": []}}
 
+    @extend_schema_field(serializers.ChoiceField(choices=Role.choices, allow_null=True))
     def get_role(self, project) -> str | None:
         return role_in(self.context["request"].user, project)
 
@@ -56,12 +66,16 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
     version_count = serializers.IntegerField(read_only=True, allow_null=True)
     aliases = AliasSerializer(many=True, read_only=True)
     task = serializers.ChoiceField(choices=Task.choices)
+    archived_by = serializers.CharField(source="archived_by.username", read_only=True,
+                                        default=None, allow_null=True,
+                                        help_text="Who archived it (null: not archived)")
 
     class Meta:
         model = RegisteredModel
         fields = ["id", "project", "project_slug", "name", "task", "description", "created_at",
-                  "created_by", "latest_version", "version_count", "aliases"]
-        read_only_fields = ["id", "created_at"]
+                  "created_by", "latest_version", "version_count", "aliases", "archived_at",
+                  "archived_by"]
+        read_only_fields = ["id", "created_at", "archived_at"]
         validators = []
 
 
@@ -188,14 +202,17 @@ class VersionCreateSerializer(serializers.Serializer):
 class DatasetSerializer(serializers.ModelSerializer):
     project_slug = serializers.CharField(source="project.slug", read_only=True)
     created_by = CreatedByField()
+    archived_by = serializers.CharField(source="archived_by.username", read_only=True,
+                                        default=None, allow_null=True,
+                                        help_text="Who archived it (null: not archived)")
 
     class Meta:
         model = Dataset
         # No "uri": where the store keeps the file is the server's business; datasets are
         # addressed by id (issue 18).
         fields = ["id", "project", "project_slug", "name", "description", "sha256", "size",
-                  "format", "target", "purpose", "rows", "columns", "profile_status",
-                  "profile_reason", "created_at", "created_by"]
+                  "format", "target", "purpose", "model", "rows", "columns", "profile_status",
+                  "profile_reason", "created_at", "created_by", "archived_at", "archived_by"]
         read_only_fields = fields
 
 
@@ -210,8 +227,12 @@ class DatasetCreateSerializer(serializers.Serializer):
     target = serializers.CharField(required=False, allow_blank=True, default="")
     purpose = serializers.ChoiceField(
         choices=DatasetPurpose.choices, default=DatasetPurpose.REFERENCE,
-        help_text="evaluation: held out, with the label (target) column; every version whose "
-                  "inputs it holds is measured on it and gates judge the measured figures")
+        help_text="evaluation: held out, with the label (target) column of `model`; every "
+                  "version of it whose inputs it holds is measured on it and gates judge the "
+                  "measured figures (approvers upload these)")
+    model = ReferenceField(queryset=RegisteredModel.objects.all(), required=False,
+                           allow_null=True, default=None,
+                           help_text="the model an evaluation dataset measures")
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -219,10 +240,10 @@ class EvaluationSerializer(serializers.Serializer):
     """A version measured on an evaluation dataset (``status`` pending, ready or failed)."""
 
     dataset = DatasetRefSerializer(read_only=True)
-    # A string, not an enum: a second "status" enum would rename the versions' StatusEnum in
-    # every client generated from the schema.
-    status = serializers.CharField(read_only=True, help_text="pending (being measured), ready "
-                                                             "(measured) or failed (see reason)")
+    # Named in ENUM_NAME_OVERRIDES: a second "status" enum renames no other.
+    status = serializers.ChoiceField(choices=EvaluationStatus.choices, read_only=True,
+                                     help_text="pending (being measured), ready (measured) or "
+                                               "failed (see reason)")
     reason = serializers.CharField(read_only=True)
     metrics = serializers.DictField(child=serializers.FloatField(), read_only=True,
                                     help_text="measured on the dataset's rows against its label")
@@ -244,7 +265,7 @@ class LineageSerializer(serializers.Serializer):
 
 
 class ExplanationSerializer(serializers.Serializer):
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=ExplanationStatus.choices)
     reason = serializers.CharField()
     method = serializers.CharField(help_text="tree, linear or permutation")
     output = serializers.CharField(help_text="What base_value + SHAP values add up to")
@@ -272,7 +293,8 @@ class ExplainRequestSerializer(serializers.Serializer):
 
 class InstanceExplanationSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    status = serializers.CharField(help_text="pending, ready or failed")
+    status = serializers.ChoiceField(choices=ExplanationStatus.choices,
+                                     help_text="pending, ready or failed")
     reason = serializers.CharField()
     result = serializers.DictField(help_text="predictions, outputs (what the values add up "
                                              "to), base_value, feature_names, values (one "

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from portal.accounts.choices import Role
 from portal.accounts.services import require_role
+from portal.api.archive import ArchiveActions
 from portal.api.pagination import VersionCursorPagination
 from portal.api.permissions import APPROVE, WRITE
 from portal.api.views import PortalViewSet, validated
@@ -56,8 +57,12 @@ def check_upload_size(request, limit: int) -> None:
         raise PayloadTooLarge(f"the upload is {length} bytes; the limit is {limit} bytes")
 
 
-class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
-    """Projects you are a member of (staff see all)."""
+class ProjectViewSet(ArchiveActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                     PortalViewSet):
+    """Projects you are a member of (staff see all); archived ones with ``?archived=true``."""
+
+    archive_service = staticmethod(services.archive_project)  # owners
+    restore_service = staticmethod(services.restore_project)
 
     serializer_class = ProjectSerializer
     filterset_class = ProjectFilterSet
@@ -89,8 +94,13 @@ def alias_scope(kwargs) -> str:
     return APPROVE if kwargs.get("alias") in services.PROTECTED_ALIASES else WRITE
 
 
-class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+class RegisteredModelViewSet(ArchiveActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                             PortalViewSet):
     """Registered models and, nested under each, its versions and aliases."""
+
+    archive_service = staticmethod(services.archive_model)  # contributors; restore: owners
+    restore_service = staticmethod(services.restore_model)
+    archived_lookups = ("archived_at", "project__archived_at")
 
     throttle_scopes = {"versions": "uploads"}  # POST: a new version (reads are not limited)
 
@@ -267,8 +277,13 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
         return Response(self.get_serializer(self.get_queryset().get(pk=version.pk)).data)
 
 
-class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+class DatasetViewSet(ArchiveActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                     PortalViewSet):
     """Reference datasets and their baseline profiles."""
+
+    archive_service = staticmethod(services.archive_dataset)  # contributors; restore: owners
+    restore_service = staticmethod(services.restore_dataset)
+    archived_lookups = ("archived_at", "project__archived_at")
 
     throttle_scopes = {"create": "uploads"}
 
@@ -281,6 +296,14 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
     def get_serializer_class(self):
         return DatasetDetailSerializer if self.action == "retrieve" else DatasetSerializer
 
+    def get_parsers(self):
+        # Creating a dataset is an upload (multipart); every other action takes JSON. The
+        # parsers are chosen before DRF sets ``action``, so the route's map names it.
+        method = getattr(getattr(self, "request", None), "method", "") or ""
+        action_name = getattr(self, "action", None) or \
+            getattr(self, "action_map", {}).get(method.lower())
+        return [MultiPartParser()] if action_name == "create" else super().get_parsers()
+
     @extend_schema(request={"multipart/form-data": DatasetCreateSerializer},
                    responses={201: DatasetDetailSerializer})
     def create(self, request):
@@ -291,7 +314,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVie
         dataset = services.upload_dataset(
             request.user, data["project"], name=data["name"], file=data["file"],
             filename=data["file"].name, target=data["target"], purpose=data["purpose"],
-            description=data["description"])
+            model=data["model"], description=data["description"])
         dataset = self.get_queryset().get(pk=dataset.pk)
         return Response(DatasetDetailSerializer(dataset).data, status=status.HTTP_201_CREATED)
 

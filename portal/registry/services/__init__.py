@@ -13,6 +13,8 @@ callers, tasks (``on_time_limit="portal.registry.services:..."``) and tests reac
   the evidence gates judge (measured over declared)
 - ``explanations``: SHAP explanations of versions and of rows users send
 - ``aliases`` (moved by people, and by a release that succeeds), ``lineage``; ``requeue``: work no worker finished, queued again
+- ``archive``: archiving and restoring projects, models, datasets (and the releases app's
+  environments), and refusing what would go into something archived
 
 Time limits: a worker task stopped at its limit leaves its object failed with the reason
 (never pending, which the periodic requeue would send again and again):
@@ -25,6 +27,19 @@ from portal.registry.services.aliases import (
     delete_alias,
     move_alias_for_release,
     set_alias,
+)
+from portal.registry.services.archive import (
+    archive_dataset,
+    archive_model,
+    archive_object,
+    archive_project,
+    lock_open,
+    refuse_archive_when,
+    refuse_archived,
+    restore_dataset,
+    restore_model,
+    restore_object,
+    restore_project,
 )
 from portal.registry.services.datasets import (
     dataset_limits,
@@ -70,6 +85,9 @@ from portal.registry.services.versions import (
 
 __all__ = [
     "COMMIT", "MAX_EXPLAIN_ROWS", "MAX_LINEAGE_NODES", "PROJECT_EDITABLE", "PROTECTED_ALIASES",
+    "archive_dataset", "archive_model", "archive_object", "archive_project",
+    "lock_open", "refuse_archive_when", "refuse_archived", "restore_dataset",
+    "restore_model", "restore_object", "restore_project",
     "archive_version", "convert_unsafe_artifact", "create_model", "create_project",
     "dataset_limits", "delete_alias", "evaluate", "evaluation_timed_out", "explain_instances", "explain_version",
     "explanation_timed_out", "lineage", "load_version_model", "move_alias_for_release",

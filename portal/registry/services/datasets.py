@@ -19,26 +19,37 @@ from portal.audit import services as audit
 from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
 from portal.queue import enqueue
 from portal.registry.choices import DatasetPurpose, ProfileStatus
-from portal.registry.models import Dataset, ModelVersion, Project
+from portal.registry.models import Dataset, ModelVersion, Project, RegisteredModel
+from portal.registry.services.archive import lock_open, refuse_archived
 from portal.registry.services.base import _full_clean
 from portal.registry.storage import get_store
 
 
 def upload_dataset(user, project: Project, *, name: str, file: BinaryIO, filename: str = "",
                    target: str = "", description: str = "",
-                   purpose: str = DatasetPurpose.REFERENCE) -> Dataset:
-    """Store a dataset and queue its profile; an evaluation dataset (held out, with its label
-    column) is then used to measure every version whose inputs it holds."""
-    require_role(user, project, Role.CONTRIBUTOR, "upload datasets")
+                   purpose: str = DatasetPurpose.REFERENCE,
+                   model: RegisteredModel | None = None) -> Dataset:
+    """Store a dataset and queue its profile. An evaluation dataset (held out, with its label
+    column) names the model it measures; every version of that model whose inputs it holds
+    is then measured on it, and the gates judge those figures. It is the evidence releases
+    are judged on, so approvers (not whoever uploads the versions) choose it."""
     if purpose not in DatasetPurpose.values:
         raise ValidationFailed(f"purpose must be one of {', '.join(DatasetPurpose.values)}",
                                field="purpose")
+    evaluation = purpose == DatasetPurpose.EVALUATION
+    require_role(user, project, Role.APPROVER if evaluation else Role.CONTRIBUTOR,
+                 "upload evaluation datasets" if evaluation else "upload datasets")
+    refuse_archived(project)
+    if model is not None and model.project_id != project.pk:
+        raise ValidationFailed(f"model {model.name} is not in project {project.slug}",
+                               field="model")
     try:
         fmt = ops_profile.detect_dataset_format(ops_artifacts.read_head(file, 8), filename)
     except DatasetError as e:
         raise ValidationFailed(e.detail, code=e.code, field="file") from e
     dataset = Dataset(project=project, name=name, description=description, target=target,
-                      purpose=purpose, format=fmt, uri="pending", sha256="0" * 64, created_by=user)
+                      purpose=purpose, model=model if evaluation else None, format=fmt,
+                      uri="pending", sha256="0" * 64, created_by=user)
     _full_clean(dataset, exclude=["created_by"])
     store = get_store()
     try:
@@ -48,6 +59,7 @@ def upload_dataset(user, project: Project, *, name: str, file: BinaryIO, filenam
         raise PayloadTooLarge(str(e), field="file") from e
     try:
         with transaction.atomic():
+            lock_open(project)  # not archived meanwhile (archive's module doc)
             existing = Dataset.objects.filter(project=project, sha256=stored.sha256).first()
             if existing:
                 raise Conflict(f"this file is already registered as dataset {existing.name} "

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ops import evaluation as ops_evaluation
-from ops.exceptions import OpsError
+from ops.exceptions import OpsError, TransientError
 from ops.redact import without_paths
 from ops.schema import parse_input_schema
 from portal.queue import enqueue
@@ -31,39 +33,63 @@ def _input_names(version: ModelVersion) -> list[str]:
     return [f.name for f in parse_input_schema(version.input_schema)]
 
 
-def fits(dataset: Dataset, version: ModelVersion) -> bool:
-    """Whether the dataset can measure the version: it holds every input and the label."""
+def missing_inputs(dataset: Dataset, version: ModelVersion) -> list[str]:
+    """The version's inputs (and the label) the dataset lacks."""
     columns = {c["name"] for c in dataset.columns or []}
+    return [n for n in [*_input_names(version), dataset.target] if n not in columns]
+
+
+def fits(dataset: Dataset, version: ModelVersion) -> bool:
+    """Whether the dataset measures the version: an evaluation dataset of its model, profiled,
+    holding every input and the label."""
     return (dataset.is_evaluation and dataset.profile_status == ProfileStatus.READY
-            and dataset.project_id == version.model.project_id and bool(dataset.target)
-            and dataset.target in columns and set(_input_names(version)) <= columns)
+            and dataset.model_id == version.model_id and bool(dataset.target)
+            and not missing_inputs(dataset, version))
 
 
 def queue_evaluations(*, version: ModelVersion | None = None,
                       dataset: Dataset | None = None) -> int:
     """Create and queue the measurements a newly ready version or a newly profiled
-    evaluation dataset calls for; how many were queued."""
+    evaluation dataset calls for (none exists twice); how many were queued."""
     if version is not None:
-        datasets = Dataset.objects.filter(project_id=version.model.project_id,
+        # An archived evaluation dataset measures no new version (decision 58).
+        datasets = Dataset.objects.filter(model_id=version.model_id,
                                           purpose=DatasetPurpose.EVALUATION,
-                                          profile_status=ProfileStatus.READY)
+                                          profile_status=ProfileStatus.READY,
+                                          archived_at__isnull=True)
         pairs = [(version, d) for d in datasets if fits(d, version)]
     else:
-        versions = ModelVersion.objects.filter(model__project_id=dataset.project_id,
+        versions = ModelVersion.objects.filter(model_id=dataset.model_id,
                                                status=VersionStatus.READY).select_related(
             "model")
         pairs = [(v, dataset) for v in versions if fits(dataset, v)]
+    return sum(_queue(v, d) for v, d in pairs)
+
+
+def _queue(version: ModelVersion, dataset: Dataset) -> int:
+    try:
+        with transaction.atomic():
+            evaluation, created = Evaluation.objects.get_or_create(version=version,
+                                                                   dataset=dataset)
+    except IntegrityError:  # another worker created it first: it queues it
+        return 0
+    if created:
+        enqueue("workers.registry.evaluate_version", evaluation.pk,
+                recovery="the periodic requeue sends it again")
+    return int(created)
+
+
+def queue_missing() -> int:
+    """Measurements no worker was asked for (a version that became ready while its model's
+    evaluation dataset was being profiled): created and queued (the periodic requeue)."""
     queued = 0
-    for v, d in pairs:
-        try:
-            with transaction.atomic():
-                evaluation, created = Evaluation.objects.get_or_create(version=v, dataset=d)
-        except IntegrityError:  # another worker created it first: it queues it
-            continue
-        if created:
-            enqueue("workers.registry.evaluate_version", evaluation.pk,
-                    recovery="the periodic requeue sends it again")
-            queued += 1
+    for dataset in Dataset.objects.filter(purpose=DatasetPurpose.EVALUATION,
+                                          profile_status=ProfileStatus.READY,
+                                          archived_at__isnull=True).exclude(model=None):
+        if ModelVersion.objects.filter(model_id=dataset.model_id,
+                                       status=VersionStatus.READY).exclude(
+                evaluations__dataset=dataset).exists():
+            queued += queue_evaluations(dataset=dataset)
     return queued
 
 
@@ -76,15 +102,29 @@ def labelled_rows(version: ModelVersion, dataset: Dataset):
     return frame[names], frame[dataset.target]
 
 
+CLAIM_SECONDS = 360  # longer than the task's hard limit: a claim older than this is stale
+
+
+def _claim(evaluation_id: int) -> bool:
+    """Only one worker measures a pair at a time (a requeued copy finds it claimed)."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=CLAIM_SECONDS)
+    return bool(Evaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.PENDING)
+                .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale))
+                .update(claimed_at=now))
+
+
 def evaluate(evaluation_id: int) -> Evaluation | None:
     """Measure one version on one evaluation dataset (runs in a worker): the model loaded as
-    validation loads it, scored by ``ops.evaluation.measure``; a model that fails on the
-    rows is recorded as failed with the reason, and its gates fail."""
+    validation loads it, scored by ``ops.evaluation.measure``. Whatever stops it — a model
+    that raises anything, labels it never learned — is recorded as failed with the reason,
+    and its gates fail."""
     from portal.registry.services.explanations import load_version_model
 
     evaluation = (Evaluation.objects.select_related("version__model__project", "dataset")
                   .filter(pk=evaluation_id).first())
-    if evaluation is None or evaluation.status != EvaluationStatus.PENDING:
+    if evaluation is None or evaluation.status != EvaluationStatus.PENDING \
+            or not _claim(evaluation_id):
         return evaluation
     update = {"status": EvaluationStatus.FAILED, "computed_at": timezone.now()}
     try:
@@ -92,12 +132,14 @@ def evaluate(evaluation_id: int) -> Evaluation | None:
         model = load_version_model(evaluation.version)
         metrics = ops_evaluation.measure(model, X, y, task=evaluation.version.model.task)
         update.update(status=EvaluationStatus.READY, metrics=metrics, rows=len(X), reason="")
+    except TransientError:  # the store away: free the claim, the task is tried again
+        Evaluation.objects.filter(pk=evaluation.pk).update(claimed_at=None)
+        raise
     except OpsError as e:
         update["reason"] = without_paths(getattr(e, "detail", None) or str(e))
-    except (KeyError, ValueError, TypeError, AttributeError) as e:  # a model that breaks
+    except Exception as e:  # noqa: BLE001 - a model may raise anything; say what, and fail
         log.info("evaluation %s failed", evaluation_id, exc_info=True)
         update["reason"] = f"{type(e).__name__}: {without_paths(str(e))}"
-    # Claim: only the first worker to finish records the figures.
     if Evaluation.objects.filter(pk=evaluation.pk, status=EvaluationStatus.PENDING).update(
             **update):
         enqueue("workers.releases.judge_measured", evaluation.version_id)
@@ -118,8 +160,11 @@ class Evidence:
     metrics: dict
     sources: dict = field(default_factory=dict)  # metric: "measured" | "declared"
     dataset: Dataset | None = None
-    status: str = ""  # the measurement's: "" (none), pending, ready, failed
+    status: str = ""  # the measurement's: "" (no evaluation dataset), pending, ready, failed
     reason: str = ""
+    # What the portal measures for the version's task: where an evaluation dataset exists,
+    # these are judged only as measured (a declared one is not evidence).
+    measurable: frozenset = frozenset()
 
     @property
     def measuring(self) -> bool:
@@ -127,25 +172,42 @@ class Evidence:
 
 
 def evaluation_dataset(version: ModelVersion) -> Dataset | None:
-    """The evaluation dataset a version is judged on: the newest one measuring it."""
-    found = (Evaluation.objects.filter(version=version).select_related("dataset")
-             .order_by("-dataset__created_at", "-dataset_id").first())
-    return found.dataset if found else None
+    """The evaluation dataset a version of this model is judged on: its model's newest one
+    (profiled, not archived); None when the model has none."""
+    return (Dataset.objects.filter(model_id=version.model_id, purpose=DatasetPurpose.EVALUATION,
+                                   profile_status=ProfileStatus.READY, archived_at__isnull=True)
+            .order_by("-created_at", "-pk").first())
+
+
+def _measurement(version: ModelVersion, dataset: Dataset) -> Evaluation | None:
+    """The version's measurement on the dataset; created and queued when it should exist and
+    does not (a race with profiling), None when the dataset cannot measure it."""
+    found = Evaluation.objects.filter(version=version, dataset=dataset).first()
+    if found is None and version.status == VersionStatus.READY and fits(dataset, version):
+        _queue(version, dataset)
+        found = Evaluation.objects.filter(version=version, dataset=dataset).first()
+    return found
 
 
 def evidence(version: ModelVersion, dataset: Dataset | None) -> Evidence:
     """The version's metrics as gates judge them on ``dataset``: measured figures over the
-    declared ones (marked), or the declared ones alone without a measurement."""
+    declared ones (marked), or the declared ones alone without an evaluation dataset."""
     declared = dict(version.metrics or {})
     sources = dict.fromkeys(declared, "declared")
-    found = (Evaluation.objects.filter(version=version, dataset=dataset).first()
-             if dataset is not None else None)
-    if found is None:
+    if dataset is None:
         return Evidence(declared, sources)
+    measurable = ops_evaluation.MEASURABLE.get(version.model.task, frozenset())
+    found = _measurement(version, dataset)
+    if found is None:
+        lacking = ", ".join(missing_inputs(dataset, version)[:5])
+        return Evidence(declared, sources, dataset, EvaluationStatus.FAILED,
+                        f"{dataset.name} does not hold its inputs ({lacking})" if lacking
+                        else f"{dataset.name} does not measure it", measurable)
     if found.is_ready:
         sources.update(dict.fromkeys(found.metrics, "measured"))
-        return Evidence({**declared, **found.metrics}, sources, dataset, found.status)
-    return Evidence(declared, sources, dataset, found.status, found.reason)
+        return Evidence({**declared, **found.metrics}, sources, dataset, found.status,
+                        measurable=measurable)
+    return Evidence(declared, sources, dataset, found.status, found.reason, measurable)
 
 
 def metric_table(version: ModelVersion) -> dict:

@@ -11,6 +11,7 @@ from portal.accounts.services import require_role
 from portal.audit import services as audit
 from portal.errors import Conflict, NotAllowed, ValidationFailed
 from portal.registry.models import Project, RegisteredModel
+from portal.registry.services.archive import lock_open, refuse_archived
 from portal.registry.services.base import _full_clean
 
 
@@ -79,11 +80,13 @@ def update_project(user, project: Project, **fields) -> Project:
 def create_model(user, project: Project, *, name: str, task: str,
                  description: str = "") -> RegisteredModel:
     require_role(user, project, Role.CONTRIBUTOR, "register models")
+    refuse_archived(project)
     model = RegisteredModel(project=project, name=name, task=task, description=description,
                             created_by=user)
     _full_clean(model, exclude=["created_by"])
     try:
         with transaction.atomic():
+            lock_open(project)  # not archived meanwhile (archive's module doc)
             model.save()
             audit.record(user, "model.create", model, changes={"name": name, "task": task})
     except IntegrityError as e:

@@ -44,11 +44,16 @@ def requeue_stuck_work(older_than_seconds: int = 120) -> int:
                        .values_list("pk", flat=True)[:100])
         for pk in explain:
             send_now("workers.registry.explain_version", pk)
+    from portal.registry.services.evaluations import CLAIM_SECONDS, queue_missing
+
+    stale = timezone.now() - timedelta(seconds=CLAIM_SECONDS)
     measure = list(Evaluation.objects.filter(status=EvaluationStatus.PENDING,
                                              created_at__lt=cutoff)
+                   .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale))
                    .values_list("pk", flat=True)[:100])
     for pk in measure:
         send_now("workers.registry.evaluate_version", pk)
+    queue_missing()  # pairs never created (a version ready while its dataset was profiled)
     if versions or datasets or explain or measure:
         log.info("requeued %d validations, %d profiles, %d explanations and %d measurements",
                  len(versions), len(datasets), len(explain), len(measure))

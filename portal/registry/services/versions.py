@@ -30,6 +30,7 @@ from portal.queue import enqueue
 from portal.registry.choices import ArtifactFormat, VersionStatus
 from portal.registry.metadata import parse_version_metadata
 from portal.registry.models import ModelVersion, RegisteredModel, VersionTag
+from portal.registry.services.archive import lock_open, refuse_archived
 from portal.registry.services.base import _full_clean
 from portal.registry.services.datasets import sample_rows
 from portal.registry.services.projects import unsafe_allowed
@@ -45,7 +46,10 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata)
     removed again, so a failed registration leaves neither a row nor a file behind.
     """
     require_role(user, model.project, Role.CONTRIBUTOR, "register versions")
+    refuse_archived(model)
     fields = parse_version_metadata(model, metadata)
+    if fields["dataset"] is not None:
+        refuse_archived(fields["dataset"], field="dataset")
     try:
         fmt = ops_artifacts.detect_format(ops_artifacts.read_head(artifact))
     except ArtifactError as e:
@@ -72,8 +76,9 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata)
     try:
         with transaction.atomic():
             # Serialise registrations of one model: two uploads racing would otherwise read
-            # the same highest number and collide on it.
-            RegisteredModel.objects.select_for_update().only("pk").get(pk=model.pk)
+            # the same highest number and collide on it. The same locks keep the project,
+            # the model and the dataset from being archived meanwhile (archive's module doc).
+            lock_open(model, *filter(None, [fields["dataset"]]))
             existing = ModelVersion.objects.filter(model=model,
                                                    artifact_sha256=stored.sha256).first()
             if existing is not None:
@@ -240,8 +245,9 @@ def validate_version(version_id: int) -> ModelVersion | None:
                               "reason": locked.status_reason})
         if locked.status == VersionStatus.READY and settings.MODELGATE_EXPLAIN_VERSIONS:
             enqueue("workers.registry.explain_version", locked.pk)
-        if locked.status == VersionStatus.READY:
-            queue_evaluations(version=locked)
+        if locked.status == VersionStatus.READY:  # after commit: a dataset profiled meanwhile
+            # sees this version ready, or this sees the dataset ready (never neither)
+            transaction.on_commit(lambda: queue_evaluations(version=locked))
     return locked
 
 

@@ -5,7 +5,8 @@ from portal.api.fields import ReferenceField
 from portal.registry.api.serializers import ModelVersionSerializer, RegisteredModelSerializer
 from portal.registry.models import ModelVersion, Project
 from portal.releases import serving
-from portal.releases.choices import BackendKind, Strategy
+from portal.releases.api.strategy_params import StrategyParamsField
+from portal.releases.choices import BackendKind, DeploymentStatus, Strategy, Verdict
 from portal.releases.models import (
     ApprovalRequest,
     Deployment,
@@ -26,14 +27,17 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         choices=BackendKind.choices, required=False,
         help_text="The target's backend; with no target named, the operator's first target "
                   "of this backend is used (default local)")
+    archived_by = serializers.CharField(source="archived_by.username", read_only=True,
+                                        default=None, allow_null=True,
+                                        help_text="Who archived it (null: not archived)")
 
     class Meta:
         model = Environment
         fields = ["id", "project", "project_slug", "name", "description", "backend", "target",
                   "settings", "required_approvals", "gates", "approval_ttl_hours",
-                  "release_alias", "created_at"]
+                  "release_alias", "created_at", "archived_at", "archived_by"]
         extra_kwargs = {"release_alias": {"help_text": RELEASE_ALIAS_HELP}}
-        read_only_fields = ["id", "created_at"]
+        read_only_fields = ["id", "created_at", "archived_at"]
         validators = []
 
 
@@ -127,6 +131,7 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
     version = ReferenceField(queryset=ModelVersion.objects.all())
     environment = ReferenceField(queryset=Environment.objects.all())
     strategy = serializers.ChoiceField(choices=Strategy.choices, default=Strategy.CANARY)
+    strategy_params = StrategyParamsField(required=False)
     model_name = serializers.CharField(source="version.model.name", read_only=True)
     version_number = serializers.IntegerField(source="version.number", read_only=True)
     environment_name = serializers.CharField(source="environment.name", read_only=True)
@@ -160,6 +165,11 @@ class ReviewInputSerializer(serializers.Serializer):
 
 
 class DeploymentEventSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=DeploymentStatus.choices, read_only=True,
+                                     help_text="The rollout's status after this event")
+    verdict = serializers.ChoiceField(choices=Verdict.choices, read_only=True, allow_blank=True,
+                                      help_text="The analysis's verdict; empty when none")
+
     class Meta:
         model = DeploymentEvent
         fields = ["created_at", "event", "status", "reason", "actor", "verdict", "measurements",
@@ -174,6 +184,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     stable_version = serializers.IntegerField(source="stable.number", read_only=True,
                                               default=None, allow_null=True)
     step = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=DeploymentStatus.choices, read_only=True)
 
     class Meta:
         model = Deployment

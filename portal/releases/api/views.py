@@ -3,8 +3,9 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from portal.api.archive import ArchiveActions
 from portal.api.views import PortalViewSet, validated
-from portal.releases import deployments, queries, services
+from portal.releases import archive, deployments, queries, services
 from portal.releases.api.serializers import (
     ApprovalRequestSerializer,
     DeploymentDetailSerializer,
@@ -22,8 +23,14 @@ from portal.releases.filtersets import (
 )
 
 
-class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
-    """Deployment targets and their protection rules (owners create and change them)."""
+class EnvironmentViewSet(ArchiveActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         PortalViewSet):
+    """Deployment targets and their protection rules (owners create, change and archive
+    them)."""
+
+    archive_service = staticmethod(archive.archive_environment)
+    restore_service = staticmethod(archive.restore_environment)
+    archived_lookups = ("archived_at", "project__archived_at")
 
     serializer_class = EnvironmentSerializer
     filterset_class = EnvironmentFilterSet
