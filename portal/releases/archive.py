@@ -11,6 +11,8 @@ approved but not yet started does not start once its model or environment is arc
 
 from __future__ import annotations
 
+from django.db.models import Q
+
 from portal.errors import Conflict
 from portal.registry.services import archive as registry_archive
 from portal.releases.choices import RequestStatus
@@ -34,7 +36,11 @@ def _refuse_if_busy(what: str, rollouts, requests) -> None:
         raise Conflict(f"{what} has a rollout in progress (deployment "
                        f"{', '.join(map(str, running))}); let it end or roll it back first",
                        code="rollout_in_progress")
-    pending = list(requests.filter(status=RequestStatus.OPEN).values_list("pk", flat=True)[:5])
+    # Open, or approved and not started yet (its start would be refused, and a restore
+    # would start it later on an old approval).
+    pending = list(requests.filter(Q(status=RequestStatus.OPEN)
+                                   | Q(status=RequestStatus.APPROVED, deployment__isnull=True))
+                   .values_list("pk", flat=True)[:5])
     if pending:
         raise Conflict(f"{what} has an open release request ({', '.join(map(str, pending))}); "
                        "cancel or decide it first", code="open_release_request")

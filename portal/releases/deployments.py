@@ -411,7 +411,8 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
         # endpoint gathers its minimum sample over the bake instead of never reaching it.
         since_step = time.time() - state.step_started_at if state.step_started_at else 0.0
         window = int(min(max(spec.check_interval_seconds, 30.0, since_step), 3600.0,
-                         _serving_for(deployment, state, served)))
+                         max(_serving_for(deployment, state, served),
+                             spec.check_interval_seconds)))
         # What the stable lacks now (no traffic at 100 %) is taken over the rollout so far.
         baseline = int(min(time.time() - deployment.created_at.timestamp(), 6 * 3600.0))
         measured = analyzer(deployment).measure(

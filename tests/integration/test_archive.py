@@ -163,6 +163,13 @@ def test_archiving_is_refused_while_a_rollout_runs_or_a_request_is_open(api, use
     request = releases.request_approval(users["contributor"], v2, staging, strategy="direct")
     answer = api("owner").post(f"/api/v1/models/{clf.pk}/archive/")
     assert answer.status_code == 409 and answer.json()["code"] == "open_release_request"
+    # Approved but not started yet (the start task delayed): still busy, or a restore would
+    # start it later on an old approval.
+    from portal.releases.models import ApprovalRequest
+    ApprovalRequest.objects.filter(pk=request.pk).update(status="approved")
+    answer = api("owner").post(f"/api/v1/models/{clf.pk}/archive/")
+    assert answer.status_code == 409 and answer.json()["code"] == "open_release_request"
+    ApprovalRequest.objects.filter(pk=request.pk).update(status="open")
     releases.cancel_request(users["contributor"], request)
     assert api("owner").post(f"/api/v1/models/{clf.pk}/archive/").status_code == 200
     assert api("owner").post(f"/api/v1/environments/{staging.pk}/archive/").status_code == 200

@@ -365,3 +365,15 @@ def test_an_approval_given_on_older_evidence_no_longer_counts(users, project, wo
     assert fresh().status == "open"  # alice's approval was of the declared figures
     releases.review(users["approver"], fresh(), "approve", "measured 0.98 holds")
     assert fresh().status == "approved"
+
+
+def test_only_an_approver_may_archive_the_evidence(users, project, world):
+    """Archiving the model's evaluation dataset would put the gates back on declared
+    figures: it is the approvers' choice, like uploading it."""
+    from portal.errors import NotAllowed
+    from portal.registry.services import archive
+
+    dataset = holdout(users, project, world["held_out"])
+    with pytest.raises(NotAllowed, match="evaluation datasets"):
+        archive.archive_dataset(users["contributor"], dataset)
+    archive.archive_dataset(users["approver"], dataset)

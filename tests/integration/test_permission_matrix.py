@@ -447,6 +447,7 @@ def test_every_page_and_form_is_covered(world):
                "monitoring:metrics",  # its own bearer token (tests in test_monitoring)
                "registry:project-create",  # GET covered below; POST creates a project
                "oidc-sign-in", "oidc-callback",  # single sign-on: tests in test_sso
-               "accounts:set-password"}  # a one-time link: tests in test_users_api
+               "accounts:set-password",  # a one-time link: tests in test_users_api
+               "accounts:invitation-join"}  # one too: tests in test_invitations_by_email
     covered = {n for n, *_ in pages(world)} | {n for n, *_ in actions(world)}
     assert names - covered - outside == set(), "pages or forms with no row in the matrix"

@@ -98,8 +98,13 @@ def lock_open(*objects: Archivable) -> None:
 def _set_archived(user, obj: Archivable, archive: bool) -> Archivable:
     kind = kind_of(obj)
     project = _project_of(obj)
-    require_role(user, project, ARCHIVE_ROLE[kind] if archive else Role.OWNER,
-                 f"{'archive' if archive else 'restore'} {kind}s")
+    needed = ARCHIVE_ROLE[kind] if archive else Role.OWNER
+    if archive and kind == "dataset" and obj.is_evaluation:
+        # The evidence releases are judged on is the approvers' to choose (decision 55):
+        # archiving it is choosing too (without it, gates fall back on declared figures).
+        needed, kind = Role.APPROVER, "evaluation dataset"
+    require_role(user, project, needed, f"{'archive' if archive else 'restore'} {kind}s")
+    kind = kind_of(obj)
     with transaction.atomic():
         # Serialise with another archive or restore, and with whatever creates something in
         # it (lock_open): one of them wins whole (module doc).
