@@ -47,6 +47,12 @@ class Invitation(models.Model):
     whether an account of that name exists or not (``user`` is None then, and it can never
     be accepted): the answer, the work done, the audit event and the project's list of
     invitations are the same either way, so inviting tells nobody who has an account.
+
+    Owners also invite by e-mail address (``by_email``; ``username`` holds the address).
+    Such an invitation carries a one-time link whose key only its holder has (the sha256 is
+    in ``token_hash``): the link lets its holder create an account, or use theirs, and join.
+    ``user`` is the one account with that address, if there is one, which can also accept
+    it from its Invitations page.
     """
 
     project = models.ForeignKey("registry.Project", on_delete=models.CASCADE,
@@ -55,7 +61,13 @@ class Invitation(models.Model):
     # SET_NULL: a deleted account's invitations stay in the owners' list as they were.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                              on_delete=models.SET_NULL, related_name="invitations")
-    username = models.CharField(max_length=150, help_text="As the owner typed it")
+    username = models.CharField(max_length=150,
+                                help_text="As the owner typed it: a username, or an e-mail "
+                                          "address when by_email")
+    by_email = models.BooleanField(default=False, help_text="Invited by e-mail address, with "
+                                                            "a one-time link")
+    # sha256 of the link's key (empty: no link); the key itself is never stored.
+    token_hash = models.CharField(max_length=64, blank=True, default="")
     role = models.CharField(max_length=16, choices=Role.choices)
     invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.SET_NULL, related_name="+")
@@ -74,6 +86,8 @@ class Invitation(models.Model):
             models.UniqueConstraint(fields=["project", "username"],
                                     condition=models.Q(status=InvitationStatus.OPEN),
                                     name="invitation_one_open_per_username"),
+            models.UniqueConstraint(fields=["token_hash"], condition=~models.Q(token_hash=""),
+                                    name="invitation_token_unique"),
             models.CheckConstraint(condition=models.Q(role__in=Role.values),
                                    name="invitation_role_valid"),
             models.CheckConstraint(condition=models.Q(status__in=InvitationStatus.values),

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from portal.accounts.choices import (
@@ -19,8 +25,11 @@ from portal.accounts.choices import (
     TokenScope,
 )
 from portal.accounts.models import ApiToken, Invitation, Membership, hash_token
+from portal.accounts.users import checked_new_user
 from portal.audit import services as audit
 from portal.errors import NOT_FOUND, Conflict, NotAllowed, NotFound, ValidationFailed
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "mg_"
 # last_used_at is written at most this often per token, so reads don't each cost a write.
@@ -124,6 +133,200 @@ def invite(actor, project, username: str, role: str) -> None:
                      changes={"username": username, "role": audit.change(None, role),
                               "expires_at": invitation.expires_at},
                      object_repr=_invitation_repr(invitation, project), project_id=project.pk)
+
+
+# Inviting by e-mail address ------------------------------------------------------------
+
+# Backends that deliver nothing to the person: with these the owner is shown the link.
+UNDELIVERED_MAIL_BACKENDS = {"django.core.mail.backends.console.EmailBackend",
+                             "django.core.mail.backends.dummy.EmailBackend"}
+# What an owner is told after inviting an address when mail is configured: the same whether
+# or not an account has that address.
+INVITED_BY_EMAIL = "An invitation has been sent to that address."
+# ...and when it is not: the link, shown once, goes through the owner.
+INVITED_WITH_LINK = ("No mail is configured, so nothing was sent: hand this link to the "
+                     "person yourself. It is shown only now, works once and expires with "
+                     "the invitation.")
+
+
+def mail_configured() -> bool:
+    """Whether mail reaches people (``MODELGATE_EMAIL_BACKEND`` is not the console default)."""
+    return settings.EMAIL_BACKEND not in UNDELIVERED_MAIL_BACKENDS
+
+
+def join_path(key: str) -> str:
+    return reverse("accounts:invitation-join", args=[key])
+
+
+@dataclass(frozen=True)
+class InvitedByEmail:
+    """The owner's answer: ``accept_url`` only when no mail is configured (shown once)."""
+
+    detail: str
+    accept_url: str | None = None
+
+
+def invite_by_email(actor, project, email: str, role: str, *,
+                    site_url: str) -> InvitedByEmail:
+    """Invite an e-mail address to ``project`` with ``role`` (owners).
+
+    The invitation carries a one-time link (a key of 32 random bytes; only its sha256 is
+    stored, and it dies with the invitation: accepted, revoked, or past ``expires_at``).
+    With mail configured, the link is mailed and the owner's answer is the same whatever
+    the address; without, the owner is given the link to hand over, once. Either way the
+    answer and the link are the same whether or not an account has the address, so
+    inviting tells nobody who has one: the link page offers both to create an account and
+    to join with one's own, and the one account with that address (if just one, not a
+    member nor invited already) also finds the invitation on its Invitations page. An
+    address invited already gets a new link, which replaces the old one.
+    ``site_url`` is the portal's address, which the link is made from."""
+    require_role(actor, project, Role.OWNER, "invite members")
+    if role not in Role.values:
+        raise ValidationFailed(f"role must be one of {', '.join(Role.values)}", field="role")
+    email = (email or "").strip()
+    try:
+        validate_email(email)
+    except DjangoValidationError as e:
+        raise ValidationFailed("give the e-mail address of the person to invite",
+                               field="email") from e
+    if len(email) > 150:
+        raise ValidationFailed("an address to invite has at most 150 characters",
+                               field="email")
+    mailed = mail_configured()
+    key = secrets.token_urlsafe(32)
+    url = site_url.rstrip("/") + join_path(key)
+    answer = InvitedByEmail(INVITED_BY_EMAIL) if mailed else \
+        InvitedByEmail(INVITED_WITH_LINK, accept_url=url)
+    user_model = get_user_model()
+    now = timezone.now()
+    with transaction.atomic():
+        holders = list(user_model.objects.filter(email__iexact=email, is_active=True)[:2])
+        user = holders[0] if len(holders) == 1 else None
+        Invitation.objects.filter(project=project, status=InvitationStatus.OPEN,
+                                  expires_at__lte=now).update(status=InvitationStatus.EXPIRED)
+        pending = (Invitation.objects.select_for_update()
+                   .filter(project=project, status=InvitationStatus.OPEN, by_email=True,
+                           username__iexact=email).first())
+        if pending is not None:
+            # Invited again: a new link replaces the old one (which stops working), so the
+            # link the owner is given, or that is mailed, always works.
+            pending.token_hash = hash_token(key)
+            pending.save(update_fields=["token_hash"])
+            audit.record(actor, "invitation.update", pending, changes={"link": "renewed"},
+                         object_repr=_invitation_repr(pending, project),
+                         project_id=project.pk)
+            if mailed:
+                transaction.on_commit(lambda: _mail_link(pending, project, actor, url))
+            return answer
+        if user is not None and (
+                Membership.objects.filter(project=project, user=user).exists()
+                or Invitation.objects.filter(project=project, user=user,
+                                             status=InvitationStatus.OPEN).exists()):
+            # A member, or invited already: the account is left as it is, and the address
+            # still gets its link (the same answer as for any other address).
+            user = None
+        try:
+            with transaction.atomic():
+                invitation = Invitation.objects.create(
+                    project=project, user=user, username=email, by_email=True,
+                    token_hash=hash_token(key), role=role, invited_by=actor, created_at=now,
+                    expires_at=now + timedelta(days=settings.MODELGATE_INVITATION_DAYS))
+        except IntegrityError:
+            return answer  # invited at this very moment by another owner
+        audit.record(actor, "invitation.create", invitation,
+                     changes={"email": email, "role": audit.change(None, role),
+                              "expires_at": invitation.expires_at,
+                              "link": "mailed" if mailed else "shown to the inviter"},
+                     object_repr=_invitation_repr(invitation, project), project_id=project.pk)
+        if mailed:
+            # After the commit: a link mailed for an invitation rolled back would not work.
+            transaction.on_commit(lambda: _mail_link(invitation, project, actor, url))
+    return answer
+
+
+def _mail_link(invitation: Invitation, project, inviter, url: str) -> None:
+    subject = f"[Modelgate] You are invited to {project.name}"
+    body = (f"{inviter.get_username()} invites you to join the project {project.name} in "
+            f"Modelgate as {invitation.role}.\n\n"
+            f"Open this link to create your account, or to join with the one you have:\n"
+            f"{url}\n\n"
+            f"It works once, until {invitation.expires_at:%Y-%m-%d %H:%M} UTC.")
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [invitation.username])
+    except Exception:  # the invitation stands; the owner can revoke it and invite again
+        log.exception("could not mail the invitation %s of project %s", invitation.pk,
+                      project.slug)
+
+
+def invitation_by_link(key: str) -> Invitation:
+    """The invitation a link's key opens, whatever its state (404 for an unknown key)."""
+    invitation = (Invitation.objects.select_related("project", "invited_by")
+                  .filter(token_hash=hash_token(key or "")).exclude(token_hash="").first())
+    if invitation is None:
+        raise NotFound("this invitation link is not valid: ask an owner of the project for "
+                       "a new one", code="invitation_link_invalid")
+    return invitation
+
+
+def require_open_link(invitation: Invitation) -> None:
+    """409 when the link's invitation was used, revoked, declined or has expired."""
+    if invitation.state == InvitationStatus.ACCEPTED:
+        raise Conflict("this invitation link was used already: sign in with the account it "
+                       "made", code="invitation_accepted")
+    _require_open(invitation)
+
+
+def join_by_link(key: str, *, actor=None, username: str = "",
+                 password: str = "") -> tuple[Invitation, object]:
+    """Use an invitation link: with ``actor`` (signed in), join with that account; without,
+    create an account (``username``, ``password``, the invited address) and join with it.
+
+    Returns the invitation and the account that joined. The link works once: the
+    invitation is locked while it is used, so two uses at once cannot both succeed."""
+    found = invitation_by_link(key)
+    new_user = None
+    if actor is None:
+        new_user = checked_new_user(username, found.username, password)
+    with transaction.atomic():
+        invitation = (Invitation.objects.select_for_update(of=("self",))
+                      .select_related("project").get(pk=found.pk))
+        require_open_link(invitation)
+        project = invitation.project
+        if new_user is not None:
+            user_model = get_user_model()
+            if user_model.objects.filter(username=new_user.username).exists():
+                raise Conflict(f"an account named {new_user.username!r} exists already: "
+                               "choose another name", code="duplicate_user", field="username")
+            try:
+                with transaction.atomic():
+                    new_user.save()
+            except IntegrityError as e:  # that name was taken at this very moment
+                raise Conflict(f"an account named {new_user.username!r} exists already: "
+                               "choose another name", code="duplicate_user",
+                               field="username") from e
+            audit.record(new_user, "user.create", new_user,
+                         changes={"username": new_user.username, "email": new_user.email,
+                                  "password": "set", "invitation": invitation.pk},
+                         object_repr=f"user {new_user.username}")
+            actor = new_user
+        elif Membership.objects.filter(project=project, user=actor).exists():
+            raise Conflict(f"you are a member of project {project.slug} already",
+                           code="already_member")
+        membership = Membership.objects.create(project=project, user=actor,
+                                               role=invitation.role)
+        audit.record(actor, "membership.create", membership,
+                     changes={"role": audit.change(None, invitation.role),
+                              "invitation": invitation.pk}, project_id=project.pk)
+        invitation.status = InvitationStatus.ACCEPTED
+        invitation.responded_at = timezone.now()
+        invitation.save(update_fields=["status", "responded_at"])
+        audit.record(actor, "invitation.accept", invitation,
+                     changes={"status": audit.change(InvitationStatus.OPEN,
+                                                     InvitationStatus.ACCEPTED),
+                              "role": invitation.role, "via": "link"},
+                     object_repr=_invitation_repr(invitation, project), project_id=project.pk)
+    actor.__dict__.pop("_modelgate_roles", None)
+    return invitation, actor
 
 
 def _invitation_repr(invitation: Invitation, project) -> str:

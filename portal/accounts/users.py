@@ -52,6 +52,14 @@ def _checked_user(username: str, email: str, password: str | None):
     return user
 
 
+def checked_new_user(username: str, email: str, password: str):
+    """An unsaved account with a validated name, address and password (Django's password
+    validators), for a person creating their own with an invitation link."""
+    user = _checked_user(username, email, password or "")
+    user.set_password(password)
+    return user
+
+
 def create_user(actor, *, username: str, email: str = "", password: str | None = None,
                 project=None, role: str | None = None):
     """Create an active account (never staff): with ``password``, or with none usable and

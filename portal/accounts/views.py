@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from portal.accounts import forms, services
 from portal.accounts.choices import InvitationStatus
 from portal.accounts.models import ApiToken, Invitation, Membership, project_model
+from portal.errors import DomainError, NotFound
 from portal.views import handle_action, submit_form
 
 
@@ -46,8 +47,10 @@ def invitation_create(request, slug):
         raise Http404("no such project")  # outsiders learn nothing, not even that it exists
     form = forms.InviteForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give a username and a role.")
+        messages.error(request, "Give a username or an e-mail address, and a role.")
         return redirect(project)
+    if form.cleaned_data["email"]:
+        return _invite_by_email(request, project, form.cleaned_data)
     return handle_action(
         request, lambda: services.invite(request.user, project, form.cleaned_data["username"],
                                          form.cleaned_data["role"]),
@@ -55,6 +58,59 @@ def invitation_create(request, slug):
         success=f"{services.INVITED} Its holder becomes a member only on accepting, on their "
                 "Invitations page.",
         redirect_to=project)
+
+
+def _invite_by_email(request, project, data):
+    try:
+        answer = services.invite_by_email(request.user, project, data["email"], data["role"],
+                                          site_url=request.build_absolute_uri("/"))
+    except DomainError as e:
+        messages.error(request, e.detail)
+        return redirect(project)
+    if answer.accept_url is None:
+        messages.success(request, f"{answer.detail} Its holder becomes a member only on "
+                                  "accepting.")
+        return redirect(project)
+    # Shown in this answer only (not redirected, not stored): the link is a key.
+    response = render(request, "accounts/invitation_link.html", {
+        "project": project, "email": data["email"], "role": data["role"],
+        "note": answer.detail, "accept_url": answer.accept_url})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def invitation_join(request, key):
+    """An invitation link: the project and role; a form to create an account and join, or,
+    signed in, a button to join with one's account. A used, revoked or expired link says so."""
+    try:
+        invitation = services.invitation_by_link(key)
+    except NotFound as e:
+        raise Http404("no such invitation link") from e
+    signed_in = request.user.is_authenticated
+    form = forms.JoinForm(request.POST or None) if not signed_in else None
+    refusal = None
+    try:
+        services.require_open_link(invitation)
+    except DomainError as e:
+        refusal = e.detail
+    if request.method == "POST" and refusal is None:
+        if signed_in:
+            return handle_action(
+                request, lambda: services.join_by_link(key, actor=request.user),
+                success=lambda r: f"You are now {r[0].role} of {r[0].project.name}.",
+                redirect_to=lambda r: r[0].project, refused_to=request.path)
+        if submit_form(request, form, lambda data: services.join_by_link(
+                key, username=data["username"], password=data["password"])):
+            messages.success(request, f"Your account is made and you are "
+                                      f"{invitation.role} of {invitation.project.name}: "
+                                      "sign in with it.")
+            return redirect("login")
+    response = render(request, "accounts/invitation_join.html", {
+        "invitation": invitation, "form": form, "refusal": refusal},
+        status=409 if refusal else 200)
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"  # the key is in this page's address
+    return response
 
 
 @login_required

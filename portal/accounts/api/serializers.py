@@ -55,19 +55,35 @@ class InvitationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Invitation
-        fields = ["id", "project", "project_slug", "project_name", "username", "role",
-                  "invited_by", "created_at", "expires_at", "status", "responded_at"]
+        fields = ["id", "project", "project_slug", "project_name", "username", "by_email",
+                  "role", "invited_by", "created_at", "expires_at", "status", "responded_at"]
         read_only_fields = fields
 
 
 class InvitationCreateSerializer(serializers.Serializer):
+    """Whom to invite: a ``username``, or an ``email`` address (exactly one of them)."""
+
     project = ReferenceField(queryset=project_model().objects.all())
-    username = serializers.CharField(max_length=150)
+    username = serializers.CharField(max_length=150, required=False)
+    email = serializers.EmailField(max_length=150, required=False,
+                                   help_text="Invite an address: the person gets a one-time "
+                                             "link to create an account (or use theirs) and "
+                                             "join")
     role = serializers.ChoiceField(choices=Role.choices)
+
+    def validate(self, attrs):
+        if ("username" in attrs) == ("email" in attrs):
+            raise serializers.ValidationError("give a username or an e-mail address, "
+                                              "one of them")
+        return attrs
 
 
 class InvitedSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="The same whether or not the account exists")
+    accept_url = serializers.URLField(
+        required=False,
+        help_text="Inviting an e-mail address with no mail configured: the one-time link "
+                  "to hand over, shown only in this answer")
 
 
 class TokenLoginSerializer(serializers.Serializer):

@@ -116,9 +116,11 @@ class InvitationFilterSet(django_filters.FilterSet):
 
 
 class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
-    """Invitations to projects. Owners invite by username with a role (the answer is the
-    same whether or not the account exists) and revoke open invitations; the invited person
-    accepts (and only then is a member, with that role) or declines.
+    """Invitations to projects. Owners invite by username or e-mail address with a role
+    (the answer is the same whether or not the account exists) and revoke open invitations;
+    the invited person accepts (and only then is a member, with that role) or declines. An
+    address is sent a one-time link to create an account and join (with no mail configured,
+    the owner is given it once, as ``accept_url``).
 
     The list shows the invitations to you; with ``?project=<id>``, that project's
     invitations, if you own it (an empty list otherwise)."""
@@ -155,9 +157,20 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
 
     @extend_schema(request=InvitationCreateSerializer, responses={201: InvitedSerializer})
     def create(self, request):
-        """Invite a username to a project with a role (owners). Always the same 201 and
-        body: nothing tells whether the account exists, is a member already or is invited."""
+        """Invite a username or an e-mail address to a project with a role (owners). The
+        same 201 and body whether the account exists, is a member already or is invited;
+        for an address with no mail configured, the body has the link to hand over
+        (``accept_url``), shown this once."""
         data = validated(InvitationCreateSerializer, request.data)
+        if "email" in data:
+            answer = services.invite_by_email(request.user, data["project"], data["email"],
+                                              data["role"],
+                                              site_url=request.build_absolute_uri("/"))
+            if answer.accept_url is None:
+                return Response({"detail": answer.detail}, status=status.HTTP_201_CREATED)
+            return Response({"detail": answer.detail, "accept_url": answer.accept_url},
+                            status=status.HTTP_201_CREATED,
+                            headers={"Cache-Control": "no-store"})  # a key: keep no copy
         services.invite(request.user, data["project"], data["username"], data["role"])
         return Response({"detail": services.INVITED}, status=status.HTTP_201_CREATED)
 
