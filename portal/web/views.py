@@ -24,7 +24,9 @@ _ROLLOUT_ROW = ("status", "strategy", "environment__name", "model__name", "candi
 def dashboard(request):
     versions = queries.version_rows_for(request.user)
     rows = versions.only(*_VERSION_ROW)
-    models = queries.models_for(request.user)
+    # What is archived (or in an archived project) is out of the dashboard, as of every list.
+    models = queries.models_for(request.user).filter(archived_at__isnull=True,
+                                                     project__archived_at__isnull=True)
     status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))
     firing = monitoring_queries.alerts_for(request.user).filter(state="firing")
     incidents = open_incidents(firing.select_related("project", "environment"))
@@ -35,10 +37,12 @@ def dashboard(request):
         "firing_incidents": incidents[:8],
         "incident_count": len(incidents),
         "firing_count": sum(len(i.alerts) for i in incidents),
-        "project_count": queries.projects_for(request.user).count(),
+        "project_count": queries.projects_for(request.user)
+        .filter(archived_at__isnull=True).count(),
         "model_count": models.count(),
         "version_count": sum(status_counts.values()),
-        "dataset_count": queries.datasets_for(request.user).count(),
+        "dataset_count": queries.datasets_for(request.user)
+        .filter(archived_at__isnull=True, project__archived_at__isnull=True).count(),
         "status_counts": status_counts,
         "recent_versions": rows[:10],
         "attention": rows.filter(status__in=[VersionStatus.PENDING, VersionStatus.INVALID])[:5],

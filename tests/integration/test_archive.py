@@ -307,3 +307,14 @@ def test_a_contributor_sees_no_restore_button(client, users, clf):
     page = client.get(clf.get_absolute_url()).content.decode()
     assert 'id="archived-notice"' in page and "Yes, restore it" not in page
     assert "An owner of the project may restore it" in page
+
+
+def test_the_dashboard_leaves_out_what_is_archived(client, users, clf):
+    from portal.registry.services import archive
+
+    client.force_login(users["viewer"])
+    assert client.get("/").context["model_count"] == 1
+    archive.archive_model(users["contributor"], clf)
+    page = client.get("/")
+    assert page.context["model_count"] == 0 and clf.name not in [
+        m.name for m in page.context["models"]]
