@@ -291,7 +291,6 @@ def join_by_link(key: str, *, actor=None, username: str = "",
         invitation = (Invitation.objects.select_for_update(of=("self",))
                       .select_related("project").get(pk=found.pk))
         require_open_link(invitation)
-        project = invitation.project
         if new_user is not None:
             user_model = get_user_model()
             if user_model.objects.filter(username=new_user.username).exists():
@@ -309,22 +308,7 @@ def join_by_link(key: str, *, actor=None, username: str = "",
                                   "password": "set", "invitation": invitation.pk},
                          object_repr=f"user {new_user.username}")
             actor = new_user
-        elif Membership.objects.filter(project=project, user=actor).exists():
-            raise Conflict(f"you are a member of project {project.slug} already",
-                           code="already_member")
-        membership = Membership.objects.create(project=project, user=actor,
-                                               role=invitation.role)
-        audit.record(actor, "membership.create", membership,
-                     changes={"role": audit.change(None, invitation.role),
-                              "invitation": invitation.pk}, project_id=project.pk)
-        invitation.status = InvitationStatus.ACCEPTED
-        invitation.responded_at = timezone.now()
-        invitation.save(update_fields=["status", "responded_at"])
-        audit.record(actor, "invitation.accept", invitation,
-                     changes={"status": audit.change(InvitationStatus.OPEN,
-                                                     InvitationStatus.ACCEPTED),
-                              "role": invitation.role, "via": "link"},
-                     object_repr=_invitation_repr(invitation, project), project_id=project.pk)
+        _answer(actor, invitation, InvitationStatus.ACCEPTED, via="link")
     actor.__dict__.pop("_modelgate_roles", None)
     return invitation, actor
 
@@ -352,27 +336,33 @@ def _respond(actor, invitation: Invitation, status: str) -> Invitation:
         if invitation is None:
             raise NotFound(NOT_FOUND)
         _require_open(invitation)
-        project = invitation.project
-        if status == InvitationStatus.ACCEPTED:
-            if Membership.objects.filter(project=project, user=actor).exists():
-                raise Conflict(f"you are a member of project {project.slug} already",
-                               code="already_member")
-            membership = Membership.objects.create(project=project, user=actor,
-                                                   role=invitation.role)
-            audit.record(actor, "membership.create", membership,
-                         changes={"role": audit.change(None, invitation.role),
-                                  "invitation": invitation.pk}, project_id=project.pk)
-        invitation.status = status
-        invitation.responded_at = timezone.now()
-        invitation.save(update_fields=["status", "responded_at"])
-        action = "invitation.accept" if status == InvitationStatus.ACCEPTED else \
-            "invitation.decline"
-        audit.record(actor, action, invitation,
-                     changes={"status": audit.change(InvitationStatus.OPEN, status),
-                              "role": invitation.role},
-                     object_repr=_invitation_repr(invitation, project), project_id=project.pk)
+        _answer(actor, invitation, status)
     actor.__dict__.pop("_modelgate_roles", None)  # the role cache of this request
     return invitation
+
+
+def _answer(actor, invitation: Invitation, status: str, via: str = "") -> None:
+    """Accept (``actor`` becomes a member with the invited role) or decline the locked, open
+    invitation, audited; by the invited account or through its link (``via``)."""
+    project = invitation.project
+    if status == InvitationStatus.ACCEPTED:
+        if Membership.objects.filter(project=project, user=actor).exists():
+            raise Conflict(f"you are a member of project {project.slug} already",
+                           code="already_member")
+        membership = Membership.objects.create(project=project, user=actor,
+                                               role=invitation.role)
+        audit.record(actor, "membership.create", membership,
+                     changes={"role": audit.change(None, invitation.role),
+                              "invitation": invitation.pk}, project_id=project.pk)
+    invitation.status = status
+    invitation.responded_at = timezone.now()
+    invitation.save(update_fields=["status", "responded_at"])
+    action = "invitation.accept" if status == InvitationStatus.ACCEPTED else \
+        "invitation.decline"
+    audit.record(actor, action, invitation,
+                 changes={"status": audit.change(InvitationStatus.OPEN, status),
+                          "role": invitation.role, **({"via": via} if via else {})},
+                 object_repr=_invitation_repr(invitation, project), project_id=project.pk)
 
 
 def accept_invitation(actor, invitation: Invitation) -> Invitation:

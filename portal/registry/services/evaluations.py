@@ -180,12 +180,12 @@ def evaluation_dataset(version: ModelVersion) -> Dataset | None:
 
 
 def _measurement(version: ModelVersion, dataset: Dataset) -> Evaluation | None:
-    """The version's measurement on the dataset; created and queued when it should exist and
-    does not (a race with profiling), None when the dataset cannot measure it."""
+    """The version's measurement on the dataset; one that should exist and does not yet (a
+    race with profiling; the periodic requeue creates it, ``queue_missing``) reads as being
+    measured. None when the dataset cannot measure it. Reading never writes."""
     found = Evaluation.objects.filter(version=version, dataset=dataset).first()
     if found is None and version.status == VersionStatus.READY and fits(dataset, version):
-        _queue(version, dataset)
-        found = Evaluation.objects.filter(version=version, dataset=dataset).first()
+        return Evaluation(version=version, dataset=dataset, status=EvaluationStatus.PENDING)
     return found
 
 

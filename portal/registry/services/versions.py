@@ -181,12 +181,6 @@ def convert_unsafe_artifact(version: ModelVersion) -> tuple[str, str]:
     return stored.uri, stored.sha256
 
 
-def queue_evaluations(**kwargs) -> int:
-    from portal.registry.services.evaluations import queue_evaluations as queue
-
-    return queue(**kwargs)
-
-
 def validate_version(version_id: int) -> ModelVersion | None:
     """Load the artifact safely and check it; record ready or invalid with the reason.
 
@@ -247,6 +241,8 @@ def validate_version(version_id: int) -> ModelVersion | None:
             enqueue("workers.registry.explain_version", locked.pk)
         if locked.status == VersionStatus.READY:  # after commit: a dataset profiled meanwhile
             # sees this version ready, or this sees the dataset ready (never neither)
+            from portal.registry.services.evaluations import queue_evaluations
+
             transaction.on_commit(lambda: queue_evaluations(version=locked))
     return locked
 
