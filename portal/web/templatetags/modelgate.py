@@ -1,4 +1,9 @@
+import datetime
+import math
+
 from django import template
+from django.contrib.humanize.templatetags.humanize import naturaltime
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -26,7 +31,7 @@ def filesize(value):
 @register.filter
 def metric(value):
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return num(value)
     return value
 
 
@@ -112,3 +117,63 @@ def duration_words(seconds):
     if seconds >= 120:
         return f"{seconds / 60:g} min"
     return f"{seconds:g} s"
+
+
+def _significant(number, digits=3):
+    """1268.23 -> "1,270"; 0.011213 -> "0.0112"; 1.6958e+00 -> "1.7"; 2.0 -> "2"."""
+    if number == 0 or not math.isfinite(number):
+        return "0" if number == 0 else str(number)
+    magnitude = math.floor(math.log10(abs(number)))
+    rounded = round(number, digits - 1 - magnitude)
+    if abs(rounded) >= 10 ** digits or float(rounded).is_integer():
+        return f"{int(round(rounded)):,}"
+    decimals = max(digits - 1 - magnitude, 0)
+    return f"{rounded:,.{decimals}f}".rstrip("0").rstrip(".")
+
+
+@register.filter
+def num(value, digits=3):
+    """A number for people: three significant figures, thousands separated; anything
+    that is not a number is shown as it is ("—" for nothing)."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    if math.isfinite(number) and number.is_integer():
+        return f"{int(number):,}"  # counts are exact
+    return _significant(number, int(digits))
+
+
+@register.filter
+def ms(seconds):
+    """A duration in seconds shown in the unit people read: 0.0112 -> "11.2 ms"."""
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        return "—" if seconds in (None, "") else seconds
+    if abs(seconds) < 1:
+        return f"{_significant(seconds * 1000)} ms"
+    return f"{_significant(seconds)} s"
+
+
+@register.filter(is_safe=True)
+def when(value):
+    """The portal's one way to show a moment: relative words ("3 minutes ago", kept moving
+    by static/js/time.js), the exact UTC time on hover and in the datetime attribute."""
+    if not value:
+        return "—"
+    if not isinstance(value, datetime.datetime):
+        return value
+    value = value.astimezone(datetime.UTC)
+    exact = value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(),
+                       exact, naturaltime(value))
+
+
+@register.filter
+def split(value, separator=None):
+    return str(value).split(separator)
