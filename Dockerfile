@@ -40,6 +40,8 @@ COPY explainability/ ./explainability/
 COPY workers/ ./workers/
 COPY templates/ ./templates/
 COPY static/ ./static/
+# Static files under content-hashed names with .gz and .br copies (portal/settings.py):
+# WhiteNoise serves them compressed with a one-year Cache-Control.
 RUN DJANGO_SECRET_KEY=collectstatic-only MODELGATE_DATA_DIR=/tmp/build \
        python manage.py collectstatic --noinput -v 0 \
     && rm -rf /tmp/build

@@ -182,7 +182,7 @@ def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: fl
                    units_needed=None, significant=False, verdict="")
     if control.n < MIN_UNITS or treatment.n < MIN_UNITS:
         have = min(control.n, treatment.n)
-        base.verdict = (f"Not enough data yet: {have} units in the smaller group, at least "
+        base.verdict = (f"Not enough data yet: {have} outcomes in the smaller group, at least "
                         f"{MIN_UNITS} per group before anything is said.")
         base.units_needed = MIN_UNITS - have
         return base
@@ -220,7 +220,7 @@ def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: fl
     a, b = names
     if broken:
         base.verdict = (f"Assignment looks broken: the groups are {control.n} and "
-                        f"{treatment.n} units against a configured {1 - split:.0%}/{split:.0%} "
+                        f"{treatment.n} outcomes against a configured {1 - split:.0%}/{split:.0%} "
                         f"split ({p_text(srm)}); fix it before reading any result.")
     elif significant:
         improves = (difference > 0) == higher_is_better
@@ -239,7 +239,7 @@ def readout(control: Aggregate, treatment: Aggregate, *, binary: bool, split: fl
         needed = _units_needed(difference, var_a, var_b, control.n, treatment.n)
         base.units_needed = needed
         if needed:
-            more = f" about {needed:,} more units per group would settle a difference of this size"
+            more = f" about {needed:,} more outcomes per group would settle a difference of this size"
         elif needed == 0:
             more = (" a test read once would call it, but the always-valid test, which may be "
                     "read every day, needs somewhat more data")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from explainability.timeline import markers, plotly_time, time_axis, within
+
 PALETTE = ["#2563eb", "#16a34a", "#db2777", "#ea580c", "#7c3aed", "#0891b2", "#ca8a04",
            "#475569"]
 BASE_LAYOUT = {
@@ -75,34 +77,68 @@ def _hline(y: float, line: dict, axes: tuple[str, str] = ("x", "y")) -> dict:
             "yref": axes[1], "y0": y, "y1": y, "line": line}
 
 
+LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "rmse", "brier", "deviance",
+                   "latency", "fpr", "fnr", "false_", "miss", "cost", "time", "seconds")
+HIGHER_IS_BETTER = ("auc", "accuracy", "precision", "recall", "f1", "r2", "score", "ap",
+                    "average_precision", "balanced", "specificity", "sensitivity", "tpr",
+                    "tnr", "kappa", "mcc", "gain", "lift", "explained_variance")
+
+
+def better(metric: str) -> str | None:
+    """"higher" or "lower": which way a metric improves, read from its name (rmse, log_loss:
+    lower; auc, r2, f1: higher); None when the name does not say."""
+    name = metric.lower()
+    if any(word in name for word in LOWER_IS_BETTER):
+        return "lower"
+    words = set(name.replace("-", "_").split("_"))
+    if any(word in name for word in HIGHER_IS_BETTER if len(word) > 2) or words & {"ap", "f1", "r2"}:
+        return "higher"
+    return None
+
+
+def _direction(metric: str) -> str:
+    way = better(metric)
+    return f"{metric} ({'↑' if way == 'higher' else '↓'} {way} is better)" if way else metric
+
+
 def metric_history(versions: list[dict]) -> dict | None:
     """One line per metric across version numbers.
 
     ``versions``: ``[{"number": 1, "metrics": {"auc": 0.9}, "label": "v1"}]`` in any order.
-    Metrics with different scales get their own small panel.
+    Metrics with different scales get their own small panel; every panel spans the same
+    versions, a version without the metric is a gap (no line drawn across it), and each
+    title says which way is better when the metric's name tells.
     """
     ordered = sorted(versions, key=lambda v: v["number"])
-    series: dict[str, list[tuple]] = defaultdict(list)
+    numbers = [v["number"] for v in ordered]
+    series: dict[str, dict[int, tuple]] = defaultdict(dict)
     for v in ordered:
         for name, value in (v.get("metrics") or {}).items():
-            if isinstance(value, int | float):
-                series[name].append((v["number"], value, v.get("label") or f"v{v['number']}"))
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                series[name][v["number"]] = (value, v.get("label") or f"v{v['number']}")
     if not series:
         return None
     names = sorted(series)
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
-    axes, annotations, refs = _grid(names, rows, columns, 0.08, 0.18)
+    axes, annotations, refs = _grid([_direction(n) for n in names], rows, columns, 0.08, 0.18)
+    for annotation in annotations:
+        annotation["font"] = {"size": 13}
+    span = [min(numbers) - 0.5, max(numbers) + 0.5]
     for key, axis in axes.items():
-        axis.update({"title": _title("version"), "dtick": 1} if key.startswith("x") else {})
+        if key.startswith("x"):
+            axis.update({"title": _title("version"), "range": span},
+                        **({"dtick": 1} if len(numbers) <= 20 else {}))
         axis["gridcolor"] = "#e5e7eb"
     data = []
     for index, name in enumerate(names):
         points = series[name]
         data.append({
-            "type": "scatter", "x": [p[0] for p in points], "y": [p[1] for p in points],
-            "mode": "lines+markers", "name": name, "text": [p[2] for p in points],
-            "hovertemplate": "%{text}<br>" + name + " = %{y:.4g}<extra></extra>",
+            "type": "scatter", "x": numbers, "connectgaps": False,
+            "y": [points[n][0] if n in points else None for n in numbers],
+            "mode": "lines+markers", "name": name,
+            "text": [points[n][1] if n in points else f"v{n}: not measured" for n in numbers],
+            "hovertemplate": "%{text}<br>" + name + " = %{y:.3g}<extra></extra>",
             "line": {"color": PALETTE[index % len(PALETTE)], "width": 2}, "marker": {"size": 8},
             "xaxis": refs[index][0], "yaxis": refs[index][1]})
     return _figure(data, {**axes, "annotations": annotations, "showlegend": False,
@@ -218,6 +254,44 @@ def feature_profile(name: str, profile: dict) -> dict:
                            "margin": {"l": 36, "r": 8, "t": 32, "b": 28}})
 
 
+def target_histogram(name: str, profile: dict, bins: int = 20) -> dict | None:
+    """The target column as people picture it: rows per equal-width bin across its real
+    range (min to max). The profile keeps quantile bins (for drift); each one's rows are
+    spread evenly over it and summed into equal bins. A column with few distinct values
+    (one profile bin per value: classes, counts) gets one bar per value, named by it."""
+    edges, counts = profile.get("edges") or [], profile.get("counts") or []
+    low, high = profile.get("min"), profile.get("max")
+    if profile.get("kind") != "numeric" or not counts or low is None or high is None:
+        return None
+    axis = {"title": _title(name), "gridcolor": "#e5e7eb"}
+    # Quantile edges run from min to max; a discrete column's bins are centred on its
+    # values, so its outer edges lie beyond them.
+    if edges[0] < low or high == low:
+        centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        centers[0], centers[-1] = low, high
+        bar = {"type": "bar", "x": [f"{c:.4g}" for c in centers], "y": list(counts)}
+        axis["type"] = "category"
+    else:
+        step = (high - low) / bins
+        y = [0.0] * bins
+        inner = [low, *edges[1:-1], high]
+        for a, b, count in zip(inner[:-1], inner[1:], counts, strict=True):
+            for i in range(bins):
+                overlap = min(b, low + (i + 1) * step) - max(a, low + i * step)
+                if overlap > 0 and b > a:
+                    y[i] += count * overlap / (b - a)
+        bar = {"type": "bar", "x": [low + (i + 0.5) * step for i in range(bins)],
+               "y": [round(v, 1) for v in y], "width": step}
+        pad = (high - low) / 20
+        axis["range"] = [low - pad, high + pad]
+    where = "%{x}" if axis.get("type") == "category" else "≈ %{x:.3g}"
+    bar.update({"marker": {"color": "#16a34a", "opacity": 0.8},
+                "hovertemplate": f"{name} {where}: %{{y:.0f}} rows<extra></extra>"})
+    return _figure([bar], {"height": 240, "showlegend": False, "bargap": 0.05, "xaxis": axis,
+                           "yaxis": {"title": _title("rows"), "gridcolor": "#e5e7eb"},
+                           "margin": {"l": 48, "r": 16, "t": 36, "b": 40}})
+
+
 def rollout_traffic(points: list[dict]) -> dict | None:
     """Traffic share of each variant over time, as a step chart.
 
@@ -229,14 +303,16 @@ def rollout_traffic(points: list[dict]) -> dict | None:
         return None  # one plan is a sentence, not a chart
     names = sorted({n for p in points for n in p["weights"]}, key=lambda n: n != "stable")
     colors = {"stable": "#64748b", "candidate": "#2563eb"}
+    times = [plotly_time(p["at"]) for p in points]
     data = [{
-        "type": "scatter", "x": [p["at"] for p in points],
+        "type": "scatter", "x": times,
         "y": [100 * p["weights"].get(name, 0.0) for p in points], "mode": "lines+markers",
         "name": name, "hovertemplate": name + " %{y:.0f}%<extra></extra>",
         "line": {"shape": "hv", "width": 3,
                  "color": colors.get(name, PALETTE[index % len(PALETTE)])}}
         for index, name in enumerate(names)]
     return _figure(data, {"height": 260, "legend": {"orientation": "h", "y": 1.15},
+                          "xaxis": time_axis(times),
                           "yaxis": {"title": _title("traffic %"), "range": [0, 105],
                                     "gridcolor": "#e5e7eb"}})
 
@@ -245,33 +321,52 @@ def rollout_measurements(points: list[dict]) -> dict | None:
     """The candidate's analysed metrics over a rollout, each against its threshold.
 
     ``points``: ``[{"at": iso time, "measurements": [{"metric", "value", "threshold",
-    "verdict"}]}]``. One small panel per metric; failed checks are drawn red.
+    "verdict", "detail"}]}]``. One small panel per metric; failed checks are drawn red,
+    passes above their threshold (excused: the latency floor) amber, inconclusive grey.
     """
     series: dict[str, list] = defaultdict(list)
     for point in points:
         for m in point.get("measurements", []):
             if m.get("value") is not None and not str(m["metric"]).startswith("alert:"):
-                series[m["metric"]].append((point["at"], m["value"], m.get("threshold"),
-                                            m.get("verdict")))
+                series[m["metric"]].append((plotly_time(m.get("at") or point["at"]),
+                                            m["value"], m.get("threshold"), m.get("verdict"),
+                                            m.get("detail") or ""))
     if not series:
         return None
     names = sorted(series)
     axes, annotations, refs = _grid(names, 1, len(names), 0.08, 0.0)
+    shared = time_axis([r[0] for rows in series.values() for r in rows], title="")
+    for key in axes:
+        if key.startswith("x"):
+            axes[key].update(shared)
     data, shapes = [], []
     for index, name in enumerate(names):
         rows = series[name]
         data.append({
             "type": "scatter", "x": [r[0] for r in rows], "y": [r[1] for r in rows],
-            "mode": "lines+markers", "name": name,
-            "marker": {"size": 8, "color": ["#dc2626" if r[3] == "fail" else "#2563eb"
+            "mode": "lines+markers", "name": name, "text": [r[4] for r in rows],
+            "marker": {"size": 8, "color": [_verdict_color(*r[1:4], floor=name != "requests")
                                             for r in rows]},
-            "line": {"color": "#2563eb"}, "hovertemplate": name + " %{y:.4g}<extra></extra>",
+            "line": {"color": "#2563eb"},
+            "hovertemplate": name + " %{y:.3g}<br>%{text}<extra></extra>",
             "xaxis": refs[index][0], "yaxis": refs[index][1]})
         limits = [r[2] for r in rows if r[2] is not None]
         if limits and name != "requests":
             shapes.append(_hline(limits[-1], {"dash": "dot", "color": "#dc2626"}, refs[index]))
     return _figure(data, {**axes, "annotations": annotations, "shapes": shapes,
                           "height": 240, "showlegend": False})
+
+
+def _verdict_color(value, threshold, verdict, floor: bool = True) -> str:
+    """Red failed, grey inconclusive, amber passed above its (upper) limit, blue passed;
+    ``floor`` False for a lower limit (requests: more is a pass)."""
+    if verdict == "fail":
+        return "#dc2626"
+    if verdict == "inconclusive":
+        return "#94a3b8"
+    if floor and threshold is not None and value > threshold:
+        return "#f59e0b"  # passed above its line: excused (the candidate is under the floor)
+    return "#2563eb"
 
 
 # -- monitoring ------------------------------------------------------------------------------
@@ -285,19 +380,17 @@ def _color(name: str, index: int) -> str:
 
 def time_series(title: str, series: dict[str, list[tuple]], y_title: str = "",
                 percent: bool = False, threshold: float | None = None,
-                height: int = 240) -> dict | None:
+                height: int = 240, marks: list[dict] | None = None) -> dict | None:
     """Lines over time. ``series``: ``{name: [(iso time or epoch seconds, value), ...]}``;
-    ``percent`` shows 0..1 values as %; ``threshold`` draws a dotted red line."""
-    import datetime as dt
-
+    ``percent`` shows 0..1 values as %; ``threshold`` draws a dotted red line; ``marks``
+    (``[{"at", "label"}]``, e.g. a rollout's steps) are drawn as labelled vertical lines."""
     series = {name: points for name, points in series.items() if points}
     if not series:
         return None
-    data = []
+    data, every = [], []
     for index, (name, points) in enumerate(sorted(series.items())):
-        # Plotly.js reads "YYYY-MM-DD HH:MM:SS" (no zone suffix); times are UTC.
-        times = [dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-                 if isinstance(t, int | float) else t for t, _ in points]
+        times = [plotly_time(t) for t, _ in points]  # UTC, as Plotly.js reads it
+        every.extend(times)
         values = [(100 * v if percent and v is not None else v) for _, v in points]
         data.append({
             # Markers while there are few points: one point alone draws no line.
@@ -307,7 +400,10 @@ def time_series(title: str, series: dict[str, list[tuple]], y_title: str = "",
             "hovertemplate": name + " %{y:.3g}" + ("%" if percent else "") + "<extra></extra>"})
     shapes = [] if threshold is None else [
         _hline(100 * threshold if percent else threshold, {"dash": "dot", "color": "#dc2626"})]
-    return _figure(data, {"height": height, "title": _title(title, 13), "shapes": shapes,
+    lines, labels = markers(within(marks or [], every))
+    return _figure(data, {"height": height, "title": _title(title, 13),
+                          "shapes": shapes + lines, "annotations": labels,
+                          "xaxis": time_axis(every, title=""),
                           "legend": {"orientation": "h", "y": -0.25},
                           "yaxis": {"title": _title(y_title + (" %" if percent else "")),
                                     "gridcolor": "#e5e7eb", "rangemode": "tozero"}})
@@ -353,122 +449,16 @@ def baseline_vs_live(feature: str, edges: list[float], baseline: list[float],
     return figure
 
 
-# -- explanations ----------------------------------------------------------------------------
+# -- explanations: explainability/shap_charts.py ------------------------------------------
 
 
-def shap_importance(importance: list[dict], output: str, top: int = 15) -> dict | None:
-    """Mean |SHAP| per feature (most important on top), with the spread as error bars."""
-    rows = importance[:top][::-1]
-    if not rows:
-        return None
-    colors = ["#dc2626" if r["direction"] > 0.3 else "#2563eb" if r["direction"] < -0.3
-              else "#64748b" for r in rows]
-    bar = {"type": "bar", "x": [r["mean_abs"] for r in rows], "y": [r["feature"] for r in rows],
-           "orientation": "h", "marker": {"color": colors},
-           "error_x": {"type": "data", "array": [r["std_abs"] for r in rows],
-                       "color": "#94a3b8"},
-           "hovertemplate": "%{y}: average effect %{x:.3g}<extra></extra>"}
-    return _figure([bar], {
-        "height": max(220, 26 * len(rows) + 80),
-        "title": _title("What moves the model (average |SHAP|)", 13),
-        "xaxis": {"title": _title(f"average effect on the {output}"), "gridcolor": "#e5e7eb"},
-        "showlegend": False, "margin": {"l": 160, "r": 16, "t": 36, "b": 40}})
+def __getattr__(name: str):
+    """``charts.shap_importance`` and the other explanation charts, kept in shap_charts."""
+    if name.startswith("shap_"):
+        from explainability import shap_charts
 
-
-def _short(values) -> list:
-    """Four significant digits: enough to read, and a fraction of the page's bytes."""
-    return [float(f"{v:.4g}") for v in values]
-
-
-def shap_beeswarm(feature_names: list[str], values: list[list[float]],
-                  rows: list[list[float]], importance: list[dict], top: int = 12) -> dict | None:
-    """One dot per row and feature: its SHAP value (x), coloured by the feature's value
-    (blue low, red high); features by importance, most important on top.
-
-    Built as a plain figure dict, not plotly graph objects: validating thousands of points
-    through plotly's classes costs more than the rest of the page.
-    """
-    import numpy as np
-
-    if not values or not importance:
-        return None
-    values, rows = np.asarray(values, float), np.asarray(rows, float)
-    order = [feature_names.index(i["feature"]) for i in importance[:top]][::-1]
-    rng = np.random.default_rng(0)
-    xs, ys, colors, texts = [], [], [], []
-    for position, j in enumerate(order):
-        column = rows[:, j]
-        low, high = np.percentile(column, 5), np.percentile(column, 95)
-        scaled = np.clip((column - low) / (high - low), 0, 1) if high > low else \
-            np.full(len(column), 0.5)
-        xs.extend(_short(values[:, j]))
-        ys.extend(np.round(position + rng.uniform(-0.3, 0.3, len(column)), 3).tolist())
-        colors.extend(np.round(scaled, 3).tolist())
-        texts.extend(_short(column))
-    return {
-        "data": [{
-            "type": "scattergl", "mode": "markers", "x": xs, "y": ys, "customdata": texts,
-            "marker": {"size": 5, "color": colors, "opacity": 0.7,
-                       "colorscale": [[0, "#2563eb"], [1, "#dc2626"]],
-                       "colorbar": {"title": {"text": "feature value"}, "tickvals": [0, 1],
-                                    "ticktext": ["low", "high"], "thickness": 10}},
-            "hovertemplate": "value %{customdata}<br>SHAP %{x:.3g}<extra></extra>"}],
-        "layout": {**BASE_LAYOUT, "height": max(260, 28 * len(order) + 90),
-                   "title": {"text": "Each row's effects (blue: low value, red: high)",
-                             "font": {"size": 13}},
-                   "xaxis": {"title": {"text": "SHAP value"}, "zeroline": True,
-                             "zerolinecolor": "#94a3b8", "gridcolor": "#e5e7eb"},
-                   "yaxis": {"tickvals": list(range(len(order))),
-                             "ticktext": [feature_names[j] for j in order]},
-                   "showlegend": False, "margin": {"l": 160, "r": 16, "t": 36, "b": 40}},
-    }
-
-
-def shap_dependence(feature: str, feature_names: list[str], values: list[list[float]],
-                    rows: list[list[float]]) -> dict | None:
-    """How one feature's value maps to its effect (a plain figure dict, as the beeswarm)."""
-    if feature not in feature_names or not values:
-        return None
-    j = feature_names.index(feature)
-    return {
-        "data": [{"type": "scattergl", "mode": "markers", "x": _short(r[j] for r in rows),
-                  "y": _short(v[j] for v in values),
-                  "marker": {"size": 6, "color": "#2563eb", "opacity": 0.6},
-                  "hovertemplate": feature + " = %{x:.4g}<br>SHAP %{y:.3g}<extra></extra>"}],
-        "layout": {**BASE_LAYOUT, "height": 280,
-                   "title": {"text": f"Effect of {feature} by its value", "font": {"size": 13}},
-                   "xaxis": {"title": {"text": feature}, "gridcolor": "#e5e7eb"},
-                   "yaxis": {"title": {"text": "SHAP value"}, "zeroline": True,
-                             "zerolinecolor": "#94a3b8", "gridcolor": "#e5e7eb"}},
-    }
-
-
-def shap_waterfall(base_value: float, values: list[float], row: list[float],
-                   feature_names: list[str], output: str, top: int = 10) -> dict | None:
-    """One prediction: from the average output, each input's push up or down."""
-    if not values:
-        return None
-    order = sorted(range(len(values)), key=lambda j: -abs(values[j]))
-    shown, rest = order[:top], order[top:]
-    labels = [f"{feature_names[j]} = {row[j]:.4g}" for j in shown]
-    steps = [values[j] for j in shown]
-    if rest:
-        labels.append(f"{len(rest)} other inputs")
-        steps.append(sum(values[j] for j in rest))
-    total = base_value + sum(values)
-    waterfall = {
-        "type": "waterfall", "orientation": "h",
-        "measure": ["absolute", *["relative"] * len(steps), "total"],
-        "y": ["average output", *labels, "this prediction"], "x": [base_value, *steps, total],
-        "increasing": {"marker": {"color": "#dc2626"}},
-        "decreasing": {"marker": {"color": "#2563eb"}},
-        "totals": {"marker": {"color": "#0f172a"}}, "connector": {"line": {"color": "#cbd5e1"}},
-        "hovertemplate": "%{y}: %{x:.3g}<extra></extra>"}
-    return _figure([waterfall], {
-        "height": max(260, 26 * (len(steps) + 2) + 80),
-        "title": _title(f"One prediction, input by input ({output})", 13),
-        "yaxis": {"autorange": "reversed"}, "xaxis": {"gridcolor": "#e5e7eb"},
-        "showlegend": False, "margin": {"l": 220, "r": 16, "t": 36, "b": 40}})
+        return getattr(shap_charts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -502,7 +492,7 @@ def ab_outcome_over_time(series: dict[str, list[dict]], names: dict[str, str], m
         units = [p["units"] for p in points]
         unit = "%" if percent else ""
         hover = (label + ": %{y:.3g}" + unit + " (95% CI %{customdata[1]:.3g}" + unit +
-                 " to %{customdata[2]:.3g}" + unit + ") after %{customdata[0]:,} units"
+                 " to %{customdata[2]:.3g}" + unit + ") after %{customdata[0]:,} outcomes"
                  "<extra></extra>")
         custom = [[u, lo, hi] for u, lo, hi in zip(units, low, high, strict=True)]
         banded = len(points) > 12

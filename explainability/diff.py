@@ -89,9 +89,17 @@ def _label(value):
 def release_diff(candidate_model, champion_model, X, *, task: str,
                  candidate_metrics: dict | None = None, champion_metrics: dict | None = None,
                  candidate_importance: list[dict] | None = None,
-                 champion_importance: list[dict] | None = None, labels=None) -> dict:
+                 champion_importance: list[dict] | None = None, labels=None,
+                 class_labels: dict | None = None) -> dict:
     """The diff of the two models on the rows of ``X`` (a DataFrame in schema order); with
-    ``labels`` (the true answers of held-out rows), each row shown says who got it right."""
+    ``labels`` (the true answers of held-out rows), each row shown says who got it right.
+    ``class_labels`` name the classes (``{"0": "malignant", "1": "benign"}``): predicted
+    and true labels are shown by those names."""
+    from explainability.words import label_of, quoted
+
+    def named(value):
+        return label_of(_label(value), class_labels) if class_labels else _label(value)
+
     classifier = task == "classification"
     names = [str(c) for c in X.columns]
     result = {"rows": len(X), "task": task,
@@ -106,7 +114,8 @@ def release_diff(candidate_model, champion_model, X, *, task: str,
         old_label = np.asarray(champion_model.predict(X))
         disagree = new_label != old_label
         result["disagreement_rate"] = float(disagree.mean())
-        result["score"] = "probability of class " + str(candidate_model.classes_[-1])
+        result["score"] = "probability of " + quoted(
+            label_of(_label(candidate_model.classes_[-1]), class_labels))
     else:
         difference = new - old
         scale = float(np.std(old)) or 1.0
@@ -127,8 +136,8 @@ def release_diff(candidate_model, champion_model, X, *, task: str,
     result["top_disagreements"] = [
         {"row": int(i), "candidate": float(new[i]), "champion": float(old[i]),
          "gap": float(gap[i]), "inputs": {n: float(X.iloc[i][n]) for n in shown},
-         **({} if truth is None else {"label": _label(truth[i])}),
-         **({"candidate_label": _label(new_label[i]), "champion_label": _label(old_label[i])}
+         **({} if truth is None else {"label": named(truth[i])}),
+         **({"candidate_label": named(new_label[i]), "champion_label": named(old_label[i])}
             if classifier else {})}
         for i in top if gap[i] > 0]
     return result

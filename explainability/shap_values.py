@@ -238,14 +238,18 @@ def _permutation(shap, model, frame, back, classifier, rng):
     return result.values, base, f(frame.to_numpy(dtype=float)), output, len(data)
 
 
-def plain_summary(explanation: dict, task: str) -> str:
-    """A sentence or two for someone who is not a data scientist."""
+def plain_summary(explanation: dict, task: str, labels: dict | None = None) -> str:
+    """A sentence or two for someone who is not a data scientist; ``labels`` name the
+    model's classes (``{"0": "malignant", "1": "benign"}``)."""
+    from explainability.words import label_of, quoted
+
     importance = explanation.get("importance") or []
     if not importance:
         return ""
     top = [i["feature"] for i in importance[:3]]
     listed = top[0] if len(top) == 1 else ", ".join(top[:-1]) + f" and {top[-1]}"
-    what = (f"the predicted chance of class {explanation.get('target_class')}"
+    what = (f"the predicted probability of "
+            f"{quoted(label_of(explanation.get('target_class'), labels))}"
             if task == "classification" else "the prediction")
     first = importance[0]
     if first["direction"] > 0.3:

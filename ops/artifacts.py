@@ -194,7 +194,7 @@ def inspect_model(
     ``sample`` is a few rows in schema order used for a smoke prediction; when absent a
     row of zeros is used.
     """
-    estimator = f"{type(model).__module__}.{type(model).__qualname__}"
+    estimator = estimator_name(model)
     if not callable(getattr(model, "predict", None)):
         raise ArtifactError(f"{estimator} has no predict method", code="not_a_model")
     if task == CLASSIFICATION and not callable(getattr(model, "predict_proba", None)):
@@ -206,10 +206,11 @@ def inspect_model(
     names = getattr(model, "feature_names_in_", None)
     names = [str(n) for n in names] if names is not None else None
     declared = [f.name for f in input_schema]
+    expected = ("; the model was fitted on " + _listed(names)) if names else ""
     if n_features is not None and int(n_features) != len(declared):
         raise ArtifactError(
             f"the model expects {int(n_features)} features but the input schema declares "
-            f"{len(declared)}",
+            f"{len(declared)}{expected}",
             code="schema_mismatch",
         )
     if names is not None and names != declared:
@@ -222,8 +223,10 @@ def inspect_model(
             if extra:
                 detail += "; schema has " + ", ".join(extra[:5])
         else:
-            detail = "the input schema lists the model's features in a different order"
-        raise ArtifactError(detail, code="schema_mismatch")
+            detail = ("the input schema lists the model's features in a different order: "
+                      "the model expects " + _listed(names))
+        raise ArtifactError(detail + " (leave the schema empty and the portal reads the "
+                            "model's own feature names)", code="schema_mismatch")
 
     rows = sample if sample is not None else np.zeros((1, len(declared)))
     frame = _as_model_input(rows, names)
@@ -270,12 +273,39 @@ def dump_skops(model) -> bytes:
     return sio.dumps(model)
 
 
+def _listed(names: list[str], most: int = 8) -> str:
+    return ", ".join(names[:most]) + (f", … ({len(names)} in all)" if len(names) > most else "")
+
+
 def _as_model_input(rows: np.ndarray, names: list[str] | None):
     if names is None:
         return np.asarray(rows)
     import pandas as pd
 
     return pd.DataFrame(np.asarray(rows), columns=names)
+
+
+def public_name(qualified: str) -> str:
+    """A class path as its library documents it: private modules dropped
+    (``sklearn.ensemble._gb.GradientBoostingClassifier`` ->
+    ``sklearn.ensemble.GradientBoostingClassifier``); steps in parentheses kept."""
+    head, paren, steps = qualified.partition("(")
+    parts = head.split(".")
+    public = [p for p in parts[:-1] if not p.startswith("_")] + parts[-1:]
+    return ".".join(public) + paren + steps
+
+
+def estimator_name(model) -> str:
+    """The estimator's public class path; a pipeline's steps follow in parentheses
+    (``sklearn.pipeline.Pipeline(StandardScaler → LogisticRegression)``), at most 200
+    characters as the version stores it."""
+    name = public_name(f"{type(model).__module__}.{type(model).__qualname__}")
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, list) and steps:
+        inner = " → ".join("passthrough" if step in (None, "passthrough")
+                           else type(step).__qualname__ for _, step in steps)
+        name = f"{name}({inner})"
+    return name if len(name) <= 200 else name[:199] + "…"
 
 
 def _framework(module: str) -> str:

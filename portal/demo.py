@@ -147,7 +147,7 @@ def traffic_rows(model_name: str):
 
 
 def _register_family(user, project, *, name, task, description, frame, target, candidates,
-                     scorer, dataset_name, dataset_description, tags, log):
+                     scorer, dataset_name, dataset_description, tags, log, classes=None):
     from sklearn.model_selection import train_test_split
 
     features = [c for c in frame.columns if c != target]
@@ -171,6 +171,8 @@ def _register_family(user, project, *, name, task, description, frame, target, c
             "params": candidate.params, "dataset": dataset.pk, "tags": tags,
             "label": candidate.label, "description": candidate.description,
         }
+        if classes:  # the names people know the classes by, shown on every page
+            metadata["classes"] = classes
         if code:
             metadata["code"] = code
         if parent is not None:
@@ -232,7 +234,7 @@ def seed(log=print) -> bool:
         frame=cancer, target="target", candidates=_classifier_candidates(),
         scorer=classification_metrics, dataset_name="breast-cancer-train",
         dataset_description="Wisconsin diagnostic breast cancer data, 75% training split.",
-        tags=["demo", "tabular"], log=log)
+        tags=["demo", "tabular"], log=log, classes={"0": "malignant", "1": "benign"})
     diabetes = load_diabetes(as_frame=True).frame
     regressor, rversions = _register_family(
         users["carlos"], project, name="progression-regressor", task="regression",

@@ -30,6 +30,14 @@ keepalive = int(os.environ.get("MODELGATE_KEEPALIVE_SECONDS", "75"))
 # 414, documented on every operation of the API schema (portal/api/schema.py).
 limit_request_line = 4094
 accesslog = "-"
+# Health checks (load balancers, the kubelet, rundemo waiting for the portal) ask every few
+# seconds: their answers of 200 are not access-logged; other answers are.
+PROBES = ("/healthz", "/readyz")
+
+
+def _not_a_probe(record) -> bool:
+    atoms = record.args if isinstance(record.args, dict) else {}
+    return not (atoms.get("U") in PROBES and str(atoms.get("s")) == "200")
 loglevel = os.environ.get("MODELGATE_LOG_LEVEL", "warning").lower()
 
 
@@ -46,6 +54,7 @@ PRELOAD = os.environ.get("MODELGATE_WEB_PRELOAD",
 def post_worker_init(worker):
     import importlib
 
+    worker.log.access_log.addFilter(_not_a_probe)
     for name in filter(None, (n.strip() for n in PRELOAD)):
         try:
             importlib.import_module(name)

@@ -9,6 +9,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange as _Exchange
 from kombu import Queue as _Queue
+from whitenoise.compress import Compressor
 
 from portal.env import env_bool, env_choice, env_int, env_list, env_str
 
@@ -207,15 +208,22 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("MODELGATE_STATIC_ROOT", "") or DATA_DIR / "static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
-WHITENOISE_USE_FINDERS = True  # serve straight from the apps in the demo, no collectstatic
+# collectstatic (the image's build, `make demo`) writes every file under a name with its
+# content's hash, with .gz and .br copies: WhiteNoise serves them compressed and cacheable for
+# a year. Before any collectstatic (a checkout's runserver, the tests) pages link the plain
+# names and WhiteNoise serves them from the folders they live in (portal/web/staticstorage.py).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "portal.web.staticstorage.StaticStorage"},
 }
+WHITENOISE_USE_FINDERS = not (STATIC_ROOT / "staticfiles.json").exists()
+# Source maps (Swagger UI's, ReDoc's: 4 MB) are only read by developer tools: not compressed.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (*Compressor.SKIP_COMPRESS_EXTENSIONS, "map")
+# The favicon browsers ask for at /favicon.ico (pages that do not name one: the admin, API).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "portal.web.staticfinders.PlotlyFinder",
 ]
 
 # Uploads: files above 2.5 MB spool to disk; the artifact limit is checked while streaming.
@@ -276,9 +284,15 @@ MODELGATE_ROLLOUT_MAX_STEPS = env_int("MODELGATE_ROLLOUT_MAX_STEPS", 20)
 # step is judged on the traffic of the step before.
 MODELGATE_ROLLOUT_MIN_BAKE_SECONDS = float(env_int("MODELGATE_ROLLOUT_MIN_BAKE_SECONDS", 30))
 
-# Notification email goes through Django's backend; the console backend prints it to the log.
+# Notification email goes through Django's backend; the console backend prints it to the log,
+# the file backend (the demo's) writes each message under EMAIL_FILE_PATH.
 EMAIL_BACKEND = env_str("MODELGATE_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = DATA_DIR / "mail"
 DEFAULT_FROM_EMAIL = env_str("MODELGATE_FROM_EMAIL", "modelgate@localhost")
+# The address people open the portal at: links in e-mails start with it. By default the first
+# trusted origin (the public address of an installation behind a proxy), else gunicorn's.
+MODELGATE_BASE_URL = (env_str("MODELGATE_BASE_URL", "") or next(iter(CSRF_TRUSTED_ORIGINS), "")
+                      or "http://127.0.0.1:8000").rstrip("/")
 # Webhooks to loopback, private or link-local addresses are refused unless this is set.
 MODELGATE_WEBHOOK_ALLOW_PRIVATE = env_bool("MODELGATE_WEBHOOK_ALLOW_PRIVATE", False)
 # Model servers sign prediction ids with a key per endpoint derived from this secret, so

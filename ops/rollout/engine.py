@@ -16,9 +16,11 @@ SERVE_CHECK_SECONDS = 2.0
 def _decision(spec: RolloutSpec, old: RolloutState, new: RolloutState, event: Event,
               reason: str, evaluation: Evaluation | None = None,
               wait: float | None = None) -> Decision:
-    """Stamp the next step_id, keep the reason of a status change, emit a plan if new."""
+    """Stamp the next step_id, keep the reason of a change of status or of plan (the status
+    line reads "step 2 of 4 ...", never the step the rollout started with), emit a plan if
+    new."""
     new = replace(new, step_id=old.step_id + 1)
-    if new.status != old.status:
+    if new.status != old.status or new.generation != old.generation:
         new = replace(new, reason=reason)
     plan = current_plan(spec, new) if new.generation != old.generation else None
     return Decision(new, plan, None if new.ended else wait, event, reason,

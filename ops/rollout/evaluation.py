@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
+from ops.numbers import figure
+from ops.numbers import seconds as _in_seconds
 from ops.rollout.spec import Strategy, Thresholds
 
 
@@ -102,19 +104,22 @@ def _latency(analysis: Analysis, thresholds: Thresholds, enough: bool) -> Measur
         if fast:
             return Measurement("p99_latency", candidate, thresholds.min_p99_seconds,
                                Verdict.PASS, f"{_seconds(candidate)} < "
-                               f"{thresholds.min_p99_seconds:g} s (no stable figure to compare)")
+                               f"{_in_seconds(thresholds.min_p99_seconds)} (no stable figure to "
+                               "compare)")
         if limit is not None:
             verdict = Verdict.PASS if candidate <= limit else Verdict.FAIL
             return Measurement("p99_latency", candidate, limit, verdict,
                                f"{_seconds(candidate)} {'<=' if verdict == Verdict.PASS else '>'}"
-                               f" {limit:g} s (no stable figure to compare)")
+                               f" {_in_seconds(limit)} (no stable figure to compare)")
     ratio = candidate / stable if candidate is not None and stable else None
-    excuse = f"the candidate's p99 is under {thresholds.min_p99_seconds:g} s" if fast else None
+    excuse = (f"the candidate's p99 is under the latency floor of "
+              f"{_in_seconds(thresholds.min_p99_seconds)}, too fast to judge by ratio"
+              if fast else None)
     return _judge("p99_latency_ratio", ratio, thresholds.max_p99_ratio, enough, excuse, note)
 
 
 def _seconds(value: float | None) -> str:
-    return "no data" if value is None else f"{value:.3g} s"
+    return "no data" if value is None else _in_seconds(value)
 
 
 def _judge(metric: str, value: float | None, limit: float, enough: bool,
@@ -123,13 +128,13 @@ def _judge(metric: str, value: float | None, limit: float, enough: bool,
     if value is None:
         verdict, detail = Verdict.INCONCLUSIVE, "no data"
     elif not enough:
-        verdict, detail = Verdict.INCONCLUSIVE, f"{value:.4g}, too few requests to judge"
+        verdict, detail = Verdict.INCONCLUSIVE, f"{figure(value)}, too few requests to judge"
     elif value > limit and excuse:
-        verdict, detail = Verdict.PASS, f"{value:.4g} > {limit:g}, but {excuse}"
+        verdict, detail = Verdict.PASS, f"{figure(value)} > {figure(limit)}, but {excuse}"
     elif value > limit:
-        verdict, detail = Verdict.FAIL, f"{value:.4g} > {limit:g}"
+        verdict, detail = Verdict.FAIL, f"{figure(value)} > {figure(limit)}"
     else:
-        verdict, detail = Verdict.PASS, f"{value:.4g} <= {limit:g}"
+        verdict, detail = Verdict.PASS, f"{figure(value)} <= {figure(limit)}"
     return Measurement(metric, value, limit, verdict, detail + note)
 
 
@@ -149,7 +154,7 @@ def _client_errors(analysis: Analysis, thresholds: Thresholds,
                else "no stable figure: judged against 0")
     measurement = _judge("client_error_excess", max(at_least - (stable or 0.0), 0.0),
                          thresholds.max_client_error_excess, enough,
-                         note=f" (the candidate refused {candidate:.1%} of {requests:g}, at "
+                         note=f" (the candidate refused {candidate:.1%} of {figure(requests)}, at "
                               f"least {at_least:.1%}; {against})")
     return [measurement]
 
@@ -199,7 +204,7 @@ def _predictions(analysis: Analysis, thresholds: Thresholds,
     if limit is None:
         verdict = Verdict.PASS if enough else Verdict.INCONCLUSIVE
         return [Measurement("prediction_shift", shift, None, verdict,
-                            f"{shift:.4g}, not judged (no max_prediction_shift){note}")]
+                            f"{figure(shift)}, not judged (no max_prediction_shift){note}")]
     return [_judge("prediction_shift", shift, limit, enough, note=note)]
 
 
@@ -211,14 +216,14 @@ def _spread(analysis: Analysis, thresholds: Thresholds, enough: bool) -> list[Me
     if candidate is None or not stable:
         return []
     ratio = candidate / stable
-    note = f" (standard deviation: candidate {candidate:.4g}, stable {stable:.4g})"
+    note = f" (standard deviation: candidate {figure(candidate)}, stable {figure(stable)})"
     if not enough:
         return [Measurement("prediction_spread_ratio", ratio, thresholds.min_spread_ratio,
-                            Verdict.INCONCLUSIVE, f"{ratio:.4g}, too few requests to judge")]
+                            Verdict.INCONCLUSIVE, f"{figure(ratio)}, too few requests to judge")]
     verdict = Verdict.PASS if ratio >= thresholds.min_spread_ratio else Verdict.FAIL
     sign = ">=" if verdict == Verdict.PASS else "<"
     return [Measurement("prediction_spread_ratio", ratio, thresholds.min_spread_ratio, verdict,
-                        f"{ratio:.4g} {sign} {thresholds.min_spread_ratio:g}{note}")]
+                        f"{figure(ratio)} {sign} {figure(thresholds.min_spread_ratio)}{note}")]
 
 
 def _sentence(alert: Alert) -> str:
@@ -230,7 +235,7 @@ def _sentence(alert: Alert) -> str:
     try:
         value = float(values.get("value"))
         if math.isfinite(value):
-            about.append(f"value {value:.3g}")
+            about.append(f"value {figure(value)}")
     except (TypeError, ValueError):
         pass
     summary = str(values.get("summary") or "").strip()
@@ -266,7 +271,8 @@ def evaluate(analysis: Analysis, thresholds: Thresholds, strategy: Strategy) -> 
         "requests", requests, thresholds.min_requests,
         Verdict.PASS if enough else Verdict.INCONCLUSIVE,
         "no data" if requests is None
-        else f"{requests:g} {'>=' if enough else '<'} {thresholds.min_requests} needed")]
+        else f"{figure(requests)} {'>=' if enough else '<'} {figure(thresholds.min_requests)} "
+        "needed")]
     measurements.append(_judge("error_rate", _number(analysis.error_rate),
                                thresholds.max_error_rate, enough))
     measurements.append(_latency(analysis, thresholds, enough))

@@ -57,7 +57,7 @@ class RolloutState:
     a step with ``UPDATE ... WHERE step_id = <the step_id it decided from>``.
     ``generation`` is that of the last plan emitted, ``base_generation`` that of the plan the
     endpoint served before this rollout (a state whose two generations are equal has emitted
-    nothing). ``reason`` explains the latest change of status.
+    nothing). ``reason`` explains the latest change of status or plan.
     """
 
     status: Status = Status.PENDING

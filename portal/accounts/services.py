@@ -444,8 +444,10 @@ def change_role(actor, membership: Membership, role: str) -> Membership:
     return membership
 
 
-def remove_member(actor, membership: Membership) -> None:
+def remove_member(actor, membership: Membership, comment: str = "") -> None:
+    """Take a member out of the project; ``comment`` (why) goes into the audit trail."""
     project = membership.project
+    comment = (comment or "").strip()[:1000]
     require_role(actor, project, Role.OWNER, "manage members")
     with transaction.atomic():
         owners = list(Membership.objects.select_for_update()
@@ -453,7 +455,9 @@ def remove_member(actor, membership: Membership) -> None:
         if owners == [membership.pk]:
             raise Conflict("a project must keep at least one owner", code="last_owner")
         audit.record(actor, "membership.delete", membership,
-                     changes={"role": audit.change(membership.role, None)}, project_id=project.pk)
+                     changes={"role": audit.change(membership.role, None),
+                              **({"comment": comment} if comment else {})},
+                     project_id=project.pk)
         membership.delete()
 
 

@@ -166,7 +166,8 @@ def member_change(request, pk):
         raise Http404("no such membership")
     form = forms.RoleForm(request.POST)
     if request.POST.get("remove"):
-        return handle_action(request, lambda: services.remove_member(request.user, membership),
+        return handle_action(request, lambda: services.remove_member(
+                                 request.user, membership, request.POST.get("comment", "")),
                              success=f"{membership.user.username} removed.",
                              redirect_to=membership.project)
     if form.is_valid():

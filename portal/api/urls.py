@@ -71,7 +71,7 @@ ROUTE_SCOPES.update({
               "monitoring": APPROVE, "archive": WRITE, "restore": WRITE},
     "version": {"list": READ, "retrieve": READ, "artifact": READ, "lineage": READ,
                 "explanation": READ, "explain": WRITE, "explain_result": READ,
-                "archive": WRITE, "evaluations": READ},
+                "archive": WRITE, "restore": WRITE, "evaluations": READ},
     "dataset": {"list": READ, "retrieve": READ, "create": WRITE, "archive": WRITE,
                 "restore": WRITE},
     "environment": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE,

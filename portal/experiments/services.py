@@ -455,13 +455,14 @@ def explanation_summaries(experiment: Experiment) -> dict[str, dict | None]:
 
     deployment = experiment.deployment
     versions = {rollout.STABLE: deployment.stable_id, rollout.CANDIDATE: deployment.candidate_id}
-    ready = {e.version_id: e for e in Explanation.objects.filter(
+    ready = {e.version_id: e for e in Explanation.objects.select_related("version").filter(
         version_id__in=[v for v in versions.values() if v], status="ready")}
     out = {}
     for variant, version_id in versions.items():
         explanation = ready.get(version_id)
         out[variant] = ({"summary": plain_summary(explanation.as_dict(),
-                                                  deployment.model.task),
+                                                  deployment.model.task,
+                                                  explanation.version.class_labels),
                          "top_features": [i["feature"] for i in explanation.importance[:5]]}
                         if explanation else None)
     return out

@@ -26,7 +26,10 @@ def experiment_detail(request, pk):
     binary = experiment.kind == OutcomeKind.BINARY
     names = dict(zip(services.VARIANTS, services.variant_names(experiment), strict=True))
     finished = services.is_finished(experiment)
+    if finished:  # the result as it stood at the end, not "yet"
+        readout.verdict = _as_ended(readout.verdict)
     return render(request, "experiments/experiment_detail.html", {
+        "ended": _ended(experiment) if finished else None,
         "experiment": experiment, "deployment": deployment,
         "project": deployment.environment.project, "status": services.status_of(experiment),
         "r": readout, "shown": _shown(readout, binary, experiment.higher_is_better),
@@ -39,6 +42,28 @@ def experiment_detail(request, pk):
                                                 Role.APPROVER),
         "choices": DecisionChoice.choices,
     })
+
+
+def _as_ended(verdict: str) -> str:
+    for word in ("evidence", "data"):
+        verdict = verdict.replace(f"Not enough {word} yet", f"Not enough {word} by the end",
+                                  1)
+    return verdict.replace("would settle", "would have settled")
+
+
+def _ended(experiment) -> dict:
+    """When and why an ended test ended: the person's final decision, else the rollout's
+    reason (rolled back by an alert, failed)."""
+    deployment = experiment.deployment
+    decision = experiment.decisions.exclude(decision="extend").select_related(
+        "decided_by").last()
+    if decision is not None:
+        what = decision.get_decision_display()
+        why = f"{decision.decided_by.username} chose to {what[0].lower()}{what[1:]}: " \
+              f"{decision.comment}"
+    else:
+        why = (deployment.state or {}).get("reason") or "the rollout ended"
+    return {"at": deployment.finished_at or deployment.updated_at, "why": why}
 
 
 def _shown(r, binary: bool, higher_is_better: bool) -> dict:

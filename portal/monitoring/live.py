@@ -17,6 +17,13 @@ from portal.monitoring import drift
 from portal.monitoring.endpoints import ServedEndpoint
 
 NO_PROMETHEUS = "no Prometheus is configured (set MODELGATE_PROMETHEUS_URL)"
+# The variant label of requests answered before any variant was chosen (refused at the
+# door: a malformed body, no plan loaded yet): ops.serving.metrics.NO_VARIANT.
+UNROUTED = "none"
+UNROUTED_NAME = "refused before routing"
+# The rollout events drawn as markers: a plan applied, or the rollout's end.
+MARKED = {"started", "advanced", "promoting", "succeeded", "promoted", "rolled_back",
+          "kept_stable", "failed"}
 
 
 def _series(rows: list[dict], label: str) -> dict[str, list[tuple]]:
@@ -148,43 +155,83 @@ def _drift_lines(rows: list[dict], variant: str, top: list[str]) -> tuple[str, d
     return title, lines
 
 
+def _routed(lines: dict[str, list]) -> dict[str, list]:
+    """The variants' lines only: a share of errors among requests refused before routing
+    is 100 % by definition and says nothing about a version."""
+    return {name: points for name, points in lines.items()
+            if name != UNROUTED and not name.startswith(UNROUTED + " ")}
+
+
+def _named(lines: dict[str, list]) -> dict[str, list]:
+    """Requests refused before routing, under words instead of the label "none"."""
+    return {(UNROUTED_NAME if name == UNROUTED else name): points
+            for name, points in lines.items()}
+
+
 def _reshape(raw: dict, variant: str | None, top: list[str]) -> dict:
     """Step 2: the answers as chart lines and bars."""
-    shaped = {"traffic": _series(raw["traffic"], "variant"),
-              "errors": _series(raw["errors"], "variant"),
-              "rejects": _series(raw["rejects"], "variant"),
-              "latency": _latency_lines(raw["latency"]),
+    shaped = {"traffic": _named(_series(raw["traffic"], "variant")),
+              "errors": _routed(_series(raw["errors"], "variant")),
+              "rejects": _routed(_series(raw["rejects"], "variant")),
+              "latency": _routed(_latency_lines(raw["latency"])),
               "predictions": _prediction_shares(raw)}
     if variant:
         shaped["drift"] = _drift_lines(raw["psi"], variant, top)
     return shaped
 
 
-def _draw(shaped: dict, options, thresholds: ops_drift.Thresholds) -> dict:
-    """Step 3: the charts, with the model's thresholds drawn in."""
+def _draw(shaped: dict, options, thresholds: ops_drift.Thresholds,
+          marks: list[dict] | None = None) -> dict:
+    """Step 3: the charts, with the model's thresholds and the rollouts drawn in."""
     found = {
-        "traffic": charts.time_series("Requests per second", shaped["traffic"], "req/s"),
+        "traffic": charts.time_series("Requests per second", shaped["traffic"], "req/s",
+                                      marks=marks),
         # Apart: the error threshold judges the version (5xx), never what callers sent (4xx).
         "errors": charts.time_series("Server errors (5xx), share of requests", shaped["errors"],
-                                     "", percent=True, threshold=options.max_error_rate),
+                                     "", percent=True, threshold=options.max_error_rate,
+                                     marks=marks),
         "rejects": charts.time_series("Rejected requests (4xx), share of requests",
-                                      shaped["rejects"], "", percent=True),
+                                      shaped["rejects"], "", percent=True, marks=marks),
         "latency": charts.time_series("Latency", shaped["latency"], "ms",
-                                      threshold=options.max_p99_latency_seconds * 1000),
+                                      threshold=options.max_p99_latency_seconds * 1000,
+                                      marks=marks),
         "predictions": charts.grouped_bars(*shaped["predictions"]),
     }
     if "drift" in shaped:
         title, lines = shaped["drift"]
         found["drift"] = charts.time_series(title, lines, "PSI",
-                                            threshold=thresholds.psi_critical)
+                                            threshold=thresholds.psi_critical, marks=marks)
     return found
 
 
+def rollout_marks(served: ServedEndpoint, since: float) -> list[dict]:
+    """When rollouts on this endpoint started, changed their weights or ended, since
+    ``since`` (POSIX seconds): ``[{"at", "label", "detail"}]`` for the charts' markers."""
+    import datetime as dt
+
+    from portal.releases.models import DeploymentEvent
+
+    events = (DeploymentEvent.objects.filter(
+        deployment__environment=served.environment, deployment__endpoint=served.endpoint,
+        created_at__gte=dt.datetime.fromtimestamp(since, dt.UTC), event__in=MARKED)
+        .select_related("deployment__candidate").order_by("created_at")[:50])
+    marks = []
+    for e in events:
+        share = e.weights.get("candidate") if e.weights else None
+        what = e.event.replace("_", " ")
+        if share is not None and e.event in ("started", "advanced"):
+            what = f"{share:.0%}"
+        marks.append({"at": e.created_at, "label": f"v{e.deployment.candidate.number} {what}",
+                      "detail": e.reason[:200]})
+    return marks
+
+
 def _charts(client, served: ServedEndpoint, window: int, variant: str | None,
-            thresholds: ops_drift.Thresholds, top: list[str]) -> dict:
+            thresholds: ops_drift.Thresholds, top: list[str], marks: list[dict]) -> dict:
     span = _Span.of(served, window)
     options = served.settings()
-    return _draw(_reshape(_query(client, span, variant), variant, top), options, thresholds)
+    return _draw(_reshape(_query(client, span, variant), variant, top), options, thresholds,
+                 marks)
 
 
 def _comparison(client, served: ServedEndpoint, window: int, variant: str | None,
@@ -206,13 +253,15 @@ def _comparison(client, served: ServedEndpoint, window: int, variant: str | None
 
 def live_charts(served: ServedEndpoint, window: int, variant: str | None,
                 thresholds: ops_drift.Thresholds, ranked: list[str],
-                feature: str | None) -> tuple[dict, dict | None, str]:
-    """(charts by name, the baseline/live comparison, why Prometheus could not answer)."""
+                feature: str | None, marks: list[dict] | None = None,
+                ) -> tuple[dict, dict | None, str]:
+    """(charts by name, the baseline/live comparison, why Prometheus could not answer);
+    ``marks`` (``rollout_marks``) are drawn on the time charts."""
     client = drift.client()
     if client is None:
         return {}, None, NO_PROMETHEUS
     try:
-        return (_charts(client, served, window, variant, thresholds, ranked),
+        return (_charts(client, served, window, variant, thresholds, ranked, marks or []),
                 _comparison(client, served, window, variant, feature), "")
     except PrometheusUnavailable as e:
         return {}, None, str(e)

@@ -89,6 +89,9 @@ class MonitorSettings(models.Model):
     no_traffic_minutes = models.PositiveIntegerField(default=10)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        verbose_name = verbose_name_plural = "monitor settings"
+
     def __str__(self):
         return f"monitoring of {self.model}"
 
@@ -127,6 +130,9 @@ class SyncStatus(models.Model):
     ok = models.BooleanField(default=True)
     detail = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "sync statuses"
 
     def __str__(self):
         return f"{self.job}: {'ok' if self.ok else 'failing'}"

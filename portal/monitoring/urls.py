@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.monitoring import views
+from portal.monitoring import try_it, views
 
 app_name = "monitoring"
 
@@ -13,6 +13,8 @@ urlpatterns = [
     path("alerts/<int:pk>/incident/<str:action>/", views.incident_action,
          name="incident-action"),
     # path: an endpoint named by an alert's label may hold "/" (it reversed to a 500 before).
+    path("p/<slug:slug>/environments/<str:name>/try/<path:endpoint>/", try_it.try_it,
+         name="endpoint-try"),
     path("p/<slug:slug>/environments/<str:name>/monitoring/<path:endpoint>/",
          views.endpoint_monitoring, name="endpoint"),
 ]

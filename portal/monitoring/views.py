@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,7 +23,7 @@ from portal.monitoring import alerts, drift, incidents, queries
 from portal.monitoring.choices import AlertState
 from portal.monitoring.endpoints import served_endpoints
 from portal.monitoring.filtersets import AlertFilterSet
-from portal.monitoring.live import NO_PROMETHEUS, live_charts
+from portal.monitoring.live import NO_PROMETHEUS, live_charts, rollout_marks
 from portal.monitoring.metrics import exposition
 from portal.monitoring.models import SyncStatus
 from portal.releases import queries as release_queries
@@ -149,6 +150,19 @@ def incident_action(request, pk, action):
 # -- one endpoint ---------------------------------------------------------------------------------
 
 
+SEVERITY = ("critical", "warning", "no_drift", "insufficient_data")
+
+
+def drift_summary(features: list[dict]) -> dict:
+    """How many features drifted and how badly: the badge takes the colour of the worst
+    feature, so five critical features never sit in a green badge."""
+    counts = {verdict: sum(1 for f in features if f.get("verdict") == verdict)
+              for verdict in SEVERITY}
+    worst = next((v for v in SEVERITY if counts[v]), "insufficient_data")
+    return {"counts": counts, "worst": worst, "total": len(features),
+            "drifted": counts["critical"] + counts["warning"]}
+
+
 @login_required
 def endpoint_monitoring(request, slug, name, endpoint):
     environment = get_object_or_404(release_queries.environments_for(request.user),
@@ -173,7 +187,8 @@ def endpoint_monitoring(request, slug, name, endpoint):
     live, comparison, unavailable = {}, None, ""
     if served is not None:
         live, comparison, unavailable = live_charts(
-            served, window, variant, thresholds, [f["name"] for f in ranked], feature)
+            served, window, variant, thresholds, [f["name"] for f in ranked], feature,
+            marks=rollout_marks(served, time.time() - window))
     elif drift.client() is None:
         unavailable = NO_PROMETHEUS
     return render(request, "monitoring/endpoint.html", {
@@ -183,6 +198,7 @@ def endpoint_monitoring(request, slug, name, endpoint):
         "windows_choices": list(WINDOWS), "stale": current and current.computed_at < stale_before,
         "live": live, "comparison": comparison, "unavailable": unavailable,
         "thresholds": thresholds, "options": options, "problems": _problems(),
+        "summary": drift_summary(features),
         "alerts": queries.alerts_for(request.user).filter(environment=environment,
                                                           endpoint=endpoint)[:20],
     })

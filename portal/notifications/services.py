@@ -22,8 +22,8 @@ any JSON-serialisable dict is accepted, and missing keys only make the email vag
                           "endpoint", "variant", "feature", "summary", "value", "url"}
     alert.resolved       (as alert.firing)
 
-``url`` is the path of the page about it (e.g. ``/releases/12/``). "Test webhook" sends a
-``ping`` event to one webhook only.
+``url`` is the path of the page about it (e.g. ``/releases/12/``); e-mails link to it under
+``MODELGATE_BASE_URL``. "Test webhook" sends a ``ping`` event to one webhook only.
 
 The body POSTed to a webhook::
 
@@ -117,6 +117,12 @@ def _clean(webhook: Webhook) -> None:
         raise ValidationFailed("give the webhook a name, e.g. 'slack releases'", field="name")
 
 
+def _refuse_private(url: str) -> None:
+    refusal = private_refusal(url)
+    if refusal:
+        raise ValidationFailed(f"url: {refusal}", code="private_address", field="url")
+
+
 def _audited(webhook: Webhook, fields) -> dict:
     # The URL's path and query often hold a token: the append-only trail keeps the host only.
     return {k: (webhook.redacted_url if k == "url" else getattr(webhook, k)) for k in fields}
@@ -131,6 +137,7 @@ def create_webhook(user, project: Project, *, name: str, url: str,
                       events=list(dict.fromkeys(events or [])), active=active, secret=secret,
                       created_by=user)
     _clean(webhook)
+    _refuse_private(webhook.url)
     try:
         with transaction.atomic():
             webhook.save()
@@ -153,6 +160,8 @@ def update_webhook(user, webhook: Webhook, **fields) -> Webhook:
     for key, value in fields.items():
         setattr(webhook, key, value.strip() if key in ("name", "url") else value)
     _clean(webhook)
+    if "url" in fields:
+        _refuse_private(webhook.url)
     try:
         with transaction.atomic():
             webhook.save(update_fields=list(fields))
@@ -236,6 +245,13 @@ def email_recipients(project: Project) -> list[str]:
         .exclude(user__email="").values_list("user__email", flat=True)))
 
 
+def absolute_url(path: str) -> str:
+    """A page's path as a link people can open from an e-mail (``MODELGATE_BASE_URL``)."""
+    if urlsplit(path).scheme:
+        return path
+    return f"{settings.MODELGATE_BASE_URL.rstrip('/')}/{path.lstrip('/')}"
+
+
 def _email_text(project: Project, event: str, data: dict) -> tuple[str, str]:
     known = defaultdict(lambda: "?", {k: v for k, v in data.items() if isinstance(k, str)})
     summary = SUBJECTS.get(event, event).format_map(known)
@@ -243,7 +259,7 @@ def _email_text(project: Project, event: str, data: dict) -> tuple[str, str]:
     lines = [f"{label} in project {project.name}: {summary}.", ""]
     lines += [f"{key}: {value}" for key, value in sorted(data.items()) if key != "url"]
     if data.get("url"):
-        lines += ["", f"Details: {data['url']}"]
+        lines += ["", f"Details: {absolute_url(str(data['url']))}"]
     lines += ["", "You receive this as an approver or owner of the project in Modelgate."]
     return f"[Modelgate] {project.name}: {summary}", "\n".join(lines)
 
@@ -295,14 +311,24 @@ def _private_address(url: str) -> str | None:
     return first_non_public(urlsplit(url).hostname or "")
 
 
+def private_refusal(url: str) -> str | None:
+    """Why ``url`` may not receive webhooks (its host is not on the public internet and the
+    installation does not allow private receivers), or None. The one rule, applied when a
+    webhook is created or changed and again when delivering (DNS answers change)."""
+    if settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE:
+        return None
+    private = _private_address(url)
+    if not private:
+        return None
+    return (f"{urlsplit(url).hostname} is a non-public address ({private}); set "
+            "MODELGATE_WEBHOOK_ALLOW_PRIVATE=true to allow receivers on private networks")
+
+
 def _post(webhook: Webhook, delivery: Delivery, body: bytes) -> tuple[int | None, str, bool]:
     """Send one attempt: (status code or None, error text, whether retrying may help)."""
-    if not settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE:
-        private = _private_address(webhook.url)
-        if private:
-            return None, (f"refused: {urlsplit(webhook.url).hostname} is a non-public "
-                          f"address ({private}); set MODELGATE_WEBHOOK_ALLOW_PRIVATE=true "
-                          "to allow receivers on private networks"), False
+    refusal = private_refusal(webhook.url)
+    if refusal:
+        return None, f"refused: {refusal}", False
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                "X-Modelgate-Event": delivery.event,
                "X-Modelgate-Delivery": str(delivery.pk),

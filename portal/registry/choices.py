@@ -44,3 +44,13 @@ class ExplanationStatus(models.TextChoices):
     PENDING = "pending", "Being computed"
     READY = "ready", "Ready"
     FAILED = "failed", "Could not be computed"
+
+
+class SchemaSource(models.TextChoices):
+    """Where a version's input schema came from."""
+
+    DECLARED = "declared", "declared by the uploader"
+    ARTIFACT = "artifact", "the artifact's feature names (feature_names_in_)"
+    PARENT = "parent", "the parent version's schema"
+    DATASET = "dataset", "the dataset's columns"
+    AUTO = "auto", "to be read from the artifact by the worker"

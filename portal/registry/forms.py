@@ -5,6 +5,7 @@ from django import forms
 from portal.api.parsers import NUL_REFUSED, contains_nul
 from portal.registry.choices import DatasetPurpose, Task
 from portal.registry.models import Dataset, ModelVersion, RegisteredModel
+from portal.registry.services.schemas import CHOICES as SCHEMA_CHOICES
 
 
 class ProjectForm(forms.Form):
@@ -52,13 +53,23 @@ class JSONField(forms.CharField):
 class VersionForm(forms.Form):
     artifact = forms.FileField(help_text="A skops file (skops.io.dump). Pickle/joblib only if "
                                          "the project allows unsafe artifacts.")
-    input_schema = JSONField(expect=list, help_text='[{"name": "age", "type": "double"}, …] — '
-                                                    "must match the features the model was fitted on")
+    input_schema = JSONField(
+        expect=list, required=False,
+        help_text='[{"name": "age", "type": "double"}, …], in the order the model was fitted '
+                  "on. Leave it empty and the portal fills it in, as chosen below")
+    schema_from = forms.ChoiceField(
+        choices=SCHEMA_CHOICES, initial="auto", required=False,
+        label="An empty schema is taken from",
+        help_text="The artifact's feature names are read by the worker that validates it "
+                  "(a model fitted on a DataFrame has them); the version's page says what "
+                  "was used")
     metrics = JSONField(required=False, help_text='{"roc_auc": 0.97}')
     params = JSONField(required=False, help_text='{"n_estimators": 200}')
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), required=False,
+                                     empty_label="None: no training data recorded",
                                      help_text="The reference dataset it was trained on")
     parent = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), required=False,
+                                    empty_label="None: a fresh start",
                                     help_text="The version this one was derived from")
     code_repository = forms.CharField(required=False, label="Code repository")
     code_commit = forms.CharField(required=False, label="Commit")
@@ -101,6 +112,7 @@ class DatasetForm(forms.Form):
                   "model below. Every version of it whose inputs it holds is measured on it, "
                   "and release gates judge the measured figures (approvers upload these).")
     model = forms.ModelChoiceField(queryset=RegisteredModel.objects.none(), required=False,
+                                   empty_label="None (needed for an evaluation dataset)",
                                    help_text="The model an evaluation dataset measures")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
@@ -112,11 +124,35 @@ class DatasetForm(forms.Form):
 
 
 class AliasForm(forms.Form):
+    """Point an alias at a version: first the choice (the model page), then a confirmation
+    saying what moves, with the reason (``confirmed`` and ``comment``)."""
+
     name = forms.CharField(max_length=64, help_text="champion, challenger, or any name")
-    version = forms.ModelChoiceField(queryset=ModelVersion.objects.none())
+    version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(),
+                                     empty_label="Choose a ready version")
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False,
+                              max_length=1000, label="Why?",
+                              help_text="Recorded in the audit trail with the move")
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, model=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["version"].queryset = ModelVersion.objects.filter(
             model=model, status="ready").order_by("-number")
         self.fields["version"].label_from_instance = lambda v: v.display_name
+
+    def clean(self):
+        data = super().clean()
+        if data.get("confirmed") and not (data.get("comment") or "").strip():
+            self.add_error("comment", "Say why it moves: the reason is kept with the move.")
+        return data
+
+    @property
+    def ready_to_move(self) -> bool:
+        """Valid and confirmed with a reason: the move may be made."""
+        return self.is_valid() and self.cleaned_data["confirmed"]
+
+    @property
+    def to_confirm(self) -> bool:
+        """The choice is valid: what is left is the confirmation page."""
+        return not (set(self.errors) - {"comment"})

@@ -98,6 +98,21 @@ class NumberMapKey(ObjectKey):
         return data
 
 
+class ClassLabelsKey(FalsyIsDefault):
+    """``{"0": "malignant", "1": "benign"}``: each class value the model predicts (as text)
+    and the name people know it by; kept in ``output_schema["classes"]``."""
+
+    default_error_messages = {
+        "invalid": 'classes must map each class value to its name, e.g. '
+                   '{{"0": "malignant", "1": "benign"}}'}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict) or not all(
+                isinstance(v, str) and 0 < len(v.strip()) <= 120 for v in data.values()):
+            self.fail("invalid")
+        return {str(k): v.strip() for k, v in data.items()}
+
+
 class CodeKey(FalsyIsDefault):
     """``{"repository": ..., "commit": ...}``; the commit a git commit id, 7 to 64
     hexadecimal characters."""
@@ -209,6 +224,7 @@ class VersionMetadataSerializer(serializers.Serializer):
     params = ObjectKey(default=dict, error_messages={"invalid": "params must be a JSON object"})
     output_schema = ObjectKey(default=dict, error_messages={
         "invalid": "output_schema must be a JSON object"})
+    classes = ClassLabelsKey(default=dict)
     code = CodeKey(default=dict)
     tags = TagsKey(default=list)
     label = SemverKey(default="")
@@ -246,7 +262,8 @@ class VersionMetadataSerializer(serializers.Serializer):
         data = self.validated_data
         return {
             "input_schema": data["input_schema"],
-            "output_schema": data["output_schema"],
+            "output_schema": ({**data["output_schema"], "classes": data["classes"]}
+                              if data["classes"] else data["output_schema"]),
             "metrics": data["metrics"],
             "params": data["params"],
             "code_repository": data["code"].get("repository", ""),

@@ -14,6 +14,7 @@ from portal.registry.choices import (
     EvaluationStatus,
     ExplanationStatus,
     ProfileStatus,
+    SchemaSource,
     Task,
     VersionStatus,
 )
@@ -168,6 +169,14 @@ VERSION_MUTABLE_FIELDS = frozenset({
 })
 
 
+# Versions that hold their artifact and label: registering the same file again is refused
+# while one of them is pending or ready, and allowed once it is invalid or archived.
+LIVE_VERSION_STATUSES = (VersionStatus.PENDING, VersionStatus.READY)
+
+
+SCHEMA_FILLED_ONCE = frozenset({"input_schema", "schema_source"})
+
+
 class ImmutableVersionError(ImmutableError):
     pass
 
@@ -195,6 +204,10 @@ class ModelVersion(models.Model):
     estimator = models.CharField(max_length=200, blank=True)
     classes = models.JSONField(default=list, blank=True)
     input_schema = models.JSONField(default=list)
+    # Where the input schema came from (``SchemaSource``): typed by the uploader, or filled
+    # in by the portal; "auto" until the worker has read the artifact (set once, then).
+    schema_source = models.CharField(max_length=10, blank=True, default="declared",
+                                     choices=SchemaSource.choices)
     output_schema = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     params = models.JSONField(default=dict, blank=True)
@@ -213,10 +226,16 @@ class ModelVersion(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["model", "number"], name="version_unique_number"),
+            # An artifact and a label name one live version: an invalid or archived one
+            # (declared with the wrong schema, say) does not burn them, and the same file
+            # may be registered again (LIVE_VERSION_STATUSES).
             models.UniqueConstraint(fields=["model", "artifact_sha256"],
-                                    name="version_unique_artifact"),
-            models.UniqueConstraint(fields=["model", "label"], condition=~models.Q(label=""),
-                                    name="version_unique_label"),
+                                    condition=models.Q(status__in=LIVE_VERSION_STATUSES),
+                                    name="version_unique_live_artifact"),
+            models.UniqueConstraint(fields=["model", "label"],
+                                    condition=~models.Q(label="")
+                                    & models.Q(status__in=LIVE_VERSION_STATUSES),
+                                    name="version_unique_live_label"),
             models.CheckConstraint(condition=models.Q(status__in=VersionStatus.values),
                                    name="version_status_valid"),
         ]
@@ -235,6 +254,17 @@ class ModelVersion(models.Model):
     @property
     def is_unsafe(self) -> bool:
         return self.artifact_format != ArtifactFormat.SKOPS
+
+    @property
+    def class_labels(self) -> dict[str, str]:
+        """Each class value (as text) and its name for people: ``metadata.classes``
+        (``{"0": "malignant", "1": "benign"}``, kept in ``output_schema``), else the value
+        itself, which is the training target's own (``"benign"`` when the target said so)."""
+        declared = (self.output_schema or {}).get("classes")
+        labels = {str(c): str(c) for c in self.classes or []}
+        if isinstance(declared, dict):
+            labels.update({str(k): str(v) for k, v in declared.items()})
+        return labels
 
     @property
     def loadable_uri(self) -> str:
@@ -258,12 +288,17 @@ class ModelVersion(models.Model):
     def save(self, *args, **kwargs):
         update_fields = kwargs.get("update_fields")
         if self.pk is not None and not kwargs.get("force_insert"):
-            # Versions are immutable: only lifecycle fields may be written after creation.
-            if update_fields is None or not set(update_fields) <= VERSION_MUTABLE_FIELDS:
+            # Versions are immutable: only lifecycle fields may be written after creation,
+            # and the input schema once, by the worker, when the portal was to fill it in.
+            fields = set(update_fields) if update_fields is not None else None
+            if fields is None or not fields <= VERSION_MUTABLE_FIELDS | SCHEMA_FILLED_ONCE:
                 raise ImmutableVersionError(
                     "model versions are immutable; only "
                     + ", ".join(sorted(VERSION_MUTABLE_FIELDS)) + " may change"
                 )
+            if fields & SCHEMA_FILLED_ONCE and ModelVersion.objects.filter(pk=self.pk).exclude(
+                    schema_source="auto").exists():
+                raise ImmutableVersionError("the input schema is set once: it is already")
         super().save(*args, **kwargs)
 
 

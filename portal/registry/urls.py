@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.registry import views
+from portal.registry import audit_views, compare_views, dataset_views, explain_views, views
 from portal.releases import model_views
 
 app_name = "registry"
@@ -11,6 +11,7 @@ urlpatterns = [
     path("p/<slug:slug>/", views.project_detail, name="project"),
     path("p/<slug:slug>/settings/", views.project_settings, name="project-settings"),
     path("p/<slug:slug>/archive/", views.project_archive, name="project-archive"),
+    path("p/<slug:slug>/audit/", audit_views.project_audit, name="project-audit"),
     path("p/<slug:slug>/restore/", views.project_archive, {"restore": True},
          name="project-restore"),
     path("p/<slug:slug>/models/new/", views.model_create, name="model-create"),
@@ -20,6 +21,7 @@ urlpatterns = [
     # add it to the registry's pages.
     path("p/<slug:slug>/m/<str:name>/", model_views.model_detail, name="model"),
     path("p/<slug:slug>/m/<str:name>/versions/new/", views.version_create, name="version-create"),
+    path("p/<slug:slug>/m/<str:name>/compare/", compare_views.version_compare, name="compare"),
     path("p/<slug:slug>/m/<str:name>/aliases/", views.alias_set, name="alias-set"),
     path("p/<slug:slug>/m/<str:name>/archive/", views.model_archive, name="model-archive"),
     path("p/<slug:slug>/m/<str:name>/restore/", views.model_archive, {"restore": True},
@@ -28,7 +30,16 @@ urlpatterns = [
          name="version"),
     path("p/<slug:slug>/m/<str:name>/v/<int:number>/archive/", views.version_archive,
          name="version-archive"),
+    path("p/<slug:slug>/m/<str:name>/v/<int:number>/restore/", views.version_archive,
+         {"restore": True}, name="version-restore"),
+    path("p/<slug:slug>/m/<str:name>/v/<int:number>/explanation/",
+         explain_views.explanation_detail, name="version-explanation"),
+    path("p/<slug:slug>/m/<str:name>/v/<int:number>/explain/", explain_views.explain_rows,
+         name="version-explain"),
+    path("p/<slug:slug>/m/<str:name>/v/<int:number>/explain/<int:pk>/",
+         explain_views.explained_rows, name="version-explained"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),
+    path("datasets/<int:pk>/download/", dataset_views.dataset_download, name="dataset-download"),
     path("datasets/<int:pk>/archive/", views.dataset_archive, name="dataset-archive"),
     path("datasets/<int:pk>/restore/", views.dataset_archive, {"restore": True},
          name="dataset-restore"),

@@ -17,9 +17,10 @@ from portal.accounts.choices import Role
 from portal.accounts.models import Membership
 from portal.accounts.services import has_role, open_invitations_of, require_role, role_in
 from portal.audit.models import AuditEvent
+from portal.errors import DomainError
 from portal.registry import forms, queries, services
-from portal.registry.choices import ExplanationStatus
-from portal.registry.models import Explanation, ModelVersion, Project
+from portal.registry.explain_views import explanation_context
+from portal.registry.models import ModelVersion, Project
 from portal.registry.services import evaluations
 from portal.views import handle_action, handle_form
 
@@ -212,9 +213,10 @@ def version_create(request, slug, name):
     return handle_form(
         request, form,
         lambda data: services.register_version(request.user, model, data["artifact"],
-                                               form.metadata()),
+                                               form.metadata(),
+                                               schema_from=data["schema_from"] or "auto"),
         success=lambda version: f"{version.display_name} uploaded; a worker is validating "
-                                "the artifact now.",
+                                f"the artifact now. {services.schema_words(version)}",
     ) or render(request, "registry/form.html", {
         "form": form, "title": f"New version of {model.name}", "submit": "Upload version",
         "project": model.project, "model": model, "multipart": True,
@@ -225,14 +227,31 @@ def version_create(request, slug, name):
 @login_required
 @require_POST
 def alias_set(request, slug, name):
+    """The model page's alias form: a confirmation page saying what moves, asking why;
+    then the move."""
     model = _model(request, slug, name)
     form = forms.AliasForm(request.POST, model=model)
-    if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-        return redirect(model)
+    if not form.ready_to_move:
+        if not form.to_confirm:
+            messages.error(request, "; ".join(f"{k}: {' '.join(v)}"
+                                              for k, v in form.errors.items()))
+            return redirect(model)
+        data = form.cleaned_data
+        try:  # who may not move it learns so before confirming
+            services.require_alias_role(request.user, model, data["name"])
+        except DomainError as e:
+            messages.error(request, e.detail)
+            return redirect(model)
+        return render(request, "registry/alias_confirm.html", {
+            "form": form, "model": model, "project": model.project, "name": data["name"],
+            "version": data["version"],
+            "current": model.aliases.filter(name=data["name"]).select_related(
+                "version", "updated_by").first(),
+            "protected": data["name"] in services.PROTECTED_ALIASES})
+    data = form.cleaned_data
     return handle_action(
-        request, lambda: services.set_alias(request.user, model, form.cleaned_data["name"],
-                                            form.cleaned_data["version"]),
+        request, lambda: services.set_alias(request.user, model, data["name"], data["version"],
+                                            comment=data["comment"]),
         success=lambda alias: f"{alias.name} now points at {alias.version.display_name}.",
         redirect_to=model)
 
@@ -251,45 +270,25 @@ def version_detail(request, slug, name, number, more_context=None):
         "history": history, "alias_names": alias_names,
         "metric_table": evaluations.metric_table(version),
         "can_contribute": has_role(request.user, version.model.project, Role.CONTRIBUTOR),
-        **_explanation_context(version, request.GET),
+        "is_owner": has_role(request.user, version.model.project, Role.OWNER),
+        **explanation_context(version, request.GET),
         **(more_context(version) if more_context else {}),
     })
 
 
-def _explanation_context(version, query) -> dict:
-    """The explanation section: summary, charts, a chosen feature and a chosen row."""
-    from explainability.shap_values import plain_summary
-
-    explanation = Explanation.objects.filter(version=version).first()
-    if explanation is None or explanation.status != ExplanationStatus.READY:
-        return {"explanation": explanation}
-    names = explanation.feature_names
-    feature = query.get("feature") if query.get("feature") in names else (
-        explanation.importance[0]["feature"] if explanation.importance else None)
-    try:
-        row = min(max(int(query.get("row", 0)), 0), len(explanation.values) - 1)
-    except ValueError:
-        row = 0
-    return {
-        "explanation": explanation, "explain_feature": feature, "explain_row": row,
-        "explain_summary": plain_summary(explanation.as_dict(), version.model.task),
-        "importance_chart": charts.shap_importance(explanation.importance, explanation.output),
-        "beeswarm_chart": charts.shap_beeswarm(names, explanation.values, explanation.rows,
-                                               explanation.importance),
-        "dependence_chart": charts.shap_dependence(feature, names, explanation.values,
-                                                   explanation.rows) if feature else None,
-        "waterfall_chart": charts.shap_waterfall(
-            explanation.base_value, explanation.values[row], explanation.rows[row], names,
-            explanation.output) if explanation.values else None,
-    }
-
-
 @login_required
 @require_POST
-def version_archive(request, slug, name, number):
+def version_archive(request, slug, name, number, restore=False):
     version = _version(request, slug, name, number)
+    if restore:
+        return handle_action(request, lambda: services.restore_version(request.user, version),
+                             success=lambda v: f"{v.display_name} restored: "
+                                               f"{v.get_status_display().lower()} again.",
+                             redirect_to=version)
     return handle_action(request, lambda: services.archive_version(request.user, version),
-                         success=f"{version.display_name} archived.", redirect_to=version)
+                         success=f"{version.display_name} archived: its file may be "
+                                 "registered again, and an owner can restore it.",
+                         redirect_to=version)
 
 
 @login_required
@@ -317,12 +316,17 @@ def dataset_detail(request, pk):
     dataset = get_object_or_404(queries.datasets_for(request.user), pk=pk)
     features = (dataset.profile or {}).get("features", {})
     feature_charts = [(name, charts.feature_profile(name, profile), profile)
-                      for name, profile in features.items()]
+                      for name, profile in features.items() if name != dataset.target]
+    target_profile = features.get(dataset.target) if dataset.target else None
     versions = dataset.versions.select_related("model__project").order_by("-created_at")[:50]
     measured = dataset.evaluations.select_related("version__model__project").order_by(
         "version__model__name", "-version__number")[:100]
     return render(request, "registry/dataset_detail.html", {
         "dataset": dataset, "project": dataset.project, "feature_charts": feature_charts,
+        "target_profile": target_profile, "target_chart": (
+            charts.target_histogram(dataset.target, target_profile)
+            or charts.feature_profile(dataset.target, target_profile))
+        if target_profile else None,
         "versions": versions, "measured": measured,
         **archive_context(request.user, dataset, "registry:dataset", dataset.pk)})
 

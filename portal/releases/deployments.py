@@ -127,7 +127,10 @@ def _record(deployment: Deployment, decision: rollout.Decision, *, actor: str = 
     last = None if actor else _repeated(deployment, decision)
     if last is not None:
         last.reason, last.queries = reason, queries or last.queries
-        last.measurements = [m.to_dict() for m in decision.measurements] or last.measurements
+        # Each measurement says when it was taken: the event's own time is the first check's.
+        at = timezone.now().isoformat()
+        last.measurements = [{**m.to_dict(), "at": at} for m in decision.measurements] \
+            or last.measurements
         last.save(update_fields=["reason", "queries", "measurements"])
         return last
     plan = decision.plan
@@ -505,8 +508,10 @@ def _claim_or_conflict(deployment: Deployment, old_step: int, decision: rollout.
                        code="rollout_moved")
 
 
-def command(user, deployment: Deployment, name: str) -> Deployment:
-    """A person's pause, resume, promote, rollback or keep, applied at once and audited."""
+def command(user, deployment: Deployment, name: str, comment: str = "") -> Deployment:
+    """A person's pause, resume, promote, rollback or keep, applied at once and audited
+    with their ``comment`` (why), which the rollout's log shows too."""
+    comment = (comment or "").strip()[:1000]
     project = deployment.environment.project
     needed = Role.CONTRIBUTOR if name in ("pause", "rollback") else Role.APPROVER
     require_role(user, project, needed, f"{name} rollouts")
@@ -515,11 +520,13 @@ def command(user, deployment: Deployment, name: str) -> Deployment:
         decision = rollout.command(spec, state, name, time.time(), actor=user.get_username())
     with transaction.atomic():
         _claim_or_conflict(deployment, state.step_id, decision)
-        _record(deployment, decision, actor=user.get_username())
+        _record(deployment, decision, actor=user.get_username(),
+                reason=f"{decision.reason} — “{comment}”" if comment else None)
         _notify(deployment, state, decision, actor=user.get_username())
         release_alias.on_decision(deployment, state, decision)
         audit.record(user, f"deployment.{name}", deployment, project_id=project.pk,
-                     changes={"status": audit.change(str(state.status), str(decision.state.status))})
+                     changes={"status": audit.change(str(state.status), str(decision.state.status)),
+                              **({"comment": comment} if comment else {})})
         _schedule(deployment, decision.wait_seconds)
     _apply(deployment, spec, decision)
     return deployment

@@ -20,3 +20,19 @@ def requests_for(user):
 def deployments_for(user):
     return (filter_visible(Deployment.objects.all(), user, "environment__project")
             .select_related("environment__project", "model", "candidate", "stable"))
+
+
+# What a row of the rollouts page shows (with what its links read): not the spec and state,
+# nor the versions' schemas and metrics.
+ROLLOUT_ROW = ("status", "strategy", "created_at", "finished_at", "updated_at",
+               "environment__name", "environment__project__slug",
+               "environment__project__name", "model__name", "candidate__number",
+               "candidate__label", "stable__number", "stable__label", "created_by__username")
+
+
+def rollout_rows_for(user):
+    """Every rollout the user may see, newest first, shaped for the rollouts page."""
+    return (filter_visible(Deployment.objects.all(), user, "environment__project")
+            .select_related("environment__project", "model", "candidate", "stable",
+                            "created_by")
+            .only(*ROLLOUT_ROW).order_by("-created_at", "-id"))

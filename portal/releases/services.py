@@ -240,7 +240,8 @@ def compute_release_diff(request_id: int) -> ApprovalRequest | None:
                             candidate_metrics=rows.candidate_metrics(version),
                             champion_metrics=rows.candidate_metrics(champion),
                             candidate_importance=importance[0],
-                            champion_importance=importance[1], labels=rows.labels)
+                            champion_importance=importance[1], labels=rows.labels,
+                            class_labels=version.class_labels)
         diff.update(status="ready", champion_version=champion.number, dataset=rows.name,
                     data=rows.kind)
     except (OpsError, ValueError, KeyError) as e:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.releases import views
+from portal.releases import rollout_views, views
 
 app_name = "releases"
 
@@ -10,11 +10,14 @@ urlpatterns = [
     path("releases/<int:pk>/review/", views.request_review, name="request-review"),
     path("p/<slug:slug>/m/<str:name>/v/<int:number>/release/", views.request_create,
          name="request-create"),
+    path("rollouts/", rollout_views.rollout_list, name="rollouts"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment"),
     path("deployments/<int:pk>/command/", views.deployment_command, name="deployment-command"),
     path("p/<slug:slug>/environments/", views.environment_list, name="environments"),
     path("p/<slug:slug>/environments/new/", views.environment_create, name="environment-create"),
     path("p/<slug:slug>/environments/<str:name>/", views.environment_detail, name="environment"),
+    path("p/<slug:slug>/environments/<str:name>/edit/", views.environment_edit,
+         name="environment-edit"),
     path("p/<slug:slug>/environments/<str:name>/archive/", views.environment_archive,
          name="environment-archive"),
     path("p/<slug:slug>/environments/<str:name>/restore/", views.environment_archive,

@@ -4,16 +4,23 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from explainability import charts
 from portal.accounts.choices import Role
 from portal.accounts.services import has_role, require_role
 from portal.errors import DomainError
 from portal.registry import queries as registry_queries
 from portal.registry.views import _project, archive_action, archive_context
-from portal.releases import comparison, deployments, forms, queries, services, serving
+from portal.releases import (
+    comparison,
+    deployments,
+    forms,
+    outcomes,
+    queries,
+    rollout_page,
+    services,
+    serving,
+)
 from portal.releases.choices import RequestStatus
 from portal.views import handle_action, handle_form
 
@@ -56,6 +63,7 @@ def request_detail(request, pk):
         "deltas": comparison.metric_deltas(approval),
         "approvals": len(counted), "can_review": can_review, "form": forms.ReviewForm(),
         "own_request": approval.requested_by_id == request.user.pk,
+        "outcome": outcomes.rollout_outcome(approval),
     })
 
 
@@ -84,20 +92,23 @@ def request_create(request, slug, name, number):
                                 model__project__slug=slug, model__name=name, number=number)
     project = version.model.project
     require_role(request.user, project, Role.CONTRIBUTOR, "request releases")
-    form = forms.RequestForm(request.POST or None, project=project)
+    form = forms.RequestForm(request.POST or None, project=project, task=version.model.task)
+
+    def ask(data):
+        try:
+            return services.request_approval(
+                request.user, version, data["environment"], strategy=data["strategy"],
+                strategy_params=data["strategy_params"], reason=data["reason"],
+                breaking_change=data["breaking_change"])
+        except DomainError as e:  # on the field the parameter came from
+            e.field = form.field_of(e.field, e.detail)
+            raise
+
     return handle_form(
-        request, form,
-        _on_its_field(lambda data: services.request_approval(
-            request.user, version, data["environment"], strategy=data["strategy"],
-            strategy_params=data["strategy_params"], reason=data["reason"],
-            breaking_change=data["breaking_change"])),
-        success="Release requested; approvers can now review it.",
-    ) or render(request, "registry/form.html", {
+        request, form, ask, success="Release requested; approvers can now review it.",
+    ) or render(request, "releases/request_form.html", {
         "form": form, "title": f"Request release of {version.model.name} {version.display_name}",
-        "submit": "Request release", "project": project, "model": version.model,
-        "intro": "The environment's gates are checked against the current champion now, "
-                 "and the version's inputs against those of the version it serves; "
-                 "approvers other than you decide."})
+        "project": project, "model": version.model, "version": version})
 
 
 @login_required
@@ -135,7 +146,26 @@ def environment_detail(request, slug, name):
         "environment": environment, "project": environment.project,
         "serving": serving.serving_now(environment), "history": history[:100],
         "requests": queries.requests_for(request.user).filter(environment=environment)[:50],
+        "is_owner": has_role(request.user, environment.project, Role.OWNER),
         **archive_context(request.user, environment, "releases:environment", slug, name)})
+
+
+@login_required
+def environment_edit(request, slug, name):
+    environment = get_object_or_404(queries.environments_for(request.user),
+                                    project__slug=slug, name=name)
+    require_role(request.user, environment.project, Role.OWNER, "change environments")
+    form = forms.EnvironmentEditForm(request.POST or None, environment=environment)
+    return handle_form(
+        request, form,
+        _on_its_field(lambda data: services.update_environment(request.user, environment,
+                                                               **data)),
+        success=f"Environment {environment.name} saved.", redirect_to=environment,
+    ) or render(request, "registry/form.html", {
+        "form": form, "title": f"Edit environment {environment.name}", "submit": "Save",
+        "project": environment.project,
+        "intro": "Gates and approvals apply to requests made from now on, and to reviews "
+                 "of open ones; the audit trail keeps what they were."})
 
 
 @login_required
@@ -151,20 +181,11 @@ def deployment_detail(request, pk):
     project = deployment.environment.project
     events = list(deployment.events.all())
     active = deployment.status in deployments.ACTIVE
-    points = [{"at": e.created_at.isoformat(), "weights": e.weights} for e in events if e.weights]
-    if deployment.stable_id:  # before the first step, the stable had all the traffic
-        points.insert(0, {"at": deployment.created_at.isoformat(), "weights": {"stable": 1.0}})
-    if points and active:  # the current split holds until now
-        points.append({"at": timezone.now().isoformat(), "weights": points[-1]["weights"]})
-    traffic = charts.rollout_traffic(points)
-    measured = charts.rollout_measurements(
-        [{"at": e.created_at.isoformat(), "measurements": e.measurements}
-         for e in events if e.measurements])
     template = ("partials/deployment_progress.html" if request.GET.get("partial")
                 else "releases/deployment_detail.html")
     return render(request, template, {
         "deployment": deployment, "project": project, "events": events[::-1],
-        "traffic_chart": traffic, "measurements_chart": measured, "active": active,
+        **rollout_page.context(deployment, events, active), "active": active,
         "can_operate": active and has_role(request.user, project, Role.CONTRIBUTOR),
         "can_approve": active and has_role(request.user, project, Role.APPROVER),
         "state": deployment.state,
@@ -180,5 +201,11 @@ def deployment_command(request, pk):
             "resume": "Resumed.", "promote": "Promoted: the candidate serves all traffic.",
             "rollback": "Rolled back: the stable version serves all traffic.",
             "keep": "Kept the stable version; the candidate is removed."}
-    return handle_action(request, lambda: deployments.command(request.user, deployment, name),
+    comment = request.POST.get("comment", "").strip()
+    if name in ("promote", "rollback") and not comment:
+        messages.error(request, f"Say why you {name}: the reason is recorded in the audit "
+                                "trail and the rollout's log.")
+        return redirect(deployment)
+    return handle_action(request, lambda: deployments.command(request.user, deployment, name,
+                                                              comment=comment),
                          success=done.get(name, "Done."), redirect_to=deployment)

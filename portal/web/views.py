@@ -22,9 +22,12 @@ _ROLLOUT_ROW = ("status", "strategy", "environment__name", "model__name", "candi
 
 @login_required
 def dashboard(request):
-    versions = queries.version_rows_for(request.user)
+    # What is archived (or in an archived project) is out of the dashboard, as of every list;
+    # the versions counted are those of the models counted, and their statuses add up to
+    # the total (archived versions included).
+    versions = queries.version_rows_for(request.user).filter(
+        model__archived_at__isnull=True, model__project__archived_at__isnull=True)
     rows = versions.only(*_VERSION_ROW)
-    # What is archived (or in an archived project) is out of the dashboard, as of every list.
     models = queries.models_for(request.user).filter(archived_at__isnull=True,
                                                      project__archived_at__isnull=True)
     status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))

@@ -24,22 +24,81 @@
 
   function figure(source) { return JSON.parse(source.textContent); }
 
-  function draw(root) {
-    (root || document).querySelectorAll("[data-chart]").forEach(function (el) {
-      var source = document.getElementById(el.dataset.chart);
-      if (!source || !window.Plotly) { return; }
-      plot(el, source).then(function () {
-        el.classList.add("drawn");
-        if (el.dataset.clickable) {
-          el.on("plotly_click", function (event) {
-            var url = event.points && event.points[0] && event.points[0].customdata;
-            if (url) { window.location.href = url; }
-          });
-        }
+  // Plotly.js (1.4 MB) is fetched when the first chart is about to be drawn: the URL is
+  // the data-plotly of this script's tag (templates/partials/chart_scripts.html).
+  var PLOTLY = document.currentScript && document.currentScript.dataset.plotly;
+  var plotly = null;
+  function withPlotly() {
+    if (window.Plotly || !PLOTLY) { return Promise.resolve(); }
+    if (!plotly) {
+      plotly = new Promise(function (resolve, reject) {
+        var tag = document.createElement("script");
+        tag.src = PLOTLY;
+        tag.onload = resolve;
+        tag.onerror = reject;
+        document.head.appendChild(tag);
       });
+    }
+    return plotly;
+  }
+
+  function render(el) {
+    if (watcher) { watcher.unobserve(el); }
+    var source = document.getElementById(el.dataset.chart);
+    if (!source || el.dataset.plotted || el.classList.contains("drawn")) {
+      return Promise.resolve();
+    }
+    el.dataset.plotted = "1";
+    return withPlotly().then(function () {
+      if (!window.Plotly) { return; }
+      return plot(el, source).then(function () { done(el); });
     });
   }
+
+  function done(el) {
+    el.classList.add("drawn");
+    if (el.dataset.clickable) {
+      el.on("plotly_click", function (event) {
+        var url = event.points && event.points[0] && event.points[0].customdata;
+        if (url) { window.location.href = url; }
+      });
+    }
+  }
+
+  // The charts on screen are drawn first; the others when they come near it or, at the
+  // latest, one at a time once the page has loaded: the page does not wait for figures
+  // below the fold (the version page's five SHAP charts took 1.4 s to draw).
+  var waiting = [];
+  var watcher = window.IntersectionObserver && new window.IntersectionObserver(
+    function (entries) {
+      entries.forEach(function (entry) { if (entry.isIntersecting) { render(entry.target); } });
+    }, {rootMargin: "200px 0px"});
+
+  function drawRest() {
+    var el = waiting.shift();
+    if (!el) { return; }
+    var next = function () { setTimeout(drawRest, 0); };
+    render(el).then(next, next);
+  }
+
+  function draw(root) {
+    (root || document).querySelectorAll("[data-chart]").forEach(function (el) {
+      if (el.dataset.queued || el.classList.contains("drawn")) { return; }
+      el.dataset.queued = "1";
+      if (!watcher) { render(el); return; }
+      watcher.observe(el);
+      waiting.push(el);
+    });
+    if (document.readyState === "complete") { setTimeout(drawRest, 0); }
+  }
   window.modelgateDraw = draw;
+  window.addEventListener("load", function () { setTimeout(drawRest, 0); });
+  // Content htmx swapped in (a page that updates itself while a worker runs) gets its
+  // charts drawn, and its times put in words.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    draw();
+    if (window.modelgateTimes) { window.modelgateTimes(); }
+  });
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", function () { draw(); });
   } else { draw(); }

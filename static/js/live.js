@@ -11,6 +11,7 @@
         if (html !== null) {
           el.innerHTML = html;
           if (window.modelgateDraw) { window.modelgateDraw(el); }
+          if (window.modelgateTimes) { window.modelgateTimes(el); }
         }
         if (!el.querySelector("[data-finished]")) { setTimeout(tick, seconds * 1000); }
       })

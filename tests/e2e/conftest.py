@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(os.environ.get("MODELGATE_TEST_OUTPUT", "test-output")) / "screenshots"
@@ -14,6 +15,9 @@ OUTPUT = Path(os.environ.get("MODELGATE_TEST_OUTPUT", "test-output")) / "screens
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
 # between page actions are still synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Charts below the fold are drawn after the load event, one at a time (static/js/charts.js):
+# on a busy machine the last can come later than Playwright's default 5 s.
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(autouse=True)

@@ -35,7 +35,8 @@ def ab_test(users, project, clf, cancer_frame, fitted_classifier, fitted_forest,
                                (deployment.candidate, fitted_forest)):
         fresh = registry.register_version(users["contributor"], clf,
                                           io.BytesIO(dump_skops(estimator)),
-                                          metadata(dataset=dataset.pk))
+                                          metadata(dataset=dataset.pk, classes={
+                                              "0": "malignant", "1": "benign"}))
         fresh = registry.validate_version(fresh.pk)
         assert registry.explain_version(fresh.pk).status == "ready"
         if version == deployment.stable:
@@ -69,6 +70,10 @@ def test_a_viewer_reads_which_version_does_better(live_server, page, shoot, ab_t
     expect(page.locator("#variant-a")).to_contain_text("2,100 outcomes")
     expect(page.locator("#variant-b")).to_contain_text("What drives it")
     expect(page.locator("#variant-a")).to_contain_text("inputs that move this model most")
+    expect(page.locator("#variant-a")).to_contain_text("probability of “benign”")
+    for machine in ("class 1", "log-odds", " units"):  # the model's words, not the machine's
+        assert machine not in page.locator("#variants").inner_text()
+        assert machine not in page.locator("#verdict").inner_text()
     expect(page.locator("[data-chart=ab-over-time]")).to_have_class(DRAWN)
     expect(page.locator("#numbers")).to_contain_text("Always-valid sequential p-value")
     assert page.locator("#decide-form").count() == 0

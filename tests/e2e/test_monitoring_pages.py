@@ -2,6 +2,8 @@
 server receiving drifting traffic, a managed Prometheus, drift and alerts computed as beat
 would. Screenshots go to test-output/screenshots/."""
 
+import json
+import re
 import time
 
 import pytest
@@ -55,6 +57,20 @@ def test_alerts_and_monitoring_charts_render_with_data(live_server, page, shoot,
                       "comparison"):
             expect(page.locator(f'[data-chart="{chart}"].drawn')).to_be_visible(timeout=15000)
         assert page.locator('[data-chart="comparison"] .bars path').count() > 0
+        # The drift badge takes the colour of the worst feature, and counts them.
+        badge = page.locator("#drift-badge")
+        expect(badge).to_have_class(re.compile(r"\bdrift-critical\b"))
+        expect(badge).to_contain_text(re.compile(r"of 5 features drifted: 2 critical"))
+        for chart in ("traffic", "errors", "rejects", "latency"):
+            figure = json.loads(page.locator(f"script#{chart}").text_content())
+            names = [trace["name"] for trace in figure["data"]]
+            assert names and not any(n.split()[0] == "none" for n in names), (chart, names)
+        # The release of v1 is marked on the time charts (Grafana-style annotations).
+        expect(page.locator('[data-chart="traffic"] .annotation-text').first).to_contain_text(
+            "v1")
+        ticks = page.locator('[data-chart="traffic"] .xtick text').evaluate_all(
+            "texts => texts.map(t => t.textContent)")
+        assert all(re.fullmatch(r"\d\d:\d\d", t) for t in ticks), ticks
         expect(page.locator("#monitoring-unavailable")).to_have_count(0)
         shoot(page, "monitoring-endpoint")
     assert page.console_errors == []

@@ -67,7 +67,9 @@ def test_browse_model_version_and_lineage(live_server, page, shoot, registry):
     expect(page.locator("text=Upload version")).to_have_count(0)
 
     page.goto(live_server.url + registry["dataset"].get_absolute_url())
-    expect(page.locator(".chart-grid .chart.drawn")).to_have_count(len(FEATURES) + 1)
+    # The features in the grid, the target (a classifier's classes) in a section of its own.
+    expect(page.locator(".chart-grid .chart.drawn")).to_have_count(len(FEATURES))
+    expect(page.locator("#target [data-chart=target-chart]")).to_have_class(DRAWN)
     shoot(page, "04-dataset")
     assert page.console_errors == []
 

@@ -93,14 +93,29 @@ def test_approver_watches_a_canary_and_rolls_it_back(live_server, page, shoot, u
     expect(page.locator("[data-chart=traffic-chart]")).to_have_class(re.compile(r"\bdrawn\b"))
     shoot(page, "10-canary-progressing")
 
+    # Promoting at once asks why too (opened, not sent: this rollout is rolled back).
+    page.click("#promote-confirm summary")
+    expect(page.locator("#promote-confirm textarea[name=comment]")).to_be_visible()
+    page.click("#promote-confirm summary")
     page.click("summary:has-text('Roll back')")
-    expect(page.locator(".confirm-box")).to_be_visible()
+    expect(page.locator("#rollback-comment")).to_be_visible()
+    page.fill("#rollback-comment", "Error rate doubled at 25%.")
     shoot(page, "11-rollback-confirm")
     page.click("button:has-text('Yes, roll back now')")
     expect(page.locator(".status-line .badge")).to_have_text("Rolled back", timeout=30_000)
     expect(page.locator("#events")).to_contain_text("alice")
     expect(page.locator("#events tbody tr").first).to_contain_text("stable 100%")
+    expect(page.locator("#events")).to_contain_text("Error rate doubled at 25%.")
     shoot(page, "12-rolled-back")
+    from portal.audit.models import AuditEvent
+
+    assert AuditEvent.objects.get(action="deployment.rollback").changes["comment"] == \
+        "Error rate doubled at 25%."
+    # The request says what became of it, not just "Approved".
+    page.goto(live_server.url + release_request.get_absolute_url())
+    expect(page.locator("#rollout-outcome")).to_have_text("Rolled back")
+    expect(page.locator("#outcome-note")).to_contain_text("Error rate doubled at 25%.")
+    shoot(page, "12b-request-rolled-back")
     assert page.console_errors == []
 
 

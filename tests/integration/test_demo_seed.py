@@ -30,3 +30,9 @@ def test_the_demo_measures_every_version_on_held_out_data(task_queue, settings,
     for request in waiting:
         assert request.gate_results and {g["source"] for g in request.gate_results} == {
             "measured"}
+    # The tumor classifier names its classes: every page says benign or malignant.
+    from portal.registry.models import ModelVersion
+
+    tumors = ModelVersion.objects.filter(model__name="tumor-classifier")
+    assert tumors.count() == 3
+    assert all(v.class_labels == {"0": "malignant", "1": "benign"} for v in tumors)

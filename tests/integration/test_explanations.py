@@ -2,6 +2,7 @@
 becomes ready, stored only when additive, shown on the version page and through the API."""
 
 import io
+import re
 
 import pytest
 from django.test import Client
@@ -70,6 +71,26 @@ def test_the_api_and_the_page_show_it_to_viewers(api, users, clf, dataset, skops
     assert 'id="explain-summary"' in page and "Effect of mean area by its value" in page
     assert client.get(url + "?row=nonsense&feature=nope").status_code == 200
 
+    # "Show" answers with a fragment for htmx, a page without it; "Explain your rows" is a
+    # form posting to the portal, permission-checked as the API's explain is.
+    fragment = client.get(url + "explanation/?row=2", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and b"<html" not in fragment.content
+    assert b'data-chart="shap-waterfall"' in fragment.content
+    assert b"<html" in client.get(url + "explanation/?row=2").content
+    rows = ",".join(str(v) for v in full["rows"][0])
+    pending = client.post(url + "explain/", {"rows": rows}, headers={"HX-Request": "true"})
+    assert "A worker is explaining 1 row" in pending.content.decode()  # then it asks again
+    item = version.instance_explanations.get()
+    services.explain_instances(item.pk)  # as the worker does
+    answer = client.get(url + f"explain/{item.pk}/", headers={"HX-Request": "true"})
+    assert b"probability" in answer.content and b'id="explained-rows"' in answer.content
+    refused = client.post(url + "explain/", {"rows": "1,2"}, headers={"HX-Request": "true"})
+    assert b"the model takes 5" in refused.content
+    outsider = Client()
+    outsider.force_login(users["outsider"])
+    assert outsider.post(url + "explain/", {"rows": rows}).status_code == 404
+    assert outsider.get(url + "explanation/").status_code == 404
+
 
 def test_without_a_reference_dataset_the_reason_is_shown(api, users, clf, skops_bytes, settings,
                                                          django_capture_on_commit_callbacks):
@@ -106,7 +127,8 @@ def test_a_release_request_gets_the_diff_against_the_champion(
     champion = register(users, clf, skops_bytes, django_capture_on_commit_callbacks,
                         dataset=dataset.pk, metrics={"roc_auc": 0.97, "accuracy": 0.93})
     candidate = register(users, clf, forest_bytes, django_capture_on_commit_callbacks,
-                         dataset=dataset.pk, metrics={"roc_auc": 0.95, "accuracy": 0.94})
+                         dataset=dataset.pk, metrics={"roc_auc": 0.95, "accuracy": 0.94},
+                         classes={"0": "malignant", "1": "benign"})
     set_alias(users["approver"], clf, "champion", champion)
     production = releases.create_environment(users["owner"], clf.project, name="production")
     with django_capture_on_commit_callbacks(execute=True):
@@ -127,6 +149,8 @@ def test_a_release_request_gets_the_diff_against_the_champion(
     for part in ('id="release-diff"', 'id="deltas"', 'id="diff-importance"',
                  'id="diff-rows"', "Attribution drift"):
         assert part in page
+    assert diff["score"] == "probability of “benign”"  # the classes by their names
+    assert re.search(r"→ (benign|malignant)", page) and "class 1" not in page
 
 
 # -- on demand ---------------------------------------------------------------------------------

@@ -245,8 +245,18 @@ def test_an_unreachable_receiver_is_retried_then_failed_after_the_bound(api, pro
                                      "[2002:7f00:1::]"])
 def test_webhooks_to_non_public_addresses_are_refused_unless_allowed(
         api, project, receiver, notify, settings, address):
+    url = f"http://{address}:{receiver.url.split(':')[2]}"
     settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = False
-    _webhook(api, project, f"http://{address}:{receiver.url.split(':')[2]}")
+    # Refused when created (issue 16), by the rule deliveries apply...
+    refused = api("owner").post("/api/v1/webhooks/", {
+        "project": project.pk, "name": "ops", "url": url}, format="json")
+    assert refused.status_code == 400 and refused.json()["field"] == "url"
+    assert "non-public address" in refused.json()["detail"]
+    assert "MODELGATE_WEBHOOK_ALLOW_PRIVATE" in refused.json()["detail"]
+    # ...and again when delivering: one made while the installation allowed it.
+    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True
+    _webhook(api, project, url)
+    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = False
     [delivery] = notify()
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("failed", 1, None)
     assert "non-public address" in delivery.last_error

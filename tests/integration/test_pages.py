@@ -109,9 +109,17 @@ def test_alias_form_refuses_champion_for_a_contributor(browser_for, clf, version
         "/p/clinical-ml/m/tumor-classifier/aliases/", {"name": "champion",
                                                        "version": version["id"]}, follow=True)
     assert b"you need the approver role" in response.content
-    response = browser_for("approver").post(
-        "/p/clinical-ml/m/tumor-classifier/aliases/", {"name": "champion",
-                                                       "version": version["id"]}, follow=True)
+    approver = browser_for("approver")
+    response = approver.post("/p/clinical-ml/m/tumor-classifier/aliases/",
+                             {"name": "champion", "version": version["id"]}, follow=True)
+    assert b"Point <span class=\"badge alias\">champion</span> at v1 (1.0.0)?" in response.content
+    assert not clf.aliases.exists()  # a confirmation, with the reason, comes first
+    response = approver.post("/p/clinical-ml/m/tumor-classifier/aliases/", {
+        "name": "champion", "version": version["id"], "confirmed": "on", "comment": ""})
+    assert b"Say why it moves" in response.content and not clf.aliases.exists()
+    response = approver.post("/p/clinical-ml/m/tumor-classifier/aliases/", {
+        "name": "champion", "version": version["id"], "confirmed": "on",
+        "comment": "validated on the new data"}, follow=True)
     assert b"champion now points at v1" in response.content
 
 

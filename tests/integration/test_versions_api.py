@@ -23,7 +23,7 @@ def test_upload_stores_artifact_hashes_it_and_validates_it_in_a_task(api, clf, s
                             "commit": "a1b2c3d4e5f6"}
     version = ModelVersion.objects.get(pk=body["id"])
     assert version.status == "ready", version.status_reason
-    assert version.estimator == "sklearn.pipeline.Pipeline"
+    assert version.estimator == "sklearn.pipeline.Pipeline(StandardScaler → LogisticRegression)"
     assert version.classes == [0, 1]
     files = stored_files(artifact_root)
     assert len(files) == 1 and files[0].read_bytes() == skops_bytes

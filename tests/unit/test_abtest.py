@@ -87,7 +87,7 @@ def test_too_little_data_says_how_much_is_needed():
     assert early.verdict.startswith("Not enough data yet") and early.units_needed == 20
     unclear = readout(Aggregate(500, 50, 50), Aggregate(500, 55, 55), binary=True)
     assert not unclear.significant and unclear.units_needed > 1000
-    assert "more units per group" in unclear.verdict
+    assert "more outcomes per group" in unclear.verdict
 
 
 def test_numeric_outcomes_use_welch():

@@ -273,7 +273,7 @@ def test_text_file_is_not_a_model_whatever_is_allowed(write):
 def test_report_describes_a_valid_classifier(logistic):
     report = inspect_model(logistic, task=CLASSIFICATION, input_schema=schema())
     assert report.format == SKOPS
-    assert report.estimator == "sklearn.pipeline.Pipeline"
+    assert report.estimator == "sklearn.pipeline.Pipeline(StandardScaler → LogisticRegression)"
     assert report.framework.startswith("scikit-learn ")
     assert report.n_features == 3
     assert report.feature_names == NAMES
@@ -376,7 +376,7 @@ def test_validate_artifact_accepts_a_matching_random_forest(write, frame, labels
     model = RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0).fit(frame, labels)
     report = validate_artifact(write(dump_skops(model), "m.skops"), task=CLASSIFICATION,
                                input_schema=schema(), sample=frame.to_numpy()[:5])
-    assert report.estimator == "sklearn.ensemble._forest.RandomForestClassifier"
+    assert report.estimator == "sklearn.ensemble.RandomForestClassifier"
     assert report.format == SKOPS and report.unsafe is False
 
 

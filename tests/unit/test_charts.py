@@ -39,7 +39,8 @@ def test_metric_history_has_one_subplot_per_metric():
     axes = {(t["xaxis"], t["yaxis"]) for t in figure["data"]}
     assert len(axes) == 4  # each metric on its own axes
     titles = [a["text"] for a in figure["layout"]["annotations"]]
-    assert titles == names
+    assert titles == ["accuracy (↑ higher is better)", "auc (↑ higher is better)",
+                      "f1 (↑ higher is better)", "loss (↓ lower is better)"]
     # Four panels wrap onto a second row of at most three.
     assert figure["layout"]["height"] == 2 * 260
 
@@ -56,13 +57,31 @@ def test_metric_history_x_is_sorted_by_version_with_labels():
     assert auc["text"] == ["v1", "v2-tuned", "retrained"]
 
 
-def test_metric_history_skips_versions_missing_a_metric():
+def test_metric_history_leaves_a_gap_where_a_version_misses_a_metric():
     figure = charts.metric_history([
         {"number": 1, "metrics": {"auc": 0.8, "f1": 0.5}},
         {"number": 2, "metrics": {"auc": 0.9}},
+        {"number": 3, "metrics": {"auc": 0.7, "f1": 0.6}},
     ])
-    assert trace_named(figure, "f1")["x"] == [1]
-    assert trace_named(figure, "auc")["x"] == [1, 2]
+    f1 = trace_named(figure, "f1")
+    assert f1["x"] == [1, 2, 3] and f1["y"] == [0.5, None, 0.6]
+    assert f1["connectgaps"] is False  # no line drawn across v2
+    assert trace_named(figure, "auc")["y"] == [0.8, 0.9, 0.7]
+
+
+def test_metric_history_panels_share_the_version_range():
+    figure = charts.metric_history([
+        {"number": 1, "metrics": {"auc": 0.8}},
+        {"number": 5, "metrics": {"rmse": 3.0}},
+    ])
+    layout = figure["layout"]
+    assert layout["xaxis"]["range"] == layout["xaxis2"]["range"] == [0.5, 5.5]
+
+
+def test_which_way_a_metric_is_better_is_read_from_its_name():
+    assert [charts.better(n) for n in ("roc_auc", "r2", "f1", "rmse", "log_loss",
+                                      "mean_absolute_error", "brier_score", "widgets")] == \
+        ["higher", "higher", "higher", "lower", "lower", "lower", "lower", None]
 
 
 def test_metric_history_is_json_serialisable():
@@ -249,6 +268,66 @@ def test_rollout_measurements_draw_one_panel_per_metric_with_failures_in_red():
     assert any(shape.get("y0") == 0.01 for shape in figure["layout"]["shapes"])
 
 
+def test_rollout_measurements_tell_an_excused_pass_from_a_plain_one():
+    figure = charts.rollout_measurements([
+        {"at": "2026-01-01T00:00:00+00:00", "measurements": [
+            {"metric": "p99_latency_ratio", "value": 2.2, "threshold": 1.5, "verdict": "pass",
+             "detail": "2.2 > 1.5, but the candidate's p99 is under the latency floor"},
+            {"metric": "requests", "value": 1270, "threshold": 100, "verdict": "pass"},
+            {"metric": "error_rate", "value": None, "threshold": 0.01,
+             "verdict": "inconclusive"}]}])
+    traces = {t["name"]: t for t in figure["data"]}
+    assert traces["p99_latency_ratio"]["marker"]["color"] == ["#f59e0b"]  # amber: excused
+    assert "latency floor" in traces["p99_latency_ratio"]["text"][0]
+    assert traces["requests"]["marker"]["color"] == ["#2563eb"]  # more than needed: a pass
+    assert traces["p99_latency_ratio"]["x"] == ["2026-01-01 00:00:00"]
+
+
+# time axes and markers -----------------------------------------------------------------
+
+def test_a_single_point_gets_ten_minutes_of_axis_ticked_to_the_minute():
+    from explainability.timeline import time_axis
+
+    axis = time_axis(["2026-12-05T22:24:52.818512+00:00"])
+    assert axis["range"] == ["2026-12-05 22:19:52", "2026-12-05 22:29:52"]
+    assert axis["tickformat"] == "%H:%M"
+    assert time_axis(["2026-12-01 00:00:00", "2026-12-05 00:00:00"])["tickformat"] == \
+        "%b %d %H:%M"
+
+
+def test_time_series_draws_rollout_markers_inside_its_range_only():
+    figure = charts.time_series("traffic", {"stable": [(0, 1.0), (600, 2.0)],
+                                            "none": [(0, 0.5)]},
+                                marks=[{"at": 300, "label": "v2 25%"},
+                                       {"at": 86_400, "label": "v3 started"}])
+    layout = figure["layout"]
+    labels = [a["text"] for a in layout["annotations"]]
+    assert labels == ["v2 25%"]
+    lines = [s for s in layout["shapes"] if s.get("yref") == "paper"]
+    assert lines[0]["x0"] == lines[0]["x1"] == "1970-01-01 00:05:00"
+    assert layout["xaxis"]["tickformat"] == "%H:%M"
+    # A rollout that starts and succeeds within seconds is one marker, not labels on labels.
+    quick = charts.time_series("traffic", {"stable": [(0, 1.0), (600, 2.0)]},
+                               marks=[{"at": 300, "label": "v2 promoting"},
+                                      {"at": 302, "label": "v2 succeeded"}])
+    assert [a["text"] for a in quick["layout"]["annotations"]] == ["v2 succeeded"]
+
+
+def test_a_target_is_drawn_in_equal_bins_across_its_real_range():
+    profile = {"kind": "numeric", "edges": [25.0, 60.0, 100.0, 346.0], "counts": [40, 40, 40],
+               "min": 25.0, "max": 346.0}
+    (bar,) = charts.target_histogram("target", profile)["data"]
+    assert len(bar["x"]) == 20 and 25 < bar["x"][0] < bar["x"][-1] < 346
+    assert abs(sum(bar["y"]) - 120) < 0.5  # every row counted once
+    low, high = charts.target_histogram("target", profile)["layout"]["xaxis"]["range"]
+    assert 0 < low < 25 and 346 < high < 400
+    flags = {"kind": "numeric", "edges": [-0.5, 0.5, 1.5], "counts": [7, 3], "min": 0.0,
+             "max": 1.0}
+    (bar,) = charts.target_histogram("flag", flags)["data"]
+    assert bar["x"] == ["0", "1"] and bar["y"] == [7, 3]  # one bar per value
+    assert charts.target_histogram("city", {"kind": "categorical"}) is None
+
+
 # every builder's figure is one Plotly accepts --------------------------------------------
 
 def _every_figure(graph) -> dict[str, dict]:
@@ -276,6 +355,15 @@ def _every_figure(graph) -> dict[str, dict]:
                 {"metric": "latency", "value": 20, "threshold": 50, "verdict": "pass"}]}]),
         "time_series": charts.time_series("errors", {"stable": [(0, 0.1), (60, 0.2)]},
                                           percent=True, threshold=0.05),
+        "time_series marked": charts.time_series(
+            "traffic", {"stable": [(0, 1.0), (600, 2.0)]},
+            marks=[{"at": 300, "label": "v2 25%", "detail": "step 2 of 4"}]),
+        "target_histogram": charts.target_histogram("y", {
+            "kind": "numeric", "edges": [float(e) for e in range(0, 110, 10)],
+            "counts": [5] * 10, "min": 0.0, "max": 100.0}),
+        "target_histogram discrete": charts.target_histogram("y", {
+            "kind": "numeric", "edges": [-0.5, 0.5, 1.5], "counts": [7, 3], "min": 0.0,
+            "max": 1.0}),
         "grouped_bars": charts.grouped_bars("classes", ["0", "1"], {"stable": [40.0, 60.0]}),
         "baseline_vs_live": charts.baseline_vs_live("age", [0, 1, 2], [3, 4],
                                                     {"stable": [1, 2]}),
@@ -321,3 +409,58 @@ def test_subplots_are_laid_out_as_make_subplots_does():
         [a["x"] for a in expected["layout"]["annotations"]])
     assert [a["y"] for a in figure["layout"]["annotations"]] == pytest.approx(
         [a["y"] for a in expected["layout"]["annotations"]])
+
+
+# explanations (explainability/shap_charts.py) -----------------------------------------------
+
+
+def _explained(features: int = 15, rows: int = 30):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    names = [f"x{j}" for j in range(features)]
+    values = rng.normal(size=(rows, features)).tolist()
+    data = rng.normal(size=(rows, features)).tolist()
+    importance = [{"feature": n, "mean_abs": 1.0 / (j + 1), "std_abs": 2.0 / (j + 1),
+                   "direction": (0.9, -0.9, 0.0)[j % 3]} for j, n in enumerate(names)]
+    return names, values, data, importance
+
+
+def test_shap_bars_name_their_colours_never_go_below_zero_and_match_the_beeswarm():
+    from explainability.words import Output
+
+    names, values, rows, importance = _explained()
+    out = Output.parse("log-odds of class 1", {"0": "malignant", "1": "benign"})
+    bars = charts.shap_importance(importance, out)
+    beeswarm = charts.shap_beeswarm(names, values, rows, importance, output=out)
+    shown = [f for trace in bars["data"] for f in trace["y"]]
+    assert sorted(shown) == sorted(beeswarm["layout"]["yaxis"]["ticktext"])  # same features
+    assert len(shown) == 12
+    assert {t["name"] for t in bars["data"]} == {
+        "higher values raise the probability of “benign”",
+        "higher values lower the probability of “benign”", "mixed: it depends on the row"}
+    assert bars["layout"]["showlegend"] is True
+    for trace in bars["data"]:
+        assert trace["error_x"]["symmetric"] is False
+        assert all(x - minus >= 0 for x, minus in zip(trace["x"], trace["error_x"]["arrayminus"],
+                                                       strict=True))
+    text = json.dumps([bars["layout"], beeswarm["layout"]], ensure_ascii=False)
+    assert "log-odds" not in text and "class 1" not in text and "benign" in text
+
+
+def test_the_waterfall_ends_with_the_predicted_label_and_probability():
+    from explainability.words import Output
+
+    out = Output.parse("log-odds of class 1", {"0": "malignant", "1": "benign"})
+    figure = charts.shap_waterfall(1.0, [-8.0, -3.5], [20.0, 0.123456], ["area", "texture"],
+                                   out, labels={"0": "malignant", "1": "benign"},
+                                   classes=[0, 1])
+    title = figure["layout"]["title"]["text"]
+    assert title == "This row: malignant (probability 100.0%)"  # logistic(−10.5)
+    assert figure["data"][0]["y"][0] == "average score (73.1%)"
+    assert "texture = 0.123" in figure["data"][0]["y"]
+    axis = figure["layout"]["xaxis"]
+    assert "50%" in axis["ticktext"] and "probability of “benign”" in axis["title"]["text"]
+    forest = charts.shap_waterfall(0.6, [0.3], [1.0], ["a"], "probability of class 1")
+    assert forest["layout"]["title"]["text"] == "This row: 1 (probability 90.0%)"
+    assert forest["layout"]["xaxis"]["tickformat"] == ".0%"

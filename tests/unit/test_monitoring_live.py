@@ -67,3 +67,29 @@ def test_client_error_rate_is_the_share_of_4xx_among_all_requests():
     assert expression == (
         'sum by (variant) (rate(modelgate_requests_total{endpoint="churn",status="4xx"}[1m]))'
         ' / sum by (variant) (rate(modelgate_requests_total{endpoint="churn"}[1m]))')
+
+
+def test_requests_refused_before_routing_are_named_and_kept_off_the_rate_charts(monkeypatch):
+    class Unrouted(FakePrometheus):
+        def query_range(self, query, start, end, step):
+            rows = super().query_range(query, start, end, step)
+            return [*rows, {"metric": {"variant": "none"}, "values": [[NOW, "1"]]}]
+
+    monkeypatch.setattr(drift, "client", lambda: Unrouted())
+    marks = [{"at": NOW, "label": "v2 25%"}]
+    charts, _, _ = live.live_charts(served(), 900, None, ops_drift.Thresholds(), [], None,
+                                    marks=marks)
+    assert set(lines(charts["traffic"])) == {"stable", "candidate", "refused before routing"}
+    for name in ("errors", "rejects", "latency"):
+        assert not any(n.startswith("none") for n in lines(charts[name])), name
+    assert [a["text"] for a in charts["errors"]["layout"]["annotations"]] == ["v2 25%"]
+
+
+def test_the_drift_badge_takes_the_worst_verdict():
+    from portal.monitoring.views import drift_summary
+
+    summary = drift_summary([{"verdict": "critical"}] * 5 + [{"verdict": "no_drift"}] * 25)
+    assert summary["worst"] == "critical" and summary["drifted"] == 5
+    assert summary["total"] == 30
+    assert drift_summary([{"verdict": "warning"}, {"verdict": "no_drift"}])["worst"] == "warning"
+    assert drift_summary([])["worst"] == "insufficient_data"

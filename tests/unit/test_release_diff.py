@@ -62,6 +62,12 @@ def test_classifiers_disagreement_and_the_rows_that_differ_most():
     assert gaps == sorted(gaps, reverse=True) and len(gaps) == 5
     assert list(diff["top_disagreements"][0]["inputs"]) == list(X.columns)[:5]
     assert release_diff(a, a, X, task="classification")["disagreement_rate"] == 0.0
+    named = release_diff(a, b, X, task="classification", labels=y,
+                         class_labels={"0": "malignant", "1": "benign"})
+    assert named["score"] == "probability of “benign”"
+    row = named["top_disagreements"][0]
+    assert {row["candidate_label"], row["champion_label"], row["label"]} <= {"benign",
+                                                                             "malignant"}
 
 
 def test_regressors_get_the_distribution_of_differences():

@@ -169,7 +169,7 @@ def test_critical_alert_rolls_back_immediately_despite_a_failure_budget_and_no_t
     assert alert_measurement.verdict == Verdict.FAIL
     # A sentence with the value rounded, not the label set.
     assert alert_measurement.detail == "critical alert CandidateOOM (variant candidate, " \
-        "value 2e+09)"
+        "value 2,000,000,000)"
     assert "critical alert" in d.reason and "job=" not in d.reason
 
 

@@ -135,3 +135,12 @@ def test_a_model_shap_cannot_handle_gets_a_clear_error():
     X = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 3)), columns=list("abc"))
     with pytest.raises(ExplanationError, match="SHAP could not explain Opaque"):
         explain(Opaque(), X)
+
+
+def test_the_summary_names_the_class_as_the_model_does(cancer):
+    X, y = cancer
+    result = explain(make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y), X, X)
+    summary = plain_summary(result.to_dict(), "classification",
+                            {"0": "malignant", "1": "benign"})
+    assert "the predicted probability of “benign”" in summary
+    assert "class 1" not in summary

@@ -115,10 +115,14 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         model = ModelVersion
         fields = ["id", "model", "model_name", "project", "project_slug", "number", "label",
                   "description", "status", "status_reason", "artifact", "framework", "estimator",
-                  "classes", "input_schema", "output_schema", "metrics", "params", "dataset",
-                  "code", "parent", "tags", "aliases", "created_at", "created_by",
-                  "validated_at"]
+                  "classes", "input_schema", "schema_source", "output_schema", "metrics",
+                  "params", "dataset", "code", "parent", "tags", "aliases", "created_at",
+                  "created_by", "validated_at"]
         read_only_fields = fields
+        extra_kwargs = {"schema_source": {"help_text": "Where the input schema came from: "
+                                          "declared by the uploader, or filled in by the "
+                                          "portal from the artifact, the parent or the "
+                                          "dataset"}}
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_artifact(self, v) -> dict:

@@ -236,7 +236,8 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
             "status", "reason", "method", "output", "target_class", "base_value", "importance",
             "sample_size", "background_size", "seconds", "max_additivity_error",
             "feature_names")}
-        data["summary"] = plain_summary(explanation.as_dict(), version.model.task)
+        data["summary"] = plain_summary(explanation.as_dict(), version.model.task,
+                                        version.class_labels)
         if request.query_params.get("values") in ("1", "true"):
             data.update(values=explanation.values, rows=explanation.rows)
         return Response(ExplanationSerializer(data).data)
@@ -274,6 +275,14 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
     @action(detail=True, methods=["post"], filter_backends=[])
     def archive(self, request, pk=None):
         version = services.archive_version(request.user, self.get_object())
+        return Response(self.get_serializer(self.get_queryset().get(pk=version.pk)).data)
+
+    @extend_schema(request=None, responses=ModelVersionSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def restore(self, request, pk=None):
+        """Bring an archived version back with the status it had (owners); 409 when its
+        artifact or label was registered again meanwhile."""
+        version = services.restore_version(request.user, self.get_object())
         return Response(self.get_serializer(self.get_queryset().get(pk=version.pk)).data)
 
 

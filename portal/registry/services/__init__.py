@@ -26,6 +26,7 @@ from portal.registry.services.aliases import (
     PROTECTED_ALIASES,
     delete_alias,
     move_alias_for_release,
+    require_alias_role,
     set_alias,
 )
 from portal.registry.services.archive import (
@@ -73,10 +74,12 @@ from portal.registry.services.projects import (
     update_project,
 )
 from portal.registry.services.requeue import requeue_stuck_work
+from portal.registry.services.schemas import schema_words
 from portal.registry.services.versions import (
     archive_version,
     convert_unsafe_artifact,
     register_version,
+    restore_version,
     sandbox_limits,
     validate_version,
     validation_timed_out,
@@ -92,7 +95,8 @@ __all__ = [
     "dataset_limits", "delete_alias", "evaluate", "evaluation_timed_out", "explain_instances", "explain_version",
     "explanation_timed_out", "lineage", "load_version_model", "move_alias_for_release",
     "parse_version_metadata", "profile_dataset", "profile_timed_out", "queue_evaluations",
-    "read_linked_dataset", "reference_inputs", "register_version", "request_instance_explanation",
+    "read_linked_dataset", "reference_inputs", "register_version", "request_instance_explanation", "require_alias_role", "restore_version",
+    "schema_words",
     "requeue_stuck_work", "sample_rows", "sandbox_limits", "set_alias", "unsafe_allowed",
     "update_model", "update_project", "upload_dataset", "validate_version",
     "validation_timed_out", "verified_artifact",

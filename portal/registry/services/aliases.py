@@ -15,11 +15,20 @@ from portal.registry.services.base import _full_clean
 PROTECTED_ALIASES = {"champion"}  # moving these needs the approver role
 
 
-def set_alias(user, model: RegisteredModel, name: str, version: ModelVersion) -> Alias:
-    """Point ``name`` at ``version`` (creating the alias or moving it)."""
+def set_alias(user, model: RegisteredModel, name: str, version: ModelVersion,
+              comment: str = "") -> Alias:
+    """Point ``name`` at ``version`` (creating the alias or moving it); ``comment`` (why)
+    goes into the audit trail with the move."""
+    require_alias_role(user, model, name)
+    comment = (comment or "").strip()[:1000]
+    return _point(user, model, name, version, **({"comment": comment} if comment else {}))
+
+
+def require_alias_role(user, model: RegisteredModel, name: str) -> None:
+    """Refuse (403) whoever may not move alias ``name`` of ``model``: approvers move
+    champion, contributors the others (a page asks before its confirmation)."""
     needed = Role.APPROVER if name in PROTECTED_ALIASES else Role.CONTRIBUTOR
     require_role(user, model.project, needed, f"move the {name} alias")
-    return _point(user, model, name, version)
 
 
 def move_alias_for_release(model: RegisteredModel, name: str, version: ModelVersion, *,

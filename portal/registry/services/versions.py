@@ -12,7 +12,7 @@ import uuid
 from typing import BinaryIO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -20,16 +20,23 @@ from ops import artifacts as ops_artifacts
 from ops.exceptions import ArtifactError, DatasetError, PermanentError
 from ops.redact import without_paths
 from ops.sandbox import SandboxLimits, convert_pickle
-from ops.schema import parse_input_schema
+from ops.schema import parse_input_schema, schema_document
 from ops.storage import ChecksumMismatch, TooLarge, open_verified
 from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.audit import services as audit
+from portal.audit.models import AuditEvent
 from portal.errors import Conflict, PayloadTooLarge, ValidationFailed
 from portal.queue import enqueue
-from portal.registry.choices import ArtifactFormat, VersionStatus
+from portal.registry.choices import ArtifactFormat, SchemaSource, VersionStatus
 from portal.registry.metadata import parse_version_metadata
-from portal.registry.models import ModelVersion, RegisteredModel, VersionTag
+from portal.registry.models import (
+    LIVE_VERSION_STATUSES,
+    ModelVersion,
+    RegisteredModel,
+    VersionTag,
+)
+from portal.registry.services import schemas
 from portal.registry.services.archive import lock_open, refuse_archived
 from portal.registry.services.base import _full_clean
 from portal.registry.services.datasets import sample_rows
@@ -39,15 +46,22 @@ from portal.registry.storage import get_store
 log = logging.getLogger(__name__)
 
 
-def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata) -> ModelVersion:
+def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata,
+                     schema_from: str | None = None) -> ModelVersion:
     """Store the artifact, create the version (status pending) and queue its validation.
 
-    The artifact is written before the row; if anything after that fails the file is
-    removed again, so a failed registration leaves neither a row nor a file behind.
+    ``schema_from`` ("auto", "parent" or "dataset"), when the metadata has no input schema:
+    the portal fills it in (``schemas``). The artifact is written before the row; if
+    anything after that fails the file is removed again, so a failed registration leaves
+    neither a row nor a file behind.
     """
     require_role(user, model.project, Role.CONTRIBUTOR, "register versions")
     refuse_archived(model)
+    source = SchemaSource.DECLARED
+    if schema_from and isinstance(metadata, dict) and not metadata.get("input_schema"):
+        metadata, source = schemas.fill_in(model, metadata, schema_from)
     fields = parse_version_metadata(model, metadata)
+    fields["schema_source"] = source
     if fields["dataset"] is not None:
         refuse_archived(fields["dataset"], field="dataset")
     try:
@@ -79,15 +93,7 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata)
             # the same highest number and collide on it. The same locks keep the project,
             # the model and the dataset from being archived meanwhile (archive's module doc).
             lock_open(model, *filter(None, [fields["dataset"]]))
-            existing = ModelVersion.objects.filter(model=model,
-                                                   artifact_sha256=stored.sha256).first()
-            if existing is not None:
-                raise Conflict(f"this artifact is already registered as {existing.display_name} "
-                               f"of {model.name}", code="duplicate_version", field="artifact")
-            if fields["label"] and ModelVersion.objects.filter(model=model,
-                                                               label=fields["label"]).exists():
-                raise Conflict(f"{model.name} already has a version labelled {fields['label']}",
-                               code="duplicate_version", field="label")
+            _refuse_duplicate(model, stored.sha256, fields["label"])
             last = ModelVersion.objects.filter(model=model).aggregate(n=Max("number"))["n"] or 0
             tags = fields.pop("tags")
             version = ModelVersion(
@@ -99,7 +105,7 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata)
                 status=VersionStatus.PENDING, **fields,
             )
             _full_clean(version, exclude=["created_by", "model", "parent", "dataset"])
-            version.save(force_insert=True)
+            _save_live(version, force_insert=True)
             VersionTag.objects.bulk_create(VersionTag(version=version, name=t) for t in tags)
             audit.record(user, "version.create", version, changes={
                 "number": version.number, "sha256": stored.sha256, "size": stored.size,
@@ -115,19 +121,102 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata)
     return version
 
 
+def _live_twin(model: RegisteredModel, sha256: str, label: str, *, exclude=None):
+    """The pending or ready version of ``model`` holding ``sha256`` (field "artifact") or
+    ``label`` (field "label"), as (field, version), or None: invalid and archived versions
+    hold neither, so a file declared with the wrong schema can be registered again."""
+    live = ModelVersion.objects.filter(model=model, status__in=LIVE_VERSION_STATUSES)
+    if exclude is not None:
+        live = live.exclude(pk=exclude.pk)
+    twin = live.filter(artifact_sha256=sha256).first()
+    if twin is not None:
+        return "artifact", twin
+    twin = live.filter(label=label).first() if label else None
+    return ("label", twin) if twin is not None else None
+
+
+def _refuse_duplicate(model: RegisteredModel, sha256: str, label: str, *,
+                      exclude: ModelVersion | None = None) -> None:
+    found = _live_twin(model, sha256, label, exclude=exclude)
+    if found is None:
+        return
+    field, twin = found
+    where = (f"{twin.display_name} of {model.name} ({twin.get_status_display().lower()}; an "
+             "invalid or archived version does not hold it)")
+    if field == "artifact":
+        raise Conflict(f"this artifact is already registered as {where}",
+                       code="duplicate_version", field="artifact")
+    raise Conflict(f"{model.name} already has a version labelled {label}: {where}",
+                   code="duplicate_version", field="label")
+
+
+def _save_live(version: ModelVersion, **kwargs) -> None:
+    """Save; the conditional unique constraints are the race-safe word on duplicates (two
+    registrations or a restore racing): their violation is the same 409 as the check's."""
+    try:
+        with transaction.atomic():
+            version.save(**kwargs)
+    except IntegrityError as e:
+        if "version_unique_live_" not in str(e):
+            raise
+        field = "label" if "version_unique_live_label" in str(e) else "artifact"
+        raise Conflict(f"another version of {version.model.name} holding this {field} was "
+                       "registered or restored meanwhile", code="duplicate_version",
+                       field=field) from e
+
+
 def archive_version(user, version: ModelVersion) -> ModelVersion:
+    """Archive a version: hidden from use, it keeps its row and file, frees its artifact
+    and label for a new registration, and an owner may restore it (``restore_version``)."""
     require_role(user, version.model.project, Role.CONTRIBUTOR, "archive versions")
     if version.aliases.exists():
         names = ", ".join(version.aliases.values_list("name", flat=True))
         raise Conflict(f"{version} is pointed at by alias {names}; move the alias first",
                        code="version_in_use")
     with transaction.atomic():
-        before = version.status
-        version.status = VersionStatus.ARCHIVED
-        version.save(update_fields=["status"])
-        audit.record(user, "version.archive", version,
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        before = locked.status
+        if before == VersionStatus.ARCHIVED:
+            return locked  # done already: nothing to record
+        locked.status = VersionStatus.ARCHIVED
+        locked.save(update_fields=["status"])
+        audit.record(user, "version.archive", locked,
                      changes={"status": audit.change(before, VersionStatus.ARCHIVED)})
-    return version
+    version.status = locked.status
+    return locked
+
+
+def _status_before_archive(version: ModelVersion) -> str:
+    event = (AuditEvent.objects.filter(action="version.archive",
+                                       object_type="registry.modelversion",
+                                       object_id=str(version.pk)).order_by("-id").first())
+    before = ((event.changes or {}).get("status") or {}).get("from") if event else None
+    if before in (VersionStatus.READY, VersionStatus.INVALID, VersionStatus.PENDING):
+        return before
+    return VersionStatus.READY if version.validated_at and not version.status_reason \
+        else VersionStatus.INVALID
+
+
+def restore_version(user, version: ModelVersion) -> ModelVersion:
+    """Bring an archived version back with the status it had (an owner's act, as every
+    restore: decision 58). 409 when its artifact or label was registered again meanwhile."""
+    require_role(user, version.model.project, Role.OWNER, "restore versions")
+    with transaction.atomic():
+        lock_open(version.model)  # serialised with registrations (they lock the model too)
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status != VersionStatus.ARCHIVED:
+            return locked  # done already: nothing to record
+        status = _status_before_archive(locked)
+        if status in LIVE_VERSION_STATUSES:
+            _refuse_duplicate(locked.model, locked.artifact_sha256, locked.label,
+                              exclude=locked)
+        locked.status = status
+        _save_live(locked, update_fields=["status"])
+        audit.record(user, "version.restore", locked,
+                     changes={"status": audit.change(VersionStatus.ARCHIVED, status)})
+        if status == VersionStatus.PENDING:
+            enqueue("workers.registry.validate_version", locked.pk)
+    return locked
 
 
 @contextlib.contextmanager
@@ -190,24 +279,16 @@ def validate_version(version_id: int) -> ModelVersion | None:
                .filter(pk=version_id).first())
     if version is None or version.status != VersionStatus.PENDING:
         return version
-    features = parse_input_schema(version.input_schema)
     reason = ""
     report = None
     converted = ("", "")
+    filled = None  # (schema, source) the portal settled on for an "auto" schema
     try:
         if version.is_unsafe and not version.converted_uri:
             converted = convert_unsafe_artifact(version)
             version.converted_uri, version.converted_sha256 = converted
         with verified_artifact(version) as path:
-            sample = None
-            try:
-                sample = sample_rows(version, [f.name for f in features])
-            except DatasetError:
-                sample = None
-            report = ops_artifacts.validate_artifact(
-                path, task=version.model.task, input_schema=features,
-                extra_trusted=tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES), sample=sample,
-            )
+            report, filled = _inspect(version, path)
     except ArtifactError as e:
         reason = f"{e.code}: {without_paths(e.detail)}"
     except PermanentError as e:  # the stored file is gone: retrying cannot bring it back
@@ -231,12 +312,18 @@ def validate_version(version_id: int) -> ModelVersion | None:
         else:
             locked.status = VersionStatus.INVALID
             locked.status_reason = reason
+        schema_fields = []
+        if filled is not None and locked.schema_source == SchemaSource.AUTO:
+            locked.input_schema, locked.schema_source = filled
+            schema_fields = ["input_schema", "schema_source"]
         locked.save(update_fields=["status", "status_reason", "validated_at", "framework",
                                    "estimator", "classes", "converted_uri",
-                                   "converted_sha256"])
+                                   "converted_sha256", *schema_fields])
         audit.record(None, "version.validate", locked,
                      changes={"status": audit.change(VersionStatus.PENDING, locked.status),
-                              "reason": locked.status_reason})
+                              "reason": locked.status_reason,
+                              **({"input_schema_from": locked.schema_source}
+                                 if schema_fields else {})})
         if locked.status == VersionStatus.READY and settings.MODELGATE_EXPLAIN_VERSIONS:
             enqueue("workers.registry.explain_version", locked.pk)
         if locked.status == VersionStatus.READY:  # after commit: a dataset profiled meanwhile
@@ -245,6 +332,35 @@ def validate_version(version_id: int) -> ModelVersion | None:
 
             transaction.on_commit(lambda: queue_evaluations(version=locked))
     return locked
+
+
+def _inspect(version: ModelVersion, path) -> tuple:
+    """Load the artifact (in the worker) and check it against the version's schema; for
+    an "auto" schema, first settle it from the artifact's feature names (``schemas``).
+    Returns the report and the (schema, source) settled on, or None."""
+    trusted = tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES)
+    fmt = ops_artifacts.detect_file_format(path)
+    loaded = ops_artifacts.load_model(path, extra_trusted=trusted)
+    filled = None
+    schema = version.input_schema
+    if version.schema_source == SchemaSource.AUTO:
+        names = getattr(loaded, "feature_names_in_", None)
+        try:
+            filled = schemas.from_artifact(
+                version, [str(n) for n in names] if names is not None else None)
+        except ValueError as e:
+            raise ArtifactError(str(e), code="no_input_schema") from e
+        schema = filled[0]
+    features = parse_input_schema(schema)
+    if filled is not None:  # stored as a declared one is (``metadata``)
+        filled = (schema_document(features), filled[1])
+    try:
+        sample = sample_rows(version, [f.name for f in features])
+    except DatasetError:
+        sample = None
+    report = ops_artifacts.inspect_model(loaded, task=version.model.task,
+                                         input_schema=features, sample=sample, fmt=fmt)
+    return report, filled
 
 
 # A worker stopped at its time limit leaves the version invalid with the reason (never

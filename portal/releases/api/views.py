@@ -123,7 +123,9 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portal
         return DeploymentDetailSerializer if self.action != "list" else DeploymentSerializer
 
     def _command(self, request, name):
-        deployment = deployments.command(request.user, self.get_object(), name)
+        comment = request.data.get("comment", "") if hasattr(request.data, "get") else ""
+        deployment = deployments.command(request.user, self.get_object(), name,
+                                         comment=comment if isinstance(comment, str) else "")
         return Response(DeploymentDetailSerializer(
             self.get_queryset().prefetch_related("events").get(pk=deployment.pk)).data)
 

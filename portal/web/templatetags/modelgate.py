@@ -124,6 +124,8 @@ def _significant(number, digits=3):
     if number == 0 or not math.isfinite(number):
         return "0" if number == 0 else str(number)
     magnitude = math.floor(math.log10(abs(number)))
+    if magnitude < -4:  # 4.8e-18, not twenty zeros
+        return f"{number:.{digits}g}"
     rounded = round(number, digits - 1 - magnitude)
     if abs(rounded) >= 10 ** digits or float(rounded).is_integer():
         return f"{int(round(rounded)):,}"
@@ -177,3 +179,13 @@ def when(value):
 @register.filter
 def split(value, separator=None):
     return str(value).split(separator)
+
+
+@register.filter
+def estimator(value):
+    """A stored estimator path as its library documents it, for versions stored before the
+    worker recorded it so: ``sklearn.ensemble._gb.GradientBoostingClassifier`` ->
+    ``sklearn.ensemble.GradientBoostingClassifier``."""
+    from ops.artifacts import public_name
+
+    return public_name(str(value)) if value else "—"

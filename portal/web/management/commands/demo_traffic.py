@@ -10,6 +10,8 @@ error (the test's outcome settings say which direction is better).
 
 import json
 import time
+import traceback
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,33 +43,76 @@ class Command(BaseCommand):
         parser.add_argument("--environment", default="production")
         parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
         parser.add_argument("--batch", type=int, default=5, help="rows per request")
+        parser.add_argument("--rounds", type=int, default=0,
+                            help="stop after this many requests to each endpoint, and say "
+                                 "how many were answered (default: until stopped)")
 
-    def handle(self, *args, environment, rate, batch, **options):
-        rng = np.random.default_rng()
-        session = requests.Session()
-        frames: dict = {}  # model id -> the rows its requests are drawn from
-        endpoints, refreshed, testing = [], 0.0, set()
-        pending: list[dict] = []  # outcomes not sent yet
-        sent_at = time.monotonic()
+    def handle(self, *args, environment, rate, batch, rounds, **options):
+        traffic = Traffic(environment, batch=batch, errors=self.stderr)
         self.stdout.write(f"demo traffic: {rate:g} requests/s of {batch} rows to {environment}")
-        while True:
-            if time.monotonic() - refreshed > 10:  # new rollouts change what serves
-                endpoints = [s for s in served_endpoints(
-                    Environment.objects.filter(name=environment)) if s.address]
-                testing = running_tests(environment)
-                refreshed = time.monotonic()
-            shift = read_drift()
-            for served in endpoints:
-                pending += send_rows(served, batch=batch, rng=rng, session=session,
-                                     frames=frames, shift=shift, testing=testing)
-            if pending and time.monotonic() - sent_at > 5:
-                send_feedback(pending, self.stderr)
-                pending, sent_at = [], time.monotonic()
+        done = 0
+        while not rounds or done < rounds:
+            traffic.round()
+            done += 1
             time.sleep(1.0 / max(rate, 0.1))
+        traffic.flush()
+        self.stdout.write(f"demo traffic: {traffic.summary()}")
+
+
+class Traffic:
+    """One request per served endpoint a round; an endpoint that fails (a bug, a model that
+    cannot read its rows) is reported and skipped, and the others keep their traffic."""
+
+    def __init__(self, environment: str, *, batch: int, errors):
+        self.environment, self.batch, self.errors = environment, batch, errors
+        self.rng = np.random.default_rng()
+        self.session = requests.Session()
+        self.frames: dict = {}  # model id -> the rows its requests are drawn from
+        self.endpoints, self.refreshed, self.testing = [], 0.0, set()
+        self.pending: list[dict] = []  # outcomes not sent yet
+        self.sent_at = time.monotonic()
+        self.counts: Counter = Counter()
+        self.reported: set[str] = set()  # failures already written out (once each)
+
+    def round(self) -> None:
+        if time.monotonic() - self.refreshed > 10:  # new rollouts change what serves
+            self.endpoints = [s for s in served_endpoints(
+                Environment.objects.filter(name=self.environment)) if s.address]
+            self.testing = running_tests(self.environment)
+            self.refreshed = time.monotonic()
+        shift = read_drift()
+        for served in self.endpoints:
+            try:
+                self.pending += send_rows(served, batch=self.batch, rng=self.rng,
+                                          session=self.session, frames=self.frames,
+                                          shift=shift, testing=self.testing,
+                                          counts=self.counts)
+            except Exception as e:  # noqa: BLE001 - one endpoint's trouble stops only its traffic
+                self.counts["failed"] += 1
+                self._report(served, e)
+        if self.pending and time.monotonic() - self.sent_at > 5:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            send_feedback(self.pending, self.errors)
+        self.pending, self.sent_at = [], time.monotonic()
+
+    def summary(self) -> str:
+        return ", ".join(f"{self.counts[k]} {k}" for k in ("answered", "refused", "unreachable",
+                                                            "failed"))
+
+    def _report(self, served, error: Exception) -> None:
+        key = f"{served.endpoint}: {type(error).__name__}: {error}"
+        if key not in self.reported:
+            self.reported.add(key)
+            self.errors.write(f"ERROR demo traffic to {served.endpoint} failed (its requests are "
+                              f"skipped, the others go on):\n"
+                              + "".join(traceback.format_exception(error)))
 
 
 def send_rows(served, *, batch: int, rng, session, frames: dict, shift: dict,
-              testing: set[int]) -> list[dict]:
+              testing: set[int], counts: Counter | None = None) -> list[dict]:
     """One request of ``batch`` rows to a served model (shifted as ``inject_drift`` asks);
     the outcomes to send back as feedback when an A/B test runs on it."""
     version = next(iter(served.variants.values()), None)
@@ -78,7 +123,8 @@ def send_rows(served, *, batch: int, rng, session, frames: dict, shift: dict,
     rows = frame[features].sample(batch, replace=True, random_state=int(rng.integers(1 << 31)))
     # Rows as they are: jitter would move the many tied values of discrete-ish
     # columns across the baseline's bin edges and look like drift.
-    values = rows.to_numpy(dtype=float)
+    # A copy: pandas 3 hands out a read-only view of the frame's own data.
+    values = rows.to_numpy(dtype=float, copy=True)
     if shift and shift.get("model") in (None, served.model.name):
         for name in shift.get("features", []):
             if name in features:
@@ -90,7 +136,11 @@ def send_rows(served, *, batch: int, rng, session, frames: dict, shift: dict,
             json={"instances": values.tolist()}, timeout=5,
             headers={"X-Unit-Id": f"patient-{int(rng.integers(1 << 40))}"})
     except requests.RequestException:
+        if counts is not None:
+            counts["unreachable"] += 1
         return []  # the server may be starting or restarting
+    if counts is not None:
+        counts["answered" if answer.ok else "refused"] += 1
     target = version.dataset.target
     if served.model.pk in testing and answer.ok and target in frame:
         return outcomes(answer.json(), rows.index, frame[target], served.model.task)

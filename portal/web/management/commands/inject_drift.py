@@ -23,6 +23,9 @@ class Command(BaseCommand):
     def handle(self, *args, model, features, shift, stop, **options):
         path = drift_file()
         if stop:
+            if not path.exists():
+                self.stdout.write("No drift is injected: the demo traffic is normal.")
+                return
             path.unlink(missing_ok=True)
             self.stdout.write("Demo traffic is back to normal; the drift alert resolves once "
                               "the drift window has passed (about a minute).")
@@ -38,4 +41,5 @@ class Command(BaseCommand):
         path.write_text(json.dumps({"model": model, "features": names, "shift": shift}))
         self.stdout.write(f"Shifting {', '.join(names)} of {model} by {shift:g} sd. Open "
                           "/alerts/ (or the endpoint's monitoring page): a drift alert appears "
-                          "within about a minute. Stop with: manage.py inject_drift --stop")
+                          "within about a minute. The shift stays on, across restarts of the "
+                          "demo, until: manage.py inject_drift --stop")

@@ -1,10 +1,11 @@
 """Start the whole portal with demo data on the embedded defaults; Ctrl-C stops it all."""
 
+import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -14,7 +15,13 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from portal import demo
+from portal.demo_processes import Child, Supervisor, exit_status, tail, where
 from portal.releases import deployments
+from portal.web.management.commands.demo_traffic import drift_file, read_drift
+
+# The processes the portal runs on without, and what it then goes without.
+HELPERS = {"prometheus": "monitoring (Prometheus)", "traffic": "synthetic traffic"}
+FILE_MAIL = "django.core.mail.backends.filebased.EmailBackend"
 
 
 def model_server_pids(serving_dir: Path) -> list[int]:
@@ -94,12 +101,20 @@ class Command(BaseCommand):
         env.setdefault("MODELGATE_DATA_DIR", str(settings.DATA_DIR))
         if "CELERY_BROKER_URL" not in os.environ:
             env["CELERY_BROKER_URL"] = self._broker()
+        url = f"http://{host}:{port}/"
+        # E-mails to the demo users go to files, not into the log; their links to this portal.
+        env.setdefault("MODELGATE_EMAIL_BACKEND", FILE_MAIL)
+        env.setdefault("MODELGATE_BASE_URL", url.replace("//0.0.0.0:", "//127.0.0.1:"))
         prometheus_command = self._prometheus(env, host, port, prometheus_port)
         # Children (and this process, for seeding) read the broker from the environment.
         os.environ.update(env)
         settings.CELERY_BROKER_URL = env["CELERY_BROKER_URL"]
+        settings.EMAIL_BACKEND = env["MODELGATE_EMAIL_BACKEND"]
+        settings.MODELGATE_BASE_URL = env["MODELGATE_BASE_URL"].rstrip("/")
         for name in ("MODELGATE_PROMETHEUS_URL", "MODELGATE_PROMETHEUS_CONFIG_DIR"):
             setattr(settings, name, env.get(name, getattr(settings, name)))
+        if "MODELGATE_LOG_LEVEL" not in os.environ:  # this process's own INFO lines: in the way
+            logging.getLogger().setLevel(logging.WARNING)
         self._prepare_data()
 
         commands = self._commands(host, port)
@@ -107,24 +122,55 @@ class Command(BaseCommand):
             commands["prometheus"] = prometheus_command
         if not no_traffic:
             commands["traffic"] = [sys.executable, "manage.py", "demo_traffic"]
-        processes = {name: subprocess.Popen(command, env=env, start_new_session=True)
-                     for name, command in commands.items()}
+        lock = threading.Lock()
 
-        def stop(*_):
-            self._stop(processes)
+        def show(line: str) -> None:  # an error a process logged
+            with lock:
+                self.stderr.write(line)
+
+        def say(line: str) -> None:  # a helper stopped
+            with lock:
+                self.stdout.write(self.style.WARNING(line))
+
+        processes = Supervisor(
+            {name: Child(name, command, env=env, log=self._logs() / f"{name}.log", show=show)
+             for name, command in commands.items()}, HELPERS, say=say)
+        processes.start()
+
+        def stop(*_, status: int = 0):
+            self._stop(processes, status)
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
 
-        url = f"http://{host}:{port}/"
-        wait_until_up(url)
-        self._welcome(url, monitoring=bool(prometheus_command))
+        if wait_until_up(url, give_up=lambda: processes.children["web"].stopped):
+            self._welcome(url, monitoring=bool(prometheus_command), traffic=not no_traffic)
         while True:
-            for name, proc in processes.items():
-                if proc.poll() is not None:
-                    self.stderr.write(f"{name} exited with status {proc.returncode}; stopping.")
-                    stop()
+            stopped = processes.check()
+            if stopped is not None:
+                self._essential_stopped(stopped)
+                stop(status=1)
             time.sleep(1)
+
+    @staticmethod
+    def _logs() -> Path:
+        return Path(settings.DATA_DIR) / "logs"
+
+    def _essential_stopped(self, child) -> None:
+        """Which process stopped, why (its errors above, or the end of its log), and where
+        its log is."""
+        lines = tail(child.log)
+        self.stderr.write(self.style.ERROR(
+            f"{child.name} stopped ({exit_status(child.proc.returncode)}); stopping the demo. "
+            + (f"Its errors are above; its log: {where(child.log)}" if child.shown else
+               f"The end of its log ({where(child.log)}):")))
+        for line in [] if child.shown else lines:
+            self.stderr.write(f"  {line}")
+        if any("Address already in use" in line for line in lines):
+            self.stderr.write("Another program listens on a port the demo needs (another demo "
+                              "running?): stop it, or choose other ports with --port and "
+                              "--prometheus-port (MODELGATE_PORT, "
+                              "MODELGATE_DEMO_PROMETHEUS_PORT).")
 
     def _broker(self) -> str:
         """Redis when it answers, else the embedded filesystem broker (no server needed)."""
@@ -169,42 +215,55 @@ class Command(BaseCommand):
                      str(settings.DATA_DIR / "celerybeat-schedule")],
         }
 
-    def _stop(self, processes: dict):
+    def _stop(self, processes: Supervisor, status: int = 0):
         """Stop every process (each stops its own children), the model servers too; exit."""
-        self.stdout.write(f"\nStopping {', '.join(processes)}...")
-        for proc in processes.values():
-            if proc.poll() is None:
-                proc.terminate()  # each stops its own children (warm shutdown)
-        deadline = time.monotonic() + 10
-        for proc in processes.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        self.stdout.write(f"\nStopping {', '.join(processes.children)}...")
+        processes.stop()
         self._stop_model_servers()
         self.stdout.write("Stopped.")
-        sys.exit(0)
+        sys.exit(status)
 
-    def _welcome(self, url: str, *, monitoring: bool):
-        self.stdout.write(self.style.SUCCESS(f"\nModelgate is running at {url}"))
+    def _welcome(self, url: str, *, monitoring: bool, traffic: bool):
+        rule = "=" * 78
+        self.stdout.write(self.style.SUCCESS(f"\n{rule}\nModelgate is running at {url}"))
         self.stdout.write(f"API docs: {url}api/docs/   Admin: {url}admin/")
         self.stdout.write(f"Demo logins (password for all: {demo.DEMO_PASSWORD}):")
         for username, _role, description in demo.DEMO_USERS:
             self.stdout.write(f"  {username:<8} {description}")
-        if monitoring:
+        if monitoring and traffic:
             self.stdout.write("Monitoring: synthetic traffic flows to production; to see a drift "
                               "alert within about a minute run\n  .venv/bin/python manage.py "
                               "inject_drift   (and `inject_drift --stop` to end it)")
-        self.stdout.write("Press Ctrl-C to stop every process.\n")
+        self._drift_notice()
+        if settings.EMAIL_BACKEND == FILE_MAIL:
+            self.stdout.write(f"E-mails to the demo users: {where(settings.EMAIL_FILE_PATH)}/ "
+                              "(a file per notification)")
+        self.stdout.write(f"Logs: {where(self._logs())}/ (a file per process; errors show "
+                          "here too)")
+        self.stdout.write(self.style.SUCCESS(f"Press Ctrl-C to stop every process.\n{rule}"))
+
+    def _drift_notice(self):
+        """Drift an earlier ``inject_drift`` left on (the traffic stays shifted until
+        ``inject_drift --stop``)."""
+        drift = read_drift()
+        if not drift:
+            return
+        features = ", ".join(drift.get("features", [])) or "no features"
+        self.stdout.write(self.style.WARNING(
+            f"Drift is on: {drift.get('model') or 'every model'}'s traffic has {features} "
+            f"shifted by {drift.get('shift', 3.0):g} sd ({where(drift_file())}, left by "
+            "`inject_drift`). End it with\n  .venv/bin/python manage.py inject_drift --stop"))
 
 
-def wait_until_up(url: str, seconds: float = 90) -> None:
+def wait_until_up(url: str, seconds: float = 90, give_up=lambda: False) -> bool:
     """Until the web server answers its health check, at most ``seconds`` (gunicorn imports
-    the heavy libraries before it answers: portal/gunicorn_conf.py)."""
+    the heavy libraries before it answers: portal/gunicorn_conf.py), or ``give_up()``;
+    whether it answered."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not give_up():
         try:
             urllib.request.urlopen(url + "healthz", timeout=1)
-            break
+            return True
         except OSError:
             time.sleep(0.3)
+    return False

@@ -1,0 +1,297 @@
+"""The version page's explanations in words a stakeholder reads, and the boxes that explain
+rows people send (``explain your rows`` here, ``try it`` on an endpoint page).
+
+Class names come from the version (``ModelVersion.class_labels``); numbers are rounded by
+``explainability.words``, the templates' rule. "Show" (a feature's effect, one row of the
+sample) and the row forms answer with a fragment (htmx swaps it in; ``static/js/explain.js``
+draws its charts); without htmx they answer with a page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_POST
+
+from explainability import shap_charts
+from explainability.words import Output, label_of, num, quoted
+from ops.schema import parse_input_schema
+from portal.errors import DomainError, ValidationFailed
+from portal.registry import queries
+from portal.registry.choices import ExplanationStatus
+from portal.registry.models import Explanation, InstanceExplanation, ModelVersion
+
+MAX_ROWS = 100
+
+
+def _version(request, slug, name, number) -> ModelVersion:
+    return get_object_or_404(queries.versions_for(request.user), model__project__slug=slug,
+                             model__name=name, number=number)
+
+
+def output_of(version: ModelVersion, output: str, target_class: str | None = None) -> Output:
+    return Output.parse(output, version.class_labels, target_class)
+
+
+def explanation_context(version: ModelVersion, query) -> dict:
+    """The version page's explanation section: words, charts, a chosen feature and row."""
+    from explainability.shap_values import plain_summary
+
+    explanation = Explanation.objects.filter(version=version).first()
+    context = {"explanation": explanation, "explain_example": example_text(version, explanation)}
+    if explanation is None or explanation.status != ExplanationStatus.READY:
+        return context
+    labels = version.class_labels
+    out = output_of(version, explanation.output, explanation.target_class)
+    names = explanation.feature_names
+    return {
+        **context,
+        "explain_summary": plain_summary(explanation.as_dict(), version.model.task, labels),
+        "explain_words": {
+            "average": out.average(explanation.outputs, explanation.base_value),
+            "how": out.how, "method": METHODS.get(explanation.method, explanation.method),
+            "gap": ("less than 0.001" if explanation.max_additivity_error < 1e-3
+                    else num(explanation.max_additivity_error)),
+        },
+        "importance_chart": shap_charts.shap_importance(explanation.importance, out),
+        "beeswarm_chart": shap_charts.shap_beeswarm(names, explanation.values,
+                                                    explanation.rows, explanation.importance,
+                                                    output=out),
+        **detail_context(version, explanation, query, out),
+    }
+
+
+METHODS = {"tree": "exact, for tree models", "linear": "exact, for linear models",
+           "permutation": "model-agnostic, by permuting inputs"}
+
+
+def detail_context(version, explanation, query, out: Output) -> dict:
+    """One feature's effect by its value and one row of the sample, input by input."""
+    names = explanation.feature_names
+    feature = query.get("feature") if query.get("feature") in names else (
+        explanation.importance[0]["feature"] if explanation.importance else None)
+    try:
+        row = min(max(int(query.get("row", 0)), 0), len(explanation.values) - 1)
+    except ValueError:
+        row = 0
+    return {
+        "explain_feature": feature, "explain_row": row,
+        "dependence_chart": shap_charts.shap_dependence(
+            feature, names, explanation.values, explanation.rows, output=out)
+        if feature else None,
+        "waterfall_chart": shap_charts.shap_waterfall(
+            explanation.base_value, explanation.values[row], explanation.rows[row], names, out,
+            labels=version.class_labels, classes=version.classes)
+        if explanation.values else None,
+    }
+
+
+def _htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+@login_required
+def explanation_detail(request, slug, name, number):
+    """"Show": the dependence and waterfall charts for the chosen feature and row."""
+    version = _version(request, slug, name, number)
+    explanation = get_object_or_404(Explanation, version=version,
+                                     status=ExplanationStatus.READY)
+    out = output_of(version, explanation.output, explanation.target_class)
+    context = {"version": version, "explanation": explanation,
+               **detail_context(version, explanation, request.GET, out)}
+    if _htmx(request):
+        return render(request, "registry/inc/explain_detail.html", context)
+    return render(request, "registry/explain_page.html",
+                  {**context, "include": "registry/inc/explain_detail.html"})
+
+
+# -- rows people send ------------------------------------------------------------------------
+
+
+def example_text(version, explanation=None) -> str:
+    """What the explain form starts with: a header naming the columns and one row (the
+    first of the explained sample when there is one)."""
+    try:
+        names = [f.name for f in parse_input_schema(version.input_schema)]
+    except Exception:  # noqa: BLE001 - a version without a usable schema offers no example
+        return ""
+    row = (explanation.rows[0] if explanation is not None and explanation.rows
+           else [0.0] * len(names))
+    return ",".join(names) + "\n" + ",".join(num(v, 6).replace(",", "") for v in row)
+
+
+def parse_rows(text: str, names: list[str]) -> list[list[float]]:
+    """Rows typed or pasted by a person: CSV (a header line naming the columns, in any
+    order, or the values in the order of the input schema) or JSON (an object keyed by
+    feature name, or a list of them). Raises ``ValidationFailed`` saying what to fix."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationFailed("Type or paste at least one row.", field="rows")
+    if text[0] in "[{":
+        return _json_rows(text, names)
+    dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
+    lines = [line for line in csv.reader(io.StringIO(text), dialect) if any(c.strip()
+                                                                           for c in line)]
+    order = list(range(len(names)))
+    first = [c.strip() for c in lines[0]]
+    header = any(_not_number(c) for c in first) and any(c in names for c in first)
+    if header:
+        order = _header_order(first, names)
+        lines = lines[1:]
+        if not lines:
+            raise ValidationFailed("The header names the columns; add a row of values under "
+                                   "it.", field="rows")
+    if len(lines) > MAX_ROWS:
+        raise ValidationFailed(f"At most {MAX_ROWS} rows at a time (got {len(lines)}).",
+                               field="rows")
+    rows = []
+    for number, line in enumerate(lines, start=2 if header else 1):
+        if len(line) != len(names):
+            raise ValidationFailed(
+                f"Line {number} has {len(line)} values; the model takes {len(names)} "
+                f"({_listed(names)}). Start with a header line naming the columns, or give "
+                "the values in this order.", field="rows")
+        row = [0.0] * len(names)
+        for position, cell in zip(order, line, strict=True):
+            row[position] = _number(cell, number, names[position])
+        rows.append(row)
+    return rows
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:4]) + (f", … {names[-1]}" if len(names) > 4 else "")
+
+
+def _not_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return True
+    return False
+
+
+def _header_order(header: list[str], names: list[str]) -> list[int]:
+    missing = [n for n in names if n not in header]
+    unknown = [c for c in header if c not in names]
+    if missing or unknown or len(set(header)) != len(header):
+        parts = ([f"it lacks {_listed(missing)}"] if missing else []) + (
+            [f"the model does not take {_listed(unknown)}"] if unknown else [])
+        raise ValidationFailed("The header line does not match the model's inputs: "
+                               + ("; ".join(parts) or "a column is named twice") + ".",
+                               field="rows")
+    return [names.index(c) for c in header]
+
+
+def _number(cell, line: int, name: str) -> float:
+    try:
+        value = float(str(cell).strip())
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValidationFailed(f"Line {line}, {name}: {str(cell).strip()[:40]!r} is not a "
+                               "number.", field="rows")
+    return value
+
+
+def _json_rows(text: str, names: list[str]) -> list[list[float]]:
+    try:
+        document = json.loads(text)
+    except ValueError as e:
+        raise ValidationFailed(f"This is not valid JSON: {e.msg} (line {e.lineno}).",
+                               field="rows") from e
+    items = document if isinstance(document, list) else [document]
+    if items and not isinstance(items[0], dict | list):
+        items = [items]  # one row as a plain list of values
+    rows = []
+    for number, item in enumerate(items[:MAX_ROWS + 1], start=1):
+        if isinstance(item, dict):
+            _header_order(list(item), names)
+            item = [item[n] for n in names]
+        if not isinstance(item, list) or len(item) != len(names):
+            raise ValidationFailed(f"Row {number} must have {len(names)} values "
+                                   f"({_listed(names)}).", field="rows")
+        rows.append([_number(v, number, n) for v, n in zip(item, names, strict=True)])
+    if len(rows) > MAX_ROWS:
+        raise ValidationFailed(f"At most {MAX_ROWS} rows at a time.", field="rows")
+    return rows
+
+
+def answers_context(version: ModelVersion, item: InstanceExplanation, top: int = 3) -> dict:
+    """What the answer fragment shows: per row the predicted label and probability, the
+    inputs that pushed most, and the first rows' waterfalls."""
+    context = {"version": version, "item": item}
+    if item.status != ExplanationStatus.READY:
+        return context
+    result = item.result
+    labels = version.class_labels
+    out = output_of(version, result.get("output", ""),
+                    str(version.classes[-1]) if version.classes else None)
+    names = result["feature_names"]
+    answers = []
+    for index, (values, output) in enumerate(zip(result["values"], result["outputs"],
+                                                 strict=True)):
+        prediction = result["predictions"][index]
+        pushes = sorted(range(len(values)), key=lambda j: -abs(values[j]))[:top]
+        answers.append({
+            "index": index + 1,
+            "label": label_of(prediction, labels) if out.classifier else num(prediction),
+            "verdict": out.verdict(output, labels, version.classes),
+            "pushes": [{"feature": names[j], "value": num(item.rows[index][j]),
+                        "towards": _towards(out, values[j], labels, version.classes)}
+                       for j in pushes],
+            "chart": shap_charts.shap_waterfall(result["base_value"], values,
+                                                item.rows[index], names, out, labels=labels,
+                                                classes=version.classes) if index < 3 else None,
+            "chart_id": f"explained-{item.pk}-{index}",
+        })
+    return {**context, "answers": answers, "how": out.how,
+            "background": result.get("background", "")}
+
+
+def _towards(out: Output, value: float, labels, classes) -> str:
+    if abs(value) < 1e-9:
+        return "no effect"
+    if not out.classifier:
+        return "up" if value > 0 else "down"
+    if value > 0:
+        return f"towards {quoted(out.label)}"
+    others = [label_of(c, labels) for c in classes or [] if label_of(c, labels) != out.label]
+    return f"towards {quoted(others[0])}" if len(others) == 1 else f"away from {quoted(out.label)}"
+
+
+def _answer(request, version, template_context: dict):
+    if _htmx(request):
+        return render(request, "registry/inc/row_answers.html", template_context)
+    return render(request, "registry/explain_page.html",
+                  {**template_context, "include": "registry/inc/row_answers.html"})
+
+
+@login_required
+@require_POST
+def explain_rows(request, slug, name, number):
+    """The version page's "Explain your rows": predictions and SHAP values of pasted rows,
+    permission-checked by ``request_instance_explanation`` as the API's explain is."""
+    from portal.registry.services import request_instance_explanation
+
+    version = _version(request, slug, name, number)
+    try:
+        names = [f.name for f in parse_input_schema(version.input_schema)]
+        rows = parse_rows(request.POST.get("rows", ""), names)
+        item = request_instance_explanation(request.user, version, rows)
+    except DomainError as e:
+        return _answer(request, version, {"version": version, "error": e.detail})
+    item.refresh_from_db()
+    return _answer(request, version, answers_context(version, item))
+
+
+@login_required
+def explained_rows(request, slug, name, number, pk):
+    """An answer still being computed, asked again (the fragment polls it)."""
+    version = _version(request, slug, name, number)
+    item = get_object_or_404(InstanceExplanation, version=version, pk=pk)
+    return _answer(request, version, answers_context(version, item))
