@@ -230,8 +230,12 @@ def _charts(client, served: ServedEndpoint, window: int, variant: str | None,
             thresholds: ops_drift.Thresholds, top: list[str], marks: list[dict]) -> dict:
     span = _Span.of(served, window)
     options = served.settings()
-    return _draw(_reshape(_query(client, span, variant), variant, top), options, thresholds,
-                 marks)
+    shaped = _reshape(_query(client, span, variant), variant, top)
+    if served.variants:  # the classes under the names the model gives them ("benign")
+        names = next(iter(served.variants.values())).class_labels
+        title, labels, shares = shaped["predictions"]
+        shaped["predictions"] = (title, [names.get(c, c) for c in labels], shares)
+    return _draw(shaped, options, thresholds, marks)
 
 
 def _comparison(client, served: ServedEndpoint, window: int, variant: str | None,

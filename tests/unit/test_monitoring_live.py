@@ -93,3 +93,13 @@ def test_the_drift_badge_takes_the_worst_verdict():
     assert summary["total"] == 30
     assert drift_summary([{"verdict": "warning"}, {"verdict": "no_drift"}])["worst"] == "warning"
     assert drift_summary([])["worst"] == "insufficient_data"
+
+
+def test_predicted_classes_carry_the_names_the_model_gives_them(monkeypatch):
+    monkeypatch.setattr(drift, "client", lambda: FakePrometheus())
+    endpoint = served()
+    endpoint.variants = {"stable": SimpleNamespace(class_labels={"0": "malignant",
+                                                                 "1": "benign"})}
+    charts, _, _ = live.live_charts(endpoint, 900, None, ops_drift.Thresholds(), [], None)
+    bars = charts["predictions"]["data"]
+    assert [list(trace["x"]) for trace in bars] == [["benign"]]

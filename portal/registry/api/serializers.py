@@ -165,7 +165,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "status": v.status, "status_reason": v.status_reason,
             "artifact": self.get_artifact(v), "framework": v.framework,
             "estimator": v.estimator, "classes": v.classes, "input_schema": v.input_schema,
-            "output_schema": v.output_schema, "metrics": v.metrics, "params": v.params,
+            "schema_source": v.schema_source, "output_schema": v.output_schema, "metrics": v.metrics, "params": v.params,
             "dataset": self.get_dataset(v), "code": self.get_code(v),
             "parent": self.get_parent(v), "tags": self.get_tags(v),
             "aliases": self.get_aliases(v), "created_at": _iso(v.created_at),
