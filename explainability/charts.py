@@ -1,7 +1,9 @@
 """Plotly figure builders for the registry pages. Plain values in, figure dicts out.
 
 Each builder returns a JSON-ready dict ``{"data": [...], "layout": {...}}`` that the page
-hands to Plotly.js (served from the installed plotly package, never a CDN).
+hands to Plotly.js (served from the installed plotly package, never a CDN). People's text
+in it (metric, feature, class, variant and dataset names, reasons) goes through
+``plotly_text.safe``: Plotly reads HTML in its text, and a name is no markup.
 
 The dicts are written directly, not through ``plotly.graph_objects``: building and
 validating a figure through plotly's classes cost 10–35 ms per chart, more than the rest
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from explainability.plotly_text import safe
 from explainability.timeline import markers, plotly_time, time_axis, within
 
 PALETTE = ["#2563eb", "#16a34a", "#db2777", "#ea580c", "#7c3aed", "#0891b2", "#ca8a04",
@@ -121,7 +124,8 @@ def metric_history(versions: list[dict]) -> dict | None:
     names = sorted(series)
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
-    axes, annotations, refs = _grid([_direction(n) for n in names], rows, columns, 0.08, 0.18)
+    axes, annotations, refs = _grid([safe(_direction(n)) for n in names], rows, columns, 0.08,
+                                    0.18)
     for annotation in annotations:
         annotation["font"] = {"size": 13}
     span = [min(numbers) - 0.5, max(numbers) + 0.5]
@@ -136,9 +140,10 @@ def metric_history(versions: list[dict]) -> dict | None:
         data.append({
             "type": "scatter", "x": numbers, "connectgaps": False,
             "y": [points[n][0] if n in points else None for n in numbers],
-            "mode": "lines+markers", "name": name,
-            "text": [points[n][1] if n in points else f"v{n}: not measured" for n in numbers],
-            "hovertemplate": "%{text}<br>" + name + " = %{y:.3g}<extra></extra>",
+            "mode": "lines+markers", "name": safe(name),
+            "text": [safe(points[n][1]) if n in points else f"v{n}: not measured"
+                     for n in numbers],
+            "hovertemplate": "%{text}<br>" + safe(name) + " = %{y:.3g}<extra></extra>",
             "line": {"color": PALETTE[index % len(PALETTE)], "width": 2}, "marker": {"size": 8},
             "xaxis": refs[index][0], "yaxis": refs[index][1]})
     return _figure(data, {**axes, "annotations": annotations, "showlegend": False,
@@ -202,7 +207,7 @@ def lineage_graph(graph: dict) -> dict:
         traces.append({
             "type": "scatter", "x": [position[n["id"]][0] for n in members],
             "y": [position[n["id"]][1] for n in members],
-            "mode": "markers+text", "name": title, "text": [n["label"] for n in members],
+            "mode": "markers+text", "name": title, "text": [safe(n["label"]) for n in members],
             "textposition": "bottom center",
             "customdata": [n.get("url") or "" for n in members],
             "hovertext": [_hover(n) for n in members], "hoverinfo": "text",
@@ -220,9 +225,10 @@ def lineage_graph(graph: dict) -> dict:
 
 
 def _hover(node: dict) -> str:
+    label = safe(node["label"])
     if node["kind"] == "dataset":
-        return f"{node['label']}<br>sha256 {node.get('sha256', '')[:12]}…<br>{node.get('rows') or '?'} rows"
-    return f"{node['label']}<br>status: {node.get('status', '')}<br>{node.get('created_at', '')[:10]}"
+        return f"{label}<br>sha256 {safe(node.get('sha256', '')[:12])}…<br>{safe(node.get('rows') or '?')} rows"
+    return f"{label}<br>status: {safe(node.get('status', ''))}<br>{safe(node.get('created_at', '')[:10])}"
 
 
 def feature_profile(name: str, profile: dict) -> dict:
@@ -246,10 +252,10 @@ def feature_profile(name: str, profile: dict) -> dict:
     else:
         frequencies = profile.get("frequencies", {})
         items = sorted(frequencies.items(), key=lambda kv: -kv[1])[:20]
-        bar = {"type": "bar", "x": [k for k, _ in items], "y": [v for _, v in items],
+        bar = {"type": "bar", "x": [safe(k) for k, _ in items], "y": [v for _, v in items],
                "marker": {"color": "#0891b2"}}
         yaxis = {"title": _title("rows")}
-    return _figure([bar], {"height": 200, "title": _title(name, 13), "showlegend": False,
+    return _figure([bar], {"height": 200, "title": _title(safe(name), 13), "showlegend": False,
                            "bargap": 0.02, "yaxis": yaxis,
                            "margin": {"l": 36, "r": 8, "t": 32, "b": 28}})
 
@@ -263,6 +269,7 @@ def target_histogram(name: str, profile: dict, bins: int = 20) -> dict | None:
     low, high = profile.get("min"), profile.get("max")
     if profile.get("kind") != "numeric" or not counts or low is None or high is None:
         return None
+    name = safe(name)
     axis = {"title": _title(name), "gridcolor": "#e5e7eb"}
     # Quantile edges run from min to max; a discrete column's bins are centred on its
     # values, so its outer edges lie beyond them.
@@ -307,7 +314,7 @@ def rollout_traffic(points: list[dict]) -> dict | None:
     data = [{
         "type": "scatter", "x": times,
         "y": [100 * p["weights"].get(name, 0.0) for p in points], "mode": "lines+markers",
-        "name": name, "hovertemplate": name + " %{y:.0f}%<extra></extra>",
+        "name": safe(name), "hovertemplate": safe(name) + " %{y:.0f}%<extra></extra>",
         "line": {"shape": "hv", "width": 3,
                  "color": colors.get(name, PALETTE[index % len(PALETTE)])}}
         for index, name in enumerate(names)]
@@ -334,7 +341,7 @@ def rollout_measurements(points: list[dict]) -> dict | None:
     if not series:
         return None
     names = sorted(series)
-    axes, annotations, refs = _grid(names, 1, len(names), 0.08, 0.0)
+    axes, annotations, refs = _grid([safe(n) for n in names], 1, len(names), 0.08, 0.0)
     shared = time_axis([r[0] for rows in series.values() for r in rows], title="")
     for key in axes:
         if key.startswith("x"):
@@ -344,11 +351,11 @@ def rollout_measurements(points: list[dict]) -> dict | None:
         rows = series[name]
         data.append({
             "type": "scatter", "x": [r[0] for r in rows], "y": [r[1] for r in rows],
-            "mode": "lines+markers", "name": name, "text": [r[4] for r in rows],
+            "mode": "lines+markers", "name": safe(name), "text": [safe(r[4]) for r in rows],
             "marker": {"size": 8, "color": [_verdict_color(*r[1:4], floor=name != "requests")
                                             for r in rows]},
             "line": {"color": "#2563eb"},
-            "hovertemplate": name + " %{y:.3g}<br>%{text}<extra></extra>",
+            "hovertemplate": safe(name) + " %{y:.3g}<br>%{text}<extra></extra>",
             "xaxis": refs[index][0], "yaxis": refs[index][1]})
         limits = [r[2] for r in rows if r[2] is not None]
         if limits and name != "requests":
@@ -394,18 +401,19 @@ def time_series(title: str, series: dict[str, list[tuple]], y_title: str = "",
         values = [(100 * v if percent and v is not None else v) for _, v in points]
         data.append({
             # Markers while there are few points: one point alone draws no line.
-            "type": "scatter", "x": times, "y": values, "name": name,
+            "type": "scatter", "x": times, "y": values, "name": safe(name),
             "mode": "lines" if len(points) > 30 else "lines+markers",
             "line": {"width": 2, "color": _color(name, index)},
-            "hovertemplate": name + " %{y:.3g}" + ("%" if percent else "") + "<extra></extra>"})
+            "hovertemplate": safe(name) + " %{y:.3g}" + ("%" if percent else "")
+                             + "<extra></extra>"})
     shapes = [] if threshold is None else [
         _hline(100 * threshold if percent else threshold, {"dash": "dot", "color": "#dc2626"})]
     lines, labels = markers(within(marks or [], every))
-    return _figure(data, {"height": height, "title": _title(title, 13),
+    return _figure(data, {"height": height, "title": _title(safe(title), 13),
                           "shapes": shapes + lines, "annotations": labels,
                           "xaxis": time_axis(every, title=""),
                           "legend": {"orientation": "h", "y": -0.25},
-                          "yaxis": {"title": _title(y_title + (" %" if percent else "")),
+                          "yaxis": {"title": _title(safe(y_title) + (" %" if percent else "")),
                                     "gridcolor": "#e5e7eb", "rangemode": "tozero"}})
 
 
@@ -414,13 +422,14 @@ def grouped_bars(title: str, categories: list[str], groups: dict[str, list[float
     """Bars per category, one colour per group (e.g. predicted classes per variant)."""
     if not categories or not groups:
         return None
-    data = [{"type": "bar", "x": list(categories), "y": list(values), "name": name,
-             "marker": {"color": _color(name, index)},
-             "hovertemplate": name + " %{x}: %{y:.3g}<extra></extra>"}
+    data = [{"type": "bar", "x": [safe(c) for c in categories], "y": list(values),
+             "name": safe(name), "marker": {"color": _color(name, index)},
+             "hovertemplate": safe(name) + " %{x}: %{y:.3g}<extra></extra>"}
             for index, (name, values) in enumerate(sorted(groups.items()))]
-    return _figure(data, {"height": height, "barmode": "group", "title": _title(title, 13),
+    return _figure(data, {"height": height, "barmode": "group",
+                          "title": _title(safe(title), 13),
                           "legend": {"orientation": "h", "y": -0.25},
-                          "yaxis": {"title": _title(y_title), "gridcolor": "#e5e7eb"}})
+                          "yaxis": {"title": _title(safe(y_title)), "gridcolor": "#e5e7eb"}})
 
 
 def baseline_vs_live(feature: str, edges: list[float], baseline: list[float],
@@ -484,7 +493,7 @@ def ab_outcome_over_time(series: dict[str, list[dict]], names: dict[str, str], m
     for index, (variant, points) in enumerate(sorted(series.items(), key=lambda kv: kv[0] !=
                                                      "stable")):
         color = _color(variant, index)
-        label = names.get(variant, variant)
+        label = safe(names.get(variant, variant))
         times = [p["time"][:19].replace("T", " ") for p in points]
         values = [p["value"] * scale if p["value"] is not None else None for p in points]
         low = [p["low"] * scale if p["low"] is not None else None for p in points]
@@ -519,8 +528,10 @@ def ab_outcome_over_time(series: dict[str, list[dict]], names: dict[str, str], m
     stamps = [dt.datetime.fromisoformat(p["time"][:19]) for pts in series.values() for p in pts]
     pad = max((max(stamps) - min(stamps)) / 20, dt.timedelta(minutes=10))
     return _figure(data, {
-        "height": height, "title": _title(f"{metric} per variant so far, with 95% intervals", 13),
+        "height": height,
+        "title": _title(f"{safe(metric)} per variant so far, with 95% intervals", 13),
         "legend": {"orientation": "h", "y": -0.2},
         "xaxis": {"title": _title("time (UTC)"),
                   "range": [str(min(stamps) - pad), str(max(stamps) + pad)]},
-        "yaxis": {"title": _title(metric + (" %" if percent else "")), "gridcolor": "#e5e7eb"}})
+        "yaxis": {"title": _title(safe(metric) + (" %" if percent else "")),
+                  "gridcolor": "#e5e7eb"}})

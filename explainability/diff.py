@@ -97,8 +97,10 @@ def release_diff(candidate_model, champion_model, X, *, task: str,
     and true labels are shown by those names."""
     from explainability.words import label_of, quoted
 
-    def named(value):
-        return label_of(_label(value), class_labels) if class_labels else _label(value)
+    def named(value):  # the value itself where no name is declared for it (JSON: 0, not "0")
+        value = _label(value)
+        name = label_of(value, class_labels)
+        return value if name == str(value) else name
 
     classifier = task == "classification"
     names = [str(c) for c in X.columns]

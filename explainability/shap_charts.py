@@ -3,7 +3,8 @@
 ``output`` is what the values add up to: an ``Output`` (with the model's class labels) or
 the explainer's machine text (``"log-odds of class 1"``). The importance bars and the
 beeswarm show the same features (``TOP``); the bars' colours are named in their legend;
-the waterfall ends at the predicted probability and label.
+the waterfall ends at the predicted probability and label. Feature names and class labels
+are people's text: escaped (``plotly_text.safe``) wherever Plotly draws them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import math
 
 from explainability.charts import BASE_LAYOUT, _figure, _title
-from explainability.words import LOG_ODDS, PROBABILITY, Output, num, percent, quoted
+from explainability.plotly_text import safe
+from explainability.words import LOG_ODDS, PROBABILITY, SCORE, Output, num, percent, quoted
 
 TOP = 12  # features in the importance bars and the beeswarm alike
 RAISES, LOWERS, MIXED = "#dc2626", "#2563eb", "#64748b"
@@ -22,6 +24,8 @@ def _output(output) -> Output:
 
 
 def _what(out: Output) -> str:
+    if out.scale == SCORE:
+        return f"the model's score for {quoted(out.label)}"
     return f"the probability of {quoted(out.label)}" if out.classifier else "the prediction"
 
 
@@ -32,7 +36,7 @@ def shap_importance(importance: list[dict], output, top: int = TOP) -> dict | No
     if not rows:
         return None
     out = _output(output)
-    what = _what(out)
+    what = safe(_what(out))
     groups = [(RAISES, f"higher values raise {what}", lambda d: d > 0.3),
               (LOWERS, f"higher values lower {what}", lambda d: d < -0.3),
               (MIXED, "mixed: it depends on the row", lambda d: -0.3 <= d <= 0.3)]
@@ -43,7 +47,7 @@ def shap_importance(importance: list[dict], output, top: int = TOP) -> dict | No
             continue
         data.append({
             "type": "bar", "orientation": "h", "name": name, "marker": {"color": color},
-            "x": [r["mean_abs"] for r in chosen], "y": [r["feature"] for r in chosen],
+            "x": [r["mean_abs"] for r in chosen], "y": [safe(r["feature"]) for r in chosen],
             # |SHAP| is never negative: the whisker below stops at zero.
             "error_x": {"type": "data", "symmetric": False, "color": "#94a3b8",
                         "array": [r["std_abs"] for r in chosen],
@@ -52,9 +56,10 @@ def shap_importance(importance: list[dict], output, top: int = TOP) -> dict | No
     return _figure(data, {
         "height": max(260, 26 * len(rows) + 140),
         "title": _title("What moves the model: average size of each input's effect", 13),
-        "xaxis": {"title": _title(f"average size of the {out.effect_unit}"),
+        "xaxis": {"title": _title(safe(f"average size of the {out.effect_unit}")),
                   "gridcolor": "#e5e7eb", "rangemode": "tozero"},
-        "yaxis": {"categoryorder": "array", "categoryarray": [r["feature"] for r in rows]},
+        "yaxis": {"categoryorder": "array",
+                  "categoryarray": [safe(r["feature"]) for r in rows]},
         "barmode": "overlay", "showlegend": True,
         "legend": {"orientation": "h", "y": -0.3, "x": 0, "yanchor": "top"},
         "margin": {"l": 160, "r": 16, "t": 36, "b": 110}})
@@ -104,12 +109,12 @@ def shap_beeswarm(feature_names: list[str], values: list[list[float]],
         "layout": {**BASE_LAYOUT, "height": max(260, 28 * len(order) + 110),
                    "title": {"text": "Each row's effects (dot colour: the input's value, blue "
                                      "low, red high)", "font": {"size": 13}},
-                   "xaxis": {"title": {"text": f"{out.effect_unit} (right: towards "
-                                               f"{_towards(out)})"},
+                   "xaxis": {"title": {"text": safe(f"{out.effect_unit} (right: towards "
+                                                    f"{_towards(out)})")},
                              "zeroline": True, "zerolinecolor": "#94a3b8",
                              "gridcolor": "#e5e7eb"},
                    "yaxis": {"tickvals": list(range(len(order))),
-                             "ticktext": [feature_names[j] for j in order]},
+                             "ticktext": [safe(feature_names[j]) for j in order]},
                    "showlegend": False, "margin": {"l": 160, "r": 16, "t": 36, "b": 48}},
     }
 
@@ -129,12 +134,14 @@ def shap_dependence(feature: str, feature_names: list[str], values: list[list[fl
         "data": [{"type": "scattergl", "mode": "markers", "x": _short(r[j] for r in rows),
                   "y": _short(v[j] for v in values),
                   "marker": {"size": 6, "color": LOWERS, "opacity": 0.6},
-                  "hovertemplate": feature + " = %{x:.3g}<br>effect %{y:.3g}<extra></extra>"}],
+                  "hovertemplate": safe(feature)
+                                   + " = %{x:.3g}<br>effect %{y:.3g}<extra></extra>"}],
         "layout": {**BASE_LAYOUT, "height": 280,
-                   "title": {"text": f"Effect of {feature} by its value", "font": {"size": 13}},
-                   "xaxis": {"title": {"text": feature}, "gridcolor": "#e5e7eb"},
-                   "yaxis": {"title": {"text": out.effect_unit.replace("effect on the ",
-                                                                       "effect on ")},
+                   "title": {"text": f"Effect of {safe(feature)} by its value",
+                             "font": {"size": 13}},
+                   "xaxis": {"title": {"text": safe(feature)}, "gridcolor": "#e5e7eb"},
+                   "yaxis": {"title": {"text": safe(out.effect_unit.replace("effect on the ",
+                                                                            "effect on "))},
                              "zeroline": True, "zerolinecolor": "#94a3b8",
                              "gridcolor": "#e5e7eb"}},
     }
@@ -147,28 +154,33 @@ def _probability_axis(out: Output, totals: list[float]) -> dict:
     """An x axis read as the probability of the class: on the score scale, ticks placed at
     the scores of round probabilities; on the probability scale, percentages."""
     if out.scale == PROBABILITY:
-        return {"title": _title(f"probability of {quoted(out.label)}"), "tickformat": ".0%",
+        return {"title": _title(safe(f"probability of {quoted(out.label)}")),
+                "tickformat": ".0%", "gridcolor": "#e5e7eb"}
+    if out.scale == SCORE:
+        return {"title": _title(safe(f"the model's score for {quoted(out.label)}")),
                 "gridcolor": "#e5e7eb"}
     if out.scale != LOG_ODDS:
         return {"title": _title("predicted value"), "gridcolor": "#e5e7eb"}
     low, high = min(*totals, 0.0) - 0.5, max(*totals, 0.0) + 0.5  # bars start at 0 (50%)
     ticks = [p for p in PROBABILITY_TICKS if low <= math.log(p / (1 - p)) <= high]
-    return {"title": _title(f"probability of {quoted(out.label)}"),
+    return {"title": _title(safe(f"probability of {quoted(out.label)}")),
             "tickvals": [math.log(p / (1 - p)) for p in ticks],
             "ticktext": [f"{100 * p:g}%" for p in ticks], "gridcolor": "#e5e7eb"}
 
 
 def shap_waterfall(base_value: float, values: list[float], row: list[float],
                    feature_names: list[str], output, top: int = 10,
-                   labels: dict | None = None, classes: list | None = None) -> dict | None:
+                   labels: dict | None = None, classes: list | None = None,
+                   predicted=None) -> dict | None:
     """One prediction: from the average, each input's push up or down, to the predicted
-    probability and label (the predicted value for a regressor)."""
+    probability and label (the predicted value for a regressor); ``predicted``, the model's
+    label for the row, names the class a multiclass model predicts (``Output.verdict``)."""
     if not values:
         return None
     out = _output(output)
     order = sorted(range(len(values)), key=lambda j: -abs(values[j]))
     shown, rest = order[:top], order[top:]
-    labels_y = [f"{feature_names[j]} = {num(row[j])}" for j in shown]
+    labels_y = [safe(f"{feature_names[j]} = {num(row[j])}") for j in shown]
     steps = [values[j] for j in shown]
     if rest:
         labels_y.append(f"{len(rest)} other inputs")
@@ -177,10 +189,11 @@ def shap_waterfall(base_value: float, values: list[float], row: list[float],
     totals = [base_value]
     for step in steps:
         totals.append(totals[-1] + step)
-    verdict = out.verdict(total, labels, classes)
+    verdict = out.verdict(total, labels, classes, predicted=predicted)
     start = (f"average score ({percent(out.probability(base_value))})"
              if out.scale == LOG_ODDS else
-             f"average ({percent(base_value)})" if out.classifier else
+             f"average ({percent(base_value)})" if out.scale == PROBABILITY else
+             f"average score ({num(base_value)})" if out.scale == SCORE else
              f"average ({num(base_value)})")
     waterfall = {
         "type": "waterfall", "orientation": "h",
@@ -192,6 +205,6 @@ def shap_waterfall(base_value: float, values: list[float], row: list[float],
         "hovertemplate": "%{y}: %{x:+.3g}<extra></extra>"}
     return _figure([waterfall], {
         "height": max(280, 26 * (len(steps) + 2) + 100),
-        "title": _title(f"This row: {verdict}", 13),
+        "title": _title(safe(f"This row: {verdict}"), 13),
         "yaxis": {"autorange": "reversed"}, "xaxis": _probability_axis(out, totals),
         "showlegend": False, "margin": {"l": 220, "r": 16, "t": 36, "b": 48}})

@@ -13,7 +13,10 @@ No Django. ``explain(model, X, background)`` picks:
 
 What is explained, per task: a classifier's **positive class** (the last class) — in
 log-odds for linear and boosted models (``decision_function``), in probability for forests
-and the model-agnostic explainer (``predict_proba``); a regressor's prediction. Every result
+and the model-agnostic explainer (``predict_proba``); a regressor's prediction. With more
+than two classes, linear and boosted models are explained on their score for the last class
+(``decision_function[:, -1]``, ``"score of class 2"``): a softmax input, exact but no
+log-odds, so never turned into a probability (decision 26). Every result
 is checked for additivity (base value + sum of a row's SHAP values = the model output for
 that row, within tolerance); a failed check raises ``ExplanationError`` so wrong numbers are
 never shown.
@@ -186,11 +189,13 @@ def _tree(shap, model, frame, classifier):
     # probability for forests; find out by comparing with both.
     if classifier:
         proba = model.predict_proba(frame)[:, -1]
-        margin = model.decision_function(frame) if hasattr(model, "decision_function") \
-            else None
-        if margin is not None and np.ndim(margin) == 1 and np.allclose(
-                base + values.sum(axis=1), margin, atol=1e-3):
-            return values, base, margin, f"log-odds of class {model.classes_[-1]}", 0
+        margin = np.asarray(model.decision_function(frame), dtype=float) \
+            if hasattr(model, "decision_function") else None
+        scale = "log-odds" if margin is None or margin.ndim == 1 else "score"
+        if margin is not None and margin.ndim == 2:  # multiclass: the last class's score
+            margin = margin[:, -1]
+        if margin is not None and np.allclose(base + values.sum(axis=1), margin, atol=1e-3):
+            return values, base, margin, f"{scale} of class {model.classes_[-1]}", 0
         return values, base, proba, f"probability of class {model.classes_[-1]}", 0
     return values, base, model.predict(frame), "predicted value", 0
 
@@ -208,9 +213,10 @@ def _linear(shap, model, frame, back, classifier, rng):
     base = _scalar(explainer.expected_value)
     if classifier:
         outputs = np.asarray(model.decision_function(frame), dtype=float)
-        if outputs.ndim == 2:
-            outputs = outputs[:, -1]
-        return values, base, outputs, f"log-odds of class {model.classes_[-1]}", len(background)
+        scale = "log-odds"
+        if outputs.ndim == 2:  # one score per class, through a softmax: no log-odds
+            outputs, scale = outputs[:, -1], "score"
+        return values, base, outputs, f"{scale} of class {model.classes_[-1]}", len(background)
     return values, base, model.predict(frame), "predicted value", len(background)
 
 
@@ -248,9 +254,11 @@ def plain_summary(explanation: dict, task: str, labels: dict | None = None) -> s
         return ""
     top = [i["feature"] for i in importance[:3]]
     listed = top[0] if len(top) == 1 else ", ".join(top[:-1]) + f" and {top[-1]}"
-    what = (f"the predicted probability of "
-            f"{quoted(label_of(explanation.get('target_class'), labels))}"
-            if task == "classification" else "the prediction")
+    target = quoted(label_of(explanation.get("target_class"), labels))
+    what = ("the prediction" if task != "classification" else
+            f"the model's score for {target}"
+            if str(explanation.get("output", "")).startswith("score") else
+            f"the predicted probability of {target}")
     first = importance[0]
     if first["direction"] > 0.3:
         trend = f"higher {first['feature']} raises {what}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from explainability.plotly_text import safe
+
 MIN_SPAN = dt.timedelta(minutes=10)
 MARKER_COLOR = "#7c3aed"
 
@@ -51,7 +53,7 @@ def time_axis(times: list, title: str = "time (UTC)") -> dict:
 
 def markers(moments: list[dict], axis: str = "x") -> tuple[list[dict], list[dict]]:
     """(shapes, annotations): a dashed vertical line and a label inside its top for each
-    ``{"at": time, "label": "canary 25%"}``."""
+    ``{"at": time, "label": "canary 25%"}`` (label and detail are people's text: escaped)."""
     shapes, annotations = [], []
     for moment in moments:
         at = plotly_time(moment["at"])
@@ -59,9 +61,9 @@ def markers(moments: list[dict], axis: str = "x") -> tuple[list[dict], list[dict
                        "y0": 0, "y1": 1, "line": {"color": MARKER_COLOR, "width": 1,
                                                   "dash": "dash"}})
         annotations.append({"x": at, "xref": axis, "y": 1, "yref": "paper", "yanchor": "top",
-                            "text": moment["label"], "showarrow": False, "textangle": 0,
+                            "text": safe(moment["label"]), "showarrow": False, "textangle": 0,
                             "font": {"size": 10, "color": MARKER_COLOR},
-                            "hovertext": moment.get("detail") or moment["label"],
+                            "hovertext": safe(moment.get("detail") or moment["label"]),
                             "bgcolor": "rgba(255,255,255,0.8)"})
     return shapes, annotations
 

@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-from ops.numbers import figure
+from ops.numbers import distinct, figure
 from ops.numbers import seconds as _in_seconds
 from ops.rollout.spec import Strategy, Thresholds
 
@@ -129,12 +129,14 @@ def _judge(metric: str, value: float | None, limit: float, enough: bool,
         verdict, detail = Verdict.INCONCLUSIVE, "no data"
     elif not enough:
         verdict, detail = Verdict.INCONCLUSIVE, f"{figure(value)}, too few requests to judge"
-    elif value > limit and excuse:
-        verdict, detail = Verdict.PASS, f"{figure(value)} > {figure(limit)}, but {excuse}"
-    elif value > limit:
-        verdict, detail = Verdict.FAIL, f"{figure(value)} > {figure(limit)}"
     else:
-        verdict, detail = Verdict.PASS, f"{figure(value)} <= {figure(limit)}"
+        shown, bound = distinct(value, limit)  # never "1.5 > 1.5"
+        if value > limit and excuse:
+            verdict, detail = Verdict.PASS, f"{shown} > {bound}, but {excuse}"
+        elif value > limit:
+            verdict, detail = Verdict.FAIL, f"{shown} > {bound}"
+        else:
+            verdict, detail = Verdict.PASS, f"{shown} <= {bound}"
     return Measurement(metric, value, limit, verdict, detail + note)
 
 
@@ -222,8 +224,9 @@ def _spread(analysis: Analysis, thresholds: Thresholds, enough: bool) -> list[Me
                             Verdict.INCONCLUSIVE, f"{figure(ratio)}, too few requests to judge")]
     verdict = Verdict.PASS if ratio >= thresholds.min_spread_ratio else Verdict.FAIL
     sign = ">=" if verdict == Verdict.PASS else "<"
+    shown, bound = distinct(ratio, thresholds.min_spread_ratio)
     return [Measurement("prediction_spread_ratio", ratio, thresholds.min_spread_ratio, verdict,
-                        f"{figure(ratio)} {sign} {figure(thresholds.min_spread_ratio)}{note}")]
+                        f"{shown} {sign} {bound}{note}")]
 
 
 def _sentence(alert: Alert) -> str:
@@ -271,8 +274,9 @@ def evaluate(analysis: Analysis, thresholds: Thresholds, strategy: Strategy) -> 
         "requests", requests, thresholds.min_requests,
         Verdict.PASS if enough else Verdict.INCONCLUSIVE,
         "no data" if requests is None
-        else f"{figure(requests)} {'>=' if enough else '<'} {figure(thresholds.min_requests)} "
-        "needed")]
+        else "{} {} {} needed".format(distinct(requests, thresholds.min_requests)[0],
+                                      ">=" if enough else "<",
+                                      distinct(requests, thresholds.min_requests)[1]))]
     measurements.append(_judge("error_rate", _number(analysis.error_rate),
                                thresholds.max_error_rate, enough))
     measurements.append(_latency(analysis, thresholds, enough))

@@ -19,13 +19,12 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
-from explainability.words import label_of
 from ops.schema import parse_input_schema
 from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.errors import DomainError, ValidationFailed
 from portal.monitoring.endpoints import served_endpoints
-from portal.registry.explain_views import answers_context, example_text
+from portal.registry.explain_views import answers_context, example_text, served_answer
 from portal.registry.models import Explanation
 from portal.releases import queries as release_queries
 
@@ -113,18 +112,18 @@ def try_it(request, slug, name, endpoint):
     if request.method != "POST":
         template = "monitoring/inc/try_it.html" if htmx else "monitoring/try_it_page.html"
         return render(request, template, context)
+    answer, version = None, next(iter(served.variants.values()))
     try:
         require_role(request.user, environment.project, Role.VIEWER, "try endpoints")
         row = _row(request.POST, fields)
         answer = send(served, row)
-        version = served.variants.get(answer["variant"]) or next(iter(served.variants.values()))
+        version = served.variants.get(answer["variant"]) or version
         item = request_instance_explanation(request.user, version, [row])
         item.refresh_from_db()
-        result = answers_context(version, item)
-        result["served"] = {**answer, "label": label_of(answer["prediction"],
-                                                        version.class_labels)}
-    except DomainError as e:
-        result = {"error": e.detail, "version": next(iter(served.variants.values()))}
+        result = answers_context(version, item, served=answer)  # polled with the answer
+    except DomainError as e:  # what the endpoint answered stays shown
+        result = {"error": e.detail, "version": version,
+                  "served": served_answer(answer, version) if answer else None}
     if htmx:
         return render(request, "registry/inc/row_answers.html", result)
     return render(request, "monitoring/try_it_page.html", {**context, "answer": result})

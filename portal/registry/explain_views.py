@@ -13,9 +13,13 @@ import csv
 import io
 import json
 import math
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from explainability import shap_charts
@@ -27,6 +31,7 @@ from portal.registry.choices import ExplanationStatus
 from portal.registry.models import Explanation, InstanceExplanation, ModelVersion
 
 MAX_ROWS = 100
+MAX_TEXT = 1_000_000  # characters of pasted rows: 100 rows of a wide model fit easily
 
 
 def _version(request, slug, name, number) -> ModelVersion:
@@ -132,11 +137,19 @@ def parse_rows(text: str, names: list[str]) -> list[list[float]]:
     text = (text or "").strip()
     if not text:
         raise ValidationFailed("Type or paste at least one row.", field="rows")
+    if len(text) > MAX_TEXT:
+        raise ValidationFailed(f"At most {MAX_TEXT:,} characters at a time (got "
+                               f"{len(text):,}); send fewer rows, or use the API.",
+                               field="rows")
     if text[0] in "[{":
         return _json_rows(text, names)
     dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
-    lines = [line for line in csv.reader(io.StringIO(text), dialect) if any(c.strip()
-                                                                           for c in line)]
+    try:
+        lines = [line for line in csv.reader(io.StringIO(text), dialect)
+                 if any(c.strip() for c in line)]
+    except csv.Error as e:  # a cell longer than the csv module takes, a stray NUL
+        raise ValidationFailed(f"These rows are not CSV the portal can read: {e}.",
+                               field="rows") from e
     order = list(range(len(names)))
     first = [c.strip() for c in lines[0]]
     header = any(_not_number(c) for c in first) and any(c in names for c in first)
@@ -204,6 +217,10 @@ def _json_rows(text: str, names: list[str]) -> list[list[float]]:
     except ValueError as e:
         raise ValidationFailed(f"This is not valid JSON: {e.msg} (line {e.lineno}).",
                                field="rows") from e
+    except RecursionError as e:  # "[[[[…": nested deeper than any row
+        raise ValidationFailed("This JSON is nested too deeply: give a list of rows, each "
+                               "an object keyed by column or a list of values.",
+                               field="rows") from e
     items = document if isinstance(document, list) else [document]
     if items and not isinstance(items[0], dict | list):
         items = [items]  # one row as a plain list of values
@@ -221,10 +238,16 @@ def _json_rows(text: str, names: list[str]) -> list[list[float]]:
     return rows
 
 
-def answers_context(version: ModelVersion, item: InstanceExplanation, top: int = 3) -> dict:
-    """What the answer fragment shows: per row the predicted label and probability, the
-    inputs that pushed most, and the first rows' waterfalls."""
-    context = {"version": version, "item": item}
+def answers_context(version: ModelVersion, item: InstanceExplanation, top: int = 3, *,
+                    served: dict | None = None, polls: int = 0) -> dict:
+    """What the answer fragment shows: what the endpoint answered (``served``, for "Try
+    it"), then per row the predicted label and probability, the inputs that pushed most,
+    and the first rows' waterfalls; while a worker computes them, how to ask again
+    (``polls``: how many times the fragment asked already)."""
+    context = {"version": version, "item": item,
+               "served": served_answer(served, version) if served else None}
+    if item.status == ExplanationStatus.PENDING:
+        return {**context, **_poll(version, item, served, polls)}
     if item.status != ExplanationStatus.READY:
         return context
     result = item.result
@@ -240,17 +263,65 @@ def answers_context(version: ModelVersion, item: InstanceExplanation, top: int =
         answers.append({
             "index": index + 1,
             "label": label_of(prediction, labels) if out.classifier else num(prediction),
-            "verdict": out.verdict(output, labels, version.classes),
+            "verdict": out.verdict(output, labels, version.classes, predicted=prediction),
             "pushes": [{"feature": names[j], "value": num(item.rows[index][j]),
                         "towards": _towards(out, values[j], labels, version.classes)}
                        for j in pushes],
             "chart": shap_charts.shap_waterfall(result["base_value"], values,
                                                 item.rows[index], names, out, labels=labels,
-                                                classes=version.classes) if index < 3 else None,
+                                                classes=version.classes,
+                                                predicted=prediction) if index < 3 else None,
             "chart_id": f"explained-{item.pk}-{index}",
         })
     return {**context, "answers": answers, "how": out.how,
             "background": result.get("background", "")}
+
+
+# -- an answer still computed: polled, less and less often, for as long as a worker takes --
+
+SERVED = ("prediction", "probability", "variant", "seconds")  # what "Try it" shows of it
+SERVED_SALT = "modelgate.try-it.served"
+MAX_POLLS = 40
+
+
+def served_answer(answer: dict, version: ModelVersion) -> dict:
+    """The endpoint's answer to "Try it", with its label in people's words."""
+    return {**{k: answer.get(k) for k in SERVED},
+            "label": label_of(answer.get("prediction"), version.class_labels)}
+
+
+def _poll(version, item, served: dict | None, polls: int) -> dict:
+    """Where and when the fragment asks again (1 s, then 2, 4, 8, 10 s apart), carrying the
+    endpoint's answer signed (a poll cannot make the page show an answer it never got); or,
+    once a worker would have answered (``LOST_AFTER``), how to retry."""
+    from portal.registry.services.explanations import LOST_AFTER
+
+    if (timezone.now() - (item.queued_at or item.created_at) > LOST_AFTER
+            or polls >= MAX_POLLS):
+        return {"stalled": round(LOST_AFTER.total_seconds() / 60)}
+    query = {"n": polls + 1}
+    if served:
+        query["served"] = signing.dumps({"item": item.pk, **{k: served.get(k) for k in SERVED}},
+                                        salt=SERVED_SALT)
+    url = reverse("registry:version-explained", args=[
+        version.model.project.slug, version.model.name, version.number, item.pk])
+    return {"poll_url": f"{url}?{urlencode(query)}", "poll_delay": min(2 ** (polls // 3), 10)}
+
+
+def _served_of(query, item) -> dict | None:
+    """The endpoint's answer a poll carries, if its signature holds and it is this item's."""
+    try:
+        answer = signing.loads(query.get("served") or "", salt=SERVED_SALT, max_age=3600)
+    except signing.BadSignature:
+        return None
+    return answer if isinstance(answer, dict) and answer.get("item") == item.pk else None
+
+
+def _polls(query) -> int:
+    try:
+        return max(0, int(query.get("n", 0)))
+    except ValueError:
+        return MAX_POLLS
 
 
 def _towards(out: Output, value: float, labels, classes) -> str:
@@ -294,4 +365,5 @@ def explained_rows(request, slug, name, number, pk):
     """An answer still being computed, asked again (the fragment polls it)."""
     version = _version(request, slug, name, number)
     item = get_object_or_404(InstanceExplanation, version=version, pk=pk)
-    return _answer(request, version, answers_context(version, item))
+    return _answer(request, version, answers_context(
+        version, item, served=_served_of(request.GET, item), polls=_polls(request.GET)))

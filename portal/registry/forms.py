@@ -76,12 +76,29 @@ class VersionForm(forms.Form):
     label = forms.CharField(required=False, help_text="Optional semantic version, e.g. 1.3.0")
     tags = forms.CharField(required=False, help_text="Comma-separated")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    classes = forms.CharField(
+        required=False, label="Class names",
+        help_text="Classifiers: what each predicted value means, e.g. 0=malignant, 1=benign. "
+                  "Explanations and A/B results speak in these names. Empty: the parent "
+                  "version's names, else the values themselves.")
 
     def __init__(self, *args, model=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = Dataset.objects.filter(project=model.project)
         self.fields["parent"].queryset = ModelVersion.objects.filter(model=model).order_by("-number")
         self.fields["parent"].label_from_instance = lambda v: v.display_name
+
+    def clean_classes(self) -> dict:
+        """``0=malignant, 1=benign`` -> ``{"0": "malignant", "1": "benign"}``."""
+        names = {}
+        for part in filter(None, (p.strip() for p in self.cleaned_data["classes"].split(","))):
+            value, sep, name = (x.strip() for x in part.partition("="))
+            if not (sep and value and name):
+                raise forms.ValidationError(
+                    f"“{part}” is not value=name: write each class as 0=malignant, "
+                    "separated by commas.")
+            names[value] = name
+        return names
 
     def metadata(self) -> dict:
         """The upload's metadata document, as the API takes it: ``register_version`` checks
@@ -97,6 +114,10 @@ class VersionForm(forms.Form):
             meta["dataset"] = data["dataset"].pk
         if data["parent"]:
             meta["parent"] = data["parent"].number
+        classes = data["classes"] or (data["parent"] and
+                                      (data["parent"].output_schema or {}).get("classes"))
+        if classes:
+            meta["classes"] = classes
         if data["code_repository"] or data["code_commit"]:
             meta["code"] = {"repository": data["code_repository"], "commit": data["code_commit"]}
         return meta
@@ -134,6 +155,8 @@ class AliasForm(forms.Form):
                               max_length=1000, label="Why?",
                               help_text="Recorded in the audit trail with the move")
     confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    # The version the confirmation page showed the alias at ("" when there was none).
+    current = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, model=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -146,6 +169,17 @@ class AliasForm(forms.Form):
         if data.get("confirmed") and not (data.get("comment") or "").strip():
             self.add_error("comment", "Say why it moves: the reason is kept with the move.")
         return data
+
+    @property
+    def seen(self):
+        """The version id the person was shown (``None``: no alias); ``UNCHECKED`` when
+        the post did not come from the confirmation page."""
+        from portal.registry.services.aliases import UNCHECKED
+
+        if "current" not in self.data:
+            return UNCHECKED
+        shown = (self.cleaned_data.get("current") or "").strip()
+        return int(shown) if shown.isdigit() else None
 
     @property
     def ready_to_move(self) -> bool:

@@ -407,7 +407,8 @@ class Explanation(models.Model):
         return f"explanation of {self.version} ({self.status})"
 
     def as_dict(self) -> dict:
-        return {"importance": self.importance, "target_class": self.target_class}
+        return {"importance": self.importance, "target_class": self.target_class,
+                "output": self.output}
 
 
 class InstanceExplanation(models.Model):
@@ -426,6 +427,9 @@ class InstanceExplanation(models.Model):
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                      on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # When a worker was last asked for it: a pending answer queued longer ago than
+    # ``services.explanations.LOST_AFTER`` lost its task and is queued again.
+    queued_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

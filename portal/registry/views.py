@@ -251,7 +251,7 @@ def alias_set(request, slug, name):
     data = form.cleaned_data
     return handle_action(
         request, lambda: services.set_alias(request.user, model, data["name"], data["version"],
-                                            comment=data["comment"]),
+                                            comment=data["comment"], seen=form.seen),
         success=lambda alias: f"{alias.name} now points at {alias.version.display_name}.",
         redirect_to=model)
 

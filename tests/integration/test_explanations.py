@@ -226,3 +226,176 @@ def test_a_slow_explanation_is_stopped_with_a_clear_answer(api, forest_version):
         forest_version.model.project.memberships.first().user, forest_version, [[1.0] * 5])
     done = services.explain_instances(item.pk, timed_out=True)
     assert done.status == "failed" and "longer than the time allowed" in done.reason
+
+
+# -- rows people send, through the pages ("Explain your rows", "Try it") -----------------------
+
+
+@pytest.fixture
+def ready(users, clf):
+    from tests.portal_fixtures import random_classifier_bytes
+
+    version = services.register_version(users["contributor"], clf,
+                                        io.BytesIO(random_classifier_bytes(1)),
+                                        metadata(classes={"0": "malignant", "1": "benign"}))
+    return services.validate_version(version.pk)
+
+
+def _poll_url(body: str) -> str:
+    import html
+
+    return html.unescape(re.search(r'hx-get="([^"]+)"', body).group(1))
+
+
+def _age(item, seconds: float = 600) -> None:
+    """As if the rows were sent (and queued) ``seconds`` ago."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from portal.registry.models import InstanceExplanation
+
+    then = timezone.now() - timedelta(seconds=seconds)
+    InstanceExplanation.objects.filter(pk=item.pk).update(created_at=then, queued_at=then)
+
+
+def _try(client, project, ready, capture, answer, htmx: bool = True):
+    """"Try it" on an endpoint serving ``ready``, which answers ``answer``."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from portal.releases.models import Environment
+    from tests.portal_fixtures import FEATURES
+
+    env = Environment.objects.get_or_create(project=project, name="production")[0]
+    served = SimpleNamespace(endpoint=ready.model.name, variants={"stable": ready},
+                             address="127.0.0.1:1", environment=env)
+    with mock.patch("portal.monitoring.try_it._served", return_value=(env, served)), \
+            mock.patch("portal.monitoring.try_it.send", return_value=answer), \
+            capture(execute=True):
+        return client.post(
+            f"/p/{project.slug}/environments/production/try/{ready.model.name}/",
+            {f"f{i}": "1" for i in range(len(FEATURES))},
+            **({"HTTP_HX_REQUEST": "true"} if htmx else {}))
+
+
+ANSWER = {"prediction": 1, "probability": 0.97, "variant": "stable", "seconds": 0.01}
+
+
+def test_try_it_shows_the_endpoints_answer_while_the_explanation_is_computed(
+        users, project, ready, task_queue, django_capture_on_commit_callbacks):
+    """With a real worker the explanation is pending when the POST answers: what the
+    endpoint answered shows at once, and still after each poll, signed so a poll cannot
+    make the page show an answer the endpoint never gave."""
+    from portal.registry.models import InstanceExplanation
+
+    task_queue.hold("workers.registry.explain_instances")
+    client = Client()
+    client.force_login(users["viewer"])
+    body = _try(client, project, ready, django_capture_on_commit_callbacks, ANSWER).content.decode()
+    shown = "The endpoint answered <strong>benign</strong> (probability 97.0%)"
+    assert "A worker is explaining 1 row" in body and shown in body, body
+    url = _poll_url(body)
+    polled = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "A worker is explaining" in polled and shown in polled, polled
+    forged = re.sub(r"served=[^&]+", "served=" + "x" * 20, url)
+    assert "The endpoint answered" not in client.get(forged, HTTP_HX_REQUEST="true").content.decode()
+    services.explain_instances(InstanceExplanation.objects.get().pk)  # as the worker does
+    done = client.get(_poll_url(polled), HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="explained-rows"' in done and shown in done, done
+
+    InstanceExplanation.objects.all().delete()  # the page without htmx: the same answer
+    page = _try(client, project, ready, django_capture_on_commit_callbacks, ANSWER,
+                htmx=False).content.decode()
+    assert "<html" in page and shown in page and "A worker is explaining" in page
+    assert "served=" in _poll_url(page)
+
+
+def test_try_it_keeps_the_endpoints_answer_when_explaining_it_fails(
+        users, project, ready, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from portal.errors import Conflict
+
+    client = Client()
+    client.force_login(users["viewer"])
+    with mock.patch("portal.registry.services.request_instance_explanation",
+                    side_effect=Conflict("the explanation could not be queued")):
+        body = _try(client, project, ready, django_capture_on_commit_callbacks,
+                    ANSWER).content.decode()
+    assert "the explanation could not be queued" in body
+    assert "The endpoint answered <strong>benign</strong>" in body, body
+
+
+@pytest.mark.parametrize("text, says", [
+    ("[" * 100000, "nested too deeply"),
+    ("a,b\n" + "1" * 200000 + ",2", "not CSV the portal can read"),
+    ("1," * 600_000, "At most 1,000,000 characters"),
+])
+def test_explain_your_rows_answers_bad_input_with_a_message_not_a_500(users, ready, text, says):
+    client = Client(raise_request_exception=False)
+    client.force_login(users["viewer"])
+    response = client.post(f"{ready.get_absolute_url()}explain/", {"rows": text},
+                           HTTP_HX_REQUEST="true")
+    assert response.status_code == 200, response.status_code
+    assert says in response.content.decode()
+
+
+def test_rows_whose_task_was_lost_are_queued_again_once_a_worker_would_have_answered(
+        users, ready, task_queue, django_capture_on_commit_callbacks):
+    """The broker away (or a worker killed) when the rows were sent: asking again soon
+    after waits for the worker; asking again later, or the periodic requeue, queues them
+    again."""
+    from portal.registry.models import InstanceExplanation
+    from tests.portal_fixtures import FEATURES
+
+    client = Client()
+    client.force_login(users["viewer"])
+    url = f"{ready.get_absolute_url()}explain/"
+    task_queue.hold("workers.registry.explain_instances")  # the task is lost
+
+    def ask(values: str) -> str:
+        rows = ",".join(FEATURES) + "\n" + values
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(url, {"rows": rows}, HTTP_HX_REQUEST="true").content.decode()
+
+    assert "A worker is explaining" in ask("1,1,1,1,1")
+    task_queue.reset()  # the broker is back
+    ask("1,1,1,1,1")  # a worker may still be on it: not sent twice
+    first = InstanceExplanation.objects.get()
+    assert first.status == "pending" and task_queue.sent == []
+    _age(first)
+    answer = ask("1,1,1,1,1")  # queued again: polled again (not "no worker has explained")
+    assert "A worker is explaining" in answer and "hx-get" in answer, answer
+    first.refresh_from_db()
+    assert first.status == "ready"
+
+    task_queue.hold("workers.registry.explain_instances")
+    ask("2,2,2,2,2")
+    second = InstanceExplanation.objects.get(status="pending")
+    task_queue.reset()
+    assert services.requeue_stuck_work(older_than_seconds=0) == 0  # too soon to tell
+    _age(second)
+    assert services.requeue_stuck_work(older_than_seconds=0) == 1
+    second.refresh_from_db()
+    assert second.status == "ready"
+
+
+def test_a_pending_answer_is_polled_less_and_less_often_then_says_how_to_retry(
+        users, ready, task_queue):
+    task_queue.hold("workers.registry.explain_instances")
+    item = services.request_instance_explanation(users["viewer"], ready, [[1.0] * 5])
+    client = Client()
+    client.force_login(users["viewer"])
+    url = f"{ready.get_absolute_url()}explain/{item.pk}/"
+
+    def delay(polls: int) -> int:
+        body = client.get(f"{url}?n={polls}", HTTP_HX_REQUEST="true").content.decode()
+        return int(re.search(r'hx-trigger="load delay:(\d+)s"', body).group(1))
+
+    assert [delay(n) for n in (0, 3, 6, 9, 30)] == [1, 2, 4, 8, 10]
+    stopped = client.get(f"{url}?n=40", HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-get" not in stopped and "Send it again" in stopped, stopped
+    _age(item)
+    stalled = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-get" not in stalled and "No worker has explained 1 row in 2 minutes" in stalled

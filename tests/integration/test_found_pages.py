@@ -174,3 +174,17 @@ def test_a_member_downloads_the_dataset_file_as_uploaded(browser_for, world):
     get_store().delete(dataset.uri)  # gone from the store: said, not a server error
     missing = client.get(f"/datasets/{dataset.pk}/download/")
     assert missing.status_code == 404 and b"no longer in the store" in missing.content
+
+
+def test_compare_shows_parameters_as_recorded(browser_for, users, clf):
+    """Parameters are shown as recorded: 0.1001 and 0.1002 differ on the page as in the row's
+    mark, and a string stays a string ("007", not 7)."""
+    versions = [services.register_version(
+        users["contributor"], clf, io.BytesIO(random_classifier_bytes(seed)),
+        metadata(params={"learning_rate": rate, "zip": "007"}))
+        for seed, rate in ((1, 0.1001), (2, 0.1002))]
+    body = browser_for("viewer").get(
+        f"{clf.get_absolute_url()}compare/?v={versions[0].number}&v={versions[1].number}"
+    ).content.decode()
+    assert "0.1001" in body and "0.1002" in body
+    assert "007" in body

@@ -1,5 +1,8 @@
 """Server-rendered pages: who sees what, and what the forms do with bad input."""
 
+import io
+import re
+
 import pytest
 from django.test import Client
 
@@ -123,6 +126,34 @@ def test_alias_form_refuses_champion_for_a_contributor(browser_for, clf, version
     assert b"champion now points at v1" in response.content
 
 
+def test_confirming_an_alias_move_refuses_when_it_moved_since_the_page(users, clf, version):
+    """The confirmation page showed "champion: v1 → v3"; someone moved it to v2 meanwhile:
+    confirming must not silently replace v2, a move the person never saw."""
+    from portal.registry import services
+    from portal.registry.models import Alias, ModelVersion
+    from tests.portal_fixtures import random_classifier_bytes
+
+    first = ModelVersion.objects.get(pk=version["id"])
+    others = [services.validate_version(services.register_version(
+        users["contributor"], clf, io.BytesIO(random_classifier_bytes(seed)), metadata()).pk)
+        for seed in (2, 3)]
+    services.set_alias(users["approver"], clf, "champion", first)
+    client = Client()
+    client.force_login(users["approver"])
+    url = "/p/clinical-ml/m/tumor-classifier/aliases/"
+    page = client.post(url, {"name": "champion", "version": others[1].pk}).content.decode()
+    shown = re.search(r'name="current" value="(\d*)"', page).group(1)
+    assert shown == str(first.pk)
+    services.set_alias(users["owner"], clf, "champion", others[0])  # moved meanwhile
+    answer = client.post(url, {"name": "champion", "version": others[1].pk, "confirmed": "on",
+                               "current": shown, "comment": "v3 beats v1"}, follow=True)
+    assert b"moved to v2 since you were shown it" in answer.content
+    assert Alias.objects.get(model=clf, name="champion").version_id == others[0].pk
+    client.post(url, {"name": "champion", "version": others[1].pk, "confirmed": "on",
+                      "current": str(others[0].pk), "comment": "v3 beats v2"})
+    assert Alias.objects.get(model=clf, name="champion").version_id == others[1].pk
+
+
 def test_admin_changes_are_audited(users, project):
     client = Client()
     users["staff"].is_superuser = True
@@ -235,3 +266,24 @@ def test_the_model_page_costs_the_same_queries_however_many_versions_it_lists(
         if parent.number > 1:
             assert f"<td>v{parent.number - 1}</td>" in page  # its parent
     assert counts[0] == counts[1], counts
+
+
+def test_the_upload_form_takes_class_names_or_the_parents(clf, version):
+    from portal.registry.forms import VersionForm
+    from portal.registry.models import ModelVersion
+
+    def form(**fields):
+        made = VersionForm({"schema_from": "auto", **fields}, model=clf)
+        made.is_valid()
+        return made
+
+    bad = form(classes="0 malignant")
+    assert "not value=name" in " ".join(bad.errors.get("classes", []))
+    named = form(classes="0=malignant, 1=benign")
+    assert named.cleaned_data["classes"] == {"0": "malignant", "1": "benign"}
+    parent = ModelVersion.objects.get(pk=version["id"])
+    ModelVersion.objects.filter(pk=parent.pk).update(  # as if declared at its upload
+        output_schema={**(parent.output_schema or {}), "classes": {"1": "benign"}})
+    inherited = form(parent=parent.pk)
+    assert "classes" not in inherited.errors
+    assert inherited.metadata()["classes"] == {"1": "benign"}

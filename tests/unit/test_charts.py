@@ -464,3 +464,95 @@ def test_the_waterfall_ends_with_the_predicted_label_and_probability():
     forest = charts.shap_waterfall(0.6, [0.3], [1.0], ["a"], "probability of class 1")
     assert forest["layout"]["title"]["text"] == "This row: 1 (probability 90.0%)"
     assert forest["layout"]["xaxis"]["tickformat"] == ".0%"
+
+
+# people's text is shown as typed, never read as markup ------------------------------------
+
+HOSTILE = '<a href="https://evil.example/login">benign</a>'
+
+
+def _every_figure_with(name: str) -> dict[str, dict]:
+    """Every builder that takes people's text, given ``name`` for all of it: metric,
+    feature, category, class, variant, model, version and dataset names, reasons."""
+    from explainability.words import Output
+
+    labels = {"0": "malignant", "1": name}
+    out = Output.parse("log-odds of class 1", labels)
+    rows, values = [[1.0, 5.0], [2.0, 3.0]], [[0.1, -0.2], [0.3, 0.0]]
+    importance = [{"feature": name, "mean_abs": 0.2, "std_abs": 0.1, "direction": d}
+                  for d in (0.5, -0.5, 0.0)]
+    at = [{"time": f"2026-01-01T00:{m:02d}:00", "units": 5, "value": 0.5, "low": 0.4,
+           "high": 0.6} for m in range(0, 60, 3)]
+    three = {"0": "a", "1": "b", "2": name}
+    return {
+        "metric_history": charts.metric_history(
+            [{"number": 1, "metrics": {name: 0.9}, "label": name}]),
+        "lineage_graph": charts.lineage_graph({"nodes": [
+            {"id": "d", "kind": "dataset", "label": name, "sha256": name, "rows": name},
+            {"id": "v", "kind": "version", "label": name, "status": name,
+             "created_at": name}], "edges": [{"source": "d", "target": "v",
+                                               "kind": "trained_on"}]}),
+        "feature_profile": charts.feature_profile(name, {"kind": "categorical",
+                                                         "frequencies": {name: 3}}),
+        "target_histogram": charts.target_histogram(name, {
+            "kind": "numeric", "edges": [0.0, 5.0, 10.0], "counts": [1, 2], "min": 0.0,
+            "max": 10.0}),
+        "rollout_traffic": charts.rollout_traffic([
+            {"at": "2026-01-01T00:00:00", "weights": {name: 1.0}},
+            {"at": "2026-01-01T00:01:00", "weights": {name: 0.5, "candidate": 0.5}}]),
+        "rollout_measurements": charts.rollout_measurements([
+            {"at": "2026-01-01T00:00:00", "measurements": [
+                {"metric": name, "value": 1.0, "threshold": 2.0, "verdict": "pass",
+                 "detail": name}]}]),
+        "time_series": charts.time_series(name, {name: [(0, 1.0), (600, 2.0)]}, name,
+                                          marks=[{"at": 300, "label": name, "detail": name}]),
+        "grouped_bars": charts.grouped_bars(name, [name], {name: [1.0]}, name),
+        "baseline_vs_live": charts.baseline_vs_live(name, [0, 1, 2], [3, 4], {name: [1, 2]}),
+        "ab_outcome_over_time": charts.ab_outcome_over_time({"stable": at}, {"stable": name},
+                                                            name, True),
+        "shap_importance": charts.shap_importance(importance, out),
+        "shap_beeswarm": charts.shap_beeswarm([name, "b"], values, rows, importance[:1],
+                                              output=out),
+        "shap_dependence": charts.shap_dependence(name, [name, "b"], values, rows, output=out),
+        "shap_waterfall": charts.shap_waterfall(0.2, [1.0, -0.5], [1, 2], ["a", name], out,
+                                                labels=labels, classes=[0, 1]),
+        "shap_waterfall multiclass": charts.shap_waterfall(
+            0.2, [1.0], [1], ["a"], Output.parse("score of class 2", three), labels=three,
+            classes=[0, 1, 2], predicted=2),
+        "shap_waterfall probability": charts.shap_waterfall(
+            0.2, [0.5], [1], ["a"], Output.parse("probability of class 1", labels),
+            labels=labels, classes=[0, 1]),
+    }
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_peoples_text_in_a_chart_is_never_markup_plotly_would_draw():
+    """Plotly.js draws <a href> in a title, legend, hover text, tick or annotation as a live
+    link: a class label '<a href="https://evil.example/login">benign</a>' must show as typed."""
+    import re
+
+    for name, figure in _every_figure_with(HOSTILE).items():
+        assert figure, name
+        texts = list(_strings(figure))
+        for text in texts:
+            markup = re.sub(r"</?(br|extra)>", "", text)
+            assert "<" not in markup and ">" not in markup, (name, text)
+        assert any("&lt;a href" in t for t in texts), name  # the name is there, escaped
+
+
+def test_escaped_text_is_still_a_figure_plotly_accepts():
+    import plotly.graph_objects as go
+
+    for name, figure in _every_figure_with("a & b < c").items():
+        go.Figure(figure)
+        assert "a &amp; b &lt; c" in json.dumps(figure, ensure_ascii=False), name

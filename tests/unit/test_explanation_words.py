@@ -96,3 +96,22 @@ def test_try_it_says_why_an_endpoint_cannot_answer():
                            environment=SimpleNamespace(backend="local"))
     with pytest.raises(ValidationFailed, match="The endpoint did not answer"):
         send(gone, [1.0])
+
+
+def test_with_more_than_two_classes_the_predicted_class_leads_the_verdict():
+    labels = {"0": "setosa", "1": "versicolor", "2": "virginica"}
+    forest = Output.parse("probability of class 2", labels, "2")
+    assert forest.verdict(0.0, labels, [0, 1, 2], predicted=1) == (
+        "versicolor (probability of “virginica” 0%)")
+    assert forest.verdict(0.9, labels, [0, 1, 2], predicted=2) == (
+        "virginica (probability of “virginica” 90.0%)")
+    # without the prediction (a row of the explained sample) no class is claimed
+    assert forest.verdict(0.0, labels, [0, 1, 2]) == "probability of “virginica” 0%"
+    linear = Output.parse("score of class 2", labels, "2")
+    assert linear.classifier and linear.probability(-2.37) is None
+    assert linear.verdict(-2.37, labels, [0, 1, 2], predicted=1) == (
+        "versicolor (score for “virginica” -2.37)")
+    assert "probability" not in linear.average([1.0, 2.0], 1.5)
+    # two classes read as before
+    binary = Output.parse("log-odds of class 1", LABELS, "1")
+    assert binary.verdict(-10.5, LABELS, [0, 1], predicted=0) == "malignant (probability 100.0%)"

@@ -144,3 +144,54 @@ def test_the_summary_names_the_class_as_the_model_does(cancer):
                             {"0": "malignant", "1": "benign"})
     assert "the predicted probability of “benign”" in summary
     assert "class 1" not in summary
+
+
+# -- more than two classes ---------------------------------------------------------------------
+
+IRIS_LABELS = {"0": "setosa", "1": "versicolor", "2": "virginica"}
+
+
+@pytest.fixture(scope="module")
+def iris():
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True, as_frame=True)
+
+
+@pytest.mark.parametrize("make", [lambda: LogisticRegression(max_iter=1000),
+                                  lambda: make_pipeline(StandardScaler(), LogisticRegression())])
+def test_a_multiclass_score_is_explained_exactly_and_never_as_log_odds(iris, make):
+    """A multinomial model's decision_function[:, -1] is one input of a softmax, not the
+    log-odds of the class: the logistic function of it is not predict_proba. The values
+    add up to the score, which is what they are said to explain (decision 26)."""
+    from explainability.words import Output
+
+    X, y = iris
+    model = make().fit(X, y)
+    rows = X.iloc[[60, 70, 120, 133]]
+    result = explain(model, rows, background=X)
+    assert result.output == "score of class 2" and additive(result, 1e-3)
+    np.testing.assert_allclose(result.outputs, model.decision_function(rows)[:, -1], atol=1e-6)
+    out = Output.parse(result.output, IRIS_LABELS, result.target_class)
+    assert out.probability(result.outputs[0]) is None  # never a made-up probability
+    words = " ".join([out.how, out.effect_unit, out.average(result.outputs, result.base_value),
+                      plain_summary(result.to_dict(), "classification", IRIS_LABELS)])
+    assert "log-odds" not in words and "probability of" not in words
+    assert "score for “virginica”" in words
+
+
+def test_a_multiclass_verdict_names_the_predicted_class(iris):
+    from sklearn.ensemble import RandomForestClassifier as Forest
+
+    from explainability.words import Output
+
+    X, y = iris
+    for model in (LogisticRegression(max_iter=1000).fit(X, y),
+                  Forest(n_estimators=20, random_state=0).fit(X, y)):
+        rows = X.iloc[[60, 70, 83]]
+        result = explain(model, rows, background=X)
+        out = Output.parse(result.output, IRIS_LABELS, result.target_class)
+        for i, predicted in enumerate(model.predict(rows)):
+            verdict = out.verdict(result.outputs[i], IRIS_LABELS, [0, 1, 2], predicted=predicted)
+            assert verdict.startswith(f"{IRIS_LABELS[str(predicted)]} ("), (verdict, predicted)
+            assert "“virginica”" in verdict  # the explained class, named apart

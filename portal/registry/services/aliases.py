@@ -15,13 +15,18 @@ from portal.registry.services.base import _full_clean
 PROTECTED_ALIASES = {"champion"}  # moving these needs the approver role
 
 
+UNCHECKED = object()
+
+
 def set_alias(user, model: RegisteredModel, name: str, version: ModelVersion,
-              comment: str = "") -> Alias:
+              comment: str = "", seen=UNCHECKED) -> Alias:
     """Point ``name`` at ``version`` (creating the alias or moving it); ``comment`` (why)
-    goes into the audit trail with the move."""
+    goes into the audit trail with the move. ``seen``, the version id the person was shown
+    the alias at (``None``: no such alias), fences the move: if it moved meanwhile, 409."""
     require_alias_role(user, model, name)
     comment = (comment or "").strip()[:1000]
-    return _point(user, model, name, version, **({"comment": comment} if comment else {}))
+    return _point(user, model, name, version, seen=seen,
+                  **({"comment": comment} if comment else {}))
 
 
 def require_alias_role(user, model: RegisteredModel, name: str) -> None:
@@ -42,7 +47,8 @@ def move_alias_for_release(model: RegisteredModel, name: str, version: ModelVers
     return _point(None, model, name, version, via=via)
 
 
-def _point(user, model: RegisteredModel, name: str, version: ModelVersion, **context) -> Alias:
+def _point(user, model: RegisteredModel, name: str, version: ModelVersion, seen=UNCHECKED,
+           **context) -> Alias:
     if version.model_id != model.pk:
         raise ValidationFailed(f"{version} is not a version of {model.name}", field="version")
     if version.status != VersionStatus.READY:
@@ -51,6 +57,11 @@ def _point(user, model: RegisteredModel, name: str, version: ModelVersion, **con
     with transaction.atomic():
         alias = Alias.objects.select_for_update().filter(model=model, name=name).first()
         before = alias.version.number if alias else None
+        if seen is not UNCHECKED and (alias.version_id if alias else None) != seen:
+            raise Conflict(f"{name} moved to v{before} since you were shown it; look at it "
+                           "again before moving it" if alias else
+                           f"{name} was removed since you were shown it; look again",
+                           code="alias_moved", field="name")
         if alias is None:
             alias = Alias(model=model, name=name, version=version, updated_by=user)
             _full_clean(alias, exclude=["updated_by"])

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -127,12 +128,42 @@ def request_instance_explanation(user, version: ModelVersion, instances) -> Inst
         found, created = InstanceExplanation.objects.get_or_create(
             version=version, input_hash=digest, defaults={"rows": rows, "requested_by": user})
         explanation_requested(user, version, found, created)  # counted and audited
-    if created or found.status == ExplanationStatus.FAILED:
-        if not created:  # a failed answer is worth another try
-            InstanceExplanation.objects.filter(pk=found.pk).update(
-                status=ExplanationStatus.PENDING, reason="")
-        enqueue("workers.registry.explain_instances", found.pk)
+    if created or found.status == ExplanationStatus.FAILED or _lost(found):
+        # a failed answer is worth another try; a pending one whose task was lost too
+        requeue_instances([found.pk])
     return found
+
+
+# A worker answers within its time limit (90 s, workers.registry.explain_instances): an
+# answer still pending after this long lost its task (the broker away, a worker killed).
+LOST_AFTER = timedelta(seconds=120)
+
+
+def _lost(item: InstanceExplanation) -> bool:
+    return item.status == ExplanationStatus.PENDING and (
+        item.queued_at or item.created_at) < timezone.now() - LOST_AFTER
+
+
+def requeue_instances(pks: list[int], send=enqueue) -> None:
+    """Queue these row explanations (again): pending, queued now; ``send`` is
+    ``portal.queue.enqueue`` (on commit) or ``send_now`` (the periodic requeue)."""
+    InstanceExplanation.objects.filter(pk__in=pks).update(
+        status=ExplanationStatus.PENDING, reason="", queued_at=timezone.now())
+    for pk in pks:
+        send("workers.registry.explain_instances", pk)
+
+
+def lost_instance_explanations(older_than: timedelta = LOST_AFTER) -> list[int]:
+    """Row explanations still pending ``older_than`` after they were queued (asked within
+    the last day: older ones are asked again if anyone still wants them)."""
+    from django.db.models.functions import Coalesce
+
+    now = timezone.now()
+    return list(InstanceExplanation.objects
+                .filter(status=ExplanationStatus.PENDING, created_at__gte=now - timedelta(days=1))
+                .annotate(queued=Coalesce("queued_at", "created_at"))
+                .filter(queued__lt=now - older_than)
+                .values_list("pk", flat=True)[:100])
 
 
 def explain_instances(explanation_id: int, *, timed_out: bool = False) -> InstanceExplanation | None:

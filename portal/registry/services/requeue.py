@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 def requeue_stuck_work(older_than_seconds: int = 120) -> int:
     """Re-queue validations and profiles that no worker finished (broker lost, worker killed),
-    and explanations of ready versions that never ran; how many were queued."""
+    explanations of ready versions that never ran, and explanations of rows pending longer
+    than a worker takes (``LOST_AFTER``); how many were queued."""
     from django.db.models import Q
 
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
@@ -53,8 +54,17 @@ def requeue_stuck_work(older_than_seconds: int = 120) -> int:
                    .values_list("pk", flat=True)[:100])
     for pk in measure:
         send_now("workers.registry.evaluate_version", pk)
+    from portal.registry.services.explanations import (
+        LOST_AFTER,
+        lost_instance_explanations,
+        requeue_instances,
+    )
+
+    rows = lost_instance_explanations(max(LOST_AFTER, timedelta(seconds=older_than_seconds)))
+    requeue_instances(rows, send=send_now)
     queue_missing()  # pairs never created (a version ready while its dataset was profiled)
-    if versions or datasets or explain or measure:
-        log.info("requeued %d validations, %d profiles, %d explanations and %d measurements",
-                 len(versions), len(datasets), len(explain), len(measure))
-    return len(versions) + len(datasets) + len(explain) + len(measure)
+    if versions or datasets or explain or measure or rows:
+        log.info("requeued %d validations, %d profiles, %d explanations, %d measurements and "
+                 "%d explanations of rows", len(versions), len(datasets), len(explain),
+                 len(measure), len(rows))
+    return len(versions) + len(datasets) + len(explain) + len(measure) + len(rows)

@@ -1,9 +1,11 @@
 import datetime
-import math
+import decimal
 
 from django import template
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils.html import format_html
+
+from ops import numbers
 
 register = template.Library()
 
@@ -95,12 +97,9 @@ def as_json(value):
 def percent(value):
     """0.0123 -> "1.2%", with more digits below 1 % so a small share never shows as 0 %."""
     try:
-        share = float(value) * 100
+        return numbers.percent(float(value))
     except (TypeError, ValueError):
         return ""
-    if share == 0:
-        return "0%"
-    return f"{share:.2f}%" if abs(share) < 1 else f"{share:.1f}%"
 
 
 @register.filter
@@ -119,47 +118,32 @@ def duration_words(seconds):
     return f"{seconds:g} s"
 
 
-def _significant(number, digits=3):
-    """1268.23 -> "1,270"; 0.011213 -> "0.0112"; 1.6958e+00 -> "1.7"; 2.0 -> "2"."""
-    if number == 0 or not math.isfinite(number):
-        return "0" if number == 0 else str(number)
-    magnitude = math.floor(math.log10(abs(number)))
-    if magnitude < -4:  # 4.8e-18, not twenty zeros
-        return f"{number:.{digits}g}"
-    rounded = round(number, digits - 1 - magnitude)
-    if abs(rounded) >= 10 ** digits or float(rounded).is_integer():
-        return f"{int(round(rounded)):,}"
-    decimals = max(digits - 1 - magnitude, 0)
-    return f"{rounded:,.{decimals}f}".rstrip("0").rstrip(".")
-
-
 @register.filter
 def num(value, digits=3):
-    """A number for people: three significant figures, thousands separated; anything
-    that is not a number is shown as it is ("—" for nothing)."""
+    """A number for people (``ops.numbers``): three significant figures, thousands
+    separated, counts exact, "—" for nothing or a value that is not finite; text that is
+    not a number is shown as it is."""
     if value is None or value == "":
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if not isinstance(value, int | float | decimal.Decimal):
         return value
-    if math.isfinite(number) and number.is_integer():
-        return f"{int(number):,}"  # counts are exact
-    return _significant(number, int(digits))
+    return numbers.number(value, int(digits))
 
 
 @register.filter
 def ms(seconds):
     """A duration in seconds shown in the unit people read: 0.0112 -> "11.2 ms"."""
     try:
-        seconds = float(seconds)
+        return numbers.seconds(float(seconds))
     except (TypeError, ValueError):
         return "—" if seconds in (None, "") else seconds
-    if abs(seconds) < 1:
-        return f"{_significant(seconds * 1000)} ms"
-    return f"{_significant(seconds)} s"
 
 
 @register.filter(is_safe=True)
