@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-# Starts Prometheus, two workers, model servers and a process of callers, and judges the
-# verdict's timing: alone under pytest-xdist (tests/conftest.py).
-pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
+# Starts Prometheus, two workers, model servers and a process of callers. It asserts the
+# verdicts and that nothing failed after one (the verdict is recorded once the rollback is
+# applied), not how fast they came: it shares the machine with the other worker's tests
+# (an exclusive mark held that worker idle for its whole minute).
+pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 
 
