@@ -324,12 +324,13 @@ def rollout_traffic(points: list[dict]) -> dict | None:
                                     "gridcolor": "#e5e7eb"}})
 
 
-def rollout_measurements(points: list[dict]) -> dict | None:
+def rollout_measurements(points: list[dict], shares=frozenset()) -> dict | None:
     """The candidate's analysed metrics over a rollout, each against its threshold.
 
     ``points``: ``[{"at": iso time, "measurements": [{"metric", "value", "threshold",
     "verdict", "detail"}]}]``. One small panel per metric; failed checks are drawn red,
     passes above their threshold (excused: the latency floor) amber, inconclusive grey.
+    Metrics named in ``shares`` (error rates) are drawn in percent, as the table shows them.
     """
     series: dict[str, list] = defaultdict(list)
     for point in points:
@@ -349,17 +350,21 @@ def rollout_measurements(points: list[dict]) -> dict | None:
     data, shapes = [], []
     for index, name in enumerate(names):
         rows = series[name]
+        scale, unit = (100, "%") if name in shares else (1, "")
+        if unit:
+            axes["yaxis" + refs[index][1][1:]]["ticksuffix"] = unit
         data.append({
-            "type": "scatter", "x": [r[0] for r in rows], "y": [r[1] for r in rows],
+            "type": "scatter", "x": [r[0] for r in rows], "y": [r[1] * scale for r in rows],
             "mode": "lines+markers", "name": safe(name), "text": [safe(r[4]) for r in rows],
             "marker": {"size": 8, "color": [_verdict_color(*r[1:4], floor=name != "requests")
                                             for r in rows]},
             "line": {"color": "#2563eb"},
-            "hovertemplate": safe(name) + " %{y:.3g}<br>%{text}<extra></extra>",
+            "hovertemplate": safe(name) + " %{y:.3g}" + unit + "<br>%{text}<extra></extra>",
             "xaxis": refs[index][0], "yaxis": refs[index][1]})
         limits = [r[2] for r in rows if r[2] is not None]
         if limits and name != "requests":
-            shapes.append(_hline(limits[-1], {"dash": "dot", "color": "#dc2626"}, refs[index]))
+            shapes.append(_hline(limits[-1] * scale, {"dash": "dot", "color": "#dc2626"},
+                                 refs[index]))
     return _figure(data, {**axes, "annotations": annotations, "shapes": shapes,
                           "height": 240, "showlegend": False})
 

@@ -89,7 +89,7 @@ def charts_of(deployment, events: list, active: bool) -> dict:
         "traffic_chart": charts.rollout_traffic(points),
         "measurements_chart": charts.rollout_measurements(
             [{"at": e.created_at.isoformat(), "measurements": e.measurements}
-             for e in events if e.measurements]),
+             for e in events if e.measurements], shares=SHARES),
     }
 
 

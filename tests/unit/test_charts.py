@@ -283,6 +283,20 @@ def test_rollout_measurements_tell_an_excused_pass_from_a_plain_one():
     assert traces["p99_latency_ratio"]["x"] == ["2026-01-01 00:00:00"]
 
 
+def test_rollout_error_rates_are_drawn_in_percent_as_the_table_shows_them():
+    figure = charts.rollout_measurements([
+        {"at": "2026-01-01T00:00:00+00:00", "measurements": [
+            {"metric": "error_rate", "value": 0.00112, "threshold": 0.01, "verdict": "pass"},
+            {"metric": "p99_latency_ratio", "value": 1.2, "threshold": 1.5, "verdict": "pass"}]}],
+        shares={"error_rate"})
+    traces = {t["name"]: t for t in figure["data"]}
+    assert traces["error_rate"]["y"] == [pytest.approx(0.112)]
+    axis = "yaxis" + traces["error_rate"]["yaxis"][1:]
+    assert figure["layout"][axis]["ticksuffix"] == "%"
+    assert any(shape.get("y0") == 1.0 for shape in figure["layout"]["shapes"])
+    assert traces["p99_latency_ratio"]["y"] == [1.2]
+
+
 # time axes and markers -----------------------------------------------------------------
 
 def test_a_single_point_gets_ten_minutes_of_axis_ticked_to_the_minute():
