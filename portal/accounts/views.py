@@ -9,9 +9,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from portal.accounts import forms, services
-from portal.accounts.choices import InvitationStatus
+from portal.accounts.choices import InvitationStatus, Role
 from portal.accounts.models import ApiToken, Invitation, Membership, project_model
-from portal.errors import DomainError, NotFound
+from portal.errors import DomainError, NotFound, ValidationFailed
 from portal.views import handle_action, submit_form
 
 
@@ -166,8 +166,8 @@ def member_change(request, pk):
         raise Http404("no such membership")
     form = forms.RoleForm(request.POST)
     if request.POST.get("remove"):
-        return handle_action(request, lambda: services.remove_member(
-                                 request.user, membership, request.POST.get("comment", "")),
+        return handle_action(request, lambda: _remove(request.user, membership,
+                                                      request.POST.get("comment", "")),
                              success=f"{membership.user.username} removed.",
                              redirect_to=membership.project)
     if form.is_valid():
@@ -177,6 +177,16 @@ def member_change(request, pk):
             success=lambda _: f"{membership.user.username} is now {membership.role}.",
             redirect_to=membership.project)
     return redirect(membership.project)
+
+
+def _remove(actor, membership, comment: str) -> None:
+    """The page's Remove asks why, as promote and roll back do: refused without a reason
+    (after the role, so who may not remove anyone learns that first)."""
+    if not comment.strip():
+        services.require_role(actor, membership.project, Role.OWNER, "manage members")
+        raise ValidationFailed("Say why they are removed: the reason is kept in the audit "
+                               "trail.", field="comment")
+    services.remove_member(actor, membership, comment)
 
 
 class SetPasswordView(SuccessMessageMixin, auth_views.PasswordResetConfirmView):

@@ -307,14 +307,35 @@ def _private_address(url: str) -> str | None:
     where that matters.)
     """
     # IPv6 forms that carry a private IPv4 address (IPv4-mapped or -compatible, NAT64,
-    # 6to4, Teredo) count as private: see ops/addresses.py.
-    return first_non_public(urlsplit(url).hostname or "")
+    # 6to4, Teredo) count as private: see ops/addresses.py. The host is read by the parser
+    # the delivery connects with (urllib3's) as well as the standard library's: where they
+    # differ ("http://127.0.0.1\\@example.com/"), either one being private refuses it.
+    from urllib3.util import parse_url
+
+    hosts = {urlsplit(url).hostname or ""}
+    try:
+        hosts.add((parse_url(url).host or "").strip("[]").lower())
+    except ValueError:
+        pass
+    return next(filter(None, (first_non_public(host) for host in sorted(hosts))), None)
+
+
+def _ambiguous(url: str) -> str | None:
+    """Why ``url`` is not a plain address parsers agree on, or None."""
+    if "\\" in url:
+        return "a webhook address may not contain a backslash"
+    if "@" in (urlsplit(url).netloc or ""):
+        return "a webhook address may not carry a user name or password (user@host)"
+    return None
 
 
 def private_refusal(url: str) -> str | None:
     """Why ``url`` may not receive webhooks (its host is not on the public internet and the
     installation does not allow private receivers), or None. The one rule, applied when a
     webhook is created or changed and again when delivering (DNS answers change)."""
+    ambiguous = _ambiguous(url)
+    if ambiguous:
+        return ambiguous
     if settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE:
         return None
     private = _private_address(url)

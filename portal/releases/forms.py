@@ -146,6 +146,7 @@ class RequestForm(JsonFieldsForm):
         data = super().clean()
         params = dict(data.get("strategy_params") or {})
         strategy = data.get("strategy")
+        self._only_shown(data, strategy)
         self._canary(data, params)
         self._put(params, "split", _percent(data.get("split_percent")), "split_percent")
         self._put(params, "duration_seconds", data.get("duration_hours") and
@@ -165,6 +166,16 @@ class RequestForm(JsonFieldsForm):
         data["strategy_params"] = params
         return data
 
+    def _only_shown(self, data, strategy):
+        """The fieldsets of other strategies are hidden: what they still hold is neither
+        sent nor judged (leftovers from a strategy chosen first)."""
+        shown = {name for _, strategies, names in PARAMETER_GROUPS
+                 if strategy in strategies.split() for name in names}
+        for _, _, names in PARAMETER_GROUPS:
+            for name in set(names) - shown:
+                self._errors.pop(name, None)
+                data[name] = None
+
     def _put(self, params, key, value, field):
         if value is not None and value != "":
             params[key] = value
@@ -179,6 +190,8 @@ class RequestForm(JsonFieldsForm):
         step = {} if bake is None else {"bake_seconds": bake * 60}
         params["steps"] = [{"weight": _percent(w), **step} for w in steps]
         self.sources["steps"] = "canary_steps"
+        if bake is not None:
+            self.sources["bake"] = "bake_minutes"
 
     def _outcome(self, data, params, strategy):
         metric = data.get("outcome_metric")
@@ -197,6 +210,8 @@ class RequestForm(JsonFieldsForm):
         if not path or not path.startswith("strategy_params"):
             return path.split(".", 1)[0] if path else path
         inner = path[len("strategy_params."):] if "." in path else ""
+        if "bake" in self.sources and "bake" in (inner or detail):  # "step 1 bakes 3 s"
+            return self.sources["bake"]
         for key in (inner.split("[", 1)[0], ".".join(inner.split(".")[:2]),
                     inner.split(".", 1)[0]):
             if key in self.sources:

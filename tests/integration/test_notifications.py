@@ -264,6 +264,24 @@ def test_webhooks_to_non_public_addresses_are_refused_unless_allowed(
     assert receiver.requests == []
 
 
+@pytest.mark.parametrize("allow_private", [False, True])
+@pytest.mark.parametrize("trick", ["\\@example.com/hooks", "@example.com/hooks"])
+def test_an_address_parsers_read_differently_is_refused(api, project, receiver, notify,
+                                                        settings, trick, allow_private):
+    """urllib3 (which delivers) reads "http://127.0.0.1:P\\@example.com/" as 127.0.0.1, the
+    standard library as example.com: such an address is refused when created and when
+    delivering, whatever the installation allows."""
+    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = allow_private
+    url = f"http://127.0.0.1:{receiver.url.split(':')[2].split('/')[0]}{trick}"
+    refused = api("owner").post("/api/v1/webhooks/", {
+        "project": project.pk, "name": "ops", "url": url}, format="json")
+    assert refused.status_code == 400 and refused.json()["field"] == "url", refused.json()
+    Webhook.objects.create(project=project, name="old", url=url, secret="s" * 32)  # stored
+    # before this rule: every event
+    notify()
+    assert receiver.requests == []
+
+
 def test_a_slow_receiver_times_out_and_is_retried(api, project, receiver, notify, monkeypatch):
     monkeypatch.setattr(services, "REQUEST_TIMEOUT_SECONDS", 0.3)
     _webhook(api, project, receiver.url)

@@ -94,6 +94,15 @@ def test_owner_manages_members_in_the_browser(browser_for, project, users):
                                           follow=True)
     assert b"you need the owner role" in response.content
     assert project.memberships.filter(pk=membership.pk).exists()
+    # The owner's Remove asks why, on the server too: no reason, no removal.
+    response = client.post(f"/members/{membership.pk}/", {"remove": "1", "comment": " "},
+                           follow=True)
+    assert b"Say why they are removed" in response.content
+    assert project.memberships.filter(pk=membership.pk).exists()
+    client.post(f"/members/{membership.pk}/", {"remove": "1", "comment": "left the team"})
+    assert not project.memberships.filter(pk=membership.pk).exists()
+    assert AuditEvent.objects.get(action="membership.delete").changes["comment"] == \
+        "left the team"
 
 
 def test_token_page_shows_a_new_key_once_and_revokes(browser_for, users):

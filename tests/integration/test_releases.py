@@ -316,3 +316,38 @@ def test_an_environment_names_the_alias_its_releases_move(api, users, project, p
     assert 'id="release-alias">no alias' in page
     page = owner.get("/p/clinical-ml/environments/production/").content.decode()
     assert '<span class="mono">champion</span> alias to the version released' in page
+
+
+# The browser's release form -----------------------------------------------------------------
+
+RELEASE_FORM = "/p/clinical-ml/m/tumor-classifier/v/2/release/"
+
+
+def _contributor(users) -> Client:
+    client = Client()
+    client.force_login(users["contributor"])
+    return client
+
+
+def test_the_release_form_sends_only_the_chosen_strategys_parameters(users, versions,
+                                                                     production):
+    """Fieldsets of other strategies are hidden, not emptied: what they still hold (steps
+    typed before choosing A/B; a split typed before choosing canary) is neither judged nor
+    stored."""
+    made = _contributor(users).post(RELEASE_FORM, {
+        "environment": production["id"], "strategy": "ab", "outcome_metric": "correct",
+        "canary_steps": "10, 50%x", "reason": "A/B after all"})
+    assert made.status_code == 302, made.context["form"].errors
+    ApprovalRequest.objects.get().delete()
+    made = _contributor(users).post(RELEASE_FORM, {
+        "environment": production["id"], "strategy": "canary", "outcome_metric": "correct",
+        "split_percent": "20", "duration_hours": "5"})
+    assert made.status_code == 302, made.context["form"].errors
+    assert set(ApprovalRequest.objects.get().strategy_params) <= {"steps", "thresholds"}
+
+
+def test_a_bake_too_short_is_said_on_the_bake_field(users, versions, production):
+    page = _contributor(users).post(RELEASE_FORM, {
+        "environment": production["id"], "strategy": "canary", "bake_minutes": "0.05"})
+    form = page.context["form"]
+    assert form["bake_minutes"].errors and not form["canary_steps"].errors, form.errors

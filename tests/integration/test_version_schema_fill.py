@@ -1,6 +1,6 @@
 """An upload may leave the input schema empty: the portal fills it in from the artifact's
-feature names (read by the worker), else the parent version's schema, else the dataset's
-columns, and records which (issue 16)."""
+feature names (read by the worker), or from the parent version's schema or the dataset's
+columns when the uploader chooses them, and records which (issue 16)."""
 
 import io
 
@@ -39,7 +39,10 @@ def test_the_artifact_names_its_features(users, clf):
     assert "from the artifact's feature names" in services.schema_words(version)
 
 
-def test_without_names_the_parent_then_nothing(users, clf):
+def test_without_names_the_order_is_unknown_and_the_version_refused(users, clf):
+    """A model fitted on a bare array names no inputs: taking the parent's or the dataset's
+    order would be a guess that feeds every prediction the wrong features. "auto" refuses
+    it; the uploader may choose the parent's schema (next test)."""
     typed = [{"name": n, "type": "integer" if i == 0 else "double"}
              for i, n in enumerate(FEATURES)]
     parent = services.validate_version(services.register_version(
@@ -47,16 +50,15 @@ def test_without_names_the_parent_then_nothing(users, clf):
         metadata(input_schema=typed)).pk)
     assert parent.schema_source == "declared"
     child = _register(users, clf, _nameless(3), "auto", parent=parent.number)
-    assert child.status == "ready", child.status_reason
-    assert (child.schema_source, child.input_schema) == ("parent", parent.input_schema)
-    assert child.input_schema[0]["type"] == "integer"
+    assert child.status == "invalid"
+    assert child.status_reason.startswith("no_input_schema: the artifact carries no feature")
+    assert "cannot tell which input is which" in child.status_reason
+    chosen = _register(users, clf, _nameless(3), "parent", parent=parent.number)
+    assert chosen.status == "ready", chosen.status_reason
+    assert (chosen.schema_source, chosen.input_schema) == ("parent", parent.input_schema)
     # Named features take their types from the parent's schema.
     named = _register(users, clf, random_classifier_bytes(4), "auto", parent=parent.number)
     assert named.schema_source == "artifact" and named.input_schema[0]["type"] == "integer"
-
-    alone = _register(users, clf, _nameless(5), "auto")
-    assert alone.status == "invalid"
-    assert alone.status_reason.startswith("no_input_schema: the artifact carries no feature")
 
 
 def test_asked_for_the_parent_or_the_dataset(users, clf, project, cancer_frame):

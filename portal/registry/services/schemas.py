@@ -1,9 +1,9 @@
 """A version's input schema, filled in by the portal when the uploader leaves it empty.
 
-What the portal knows, in this order: the artifact's feature names (``feature_names_in_``,
-read by the worker that validates it: an artifact is never loaded in the web process), the
-parent version's schema, the dataset's columns (without its target). The uploader may also
-ask for the parent's or the dataset's directly. Types come from the parent's schema or the
+What the portal knows: the artifact's feature names (``feature_names_in_``, read by the
+worker that validates it: an artifact is never loaded in the web process). Without them,
+only the uploader can say the model was fitted on the parent version's inputs or the
+dataset's columns (without its target) in that order, by choosing them. Types come from the parent's schema or the
 dataset's columns where they name the feature, else "double"."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from portal.registry.models import Dataset, ModelVersion, RegisteredModel
 
 # What the upload form offers (``schema_from``).
 CHOICES = [
-    ("auto", "Work it out: the artifact's feature names, else the parent version's schema, "
-             "else the dataset's columns"),
+    ("auto", "The artifact's feature names (a model fitted on a DataFrame records them); "
+             "without them the version is refused, as the order of the inputs is unknown"),
     ("parent", "Same as the parent version"),
     ("dataset", "The dataset's columns (without its label column)"),
 ]
@@ -84,8 +84,8 @@ def fill_in(model: RegisteredModel, metadata: dict, schema_from: str) -> tuple[d
 
 def from_artifact(version: ModelVersion, names: list[str] | None) -> tuple[list[dict], str]:
     """The schema the worker settles on for a version whose schema is "auto": the
-    artifact's ``names`` (typed from what the parent or dataset say of them), else the
-    parent's schema, else the dataset's columns. ``ValueError`` when none exists."""
+    artifact's ``names``, typed from what the parent or dataset say of them. ``ValueError``
+    without names."""
     parent, dataset = version.parent, version.dataset
     if names:
         types = {}
@@ -95,20 +95,19 @@ def from_artifact(version: ModelVersion, names: list[str] | None) -> tuple[list[
             types.update({f["name"]: f.get("type") for f in parent.input_schema})
         return [{"name": n, "type": types.get(n) if types.get(n) in FEATURE_TYPES
                  else "double"} for n in names], SchemaSource.ARTIFACT
-    schema, source = known_schema(parent, dataset)
-    if not schema:
-        raise ValueError("the artifact carries no feature names (fit it on a DataFrame to "
-                         "record feature_names_in_) and there is no parent version or "
-                         "dataset to take them from: declare the input schema")
-    return schema, source
+    # Without names nothing tells which column is which: the parent's or the dataset's
+    # order would be a guess, and a wrong one feeds every prediction the wrong features.
+    raise ValueError("the artifact carries no feature names (fit it on a DataFrame to record "
+                     "feature_names_in_), so the portal cannot tell which input is which: "
+                     "declare the input schema, or choose the parent version's or the "
+                     "dataset's if the model was fitted on those columns in that order")
 
 
 def schema_words(version: ModelVersion) -> str:
     """What the upload's answer says of the version's input schema."""
     count = len(version.input_schema)
     if version.schema_source == SchemaSource.AUTO:
-        return ("Input schema: the worker reads it from the artifact's feature names (else "
-                "the parent's schema, else the dataset's columns).")
+        return "Input schema: the worker reads it from the artifact's feature names."
     if version.schema_source == SchemaSource.DECLARED:
         return f"Input schema: {count} features, as declared."
     return f"Input schema: {count} features, from {SchemaSource(version.schema_source).label}."

@@ -143,14 +143,26 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
 
-        if wait_until_up(url, give_up=lambda: processes.children["web"].stopped):
-            self._welcome(url, monitoring=bool(prometheus_command), traffic=not no_traffic)
+        self._watch(processes, url, say, stop, lambda: self._welcome(
+            url, monitoring=bool(prometheus_command), traffic=not no_traffic))
+
+    def _watch(self, processes, url, say, stop, welcome) -> None:
+        """The banner once the web server answers, however long it takes (a busy machine);
+        meanwhile and after, a stopped process is started again or stops the demo."""
+        welcomed, started, slow = False, time.monotonic(), False
         while True:
+            if not welcomed and wait_until_up(
+                    url, seconds=1, give_up=lambda: processes.children["web"].stopped):
+                welcome()
+                welcomed = True
+            elif not welcomed and not slow and time.monotonic() - started > 90:
+                slow = True
+                say(f"the web server is still starting; its log: {self._logs() / 'web.log'}")
             stopped = processes.check()
             if stopped is not None:
                 self._essential_stopped(stopped)
                 stop(status=1)
-            time.sleep(1)
+            time.sleep(1 if welcomed else 0.2)
 
     @staticmethod
     def _logs() -> Path:
