@@ -34,7 +34,6 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from registry_api import PG_SERVER, free_port, stop_server  # noqa: E402
+from portal_load import start_server  # noqa: E402 - gunicorn as deployed
+from registry_api import PG_SERVER, stop_server  # noqa: E402
 
 DB_NAME = "modelgate_bench_pages"
 CHROMIUM = "/usr/bin/chromium"
@@ -127,26 +127,6 @@ def pages() -> dict[str, str]:
                       f"{model.name}/",
         "A/B test": experiment.get_absolute_url(),
     }
-
-
-def start_server(env: dict, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """gunicorn with the portal's configuration, as deployed."""
-    port = free_port()
-    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
-                             "python:portal.gunicorn_conf", "portal.wsgi", "-b",
-                             f"127.0.0.1:{port}", "--access-logfile", "/dev/null"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return proc, base
-        except requests.RequestException:
-            time.sleep(0.3)
-    stop_server(proc)
-    raise RuntimeError("gunicorn did not start: " + log_path.read_text()[-2000:])
 
 
 def session_cookies(base: str) -> list[dict]:
@@ -258,7 +238,7 @@ def main() -> int:
         print(f"seeded the demo's data in {time.monotonic() - started:.0f} s")
     call_command("collectstatic", interactive=False, verbosity=0)
     paths = pages()
-    proc, base = start_server(env, Path(data_dir) / "gunicorn.log")
+    proc, base = start_server(env, Path(data_dir) / "gunicorn.log", seconds=90)
     try:
         cookies = session_cookies(base)
         if args.serve:

@@ -302,8 +302,9 @@ async def _load(base: str, world: dict, rate: float, seconds: float, out: str) -
                                      "first_errors": first_errors}))
 
 
-def start_server(env: dict, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """gunicorn with the portal's configuration, as deployed (no benchmark middleware)."""
+def start_server(env: dict, log_path: Path, seconds: float = 60) -> tuple[subprocess.Popen, str]:
+    """gunicorn with the portal's configuration, as deployed (no benchmark middleware),
+    answering ``/healthz`` within ``seconds``."""
     port = free_port()
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
@@ -311,13 +312,14 @@ def start_server(env: dict, log_path: Path) -> tuple[subprocess.Popen, str]:
                              f"127.0.0.1:{port}", "--access-logfile", "/dev/null"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
                 return proc, base
         except requests.RequestException:
             time.sleep(0.3)
+    stop_server(proc)
     raise RuntimeError("gunicorn did not start: " + log_path.read_text()[-2000:])
 
 

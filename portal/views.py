@@ -79,3 +79,8 @@ def handle_action(request, action: Callable[[], Any], *, success, redirect_to,
         return redirect(redirect_to if refused_to is None else refused_to)
     messages.success(request, _of(success, result))
     return redirect(_of(redirect_to, result))
+
+
+def from_htmx(request) -> bool:
+    """Asked by htmx for a fragment of the page (``HX-Request``), not for the whole page."""
+    return request.headers.get("HX-Request") == "true"

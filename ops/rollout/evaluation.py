@@ -270,13 +270,12 @@ def evaluate(analysis: Analysis, thresholds: Thresholds, strategy: Strategy) -> 
     """
     requests = _number(analysis.requests)
     enough = requests is not None and requests >= thresholds.min_requests
+    shown, needed = distinct(requests or 0, thresholds.min_requests)
     measurements = [Measurement(
         "requests", requests, thresholds.min_requests,
         Verdict.PASS if enough else Verdict.INCONCLUSIVE,
         "no data" if requests is None
-        else "{} {} {} needed".format(distinct(requests, thresholds.min_requests)[0],
-                                      ">=" if enough else "<",
-                                      distinct(requests, thresholds.min_requests)[1]))]
+        else f"{shown} {'>=' if enough else '<'} {needed} needed")]
     measurements.append(_judge("error_rate", _number(analysis.error_rate),
                                thresholds.max_error_rate, enough))
     measurements.append(_latency(analysis, thresholds, enough))

@@ -27,6 +27,7 @@ from portal.monitoring.endpoints import served_endpoints
 from portal.registry.explain_views import answers_context, example_text, served_answer
 from portal.registry.models import Explanation
 from portal.releases import queries as release_queries
+from portal.views import from_htmx
 
 TIMEOUT = 10
 
@@ -108,7 +109,7 @@ def try_it(request, slug, name, endpoint):
     fields = _inputs(served)
     context = {"environment": environment, "project": environment.project,
                "endpoint": endpoint, "served": served, "fields": fields}
-    htmx = request.headers.get("HX-Request") == "true"
+    htmx = from_htmx(request)
     if request.method != "POST":
         template = "monitoring/inc/try_it.html" if htmx else "monitoring/try_it_page.html"
         return render(request, template, context)

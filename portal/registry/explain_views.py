@@ -29,6 +29,7 @@ from portal.errors import DomainError, ValidationFailed
 from portal.registry import queries
 from portal.registry.choices import ExplanationStatus
 from portal.registry.models import Explanation, InstanceExplanation, ModelVersion
+from portal.views import from_htmx
 
 MAX_ROWS = 100
 MAX_TEXT = 1_000_000  # characters of pasted rows: 100 rows of a wide model fit easily
@@ -96,10 +97,6 @@ def detail_context(version, explanation, query, out: Output) -> dict:
     }
 
 
-def _htmx(request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 @login_required
 def explanation_detail(request, slug, name, number):
     """"Show": the dependence and waterfall charts for the chosen feature and row."""
@@ -109,7 +106,7 @@ def explanation_detail(request, slug, name, number):
     out = output_of(version, explanation.output, explanation.target_class)
     context = {"version": version, "explanation": explanation,
                **detail_context(version, explanation, request.GET, out)}
-    if _htmx(request):
+    if from_htmx(request):
         return render(request, "registry/inc/explain_detail.html", context)
     return render(request, "registry/explain_page.html",
                   {**context, "include": "registry/inc/explain_detail.html"})
@@ -336,7 +333,7 @@ def _towards(out: Output, value: float, labels, classes) -> str:
 
 
 def _answer(request, version, template_context: dict):
-    if _htmx(request):
+    if from_htmx(request):
         return render(request, "registry/inc/row_answers.html", template_context)
     return render(request, "registry/explain_page.html",
                   {**template_context, "include": "registry/inc/row_answers.html"})

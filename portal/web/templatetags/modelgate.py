@@ -161,11 +161,6 @@ def when(value):
 
 
 @register.filter
-def split(value, separator=None):
-    return str(value).split(separator)
-
-
-@register.filter
 def estimator(value):
     """A stored estimator path as its library documents it, for versions stored before the
     worker recorded it so: ``sklearn.ensemble._gb.GradientBoostingClassifier`` ->
