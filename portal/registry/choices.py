@@ -16,6 +16,9 @@ class VersionStatus(models.TextChoices):
 class ArtifactFormat(models.TextChoices):
     SKOPS = "skops", "skops (safe)"
     PICKLE = "pickle", "pickle/joblib (unsafe)"
+    XGBOOST = "xgboost", "XGBoost JSON/UBJSON (safe)"
+    LIGHTGBM = "lightgbm", "LightGBM text model (safe)"
+    ONNX = "onnx", "ONNX (safe)"
 
 
 class DatasetFormat(models.TextChoices):
