@@ -66,7 +66,7 @@ def shap_timings(repeat: int) -> None:
               f" {result.max_additivity_error:>11.1e}")
 
 
-def page_timings(requests_: int) -> None:
+def page_timings(requests_: int) -> bool:
     folder = tempfile.mkdtemp(prefix="modelgate-bench-explain-")
     os.environ.update(MODELGATE_DATA_DIR=folder, DJANGO_SETTINGS_MODULE="portal.settings",
                       CELERY_TASK_ALWAYS_EAGER="true", MODELGATE_EXPLAIN_VERSIONS="false")
@@ -119,24 +119,28 @@ def page_timings(requests_: int) -> None:
           f"{len(features)} features ({size:.0f} KB of HTML): p50 {p50:.1f} ms, "
           f"p95 {p95:.1f} ms over {requests_} requests "
           f"({'PASS' if p95 < 150 else 'FAIL'}: target < 150 ms)")
+    return p95 < 150
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--page-requests", type=int, default=50)
     parser.add_argument("--no-feedback", action="store_true")
     args = parser.parse_args()
     shap_timings(args.repeat)
-    page_timings(args.page_requests)
+    ok = page_timings(args.page_requests)
     if not args.no_feedback:
         import subprocess
 
         sys.stdout.flush()
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "feedback.py")], check=False,
-                       env={k: v for k, v in os.environ.items()
-                            if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")})
+        feedback = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "feedback.py")], check=False,
+            env={k: v for k, v in os.environ.items()
+                 if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")})
+        ok = ok and feedback.returncode == 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -63,7 +63,7 @@ def seed() -> tuple[str, object]:
     from ops import rollout
     from ops.artifacts import dump_skops
     from portal.accounts.choices import Role
-    from portal.accounts.models import Membership
+    from portal.accounts.models import Membership, RateLimit
     from portal.accounts.services import create_token
     from portal.experiments import services as experiments
     from portal.registry import services
@@ -77,6 +77,11 @@ def seed() -> tuple[str, object]:
     sender = users.create_user("bench-integrator", password="x")
     project = services.create_project(owner, name="Bench", slug="bench")
     Membership.objects.create(project=project, user=sender, role=Role.CONTRIBUTOR)
+    # The single-item baseline sends thousands of requests a minute: this account, and only
+    # it, is given a rate above the portal's 600/min (decision 69), as an operator would
+    # give a high-volume integration.
+    RateLimit.objects.create(user=sender, scope="feedback", rate="1000000/min",
+                             reason="the feedback benchmark's own integration")
     model = services.create_model(owner, project, name="churn", task="classification")
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(200, 4)), rng.integers(0, 2, 200)

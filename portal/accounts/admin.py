@@ -5,7 +5,7 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.hashers import is_password_usable
 from django.contrib.auth.models import Group
 
-from portal.accounts.models import ApiToken, Invitation, Membership
+from portal.accounts.models import ApiToken, Invitation, Membership, RateLimit
 from portal.audit import services as audit
 from portal.audit.admin import AuditedAdmin, related_names
 
@@ -91,3 +91,13 @@ class AuditedGroupAdmin(AuditedAdmin, GroupAdmin):
         return {"permissions": audit.change(related_names(obj, "permissions"), None),
                 "users": audit.change(sorted(obj.user_set.values_list("username", flat=True)),
                                       None)}
+
+
+@admin.register(RateLimit)
+class RateLimitAdmin(AuditedAdmin):
+    """An account's own rate for one scope of limited writes (decision 69)."""
+
+    list_display = ["user", "scope", "rate", "reason", "created_at"]
+    list_filter = ["scope"]
+    search_fields = ["user__username", "reason"]
+    autocomplete_fields = ["user"]

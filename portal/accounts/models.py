@@ -136,3 +136,37 @@ class ApiToken(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class RateLimit(models.Model):
+    """A rate that replaces the portal-wide one for one account and one scope of limited
+    writes: a high-volume integration (a service sending feedback from production, a load
+    test's own user) is given more, without lifting the limit for anyone else (decision 69).
+    Staff set them in the admin, which audits every change."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="rate_limits")
+    scope = models.CharField(max_length=16, help_text="tokens, uploads, explain or feedback")
+    rate = models.CharField(max_length=32, help_text='Requests per period, e.g. "6000/min"')
+    reason = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "scope"],
+                                               name="one_rate_limit_per_user_scope")]
+
+    def __str__(self):
+        return f"{self.user} · {self.scope}: {self.rate}"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from portal.api.throttling import parse_rate, scopes
+
+        if self.scope not in scopes():
+            raise ValidationError({"scope": f"unknown scope {self.scope!r}; one of "
+                                            f"{', '.join(sorted(scopes()))}"})
+        try:
+            parse_rate(self.rate)
+        except ValueError as e:
+            raise ValidationError({"rate": str(e)}) from e

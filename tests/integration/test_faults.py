@@ -40,10 +40,12 @@ from tests.integration.test_worker import (  # noqa: F401 - fixtures
 from tests.portal_fixtures import local_target, metadata, random_classifier_bytes
 
 # Each kills or stops a real process (worker, PostgreSQL connection, Redis) mid-rollout and
-# waits for the recovery within a deadline: run alone under pytest-xdist (tests/conftest.py),
-# so the other worker's tests do not decide whether the recovery is on time.
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
-              pytest.mark.exclusive]
+# waits for the recovery within a deadline. They share the machine with the other pytest
+# worker's tests (they once ran alone, holding that worker idle for 1.5 minutes): the
+# deadlines (60-120 s) are many times what a recovery takes, the canary's latency gate is a
+# ratio of candidate to stable (both slowed alike), and all four passed at a load average of
+# 9 (other agents' test suites beside them).
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 REDIS = shutil.which("redis-server")
 
 

@@ -56,3 +56,37 @@ def test_token_creation_is_rate_limited_per_user(api, settings):
         # The rates of before: reloading here would read this test's 3/hour again (the
         # settings fixture restores them only after the test) and leak it into later tests.
         SimpleRateThrottle.THROTTLE_RATES = before
+
+
+def test_one_account_can_be_given_its_own_rate_without_lifting_it_for_others(api, users,
+                                                                             settings):
+    from django.core.exceptions import ValidationError
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import SimpleRateThrottle
+
+    from portal.accounts.models import RateLimit
+
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "tokens": "2/hour"}}
+    before = SimpleRateThrottle.THROTTLE_RATES
+    api_settings.reload()
+    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    try:
+        raised = RateLimit(user=users["contributor"], scope="tokens", rate="4/hour",
+                           reason="the CI pipeline's account")
+        raised.full_clean()
+        raised.save()
+        contributor, viewer = api("contributor"), api("viewer")
+        mine = [contributor.post("/api/v1/tokens/", {"name": f"c{i}"}, format="json")
+                .status_code for i in range(5)]
+        theirs = [viewer.post("/api/v1/tokens/", {"name": f"v{i}"}, format="json")
+                  .status_code for i in range(3)]
+        assert mine == [201, 201, 201, 201, 429]
+        assert theirs == [201, 201, 429]
+    finally:
+        SimpleRateThrottle.THROTTLE_RATES = before
+    for scope, rate, field in [("tokens", "lots", "rate"), ("tokens", "0/min", "rate"),
+                               ("downloads", "5/min", "scope")]:
+        with pytest.raises(ValidationError) as refused:
+            RateLimit(user=users["viewer"], scope=scope, rate=rate).full_clean()
+        assert field in refused.value.message_dict
