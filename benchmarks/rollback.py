@@ -111,9 +111,25 @@ def main() -> int:
         releases.review(approver, request, "approve", "bench")
         return Deployment.objects.get(request=request)
 
+    def finished(deployment: Deployment, timeout: float = 120) -> Deployment:
+        """Advance a rollout as the worker and beat would, until it ends: a direct release
+        is done only once the server answers, and the next release waits for it."""
+        deadline = time.monotonic() + timeout
+        while deployment.status in deployments.ACTIVE:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the first release is still {deployment.status} after "
+                                 f"{timeout:.0f} s")
+            time.sleep(0.5)
+            deployments.advance(deployment.pk)
+            deployment.refresh_from_db()
+        return deployment
+
     url = f"http://127.0.0.1:{port}"
     stable = version(1)
-    first = release(stable, "direct")
+    first = finished(release(stable, "direct"))
+    if first.status != "succeeded":
+        raise SystemExit(f"the first release ended {first.status}: "
+                         + "; ".join(e.reason for e in first.events.all()))
     backend = deployments.backend_for(first)
     print(f"stable serving on {url}; {args.clients} client threads; {args.runs} rollbacks")
     rows = []
