@@ -103,19 +103,28 @@ def start_gunicorn(env: dict, log_path: Path, port: int) -> subprocess.Popen:
                              "python:portal.gunicorn_conf", "portal.wsgi", "-b",
                              f"127.0.0.1:{port}", "--access-logfile", "/dev/null"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_healthy(f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", log_path, proc)
+    except RuntimeError:
+        proc.kill()
+        raise
     return proc
 
 
-def wait_healthy(base: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
+def wait_healthy(base: str, log_path: Path, proc: subprocess.Popen | None = None) -> None:
+    """Until /healthz answers; a busy machine can take a minute or more to start gunicorn's
+    processes, so the wait is long, and it ends at once if the server exits."""
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{base}: the server exited ({proc.returncode}): "
+                               + log_path.read_text()[-2000:])
         try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+            if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
                 return
         except requests.RequestException:
             time.sleep(0.3)
-    raise RuntimeError(f"{base} did not answer: " + log_path.read_text()[-2000:])
+    raise RuntimeError(f"{base} did not answer in 180 s: " + log_path.read_text()[-2000:])
 
 
 def nginx_binary() -> str | None:
