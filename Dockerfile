@@ -23,9 +23,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/modelgate
 
-# pg_dump / pg_restore for manage.py backup and restore (match the server's major version).
+# pg_dump / pg_restore for manage.py backup and restore (match the server's major version);
+# libgomp1, the OpenMP runtime LightGBM's wheel links (workers validate and explain with it).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client \
+    && apt-get install -y --no-install-recommends postgresql-client libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 
 # The runtime dependencies only (requirements/runtime.txt: pyproject.toml's dependencies

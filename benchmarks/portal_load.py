@@ -4,9 +4,12 @@ Redis, a Celery worker; the load comes from another process.
     .venv/bin/python benchmarks/portal_load.py [--rate 200] [--seconds 60] [--keep]
                                                [--workers N] [--threads N] [--costs]
 
-1. (Re)creates the database ``modelgate_bench_load`` and migrates it; seeds a project with
-   a model of 20 versions, a dataset, an A/B rollout in progress with its test, and users:
-   eight viewers (browsing people), a contributor (integrator, with an API token).
+1. (Re)creates the database ``modelgate_bench_load`` and migrates it; seeds what the demo's
+   pages show: a project with a model of 20 versions on the demo's 30 features (each
+   explained, each measured on a held-out evaluation dataset, two aliases), a finished
+   canary rollout with its analyses, an A/B rollout in progress with its history and its
+   test with 12 hours of outcomes, and users: eight viewers (browsing people), a
+   contributor (integrator, with an API token).
 2. Starts gunicorn (portal/gunicorn_conf.py: 2 workers x 4 threads unless --workers and
    --threads say otherwise; DEBUG off, a real secret key) and a Celery worker (1 process)
    that validates the uploaded versions.
@@ -40,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -83,9 +87,9 @@ def seed() -> dict:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from sklearn.datasets import load_breast_cancer
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from ops import rollout
     from ops.artifacts import dump_skops
     from portal.accounts.choices import Role
     from portal.accounts.models import Membership
@@ -94,7 +98,6 @@ def seed() -> dict:
     from portal.registry import services
     from portal.releases import deployments
     from portal.releases import services as releases
-    from portal.releases.models import Deployment
 
     call_command("migrate", verbosity=0)
     users = get_user_model().objects
@@ -106,7 +109,8 @@ def seed() -> dict:
     for viewer in viewers:
         Membership.objects.create(project=project, user=viewer, role=Role.VIEWER)
     Membership.objects.create(project=project, user=integrator, role=Role.CONTRIBUTOR)
-    frame = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 3, 4, -1]]
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # unscaled, as people do
+    frame = load_breast_cancer(as_frame=True).frame  # the demo's 30 features
     features = list(frame.columns[:-1])
     dataset = services.upload_dataset(owner, project, name="cancer",
                                       file=io.BytesIO(frame.to_csv(index=False).encode()),
@@ -122,16 +126,32 @@ def seed() -> dict:
                                             {"input_schema": schema, "dataset": dataset.pk,
                                              "metrics": {"roc_auc": 0.9 + c / 1000}})
         versions.append(services.validate_version(version.pk))
+    # What a worker adds to every ready version in the demo: its explanation, and its
+    # figures on the held-out rows of an evaluation dataset.
+    from portal.registry.models import Evaluation
+    from portal.registry.services.explanations import explain_version
+
+    for version in versions:
+        explain_version(version.pk)
+    holdout = services.upload_dataset(
+        owner, project, name="cancer-holdout", filename="cancer-holdout.csv",
+        file=io.BytesIO(frame.iloc[::4].to_csv(index=False).encode()), target="target",
+        purpose="evaluation", model=model)
+    services.profile_dataset(holdout.pk)
+    for pk in Evaluation.objects.filter(dataset=holdout).values_list("pk", flat=True):
+        services.evaluate(pk)
+    services.set_alias(owner, model, "champion", versions[0])
+    services.set_alias(owner, model, "challenger", versions[1])
     environment = releases.create_environment(owner, project, name="production")
+    # A canary that finished two days ago (versions[0] replacing versions[5]), then the A/B
+    # test of versions[1] against it, twelve hours in.
+    canary = deployments._spec("canary", {}, model.name, versions[0], versions[5])
+    finished = _rollout_history(environment, model, canary, hours_ago=48, hours=None)
     stable, candidate = versions[0], versions[1]
     spec = deployments._spec("ab", {"split": 0.5, "duration_seconds": 86400}, model.name,
                              candidate, stable)
-    state = rollout.RolloutState(status=rollout.Status.PROGRESSING, generation=2,
-                                 base_generation=1, step_started_at=time.time())
-    deployment = Deployment.objects.create(
-        environment=environment, model=model, candidate=candidate, stable=stable,
-        endpoint=model.name, strategy="ab", spec=spec.to_dict(), state=state.to_dict(),
-        status="progressing")
+    deployment = _rollout_history(environment, model, spec, hours_ago=12, hours=12)
+    assert deployment.state["generation"] == 2 and deployment.state["base_generation"] == 1
     experiment = experiments.create_for(deployment, generation=2)
     _, token = create_token(integrator, "load", scopes=["read", "write"])
     # Distinct artifacts to upload (the registry refuses a duplicate), made before the clock.
@@ -146,11 +166,90 @@ def seed() -> dict:
 
     signer = signer_for(environment.pk, model.pk)
     ids = [new_prediction_ids("candidate" if i % 2 else "stable", 2, 1, signer=signer)[0]
-           for i in range(200_000)]
+           for i in range(200_000 + SEEDED_OUTCOMES)]
+    _outcomes(integrator, experiment, ids[:SEEDED_OUTCOMES], rng)
     return {"token": token, "model": model.pk, "model_name": model.name,
             "versions": [v.pk for v in versions], "numbers": [v.number for v in versions],
             "deployment": deployment.pk, "experiment": experiment.pk,
-            "schema": schema, "uploads": uploads, "ids": ids}
+            "finished_rollout": finished.pk,
+            "schema": schema, "uploads": uploads, "ids": ids[SEEDED_OUTCOMES:]}
+
+
+SEEDED_OUTCOMES = 4000
+
+
+def _rollout_history(environment, model, spec, *, hours_ago: float, hours: float | None):
+    """A rollout started ``hours_ago``, decided by the engine at each wait it asks for, on
+    healthy measurements, as a worker records it (a repeated check updates its event): for
+    ``hours``, or (None) until it ends."""
+    from ops import rollout
+    from portal.releases import deployments
+    from portal.releases.models import Deployment, DeploymentEvent
+
+    healthy = rollout.Analysis(requests=1268.0, error_rate=0.0011, p99_latency=0.0112,
+                               stable_p99_latency=0.0101, client_error_rate=0.0,
+                               stable_client_error_rate=0.0)
+    state = rollout.RolloutState.initial(1)
+    deployment = Deployment.objects.create(
+        environment=environment, model=model, candidate_id=spec.candidate.version_id,
+        stable_id=spec.stable.version_id if spec.stable else None, endpoint=model.name,
+        strategy=spec.strategy, spec=spec.to_dict(), state=state.to_dict(), status="pending")
+    start = time.time() - 3600 * hours_ago
+    end = time.time() if hours is None else start + 3600 * hours
+    now, generation = start, None
+    while not state.ended and now <= end:
+        served = rollout.Served(generation=generation, ready=True)
+        decision = rollout.decide(spec, state, healthy, now, served=served)
+        event = deployments._record(deployment, decision)
+        if event.measurements and decision.plan is None:  # each check says when it was taken
+            event.measurements = [{**m, "at": _iso(now)} for m in event.measurements]
+            event.save(update_fields=["measurements"])
+        if event.created_at.timestamp() > now + 1:  # a new event: when the engine decided
+            DeploymentEvent.objects.filter(pk=event.pk).update(created_at=_moment(now))
+        if decision.plan is not None:
+            generation = decision.plan.generation
+        state = decision.state
+        now += max(decision.wait_seconds or 0.0, 1.0)
+    Deployment.objects.filter(pk=deployment.pk).update(
+        state=state.to_dict(), status=str(state.status), created_at=_moment(start),
+        finished_at=_moment(now) if state.ended else None)
+    deployment.refresh_from_db()
+    return deployment
+
+
+def _moment(timestamp: float):
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+
+
+def _iso(timestamp: float) -> str:
+    return _moment(timestamp).isoformat()
+
+
+def _outcomes(user, experiment, ids: list[str], rng) -> None:
+    """Outcomes of ``ids`` (B a little better than A), stored by the feedback service,
+    then spread over the test's twelve hours as ten-minute buckets (the readout's chart)."""
+    from portal.experiments import services as experiments
+    from portal.experiments.models import Outcome, OutcomeBucket
+
+    for start in range(0, len(ids), 500):
+        experiments.record_feedback(user, [
+            {"prediction_id": pid, "outcome": bool(rng.random() < (0.33 if i % 2 else 0.30))}
+            for i, pid in enumerate(ids[start:start + 500], start=start)])
+    first = experiment.deployment.created_at.timestamp() // 600 * 600
+    OutcomeBucket.objects.filter(experiment=experiment).delete()
+    buckets = {}
+    rows = list(Outcome.objects.filter(experiment=experiment).order_by("pk")
+                .values_list("variant", "value"))
+    for i, (variant, value) in enumerate(rows):
+        at = _moment(first + 600 * (72 * i // len(rows)))
+        bucket = buckets.setdefault((variant, at), OutcomeBucket(
+            experiment=experiment, variant=variant, starts_at=at))
+        bucket.n += 1
+        bucket.total += value
+        bucket.total_sq += value * value
+    OutcomeBucket.objects.bulk_create(buckets.values())
 
 
 # -- the load process ---------------------------------------------------------------------
@@ -178,6 +277,7 @@ def endpoints(world: dict) -> tuple[list, list]:
     pages = [("page: dashboard", "/"), ("page: models", "/models/"),
              ("page: model", f"/p/load/m/{model}/"),
              ("page: rollout", f"/deployments/{world['deployment']}/"),
+             ("page: rollout, finished", f"/deployments/{world['finished_rollout']}/"),
              ("page: rollout refresh", f"/deployments/{world['deployment']}/?partial=1"),
              ("page: A/B test", f"/experiments/{world['experiment']}/"),
              ("page: alerts", "/alerts/"), ("page: version", None)]

@@ -21,10 +21,23 @@ What it does
   5. Prints, per endpoint: p50 and p95 latency (client side, to the last byte), min/max SQL
      queries per request and mean rows per page, with PASS/FAIL against p95 < 50 ms and a
      query count that does not vary (and is the same at page_size 10 and 100: no N+1).
-     Then stops gunicorn and drops the database (unless --keep).
+  6. MLflow's registry server, side by side (``--skip-mlflow`` leaves it out): MLflow is
+     installed in a throwaway virtualenv (benchmarks/baseline_venv.py, shared with
+     serving.py), gets its own database ``mlflow_bench``, whose schema MLflow's own
+     migrations create (``mlflow db upgrade``); the bench registry's models, versions,
+     version tags and aliases are then copied into MLflow's tables with COPY (names,
+     numbers, times, descriptions, authors, artifact URIs, statuses mapped to MLflow's).
+     The server is started as MLflow's documentation says (``mlflow server
+     --backend-store-uri postgresql://...``, its defaults otherwise) and both are timed
+     by the same client, in interleaved passes (``--passes``, ``--compare-requests`` each),
+     on the lists both have: one model's versions (the same model for both) at 50 and 100
+     rows, and models at 50 and 100 rows. PASS when Modelgate's p95 is at most 0.6x
+     MLflow's on every one (and its queries per request stay constant).
+     Then stops both servers and drops both databases (unless --keep).
 
 Run from the repository root:
-    .venv/bin/python benchmarks/registry_api.py [--requests 200] [--keep] [--seed 1]
+    .venv/bin/python benchmarks/registry_api.py [--requests 200] [--passes 3]
+        [--compare-requests 100] [--skip-mlflow] [--keep] [--seed 1]
 
 Exit status is 0 when every check passes, 1 otherwise.
 
@@ -54,6 +67,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import baseline_venv
 import psycopg
 import requests
 
@@ -79,6 +93,12 @@ FEATURES = [f"feature_{i}" for i in range(8)]
 P95_TARGET_MS = 50.0
 WARMUP_REQUESTS = 20
 
+MLFLOW_DB = "mlflow_bench"
+MLFLOW_STORE = f"postgresql://postgres@127.0.0.1:5432/{MLFLOW_DB}"
+RATIO_TARGET = 0.6  # Modelgate's p95 against MLflow's, on every list both have
+MLFLOW_STATUS = {"ready": "READY", "pending": "PENDING_REGISTRATION",
+                 "invalid": "FAILED_REGISTRATION"}
+
 
 # Database --------------------------------------------------------------------------------
 
@@ -88,9 +108,9 @@ def recreate_database() -> None:
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
-def drop_database() -> None:
+def drop_database(name: str = DB_NAME) -> None:
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def bench_env(data_dir: str) -> dict[str, str]:
@@ -118,6 +138,7 @@ class Seeded:
     visible_projects: list[int]
     visible_models: list[int]
     counts: dict[str, int] = field(default_factory=dict)
+    model_names: dict[int, str] = field(default_factory=dict)
 
 
 def copy_rows(cursor, table: str, columns: list[str], rows) -> None:
@@ -220,7 +241,8 @@ def seed(rng: random.Random) -> Seeded:
                         "artifact_format", "framework", "estimator", "classes",
                         "input_schema", "output_schema", "metrics", "params", "dataset_id",
                         "code_repository", "code_commit", "parent_id", "created_at",
-                        "created_by_id", "validated_at"]
+                        "created_by_id", "validated_at", "converted_uri", "converted_sha256",
+                        "schema_source"]
         versions, tags = [], []
         ready_of = {m.pk: [] for m in models}  # ready version ids per model, oldest first
         for pk, (t, m, number, status, has_parent, tag_names) in enumerate(drafts, start=1):
@@ -250,6 +272,7 @@ def seed(rng: random.Random) -> Seeded:
                 id_of[(m.pk, number - 1)] if has_parent else None,
                 t, owner.pk,
                 t + timedelta(seconds=30) if status != "pending" else None,
+                "", "", "declared",
             ))
             tags.extend((pk, name) for name in tag_names)
             if status == "ready":
@@ -278,9 +301,100 @@ def seed(rng: random.Random) -> Seeded:
         token=key,
         visible_projects=visible,
         visible_models=[m.pk for m in models if m.project_id in visible],
+        model_names={m.pk: m.name for m in models},
         counts={"projects": len(projects), "models": len(models), "versions": len(versions),
                 "tags": len(tags), "aliases": len(aliases), "datasets": len(datasets)},
     )
+
+
+# MLflow's registry -----------------------------------------------------------------------
+
+def ms(t) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def build_mlflow(python: Path) -> dict[str, int]:
+    """MLflow's database with the bench registry in it: the schema by MLflow's migrations,
+    the rows copied from ``modelgate_bench`` (which must be seeded)."""
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{MLFLOW_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{MLFLOW_DB}"')
+    subprocess.run([str(python.parent / "mlflow"), "db", "upgrade", MLFLOW_STORE],
+                   env={**os.environ, **baseline_venv.ENV}, check=True, capture_output=True)
+    with psycopg.connect(DATABASE_URL) as source:
+        models = source.execute(
+            "SELECT m.name, m.created_at, m.description FROM registry_registeredmodel m"
+        ).fetchall()
+        versions = source.execute(
+            "SELECT m.name, v.number, v.created_at, COALESCE(v.validated_at, v.created_at), "
+            "v.description, u.username, v.artifact_uri, v.status, v.status_reason "
+            "FROM registry_modelversion v JOIN registry_registeredmodel m ON m.id = v.model_id "
+            "LEFT JOIN auth_user u ON u.id = v.created_by_id").fetchall()
+        tags = source.execute(
+            "SELECT t.name, m.name, v.number FROM registry_versiontag t "
+            "JOIN registry_modelversion v ON v.id = t.version_id "
+            "JOIN registry_registeredmodel m ON m.id = v.model_id").fetchall()
+        aliases = source.execute(
+            "SELECT a.name, v.number, m.name FROM registry_alias a "
+            "JOIN registry_modelversion v ON v.id = a.version_id "
+            "JOIN registry_registeredmodel m ON m.id = a.model_id").fetchall()
+    with psycopg.connect(MLFLOW_STORE) as target, target.cursor() as cursor:
+        copy_rows(cursor, "registered_models",
+                  ["name", "creation_time", "last_updated_time", "description"],
+                  ((name, ms(t), ms(t), description) for name, t, description in models))
+        copy_rows(cursor, "model_versions",
+                  ["name", "version", "creation_time", "last_updated_time", "description",
+                   "user_id", "current_stage", "source", "run_id", "status", "status_message",
+                   "run_link", "storage_location"],
+                  ((name, number, ms(created), ms(updated), description, user, "None", uri,
+                    None, MLFLOW_STATUS[status], reason, None, uri)
+                   for name, number, created, updated, description, user, uri, status, reason
+                   in versions))
+        copy_rows(cursor, "model_version_tags", ["key", "value", "name", "version"],
+                  ((key, "", name, number) for key, name, number in tags))
+        copy_rows(cursor, "registered_model_aliases", ["alias", "version", "name"], aliases)
+        target.commit()
+    with psycopg.connect(MLFLOW_STORE, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return {"models": len(models), "versions": len(versions), "tags": len(tags),
+            "aliases": len(aliases)}
+
+
+def start_mlflow(python: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """``mlflow server --backend-store-uri postgresql://...`` with its defaults (uvicorn, four
+    workers), in its own session so its workers stop with it."""
+    port = free_port()
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [str(python.parent / "mlflow"), "server", "--backend-store-uri", MLFLOW_STORE,
+         "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **baseline_venv.ENV}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True, cwd=log_path.parent)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600  # four workers import MLflow: minutes on a busy host
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n"
+                               + log_path.read_text(errors="replace")[-3000:])
+        try:
+            if requests.get(f"{base}/health", timeout=5).status_code == 200:
+                return proc, base
+        except requests.RequestException:
+            pass  # not listening yet
+        time.sleep(0.5)
+    stop_group(proc)
+    raise RuntimeError("mlflow server did not answer /health within 600 s")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a process started in its own session, and its children (MLflow's workers)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 # Server ----------------------------------------------------------------------------------
@@ -301,7 +415,7 @@ def start_server(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen,
         cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # workers import numpy, pandas, sklearn first
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {proc.returncode}:\n"
@@ -312,7 +426,7 @@ def start_server(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen,
             except requests.RequestException:
                 pass  # not listening yet, or the workers are still booting
             time.sleep(0.2)
-        raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+        raise RuntimeError("gunicorn did not answer /healthz within 300 s")
     except BaseException:
         stop_server(proc)
         raise
@@ -367,28 +481,39 @@ class Result:
         return low == high
 
 
-def fetch(session: requests.Session, url: str) -> tuple[float, int, int]:
-    """GET ``url``; return (milliseconds to the last byte, X-Query-Count, results on page)."""
+def fetch(session: requests.Session, url: str, rows_key: str = "results"
+          ) -> tuple[float, int, int]:
+    """GET ``url``; return (milliseconds to the last byte, X-Query-Count (0 when absent: not
+    Modelgate), results on page)."""
     began = time.perf_counter()
-    response = session.get(url, timeout=30)
+    try:
+        response = session.get(url, timeout=30)
+    except requests.ConnectionError:
+        # uvicorn's supervisor restarts a worker that misses its health checks (a busy
+        # host), closing its connections: ask again, on a new one, and time that.
+        began = time.perf_counter()
+        response = session.get(url, timeout=30)
     body = response.content
     elapsed = (time.perf_counter() - began) * 1000
     if response.status_code != 200:
         raise RuntimeError(f"GET {url} -> {response.status_code}: {body[:300]!r}")
-    return elapsed, int(response.headers["X-Query-Count"]), len(response.json()["results"])
+    return (elapsed, int(response.headers.get("X-Query-Count", 0)),
+            len(response.json().get(rows_key, [])))
 
 
-def measure(session: requests.Session, base: str, name: str, make_url, n: int) -> Result:
+def measure(session: requests.Session, base: str, name: str, make_url, n: int,
+            rows_key: str = "results", result: Result | None = None) -> Result:
+    """Time ``n`` requests after a warm-up, added to ``result`` (a new one if None)."""
     for _ in range(WARMUP_REQUESTS):
-        fetch(session, base + make_url())
-    result = Result(name)
+        fetch(session, base + make_url(), rows_key)
+    result = result or Result(name)
     began = time.monotonic()
     for _ in range(n):
-        elapsed, queries, rows = fetch(session, base + make_url())
+        elapsed, queries, rows = fetch(session, base + make_url(), rows_key)
         result.times_ms.append(elapsed)
         result.queries.append(queries)
         result.rows.append(rows)
-    result.seconds = time.monotonic() - began
+    result.seconds += time.monotonic() - began
     return result
 
 
@@ -417,6 +542,67 @@ def run_benchmark(base: str, data: Seeded, n: int, rng: random.Random) -> list[R
         results.append(measure(session, base, name, make_url, n))
         print(f"  measured {name}", flush=True)
     return results
+
+
+def replay(urls: list[str]):
+    """A ``make_url`` that gives ``urls`` one after the other."""
+    remaining = iter(urls)
+    return lambda: next(remaining)
+
+
+def compare_mlflow(base: str, mlflow: str, data: Seeded, n: int, passes: int,
+                   rng: random.Random) -> list[tuple[Result, Result]]:
+    """(Modelgate, MLflow) results of each list both have, over interleaved passes: within a
+    pass each list is timed on one server then the other, and who goes first alternates."""
+    session = requests.Session()  # the same client for both; MLflow ignores the token
+    session.headers["Authorization"] = f"Token {data.token}"
+    session.headers["Accept"] = "application/json"
+    lists = []  # (name, the URL of Modelgate's and MLflow's of a model, MLflow's rows key)
+    for rows in (50, 100):
+        lists.append((f"one model's versions, {rows} rows",
+                      lambda pk, rows=rows: f"/api/v1/versions/?model={pk}&page_size={rows}",
+                      lambda pk, rows=rows: "/api/2.0/mlflow/model-versions/search?filter="
+                      f"name%3D%27{data.model_names[pk]}%27&max_results={rows}",
+                      "model_versions"))
+    for rows in (50, 100):
+        lists.append((f"models, {rows} rows",
+                      lambda pk, rows=rows: f"/api/v1/models/?page_size={rows}",
+                      lambda pk, rows=rows: "/api/2.0/mlflow/registered-models/search?"
+                      f"max_results={rows}", "registered_models"))
+    pairs = [(Result(name), Result(name)) for name, *_ in lists]
+    for k in range(passes):
+        for (_, ours, theirs, key), (mg, ml) in zip(lists, pairs, strict=True):
+            # The same filters for both: one draw of models, asked of each server in turn.
+            drawn = [rng.choice(data.visible_models) for _ in range(WARMUP_REQUESTS + n)]
+            runs = [(base, replay([ours(pk) for pk in drawn]), "results", mg),
+                    (mlflow, replay([theirs(pk) for pk in drawn]), key, ml)]
+            for server, make_url, rows_key, result in (runs if k % 2 == 0 else runs[::-1]):
+                measure(session, server, mg.name, make_url, n, rows_key, result)
+        print(f"  compared pass {k + 1}/{passes}", flush=True)
+    return pairs
+
+
+def report_comparison(pairs: list[tuple[Result, Result]], passes: int) -> bool:
+    header = (f"{'list':<30} {'Modelgate p50/p95':>18} {'MLflow p50/p95':>16} "
+              f"{'p95 ratio':>9} {'queries':>8} {'rows':>8}  result")
+    print()
+    print(f"Modelgate against MLflow's registry server ({passes} interleaved passes, same "
+          "client, same filters)")
+    print(header)
+    print("-" * len(header))
+    ok = True
+    for mg, ml in pairs:
+        ratio = mg.p95 / ml.p95
+        low, high = mg.base_queries
+        good = ratio <= RATIO_TARGET and mg.constant_queries
+        ok &= good
+        print(f"{mg.name:<30} {f'{mg.p50:.1f} / {mg.p95:.1f}':>18} "
+              f"{f'{ml.p50:.1f} / {ml.p95:.1f}':>16} {ratio:>8.2f}x {f'{low}/{high}':>8} "
+              f"{f'{statistics.mean(mg.rows):.0f}/{statistics.mean(ml.rows):.0f}':>8}  "
+              f"{'PASS' if good else 'FAIL'}")
+    print(f"target: Modelgate's p95 <= {RATIO_TARGET}x MLflow's on every list, queries per "
+          "request constant (rows: Modelgate/MLflow per page)")
+    return ok
 
 
 def report(results: list[Result]) -> bool:
@@ -458,6 +644,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="timed requests per endpoint")
     parser.add_argument("--keep", action="store_true", help=f"keep the {DB_NAME} database")
     parser.add_argument("--seed", type=int, default=1, help="random seed for data and requests")
+    parser.add_argument("--passes", type=int, default=3,
+                        help="interleaved passes of the comparison with MLflow")
+    parser.add_argument("--compare-requests", type=int, default=100,
+                        help="timed requests per list, server and pass of the comparison")
+    parser.add_argument("--skip-mlflow", action="store_true",
+                        help="leave MLflow's registry server out")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
@@ -468,8 +660,9 @@ def main() -> int:
                                           "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG",
                                           "MODELGATE_LOG_LEVEL")})
     sys.path.insert(0, str(ROOT))
-    server = None
+    server = mlflow_server = None
     try:
+        mlflow_python = None if args.skip_mlflow else baseline_venv.ensure_baseline_venv()
         began = time.perf_counter()
         print(f"creating database {DB_NAME} and migrating ...", flush=True)
         recreate_database()
@@ -488,14 +681,35 @@ def main() -> int:
         print(f"seeded {', '.join(f'{v:,} {k}' for k, v in data.counts.items())} "
               f"in {seeded - migrated:.1f} s (migrate {migrated - began:.1f} s)", flush=True)
 
+        mlflow = None
+        if mlflow_python is not None:
+            print(f"building MLflow's registry in {MLFLOW_DB} (mlflow db upgrade, COPY) ...",
+                  flush=True)
+            copied = build_mlflow(mlflow_python)
+            print(f"copied {', '.join(f'{v:,} {k}' for k, v in copied.items())} into MLflow's "
+                  "tables", flush=True)
+            mlflow_server, mlflow = start_mlflow(mlflow_python, Path(data_dir) / "mlflow.log")
+            print(f"mlflow server up at {mlflow}", flush=True)
+
         server, base = start_server(env, Path(data_dir) / "gunicorn.log")
         print(f"gunicorn up at {base}; {WARMUP_REQUESTS} warm-up + {args.requests} timed "
               f"requests per endpoint", flush=True)
         results = run_benchmark(base, data, args.requests, rng)
-        return 0 if report(results) else 1
+        pairs = (compare_mlflow(base, mlflow, data, args.compare_requests, args.passes, rng)
+                 if mlflow else [])
+        ok = report(results)
+        if pairs:
+            ok &= report_comparison(pairs, args.passes)
+        elif not args.skip_mlflow:
+            ok = False
+            print("MLflow's registry server could not be set up: no comparison (FAIL)")
+        print(f"overall, with the comparison: {'PASS' if ok else 'FAIL'}")
+        return 0 if ok else 1
     finally:
         if server is not None:
             stop_server(server)
+        if mlflow_server is not None:
+            stop_group(mlflow_server)
         try:
             from django.db import connections
 
@@ -506,6 +720,8 @@ def main() -> int:
             print(f"kept database {DB_NAME} ({DATABASE_URL})")
         else:
             drop_database()
+            if not args.skip_mlflow:
+                drop_database(MLFLOW_DB)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -1,29 +1,49 @@
-"""Throughput and latency of the model server against MLflow and a plain FastAPI app.
+"""Throughput and latency of the model server against MLServer, MLflow and plain FastAPI.
 
     .venv/bin/python benchmarks/serving.py [--duration 10] [--concurrency 8 32]
+        [--models RandomForest-100] [--servers ours MLServer]
 
 For a RandomForest (100 trees) and a StandardScaler + LogisticRegression pipeline fitted on
-breast_cancer (30 named features), each server answers single-row requests from ``wrk`` (a
+breast_cancer (30 named features), and beside them an XGBoost classifier (100 trees, saved
+as XGBoost JSON) and the logistic pipeline converted to ONNX (skl2onnx; onnxruntime), each
+server answers single-row requests from ``wrk`` (a
 Lua script rotates 64 different rows) at each concurrency, one server at a time, every server
 with ONE worker process:
 
-- ours: ``python -m ops.serving`` (raw ASGI on uvicorn + uvloop + httptools, micro-batching);
+- ours: ``python -m ops.serving`` (raw ASGI on uvicorn + uvloop + httptools, micro-batching;
+  a tree ensemble through onnxruntime when proven exact at load, decision 63); ``ours-plain``
+  is the same server with that fast path off (``MODELGATE_FAST_TREES=off``);
+- MLServer: Seldon MLServer with its scikit-learn runtime (what KServe runs for
+  scikit-learn), adaptive batching on at its fastest setting here (32 rows, 10 ms;
+  ``--mlserver-batch``), ``parallel_workers: 0`` (one process, its best setting on two
+  cores), asked for ``predict_proba``;
 - MLflow: ``mlflow models serve --env-manager local --workers 1`` of the same model saved with
   ``mlflow.sklearn.save_model`` (MLflow 3's default skops format, ``sklearn.tree._tree.Tree``
-  trusted for the forest; ``predict_proba`` as the pyfunc);
+  trusted for the forest; ``predict_proba`` as the pyfunc); the XGBoost booster with
+  ``mlflow.xgboost.save_model`` (its pyfunc answers the probability of class 1) and the ONNX
+  graph with ``mlflow.onnx.save_model`` (the baseline virtualenv then also holds xgboost-cpu,
+  onnx and onnxruntime at our versions);
 - FastAPI: a plain FastAPI + uvicorn app (one worker) calling ``predict_proba`` per request,
   measured twice: a ``def`` endpoint (FastAPI runs it in its thread pool, as its docs advise
   for blocking calls) and an ``async def`` one (on the event loop); the ratio uses the faster.
+  It loads the joblib pickle (the XGBoost model as ``XGBClassifier``) or, for ONNX, opens an
+  onnxruntime session on the graph.
 
-MLflow and FastAPI live in their own virtualenv under /tmp (created on first run with the
-same scikit-learn and numpy as ours, so the pickled models load identically), never in the
-project's. wrk comes from Debian (``apt-get install -y wrk``); without it a Python asyncio
+MLflow and FastAPI live in their own virtualenv under /tmp, MLServer in another (MLServer
+pins its own FastAPI), each created on first run with the same scikit-learn and numpy as
+ours, so the pickled models load identically; never in the project's. wrk comes from
+Debian (``apt-get install -y wrk``); without it a Python asyncio
 load generator in a separate process is used.
 
 Printed: requests/s, p50 and p99 latency, non-2xx answers and the server's CPU time per
 request (from /proc, summed over the server's process tree, steadier than requests/s on a
 2-core machine shared with the load generator); the ratios ours/MLflow and ours/FastAPI at
-the highest concurrency; and the in-process ``predict_proba`` floor of each model.
+the highest concurrency; and the in-process ``predict_proba`` floor of each model. Before
+the load, ours and MLServer answer every row of the data set and rows placed on the forest's
+split points in one request each, compared with scikit-learn's own answers in this process.
+Then the verdict for the RandomForest (issue 20): ours at least twice MLServer's requests/s
+at the highest concurrency, CPU per request within three times the batched floor (scikit-
+learn's ``predict_proba`` on 100 rows, per row), identical labels: PASS or FAIL.
 """
 
 from __future__ import annotations
@@ -47,6 +67,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
@@ -57,12 +78,21 @@ from sklearn.preprocessing import StandardScaler
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from baseline_venv import IMPORTS as BASELINE_IMPORTS  # noqa: E402
+from baseline_venv import PACKAGES as BASELINE_PACKAGES  # noqa: E402
+from baseline_venv import ensure_baseline_venv  # noqa: E402 - shared with registry_api.py
+
 from ops.artifacts import dump_skops  # noqa: E402
 from ops.profile import profile_frame  # noqa: E402
+from ops.serving.fastpath import edge_rows  # noqa: E402
 from ops.storage import sha256_file  # noqa: E402
 
-BENCH_VENV = Path("/tmp/modelgate-bench-venv")
 ROWS_IN_SCRIPT = 64
+MLSERVER_VENV = Path("/tmp/modelgate-mlserver-venv")
+MLSERVER_BATCH = (32, 10.0)  # its fastest of seven tried here (16-64 rows, 2-20 ms)
+SERVERS = ("ours", "ours-plain", "MLServer", "MLflow", "FastAPI", "FastAPI-async")
+FLOOR = "100 rows numpy (per row)"  # the batched in-process floor the verdict compares with
+SKLEARN_MODELS = ("RandomForest-100", "LogisticRegression")
 
 
 @dataclass
@@ -91,7 +121,51 @@ def train_models() -> tuple[pd.DataFrame, dict]:
     }
     for model in models.values():
         model.fit(frame, target)
+    import xgboost
+
+    models["XGBoost-100"] = xgboost.XGBClassifier(n_estimators=100, max_depth=6,
+                                                  random_state=0).fit(frame, target)
+    models["ONNX-LogReg"] = models["LogisticRegression"]  # converted when saved
     return frame, models
+
+
+def save_artifacts(model_name: str, model, frame: pd.DataFrame, workdir: Path,
+                   slug: str) -> tuple[Path, Path]:
+    """(what our server loads, what FastAPI loads): skops and a joblib pickle for
+    scikit-learn; XGBoost JSON and a pickle of the XGBClassifier; the ONNX graph for both."""
+    pickle_path = workdir / f"{slug}.joblib"
+    if model_name.startswith("ONNX"):
+        from skl2onnx import to_onnx
+
+        path = workdir / f"{slug}.onnx"
+        rows32 = frame.to_numpy(dtype="float32")
+        path.write_bytes(to_onnx(model, rows32[:1], options={"zipmap": False})
+                         .SerializeToString())
+        return path, path
+    joblib.dump(model, pickle_path)
+    if model_name.startswith("XGBoost"):
+        path = workdir / f"{slug}.json"
+        model.save_model(path)
+        return path, pickle_path
+    path = workdir / f"{slug}.skops"
+    path.write_bytes(dump_skops(model))
+    return path, pickle_path
+
+
+def floor_model(model_name: str, model, artifact: Path):
+    """What our server predicts with: the native adapter for XGBoost and ONNX."""
+    if model_name.startswith(("XGBoost", "ONNX")):
+        from ops.native import load_native
+
+        return load_native(artifact)
+    return model
+
+
+def native_pins() -> list[str]:
+    """Our versions of the XGBoost and ONNX runtimes, for MLflow's flavours of them."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("xgboost-cpu", "onnx", "onnxruntime")]
 
 
 def inprocess_floor(frame: pd.DataFrame, model) -> dict:
@@ -105,51 +179,16 @@ def inprocess_floor(frame: pd.DataFrame, model) -> dict:
             ("1 row DataFrame", lambda i: frame.iloc[i:i + 1], 1),
             ("32 rows numpy (per row)", lambda i: rows[i:i + 32], 32),
             ("32 rows DataFrame (per row)", lambda i: frame.iloc[i:i + 32], 32),
+            (FLOOR, lambda i: rows[i:i + 100], 100),
         ):
             model.predict_proba(make(0))
             n = 0
             started = time.perf_counter()
             while time.perf_counter() - started < 1.0:
-                model.predict_proba(make(n % 400))
+                model.predict_proba(make(n % 400 if per < 100 else n % 300))
                 n += 1
             out[label] = (time.perf_counter() - started) / n / per * 1000.0
     return out
-
-
-# -- the baseline virtualenv -----------------------------------------------------------------
-
-def ensure_baseline_venv() -> Path | None:
-    python = BENCH_VENV / "bin" / "python"
-    check = [str(python), "-c", "import mlflow, fastapi, uvicorn, sklearn"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    import numpy
-    import sklearn
-
-    pins = [f"scikit-learn=={sklearn.__version__}", f"numpy=={numpy.__version__}"]
-    packages = ["mlflow", "fastapi", "uvicorn[standard]", *pins]
-    print(f"creating {BENCH_VENV} and installing {' '.join(packages)} (a few minutes)...",
-          flush=True)
-    uv = ROOT / ".venv" / "bin" / "uv"
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    try:
-        if uv.exists():  # uv's pip is the same install, several times faster
-            subprocess.run([str(uv), "venv", "--python", sys.executable, str(BENCH_VENV)],
-                           check=True, capture_output=True, env=env)
-            subprocess.run([str(uv), "pip", "install", "--python", str(python), *packages],
-                           check=True, capture_output=True, env=env)
-        else:
-            subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-            subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True,
-                           env=env)
-    except subprocess.CalledProcessError as e:
-        detail = (e.stderr or b"").decode(errors="replace")[-2000:]
-        print(f"!! installing the baseline virtualenv failed: {detail}", flush=True)
-        return None
-    if subprocess.run(check, capture_output=True).returncode != 0:
-        print("!! the baseline virtualenv does not import mlflow/fastapi", flush=True)
-        return None
-    return python
 
 
 FASTAPI_APP = textwrap.dedent('''
@@ -163,7 +202,20 @@ FASTAPI_APP = textwrap.dedent('''
     from pydantic import BaseModel
 
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
-    model = joblib.load(os.environ["BENCH_MODEL"])
+    if os.environ["BENCH_MODEL"].endswith(".onnx"):
+        import onnxruntime
+
+        class OnnxProba:  # the graph's second output: probabilities
+            def __init__(self, path):
+                self.session = onnxruntime.InferenceSession(path)
+                self.input = self.session.get_inputs()[0].name
+
+            def predict_proba(self, x):
+                return self.session.run(None, {self.input: x.astype(np.float32)})[1]
+
+        model = OnnxProba(os.environ["BENCH_MODEL"])
+    else:
+        model = joblib.load(os.environ["BENCH_MODEL"])
     app = FastAPI()
 
 
@@ -195,14 +247,85 @@ MLFLOW_SAVE = textwrap.dedent('''
     import pandas as pd
     from mlflow.models import infer_signature
 
-    model = joblib.load(sys.argv[1])
     sample = pd.read_json(sys.argv[3], orient="split")
+    if sys.argv[1].endswith(".onnx"):  # the graph itself; a float32 tensor signature, so
+        import mlflow.onnx  # MLflow casts the JSON numbers (it refuses float64 columns)
+        import onnx
+
+        mlflow.onnx.save_model(onnx.load(sys.argv[1]), sys.argv[2],
+                               signature=infer_signature(sample.to_numpy(dtype="float32")))
+        sys.exit()
+    if sys.argv[1].endswith(".json"):  # the XGBoost booster: its pyfunc answers P(class 1)
+        import mlflow.xgboost
+        import xgboost
+
+        booster = xgboost.Booster(model_file=sys.argv[1])
+        mlflow.xgboost.save_model(booster, sys.argv[2], signature=infer_signature(sample))
+        sys.exit()
+    model = joblib.load(sys.argv[1])
     signature = infer_signature(sample, model.predict_proba(sample))
     # MLflow 3's default format is skops; a forest's Tree type must be trusted explicitly.
     mlflow.sklearn.save_model(model, sys.argv[2], signature=signature,
                               pyfunc_predict_fn="predict_proba",
                               skops_trusted_types=["sklearn.tree._tree.Tree"])
 ''')
+
+
+def mlserver_target(workdir: Path, slug: str, pickle_path: Path, sample: np.ndarray,
+                    batch_rows: int, batch_seconds: float) -> tuple | None:
+    """Seldon MLServer serving the joblib file with its scikit-learn runtime: adaptive
+    batching, ``parallel_workers: 0`` (inference in the server's own process, its fastest on
+    two cores), no debug logging; ``None`` when its virtualenv cannot be built."""
+    python = ensure_baseline_venv(MLSERVER_VENV, ["mlserver", "mlserver-sklearn"],
+                                  "mlserver, mlserver_sklearn, sklearn")
+    if python is None:
+        return None
+    folder = workdir / f"mlserver-{slug}"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(pickle_path, folder / "model.joblib")
+    (folder / "settings.json").write_text(json.dumps({"parallel_workers": 0, "debug": False}))
+    (folder / "model-settings.json").write_text(json.dumps({
+        "name": slug, "implementation": "mlserver_sklearn.SKLearnModel",
+        "max_batch_size": int(batch_rows), "max_batch_time": batch_seconds,
+        "parameters": {"uri": "./model.joblib", "version": "v1"}}))
+    bodies = [json.dumps({"inputs": [{"name": "input-0", "shape": [1, len(r)],
+                                      "datatype": "FP64", "data": r.tolist()}],
+                          "outputs": [{"name": "predict_proba"}]}) for r in sample]
+    # Ports through MLServer's environment settings; "{port}" is filled in per run.
+    env = {"MLSERVER_HTTP_PORT": "{port}", "MLSERVER_GRPC_PORT": str(free_port()),
+           "MLSERVER_METRICS_PORT": str(free_port())}
+    return ("MLServer", f"/v2/models/{slug}/infer", bodies,
+            [str(python.parent / "mlserver"), "start", str(folder)], "/v2/health/ready", env,
+            folder)
+
+
+def served_answers(port: int, url_path: str, rows: np.ndarray,
+                   extra: dict) -> tuple[np.ndarray | None, np.ndarray]:
+    """(labels if the server sends them, probabilities) for ``rows`` in one OIP request."""
+    body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64",
+                        "data": rows.ravel().tolist()}], **extra}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{url_path}",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        outputs = {o["name"]: o["data"] for o in json.loads(answer.read())["outputs"]}
+    labels = np.asarray(outputs["predict"]) if "predict" in outputs else None
+    return labels, np.asarray(outputs["predict_proba"], dtype=float).reshape(len(rows), -1)
+
+
+def check_predictions(port: int, url_path: str, rows: np.ndarray, model,
+                      extra: dict) -> dict:
+    """The server's labels and probabilities against scikit-learn's in this process."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = model.predict_proba(rows)
+        expected_labels = model.predict(rows)
+    labels, proba = served_answers(port, url_path, rows, extra)
+    if labels is None:  # MLServer's predict_proba: the labels are its arg-max
+        labels = model.classes_[proba.argmax(axis=1)]
+    return {"rows": len(rows),
+            "labels_identical": bool(np.array_equal(labels, expected_labels)),
+            "proba_max_diff": float(np.abs(proba - expected).max())}
 
 
 # -- servers -----------------------------------------------------------------------------------
@@ -367,31 +490,44 @@ def main() -> None:
     parser.add_argument("--skip-baselines", action="store_true",
                         help="measure only our server")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=SERVERS,
+                        help="measure only these")
+    parser.add_argument("--mlserver-batch", nargs=2, type=float, default=MLSERVER_BATCH,
+                        metavar=("ROWS", "MS"), help="MLServer's max_batch_size and "
+                        "max_batch_time in ms (default: %(default)s, its fastest here)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="measure only these (RandomForest-100, LogisticRegression, "
+                             "XGBoost-100, ONNX-LogReg)")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelgate-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     use_wrk = shutil.which("wrk") is not None
-    print(f"work directory {workdir}; load generator: "
+    print(f"load average {load_average()}; work directory {workdir}; load generator: "
           f"{'wrk (1 thread)' if use_wrk else 'python asyncio (wrk not installed)'}", flush=True)
     frame, models = train_models()
+    if args.models:
+        models = {name: models[name] for name in args.models}
     rows = frame.to_numpy()
     columns = list(frame.columns)
     sample = rows[:ROWS_IN_SCRIPT]
 
-    baseline_python = None if args.skip_baselines else ensure_baseline_venv()
+    wanted = {"MLflow", "FastAPI", "FastAPI-async"} & set(args.servers)
+    baseline_python = None if args.skip_baselines or not wanted else ensure_baseline_venv(
+        packages=[*BASELINE_PACKAGES, *native_pins()],
+        imports=BASELINE_IMPORTS + ", xgboost, onnx, onnxruntime")
     baseline_note = None
-    if not args.skip_baselines and baseline_python is None:
+    if not args.skip_baselines and wanted and baseline_python is None:
         baseline_note = "MLflow/FastAPI virtualenv could not be installed (see above)"
 
     results: list[Result] = []
+    checks: dict[tuple[str, str], dict] = {}
     floors: dict[str, dict] = {}
     profile = profile_frame(frame)
     for model_name, model in models.items():
-        floors[model_name] = inprocess_floor(frame, model)
         slug = model_name.lower().replace("-", "")
-        skops_path = workdir / f"{slug}.skops"
-        skops_path.write_bytes(dump_skops(model))
+        skops_path, pickle_path = save_artifacts(model_name, model, frame, workdir, slug)
+        floors[model_name] = inprocess_floor(frame, floor_model(model_name, model, skops_path))
         plan = {"endpoint": slug, "generation": 1, "variants": [{
             "name": "v1", "version_id": 1, "artifact_uri": f"file://{skops_path}",
             "sha256": sha256_file(skops_path), "weight": 1.0,
@@ -399,8 +535,6 @@ def main() -> None:
             "baseline": profile}]}
         plan_path = workdir / f"{slug}-plan.json"
         plan_path.write_text(json.dumps(plan))
-        pickle_path = workdir / f"{slug}.joblib"
-        joblib.dump(model, pickle_path)
 
         # (name, url path, request bodies, argv with {port}, ready path, extra env, cwd)
         targets = []
@@ -411,6 +545,13 @@ def main() -> None:
                         [sys.executable, "-m", "ops.serving", "--plan", str(plan_path),
                          "--port", "{port}", "--log-level", "warning"],
                         "/v2/health/ready", {}, ROOT))
+        targets.append(("ours-plain", *targets[0][1:5], {"MODELGATE_FAST_TREES": "off"}, ROOT))
+        if "MLServer" in args.servers and not args.skip_baselines and \
+                hasattr(model, "predict_proba") and not model_name.startswith(("XGBoost", "ONNX")):
+            mlserver = mlserver_target(workdir, slug, pickle_path, sample,
+                                       args.mlserver_batch[0], args.mlserver_batch[1] / 1000)
+            if mlserver is not None:
+                targets.append(mlserver)
         if baseline_python is not None:
             mlflow_dir = workdir / f"mlflow-{slug}"
             if not mlflow_dir.exists():
@@ -418,7 +559,8 @@ def main() -> None:
                 frame.head(20).to_json(sample_json, orient="split")
                 (workdir / "mlflow_save.py").write_text(MLFLOW_SAVE)
                 saved = subprocess.run(
-                    [str(baseline_python), str(workdir / "mlflow_save.py"), str(pickle_path),
+                    [str(baseline_python), str(workdir / "mlflow_save.py"),
+                     str(pickle_path if skops_path.suffix == ".skops" else skops_path),
                      str(mlflow_dir), str(sample_json)],
                     env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, capture_output=True,
                     text=True)
@@ -426,6 +568,8 @@ def main() -> None:
                     raise SystemExit(f"saving the MLflow model failed:\n{saved.stderr[-3000:]}")
             mlflow_bodies = [json.dumps({"dataframe_split": {"columns": columns,
                                                              "data": [r.tolist()]}})
+                             if skops_path.suffix != ".onnx" else
+                             json.dumps({"inputs": [r.tolist()]})  # its tensor signature
                              for r in sample]
             targets.append(("MLflow", "/invocations", mlflow_bodies,
                             [str(baseline_python.parent / "mlflow"), "models", "serve", "-m",
@@ -445,17 +589,26 @@ def main() -> None:
                                 "/ping", {"BENCH_MODEL": str(pickle_path)}, workdir))
 
         for server_name, url_path, bodies, argv, ready_path, env, cwd in targets:
+            if server_name not in args.servers:
+                continue
             script = workdir / f"{server_name}-{slug}.lua"
             lua_script(script, url_path, bodies)
             bodies_file = workdir / f"{server_name}-{slug}.json"
             bodies_file.write_text(json.dumps(bodies))
             port = free_port()
             server = Server(server_name, [a.replace("{port}", str(port)) for a in argv], port,
-                            ready_path, workdir / f"{server_name.lower()}-{slug}.log", env=env,
+                            ready_path, workdir / f"{server_name.lower()}-{slug}.log",
+                            env={k: v.replace("{port}", str(port)) for k, v in env.items()},
                             cwd=cwd)
             try:
                 server.wait_ready()
                 check_answer(port, url_path, bodies[0], server_name)
+                if server_name in ("ours", "ours-plain", "MLServer") and \
+                        model_name in SKLEARN_MODELS:
+                    check_rows = np.concatenate([rows, edge_rows(model, rows[:16])])
+                    extra = json.loads(bodies[0]).get("outputs")
+                    checks[(server_name, model_name)] = check_predictions(
+                        port, url_path, check_rows, model, {"outputs": extra} if extra else {})
 
                 def load(c, d, port=port, script=script, url_path=url_path,
                          bodies_file=bodies_file):
@@ -481,6 +634,7 @@ def main() -> None:
                 server.stop()
 
     report(results, floors, max(args.concurrency), baseline_note)
+    verdict(results, floors, checks, max(args.concurrency))
 
 
 def check_answer(port: int, url_path: str, body: str, server_name: str) -> None:
@@ -508,7 +662,8 @@ def report(results: list[Result], floors: dict, top: int, note: str | None) -> N
             continue
         fastapi = [r for r in (by.get((n, model, top)) for n in ("FastAPI", "FastAPI-async")) if r]
         best_fastapi = max(fastapi, key=lambda r: r.rps) if fastapi else None
-        for other, theirs in (("MLflow", by.get(("MLflow", model, top))),
+        for other, theirs in (("MLServer", by.get(("MLServer", model, top))),
+                              ("MLflow", by.get(("MLflow", model, top))),
                               ("FastAPI", best_fastapi)):
             if theirs is None:
                 print(f"{model}: ours/{other} at c={top}: not measured")
@@ -522,6 +677,37 @@ def report(results: list[Result], floors: dict, top: int, note: str | None) -> N
     print("in-process predict_proba floor (ms per row):")
     for model, floor in floors.items():
         print(f"  {model:19s} " + ", ".join(f"{k}: {v:.3f}" for k, v in floor.items()))
+
+
+def verdict(results: list[Result], floors: dict, checks: dict, top: int) -> bool:
+    """Issue 20's target for the RandomForest, from this run alone: PASS or FAIL."""
+    print()
+    for (server, model), check in checks.items():
+        print(f"predictions of {server} for {model}: labels "
+              f"{'identical to' if check['labels_identical'] else 'DIFFERENT from'} "
+              f"scikit-learn's on {check['rows']} rows (data set and split points), "
+              f"probabilities within {check['proba_max_diff']:.2g}")
+    model = "RandomForest-100"
+    by = {(r.server, r.model, r.concurrency): r for r in results}
+    ours, theirs = by.get(("ours", model, top)), by.get(("MLServer", model, top))
+    floor = floors.get(model, {}).get(FLOOR)
+    if ours is None or theirs is None or floor is None or ("ours", model) not in checks:
+        print(f"verdict ({model}): not measured (needs ours and MLServer at c={top})")
+        return False
+    ratio = ours.rps / theirs.rps
+    cpu_ratio = ours.cpu_ms_per_request / floor if ours.cpu_ms_per_request else float("inf")
+    same = checks[("ours", model)]["labels_identical"]
+    ok = ratio >= 2.0 and cpu_ratio <= 3.0 and same and ours.non_2xx == 0
+    print(f"verdict ({model}, c={top}): {'PASS' if ok else 'FAIL'}: "
+          f"x{ratio:.2f} MLServer's requests/s (target >= 2), p99 {ours.p99_ms:.1f} ms vs "
+          f"{theirs.p99_ms:.1f} ms; CPU {ours.cpu_ms_per_request:.3f} ms a request = "
+          f"x{cpu_ratio:.2f} the batched floor of {floor:.3f} ms a row (target <= 3); "
+          f"labels {'identical' if same else 'DIFFERENT'}; load average {load_average()}")
+    return ok
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ No Django. ``explain(model, X, background)`` picks:
 - **permutation**: ``shap.PermutationExplainer`` on the model's output with a k-means
   summary of the background (at most ``BACKGROUND`` points) for anything else.
 
+Native models (``ops.native``) say which they allow: XGBoost and LightGBM boosters the tree
+explainer (on the booster, in log-odds for classifiers), ONNX graphs the permutation one.
+
 What is explained, per task: a classifier's **positive class** (the last class) — in
 log-odds for linear and boosted models (``decision_function``), in probability for forests
 and the model-agnostic explainer (``predict_proba``); a regressor's prediction. With more
@@ -83,6 +86,9 @@ def _final(model):
 
 
 def choose_method(model) -> str:
+    native = getattr(model, "shap_method", None)  # XGBoost/LightGBM: tree; ONNX: permutation
+    if isinstance(native, str):
+        return native
     pre, final = _final(model)
     name = _name(final)
     if pre is None and any(name.startswith(t) for t in TREE_TYPES):
@@ -179,8 +185,12 @@ def explain(model, X, background=None, *, feature_names: list[str] | None = None
 
 
 def _tree(shap, model, frame, classifier):
-    explainer = shap.TreeExplainer(model)
-    raw = explainer.shap_values(frame, check_additivity=False)
+    # A native booster is explained itself, on a matrix in its feature order (the adapter
+    # around it is what predicts).
+    booster = getattr(model, "shap_model", None)
+    explainer = shap.TreeExplainer(booster if booster is not None else model)
+    raw = explainer.shap_values(frame if booster is None else model.matrix(frame),
+                                check_additivity=False)
     if isinstance(raw, list):  # older SHAP: one array per class
         raw = np.stack(raw, axis=-1)
     values = _positive_column(raw)
@@ -227,7 +237,8 @@ def _permutation(shap, model, frame, back, classifier, rng):
     points = min(BACKGROUND, len(back))
     summary = shap.kmeans(back.to_numpy(dtype=float), points) if len(back) > points \
         else back.to_numpy(dtype=float)
-    data = summary.data if hasattr(summary, "data") else summary
+    # shap.kmeans gives a DenseData (points in .data); a numpy array's own .data is a buffer
+    data = summary if isinstance(summary, np.ndarray) else summary.data
     if classifier:
         def f(x):
             return model.predict_proba(pd.DataFrame(x, columns=names))[:, -1]

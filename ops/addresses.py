@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -71,3 +72,19 @@ def first_non_public(host: str) -> str | None:
         if not is_public(address):
             return address
     return None
+
+
+def url_non_public(url: str) -> str | None:
+    """The first address the host of ``url`` resolves to that is not public, or None.
+
+    The host is read by the parser that connects (urllib3's, under requests) as well as the
+    standard library's: where they differ (``http://127.0.0.1\\@example.com/``), either one
+    being private refuses it."""
+    from urllib3.util import parse_url
+
+    hosts = {urlsplit(url).hostname or ""}
+    try:
+        hosts.add((parse_url(url).host or "").strip("[]").lower())
+    except ValueError:
+        pass
+    return next(filter(None, (first_non_public(host) for host in sorted(hosts))), None)

@@ -25,12 +25,16 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ops import native
 from ops.exceptions import ArtifactError, UnsafeArtifactError
+from ops.native import LIGHTGBM, ONNX, XGBOOST
 from ops.schema import Feature
 
 SKOPS = "skops"
 PICKLE = "pickle"
-FORMATS = (SKOPS, PICKLE)
+# Every format but PICKLE loads without running code (XGBoost, LightGBM, ONNX: ops.native).
+FORMATS = (SKOPS, PICKLE, XGBOOST, LIGHTGBM, ONNX)
+HEAD_BYTES = native.HEAD_BYTES
 
 # Types outside skops' own defaults that scikit-learn's common estimators need. Anything
 # not listed here (or in the caller's extra list) makes the load fail with its name.
@@ -65,21 +69,27 @@ class ArtifactReport:
 
 
 def detect_format(head: bytes) -> str:
-    """Tell the artifact format from its first bytes, without loading anything."""
+    """Tell the artifact format from its first bytes (``HEAD_BYTES`` of them), without
+    loading anything. The bytes decide, never a file name: a pickle called model.json is a
+    pickle, and the unsafe-format policy applies to it."""
     if head.startswith(b"PK\x03\x04"):
         return SKOPS
     # Pickle protocol 2+ starts with PROTO (0x80); joblib's compressed files start with a
     # zlib header ("x") or joblib's own "ZF" marker.
     if head[:1] == b"\x80" or head[:2] in (b"x\x01", b"x\x5e", b"x\x9c", b"x\xda", b"ZF"):
         return PICKLE
+    found = native.sniff(head)
+    if found is not None:
+        return found
     raise ArtifactError(
-        "the file is neither a skops archive nor a pickle/joblib file", code="not_a_model"
+        "the file is neither a skops archive nor an XGBoost (JSON, UBJSON), LightGBM (text) "
+        "or ONNX model, nor a pickle/joblib file", code="not_a_model"
     )
 
 
 def detect_file_format(path: Path) -> str:
     with open(path, "rb") as handle:
-        return detect_format(handle.read(8))
+        return detect_format(handle.read(HEAD_BYTES))
 
 
 MAX_MEMBERS = 10_000
@@ -133,6 +143,8 @@ def load_model(path: Path, *, allow_unsafe: bool = False, extra_trusted: tuple[s
     fmt = detect_file_format(path)
     if fmt == SKOPS:
         return _load_skops(path, extra_trusted)
+    if fmt in native.NATIVE_FORMATS:
+        return native.load_native(path, fmt)
     if _unsafe_refused_in:
         raise UnsafeArtifactError(
             f"pickle/joblib artifacts are never loaded in {_unsafe_refused_in}; a worker "
@@ -195,6 +207,8 @@ def inspect_model(
     row of zeros is used.
     """
     estimator = estimator_name(model)
+    if hasattr(model, "check_task"):  # a native model knows what it computes
+        model.check_task(task)
     if not callable(getattr(model, "predict", None)):
         raise ArtifactError(f"{estimator} has no predict method", code="not_a_model")
     if task == CLASSIFICATION and not callable(getattr(model, "predict_proba", None)):
@@ -205,7 +219,9 @@ def inspect_model(
     n_features = getattr(model, "n_features_in_", None)
     names = getattr(model, "feature_names_in_", None)
     names = [str(n) for n in names] if names is not None else None
-    declared = [f.name for f in input_schema]
+    # A native model may store names its own way (LightGBM: "mean radius" as "mean_radius").
+    stored_as = getattr(model, "feature_name_of", None)
+    declared = [stored_as(f.name) if stored_as else f.name for f in input_schema]
     expected = ("; the model was fitted on " + _listed(names)) if names else ""
     if n_features is not None and int(n_features) != len(declared):
         raise ArtifactError(
@@ -248,11 +264,11 @@ def inspect_model(
     return ArtifactReport(
         format=fmt,
         estimator=estimator,
-        framework=_framework(module),
+        framework=getattr(model, "framework", None) or _framework(module),
         n_features=int(n_features) if n_features is not None else None,
         feature_names=names,
         classes=[_plain(c) for c in classes] if classes is not None else [],
-        unsafe=fmt != SKOPS,
+        unsafe=fmt == PICKLE,
     )
 
 
@@ -298,7 +314,10 @@ def public_name(qualified: str) -> str:
 def estimator_name(model) -> str:
     """The estimator's public class path; a pipeline's steps follow in parentheses
     (``sklearn.pipeline.Pipeline(StandardScaler → LogisticRegression)``), at most 200
-    characters as the version stores it."""
+    characters as the version stores it. A native model names itself
+    (``xgboost.Booster (binary:logistic)``)."""
+    if isinstance(getattr(model, "estimator_name", None), str):
+        return model.estimator_name[:200]
     name = public_name(f"{type(model).__module__}.{type(model).__qualname__}")
     steps = getattr(model, "steps", None)
     if isinstance(steps, list) and steps:
@@ -324,7 +343,7 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def read_head(fileobj: io.BufferedIOBase, size: int = 8) -> bytes:
+def read_head(fileobj: io.BufferedIOBase, size: int = HEAD_BYTES) -> bytes:
     """Read the first bytes of an open file and rewind it."""
     position = fileobj.tell()
     head = fileobj.read(size)

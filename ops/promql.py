@@ -39,6 +39,12 @@ PREDICTION_MOMENTS = "modelgate_prediction_moments"  # counter, + moment: positi
 QUEUE_DEPTH = "modelgate_queue_depth"  # gauge
 VARIANT_WEIGHT = "modelgate_variant_weight"  # gauge: share of live traffic
 VARIANT_LOADED = "modelgate_variant_loaded"  # gauge
+VARIANT_PREDICTOR = "modelgate_variant_predictor"  # gauge 1, + predictor, reason (decision 63)
+# Multi-model endpoints (decision 68), endpoint only (+ event):
+MULTIMODEL_LOADED = "modelgate_multimodel_loaded_models"  # gauge
+MULTIMODEL_BYTES = "modelgate_multimodel_loaded_bytes"  # gauge
+MULTIMODEL_BUDGET = "modelgate_multimodel_budget_bytes"  # gauge
+MULTIMODEL_EVENTS = "modelgate_multimodel_events"  # counter, + event: load, evict, refused...
 
 # -- the portal's drift gauges (+ project, model; feature where per feature) -----------------
 

@@ -87,14 +87,20 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-def convert_pickle(data: bytes, limits: SandboxLimits = SandboxLimits()) -> Conversion:
+def convert_pickle(data: bytes, limits: SandboxLimits = SandboxLimits(),
+                   allowed_globals: frozenset[str] | set[str] | None = None) -> Conversion:
     """The skops bytes of the model in pickle/joblib ``data``, loaded in a confined child.
 
-    Raises ``ArtifactError`` with the child's reason: the pickle failed to load or raised,
-    the model cannot be written as skops, or a limit was hit (``sandbox_limit``).
+    ``allowed_globals``: the child unpickles with an unpickler that looks up only these
+    ``module.name``s and refuses any other (a plain pickle then, not joblib's containers;
+    ``ops.pickles`` reads them beforehand). Raises ``ArtifactError`` with the child's
+    reason: the pickle failed to load or raised, the model cannot be written as skops, or
+    a limit was hit (``sandbox_limit``).
     """
     command = [sys.executable, "-s", "-m", "ops.sandbox", "--user", limits.user,
                "--memory", str(limits.memory_bytes), "--cpu", str(limits.cpu_seconds)]
+    if allowed_globals is not None:
+        command += ["--allow-globals", ",".join(sorted(allowed_globals))]
     try:
         done = subprocess.run(command, input=data, capture_output=True,
                               timeout=limits.wall_seconds, env=child_environment(),
@@ -168,12 +174,25 @@ def confine(*, user: str, memory_bytes: int, cpu_seconds: int) -> dict:
     return isolation
 
 
-def _convert(data: bytes) -> bytes:
+def _restricted_load(data: bytes, allowed: set[str]):
+    import pickle
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            if f"{module}.{name}" not in allowed:
+                raise pickle.UnpicklingError(f"{module}.{name} is not a trusted type")
+            return super().find_class(module, name)
+
+    return Restricted(io.BytesIO(data)).load()
+
+
+def _convert(data: bytes, allowed_globals: set[str] | None = None) -> bytes:
     import joblib
     import skops.io as sio
 
     try:
-        model = joblib.load(io.BytesIO(data))
+        model = (joblib.load(io.BytesIO(data)) if allowed_globals is None
+                 else _restricted_load(data, allowed_globals))
     except MemoryError as e:
         raise ArtifactError("loading the pickle ran out of the sandbox's memory",
                             code="sandbox_limit") from e
@@ -194,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default="nobody")
     parser.add_argument("--memory", type=int, default=SandboxLimits.memory_bytes)
     parser.add_argument("--cpu", type=int, default=SandboxLimits.cpu_seconds)
+    parser.add_argument("--allow-globals", default=None,
+                        help="comma-separated module.name list: unpickle only these")
     args = parser.parse_args(argv)
+    allowed = None if args.allow_globals is None else set(filter(None, args.allow_globals.split(",")))
     # Import what unpickling a common model needs before the limits (NPROC 0 refuses the
     # threads some libraries start on import), before the switch to a user who may not read
     # the Python installation, and before untrusted bytes are read.
@@ -207,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     isolation = confine(user=args.user, memory_bytes=args.memory, cpu_seconds=args.cpu)
     data = sys.stdin.buffer.read()
     try:
-        converted = _convert(data)
+        converted = _convert(data, allowed)
     except ArtifactError as e:
         sys.stderr.write(json.dumps({"error": e.detail, "code": e.code,
                                      "isolation": isolation}) + "\n")

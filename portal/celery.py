@@ -70,7 +70,7 @@ class BoundedTask(Task):
 app = Celery("modelgate", task_cls=BoundedTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.imports = ("workers.registry", "workers.releases", "workers.notifications",
-                    "workers.monitoring")
+                    "workers.monitoring", "workers.retraining")
 
 
 @worker_init.connect

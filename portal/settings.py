@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "portal.notifications",
     "portal.monitoring",
     "portal.experiments",
+    "portal.retraining",
     "portal.api",
     "portal.web",
 ]
@@ -293,8 +294,27 @@ DEFAULT_FROM_EMAIL = env_str("MODELGATE_FROM_EMAIL", "modelgate@localhost")
 # trusted origin (the public address of an installation behind a proxy), else gunicorn's.
 MODELGATE_BASE_URL = (env_str("MODELGATE_BASE_URL", "") or next(iter(CSRF_TRUSTED_ORIGINS), "")
                       or "http://127.0.0.1:8000").rstrip("/")
+# Retraining targets (portal/retraining/targets.py): the orchestrators rules may start runs
+# on, with their addresses and credentials, JSON {"name": {"kind": "airflow", ...}}; unset:
+# none (a rule may still use its own signed webhook). Beat looks at the rules this often.
+try:
+    MODELGATE_RETRAINING_TARGETS = json.loads(env_str("MODELGATE_RETRAINING_TARGETS", "")
+                                              or "null")
+except ValueError as e:
+    raise ImproperlyConfigured(f"MODELGATE_RETRAINING_TARGETS is not valid JSON: {e}") from e
+MODELGATE_RETRAINING_CHECK_SECONDS = env_int("MODELGATE_RETRAINING_CHECK_SECONDS", 60)
 # Webhooks to loopback, private or link-local addresses are refused unless this is set.
 MODELGATE_WEBHOOK_ALLOW_PRIVATE = env_bool("MODELGATE_WEBHOOK_ALLOW_PRIVATE", False)
+# MLflow as the training side (decision 66). The operator's tracking server, with MLflow's
+# own variable names; its credentials go to it alone, never to an address an owner typed.
+# Other servers must be on public addresses unless MODELGATE_MLFLOW_ALLOW_PRIVATE is set.
+MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI", "").rstrip("/")
+MLFLOW_TRACKING_TOKEN = env_str("MLFLOW_TRACKING_TOKEN", "")
+MLFLOW_TRACKING_USERNAME = env_str("MLFLOW_TRACKING_USERNAME", "")
+MLFLOW_TRACKING_PASSWORD = env_str("MLFLOW_TRACKING_PASSWORD", "")
+MODELGATE_MLFLOW_ALLOW_PRIVATE = env_bool("MODELGATE_MLFLOW_ALLOW_PRIVATE", False)
+MODELGATE_MLFLOW_POLL_SECONDS = env_int("MODELGATE_MLFLOW_POLL_SECONDS", 300)
+MODELGATE_MLFLOW_TIMEOUT = env_int("MODELGATE_MLFLOW_TIMEOUT", 30)
 # Model servers sign prediction ids with a key per endpoint derived from this secret, so
 # feedback cannot name a variant of its choosing. Changing it invalidates the ids issued
 # before (their feedback is refused): set it once, apart from DJANGO_SECRET_KEY if that
@@ -385,7 +405,7 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("MODELGATE_CELERY_QUEUE", "modelgate")
 MODELGATE_ROLLOUT_QUEUE = env_str("MODELGATE_ROLLOUT_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}-rollouts")
 ROLLOUT_TASKS = ("workers.releases.start_deployment", "workers.releases.advance_deployment",
                  "workers.releases.reconcile_deployments", "workers.releases.expire_requests",
-                 "workers.monitoring.poll_alerts")
+                 "workers.monitoring.poll_alerts", "workers.releases.apply_multimodel_endpoint")
 CELERY_TASK_ROUTES = {name: {"queue": MODELGATE_ROLLOUT_QUEUE} for name in ROLLOUT_TASKS}
 # Each queue on an exchange and routing key of its own (Celery would otherwise bind both to
 # the default queue's, and a message sent there would reach both).
@@ -468,6 +488,10 @@ CELERY_BEAT_SCHEDULE = {
                     "schedule": float(MODELGATE_ALERT_POLL_SECONDS)},
     "checkpoint-audit-chain": {"task": "workers.monitoring.checkpoint_audit_chain",
                                "schedule": float(max(MODELGATE_AUDIT_CHECKPOINT_SECONDS, 1))},
+    "poll-mlflow-follows": {"task": "workers.registry.poll_mlflow_follows",
+                            "schedule": float(max(MODELGATE_MLFLOW_POLL_SECONDS, 1))},
+    "evaluate-retraining-rules": {"task": "workers.retraining.evaluate_rules",
+                                  "schedule": float(max(MODELGATE_RETRAINING_CHECK_SECONDS, 1))},
 }
 
 REST_FRAMEWORK = {
@@ -477,7 +501,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated",
                                    "portal.accounts.permissions.TokenScopes"],
-    "DEFAULT_THROTTLE_CLASSES": ["portal.api.throttling.ActionThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["portal.accounts.throttling.AccountThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "tokens": env_str("MODELGATE_RATE_TOKENS", "20/hour"),
         "uploads": env_str("MODELGATE_RATE_UPLOADS", "120/hour"),
@@ -501,7 +525,7 @@ REST_FRAMEWORK = {
     ],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",  # APIClient bodies as real clients send them
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "portal.api.renderers.JSONRenderer",  # DRF's JSON, written by orjson
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -530,6 +554,13 @@ SPECTACULAR_SETTINGS = {
         "ExperimentStatusEnum": "portal.experiments.choices.ExperimentStatus",
         "EvaluationStatusEnum": "portal.registry.choices.EvaluationStatus",
         "ExplanationStatusEnum": "portal.registry.choices.ExplanationStatus",
+        # Retraining's trigger state and target kind would take these two names by hash:
+        # the alerts' state and the outcomes' kind keep them (decision 67).
+        "StateEnum": "portal.monitoring.choices.AlertState",
+        "KindEnum": "portal.experiments.choices.OutcomeKind",
+        "RetrainingTriggerStateEnum": "portal.retraining.choices.TriggerState",
+        "RetrainingConditionEnum": "portal.retraining.choices.Condition",
+        "RetrainingTargetKindEnum": "portal.retraining.choices.kind_choices",
     },
 }
 

@@ -31,6 +31,7 @@ urlpatterns = [
     path("", include("portal.notifications.urls")),
     path("", include("portal.monitoring.urls")),
     path("", include("portal.experiments.urls")),
+    path("", include("portal.retraining.urls")),
     path("", include("portal.accounts.urls")),
     path("", include("portal.web.urls")),
 ]

@@ -78,3 +78,39 @@ def requeue_stuck_work(older_than_seconds: int = 120) -> int:
     from portal.registry import services
 
     return services.requeue_stuck_work(older_than_seconds)
+
+
+# MLflow (decision 66). The download is bounded by MODELGATE_MLFLOW_TIMEOUT per request and
+# the artifact size limit; a pickle's conversion by the sandbox's limits.
+MLFLOW_IMPORT_RETRIES = 5
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError, InterfaceError), retry_backoff=True,
+             max_retries=MLFLOW_IMPORT_RETRIES, soft_time_limit=600, time_limit=630,
+             on_time_limit="portal.registry.services.mlflow:import_timed_out")
+def import_mlflow_version(self, import_id: int) -> None:
+    """Download a model version from MLflow and register it; an unreachable server is tried
+    again with backoff, and the last attempt records the import failed with the reason."""
+    from portal.registry.services import mlflow
+
+    final = self.request.retries >= MLFLOW_IMPORT_RETRIES
+    try:
+        mlflow.run_import(import_id, final_attempt=final)
+    except TransientError as e:
+        raise self.retry(exc=e, countdown=min(300, 10 * 2 ** self.request.retries)) from e
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def sync_mlflow_follow(follow_id: int) -> int:
+    """Look at MLflow for the versions a follow selects and request their imports."""
+    from portal.registry.services import mlflow
+
+    return len(mlflow.sync_follow(follow_id))
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def poll_mlflow_follows() -> int:
+    """Beat: a look at MLflow for every follow (where its webhooks are not available)."""
+    from portal.registry.services import mlflow
+
+    return mlflow.poll_follows()

@@ -64,3 +64,12 @@ def reconcile_deployments() -> int:
     from portal.releases import deployments
 
     return deployments.reconcile()
+
+
+@shared_task(autoretry_for=RETRIED, retry_backoff=True, retry_jitter=False, max_retries=5,
+             **ROLLOUT_LIMITS)
+def apply_multimodel_endpoint(endpoint_id: int) -> str:
+    """Apply a multi-model endpoint's catalog (decision 68)."""
+    from portal.releases import multimodel
+
+    return multimodel.apply_endpoint(endpoint_id)

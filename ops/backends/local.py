@@ -49,13 +49,18 @@ from ops.serving.ids import INSTANCE_ENV, KEY_ENV
 # prediction-id secret, which a model server has no use for.
 SERVER_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "VIRTUAL_ENV", "PYTHONPATH",
               "MODELGATE_THREADS", "MODELGATE_MAX_BATCH", "MODELGATE_BATCH_TIMEOUT_MS",
-              "MODELGATE_MAX_QUEUE", "MODELGATE_LOG_LEVEL", "MODELGATE_MAX_UNPACKED_BYTES",
-              "MODELGATE_MAX_BODY_BYTES")
+              "MODELGATE_BATCH_IDLE_ROUNDS", "MODELGATE_MAX_QUEUE", "MODELGATE_LOG_LEVEL",
+              "MODELGATE_MAX_UNPACKED_BYTES", "MODELGATE_MAX_BODY_BYTES",
+              "MODELGATE_FAST_TREES", "MODELGATE_FAST_TREES_TOLERANCE",
+              "MODELGATE_FAST_TREES_THREADS")
 SERVER_ENV_PREFIXES = ("AWS_",)
 
 
 class LocalBackend(Backend):
     kind = "local"
+    # What the server is started on; the multi-model subclass serves a catalog instead.
+    SERVED_FILE = "plan.json"
+    SERVED_FLAG = "--plan"
 
     def __init__(self, state_dir: str, port: int | None = None, ports: dict | None = None,
                  host: str = "127.0.0.1", python: str | None = None,
@@ -106,7 +111,7 @@ class LocalBackend(Backend):
             return None  # another user's process: not a server this backend started
         if _is_zombie(pid):
             return None
-        return pid if _serves_plan(pid, self._dir(endpoint) / "plan.json") else None
+        return pid if _serves_plan(pid, self._dir(endpoint) / self.SERVED_FILE) else None
 
     def _check_owner(self, endpoint: str) -> None:
         """Refuse to act on an endpoint folder another environment owns."""
@@ -153,7 +158,7 @@ class LocalBackend(Backend):
         (folder / "instance").write_text(instance)
         env[INSTANCE_ENV] = instance
         process = subprocess.Popen(
-            [self.python, "-m", "ops.serving", "--plan", str(folder / "plan.json"),
+            [self.python, "-m", "ops.serving", self.SERVED_FLAG, str(folder / self.SERVED_FILE),
              "--host", self.host, "--port", str(self._port(endpoint))],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
             cwd=Path(__file__).resolve().parents[2])

@@ -127,6 +127,10 @@ class VariantCollector:
                                    "the variant (0 for the shadow).", labels=["endpoint", "variant"])
         loaded = GaugeMetricFamily(promql.VARIANT_LOADED, "1 when the variant's model is "
                                    "loaded and serving.", labels=["endpoint", "variant"])
+        predictor = GaugeMetricFamily(
+            promql.VARIANT_PREDICTOR, "1 for what computes the variant's predictions: "
+            "onnxruntime (a tree ensemble proven exact at load) or the model, and why.",
+            labels=["endpoint", "variant", "predictor", "reason"])
         if state is not None:
             endpoint = state.plan.endpoint
             shares = state.router.shares
@@ -147,4 +151,6 @@ class VariantCollector:
                 queue.add_metric(labels, variant.batcher.queued_rows)
                 weight.add_metric(labels, shares.get(name, 0.0))
                 loaded.add_metric(labels, 1)
-        yield from (bins, missing, classes, values, moments, queue, weight, loaded)
+                predictor.add_metric([*labels, variant.predictor.predictor,
+                                      variant.predictor.reason], 1)
+        yield from (bins, missing, classes, values, moments, queue, weight, loaded, predictor)

@@ -1,6 +1,7 @@
 """Command line and process set-up of the model server.
 
-``python -m ops.serving --plan PLAN.json --port P [--host 127.0.0.1]`` serves a plan file.
+``python -m ops.serving --plan PLAN.json --port P [--host 127.0.0.1]`` serves a plan file;
+``--catalog CATALOG.json`` instead serves a multi-model endpoint (``multimodel_app``).
 SageMaker starts containers as ``docker run IMAGE serve`` with ``SAGEMAKER_BIND_TO_PORT``
 set (8080 when absent) and the model under ``/opt/ml/model``: in that mode the server binds
 0.0.0.0 on that port and reads ``/opt/ml/model/plan.json`` unless ``--plan`` says otherwise.
@@ -19,6 +20,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ops.serving import fastpath
 from ops.serving.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_SHADOW_TOLERANCE, ModelServer
 from ops.serving.ids import KEY_ENV, Signer
 from ops.serving.metrics import ServerMetrics
@@ -45,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("command", nargs="?", choices=["serve"],
                         help="'serve': SageMaker mode (also when SAGEMAKER_BIND_TO_PORT is set)")
     parser.add_argument("--plan", type=Path, help="serving plan JSON file (watched for changes)")
+    parser.add_argument("--catalog", type=Path, help="multi-model mode: the catalog JSON file "
+                        "of the models to load on demand (watched; decision 68)")
     parser.add_argument("--port", type=int, help="port to listen on")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; "
                         "0.0.0.0 in SageMaker mode)")
@@ -79,6 +83,7 @@ def build_app(args: argparse.Namespace) -> ModelServer:
     import prometheus_client
 
     silence_feature_name_warning()
+    fastpath.settings()  # a bad MODELGATE_FAST_TREES_* value stops the server here
     # No "_created" series: they double the exposition and no rule reads them.
     prometheus_client.disable_created_metrics()
     metrics = ServerMetrics()
@@ -88,8 +93,6 @@ def build_app(args: argparse.Namespace) -> ModelServer:
                                max_batch_rows=args.max_batch, max_queue_rows=args.max_queue,
                                concurrency=args.batch_concurrency,
                                idle_rounds=args.batch_idle_rounds)
-    manager = PlanManager(args.plan, metrics, executor, batching,
-                          poll_interval=args.poll_interval)
     try:
         signer = Signer.from_environment()
     except (OSError, ValueError) as e:
@@ -97,6 +100,11 @@ def build_app(args: argparse.Namespace) -> ModelServer:
     if signer is None:
         log.warning("no %s: prediction ids are unsigned and the portal refuses feedback on "
                     "them", KEY_ENV)
+    multimodel = _multimodel_app(args, metrics, executor, batching, signer)
+    if multimodel is not None:
+        return multimodel
+    manager = PlanManager(args.plan, metrics, executor, batching,
+                          poll_interval=args.poll_interval)
     return ModelServer(manager, metrics, max_body_bytes=args.max_body_bytes,
                        shadow_tolerance=args.shadow_tolerance, signer=signer)
 
@@ -107,8 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     if sagemaker:
         args.port = _env_int("SAGEMAKER_BIND_TO_PORT", args.port or 8080)
         args.host = args.host or "0.0.0.0"
-        args.plan = args.plan or SAGEMAKER_PLAN
-    if args.plan is None or args.port is None:
+        args.plan = args.plan or (None if _multi_model_mode(args) else SAGEMAKER_PLAN)
+    if (args.plan is None and not _multi_model_mode(args)) or args.port is None:
         raise SystemExit("--plan and --port are required (or run 'serve' for SageMaker mode)")
     args.host = args.host or "127.0.0.1"
     logging.basicConfig(level=args.log_level.upper(),
@@ -116,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     app = build_app(args)
-    log.info("model server on %s:%s, plan %s%s", args.host, args.port, args.plan,
+    log.info("model server on %s:%s, %s %s%s", args.host, args.port,
+             "plan" if args.plan else "catalog", args.plan or args.catalog or "(SageMaker's)",
              " (SageMaker mode)" if sagemaker else "")
     config = uvicorn.Config(
         app, host=args.host, port=args.port, workers=1, loop=_choice("uvloop", "asyncio"),
@@ -125,6 +134,25 @@ def main(argv: list[str] | None = None) -> None:
         backlog=2048, timeout_keep_alive=75,
     )
     uvicorn.Server(config).run()
+
+
+def _multi_model_mode(args: argparse.Namespace) -> bool:
+    from ops.serving.multimodel_app import MODE_ENV
+
+    return args.catalog is not None or os.environ.get(MODE_ENV) == "sagemaker"
+
+
+def _multimodel_app(args, metrics, executor, batching, signer):
+    """The multi-model server (decision 68) when ``--catalog`` or SageMaker's multi-model
+    mode asks for it, else ``None``."""
+    if not _multi_model_mode(args):
+        return None
+    from ops.serving.multimodel_app import MultiModelServer, sagemaker_catalog
+
+    first = None if args.catalog is not None else sagemaker_catalog()
+    return MultiModelServer(args.catalog, metrics, executor, batching,
+                            poll_interval=args.poll_interval, signer=signer,
+                            max_body_bytes=args.max_body_bytes, sagemaker_catalog=first)
 
 
 def _choice(preferred: str, fallback: str) -> str:

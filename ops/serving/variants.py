@@ -11,6 +11,10 @@ that selects columns by name), one DataFrame is built per BATCH, never per row.
 Classifiers. When the final estimator's ``predict`` is by construction the arg-max of
 ``predict_proba`` (forests, trees, boosting, logistic regression, ...) and the probe agrees,
 the server calls ``predict_proba`` once and derives the labels, halving a forest's cost.
+
+Tree ensembles. A numpy-path forest or boosting model is compiled for onnxruntime when the
+compiled predictor answers the probe and split-point rows as the model does
+(``ops.serving.fastpath``, decision 63); ``predictor`` says which one serves, and why.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from ops.artifacts import (
 from ops.exceptions import ArtifactError, PermanentError, StorageError
 from ops.plan import Variant
 from ops.schema import Feature, SchemaError, parse_input_schema
+from ops.serving import fastpath
 from ops.serving.batching import MicroBatcher
 from ops.serving.binning import DEFAULT_VALUE_EDGES, ClassCounter, FeatureBinner, ValueHistogram
 from ops.serving.exceptions import NonFinitePrediction, PredictFailed, VariantLoadError
@@ -65,6 +70,7 @@ ARGMAX_ESTIMATORS = (
     "sklearn.naive_bayes.",
     "sklearn.discriminant_analysis.",
     "sklearn.neural_network._multilayer_perceptron.",
+    "ops.native.",  # XGBoost, LightGBM, ONNX adapters: predict is that arg-max by design
 )
 
 
@@ -92,6 +98,9 @@ class Prediction:
 
 class LoadedVariant:
     """A variant's model ready to predict, with its batcher and its live distributions."""
+
+    fast: fastpath.FastTreePredictor | None = None  # set by load_variant when proven exact
+    predictor = fastpath.Choice(fastpath.MODEL, fastpath.NOT_A_TREE_ENSEMBLE)
 
     def __init__(self, spec: Variant, model, features: list[Feature], *, mode: str,
                  derive_labels: bool, load_seconds: float, executor: Executor | None,
@@ -135,6 +144,8 @@ class LoadedVariant:
 
     def predict_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels (or values) and probabilities for a matrix of validated rows."""
+        if self.fast is not None:
+            return self.fast.predict(rows)
         features = self._model_input(rows)
         if self.task == CLASSIFICATION:
             proba = np.asarray(self.model.predict_proba(features), dtype=np.float64)
@@ -241,6 +252,8 @@ class LoadedVariant:
             "features": len(self.inputs.features),
             "classes": self.class_labels,
             "input_path": self.mode,
+            "predictor": self.predictor.predictor,
+            "predictor_reason": self.predictor.reason,
             "load_seconds": round(self.load_seconds, 4),
         }
 
@@ -327,14 +340,18 @@ def load_variant(spec: Variant, *, base_dir: Path, executor: Executor | None,
     mode, derive = _choose_paths(spec, model, features, probe)
     variant = LoadedVariant(spec, model, features, mode=mode, derive_labels=derive,
                             load_seconds=0.0, executor=executor, batching=batching)
+    variant.fast, variant.predictor = fastpath.choose_predictor(
+        model, task=spec.task, probe=probe, derive_labels=derive, numpy_input=mode == NUMPY)
     try:
         variant.predict_rows(probe[:1])  # warm the single-row path
     except Exception as e:  # noqa: BLE001 - inspect_model proved it predicts; requests will tell
         log.warning("variant %s failed its warm-up prediction: %s", spec.name, e)
     variant.load_seconds = time.perf_counter() - started
-    log.info("variant %s (version %s, id %s) loaded in %.3f s: %s input, %s labels", spec.name,
-             spec.version, spec.version_id, variant.load_seconds, mode,
-             "derived" if derive else "predicted")
+    log.info("variant %s (version %s, id %s) loaded in %.3f s: %s input, %s labels, "
+             "predictor %s (%s: %s)", spec.name, spec.version, spec.version_id,
+             variant.load_seconds, mode, "derived" if derive else "predicted",
+             variant.predictor.predictor, variant.predictor.reason,
+             variant.predictor.detail or "-")
     return variant
 
 

@@ -44,7 +44,9 @@ def role_in(user, project) -> str | None:
         return Role.OWNER
     cache = getattr(user, "_modelgate_roles", None)
     if cache is None:
-        cache = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+        # Unordered: the memberships' default order joins the users table for nothing here.
+        cache = dict(Membership.objects.filter(user=user).order_by()
+                     .values_list("project_id", "role"))
         user._modelgate_roles = cache
     return cache.get(project.pk if hasattr(project, "pk") else project)
 

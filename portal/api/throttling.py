@@ -3,7 +3,7 @@
 A viewset (or view) names the scope of each limited action in ``throttle_scopes``
 (``{"create": "tokens"}``); the rates are ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``
 (``MODELGATE_RATE_<SCOPE>`` in the environment). One account may be given its own rate for
-a scope (``portal.accounts.models.RateLimit``, set by staff in the admin): a high-volume
+a scope (``portal.accounts.throttling``, set by staff in the admin): a high-volume
 integration gets more without the limit being lifted for everyone (decision 69). Reads are
 never limited here. The counts live in the cache, shared by every web process when the
 cache is Redis.
@@ -43,13 +43,14 @@ class ActionThrottle(ScopedRateThrottle):
         return super().allow_request(request, view)
 
     def get_rate(self):
-        rate = super().get_rate()
         user = getattr(self, "_request_user", None)
         if user is not None and user.is_authenticated:
-            from portal.accounts.models import RateLimit
-
-            own = (RateLimit.objects.filter(user=user, scope=self.scope)
-                   .values_list("rate", flat=True).first())
+            own = self.own_rate(user, self.scope)
             if own:
                 return own
-        return rate
+        return super().get_rate()
+
+    def own_rate(self, user, scope: str) -> str | None:
+        """An account's own rate for this scope, if it has one (the accounts app's
+        ``AccountThrottle`` reads them; this layer knows no accounts)."""
+        return None

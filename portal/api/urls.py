@@ -19,14 +19,21 @@ from portal.monitoring.api.views import (
     RegisteredModelViewSet,  # the registry's, with each model's monitoring thresholds
 )
 from portal.notifications.api.views import WebhookViewSet
+from portal.registry.api.mlflow import (
+    MlflowFollowViewSet,
+    MlflowImportViewSet,
+    MlflowWebhookReceiver,
+)
 from portal.registry.api.views import DatasetViewSet, ProjectViewSet, alias_scope
 from portal.releases.api.experiments import ExperimentViewSet  # with decide
+from portal.releases.api.multimodel import MultiModelEndpointViewSet  # decision 68
 from portal.releases.api.registry import ModelVersionViewSet  # the registry's, with serving
 from portal.releases.api.views import (
     ApprovalRequestViewSet,
     DeploymentViewSet,
     EnvironmentViewSet,
 )
+from portal.retraining.api.views import RetrainingRuleViewSet, RetrainingTriggerViewSet
 
 app_name = "api"
 
@@ -37,10 +44,17 @@ router.register("invitations", InvitationViewSet, basename="invitation")
 router.register("models", RegisteredModelViewSet, basename="model")
 router.register("versions", ModelVersionViewSet, basename="version")
 router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("mlflow-imports", MlflowImportViewSet, basename="mlflow-import")
+router.register("mlflow-follows", MlflowFollowViewSet, basename="mlflow-follow")
 router.register("environments", EnvironmentViewSet, basename="environment")
+router.register("multimodel-endpoints", MultiModelEndpointViewSet,
+                basename="multimodel-endpoint")
 router.register("approval-requests", ApprovalRequestViewSet, basename="approval-request")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("webhooks", WebhookViewSet, basename="webhook")
+router.register("retraining-rules", RetrainingRuleViewSet, basename="retraining-rule")
+router.register("retraining-triggers", RetrainingTriggerViewSet,
+                basename="retraining-trigger")
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("incidents", IncidentViewSet, basename="incident")
 router.register("experiments", ExperimentViewSet, basename="experiment")
@@ -52,6 +66,9 @@ urlpatterns = [
     path("auth/token/", TokenLoginView.as_view(), name="token-login"),
     path("alerts/alertmanager/", AlertmanagerReceiver.as_view(), name="alertmanager"),
     path("feedback/", FeedbackView.as_view(), name="feedback"),
+    # MLflow's webhooks, signed with the follow's secret (decision 66).
+    path("mlflow-follows/<int:pk>/webhook/", MlflowWebhookReceiver.as_view(),
+         name="mlflow-webhook"),
     path("about/", AboutView.as_view(), name="about"),
     path("", include(router.urls)),
 ]
@@ -68,14 +85,19 @@ ROUTE_SCOPES.update({
                    "accept": WRITE, "decline": WRITE},
     "model": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE,
               "versions": WRITE, "aliases": READ, "alias": alias_scope,
-              "monitoring": APPROVE, "archive": WRITE, "restore": WRITE},
+              "monitoring": APPROVE, "archive": WRITE, "restore": WRITE,
+              "import_mlflow": WRITE},
     "version": {"list": READ, "retrieve": READ, "artifact": READ, "lineage": READ,
                 "explanation": READ, "explain": WRITE, "explain_result": READ,
                 "archive": WRITE, "restore": WRITE, "evaluations": READ},
     "dataset": {"list": READ, "retrieve": READ, "create": WRITE, "archive": WRITE,
                 "restore": WRITE},
+    "mlflow-import": {"list": READ, "retrieve": READ},
+    "mlflow-follow": {"list": READ, "retrieve": READ, "create": WRITE, "destroy": WRITE},
     "environment": {"list": READ, "retrieve": READ, "create": WRITE, "partial_update": WRITE,
                     "archive": WRITE, "restore": WRITE},
+    "multimodel-endpoint": {"list": READ, "retrieve": READ, "create": WRITE,
+                            "members": WRITE, "member": WRITE, "apply": WRITE},
     "approval-request": {"list": READ, "retrieve": READ, "create": WRITE, "cancel": WRITE,
                          "approve": APPROVE, "reject": APPROVE},
     "deployment": {"list": READ, "retrieve": READ, "pause": WRITE, "rollback": WRITE,
@@ -87,6 +109,9 @@ ROUTE_SCOPES.update({
     "incident": {"list": READ, "retrieve": READ, "acknowledge": WRITE, "silence": WRITE,
                  "unsilence": WRITE},
     "experiment": {"list": READ, "retrieve": READ, "readout": READ, "decide": APPROVE},
+    "retraining-rule": {"list": READ, "retrieve": READ, "create": WRITE,
+                        "partial_update": WRITE, "destroy": WRITE},
+    "retraining-trigger": {"list": READ, "retrieve": READ},
     # Tokens also have a ceiling: a token only creates tokens with scopes it holds
     # (accounts.services.create_token).
     "token": {"list": READ, "retrieve": READ, "create": WRITE, "destroy": WRITE},

@@ -8,6 +8,7 @@ from portal.accounts.choices import Role
 from portal.accounts.services import has_role
 from portal.experiments import queries, services
 from portal.experiments.choices import DecisionChoice, OutcomeKind
+from portal.registry.queries import attach_model
 
 
 @login_required
@@ -19,8 +20,10 @@ def experiment_list(request):
 
 @login_required
 def experiment_detail(request, pk):
-    experiment = get_object_or_404(queries.experiments_for(request.user), pk=pk)
+    experiment = get_object_or_404(queries.experiments_for(request.user)
+                                   .select_related("deployment__model__project"), pk=pk)
     deployment = experiment.deployment
+    attach_model(deployment.model, deployment.candidate, deployment.stable)
     found = services.results(experiment)
     readout = found["readout"]
     binary = experiment.kind == OutcomeKind.BINARY

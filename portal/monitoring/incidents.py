@@ -149,6 +149,8 @@ def _may_serve(found: Serving | None, members: list[Alert]) -> frozenset[str] | 
 
 def group(firing: list[Alert], serving: dict | None = None) -> list[Incident]:
     """Firing alerts as incidents: critical first, then the newest."""
+    if not firing:  # nothing to place: what serves where is not asked
+        return []
     if serving is None:
         serving = serving_variants({a.environment_id for a in firing if a.environment_id})
     by_key: dict[tuple, list[Alert]] = defaultdict(list)

@@ -23,6 +23,17 @@ def alerts_for(user):
     ).order_by("firing_first", "severity_order", "-starts_at")
 
 
+def firing_alerts_for(user):
+    """The firing alerts the user may see, with their project and environment, unordered:
+    what the dashboard groups into incidents (``incidents.open_incidents``), without the
+    alerts page's joins and ordering."""
+    if not getattr(user, "is_authenticated", False):
+        return Alert.objects.none()
+    alerts = Alert.objects.filter(state="firing").select_related("project", "environment")
+    ids = visible_project_ids(user)
+    return alerts if ids is None else alerts.filter(project_id__in=ids)
+
+
 def drift_windows_for(user, environment, endpoint: str):
     ids = visible_project_ids(user)
     windows = DriftWindow.objects.filter(environment=environment, endpoint=endpoint)

@@ -54,7 +54,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ops.addresses import first_non_public
+from ops.addresses import url_non_public
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
 from portal.accounts.services import require_role
@@ -307,17 +307,9 @@ def _private_address(url: str) -> str | None:
     where that matters.)
     """
     # IPv6 forms that carry a private IPv4 address (IPv4-mapped or -compatible, NAT64,
-    # 6to4, Teredo) count as private: see ops/addresses.py. The host is read by the parser
-    # the delivery connects with (urllib3's) as well as the standard library's: where they
-    # differ ("http://127.0.0.1\\@example.com/"), either one being private refuses it.
-    from urllib3.util import parse_url
-
-    hosts = {urlsplit(url).hostname or ""}
-    try:
-        hosts.add((parse_url(url).host or "").strip("[]").lower())
-    except ValueError:
-        pass
-    return next(filter(None, (first_non_public(host) for host in sorted(hosts))), None)
+    # 6to4, Teredo) count as private, and the host is read by both parsers: see
+    # ops/addresses.py (MLflow tracking servers are checked the same way).
+    return url_non_public(url)
 
 
 def _ambiguous(url: str) -> str | None:

@@ -57,3 +57,11 @@ class SchemaSource(models.TextChoices):
     PARENT = "parent", "the parent version's schema"
     DATASET = "dataset", "the dataset's columns"
     AUTO = "auto", "to be read from the artifact by the worker"
+
+
+class ImportStatus(models.TextChoices):
+    """An import from MLflow (decision 66); the version it made has its own status."""
+
+    PENDING = "pending", "Importing"
+    DONE = "done", "Imported"
+    FAILED = "failed", "Failed"

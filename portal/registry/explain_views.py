@@ -13,6 +13,8 @@ import csv
 import io
 import json
 import math
+import threading
+from collections import OrderedDict
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -29,7 +31,7 @@ from portal.errors import DomainError, ValidationFailed
 from portal.registry import queries
 from portal.registry.choices import ExplanationStatus
 from portal.registry.models import Explanation, InstanceExplanation, ModelVersion
-from portal.views import from_htmx
+from portal.views import EncodedChart, from_htmx
 
 MAX_ROWS = 100
 MAX_TEXT = 1_000_000  # characters of pasted rows: 100 rows of a wide model fit easily
@@ -44,31 +46,57 @@ def output_of(version: ModelVersion, output: str, target_class: str | None = Non
     return Output.parse(output, version.class_labels, target_class)
 
 
+# An explanation's columns only its charts and words read: for 500 rows of 30 inputs about
+# half a megabyte of JSON, decoded only when they are drawn (once, see ``_drawn``).
+CHART_COLUMNS = ("values", "rows", "outputs")
+KEPT_DRAWINGS = 64  # per process: a version page's section, or a feature and row shown
+_drawings: OrderedDict[tuple, dict] = OrderedDict()
+_drawings_lock = threading.Lock()
+
+
+def _drawn(version: ModelVersion, explanation: Explanation, part: tuple, draw) -> dict:
+    """``draw(explanation)``: this ``part`` of a ready explanation's section, drawn once per
+    process and kept (the least recently shown are dropped).
+
+    A ready explanation never changes (``explain_version`` computes it once), and drawing
+    its charts (thousands of points, encoded as the page's JSON) cost more than the rest of
+    the version page. The key holds the explanation's row as stored and everything of the
+    version that the words and charts read (its class names, the model's task), so what is
+    shown is what drawing it now would show."""
+    key = (explanation.pk, explanation.updated_at, explanation.seconds, version.pk,
+           version.model.task, repr(version.class_labels), repr(version.classes), part)
+    with _drawings_lock:
+        found = _drawings.get(key)
+        if found is not None:
+            _drawings.move_to_end(key)
+            return found
+    if explanation.get_deferred_fields():
+        explanation.refresh_from_db(fields=CHART_COLUMNS)
+    drawing = draw(explanation)
+    with _drawings_lock:
+        _drawings[key] = drawing
+        while len(_drawings) > KEPT_DRAWINGS:
+            _drawings.popitem(last=False)
+    return drawing
+
+
+def _encoded(figure):
+    return EncodedChart(figure) if figure is not None else None
+
+
 def explanation_context(version: ModelVersion, query) -> dict:
     """The version page's explanation section: words, charts, a chosen feature and row."""
-    from explainability.shap_values import plain_summary
-
-    explanation = Explanation.objects.filter(version=version).first()
-    context = {"explanation": explanation, "explain_example": example_text(version, explanation)}
+    explanation = (Explanation.objects.filter(version=version).defer(*CHART_COLUMNS)
+                   .first())
     if explanation is None or explanation.status != ExplanationStatus.READY:
-        return context
-    labels = version.class_labels
-    out = output_of(version, explanation.output, explanation.target_class)
-    names = explanation.feature_names
+        # Only a ready explanation has rows: the example is the schema's, with zeros.
+        return {"explanation": explanation, "explain_example": example_text(version)}
+    section = _drawn(version, explanation, ("section",),
+                     lambda full: _section(version, full))
     return {
-        **context,
-        "explain_summary": plain_summary(explanation.as_dict(), version.model.task, labels),
-        "explain_words": {
-            "average": out.average(explanation.outputs, explanation.base_value),
-            "how": out.how, "method": METHODS.get(explanation.method, explanation.method),
-            "gap": ("less than 0.001" if explanation.max_additivity_error < 1e-3
-                    else num(explanation.max_additivity_error)),
-        },
-        "importance_chart": shap_charts.shap_importance(explanation.importance, out),
-        "beeswarm_chart": shap_charts.shap_beeswarm(names, explanation.values,
-                                                    explanation.rows, explanation.importance,
-                                                    output=out),
-        **detail_context(version, explanation, query, out),
+        "explanation": explanation, **section["context"],
+        "explain_example": _example(version, section["first_row"]),
+        **detail_context(version, explanation, query),
     }
 
 
@@ -76,36 +104,63 @@ METHODS = {"tree": "exact, for tree models", "linear": "exact, for linear models
            "permutation": "model-agnostic, by permuting inputs"}
 
 
-def detail_context(version, explanation, query, out: Output) -> dict:
+def _section(version: ModelVersion, explanation: Explanation) -> dict:
+    """The section's words and its two charts over the whole sample."""
+    from explainability.shap_values import plain_summary
+
+    labels = version.class_labels
+    out = output_of(version, explanation.output, explanation.target_class)
+    names = explanation.feature_names
+    return {"first_row": explanation.rows[0] if explanation.rows else None,
+            "sample_rows": len(explanation.values), "context": {
+        "explain_summary": plain_summary(explanation.as_dict(), version.model.task, labels),
+        "explain_words": {
+            "average": out.average(explanation.outputs, explanation.base_value),
+            "how": out.how, "method": METHODS.get(explanation.method, explanation.method),
+            "gap": ("less than 0.001" if explanation.max_additivity_error < 1e-3
+                    else num(explanation.max_additivity_error)),
+        },
+        "importance_chart": _encoded(shap_charts.shap_importance(explanation.importance, out)),
+        "beeswarm_chart": _encoded(shap_charts.shap_beeswarm(
+            names, explanation.values, explanation.rows, explanation.importance, output=out)),
+    }}
+
+
+def detail_context(version, explanation, query) -> dict:
     """One feature's effect by its value and one row of the sample, input by input."""
     names = explanation.feature_names
     feature = query.get("feature") if query.get("feature") in names else (
         explanation.importance[0]["feature"] if explanation.importance else None)
+    rows = _drawn(version, explanation, ("section",),
+                  lambda full: _section(version, full))["sample_rows"]
     try:
-        row = min(max(int(query.get("row", 0)), 0), len(explanation.values) - 1)
+        row = min(max(int(query.get("row", 0)), 0), rows - 1)
     except ValueError:
         row = 0
-    return {
-        "explain_feature": feature, "explain_row": row,
-        "dependence_chart": shap_charts.shap_dependence(
-            feature, names, explanation.values, explanation.rows, output=out)
-        if feature else None,
-        "waterfall_chart": shap_charts.shap_waterfall(
-            explanation.base_value, explanation.values[row], explanation.rows[row], names, out,
-            labels=version.class_labels, classes=version.classes)
-        if explanation.values else None,
-    }
+
+    def draw(full):
+        out = output_of(version, full.output, full.target_class)
+        return {
+            "dependence_chart": _encoded(shap_charts.shap_dependence(
+                feature, names, full.values, full.rows, output=out)) if feature else None,
+            "waterfall_chart": _encoded(shap_charts.shap_waterfall(
+                full.base_value, full.values[row], full.rows[row], names, out,
+                labels=version.class_labels, classes=version.classes))
+            if full.values else None,
+        }
+
+    return {"explain_feature": feature, "explain_row": row,
+            **_drawn(version, explanation, ("detail", feature, row), draw)}
 
 
 @login_required
 def explanation_detail(request, slug, name, number):
     """"Show": the dependence and waterfall charts for the chosen feature and row."""
     version = _version(request, slug, name, number)
-    explanation = get_object_or_404(Explanation, version=version,
-                                     status=ExplanationStatus.READY)
-    out = output_of(version, explanation.output, explanation.target_class)
+    explanation = get_object_or_404(Explanation.objects.defer(*CHART_COLUMNS), version=version,
+                                    status=ExplanationStatus.READY)
     context = {"version": version, "explanation": explanation,
-               **detail_context(version, explanation, request.GET, out)}
+               **detail_context(version, explanation, request.GET)}
     if from_htmx(request):
         return render(request, "registry/inc/explain_detail.html", context)
     return render(request, "registry/explain_page.html",
@@ -118,12 +173,16 @@ def explanation_detail(request, slug, name, number):
 def example_text(version, explanation=None) -> str:
     """What the explain form starts with: a header naming the columns and one row (the
     first of the explained sample when there is one)."""
+    return _example(version, explanation.rows[0] if explanation is not None
+                    and explanation.rows else None)
+
+
+def _example(version, row: list | None) -> str:
     try:
         names = [f.name for f in parse_input_schema(version.input_schema)]
     except Exception:  # noqa: BLE001 - a version without a usable schema offers no example
         return ""
-    row = (explanation.rows[0] if explanation is not None and explanation.rows
-           else [0.0] * len(names))
+    row = row if row else [0.0] * len(names)
     return ",".join(names) + "\n" + ",".join(num(v, 6).replace(",", "") for v in row)
 
 

@@ -51,8 +51,10 @@ class JSONField(forms.CharField):
 
 
 class VersionForm(forms.Form):
-    artifact = forms.FileField(help_text="A skops file (skops.io.dump). Pickle/joblib only if "
-                                         "the project allows unsafe artifacts.")
+    artifact = forms.FileField(help_text="A skops file (skops.io.dump), or the model in its own "
+                                         "format: XGBoost JSON/UBJSON, LightGBM text, ONNX. "
+                                         "Pickle/joblib only if the project allows unsafe "
+                                         "artifacts.")
     input_schema = JSONField(
         expect=list, required=False,
         help_text='[{"name": "age", "type": "double"}, …], in the order the model was fitted '

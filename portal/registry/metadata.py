@@ -214,6 +214,22 @@ class ParentKey(MetadataKey):
         return parent
 
 
+class TriggerKey(MetadataKey):
+    """A retraining trigger's id (``modelgate register --triggered-by``): the retraining app
+    checks it is the model's and links the version (``registry.signals``)."""
+
+    blank = (None, "")
+    default_error_messages = {"invalid": "triggered_by must be a retraining trigger's id, "
+                                         "e.g. 12"}
+
+    def to_internal_value(self, ref):
+        if isinstance(ref, str) and ref.isdigit():
+            ref = int(ref)
+        if not isinstance(ref, int) or isinstance(ref, bool) or ref < 1:
+            self.fail("invalid")
+        return ref
+
+
 class VersionMetadataSerializer(serializers.Serializer):
     """The keys of a version's metadata, in the order they are checked. Context: ``model``,
     the registered model the version is for."""
@@ -231,6 +247,7 @@ class VersionMetadataSerializer(serializers.Serializer):
     dataset = DatasetKey(default=None)
     parent = ParentKey(default=None)
     description = TextKey(default="")
+    triggered_by = TriggerKey(default=None)
 
     default_error_messages = {
         "not_object": "metadata must be a JSON object",
@@ -273,6 +290,7 @@ class VersionMetadataSerializer(serializers.Serializer):
             "dataset": data["dataset"],
             "parent": data["parent"],
             "description": data["description"],
+            "triggered_by": data["triggered_by"],  # not a column: register_version passes it on
         }
 
 

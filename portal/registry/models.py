@@ -13,6 +13,7 @@ from portal.registry.choices import (
     DatasetPurpose,
     EvaluationStatus,
     ExplanationStatus,
+    ImportStatus,
     ProfileStatus,
     SchemaSource,
     Task,
@@ -253,7 +254,9 @@ class ModelVersion(models.Model):
 
     @property
     def is_unsafe(self) -> bool:
-        return self.artifact_format != ArtifactFormat.SKOPS
+        """A pickle/joblib upload: the only format that runs code when loaded (skops,
+        XGBoost, LightGBM and ONNX files are read as data)."""
+        return self.artifact_format == ArtifactFormat.PICKLE
 
     @property
     def class_labels(self) -> dict[str, str]:
@@ -439,3 +442,101 @@ class InstanceExplanation(models.Model):
 
     def __str__(self):
         return f"explanation of {len(self.rows)} rows by {self.version} ({self.status})"
+
+
+class MlflowFollow(models.Model):
+    """A model following an MLflow registered model by alias or tag (decision 66): each
+    version MLflow gives that alias or tag is imported, on MLflow's webhook or by polling.
+
+    The tracking URI passed the private-address rule when it was set; no credentials are
+    kept here (the operator's go only to the operator's own server). ``secret`` is the key
+    MLflow signs its webhook deliveries with: shown to contributors of the project, who
+    give it to MLflow."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE,
+                              related_name="mlflow_follows")
+    tracking_uri = models.CharField(max_length=300)
+    registered_name = models.CharField(max_length=256)
+    alias = models.CharField(max_length=64, blank=True)
+    tag_key = models.CharField(max_length=250, blank=True)
+    tag_value = models.CharField(max_length=500, blank=True)
+    secret = models.CharField(max_length=64, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "tracking_uri", "registered_name", "alias", "tag_key",
+                        "tag_value"], name="mlflow_follow_unique"),
+            # Exactly one of alias and tag says what is followed.
+            models.CheckConstraint(
+                condition=(~models.Q(alias="") & models.Q(tag_key=""))
+                | (models.Q(alias="") & ~models.Q(tag_key="")),
+                name="mlflow_follow_alias_or_tag"),
+        ]
+
+    def __str__(self):
+        return f"{self.model} follows {self.registered_name}{self.selector}"
+
+    @property
+    def selector(self) -> str:
+        return f"@{self.alias}" if self.alias else f"[{self.tag_key}={self.tag_value}]"
+
+
+class MlflowImport(models.Model):
+    """A model version brought in from MLflow (decision 66): the source asked for, what the
+    worker found (run, experiment, flavour, file, dataset inputs) and the version it made.
+
+    One live import per source and model: a second request for the same MLflow version
+    while one is pending or done is answered with the first (``mlflow_import_unique_live``);
+    a failed one frees the source for another try."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT,
+                              related_name="mlflow_imports")
+    follow = models.ForeignKey(MlflowFollow, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="imports")
+    tracking_uri = models.CharField(max_length=300)
+    # "models:/<name>/<version>" or "runs:/<run id>/<artifact path>" (ops.mlflow.Source.key)
+    source = models.CharField(max_length=600)
+    status = models.CharField(max_length=10, choices=ImportStatus.choices,
+                              default=ImportStatus.PENDING)
+    reason = models.TextField(blank=True)
+    version = models.OneToOneField(ModelVersion, null=True, blank=True,
+                                   on_delete=models.PROTECT, related_name="mlflow_import")
+    run_id = models.CharField(max_length=64, blank=True)
+    experiment_id = models.CharField(max_length=64, blank=True)
+    flavour = models.CharField(max_length=20, blank=True)
+    artifact_uri = models.CharField(max_length=600, blank=True)
+    # The file as MLflow holds it (a pickle converted to skops keeps its digest here).
+    source_sha256 = models.CharField(max_length=64, blank=True)
+    datasets = models.JSONField(default=list, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # When a worker claimed it (one at a time; a claim older than the task's limit is stale).
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "tracking_uri", "source"],
+                                    condition=~models.Q(status=ImportStatus.FAILED),
+                                    name="mlflow_import_unique_live"),
+        ]
+
+    def __str__(self):
+        return f"{self.source} into {self.model}"
+
+    @property
+    def run_url(self) -> str:
+        """The run's page in MLflow's UI."""
+        if not (self.run_id and self.experiment_id):
+            return ""
+        return (f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}"
+                f"/runs/{self.run_id}")

@@ -1,7 +1,14 @@
 from django.urls import path
 
-from portal.registry import audit_views, compare_views, dataset_views, explain_views, views
-from portal.releases import model_views
+from portal.registry import (
+    audit_views,
+    compare_views,
+    dataset_views,
+    explain_views,
+    mlflow_views,
+    views,
+)
+from portal.retraining import model_views
 
 app_name = "registry"
 
@@ -18,9 +25,11 @@ urlpatterns = [
     path("p/<slug:slug>/datasets/new/", views.dataset_create, name="dataset-create"),
     path("models/", views.model_list, name="models"),
     # What serves a model or a version now is the backends' word: the releases app's views
-    # add it to the registry's pages.
+    # add it to the registry's pages, and retraining's add its rules and lineage to those.
     path("p/<slug:slug>/m/<str:name>/", model_views.model_detail, name="model"),
     path("p/<slug:slug>/m/<str:name>/versions/new/", views.version_create, name="version-create"),
+    path("p/<slug:slug>/m/<str:name>/import-mlflow/", mlflow_views.mlflow_import,
+         name="mlflow-import"),
     path("p/<slug:slug>/m/<str:name>/compare/", compare_views.version_compare, name="compare"),
     path("p/<slug:slug>/m/<str:name>/aliases/", views.alias_set, name="alias-set"),
     path("p/<slug:slug>/m/<str:name>/archive/", views.model_archive, name="model-archive"),

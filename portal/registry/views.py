@@ -176,26 +176,41 @@ def model_create(request, slug):
         "project": project})
 
 
+CHARTED_VERSIONS = 200
+# What the model page's aliases show and link to: not the aliased versions' schemas.
+ALIAS_ROW = ("name", "model", "updated_at", "version__number", "version__label",
+             "version__model__name", "version__model__project__slug", "updated_by__username")
+
+
 @login_required
 def model_detail(request, slug, name, more_context=None):
     """The model page. ``more_context(model)``: what a higher app adds to it (the releases
     app's ``model_views``, routed here by ``urls.py``, adds what serves it now)."""
-    model = _model(request, slug, name)
+    # The page shows none of the list annotations (latest version, aliases prefetched).
+    model = get_object_or_404(queries.visible_models(request.user)
+                              .select_related("project", "archived_by"),
+                              project__slug=slug, name=name)
     # The chart reads three columns of the last 200 versions; the table shows a page of 25.
     recent = list(ModelVersion.objects.filter(model=model).order_by("-number")
-                  .values("number", "label", "metrics")[:200])
+                  .values("number", "label", "metrics")[:CHARTED_VERSIONS])
     history = charts.metric_history([
         {"number": v["number"], "metrics": v["metrics"],
          "label": f"v{v['number']}" + (f" ({v['label']})" if v["label"] else "")}
         for v in recent])
-    page = Paginator(queries.version_table_for(request.user).filter(model=model)
-                     .order_by("-number"),
-                     25).get_page(request.GET.get("page"))
+    paginator = Paginator(queries.version_table_for(request.user).filter(model=model)
+                          .order_by("-number"), 25)
+    if len(recent) < CHARTED_VERSIONS:  # the chart read every version: no query to count them
+        paginator.count = len(recent)
+    page = paginator.get_page(request.GET.get("page"))
     can_contribute = has_role(request.user, model.project, Role.CONTRIBUTOR)
+    aliases = list(model.aliases.select_related("version__model__project", "updated_by")
+                   .only(*ALIAS_ROW))
+    aliases_of = {}  # the table's badges: each version's aliases, by name as listed
+    for alias in aliases:
+        aliases_of.setdefault(alias.version_id, []).append(alias)
     return render(request, "registry/model_detail.html", {
         "model": model, "project": model.project, "versions": page.object_list, "page": page,
-        "metric_chart": history,
-        "aliases": model.aliases.select_related("version__model__project", "updated_by"),
+        "metric_chart": history, "aliases": aliases, "aliases_of": aliases_of,
         "alias_form": forms.AliasForm(model=model) if can_contribute else None,
         "can_contribute": can_contribute,
         "metric_names": sorted({k for v in recent for k in v["metrics"] or {}})[:6],
@@ -259,7 +274,9 @@ def alias_set(request, slug, name):
 @login_required
 def version_detail(request, slug, name, number, more_context=None):
     """The version page; ``more_context(version)`` as for ``model_detail``."""
-    version = _version(request, slug, name, number)
+    version = get_object_or_404(queries.version_page_for(request.user),
+                                model__project__slug=slug, model__name=name, number=number)
+    queries.attach_model(version.model, version.parent)  # its link reads no model, no project
     graph = services.lineage(version)
     history = AuditEvent.objects.filter(object_type="registry.modelversion",
                                         object_id=str(version.pk)).order_by("-id")[:50]

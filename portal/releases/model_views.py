@@ -9,14 +9,17 @@ from portal.releases import serving
 
 
 @login_required
-def model_detail(request, slug, name):
+def model_detail(request, slug, name, more_context=None):
+    """``more_context(model)``: what an app above adds (retraining's rules)."""
     return registry.model_detail(
         request, slug, name,
-        more_context=lambda model: {"serving": serving.by_environment(model)})
+        more_context=lambda model: {"serving": serving.by_environment(model),
+                                    **(more_context(model) if more_context else {})})
 
 
 @login_required
-def version_detail(request, slug, name, number):
+def version_detail(request, slug, name, number, more_context=None):
     return registry.version_detail(
         request, slug, name, number,
-        more_context=lambda version: {"serving": serving.serving_version(version)})
+        more_context=lambda version: {"serving": serving.serving_version(version),
+                                      **(more_context(version) if more_context else {})})

@@ -216,3 +216,5 @@ class DeploymentEvent(models.Model):
 
     def __str__(self):
         return f"{self.deployment} {self.event}"
+
+from portal.releases.multimodel_models import MultiModelEndpoint, MultiModelMember  # noqa: E402, F401 - decision 68

@@ -102,7 +102,17 @@ def _latest(deployments_, per: str):
     """The latest deployment of each ``per`` (model or environment) among ``deployments_``."""
     latest_ids = deployments_.order_by().values(per).annotate(last=Max("pk")).values("last")
     return (Deployment.objects.filter(pk__in=latest_ids)
-            .select_related("environment__project", "model__project", "candidate"))
+            .select_related("environment", "model", "candidate").only(*ENDPOINT_COLUMNS))
+
+
+# What an endpoint's backend is built from (``targets.backend_options``) and what the pages
+# and the API show of it: of the rollout, a link and its candidate's number; not its spec
+# (the baselines of every input), nor the candidate's schemas and figures. The fewer
+# columns, the less Django compiles for every page that shows what serves.
+ENDPOINT_COLUMNS = ("environment", "model", "candidate", "endpoint", "status",
+                    "environment__project", "environment__name", "environment__backend",
+                    "environment__target", "environment__settings", "model__project",
+                    "model__name", "candidate__number")
 
 
 def observe_all(latest: list[Deployment]) -> list[ServingEndpoint]:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.releases import rollout_views, views
+from portal.releases import multimodel_views, rollout_views, views
 
 app_name = "releases"
 
@@ -22,4 +22,12 @@ urlpatterns = [
          name="environment-archive"),
     path("p/<slug:slug>/environments/<str:name>/restore/", views.environment_archive,
          {"restore": True}, name="environment-restore"),
+    # Multi-model endpoints (decision 68).
+    path("p/<slug:slug>/environments/<str:name>/multimodel/new/",
+         multimodel_views.endpoint_create, name="multimodel-create"),
+    path("p/<slug:slug>/environments/<str:name>/multimodel/<str:endpoint>/",
+         multimodel_views.endpoint_detail, name="multimodel"),
+    path("p/<slug:slug>/environments/<str:name>/multimodel/<str:endpoint>/members/"
+         "<int:member_id>/remove/", multimodel_views.member_remove,
+         name="multimodel-member-remove"),
 ]

@@ -177,7 +177,9 @@ def environment_archive(request, slug, name, restore=False):
 
 @login_required
 def deployment_detail(request, pk):
-    deployment = get_object_or_404(queries.deployments_for(request.user), pk=pk)
+    deployment = get_object_or_404(queries.deployments_for(request.user)
+                                   .select_related("model__project", "experiment"), pk=pk)
+    registry_queries.attach_model(deployment.model, deployment.candidate, deployment.stable)
     project = deployment.environment.project
     events = list(deployment.events.all())
     active = deployment.status in deployments.ACTIVE

@@ -1,5 +1,5 @@
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.shortcuts import render
 
 from portal.accounts.services import open_invitations_to
@@ -28,11 +28,12 @@ def dashboard(request):
     versions = queries.version_rows_for(request.user).filter(
         model__archived_at__isnull=True, model__project__archived_at__isnull=True)
     rows = versions.only(*_VERSION_ROW)
-    models = queries.models_for(request.user).filter(archived_at__isnull=True,
-                                                     project__archived_at__isnull=True)
+    # Projects and their live models counted in one query.
+    counts = queries.visible_projects(request.user).filter(archived_at__isnull=True).aggregate(
+        projects=Count("pk"),
+        models=Count("models", filter=Q(models__archived_at__isnull=True), distinct=True))
     status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))
-    firing = monitoring_queries.alerts_for(request.user).filter(state="firing")
-    incidents = open_incidents(firing.select_related("project", "environment"))
+    incidents = open_incidents(monitoring_queries.firing_alerts_for(request.user))
     return render(request, "web/dashboard.html", {
         # The in-portal notice of invitations (no email: the portal knows no base URL).
         "invitations": open_invitations_to(request.user)
@@ -40,17 +41,17 @@ def dashboard(request):
         "firing_incidents": incidents[:8],
         "incident_count": len(incidents),
         "firing_count": sum(len(i.alerts) for i in incidents),
-        "project_count": queries.projects_for(request.user)
-        .filter(archived_at__isnull=True).count(),
-        "model_count": models.count(),
+        "project_count": counts["projects"],
+        "model_count": counts["models"],
         "version_count": sum(status_counts.values()),
         "dataset_count": queries.datasets_for(request.user)
         .filter(archived_at__isnull=True, project__archived_at__isnull=True).count(),
         "status_counts": status_counts,
         "recent_versions": rows[:10],
         "attention": rows.filter(status__in=[VersionStatus.PENDING, VersionStatus.INVALID])[:5],
-        "models": models.select_related(None).select_related("project")
-        .only("name", "task", "project__slug").order_by("-created_at")[:8],
+        "models": queries.model_rows_for(request.user)
+        .filter(archived_at__isnull=True, project__archived_at__isnull=True)
+        .order_by("-created_at")[:8],
         "open_requests": release_queries.requests_for(request.user)
         .filter(status=RequestStatus.OPEN).select_related(None)
         .select_related("version__model__project", "environment")

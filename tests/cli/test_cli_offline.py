@@ -96,3 +96,37 @@ def test_the_input_schema_is_read_from_a_skops_model(tmp_path, skops_bytes, pick
     assert [f["name"] for f in schema.schema_of(Unnamed())] == ["x0", "x1", "x2"]
     with pytest.raises(schema.SchemaInferenceError, match="neither feature_names_in_"):
         schema.schema_of(object())
+
+
+def test_the_input_schema_is_read_from_xgboost_and_lightgbm_files(tmp_path, cancer_frame,
+                                                                   pickle_bytes):
+    import lightgbm
+    import xgboost
+
+    frame, target = cancer_frame[FEATURES], cancer_frame["target"]
+    xgboost.XGBClassifier(n_estimators=2, max_depth=2).fit(frame, target) \
+        .save_model(tmp_path / "m.json")
+    lightgbm.LGBMRegressor(n_estimators=2, num_leaves=3, verbose=-1) \
+        .fit(frame.to_numpy(), target).booster_.save_model(tmp_path / "m.txt")
+    assert schema.infer_input_schema(tmp_path / "m.json") == [
+        {"name": f, "type": "double"} for f in FEATURES]
+    # Fitted on an array: LightGBM's made-up Column_0... are no names.
+    assert [f["name"] for f in schema.infer_input_schema(tmp_path / "m.txt")] == [
+        "x0", "x1", "x2", "x3", "x4"]
+    disguised = tmp_path / "model.json"  # a pickle by its bytes: never unpickled here
+    disguised.write_bytes(pickle_bytes)
+    with pytest.raises(schema.SchemaInferenceError, match="could not be read with skops"):
+        schema.infer_input_schema(disguised)
+
+
+def test_triggered_by_names_the_retraining_trigger_in_the_metadata():
+    """``register --triggered-by 12`` sends the metadata key the portal links (decision 67)."""
+    from modelgate_cli.cli import build_parser
+    from modelgate_cli.commands import metadata_of
+
+    args = build_parser().parse_args(["register", "model.skops", "--project", "clinical-ml",
+                                      "--model", "tumor-classifier", "--triggered-by", "12"])
+    assert metadata_of(args)["triggered_by"] == 12
+    plain = build_parser().parse_args(["register", "model.skops", "--project", "clinical-ml",
+                                       "--model", "tumor-classifier"])
+    assert "triggered_by" not in metadata_of(plain)

@@ -43,6 +43,7 @@ from tests.portal_fixtures import (
 
 WORLD_SETTINGS = {
     "MODELGATE_WEBHOOK_ALLOW_PRIVATE": True,
+    "MODELGATE_MLFLOW_ALLOW_PRIVATE": True,  # its MLflow (port 9) is away: imports fail
     "MODELGATE_TARGETS": {
         "local": {"backend": "local", "ports": "9300-9399"},
         # The platform is away: commands are recorded and the change is retried.
@@ -131,13 +132,41 @@ def build_world(users, project, other_project, clf, cancer_frame) -> dict:
                                               file=io.BytesIO(b"a,b\n1,2\n"),
                                               filename="old.csv")
     retired_env = releases.create_environment(owner, project, name="retired", backend="local")
+    # Multi-model endpoints (decision 68): one to add a model to, one to remove it from.
+    from portal.releases import multimodel
+
+    multimodel.create_endpoint(owner, environment, name="shops", memory_budget_mb=64)
+    fleet = multimodel.create_endpoint(owner, environment, name="fleet", memory_budget_mb=64)
+    fleet_member = multimodel.add_member(owner, fleet, clf, alias="champion")
+    # Retraining (decision 67): a webhook rule of the model, and a trigger it fired.
+    from portal.retraining import services as retraining
+    from portal.retraining.models import RetrainingTrigger
+
+    retraining_rule, _ = retraining.create_rule(
+        users["contributor"], clf, name="drift", condition="drift", target="webhook",
+        params={"url": "http://127.0.0.1:9/hook"})
+    retraining_trigger = RetrainingTrigger.objects.create(
+        rule=retraining_rule, model=clf, rule_name="drift", condition="drift",
+        target="webhook", kind="webhook", reason="critical drift for 40 min", state="sent")
+    # MLflow (decision 66): an import that failed, and a follow (rows only: no MLflow here).
+    from portal.registry.models import MlflowFollow, MlflowImport
+
+    mlflow_import = MlflowImport.objects.create(
+        model=clf, tracking_uri="http://127.0.0.1:9", source="models:/tumor/1",
+        status="failed", reason="mlflow_unavailable: away", requested_by=users["contributor"])
+    mlflow_follow = MlflowFollow.objects.create(
+        model=clf, tracking_uri="http://127.0.0.1:9", registered_name="tumor",
+        alias="production", secret="matrix-secret", created_by=users["contributor"])
     return {"project": project, "model": clf, "version": v1, "spare": spare, "spare2": spare2,
+            "mlflow_import": mlflow_import, "mlflow_follow": mlflow_follow,
             "env": environment, "dataset": dataset, "request": request,
             "request_b": request_b, "request_c": request_c, "rollouts": rollouts,
             "deployment": deployment, "experiment": experiment, "alert": alert,
             "webhook": webhook, "token": token, "prediction_id": prediction_id,
             "instance_explanation": instance, "retired_model": retired_model,
             "retired_dataset": retired_dataset, "retired_env": retired_env,
+            "multimodel": fleet, "multimodel_member": fleet_member,
+            "retraining_rule": retraining_rule, "retraining_trigger": retraining_trigger,
             "membership": Membership.objects.get(project=project, user=users["viewer"]),
             "invitation": invitations.get(project=project, username="extra"),
             "invitation_to_decline": invitations.get(project=project, user=users["outsider"]),

@@ -399,3 +399,40 @@ def test_a_pending_answer_is_polled_less_and_less_often_then_says_how_to_retry(
     _age(item)
     stalled = client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert "hx-get" not in stalled and "No worker has explained 1 row in 2 minutes" in stalled
+
+
+def test_the_version_page_draws_an_explanation_once_and_as_drawing_it_again_would(
+        users, clf, dataset, skops_bytes, settings, django_capture_on_commit_callbacks,
+        monkeypatch):
+    """The charts of a ready explanation are drawn once per process (decision 65): the page
+    is the same drawn or kept, and what the drawing reads of the version (its class names)
+    is part of what is kept, so renaming a class is shown at once."""
+    from explainability import shap_charts
+    from portal.registry import explain_views
+    from portal.registry.models import ModelVersion
+
+    settings.MODELGATE_EXPLAIN_VERSIONS = True
+    version = register(users, clf, skops_bytes, django_capture_on_commit_callbacks,
+                       dataset=dataset.pk)
+    drawn = []
+    beeswarm = shap_charts.shap_beeswarm
+    monkeypatch.setattr(shap_charts, "shap_beeswarm",
+                        lambda *a, **k: drawn.append(1) or beeswarm(*a, **k))
+    explain_views._drawings.clear()
+    client = Client()
+    client.force_login(users["viewer"])
+    url = f"/p/clinical-ml/m/tumor-classifier/v/{version.number}/?row=2"
+
+    def page():  # without what differs from one request to the next: token, "… ago"
+        text = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "",
+                      client.get(url).content.decode())
+        return re.sub(r"(<time [^>]*>)[^<]*</time>", r"\1</time>", text)
+
+    first, kept = page(), page()
+    assert len(drawn) == 1 and first == kept
+    explain_views._drawings.clear()
+    assert page() == first and len(drawn) == 2
+    assert "benign" not in first
+    ModelVersion.objects.filter(pk=version.pk).update(
+        output_schema={"classes": {"0": "malignant", "1": "benign"}})
+    assert "benign" in page() and len(drawn) == 3

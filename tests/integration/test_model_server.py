@@ -461,9 +461,14 @@ def test_metrics_expose_requests_latency_predictions_and_feature_bins(server, ar
     assert value(after, "modelgate_plan_generation", endpoint=ENDPOINT) == server.generation
     assert (("modelgate_plan_load_failures_total", frozenset({("endpoint", ENDPOINT)}))
             in after)
+    # What computes each variant (decision 63): the forest through onnxruntime, proven exact.
+    assert value(after, "modelgate_variant_predictor", endpoint=ENDPOINT, variant="green",
+                 predictor="onnxruntime", reason="exact") == 1
+    assert value(after, "modelgate_variant_predictor", endpoint=ENDPOINT, variant="blue",
+                 predictor="model", reason="not_a_tree_ensemble") == 1
     labels = {k for (_, ls) in after for k, _ in ls}
     assert labels <= {"endpoint", "variant", "status", "code", "class", "feature", "bin", "le",
-                      "result"}
+                      "result", "predictor", "reason"}  # both from fixed vocabularies
 
 
 # -- bad input -----------------------------------------------------------------------------

@@ -100,6 +100,24 @@ def operations(w) -> list[tuple]:
          allowed("approver"), 200),
         ("GET", f"/api/v1/models/{m.pk}/versions/", None, allowed("viewer"), 200),
         ("POST", f"/api/v1/models/{m.pk}/versions/", "UPLOAD", allowed("contributor"), 201),
+        # MLflow (decision 66): its server is away here, so an import stays queued.
+        ("POST", f"/api/v1/models/{m.pk}/versions/import-mlflow/",
+         {"tracking_uri": "http://127.0.0.1:9", "name": "tumor", "version": "2"},
+         allowed("contributor"), 202),
+        ("GET", "/api/v1/mlflow-imports/", None, everyone(200), 200),
+        ("GET", f"/api/v1/mlflow-imports/{w['mlflow_import'].pk}/", None, allowed("viewer"),
+         200),
+        ("GET", "/api/v1/mlflow-follows/", None, everyone(200), 200),
+        ("POST", "/api/v1/mlflow-follows/", {"model": m.pk, "tracking_uri": "http://127.0.0.1:9",
+                                             "registered_name": "tumor", "tag_key": "stage",
+                                             "tag_value": "prod"}, allowed("contributor"), 201),
+        ("GET", f"/api/v1/mlflow-follows/{w['mlflow_follow'].pk}/", None, allowed("viewer"),
+         200),
+        # MLflow's webhook takes no token: an unsigned delivery is refused for anyone.
+        ("POST", f"/api/v1/mlflow-follows/{w['mlflow_follow'].pk}/webhook/", {},
+         lambda role, ok: 401, 401),
+        ("DELETE", f"/api/v1/mlflow-follows/{w['mlflow_follow'].pk}/", None,
+         allowed("contributor"), 204),
         ("GET", "/api/v1/versions/", None, everyone(200), 200),
         ("GET", f"/api/v1/versions/{v.pk}/", None, allowed("viewer"), 200),
         ("POST", f"/api/v1/versions/{w['spare'].pk}/archive/", {}, allowed("contributor"), 200),
@@ -122,6 +140,18 @@ def operations(w) -> list[tuple]:
          allowed("owner"), 201),
         ("GET", f"/api/v1/environments/{e.pk}/", None, allowed("viewer"), 200),
         ("PATCH", f"/api/v1/environments/{e.pk}/", {"description": "x"}, allowed("owner"), 200),
+        ("GET", "/api/v1/multimodel-endpoints/", None, everyone(200), 200),
+        ("POST", "/api/v1/multimodel-endpoints/", {"environment": e.pk, "name": "more",
+                                                   "memory_budget_mb": 16},
+         allowed("owner"), 201),
+        ("GET", f"/api/v1/multimodel-endpoints/{w['multimodel'].pk}/", None, allowed("viewer"),
+         200),
+        ("POST", f"/api/v1/multimodel-endpoints/{w['multimodel'].pk}/members/",
+         {"model": m.pk, "version": w["spare"].pk}, allowed("owner"), 409),  # a member already
+        ("DELETE", f"/api/v1/multimodel-endpoints/{w['multimodel'].pk}/members/"
+                   f"{w['multimodel_member'].pk}/", None, allowed("owner"), 204),
+        ("POST", f"/api/v1/multimodel-endpoints/{w['multimodel'].pk}/apply/", {},
+         allowed("owner"), 200),
         ("GET", "/api/v1/approval-requests/", None, everyone(200), 200),
         ("POST", "/api/v1/approval-requests/", {"version": w["spare2"].pk, "environment": e.pk,
                                                 "strategy": "canary"},
@@ -188,6 +218,22 @@ def operations(w) -> list[tuple]:
         ("PATCH", f"/api/v1/webhooks/{w['webhook'].pk}/", {"active": False}, allowed("owner"),
          200),
         ("DELETE", f"/api/v1/webhooks/{w['webhook'].pk}/", None, allowed("owner"), 204),
+        # Retraining (decision 67): members read rules and triggers; contributors manage rules.
+        ("GET", "/api/v1/retraining-rules/", None, everyone(200), 200),
+        ("POST", "/api/v1/retraining-rules/", {"model": m.pk, "name": "accuracy",
+                                               "condition": "accuracy", "min_accuracy": 0.8,
+                                               "target": "webhook",
+                                               "params": {"url": "http://127.0.0.1:9/h"}},
+         allowed("contributor"), 201),
+        ("GET", f"/api/v1/retraining-rules/{w['retraining_rule'].pk}/", None,
+         allowed("viewer"), 200),
+        ("PATCH", f"/api/v1/retraining-rules/{w['retraining_rule'].pk}/", {"for_minutes": 45},
+         allowed("contributor"), 200),
+        ("DELETE", f"/api/v1/retraining-rules/{w['retraining_rule'].pk}/", None,
+         allowed("contributor"), 204),
+        ("GET", "/api/v1/retraining-triggers/", None, everyone(200), 200),
+        ("GET", f"/api/v1/retraining-triggers/{w['retraining_trigger'].pk}/", None,
+         allowed("viewer"), 200),
         ("GET", "/api/v1/tokens/", None, everyone(200), 200),
         ("POST", "/api/v1/tokens/", {"name": "ci"}, everyone(201), 201),
         ("GET", f"/api/v1/tokens/{w['token'].pk}/", None, everyone(404), 404),
@@ -278,8 +324,8 @@ def test_every_operation_is_covered(world):
         parts = path.rstrip("/").split("/")
         templated = "/".join("{id}" if p.isdigit() else p for p in parts) + "/"
         covered.add((method, templated))
-    normalised = {(m, p.replace("{alias}", "champion").replace("{explanation_id}", "{id}"))
-                  for m, p in documented}
+    normalised = {(m, p.replace("{alias}", "champion").replace("{explanation_id}", "{id}")
+                   .replace("{member_id}", "{id}")) for m, p in documented}
     covered = {(m, p.replace("challenger", "champion")) for m, p in covered}
     assert normalised - covered == set(), "operations with no row in the matrix"
     assert json.dumps(sorted(covered))  # printable
@@ -300,6 +346,7 @@ def pages(w) -> list[tuple[str, str, object]]:
         ("registry:project-settings", f"/p/{slug}/settings/", allowed("owner")),
         ("registry:project-audit", f"/p/{slug}/audit/", allowed("owner")),
         ("registry:model-create", f"/p/{slug}/models/new/", allowed("contributor")),
+        ("registry:mlflow-import", f"/p/{slug}/m/{name}/import-mlflow/", allowed("contributor")),
         ("registry:dataset-create", f"/p/{slug}/datasets/new/", allowed("contributor")),
         ("registry:models", "/models/", everyone(200)),
         ("registry:model", f"/p/{slug}/m/{name}/", member),
@@ -325,6 +372,9 @@ def pages(w) -> list[tuple[str, str, object]]:
         ("releases:environment-create", f"/p/{slug}/environments/new/", allowed("owner")),
         ("releases:environment-edit", f"/p/{slug}/environments/{env}/edit/", allowed("owner")),
         ("releases:environment", f"/p/{slug}/environments/{env}/", member),
+        ("releases:multimodel-create", f"/p/{slug}/environments/{env}/multimodel/new/",
+         allowed("owner")),
+        ("releases:multimodel", f"/p/{slug}/environments/{env}/multimodel/fleet/", member),
         ("notifications:webhooks", f"/p/{slug}/webhooks/", member),
         ("notifications:webhook", f"/p/{slug}/webhooks/{w['webhook'].pk}/", member),
         ("monitoring:alerts", "/alerts/", everyone(200)),
@@ -333,6 +383,9 @@ def pages(w) -> list[tuple[str, str, object]]:
         ("monitoring:endpoint-try", f"/p/{slug}/environments/{env}/try/{name}/", member),
         ("experiments:experiments", "/experiments/", everyone(200)),
         ("experiments:experiment", f"/experiments/{w['experiment'].pk}/", member),
+        ("retraining:rule-create", f"/p/{slug}/m/{name}/retraining/new/",
+         allowed("contributor")),
+        ("retraining:trigger", f"/retraining/triggers/{w['retraining_trigger'].pk}/", member),
         ("accounts:tokens", "/tokens/", everyone(200)),
         ("accounts:invitations", "/invitations/", everyone(200)),
     ]
@@ -387,6 +440,8 @@ def actions(w) -> list[tuple[str, str, dict, object]]:
          allowed("owner")),
         ("releases:environment-restore", f"/p/{slug}/environments/retired/restore/", {},
          allowed("owner")),
+        ("releases:multimodel-member-remove", f"/p/{slug}/environments/production/multimodel/"
+         f"fleet/members/{w['multimodel_member'].pk}/remove/", {}, allowed("owner")),
         ("releases:request-review", f"/releases/{w['request'].pk}/review/",
          {"decision": "approve", "comment": "ok"}, allowed("approver")),
         ("releases:deployment-command", f"/deployments/{w['rollouts']['pause'].pk}/command/",
@@ -397,6 +452,12 @@ def actions(w) -> list[tuple[str, str, dict, object]]:
          allowed("owner")),
         ("notifications:webhook-delete", f"/p/{slug}/webhooks/{w['webhook'].pk}/delete/", {},
          allowed("owner")),
+        ("retraining:rule-toggle",
+         f"/p/{slug}/m/{name}/retraining/{w['retraining_rule'].pk}/toggle/", {},
+         allowed("contributor")),
+        ("retraining:rule-delete",
+         f"/p/{slug}/m/{name}/retraining/{w['retraining_rule'].pk}/delete/", {},
+         allowed("contributor")),
         ("monitoring:alert-action", f"/alerts/{w['alert'].pk}/acknowledge/",
          {"comment": "looking"}, allowed("contributor")),
         ("monitoring:incident-action", f"/alerts/{w['alert'].pk}/incident/acknowledge/",

@@ -46,10 +46,10 @@ APPROVER_ACTS = {
 }
 PROTECTED_ALIASES = {"champion"}  # moving or removing it is an approver's act
 # Routes that take no API token at all: a password, or Alertmanager's shared secret.
-TOKENLESS = {"token-login", "alertmanager"}
+TOKENLESS = {"token-login", "alertmanager", "mlflow-webhook"}  # the last: HMAC-signed
 # A value for each URL argument; the alias route is walked for a protected and a plain one.
 ARGUMENTS = {"pk": ["999999"], "explanation_id": ["1"], "format": ["json"],
-             "alias": ["champion", "challenger"]}
+             "alias": ["champion", "challenger"], "member_id": ["1"]}
 
 
 @dataclass

@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("portal.experiments",),
     ("portal.releases",),
     ("portal.monitoring",),
+    ("portal.retraining",),  # rules on monitoring's alerts and experiments' feedback
     ("portal.retention", "portal.demo"),
     ("portal.web",),
     ("workers",),  # nothing in portal imports it: work is queued by task name

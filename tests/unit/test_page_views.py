@@ -1,13 +1,22 @@
 """The page views' form → service → answer helpers (portal/views.py): a service's refusal
-lands on the field it names, else above the form; a button's refusal is an error message."""
+lands on the field it names, else above the form; a button's refusal is an error message.
+A chart encoded once is the script ``json_script`` writes."""
 
 from django import forms
 from django.contrib.messages import get_messages
 from django.contrib.messages.storage.cookie import CookieStorage
 from django.test import RequestFactory
+from django.utils.html import json_script
 
 from portal.errors import Conflict, ValidationFailed
-from portal.views import form_error, handle_action, handle_form, submit_form
+from portal.views import (
+    EncodedChart,
+    chart_script,
+    form_error,
+    handle_action,
+    handle_form,
+    submit_form,
+)
 
 
 class NameForm(forms.Form):
@@ -84,3 +93,11 @@ def test_handle_action_flashes_the_outcome_and_redirects():
     response = handle_action(request, refuse(Conflict("no", field="name")), success="did",
                              redirect_to=lambda r: f"/{r}/", refused_to="/list/")
     assert response.url == "/list/" and _said(request) == [("error", "no")]
+
+
+def test_a_chart_encoded_once_is_the_same_script_as_json_script():
+    figure = {"data": [{"x": [0.1, 2e-9, float("1e300")], "text": ["<b>a & b</b>", "é", "\u2028"]}],
+              "layout": {"title": {"text": "</script><script>alert(1)</script>"}}}
+    encoded = chart_script(EncodedChart(figure), "chart-1")
+    assert encoded == json_script(figure, "chart-1") == chart_script(figure, "chart-1")
+    assert "</script><script>" not in encoded.split(">", 1)[1].rsplit("<", 1)[0]

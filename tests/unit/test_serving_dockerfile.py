@@ -55,6 +55,16 @@ def test_server_packages_are_pinned_by_the_lock():
     assert [p for p in packages if p.lower() not in locked] == []
 
 
+def test_the_native_formats_runtimes_are_installed_with_lightgbms_openmp():
+    run = next(r for r in of("RUN") if "pip install" in r)
+    assert {"xgboost-cpu", "lightgbm", "onnx", "onnxruntime"} <= set(run.split())
+    assert any("libgomp1" in r.split() for r in of("RUN") if "apt-get install" in r)
+    portal_image = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    assert "libgomp1" in portal_image.split()  # the portal's workers load them too
+    runtime = (ROOT / "requirements" / "runtime.txt").read_text()
+    assert all(f"\n{name}==" in runtime for name in ("xgboost-cpu", "lightgbm", "onnxruntime"))
+
+
 def test_runs_the_model_server_in_sagemaker_mode_on_port_8080():
     assert "8080" in of("EXPOSE")[0].split()
     assert json.loads(of("ENTRYPOINT")[0]) == ["python", "-m", "ops.serving"]
@@ -71,7 +81,7 @@ def test_the_server_only_needs_ops(module):
 
 
 def test_serving_package_never_imports_django_or_the_portal():
-    for path in (ROOT / "ops" / "serving").glob("*.py"):
+    for path in [*(ROOT / "ops" / "serving").glob("*.py"), *(ROOT / "ops" / "native").glob("*.py")]:
         source = path.read_text()
         assert not re.search(r"^\s*(from|import)\s+(django|portal|workers)\b", source, re.M), \
             path.name

@@ -74,6 +74,9 @@ def test_a_pipeline_that_mixes_features_falls_back_to_permutation(cancer):
     assert choose_method(model) == "permutation"
 
 
+# SHAP's permutation explainer compiles its numba kernels once per process (~15 s): tests
+# using it share a worker (pytest-xdist's loadgroup), so the suite pays it once.
+@pytest.mark.xdist_group("shap-permutation")
 def test_other_models_use_permutation_with_a_kmeans_background(cancer):
     X, y = cancer
     model = KNeighborsClassifier().fit(X, y)

@@ -27,7 +27,8 @@ never an argument. The project: --project or MODELGATE_PROJECT (its slug)."""
 SCOPES = """\
 token scopes:
   read     versions, status, wait
-  write    register, release, rollback, feedback (and everything read allows)
+  write    register, import-mlflow, release, rollback, feedback (and everything read
+           allows)
   approve  promote, approve (an approver's acts; a contributor may roll back, not promote)
   `modelgate login` (a username and password) gets read and write. An approve token is
   made signed in: the portal's API tokens page, or POST /api/v1/tokens/ with
@@ -98,8 +99,8 @@ def _add_register(sub) -> None:
              "Upload a model version: the artifact and its metadata (a file, flags, or both; "
              "the input schema is read from the model when none is given).")
     _project(p)
-    p.add_argument("artifact", help="the model file (skops; pickle/joblib if the project "
-                                    "allows them)")
+    p.add_argument("artifact", help="the model file (skops, XGBoost JSON/UBJSON, LightGBM "
+                                    "text, ONNX; pickle/joblib if the project allows them)")
     p.add_argument("--model", required=True, help="the model's name")
     p.add_argument("--metadata", metavar="FILE", help="JSON metadata (docs/api.md § 3)")
     p.add_argument("--label", help="a semantic version, e.g. 1.4.0")
@@ -111,6 +112,10 @@ def _add_register(sub) -> None:
     p.add_argument("--parent", type=int, help="the version number it derives from")
     p.add_argument("--repository", help="the code's repository URL")
     p.add_argument("--commit", help="the code's git commit (at least 7 hex characters)")
+    p.add_argument("--triggered-by", type=int, metavar="TRIGGER_ID",
+                   help="the retraining trigger that started this training run (its id is in "
+                        "the run's evidence as trigger_id): the version page then says which "
+                        "alert it was retrained because of")
     p.add_argument("--allow-pickle", action="store_true",
                    help="read a pickle/joblib artifact to infer its schema (runs its code)")
     p.add_argument("--create", action="store_true", help="create the model if it is missing")
@@ -119,6 +124,29 @@ def _add_register(sub) -> None:
     p.add_argument("--model-description", default="", help="the description --create gives")
     p.add_argument("--no-wait", action="store_true",
                    help="do not wait for the portal's checks (status pending)")
+    p.add_argument("--ready-timeout", type=float, default=600.0, metavar="SECONDS")
+
+
+def _add_import_mlflow(sub) -> None:
+    p = _add(sub, "import-mlflow", commands.run_import_mlflow,
+             "Import a model version from MLflow (a registered model's version, or a run's "
+             "model): the portal downloads it with its signature, metrics, parameters, git "
+             "commit and datasets. The same MLflow version is never imported twice.")
+    _project(p)
+    p.add_argument("--model", required=True, help="the portal model to add the version to")
+    p.add_argument("--name", help="the MLflow registered model")
+    p.add_argument("--version", dest="mlflow_version", metavar="N", help="its version number")
+    p.add_argument("--run-id", help="or: an MLflow run whose logged model to import")
+    p.add_argument("--artifact-path", default="model",
+                   help="the name the run logged its model under (default: model)")
+    p.add_argument("--tracking-uri", help="the MLflow server (default: the portal's own, "
+                                          "MLFLOW_TRACKING_URI on the server)")
+    p.add_argument("--create", action="store_true", help="create the model if it is missing")
+    p.add_argument("--task", choices=["classification", "regression"],
+                   help="the task of a model --create makes")
+    p.add_argument("--model-description", default="", help="the description --create gives")
+    p.add_argument("--no-wait", action="store_true",
+                   help="do not wait for the portal's checks once imported")
     p.add_argument("--ready-timeout", type=float, default=600.0, metavar="SECONDS")
 
 
@@ -176,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(same minor release) and numpy its major release")
 
     _add_register(sub)
+    _add_import_mlflow(sub)
     _add_release(sub)
     _add_approve(sub)
 

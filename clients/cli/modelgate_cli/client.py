@@ -180,6 +180,15 @@ class Client:
     def version(self, version_id: int) -> dict:
         return self.get(f"versions/{version_id}/")
 
+    def import_mlflow(self, model_id: int, source: dict) -> dict:
+        """Ask the portal to import an MLflow model version (``name`` and ``version``, or
+        ``run_id`` and ``artifact_path``; ``tracking_uri`` optional): the import, pending
+        (or the one made already for that MLflow version)."""
+        return self.post(f"models/{model_id}/versions/import-mlflow/", source)
+
+    def mlflow_import(self, import_id: int) -> dict:
+        return self.get(f"mlflow-imports/{import_id}/")
+
     def find_version(self, model_id: int, ref: str) -> dict | None:
         """A model's version by number (``3``), label (``1.2.0``) or ``latest`` (the newest
         ready one)."""

@@ -204,6 +204,8 @@ def metadata_of(args) -> dict:
     for key in ("label", "description", "dataset", "parent"):
         if getattr(args, key) is not None:
             meta[key] = getattr(args, key)
+    if getattr(args, "triggered_by", None) is not None:
+        meta["triggered_by"] = args.triggered_by  # the metadata's key (decision 67)
     return meta
 
 
@@ -249,6 +251,38 @@ def run_register(args, client: Client | None) -> int:
     emit(args, version, f"{model['name']} v{version['number']} "
                         f"({version.get('label') or 'no label'}), id {version['id']}: "
                         f"{version['status']}{reason}")
+    return ERROR if version["status"] == "invalid" else OK
+
+
+def run_import_mlflow(args, client: Client | None) -> int:
+    """Import an MLflow model version (decision 66): the portal's worker downloads it with
+    its run's lineage and registers it; this waits for the import, then for the checks."""
+    if bool(args.run_id) == bool(args.name):
+        raise UsageError("name the MLflow model: --name NAME --version N, or --run-id ID")
+    if args.name and not args.mlflow_version:
+        raise UsageError("--name needs --version (the registered model's version number)")
+    source = ({"run_id": args.run_id, "artifact_path": args.artifact_path} if args.run_id
+              else {"name": args.name, "version": args.mlflow_version})
+    if args.tracking_uri:
+        source["tracking_uri"] = args.tracking_uri
+    model = _model_to_register(client, args)
+    item = client.import_mlflow(model["id"], source)
+    progress(f"importing {item['source']} into {model['name']} (import {item['id']})")
+    deadline = time.monotonic() + args.ready_timeout
+    while item["status"] == "pending" and time.monotonic() < deadline:
+        time.sleep(1.0)
+        item = client.mlflow_import(item["id"])
+    if item["status"] != "done":
+        emit(args, item, f"{item['source']}: {item['status']}"
+                         + (f": {item['reason']}" if item.get("reason") else ""))
+        return ERROR
+    version = client.version(item["version"])
+    if not args.no_wait:
+        version = wait_until_checked(client, version, args.ready_timeout)
+    reason = f": {version['status_reason']}" if version.get("status_reason") else ""
+    emit(args, {"import": item, "version": version},
+         f"{model['name']} v{version['number']} from {item['source']} (run "
+         f"{item.get('run_id') or '-'}), id {version['id']}: {version['status']}{reason}")
     return ERROR if version["status"] == "invalid" else OK
 
 

@@ -7,10 +7,18 @@ types; give a schema in the metadata for others.
 
 scikit-learn and skops are imported here only (``pip install modelgate-cli[train]``);
 the rest of the CLI needs neither.
+
+Models in their frameworks' own formats carry their inputs too, read here without the
+framework where the file is text: an XGBoost JSON model (``feature_names``, else
+``num_feature``) and a LightGBM text model (``feature_names=``; LightGBM's made-up
+``Column_0``... become ``x0``...). An XGBoost UBJSON or ONNX file needs xgboost or onnx
+installed here; otherwise give ``input_schema`` in the metadata.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
@@ -47,6 +55,54 @@ def _load_pickle(path: Path):
         raise SchemaInferenceError(f"{path.name} could not be unpickled: {e}") from e
 
 
+def _names_schema(names: list[str], count: int) -> list[dict]:
+    if names and not all(re.fullmatch(r"(Column_|f)\d+", n) for n in names):
+        return [{"name": n, "type": "double"} for n in names]
+    if count > 0:
+        return [{"name": f"x{i}", "type": "double"} for i in range(count)]
+    raise SchemaInferenceError("the model names no features and does not say how many it "
+                               "takes: give input_schema in --metadata")
+
+
+def native_schema(path: Path) -> list[dict] | None:
+    """The input schema of an XGBoost, LightGBM or ONNX file, or None when ``path`` is not
+    one (told from its first bytes, as the portal tells them)."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if re.match(rb'\s*\{\s*"(learner|version)"', head):
+        learner = json.loads(path.read_bytes())["learner"]
+        return _names_schema(learner.get("feature_names") or [],
+                             int(learner["learner_model_param"]["num_feature"]))
+    if head.startswith((b"tree\nversion=v", b"tree\r\nversion=v")):
+        header = dict(line.split("=", 1) for line in path.read_text().split("Tree=")[0]
+                      .splitlines() if "=" in line)
+        return _names_schema(header.get("feature_names", "").split(),
+                             int(header.get("max_feature_idx", "-1")) + 1)
+    if head.startswith(b"{") or (len(head) > 2 and head[0] == 0x08 and head[1] < 31):
+        return _framework_schema(path, head)
+    return None
+
+
+def _framework_schema(path: Path, head: bytes) -> list[dict]:
+    """UBJSON (XGBoost) or ONNX: their libraries read them."""
+    try:
+        if head.startswith(b"{"):
+            import xgboost
+
+            booster = xgboost.Booster(model_file=str(path))
+            return _names_schema(booster.feature_names or [], booster.num_features())
+        import onnx
+
+        inputs = onnx.load(str(path), load_external_data=False).graph.input
+    except ImportError as e:
+        raise SchemaInferenceError(f"reading the input schema of {path.name} needs "
+                                   f"{e.name}: give input_schema in --metadata") from e
+    if len(inputs) > 1:
+        return [{"name": i.name, "type": "double"} for i in inputs]
+    dims = inputs[0].type.tensor_type.shape.dim
+    return _names_schema([], dims[-1].dim_value if len(dims) == 2 else 0)
+
+
 def load_model(path: Path, allow_pickle: bool = False):
     """The estimator in ``path`` (skops; pickle or joblib only with ``allow_pickle``:
     unpickling runs code the file names)."""
@@ -73,4 +129,7 @@ def schema_of(model) -> list[dict]:
 
 
 def infer_input_schema(path: str | Path, allow_pickle: bool = False) -> list[dict]:
+    native = native_schema(Path(path))
+    if native is not None:
+        return native
     return schema_of(load_model(Path(path), allow_pickle=allow_pickle))

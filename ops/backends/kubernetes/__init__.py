@@ -85,8 +85,11 @@ class KubernetesBackend(Backend):
         "namespace": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
         "env": {"type": "object", "maxProperties": 10,
                 "propertyNames": {"enum": ["MODELGATE_THREADS", "MODELGATE_MAX_BATCH",
-                                           "MODELGATE_BATCH_TIMEOUT_MS", "MODELGATE_MAX_QUEUE",
-                                           "MODELGATE_LOG_LEVEL"]},
+                                           "MODELGATE_BATCH_TIMEOUT_MS",
+                                           "MODELGATE_BATCH_IDLE_ROUNDS", "MODELGATE_MAX_QUEUE",
+                                           "MODELGATE_LOG_LEVEL", "MODELGATE_FAST_TREES",
+                                           "MODELGATE_FAST_TREES_TOLERANCE",
+                                           "MODELGATE_FAST_TREES_THREADS"]},
                 "additionalProperties": {"type": "string", "maxLength": 32}},
     }}
 

@@ -89,7 +89,7 @@ def _artifact_url_pattern() -> str:
     return reverse("api:version-artifact", args=[0]).replace("/0/", "/{}/")
 
 
-def _artifact_url(pk: int) -> str:
+def artifact_url(pk: int) -> str:
     return _artifact_url_pattern().format(pk)
 
 
@@ -127,7 +127,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_artifact(self, v) -> dict:
         return {"sha256": v.artifact_sha256, "size": v.artifact_size, "format": v.artifact_format,
-                "unsafe": v.is_unsafe, "download": _artifact_url(v.pk)}
+                "unsafe": v.is_unsafe, "download": artifact_url(v.pk)}
 
     @extend_schema_field(DatasetRefSerializer(allow_null=True))
     def get_dataset(self, v):
@@ -168,13 +168,13 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "schema_source": v.schema_source, "output_schema": v.output_schema, "metrics": v.metrics, "params": v.params,
             "dataset": self.get_dataset(v), "code": self.get_code(v),
             "parent": self.get_parent(v), "tags": self.get_tags(v),
-            "aliases": self.get_aliases(v), "created_at": _iso(v.created_at),
+            "aliases": self.get_aliases(v), "created_at": iso_datetime(v.created_at),
             "created_by": v.created_by.username if v.created_by_id else None,
-            "validated_at": _iso(v.validated_at),
+            "validated_at": iso_datetime(v.validated_at),
         }
 
 
-def _iso(value):
+def iso_datetime(value):
     """ISO 8601 as DRF writes it (UTC as ``Z``)."""
     if value is None:
         return None
@@ -185,7 +185,9 @@ def _iso(value):
 class VersionCreateSerializer(serializers.Serializer):
     """Multipart form: the artifact file and a JSON metadata document."""
 
-    artifact = serializers.FileField(help_text="skops file (preferred) or pickle/joblib if allowed")
+    artifact = serializers.FileField(
+        help_text="skops file, XGBoost JSON/UBJSON, LightGBM text model or ONNX model (told "
+                  "from the bytes); pickle/joblib only if the project allows it")
     # Its keys are declared by portal.registry.metadata.VersionMetadataSerializer, which
     # services.register_version runs on it (and on the upload form's document alike).
     metadata = serializers.CharField(
@@ -259,7 +261,7 @@ class EvaluationSerializer(serializers.Serializer):
         return {"dataset": {"id": d.pk, "name": d.name, "sha256": d.sha256},
                 "status": evaluation.status, "reason": evaluation.reason,
                 "metrics": evaluation.metrics, "rows": evaluation.rows,
-                "computed_at": _iso(evaluation.computed_at)}
+                "computed_at": iso_datetime(evaluation.computed_at)}
 
 
 class LineageSerializer(serializers.Serializer):

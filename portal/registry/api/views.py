@@ -16,6 +16,8 @@ from portal.api.permissions import APPROVE, WRITE
 from portal.api.views import PortalViewSet, validated
 from portal.errors import NotFound, PayloadTooLarge, ValidationFailed
 from portal.registry import queries, services
+from portal.registry.api import documents
+from portal.registry.api.mlflow import MlflowImportActions
 from portal.registry.api.serializers import (
     AliasSerializer,
     AliasSetSerializer,
@@ -94,8 +96,8 @@ def alias_scope(kwargs) -> str:
     return APPROVE if kwargs.get("alias") in services.PROTECTED_ALIASES else WRITE
 
 
-class RegisteredModelViewSet(ArchiveActions, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                             PortalViewSet):
+class RegisteredModelViewSet(ArchiveActions, MlflowImportActions, mixins.ListModelMixin,
+                             mixins.RetrieveModelMixin, PortalViewSet):
     """Registered models and, nested under each, its versions and aliases."""
 
     archive_service = staticmethod(services.archive_model)  # contributors; restore: owners
@@ -112,6 +114,12 @@ class RegisteredModelViewSet(ArchiveActions, mixins.ListModelMixin, mixins.Retri
     search_fields = ["name", "description", "project__name"]
     ordering_fields = ["name", "created_at", "id"]
     visible = staticmethod(queries.models_for)
+
+    def list(self, request):
+        # The document RegisteredModelSerializer describes, built from rows (decision 64).
+        page = self.paginate_queryset(documents.model_rows(self.filter_queryset(
+            self.get_queryset())))
+        return self.get_paginated_response(documents.models(page))
 
     def create(self, request):
         data = validated(RegisteredModelSerializer, request.data,
@@ -145,8 +153,8 @@ class RegisteredModelViewSet(ArchiveActions, mixins.ListModelMixin, mixins.Retri
                 queryset=queries.versions_for(request.user).filter(model=model))
             if not filterset.is_valid():
                 raise ValidationError(filterset.errors)
-            page = self.paginate_queryset(filterset.qs)
-            return self.get_paginated_response(ModelVersionSerializer(page, many=True).data)
+            page = self.paginate_queryset(documents.version_rows(filterset.qs))
+            return self.get_paginated_response(documents.versions(page))
         require_role(request.user, model.project, Role.CONTRIBUTOR, "register versions")
         check_upload_size(request, settings.MODELGATE_MAX_ARTIFACT_BYTES)
         data = validated(VersionCreateSerializer, request.data)
@@ -192,13 +200,20 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
     ordering_fields = ["created_at", "number", "id"]
     visible = staticmethod(queries.versions_for)
 
+    def list(self, request):
+        # The document ModelVersionSerializer describes, built from rows (decision 64).
+        page = self.paginate_queryset(documents.version_rows(self.filter_queryset(
+            self.get_queryset())))
+        return self.get_paginated_response(documents.versions(page))
+
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(
         description="The artifact file, exactly as uploaded")})
     @action(detail=True, methods=["get"], filter_backends=[])
     def artifact(self, request, pk=None):
         version = self.get_object()
         handle = get_store().open(version.artifact_uri)
-        suffix = "skops" if not version.is_unsafe else "joblib"
+        # The stored key ends with what the framework saves the file as (.ubj or .json...).
+        suffix = version.artifact_uri.rpartition(".")[2] or version.artifact_format
         response = FileResponse(
             handle, as_attachment=True, content_type="application/octet-stream",
             filename=f"{version.model.name}-v{version.number}.{suffix}")

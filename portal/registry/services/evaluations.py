@@ -213,7 +213,8 @@ def evidence(version: ModelVersion, dataset: Dataset | None) -> Evidence:
 def metric_table(version: ModelVersion) -> dict:
     """The version page's metrics: one row per metric, the declared figure beside what was
     measured on each evaluation dataset (newest first), and each measurement's state."""
-    found = list(version.evaluations.select_related("dataset"))
+    found = list(version.evaluations.select_related("dataset")
+                 .defer("dataset__columns", "dataset__profile"))
     names = list(version.metrics or {})
     for evaluation in found:
         names += [n for n in evaluation.metrics if n not in names]

@@ -32,6 +32,10 @@ SELECT id FROM (
 """
 
 
+NODE_COLUMNS = ("number", "label", "status", "created_at", "parent", "model__name",
+                "model__project__slug", "dataset__name", "dataset__sha256", "dataset__rows")
+
+
 def lineage(version: ModelVersion) -> dict:
     """The graph around a version: its ancestors, descendants and their datasets.
 
@@ -43,10 +47,13 @@ def lineage(version: ModelVersion) -> dict:
                        [version.pk, MAX_LINEAGE_NODES, version.pk, MAX_LINEAGE_NODES,
                         MAX_LINEAGE_NODES])
         ids = [row[0] for row in cursor.fetchall()]
+    # The version itself is at hand (a version without parent or child needs nothing more);
+    # of the others, only what a node shows.
     versions: dict[int, ModelVersion] = {
         v.pk: v for v in ModelVersion.objects.select_related("dataset", "model__project")
-        .filter(pk__in=ids)}
-    versions.setdefault(version.pk, version)
+        .only(*NODE_COLUMNS).filter(pk__in=[pk for pk in ids if pk != version.pk])
+    } if set(ids) - {version.pk} else {}
+    versions[version.pk] = version
 
     model = version.model
     nodes, edges = [], []

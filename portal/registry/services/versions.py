@@ -17,6 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from ops import artifacts as ops_artifacts
+from ops import native as ops_native
 from ops.exceptions import ArtifactError, DatasetError, PermanentError
 from ops.redact import without_paths
 from ops.sandbox import SandboxLimits, convert_pickle
@@ -41,6 +42,7 @@ from portal.registry.services.archive import lock_open, refuse_archived
 from portal.registry.services.base import _full_clean
 from portal.registry.services.datasets import sample_rows
 from portal.registry.services.projects import unsafe_allowed
+from portal.registry.signals import version_registered
 from portal.registry.storage import get_store
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,12 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata,
         metadata, source = schemas.fill_in(model, metadata, schema_from)
     fields = parse_version_metadata(model, metadata)
     fields["schema_source"] = source
+    triggered_by = fields.pop("triggered_by", None)
     if fields["dataset"] is not None:
         refuse_archived(fields["dataset"], field="dataset")
     try:
-        fmt = ops_artifacts.detect_format(ops_artifacts.read_head(artifact))
+        head = ops_artifacts.read_head(artifact)
+        fmt = ops_artifacts.detect_format(head)
     except ArtifactError as e:
         raise ValidationFailed(e.detail, code=e.code, field="artifact") from e
     if fmt == ops_artifacts.PICKLE and not unsafe_allowed(model.project):
@@ -76,8 +80,7 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata,
                else " (they are disabled on this instance)"),
             code="unsafe_artifact", field="artifact")
 
-    key = f"models/{model.project.slug}/{model.name}/{uuid.uuid4().hex}." + (
-        "skops" if fmt == ops_artifacts.SKOPS else "joblib")
+    key = f"models/{model.project.slug}/{model.name}/{uuid.uuid4().hex}.{artifact_suffix(fmt, head)}"
     store = get_store()
     try:
         stored = store.put(key, artifact, max_bytes=settings.MODELGATE_MAX_ARTIFACT_BYTES)
@@ -100,8 +103,7 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata,
                 model=model, number=last + 1, created_by=user,
                 artifact_uri=stored.uri, artifact_sha256=stored.sha256,
                 artifact_size=stored.size,
-                artifact_format=ArtifactFormat.SKOPS if fmt == ops_artifacts.SKOPS
-                else ArtifactFormat.PICKLE,
+                artifact_format=ArtifactFormat(fmt),
                 status=VersionStatus.PENDING, **fields,
             )
             _full_clean(version, exclude=["created_by", "model", "parent", "dataset"])
@@ -113,12 +115,25 @@ def register_version(user, model: RegisteredModel, artifact: BinaryIO, metadata,
                 "parent": fields["parent"].number if fields["parent"] else None,
                 "dataset": fields["dataset"].pk if fields["dataset"] else None,
                 "metrics": version.metrics, "tags": tags,
+                **({"triggered_by": triggered_by} if triggered_by else {}),
             })
+            # Apps above the registry add to the registration (retraining links its trigger);
+            # a refusal rolls it back with the artifact.
+            version_registered.send(sender=ModelVersion, version=version, user=user,
+                                    triggered_by=triggered_by)
             enqueue("workers.registry.validate_version", version.pk)
     except BaseException:
         store.delete(stored.uri)
         raise
     return version
+
+
+def artifact_suffix(fmt: str, head: bytes = b"") -> str:
+    """The stored file's suffix (and the download's): what its framework saves it as."""
+    if fmt == ops_artifacts.XGBOOST:
+        return ops_native.ubjson_suffix(head) if head else "json"
+    return {ops_artifacts.SKOPS: "skops", ops_artifacts.PICKLE: "joblib",
+            **ops_native.SUFFIXES}[fmt]
 
 
 def _live_twin(model: RegisteredModel, sha256: str, label: str, *, exclude=None):

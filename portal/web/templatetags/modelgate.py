@@ -86,6 +86,14 @@ def gate_rule(rule):
     return text + (f" ({rule['model']} only)" if rule.get("model") else "")
 
 
+@register.filter(is_safe=True)
+def chart_json(figure, element_id):
+    """``json_script`` for a chart's figure, also one encoded once (``EncodedChart``)."""
+    from portal.views import chart_script
+
+    return chart_script(figure, element_id)
+
+
 @register.filter
 def as_json(value):
     import json

@@ -1,0 +1,439 @@
+"""An MLflow tracking server read through its REST API (decision 66): runs, registered model
+versions and their aliases and tags, the ``MLmodel`` file and the model file it names.
+
+No MLflow library: the portal reads a handful of endpoints with ``requests`` and never
+loads what it downloads (a worker validates it as it validates an upload). Artifacts are
+read through the server's artifact proxy (``mlflow-artifacts:`` URIs, what ``mlflow
+server`` serves by default); a model kept in a store the server does not proxy (``s3://``,
+a local path) is refused with the reason. Redirects are not followed (the address was
+checked, its redirect target would not be), and credentials are the caller's to give: the
+portal sends its operator's only to the operator's own server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from ops.addresses import url_non_public
+from ops.exceptions import DetailedError, PermanentError, TransientError
+
+API = "/api/2.0/mlflow"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+# Flavours the portal imports, in the order one is chosen when a model has several.
+FLAVOURS = ("sklearn", "xgboost", "lightgbm", "onnx")
+MAX_MLMODEL_BYTES = 1 << 20
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+GIT_REPOSITORY_TAG = "mlflow.source.git.repoURL"
+# MLflow's column types and the portal's feature types (ops.schema.FEATURE_TYPES).
+COLUMN_TYPES = {"double": "double", "float": "double", "integer": "integer",
+                "long": "integer", "boolean": "boolean", "string": "string"}
+
+# MLflow's webhook headers (mlflow/webhooks/constants.py).
+SIGNATURE_HEADER = "X-MLflow-Signature"
+TIMESTAMP_HEADER = "X-MLflow-Timestamp"
+DELIVERY_HEADER = "X-MLflow-Delivery-Id"
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+
+class MlflowError(DetailedError, PermanentError):
+    """The MLflow server answered, and what was asked cannot be imported."""
+
+    code = "mlflow_error"
+
+
+class MlflowNotFound(MlflowError):
+    code = "mlflow_not_found"
+
+
+class UnsupportedFlavour(MlflowError):
+    code = "unsupported_flavour"
+
+
+class MlflowUnavailable(DetailedError, TransientError):
+    """The server could not be reached or answered 5xx/429: trying later may help."""
+
+    code = "mlflow_unavailable"
+
+
+class WebhookRefused(DetailedError, PermanentError):
+    code = "bad_signature"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the portal's operator configured (``MLFLOW_TRACKING_TOKEN`` or
+    ``MLFLOW_TRACKING_USERNAME`` and ``_PASSWORD``)."""
+
+    token: str = ""
+    username: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """What was asked for: a registered model's version, or a run's logged model."""
+
+    kind: str  # "model" or "run"
+    name: str = ""  # registered model (kind "model")
+    version: str = ""
+    run_id: str = ""  # kind "run"
+    artifact_path: str = "model"
+
+    @property
+    def key(self) -> str:
+        """The one spelling of this source, unique per tracking server."""
+        if self.kind == "model":
+            return f"models:/{self.name}/{self.version}"
+        return f"runs:/{self.run_id}/{self.artifact_path}"
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str  # one of FLAVOURS
+    file: str  # relative to the model's folder
+    pickled: bool  # the file is a pickle (sklearn's pickle/cloudpickle, LightGBM's sklearn API)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """What the ``MLmodel`` file says: the flavour and file chosen, the input schema of its
+    signature (None when it has none with column names)."""
+
+    flavour: Flavour
+    input_schema: list[dict] | None
+    flavours: list[str]
+
+
+@dataclass
+class Resolved:
+    """A source looked up on the server: where its model lives and the run that made it."""
+
+    source: Source
+    artifact_uri: str
+    run_id: str = ""
+    experiment_id: str = ""
+    run_name: str = ""
+    metrics: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    commit: str = ""
+    repository: str = ""
+    datasets: list[dict] = field(default_factory=list)
+
+
+def tracking_uri_refusal(url: str, *, allow_private: bool) -> str | None:
+    """Why the portal will not call ``url`` (not http(s), ambiguous, or a non-public
+    address the operator did not allow), or None. The webhooks' rule (ops/addresses.py)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "the tracking URI must be an http:// or https:// address"
+    if "\\" in url or "@" in parts.netloc:
+        return "the tracking URI may not contain a backslash or a user name (user@host)"
+    if allow_private:
+        return None
+    private = url_non_public(url)
+    if private:
+        return (f"{parts.hostname} is a non-public address ({private}); the operator sets "
+                "MODELGATE_MLFLOW_ALLOW_PRIVATE=true to allow MLflow servers on private "
+                "networks (their own MLFLOW_TRACKING_URI is always allowed)")
+    return None
+
+
+class TrackingServer:
+    """The REST API of one MLflow tracking server."""
+
+    def __init__(self, base_url: str, credentials: Credentials | None = None, *,
+                 timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxy from the environment: the checked host
+        credentials = credentials or Credentials()
+        if credentials.token:
+            self.session.headers["Authorization"] = f"Bearer {credentials.token}"
+        elif credentials.username:
+            self.session.auth = (credentials.username, credentials.password)
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _request(self, path: str, params: dict | None, what: str, *, stream=False):
+        try:
+            response = self.session.get(self.base_url + path, params=params,
+                                        timeout=self.timeout, allow_redirects=False,
+                                        stream=stream)
+        except requests.Timeout as e:
+            raise MlflowUnavailable(f"the MLflow server at {self.base_url} did not answer "
+                                    f"within {self.timeout:.0f} s") from e
+        except requests.RequestException as e:
+            raise MlflowUnavailable(f"the MLflow server at {self.base_url} cannot be "
+                                    f"reached ({type(e).__name__})") from e
+        if response.status_code == 200:
+            return response
+        detail = _error_message(response)
+        response.close()
+        if response.status_code == 404:
+            raise MlflowNotFound(f"MLflow at {self.base_url} has no {what}" +
+                                 (f": {detail}" if detail else ""))
+        if response.status_code in (401, 403):
+            raise MlflowError(f"MLflow at {self.base_url} refused the portal "
+                              f"(HTTP {response.status_code}): check MLFLOW_TRACKING_TOKEN "
+                              "or MLFLOW_TRACKING_USERNAME/PASSWORD", code="mlflow_refused")
+        if response.status_code == 429 or response.status_code >= 500:
+            raise MlflowUnavailable(f"MLflow at {self.base_url} answered HTTP "
+                                    f"{response.status_code} for {what}")
+        if 300 <= response.status_code < 400:
+            raise MlflowError(f"MLflow at {self.base_url} redirected the request for {what}; "
+                              "give the server's final address", code="mlflow_redirect")
+        raise MlflowError(f"MLflow at {self.base_url} answered HTTP {response.status_code} "
+                          f"for {what}" + (f": {detail}" if detail else ""))
+
+    def _json(self, path: str, params: dict, what: str) -> dict:
+        response = self._request(path, params, what)
+        try:
+            return response.json()
+        except ValueError as e:
+            raise MlflowError(f"{self.base_url} did not answer {what} with JSON: is it an "
+                              "MLflow tracking server?", code="mlflow_error") from e
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> dict:
+        return self._json(f"{API}/runs/get", {"run_id": run_id}, f"run {run_id}")["run"]
+
+    def model_version(self, name: str, version: str) -> dict:
+        return self._json(f"{API}/model-versions/get", {"name": name, "version": version},
+                          f"version {version} of registered model {name}")["model_version"]
+
+    def version_by_alias(self, name: str, alias: str) -> dict:
+        return self._json(f"{API}/registered-models/alias", {"name": name, "alias": alias},
+                          f"alias @{alias} of registered model {name}")["model_version"]
+
+    def versions_by_tag(self, name: str, key: str, value: str) -> list[dict]:
+        query = f"name='{_quoted(name)}' and tags.`{_quoted(key)}`='{_quoted(value)}'"
+        found = self._json(f"{API}/model-versions/search",
+                           {"filter": query, "max_results": 50},
+                           f"versions of {name} tagged {key}={value}")
+        return found.get("model_versions", [])
+
+    def download_uri(self, name: str, version: str) -> str:
+        return self._json(f"{API}/model-versions/get-download-uri",
+                          {"name": name, "version": version},
+                          f"version {version} of registered model {name}")["artifact_uri"]
+
+    def logged_model(self, model_id: str) -> dict:
+        return self._json(f"{API}/logged-models/{quote(model_id)}", {},
+                          f"logged model {model_id}")["model"]
+
+    def download(self, artifact_uri: str, relative: str, target: Path, max_bytes: int) -> int:
+        """Stream ``relative`` under ``artifact_uri`` into ``target``; its size. Refuses a
+        file larger than ``max_bytes`` (``too_large``) without keeping it."""
+        path = _proxied_path(artifact_uri) + "/" + relative.lstrip("/")
+        response = self._request(f"{ARTIFACTS}/{quote(path)}", None, f"artifact {relative}",
+                                 stream=True)
+        size = 0
+        with response, open(target, "wb") as out:
+            for chunk in response.iter_content(1 << 16):
+                size += len(chunk)
+                if size > max_bytes:
+                    out.close()
+                    target.unlink(missing_ok=True)
+                    raise MlflowError(f"{relative} is larger than {max_bytes:,} bytes "
+                                      "(MODELGATE_MAX_ARTIFACT_BYTES)", code="too_large")
+                out.write(chunk)
+        return size
+
+    # -- a source ------------------------------------------------------------------------------
+
+    def resolve(self, source: Source) -> Resolved:
+        """Where the model of ``source`` lives and the run that made it (its metrics,
+        parameters, git commit and dataset inputs)."""
+        if source.kind == "model":
+            version = self.model_version(source.name, source.version)
+            artifact_uri = self.download_uri(source.name, source.version)
+            run_id = version.get("run_id") or ""
+        else:
+            run_id = source.run_id
+            artifact_uri = self._run_model_uri(source)
+        resolved = Resolved(source=source, artifact_uri=artifact_uri, run_id=run_id)
+        if run_id:
+            _read_run(resolved, self.run(run_id))
+        return resolved
+
+    def _run_model_uri(self, source: Source) -> str:
+        """MLflow 3 logs a run's model as a logged model of its own (the run's outputs name
+        it); MLflow 2 kept it among the run's artifacts, under the artifact path."""
+        run = self.run(source.run_id)
+        for output in (run.get("outputs") or {}).get("model_outputs", []):
+            model = self.logged_model(output["model_id"])
+            if model["info"].get("name") == source.artifact_path:
+                return model["info"]["artifact_uri"]
+        return run["info"]["artifact_uri"].rstrip("/") + "/" + source.artifact_path.strip("/")
+
+    def model_file(self, resolved: Resolved) -> ModelFile:
+        """The ``MLmodel`` file of a resolved source, read."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="modelgate-mlmodel-") as folder:
+            target = Path(folder) / "MLmodel"
+            try:
+                self.download(resolved.artifact_uri, "MLmodel", target, MAX_MLMODEL_BYTES)
+            except MlflowNotFound as e:
+                raise MlflowNotFound(f"{resolved.source.key} has no MLmodel file at "
+                                     f"{resolved.artifact_uri}: is it an MLflow model?") from e
+            return read_mlmodel(target.read_text(errors="replace"))
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _error_message(response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
+
+
+def _proxied_path(artifact_uri: str) -> str:
+    """The path under the server's artifact proxy of an ``mlflow-artifacts:`` URI."""
+    parts = urlsplit(artifact_uri)
+    if parts.scheme != "mlflow-artifacts":
+        raise MlflowError(f"MLflow keeps this model at {artifact_uri}, which the portal does "
+                          "not read; serve artifacts through the tracking server (mlflow "
+                          "server's default artifact proxy, mlflow-artifacts:)",
+                          code="unsupported_artifact_store")
+    return parts.path.strip("/")
+
+
+def _read_run(resolved: Resolved, run: dict) -> None:
+    info, data = run.get("info", {}), run.get("data", {})
+    resolved.experiment_id = str(info.get("experiment_id", ""))
+    resolved.run_name = str(info.get("run_name", ""))
+    resolved.metrics = {m["key"]: m["value"] for m in data.get("metrics", [])
+                        if isinstance(m.get("value"), int | float) and m["value"] == m["value"]}
+    resolved.params = {p["key"]: p.get("value", "") for p in data.get("params", [])}
+    tags = {t["key"]: t.get("value", "") for t in data.get("tags", [])}
+    resolved.commit = str(tags.get(GIT_COMMIT_TAG, "")).lower()
+    resolved.repository = str(tags.get(GIT_REPOSITORY_TAG, ""))[:300]
+    for entry in (run.get("inputs") or {}).get("dataset_inputs", []):
+        dataset = entry.get("dataset", {})
+        item = {key: dataset.get(key, "") for key in ("name", "digest", "source_type",
+                                                       "source")}
+        item["context"] = next((t.get("value", "") for t in entry.get("tags", [])
+                                if t.get("key") == "mlflow.data.context"), "")
+        try:
+            item["profile"] = json.loads(dataset.get("profile") or "{}")
+        except ValueError:
+            item["profile"] = {}
+        resolved.datasets.append(item)
+
+
+def read_mlmodel(text: str) -> ModelFile:
+    """Choose the flavour and file of an ``MLmodel`` document and read its signature."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise MlflowError(f"the MLmodel file is not YAML: {e}", code="mlflow_error") from e
+    flavours = (document or {}).get("flavors") if isinstance(document, dict) else None
+    if not isinstance(flavours, dict):
+        raise MlflowError("the MLmodel file names no flavours", code="mlflow_error")
+    chosen = next((name for name in FLAVOURS if name in flavours), None)
+    if chosen is None:
+        raise UnsupportedFlavour(
+            "the MLflow model's flavours are " + ", ".join(sorted(flavours)) + "; the portal "
+            "imports " + ", ".join(FLAVOURS) + " models")
+    return ModelFile(flavour=_flavour(chosen, flavours[chosen] or {}),
+                     input_schema=signature_schema(document.get("signature")),
+                     flavours=sorted(flavours))
+
+
+def _flavour(name: str, conf: dict) -> Flavour:
+    if name == "sklearn":
+        fmt = str(conf.get("serialization_format", "cloudpickle"))
+        file = conf.get("pickled_model") or ("model.skops" if fmt == "skops" else "model.pkl")
+        return Flavour(name, str(file), pickled=fmt != "skops")
+    file = str(conf.get("data") or "")
+    if not file:
+        raise MlflowError(f"the MLmodel file's {name} flavour names no model file",
+                          code="mlflow_error")
+    # LightGBM's scikit-learn API models (LGBMClassifier...) are pickled; a Booster is text.
+    return Flavour(name, file, pickled=file.endswith((".pkl", ".pickle")))
+
+
+def signature_schema(signature) -> list[dict] | None:
+    """The portal's input schema of an MLflow signature's inputs; None when there is no
+    signature or its inputs are an unnamed tensor (the worker reads the model's own
+    feature names then). A column type the portal has no equivalent for is refused."""
+    if not isinstance(signature, dict) or not signature.get("inputs"):
+        return None
+    try:
+        inputs = json.loads(signature["inputs"])
+    except (TypeError, ValueError) as e:
+        raise MlflowError(f"the model's signature cannot be read: {e}",
+                          code="bad_signature") from e
+    if not isinstance(inputs, list) or not inputs:
+        return None
+    if any(not isinstance(c, dict) or "name" not in c for c in inputs):
+        return None  # a tensor signature: no names to check the model against
+    schema = []
+    for column in inputs:
+        kind = COLUMN_TYPES.get(str(column.get("type")))
+        if kind is None:
+            raise MlflowError(f"the signature's input {column['name']!r} is of type "
+                              f"{column.get('type')!r}, which the portal cannot feed a model "
+                              "(double, float, integer, long, boolean and string can be)",
+                              code="bad_signature")
+        schema.append({"name": str(column["name"]), "type": kind,
+                       "nullable": column.get("required") is False})
+    return schema
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+def webhook_signature(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
+    """What MLflow sends in ``X-MLflow-Signature``: ``v1,`` and the base64 HMAC-SHA256 of
+    ``<delivery id>.<timestamp>.<body>`` (mlflow/webhooks/delivery.py)."""
+    content = f"{delivery_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_webhook(secret: str, headers, body: bytes, *, now: float | None = None) -> dict:
+    """The payload of an MLflow webhook delivery whose signature ``secret`` made and whose
+    timestamp is within five minutes; ``WebhookRefused`` otherwise."""
+    delivery = headers.get(DELIVERY_HEADER) or ""
+    stamp = headers.get(TIMESTAMP_HEADER) or ""
+    given = headers.get(SIGNATURE_HEADER) or ""
+    if not (secret and delivery and stamp and given):
+        raise WebhookRefused(f"an MLflow webhook carries {SIGNATURE_HEADER}, "
+                             f"{TIMESTAMP_HEADER} and {DELIVERY_HEADER}")
+    try:
+        age = abs((time.time() if now is None else now) - int(stamp))
+    except ValueError as e:
+        raise WebhookRefused(f"{TIMESTAMP_HEADER} is not a Unix time") from e
+    if age > WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookRefused(f"the delivery is {age:.0f} s old (at most "
+                             f"{WEBHOOK_TOLERANCE_SECONDS}): a replay or a wrong clock",
+                             code="stale_webhook")
+    expected = webhook_signature(secret, delivery, stamp, body)
+    if not any(hmac.compare_digest(expected, part.strip()) for part in given.split(" ")):
+        raise WebhookRefused("the signature does not match this follow's secret")
+    try:
+        payload = json.loads(body)
+    except ValueError as e:
+        raise WebhookRefused("the body is not JSON", code="bad_payload") from e
+    return payload if isinstance(payload, dict) else {}

@@ -1,0 +1,120 @@
+"""The documents of the registry's two busiest lists, versions and models, built from rows.
+
+A page of 100 versions read as model instances cost the web process about two thirds of its
+time in Django's prefetching, which gives every row a filtered queryset per relation
+(two clones of a query per row for tags and aliases), and in building four instances per
+row (benchmarks/registry_api.py, decision 64). Here a page is read as value rows of only the
+columns its document shows (a version's parent number and dataset by subquery), the tags
+and aliases of the whole page in one more query, and the documents are assembled as plain
+dicts.
+
+The serializers stay what the API publishes (the OpenAPI schema) and what single objects
+go through; tests/integration/test_registry_documents.py checks that both write the same
+document for every kind of row.
+"""
+
+from collections import defaultdict
+
+from django.db.models import F, OuterRef, Subquery, Value
+
+from portal.registry.api.serializers import artifact_url, iso_datetime
+from portal.registry.choices import ArtifactFormat
+from portal.registry.models import Alias, Dataset, ModelVersion, VersionTag
+from portal.registry.queries import AnyOf
+
+# What a version's document shows (ModelVersionSerializer.Meta.fields), by column; the
+# parent's number and the dataset's name and digest are the annotations of version_rows.
+VERSION_COLUMNS = (
+    "id", "model_id", "model__name", "model__project", "model__project__slug", "number",
+    "label", "description", "status", "status_reason", "artifact_sha256", "artifact_size",
+    "artifact_format", "framework", "estimator", "classes", "input_schema", "schema_source",
+    "output_schema", "metrics", "params", "dataset_id", "dataset_name", "dataset_sha256",
+    "code_repository", "code_commit", "parent_id", "parent_number", "created_at",
+    "created_by__username", "validated_at")
+
+# What a model's document shows (RegisteredModelSerializer.Meta.fields); latest_version and
+# version_count are the annotations of queries.models_for.
+MODEL_COLUMNS = ("id", "project", "project__slug", "name", "task", "description",
+                 "created_at", "created_by__username", "latest_version", "version_count",
+                 "archived_at", "archived_by__username")
+
+
+def version_rows(queryset):
+    """``queryset`` (filtered, not yet paginated) read as the rows ``versions`` takes.
+
+    The parent's number and the dataset's name and digest are scalar subqueries, not
+    joins: two more relations in the join made PostgreSQL's planning of the list query
+    several times longer than running it (decision 13), and a subquery on a primary key
+    adds nothing to plan."""
+    parent = ModelVersion.objects.filter(pk=OuterRef("parent_id"))
+    dataset = Dataset.objects.filter(pk=OuterRef("dataset_id"))
+    return (queryset.select_related(None).prefetch_related(None)
+            .annotate(parent_number=Subquery(parent.values("number")),
+                      dataset_name=Subquery(dataset.values("name")),
+                      dataset_sha256=Subquery(dataset.values("sha256")))
+            .values(*VERSION_COLUMNS))
+
+
+def versions(rows: list[dict]) -> list[dict]:
+    """The documents of a page of ``version_rows``, in its order, and one more query (for
+    the tags and aliases of the whole page)."""
+    ids = [r["id"] for r in rows]
+    names = {"tag": defaultdict(list), "alias": defaultdict(list)}
+    tags = VersionTag.objects.filter(AnyOf(F("version_id"), ids)).annotate(
+        kind=Value("tag")).values_list("version_id", "name", "kind")
+    aliases = Alias.objects.filter(AnyOf(F("version_id"), ids)).annotate(
+        kind=Value("alias")).order_by().values_list("version_id", "name", "kind")
+    if ids:
+        for version_id, name, kind in tags.union(aliases, all=True):
+            names[kind][version_id].append(name)
+    documents = []
+    for r in rows:
+        pk, parent_id, dataset_id = r["id"], r["parent_id"], r["dataset_id"]
+        documents.append({
+            "id": pk, "model": r["model_id"], "model_name": r["model__name"],
+            "project": r["model__project"], "project_slug": r["model__project__slug"],
+            "number": r["number"], "label": r["label"], "description": r["description"],
+            "status": r["status"], "status_reason": r["status_reason"],
+            "artifact": {"sha256": r["artifact_sha256"], "size": r["artifact_size"],
+                         "format": r["artifact_format"],
+                         "unsafe": r["artifact_format"] == ArtifactFormat.PICKLE,
+                         "download": artifact_url(pk)},
+            "framework": r["framework"], "estimator": r["estimator"], "classes": r["classes"],
+            "input_schema": r["input_schema"], "schema_source": r["schema_source"],
+            "output_schema": r["output_schema"], "metrics": r["metrics"],
+            "params": r["params"],
+            "dataset": ({"id": dataset_id, "name": r["dataset_name"],
+                         "sha256": r["dataset_sha256"]} if dataset_id is not None else None),
+            "code": {"repository": r["code_repository"], "commit": r["code_commit"]},
+            "parent": ({"id": parent_id, "number": r["parent_number"]}
+                       if parent_id is not None else None),
+            "tags": sorted(names["tag"].get(pk, ())),
+            "aliases": sorted(names["alias"].get(pk, ())),
+            "created_at": iso_datetime(r["created_at"]),
+            "created_by": r["created_by__username"],
+            "validated_at": iso_datetime(r["validated_at"]),
+        })
+    return documents
+
+
+def model_rows(queryset):
+    """``queryset`` (of ``queries.models_for``, filtered) read as the rows ``models`` takes."""
+    return queryset.select_related(None).prefetch_related(None).values(*MODEL_COLUMNS)
+
+
+def models(rows: list[dict]) -> list[dict]:
+    """The documents of a page of ``model_rows``: one more query, for the aliases."""
+    aliases = defaultdict(list)
+    for model_id, name, number, version_id, updated_at in Alias.objects.filter(
+            AnyOf(F("model_id"), [r["id"] for r in rows])).order_by("name").values_list(
+            "model_id", "name", "version__number", "version_id", "updated_at"):
+        aliases[model_id].append({"name": name, "version": number, "version_id": version_id,
+                                  "updated_at": iso_datetime(updated_at)})
+    return [{
+        "id": r["id"], "project": r["project"], "project_slug": r["project__slug"],
+        "name": r["name"], "task": r["task"], "description": r["description"],
+        "created_at": iso_datetime(r["created_at"]), "created_by": r["created_by__username"],
+        "latest_version": r["latest_version"], "version_count": r["version_count"],
+        "aliases": aliases.get(r["id"], []), "archived_at": iso_datetime(r["archived_at"]),
+        "archived_by": r["archived_by__username"],
+    } for r in rows]

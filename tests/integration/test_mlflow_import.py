@@ -1,0 +1,466 @@
+"""MLflow as the training side (decision 66), against a real ``mlflow server``.
+
+The server runs from its own virtualenv (built once with uv and cached under
+~/.cache/modelgate, by benchmarks/baseline_venv.py), with a SQLite backend and its artifact
+proxy, on loopback; the models are trained and logged by that virtualenv's python in a
+subprocess, started while the server boots. The portal imports through the API, validates
+in the (eager) worker and loads the result with the model server's own loader."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from django.db import connection
+
+from portal.registry.models import MlflowFollow, MlflowImport, ModelVersion
+from portal.registry.services import mlflow as mlflow_services
+from tests.portal_fixtures import FEATURES
+
+# The first test's setup boots MLflow and logs its models (about 20 s of CPU): on a machine
+# shared with other work that can take minutes, so the module's tests get twice the default.
+pytestmark = [pytest.mark.django_db, pytest.mark.integration,
+              pytest.mark.xdist_group("mlflow"), pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV = Path.home() / ".cache" / "modelgate" / "mlflow-venv"
+ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+       "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_CACHE_TTL": "1"}
+
+# Run by the MLflow virtualenv's python: three versions of registered model "tumor".
+TRAIN = r'''
+import json, sys, time, urllib.request
+url = sys.argv[1]
+import mlflow, mlflow.sklearn
+from mlflow.models import infer_signature
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+data = load_breast_cancer(as_frame=True)
+X, y = data.data[json.loads(sys.argv[2])], data.target
+for _ in range(600):
+    try:
+        urllib.request.urlopen(url + "/health", timeout=2); break
+    except OSError:
+        time.sleep(0.2)
+mlflow.set_tracking_uri(url)
+mlflow.set_experiment("modelgate")
+out = {}
+def log(key, model, signature_frame, **kwargs):
+    with mlflow.start_run() as run:
+        model.fit(X, y)
+        mlflow.log_params({"model": type(model).__name__, "seed": 7})
+        mlflow.log_metric("accuracy", float(model.score(X, y)))
+        mlflow.set_tag("mlflow.source.git.commit", "0123456789abcdef0123456789abcdef01234567")
+        mlflow.log_input(mlflow.data.from_pandas(X.assign(target=y), name="cancer",
+                                                 targets="target"), context="training")
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name="tumor", pip_requirements=[],
+            signature=infer_signature(signature_frame, model.predict(X)), **kwargs)
+    out[key] = {"run_id": run.info.run_id, "version": str(info.registered_model_version),
+                "experiment_id": run.info.experiment_id}
+log("skops", LogisticRegression(max_iter=2000), X)
+log("pickled", RandomForestClassifier(n_estimators=5, random_state=0), X,
+    serialization_format="cloudpickle")
+log("mismatch", LogisticRegression(max_iter=2000), X.rename(columns=lambda c: c.upper()))
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+log("lambda", make_pipeline(FunctionTransformer(lambda x: x * 1.0),
+                            LogisticRegression(max_iter=2000)), X,
+    serialization_format="cloudpickle")
+print(json.dumps(out))
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _empty_database(python: Path) -> Path:
+    """An MLflow database with its tables made, cached per MLflow version beside the
+    virtualenv: a copy spares every run the migrations (seconds of CPU)."""
+    release = next((python.parents[1] / "lib").glob("python*/site-packages/mlflow-*.dist-info"))
+    template = VENV.parent / f"{release.name.removesuffix('.dist-info')}-empty.sqlite"
+    if not template.exists():
+        partial = template.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        subprocess.run([str(python.parent / "mlflow"), "db", "upgrade", f"sqlite:///{partial}"],
+                       check=True, capture_output=True, env={**os.environ, **ENV})
+        partial.replace(template)
+    return template
+
+
+def _start_mlflow(folder: Path) -> dict:
+    """Boot ``mlflow server`` in its own session and log the models; what the tests read,
+    with the server's pid."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from baseline_venv import ensure_baseline_venv
+
+    python = ensure_baseline_venv(VENV, ["mlflow"], "mlflow, sklearn", quick=True)
+    if python is None:
+        pytest.skip("MLflow could not be installed in its throwaway virtualenv")
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_empty_database(python), folder / "mlflow.sqlite")
+    url = f"http://127.0.0.1:{_free_port()}"
+    env = {**os.environ, **ENV}
+    server = subprocess.Popen(
+        [str(python.parent / "mlflow"), "server", "--host", "127.0.0.1",
+         "--port", url.rsplit(":", 1)[1], "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.sqlite'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        cwd=folder, env=env, stdout=open(folder / "server.log", "wb"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    # Trained while the server boots; the script waits for it.
+    trained = subprocess.run([str(python), "-c", TRAIN, url, json.dumps(FEATURES)],
+                             capture_output=True, env=env, timeout=600, cwd=folder)
+    if trained.returncode != 0:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        pytest.fail(f"logging the models failed: {trained.stderr.decode()[-3000:]}\n"
+                    f"{(folder / 'server.log').read_text()[-3000:]}")
+    return {"url": url, "pid": server.pid,
+            **json.loads(trained.stdout.decode().strip().splitlines()[-1])}
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on loopback with four logged versions of ``tumor``:
+    ``{"url", "skops", "pickled", "mismatch", "lambda"}`` (each: run_id, version,
+    experiment_id).
+
+    One per test run, shared by the xdist workers (booting costs ~20 s of CPU, and
+    ``xdist_group`` does not keep these tests on one worker with this pytest-xdist): the
+    first worker to need it starts it under a file lock and records it beside the workers'
+    temporary folders; each user counts itself in and out, and the last one out stops it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    state = shared / "mlflow-server.json"
+    with open(shared / "mlflow-server.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = json.loads(state.read_text()) if state.exists() else None
+        if info is None:
+            info = {**_start_mlflow(shared / "mlflow"), "users": 0}
+        info["users"] += 1
+        state.write_text(json.dumps(info))
+    try:
+        yield info
+    finally:
+        with open(shared / "mlflow-server.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            info = json.loads(state.read_text())
+            info["users"] -= 1
+            if info["users"] == 0:  # its database is this run's to throw away
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(info["pid"], signal.SIGKILL)
+                state.unlink()
+            else:
+                state.write_text(json.dumps(info))
+
+
+def _cli(capsys, monkeypatch, live_server, user, home, *argv):
+    """``modelgate --json argv`` in this process, as a pipeline runs it: (exit code, stdout)."""
+    from portal.accounts.services import create_token
+    from tests.cli.support import main
+
+    _, token = create_token(user, "pipeline")
+    for name, value in (("MODELGATE_URL", live_server.url), ("MODELGATE_TOKEN", token),
+                        ("MODELGATE_PROJECT", "clinical-ml"), ("HOME", str(home))):
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    code = main([argv[0], "--json", *argv[1:]])
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+def allowed(settings):
+    """The operator allows MLflow servers on private addresses (the tests' is on loopback)."""
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+
+
+def _import(client, model_id, **body):
+    return client.post(f"/api/v1/models/{model_id}/versions/import-mlflow/", body,
+                       format="json")
+
+
+def test_a_registered_version_is_imported_validated_and_served(
+        api, clf, mlflow_server, allowed, artifact_root):
+    client = api("contributor")
+    answer = _import(client, clf.pk, tracking_uri=mlflow_server["url"], name="tumor",
+                     version=mlflow_server["skops"]["version"])
+    assert answer.status_code == 202, answer.json()
+    item = MlflowImport.objects.get(pk=answer.json()["id"])
+    assert item.status == "done", item.reason
+    version = item.version
+    assert version.status == "ready", version.status_reason
+    assert version.artifact_format == "skops"
+    assert [f["name"] for f in version.input_schema] == FEATURES
+    assert version.params == {"model": "LogisticRegression", "seed": "7"}
+    assert 0.8 < version.metrics["accuracy"] <= 1.0
+    assert version.code_commit == "0123456789abcdef0123456789abcdef01234567"
+    assert item.run_id == mlflow_server["skops"]["run_id"]
+    assert item.experiment_id == mlflow_server["skops"]["experiment_id"]
+    assert item.flavour == "sklearn"
+    assert [(d["name"], d["context"], d["profile"].get("num_rows")) for d in item.datasets] \
+        == [("cancer", "training", 569)]
+    assert item.run_url.endswith(f"/#/experiments/{item.experiment_id}/runs/{item.run_id}")
+
+    shown = client.get(f"/api/v1/mlflow-imports/{item.pk}/").json()
+    assert shown["version_number"] == version.number and shown["status"] == "done"
+
+    # The same MLflow version again: the import already made, never a second version.
+    again = _import(client, clf.pk, tracking_uri=mlflow_server["url"], name="tumor",
+                    version=mlflow_server["skops"]["version"])
+    assert again.status_code == 200 and again.json()["id"] == item.pk
+    assert ModelVersion.objects.filter(model=clf).count() == 1
+
+    # The version page links back to the run.
+    page = client.client
+    page.force_login(version.created_by)
+    html = page.get(version.get_absolute_url()).content.decode()
+    assert item.run_url in html
+
+    # What a model server loads: the release path's plan entry, through its own loader.
+    from ops.serving.variants import BatchingOptions, load_variant
+    from portal.releases.specs import variant_of
+
+    loaded = load_variant(variant_of(version, "imported"), base_dir=artifact_root,
+                          executor=None, batching=BatchingOptions())
+    rows = np.asarray([[17.99, 10.38, 122.8, 1001.0, 0.1184]])
+    labels, proba = loaded.predict_rows(rows)
+    assert proba.shape == (1, 2) and labels[0] in (0, 1)
+
+
+def test_an_untrusted_pickle_follows_the_projects_policy(api, clf, mlflow_server, allowed):
+    """A pickle that carries code (cloudpickle's lambda) is never loaded for a project that
+    takes no pickles: it is read, not run, and refused naming what it would import."""
+    answer = _import(api("contributor"), clf.pk, tracking_uri=mlflow_server["url"],
+                     run_id=mlflow_server["lambda"]["run_id"])
+    item = MlflowImport.objects.get(pk=answer.json()["id"])
+    assert item.status == "failed"
+    assert item.reason.startswith("unsafe_artifact: model.pkl is a pickle naming types the "
+                                  "portal does not trust (cloudpickle.")
+    assert ModelVersion.objects.filter(model=clf).count() == 0
+
+
+def test_a_signature_that_does_not_match_the_model_leaves_the_version_invalid(
+        api, clf, mlflow_server, allowed):
+    answer = _import(api("contributor"), clf.pk, tracking_uri=mlflow_server["url"],
+                     name="tumor", version=mlflow_server["mismatch"]["version"])
+    item = MlflowImport.objects.get(pk=answer.json()["id"])
+    assert item.status == "done"
+    assert item.version.status == "invalid"
+    assert item.version.status_reason.startswith("schema_mismatch: feature names differ")
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"name": "tumor", "version": "99"}, "has no version 99 of registered model tumor"),
+    ({"run_id": "0" * 32}, f"has no run {'0' * 32}"),
+    ({"name": "no-such-model", "version": "1"}, "registered model no-such-model"),
+])
+def test_what_mlflow_does_not_have_fails_the_import_naming_it(
+        api, clf, mlflow_server, allowed, body, words):
+    answer = _import(api("contributor"), clf.pk, tracking_uri=mlflow_server["url"], **body)
+    item = MlflowImport.objects.get(pk=answer.json()["id"])
+    assert item.status == "failed"
+    assert item.reason.startswith("mlflow_not_found: MLflow at ") and words in item.reason
+    # A failed import frees its source for another try.
+    retry = _import(api("contributor"), clf.pk, tracking_uri=mlflow_server["url"], **body)
+    assert retry.status_code == 202 and retry.json()["id"] != item.pk
+
+
+def test_an_unreachable_server_is_tried_again_then_fails_the_import_in_words(
+        api, clf, allowed, task_queue):
+    from ops.mlflow import MlflowUnavailable
+
+    task_queue.hold("workers.registry.import_mlflow_version")  # the test plays the worker
+    dead = f"http://127.0.0.1:{_free_port()}"
+    answer = _import(api("contributor"), clf.pk, tracking_uri=dead, name="tumor", version="1")
+    assert answer.status_code == 202
+    item_id = answer.json()["id"]
+    with pytest.raises(MlflowUnavailable):  # the task retries it, with backoff
+        mlflow_services.run_import(item_id, final_attempt=False)
+    item = MlflowImport.objects.get(pk=item_id)
+    assert (item.status, item.claimed_at) == ("pending", None)  # free for the retry
+    item = mlflow_services.run_import(item_id, final_attempt=True)
+    assert item.status == "failed"
+    assert item.reason.startswith(f"mlflow_unavailable: the MLflow server at {dead} cannot "
+                                  "be reached")
+
+
+def test_private_tracking_servers_are_refused_unless_the_operator_allows(
+        api, clf, settings):
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = False
+    settings.MLFLOW_TRACKING_URI = "http://127.0.0.1:5999"
+    client = api("contributor")
+    refused = _import(client, clf.pk, tracking_uri="http://10.1.2.3:5000", name="m",
+                      version="1")
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "tracking_uri_refused"
+    assert "MODELGATE_MLFLOW_ALLOW_PRIVATE" in refused.json()["detail"]
+    # The operator's own server is always allowed (and is the default).
+    accepted = _import(client, clf.pk, name="m", version="1")
+    assert accepted.status_code == 202
+    assert accepted.json()["tracking_uri"] == "http://127.0.0.1:5999"
+    assert _import(api("viewer"), clf.pk, name="m", version="2").status_code == 403
+
+
+def test_the_operators_credentials_go_to_the_operators_server_only(settings):
+    settings.MLFLOW_TRACKING_URI = "http://127.0.0.1:5999"
+    settings.MLFLOW_TRACKING_TOKEN = "operator-token"
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    own = mlflow_services.tracking_server("http://127.0.0.1:5999/")
+    other = mlflow_services.tracking_server("http://127.0.0.1:6000")
+    assert own.session.headers["Authorization"] == "Bearer operator-token"
+    assert "Authorization" not in other.session.headers and other.session.auth is None
+
+
+def test_the_model_pages_form_queues_an_import(client, users, clf, settings, task_queue):
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    task_queue.hold("workers.registry.import_mlflow_version")
+    client.force_login(users["contributor"])
+    page = f"/p/{clf.project.slug}/m/{clf.name}/import-mlflow/"
+    assert "Import from MLflow" in client.get(clf.get_absolute_url()).content.decode()
+    refused = client.post(page, {"name": "tumor"})  # no version: said on the form
+    assert refused.status_code == 200 and "version" in refused.content.decode()
+    assert not MlflowImport.objects.exists()
+    done = client.post(page, {"tracking_uri": "http://127.0.0.1:5999", "name": "tumor",
+                              "version": "3"}, follow=True)
+    assert "A worker is importing models:/tumor/3" in done.content.decode()
+    assert MlflowImport.objects.get().source == "models:/tumor/3"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_requests_racing_for_one_mlflow_version_make_one_import(
+        clf, users, settings, task_queue):
+    """Both requests pass the check before either inserts; the constraint decides."""
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    task_queue.hold("workers.registry.import_mlflow_version")
+    source = mlflow_services.ops_mlflow.Source("model", name="tumor", version="1")
+    barrier = threading.Barrier(2)
+    real_live = mlflow_services._live
+    results, errors = [], []
+
+    def slow_live(*args):
+        found = real_live(*args)
+        if found is None:
+            barrier.wait(timeout=10)  # both have looked and seen nothing
+        return found
+
+    def request():
+        try:
+            results.append(mlflow_services.request_import(
+                users["contributor"], clf, source, tracking_uri="http://127.0.0.1:5999"))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            connection.close()
+
+    mlflow_services._live = slow_live
+    try:
+        threads = [threading.Thread(target=request) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        mlflow_services._live = real_live
+    assert not errors, errors
+    assert sorted(created for _, created in results) == [False, True]
+    assert len({item.pk for item, _ in results}) == 1
+    assert MlflowImport.objects.filter(model=clf).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_followed_alias_is_imported_when_mlflow_moves_it(
+        api, clf, users, mlflow_server, allowed, live_server, settings, capsys, monkeypatch,
+        tmp_path):
+    """MLflow's webhook (HMAC-signed by MLflow itself) reaches the portal, which looks at
+    MLflow and imports the version the alias names; beat's poll finds nothing new after."""
+    settings.MODELGATE_BASE_URL = live_server.url
+    client = api("contributor")
+    created = client.post("/api/v1/mlflow-follows/", {
+        "model": clf.pk, "tracking_uri": mlflow_server["url"], "registered_name": "tumor",
+        "alias": f"prod-{uuid.uuid4().hex[:6]}"}, format="json")
+    assert created.status_code == 201, created.json()
+    follow = MlflowFollow.objects.get(pk=created.json()["id"])
+    assert follow.imports.count() == 0  # the alias is not set yet: nothing to import
+    hooked = requests.post(f"{mlflow_server['url']}/api/2.0/mlflow/webhooks", json={
+        "name": f"modelgate-{follow.pk}", "url": created.json()["webhook_url"],
+        # MLflow's REST API spells the enums as its protobuf does.
+        "events": [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}],
+        "secret": created.json()["secret"]}, timeout=10)
+    assert hooked.status_code == 200, hooked.text
+    moved = requests.post(f"{mlflow_server['url']}/api/2.0/mlflow/registered-models/alias",
+                          json={"name": "tumor", "alias": follow.alias,
+                                "version": mlflow_server["skops"]["version"]}, timeout=10)
+    assert moved.status_code == 200, moved.text
+    # MLflow delivers from a thread; the portal's worker (eager, in the live server's
+    # thread) imports, then validates once the import has committed.
+    deadline = time.monotonic() + 60
+    while (not follow.imports.filter(status="done", version__status="ready").exists()
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
+    item = follow.imports.get()
+    assert item.source == f"models:/tumor/{mlflow_server['skops']['version']}"
+    assert item.status == "done", item.reason
+    assert item.version.status == "ready"
+    # Polling (where MLflow's webhooks are not available) finds the same version: no second.
+    assert mlflow_services.sync_follow(follow.pk)[0].pk == item.pk
+    assert ModelVersion.objects.filter(model=clf).count() == 1
+
+    # A pipeline imports a run's model with the CLI: MLflow pickled it (cloudpickle), every
+    # type in it is trusted, so the worker converts it to skops; no pickle is registered.
+    code, out = _cli(capsys, monkeypatch, live_server, users["contributor"], tmp_path,
+                     "import-mlflow", "--model", clf.name, "--tracking-uri",
+                     mlflow_server["url"], "--run-id", mlflow_server["pickled"]["run_id"])
+    assert code == 0, out
+    imported = json.loads(out)
+    assert imported["import"]["source"] == f"runs:/{mlflow_server['pickled']['run_id']}/model"
+    assert imported["version"]["status"] == "ready", imported["version"]["status_reason"]
+    version = ModelVersion.objects.get(pk=imported["version"]["id"])
+    assert version.artifact_format == "skops" and not version.converted_uri
+    assert version.estimator.endswith("RandomForestClassifier")
+    assert version.mlflow_import.source_sha256 != version.artifact_sha256  # MLflow's file
+
+
+def test_webhook_deliveries_with_a_wrong_signature_are_refused(clf, users, settings, client):
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    follow = mlflow_services.follow(users["contributor"], clf, registered_name="tumor",
+                                    alias="champion", tracking_uri="http://127.0.0.1:5999")
+    from ops.mlflow import webhook_signature
+
+    body = json.dumps({"entity": "model_version_alias", "action": "created",
+                       "data": {"name": "tumor", "alias": "champion", "version": "1"}})
+    stamp = str(int(time.time()))
+    url = f"/api/v1/mlflow-follows/{follow.pk}/webhook/"
+    headers = {"HTTP_X_MLFLOW_DELIVERY_ID": "d1", "HTTP_X_MLFLOW_TIMESTAMP": stamp}
+    wrong = client.post(url, body, content_type="application/json",
+                        HTTP_X_MLFLOW_SIGNATURE=webhook_signature("other", "d1", stamp,
+                                                                  body.encode()), **headers)
+    assert wrong.status_code == 401 and wrong.json()["code"] == "bad_signature"
+    old = str(int(time.time()) - 3600)
+    stale = client.post(url, body, content_type="application/json",
+                        HTTP_X_MLFLOW_DELIVERY_ID="d1", HTTP_X_MLFLOW_TIMESTAMP=old,
+                        HTTP_X_MLFLOW_SIGNATURE=webhook_signature(follow.secret, "d1", old,
+                                                                  body.encode()))
+    assert stale.status_code == 401 and stale.json()["code"] == "stale_webhook"
+    unknown = client.post("/api/v1/mlflow-follows/999999/webhook/", body,
+                          content_type="application/json", **headers)
+    assert unknown.status_code == 401  # as a wrong signature: follow ids are not probed

@@ -1,0 +1,121 @@
+"""Reading MLflow without MLflow (ops/mlflow.py) and pickles without loading them
+(ops/pickles.py): decision 66."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from ops import mlflow, pickles
+
+BODY = ('{"entity": "model_version_alias", "action": "created", '
+        '"data": {"name": "tumor"}}')
+# What MLflow 3.17's own mlflow.webhooks.delivery._generate_hmac_signature answers for
+# ("s3cret", "delivery-1", "1764950000", BODY).
+MLFLOW_SIGNATURE = "v1,ix51XgA8vPczs+7KbEYwWWwMusg0YjKuaaImAlBUrxQ="
+
+MLMODEL = """
+flavors:
+  python_function: {loader_module: mlflow.sklearn, model_path: model.pkl}
+  sklearn: {pickled_model: model.pkl, serialization_format: cloudpickle}
+signature:
+  inputs: '[{"type": "double", "name": "a", "required": true}, {"type": "long", "name": "b",
+    "required": false}]'
+  outputs: '[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]'
+"""
+
+
+def test_the_signature_matches_mlflows_own():
+    assert mlflow.webhook_signature("s3cret", "delivery-1", "1764950000",
+                                    BODY.encode()) == MLFLOW_SIGNATURE
+
+
+def test_a_delivery_is_accepted_only_signed_and_recent():
+    headers = {"X-MLflow-Delivery-Id": "delivery-1", "X-MLflow-Timestamp": "1764950000",
+               "X-MLflow-Signature": MLFLOW_SIGNATURE}
+    payload = mlflow.verify_webhook("s3cret", headers, BODY.encode(), now=1764950100)
+    assert payload["data"]["name"] == "tumor"
+    with pytest.raises(mlflow.WebhookRefused, match="does not match"):
+        mlflow.verify_webhook("other", headers, BODY.encode(), now=1764950100)
+    with pytest.raises(mlflow.WebhookRefused, match="does not match"):
+        mlflow.verify_webhook("s3cret", headers, BODY.encode() + b" ", now=1764950100)
+    with pytest.raises(mlflow.WebhookRefused) as stale:
+        mlflow.verify_webhook("s3cret", headers, BODY.encode(), now=1764950000 + 3600)
+    assert stale.value.code == "stale_webhook"
+    with pytest.raises(mlflow.WebhookRefused, match="carries"):
+        mlflow.verify_webhook("s3cret", {}, BODY.encode())
+
+
+def test_the_mlmodel_file_names_the_flavour_file_and_schema():
+    model = mlflow.read_mlmodel(MLMODEL)
+    assert model.flavour == mlflow.Flavour("sklearn", "model.pkl", pickled=True)
+    assert model.input_schema == [{"name": "a", "type": "double", "nullable": False},
+                                  {"name": "b", "type": "integer", "nullable": True}]
+    native = mlflow.read_mlmodel("flavors:\n  xgboost: {data: model.xgb}\n  python_function: {}\n")
+    assert native.flavour == mlflow.Flavour("xgboost", "model.xgb", pickled=False)
+    assert native.input_schema is None  # no signature: the model's own feature names
+
+
+def test_a_flavour_the_portal_does_not_import_is_named():
+    with pytest.raises(mlflow.UnsupportedFlavour) as refused:
+        mlflow.read_mlmodel("flavors:\n  pytorch: {}\n  python_function: {}\n")
+    assert refused.value.detail == ("the MLflow model's flavours are python_function, pytorch; "
+                                    "the portal imports sklearn, xgboost, lightgbm, onnx models")
+
+
+def test_signatures_the_portal_cannot_feed_are_refused_and_tensors_left_to_the_model():
+    tensor = {"inputs": json.dumps([{"type": "tensor",
+                                     "tensor-spec": {"dtype": "float32", "shape": [-1, 4]}}])}
+    assert mlflow.signature_schema(tensor) is None
+    images = {"inputs": json.dumps([{"type": "binary", "name": "image"}])}
+    with pytest.raises(mlflow.MlflowError, match="'image' is of type 'binary'"):
+        mlflow.signature_schema(images)
+
+
+def test_tracking_uris_follow_the_webhooks_address_rule():
+    assert "non-public" in mlflow.tracking_uri_refusal("http://127.0.0.1:5000",
+                                                       allow_private=False)
+    assert "non-public" in mlflow.tracking_uri_refusal("http://[::ffff:10.0.0.1]/",
+                                                       allow_private=False)
+    assert mlflow.tracking_uri_refusal("http://127.0.0.1:5000", allow_private=True) is None
+    assert "user name" in mlflow.tracking_uri_refusal("http://a@127.0.0.1/",
+                                                      allow_private=True)
+    assert "http://" in mlflow.tracking_uri_refusal("file:///etc", allow_private=True)
+
+
+def test_artifacts_outside_the_servers_proxy_are_refused_in_words():
+    with pytest.raises(mlflow.MlflowError) as refused:
+        mlflow._proxied_path("s3://bucket/1/models/m-1/artifacts")
+    assert refused.value.code == "unsupported_artifact_store"
+    assert mlflow._proxied_path("mlflow-artifacts:/1/models/m-1/artifacts") == \
+        "1/models/m-1/artifacts"
+
+
+def test_a_scikit_learn_pickle_names_only_trusted_types():
+    model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    assert pickles.untrusted_globals(pickle.dumps(model, protocol=5)) == []
+    assert pickles.untrusted_globals(pickle.dumps(model, protocol=2)) == []
+
+
+def test_a_pickle_that_runs_code_is_named_without_being_run():
+    class Boom:
+        def __reduce__(self):
+            return os.system, ("echo never",)
+
+    assert pickles.untrusted_globals(pickle.dumps(Boom())) == [f"{os.system.__module__}.system"]
+
+
+def test_a_global_whose_name_is_built_on_the_stack_is_not_trusted():
+    # STACK_GLOBAL on names that were not the last two strings pushed (a trusted pair is
+    # pushed, popped, and the real pair sits below): the reading refuses to guess.
+    def text(word: bytes) -> bytes:  # SHORT_BINUNICODE
+        return b"\x8c" + bytes([len(word)]) + word
+
+    data = (b"\x80\x04" + text(b"os") + text(b"system") + text(b"numpy") + text(b"dtype")
+            + b"0" + b"0" + b"\x93" + b".")  # POP, POP, STACK_GLOBAL, STOP
+    assert pickles.pickle_globals(data) == {pickles.UNKNOWN}
+    assert pickles.UNKNOWN in pickles.untrusted_globals(data)
