@@ -70,6 +70,23 @@ def pytest_xdist_setupnodes(config, specs):
                          "MODELGATE_TARGETS": json.dumps(local)})
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """``--dist loadgroup`` with pytest 9: pytest-xdist 3.8 marks a grouped test by setting
+    ``item._nodeid``, which pytest 9 no longer reads (the id is ``item._id``), so every
+    ``xdist_group`` was ignored and its tests spread over both workers. The same suffix,
+    where pytest 9 reads it; nothing is done once xdist does it itself."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
 @pytest.fixture(autouse=True)
 def machine_share(request):
     """Under pytest-xdist, a test marked ``exclusive`` runs alone; every other test shares
