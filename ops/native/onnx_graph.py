@@ -172,11 +172,26 @@ def _class_labels(graph, output) -> list:
 
 
 def _external_tensors(model) -> list[str]:
+    """Every tensor anywhere in the model that keeps its values in a file: initializers,
+    sparse initializers (their values and indices), attributes, subgraphs. The whole
+    message tree is walked, not onnx's own list of tensors, which leaves sparse ones out
+    (and onnxruntime would read such a file, relative to the working directory)."""
     from onnx import TensorProto
-    from onnx.external_data_helper import _get_all_tensors
 
-    return [t.name for t in _get_all_tensors(model)
-            if t.data_location == TensorProto.EXTERNAL or len(t.external_data)]
+    found, stack = [], [model]
+    while stack:
+        message = stack.pop()
+        if isinstance(message, TensorProto) and (
+                message.data_location == TensorProto.EXTERNAL or len(message.external_data)):
+            found.append(message.name or "(unnamed)")
+        for descriptor, value in message.ListFields():
+            if descriptor.type != descriptor.TYPE_MESSAGE:
+                continue
+            if hasattr(value, "ListFields"):
+                stack.append(value)
+            else:  # a repeated field of messages
+                stack.extend(value)
+    return found
 
 
 def load_onnx(data: bytes) -> OnnxModel:

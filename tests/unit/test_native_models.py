@@ -230,3 +230,33 @@ def test_an_onnx_graph_is_explained_by_the_permutation_explainer(files, data):
     result = explain(load_model(files["onnx"]), data[0], max_rows=10)
     assert result.method == "permutation" and result.output == "probability of class 1"
     assert result.max_additivity_error < 1e-4
+
+
+def _sparse_external_model(location: str, n: int = 2) -> bytes:
+    from onnx import TensorProto, helper
+
+    values = TensorProto(name="W_values", data_type=TensorProto.FLOAT, dims=[n],
+                         data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", str(4 * n))):
+        entry = values.external_data.add()
+        entry.key, entry.value = key, value
+    indices = helper.make_tensor("W_indices", TensorProto.INT64, [n], list(range(n)))
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["X", "W_values"], ["S"]),
+         helper.make_node("ReduceSum", ["S"], ["Y"], keepdims=1)], "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, n])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
+    graph.sparse_initializer.extend([helper.make_sparse_tensor(values, indices, [n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_a_sparse_initializer_reading_a_file_is_refused_too(tmp_path, monkeypatch):
+    """onnx's own list of tensors leaves sparse initializers out; onnxruntime would read
+    this one's values from the working directory and answer them as predictions."""
+    (tmp_path / "secret.bin").write_bytes(np.array([1234.5, 0.5], np.float32).tobytes())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnsafeArtifactError) as refused:
+        load_native(_sparse_external_model("secret.bin"))
+    assert "W_values" in str(refused.value.detail)
