@@ -88,3 +88,99 @@ def url_non_public(url: str) -> str | None:
     except ValueError:
         pass
     return next(filter(None, (first_non_public(host) for host in sorted(hosts))), None)
+
+
+# -- the address actually connected to ------------------------------------------------------------
+#
+# Checking a host's DNS answer and then letting requests resolve it again to connect leaves a
+# window: a name whose answer changes in between (DNS rebinding, TTL 0) passes the check as
+# public and is connected to on loopback. ``public_only_session`` closes it by checking the
+# peer of every new connection (``getpeername``) before a byte is sent, TLS included.
+
+class NonPublicPeer(OSError):
+    """A connection reached an address that is not public; it was closed unused."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _checked(sock):
+    try:
+        peer = sock.getpeername()[0]
+    except OSError:
+        sock.close()
+        raise
+    reason = non_public_reason(str(peer))
+    if reason:
+        sock.close()
+        raise NonPublicPeer(f"connected to {reason}")
+    return sock
+
+
+def _adapter_class():
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class PublicHTTPConnection(HTTPConnection):
+        def _new_conn(self):
+            return _checked(super()._new_conn())
+
+    class PublicHTTPSConnection(HTTPSConnection):
+        def _new_conn(self):  # before the TLS handshake: nothing is sent to a private peer
+            return _checked(super()._new_conn())
+
+    class PublicHTTPConnectionPool(HTTPConnectionPool):
+        ConnectionCls = PublicHTTPConnection
+
+    class PublicHTTPSConnectionPool(HTTPSConnectionPool):
+        ConnectionCls = PublicHTTPSConnection
+
+    class PublicOnlyAdapter(HTTPAdapter):
+        """Refuses (``NonPublicPeer`` inside requests' ConnectionError) any direct connection
+        whose peer is not a public address. Through a proxy the peer is the proxy, the
+        operator's: those connections are not checked."""
+
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {
+                "http": PublicHTTPConnectionPool, "https": PublicHTTPSConnectionPool}
+
+    return PublicOnlyAdapter
+
+
+_ADAPTER = None
+
+
+def public_only_adapter():
+    """A requests ``HTTPAdapter`` that connects to public addresses only (see above)."""
+    global _ADAPTER
+    if _ADAPTER is None:
+        _ADAPTER = _adapter_class()
+    return _ADAPTER()
+
+
+def public_only(session):
+    """``session`` with both schemes going through ``public_only_adapter``; returned."""
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, public_only_adapter())
+    return session
+
+
+def refused_peer(error: BaseException | None) -> str | None:
+    """The reason when ``error`` (a requests or urllib3 exception) comes from a refused
+    non-public peer, else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, NonPublicPeer):
+            return error.reason
+        inner = getattr(error, "reason", None)
+        if isinstance(inner, BaseException):
+            error = inner
+            continue
+        nested = next((a for a in getattr(error, "args", ()) if isinstance(a, BaseException)),
+                      None)
+        error = nested or error.__cause__ or error.__context__
+    return None

@@ -278,8 +278,67 @@ def validate_artifact(
 ) -> ArtifactReport:
     """Load ``path`` safely and check it; raises ``ArtifactError`` with a readable reason."""
     fmt = detect_file_format(path)
+    if fmt in native.NATIVE_FORMATS:  # loaded and predicted with in a child (``check_native``)
+        return check_native(path, fmt, task=task, input_schema=input_schema, sample=sample)[1]
     model = load_model(path, allow_unsafe=allow_unsafe, extra_trusted=extra_trusted)
     return inspect_model(model, task=task, input_schema=input_schema, sample=sample, fmt=fmt)
+
+
+def check_native(path: Path, fmt: str, *, task: str | None = None,
+                 input_schema: list[Feature] | None = None,
+                 sample: np.ndarray | None = None) -> tuple[list[str] | None, ArtifactReport | None]:
+    """Load a native model file (XGBoost, LightGBM, ONNX) in a forked child
+    (``ops.bounded``) and, given ``input_schema``, check it there as ``inspect_model``
+    does: the feature names the file carries and the report (None without a schema).
+
+    Their parsers are C++ reading the uploader's bytes: a file that makes one read past
+    its buffer (SIGSEGV) or throw inside an OpenMP loop (SIGABRT) ends the child, never
+    the worker that asked, and is refused as ``corrupt_artifact``. ``ArtifactError``s
+    raised in the child are raised here as they were."""
+    from ops.bounded import BoundExceeded, run_bounded
+
+    try:
+        return run_bounded(_check_native, Path(path), fmt, task, input_schema, sample)
+    except BoundExceeded as e:
+        raise ArtifactError(f"the {native.NAMES.get(fmt, fmt)} file crashed its parser: "
+                            f"{e.detail}", code="corrupt_artifact") from e
+
+
+def _check_native(path: Path, fmt: str, task: str | None, input_schema: list[Feature] | None,
+                  sample: np.ndarray | None):
+    _one_openmp_thread()
+    model = native.load_native(path, fmt)
+    names = getattr(model, "feature_names_in_", None)
+    names = [str(n) for n in names] if names is not None else None
+    if input_schema is None:
+        return names, None
+    return names, inspect_model(model, task=task or "", input_schema=input_schema,
+                                sample=sample, fmt=fmt)
+
+
+def _one_openmp_thread() -> None:
+    """In a forked child: every OpenMP runtime the parent loaded runs one thread. GNU
+    libgomp's thread pool does not survive a fork, so the first parallel region of a
+    child whose parent already ran one (a LightGBM model loaded by an earlier task)
+    waits forever for threads that are not there; one thread uses no pool."""
+    import ctypes
+    import sys
+
+    lightgbm = sys.modules.get("lightgbm.basic")  # its own count, set by a model it trained
+    if lightgbm is not None and hasattr(lightgbm._LIB, "LGBM_SetMaxThreads"):
+        lightgbm._LIB.LGBM_SetMaxThreads(ctypes.c_int(1))
+    try:
+        with open("/proc/self/maps") as maps:
+            fields = (line.split(maxsplit=5) for line in maps)
+            libraries = {f[5].strip() for f in fields if len(f) == 6 and any(
+                word in f[5].rsplit("/", 1)[-1] for word in ("libgomp", "libomp", "libiomp"))}
+    except OSError:
+        return
+    for library in sorted(libraries):
+        try:
+            ctypes.CDLL(library).omp_set_num_threads(1)
+        except (OSError, AttributeError):
+            continue
 
 
 def dump_skops(model) -> bytes:

@@ -23,7 +23,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from ops.addresses import url_non_public
+from ops.addresses import public_only as only_public
+from ops.addresses import refused_peer, url_non_public
 from ops.exceptions import DetailedError, PermanentError, TransientError
 
 API = "/api/2.0/mlflow"
@@ -31,6 +32,10 @@ ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 # Flavours the portal imports, in the order one is chosen when a model has several.
 FLAVOURS = ("sklearn", "xgboost", "lightgbm", "onnx")
 MAX_MLMODEL_BYTES = 1 << 20
+# The largest JSON answer read (runs with thousands of metrics stay far below it) and the
+# most of an error answer read for its message: an answer is never read whole.
+MAX_JSON_BYTES = 8 << 20
+MAX_ERROR_BYTES = 64 << 10
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 GIT_REPOSITORY_TAG = "mlflow.source.git.repoURL"
 # MLflow's column types and the portal's feature types (ops.schema.FEATURE_TYPES).
@@ -151,11 +156,13 @@ class TrackingServer:
     """The REST API of one MLflow tracking server."""
 
     def __init__(self, base_url: str, credentials: Credentials | None = None, *,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, public_only: bool = False):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
         self.session.trust_env = False  # no proxy from the environment: the checked host
+        if public_only:  # the address connected to is checked, not only the DNS answer
+            only_public(self.session)
         credentials = credentials or Credentials()
         if credentials.token:
             self.session.headers["Authorization"] = f"Bearer {credentials.token}"
@@ -167,15 +174,22 @@ class TrackingServer:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def _request(self, path: str, params: dict | None, what: str, *, stream=False):
+    def _request(self, path: str, params: dict | None, what: str):
         try:
             response = self.session.get(self.base_url + path, params=params,
                                         timeout=self.timeout, allow_redirects=False,
-                                        stream=stream)
+                                        stream=True)  # bodies are read capped
         except requests.Timeout as e:
             raise MlflowUnavailable(f"the MLflow server at {self.base_url} did not answer "
                                     f"within {self.timeout:.0f} s") from e
         except requests.RequestException as e:
+            refused = refused_peer(e)
+            if refused:
+                raise MlflowError(f"the MLflow server at {self.base_url} was refused: "
+                                  f"{refused}; the operator sets "
+                                  "MODELGATE_MLFLOW_ALLOW_PRIVATE=true to allow MLflow "
+                                  "servers on private networks",
+                                  code="tracking_uri_refused") from e
             raise MlflowUnavailable(f"the MLflow server at {self.base_url} cannot be "
                                     f"reached ({type(e).__name__})") from e
         if response.status_code == 200:
@@ -200,8 +214,14 @@ class TrackingServer:
 
     def _json(self, path: str, params: dict, what: str) -> dict:
         response = self._request(path, params, what)
+        with response:
+            body = _capped(response, MAX_JSON_BYTES)
+        if body is None:
+            raise MlflowError(f"{self.base_url} answered {what} with more than "
+                              f"{MAX_JSON_BYTES >> 20} MiB of JSON; the portal reads no more",
+                              code="mlflow_error")
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError as e:
             raise MlflowError(f"{self.base_url} did not answer {what} with JSON: is it an "
                               "MLflow tracking server?", code="mlflow_error") from e
@@ -239,8 +259,7 @@ class TrackingServer:
         """Stream ``relative`` under ``artifact_uri`` into ``target``; its size. Refuses a
         file larger than ``max_bytes`` (``too_large``) without keeping it."""
         path = _proxied_path(artifact_uri) + "/" + relative.lstrip("/")
-        response = self._request(f"{ARTIFACTS}/{quote(path)}", None, f"artifact {relative}",
-                                 stream=True)
+        response = self._request(f"{ARTIFACTS}/{quote(path)}", None, f"artifact {relative}")
         size = 0
         with response, open(target, "wb") as out:
             for chunk in response.iter_content(1 << 16):
@@ -298,9 +317,24 @@ def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def _capped(response, cap: int) -> bytes | None:
+    """At most ``cap`` bytes of a streamed answer's (decoded) body; None when it has more."""
+    try:
+        body = response.raw.read(cap + 1, decode_content=True)
+    except Exception as e:  # noqa: BLE001 - urllib3's read errors: a broken answer
+        raise MlflowUnavailable(f"the answer could not be read ({type(e).__name__})") from e
+    return None if len(body) > cap else body
+
+
 def _error_message(response) -> str:
     try:
-        body = response.json()
+        body = response.raw.read(MAX_ERROR_BYTES + 1, decode_content=True)
+    except Exception:  # noqa: BLE001 - no message then
+        return ""
+    if len(body) > MAX_ERROR_BYTES:
+        return ""
+    try:
+        body = json.loads(body)
     except ValueError:
         return ""
     return str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
@@ -430,7 +464,9 @@ def verify_webhook(secret: str, headers, body: bytes, *, now: float | None = Non
                              f"{WEBHOOK_TOLERANCE_SECONDS}): a replay or a wrong clock",
                              code="stale_webhook")
     expected = webhook_signature(secret, delivery, stamp, body)
-    if not any(hmac.compare_digest(expected, part.strip()) for part in given.split(" ")):
+    if not any(hmac.compare_digest(expected.encode(),
+                                   part.strip().encode("utf-8", "surrogateescape"))
+               for part in given.split(" ")):
         raise WebhookRefused("the signature does not match this follow's secret")
     try:
         payload = json.loads(body)

@@ -315,6 +315,8 @@ MLFLOW_TRACKING_PASSWORD = env_str("MLFLOW_TRACKING_PASSWORD", "")
 MODELGATE_MLFLOW_ALLOW_PRIVATE = env_bool("MODELGATE_MLFLOW_ALLOW_PRIVATE", False)
 MODELGATE_MLFLOW_POLL_SECONDS = env_int("MODELGATE_MLFLOW_POLL_SECONDS", 300)
 MODELGATE_MLFLOW_TIMEOUT = env_int("MODELGATE_MLFLOW_TIMEOUT", 30)
+# Follows per model (each is polled every MODELGATE_MLFLOW_POLL_SECONDS).
+MODELGATE_MLFLOW_MAX_FOLLOWS = env_int("MODELGATE_MLFLOW_MAX_FOLLOWS", 10)
 # Model servers sign prediction ids with a key per endpoint derived from this secret, so
 # feedback cannot name a variant of its choosing. Changing it invalidates the ids issued
 # before (their feedback is refused): set it once, apart from DJANGO_SECRET_KEY if that

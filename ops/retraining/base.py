@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 
 import requests
 
+from ops.addresses import refused_peer
 from ops.exceptions import DetailedError, PermanentError, TransientError
 
 TIMEOUT_SECONDS = 10
+# The most of an answer read: a target's JSON (a run id and a link) and an error's text.
+MAX_ANSWER_BYTES = 1 << 20
+MAX_ERROR_BYTES = 64 << 10
 USER_AGENT = "Modelgate-Retraining/1"
 
 
@@ -132,11 +136,17 @@ class Target(ABC):
                 **(headers or {})}
         where = where or self.kind
         try:
+            # stream=True: the body is read by json_of and _said, capped, never whole.
             response = self.session.post(url, data=data, headers=sent, auth=auth,
-                                         timeout=TIMEOUT_SECONDS, allow_redirects=False)
+                                         timeout=TIMEOUT_SECONDS, allow_redirects=False,
+                                         stream=True)
         except requests.Timeout as e:
             raise TargetUnreachable(f"{where}: no answer within {TIMEOUT_SECONDS} s") from e
         except requests.ConnectionError as e:
+            refused = refused_peer(e)
+            if refused:
+                raise TargetRefused(f"{where}: refused: {refused}",
+                                    code="private_address") from e
             raise TargetUnreachable(f"{where}: could not connect") from e
         except requests.RequestException as e:
             raise TargetRefused(f"{where}: the request could not be sent "
@@ -145,6 +155,7 @@ class Target(ABC):
         if 200 <= code < 300 or code == 409:
             return response
         said = _said(response)
+        response.close()
         if code == 429 or code >= 500:
             raise TargetUnreachable(f"{where}: HTTP {code}{said}")
         if code in (401, 403):
@@ -153,10 +164,26 @@ class Target(ABC):
         raise TargetRefused(f"{where}: HTTP {code}{said}")
 
 
+def _capped(response: requests.Response, cap: int) -> bytes | None:
+    """At most ``cap`` bytes of an answer's (decoded) body; None when it has more or cannot
+    be read. Reads a streamed answer's ``raw``; an answer already read (or built in a test)
+    gives its ``content``."""
+    try:
+        if response._content_consumed or response.raw is None:  # noqa: SLF001 - requests'
+            body = response.content or b""
+        else:
+            body = response.raw.read(cap + 1, decode_content=True)
+            response.close()
+    except Exception:  # noqa: BLE001 - urllib3's read errors: nothing to read then
+        return None
+    return None if len(body) > cap else body
+
+
 def _said(response: requests.Response) -> str:
     """The start of what an error answer says (its ``detail`` or ``message``), for people."""
+    raw = _capped(response, MAX_ERROR_BYTES)
     try:
-        body = response.json()
+        body = json.loads(raw) if raw is not None else None
     except ValueError:
         return ""
     if isinstance(body, dict):
@@ -168,8 +195,15 @@ def _said(response: requests.Response) -> str:
 
 
 def json_of(response: requests.Response) -> dict:
+    """A target's JSON answer (an object), read to at most ``MAX_ANSWER_BYTES``;
+    ``TargetRefused`` when the answer is larger, ``{}`` when it is not a JSON object."""
+    raw = _capped(response, MAX_ANSWER_BYTES)
+    if raw is None:
+        raise TargetRefused(f"the target's answer is larger than {MAX_ANSWER_BYTES >> 10} KiB "
+                            "(or could not be read); the portal reads no more",
+                            code="answer_too_large")
     try:
-        body = response.json()
+        body = json.loads(raw) if raw else {}
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}

@@ -3,7 +3,9 @@
 The body and headers are the notifications' (``event`` ``retraining.requested``,
 ``X-Modelgate-Signature: sha256=<HMAC>``); the portal passes in the signing function, the
 secret and the address check (``sign``, ``secret``, ``refuse``), so one rule decides which
-addresses may receive webhooks, checked again on every attempt (DNS answers change). The
+addresses may receive webhooks, checked again on every attempt (DNS answers change). With
+``public_only`` the address actually connected to is checked as well (a name whose answer
+changes between the check and the connection, DNS rebinding, is refused). The
 answer may carry ``{"run_id", "url"}`` for the trigger's link.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from ops.addresses import public_only
 from ops.retraining.base import Parameter, RunRequest, RunStarted, Target, TargetRefused, json_of
 
 EVENT = "retraining.requested"
@@ -19,7 +22,7 @@ EVENT = "retraining.requested"
 
 class WebhookTarget(Target):
     kind = "webhook"
-    SETTINGS = ("secret", "sign", "refuse", "project")
+    SETTINGS = ("secret", "sign", "refuse", "project", "public_only")
     PARAMETERS = (Parameter("url", "the http(s) address that receives the request"),)
 
     def __init__(self, settings: dict, session=None):
@@ -27,6 +30,8 @@ class WebhookTarget(Target):
         if not settings.get("secret") or not callable(settings.get("sign")):
             raise TargetRefused("webhook target: a secret and a signing function are needed",
                                 code="bad_target")
+        if settings.get("public_only"):
+            public_only(self.session)
 
     def body(self, request: RunRequest, sent_at: datetime | None = None) -> bytes:
         sent_at = sent_at or datetime.now(UTC)

@@ -233,12 +233,14 @@ class ModelCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recent first
         self._loading: dict[str, asyncio.Task] = {}
         self._reserved = 0  # bytes promised to loads under way
+        self._replaced: list[_Entry] = []  # old versions still answering requests
 
     # -- reading ----------------------------------------------------------------------------
 
     @property
     def used_bytes(self) -> int:
-        return sum(e.size for e in self._entries.values())
+        return (sum(e.size for e in self._entries.values())
+                + sum(e.size for e in self._replaced))
 
     def loaded(self) -> list[tuple[str, object]]:
         """(name, loaded model) of every model in memory, least recent first."""
@@ -285,6 +287,8 @@ class ModelCache:
     def _release(self, entry: _Entry) -> None:
         entry.in_use -= 1
         if entry.in_use == 0 and entry.retired:
+            if entry in self._replaced:
+                self._replaced.remove(entry)
             self._drop(entry.model.name, entry)
 
     # -- loading and eviction ---------------------------------------------------------------
@@ -316,6 +320,9 @@ class ModelCache:
                 log.warning("model %s measures %d bytes loaded, more than the %d it is "
                             "accounted for", name, size, model.memory_bytes)
                 self._make_room(size, keep=name)
+            old = self._entries.get(name)
+            if old is not None and old.in_use:  # a request still answers on it: still counted
+                self._replaced.append(old)
             self._entries[name] = _Entry(model, loaded, size)
             self._entries.move_to_end(name)
         finally:

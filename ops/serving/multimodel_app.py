@@ -292,11 +292,14 @@ class MultiModelServer:
                 f"internal error: {type(e).__name__}", code="internal", status=500)
             if not isinstance(e, RequestError):
                 log.exception("unexpected error while answering %s", name)
-            self._count(label, error.status, error.code, started)
+            # The label again: the model may have lost its place while it was answered
+            # (its series removed then), and a series must not come back for it.
+            self._count(self._label_of(name), error.status, error.code, started)
             await self._error(send, error, attribution)
             return
         await _send(send, 200, payload, content_type,
                     [*attribution.headers(), (b"x-prediction-id", base.encode())])
+        label = self._label_of(name)
         self.metrics.requests.labels(self.endpoint, label, "2xx").inc()
         self.metrics.latency.labels(self.endpoint, label).observe(time.perf_counter() - started)
 

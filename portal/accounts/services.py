@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -66,11 +67,33 @@ def require_role(user, project, role: str, action: str = "do this") -> None:
                          f"(you are {current})", code="role_required")
 
 
-def visible_project_ids(user) -> QuerySet | None:
-    """Project ids the user may read, or None when the user may read every project."""
+def visible_project_ids(user) -> QuerySet | list[int] | None:
+    """Project ids the user may read, or None when the user may read every project: a
+    subquery, or inside ``memberships_read_once`` the ids that block read."""
     if user.is_staff:
         return None
+    ids = getattr(user, "_modelgate_visible_now", None)
+    if ids is not None:
+        return ids
     return Membership.objects.filter(user=user).values("project_id")
+
+
+@contextmanager
+def memberships_read_once(user):
+    """For a page of many lists (the dashboard): the user's memberships read once, at the
+    start of this request, and given to every visibility filter in the block as ids rather
+    than compiled into each query as a subquery (about 0.25 ms of Django's work a query).
+    Nothing outlives the block: a read page changes no membership, and the next request
+    reads them again."""
+    if not getattr(user, "is_authenticated", False) or user.is_staff:
+        yield
+        return
+    user._modelgate_visible_now = list(Membership.objects.filter(user=user).order_by()
+                                       .values_list("project_id", flat=True))
+    try:
+        yield
+    finally:
+        user.__dict__.pop("_modelgate_visible_now", None)
 
 
 def filter_visible(queryset: QuerySet, user, project_field: str = "project") -> QuerySet:

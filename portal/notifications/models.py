@@ -47,11 +47,17 @@ class Webhook(models.Model):
     @property
     def redacted_url(self) -> str:
         """Scheme and host only: paths and queries often carry a token (Slack, Teams...)."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return f"{parts.scheme}://{host}/…"
+        return redacted_url(self.url)
+
+
+def redacted_url(url: str) -> str:
+    """A webhook address as non-owners see it: scheme and host only (its path or query
+    often carries a token: Slack, Teams...)."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}/…"
 
 
 class Delivery(models.Model):

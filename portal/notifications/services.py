@@ -54,7 +54,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ops.addresses import url_non_public
+from ops.addresses import public_only, refused_peer, url_non_public
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
 from portal.accounts.services import require_role
@@ -302,9 +302,9 @@ def _private_address(url: str) -> str | None:
 
     Webhook addresses are typed by project owners; without this check the portal would post
     to whatever its own network can reach. Installations whose receivers live on a private
-    network set ``MODELGATE_WEBHOOK_ALLOW_PRIVATE``. (A host that changes its DNS answer
-    between this check and the connection is not caught: put an egress proxy in front
-    where that matters.)
+    network set ``MODELGATE_WEBHOOK_ALLOW_PRIVATE``. A host that changes its DNS answer
+    between this check and the connection (DNS rebinding) is caught when connecting:
+    ``_post`` checks the address connected to (``ops.addresses.public_only``).
     """
     # IPv6 forms that carry a private IPv4 address (IPv4-mapped or -compatible, NAT64,
     # 6to4, Teredo) count as private, and the host is read by both parsers: see
@@ -348,12 +348,19 @@ def _post(webhook: Webhook, delivery: Delivery, body: bytes) -> tuple[int | None
                "X-Modelgate-Signature": sign(webhook.secret, body)}
     try:
         # stream=True: only the status line and headers are read, never a large answer.
-        with requests.post(webhook.url, data=body, headers=headers, stream=True,
-                           timeout=REQUEST_TIMEOUT_SECONDS, allow_redirects=False) as response:
-            code, reason = response.status_code, response.reason or ""
+        with requests.Session() as session:
+            if not settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE:  # the peer, not only the DNS
+                public_only(session)
+            with session.post(webhook.url, data=body, headers=headers, stream=True,
+                              timeout=REQUEST_TIMEOUT_SECONDS,
+                              allow_redirects=False) as response:
+                code, reason = response.status_code, response.reason or ""
     except requests.Timeout:
         return None, f"no answer within {REQUEST_TIMEOUT_SECONDS} s", True
-    except requests.ConnectionError:
+    except requests.ConnectionError as e:
+        refused = refused_peer(e)
+        if refused:
+            return None, f"refused: {refused}", False
         # Not the exception's text: it repeats the URL, whose path may hold a token.
         return None, f"could not connect to {webhook.redacted_url}", True
     except requests.RequestException as e:

@@ -43,6 +43,12 @@ def visible_models(user):
     return filter_visible(RegisteredModel.objects.all(), user, "project")
 
 
+def visible_versions(user):
+    """Versions the user may see, without the joins and prefetches of ``versions_for``: the
+    API's lists read only the columns of their documents (``registry.api.documents``)."""
+    return filter_visible(ModelVersion.objects.all(), user, "model__project")
+
+
 def model_rows_for(user):
     """Models for a summary row (the dashboard's): name, task, project, latest version and
     aliases by name and number, and nothing else of the models or the aliased versions."""
@@ -98,27 +104,6 @@ def version_page_for(user):
                     "id", "name", "version_id", "model_id")),
                 Prefetch("parent", queryset=ModelVersion.objects.only("model", "number",
                                                                       "label"))))
-
-
-# The columns a model page's table shows (with what its links and badges read): a page of
-# 25 versions otherwise decodes every version's schema, classes and parameters too.
-VERSION_TABLE_COLUMNS = ("number", "label", "status", "status_reason", "artifact_format",
-                         "estimator", "metrics", "parent", "dataset", "created_at",
-                         "model__name", "model__project__slug", "created_by__username")
-
-
-def version_table_for(user):
-    """Versions for a model page's table: parent and dataset by name, no tags (the page has
-    the model's aliases already, and places them)."""
-    return (
-        filter_visible(ModelVersion.objects.all(), user, "model__project")
-        .select_related("model__project", "created_by")
-        .only(*VERSION_TABLE_COLUMNS)
-        .prefetch_related(
-            Prefetch("parent", queryset=ModelVersion.objects.only("model", "number", "label")),
-            Prefetch("dataset", queryset=Dataset.objects.only("id", "name", "project_id")),
-        )
-    )
 
 
 def version_rows_for(user):

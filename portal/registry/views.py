@@ -177,9 +177,14 @@ def model_create(request, slug):
 
 
 CHARTED_VERSIONS = 200
-# What the model page's aliases show and link to: not the aliased versions' schemas.
-ALIAS_ROW = ("name", "model", "updated_at", "version__number", "version__label",
-             "version__model__name", "version__model__project__slug", "updated_by__username")
+# What the model page's version table shows of each version.
+VERSION_TABLE_ROW = ("model", "number", "label", "status", "status_reason", "artifact_format",
+                     "estimator", "metrics", "created_at", "parent__number", "dataset__name",
+                     "created_by__username")
+# What the model page's aliases show and link to: not the aliased versions' schemas (their
+# model is the page's, attached).
+ALIAS_ROW = ("name", "model", "updated_at", "version__model", "version__number",
+             "version__label", "updated_by__username")
 
 
 @login_required
@@ -197,14 +202,20 @@ def model_detail(request, slug, name, more_context=None):
         {"number": v["number"], "metrics": v["metrics"],
          "label": f"v{v['number']}" + (f" ({v['label']})" if v["label"] else "")}
         for v in recent])
-    paginator = Paginator(queries.version_table_for(request.user).filter(model=model)
-                          .order_by("-number"), 25)
+    # The table's rows are the model's own versions (read above, so visible: no membership
+    # filter again), with their parent's number and dataset's name joined, and the model row
+    # at hand for their links: one query of the columns shown, not three.
+    paginator = Paginator(ModelVersion.objects.filter(model=model)
+                          .select_related("parent", "dataset", "created_by")
+                          .only(*VERSION_TABLE_ROW).order_by("-number"), 25)
     if len(recent) < CHARTED_VERSIONS:  # the chart read every version: no query to count them
         paginator.count = len(recent)
     page = paginator.get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    queries.attach_model(model, *page.object_list)
     can_contribute = has_role(request.user, model.project, Role.CONTRIBUTOR)
-    aliases = list(model.aliases.select_related("version__model__project", "updated_by")
-                   .only(*ALIAS_ROW))
+    aliases = list(model.aliases.select_related("version", "updated_by").only(*ALIAS_ROW))
+    queries.attach_model(model, *(alias.version for alias in aliases))
     aliases_of = {}  # the table's badges: each version's aliases, by name as listed
     for alias in aliases:
         aliases_of.setdefault(alias.version_id, []).append(alias)
@@ -274,7 +285,9 @@ def alias_set(request, slug, name):
 @login_required
 def version_detail(request, slug, name, number, more_context=None):
     """The version page; ``more_context(version)`` as for ``model_detail``."""
-    version = get_object_or_404(queries.version_page_for(request.user),
+    # Its MLflow source (none, mostly) joined: one row, where the template's read was a query.
+    version = get_object_or_404(queries.version_page_for(request.user)
+                                .select_related("mlflow_import"),
                                 model__project__slug=slug, model__name=name, number=number)
     queries.attach_model(version.model, version.parent)  # its link reads no model, no project
     graph = services.lineage(version)

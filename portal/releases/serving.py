@@ -74,10 +74,14 @@ def serving_now(environment: Environment) -> list[ServingEndpoint]:
 def serving_model(model: RegisteredModel) -> list[ServingEndpoint]:
     """The model's endpoint in each environment of its project it was released to (the
     latest deployment there), by environment name, as the backends observe them."""
-    latest = _latest(Deployment.objects.filter(model=model,
-                                               environment__project_id=model.project_id),
-                     "environment")
-    return observe_all(list(latest.order_by("environment__name")))
+    latest = list(_latest(Deployment.objects.filter(model=model,
+                                                    environment__project_id=model.project_id),
+                          "environment")
+                  .select_related(None).select_related("environment", "candidate")
+                  .only(*MODEL_ENDPOINT_COLUMNS).order_by("environment__name"))
+    for deployment in latest:  # the model at hand: not joined again
+        deployment.model = model
+    return observe_all(latest)
 
 
 def serving_version(version: ModelVersion) -> list[ServingEndpoint]:
@@ -93,9 +97,11 @@ def by_environment(model: RegisteredModel) -> list[tuple[Environment, ServingEnd
     """Every environment of the model's project with the model's endpoint there (None: never
     released there), for the model page."""
     endpoints = {e.environment.pk: e for e in serving_model(model)}
-    return [(environment, endpoints.get(environment.pk))
-            for environment in Environment.objects.filter(project_id=model.project_id)
-            .select_related("project").order_by("name")]
+    environments = list(Environment.objects.filter(project_id=model.project_id)
+                        .only("name", "project").order_by("name"))
+    for environment in environments:  # the model's project, at hand: no join to read it again
+        environment.project = model.project
+    return [(environment, endpoints.get(environment.pk)) for environment in environments]
 
 
 def _latest(deployments_, per: str):
@@ -113,6 +119,7 @@ ENDPOINT_COLUMNS = ("environment", "model", "candidate", "endpoint", "status",
                     "environment__project", "environment__name", "environment__backend",
                     "environment__target", "environment__settings", "model__project",
                     "model__name", "candidate__number")
+MODEL_ENDPOINT_COLUMNS = tuple(c for c in ENDPOINT_COLUMNS if not c.startswith("model__"))
 
 
 def observe_all(latest: list[Deployment]) -> list[ServingEndpoint]:

@@ -31,6 +31,14 @@ def link_version(user, version, trigger_id) -> RetrainedVersion:
 
 
 def retrained_because(version) -> RetrainedVersion | None:
-    """The trigger ``version`` was registered for, with its rule and alert, or None."""
-    return (RetrainedVersion.objects.select_related("trigger__alert", "trigger__rule")
-            .filter(version=version).first())
+    """The trigger ``version`` was registered for, with its alert and the version that
+    served then, or None: what the version page says of it
+    (``retraining/inc/version_trigger.html``), and no other column."""
+    # At most one row (one to one): no ordering to compile, as ``first()`` would add.
+    return next(iter(RetrainedVersion.objects.select_related("trigger__alert",
+                                                             "trigger__serving_version")
+                     .only(*RETRAINED_BECAUSE).filter(version=version)[:1]), None)
+
+
+RETRAINED_BECAUSE = ("version", "trigger__condition", "trigger__reason", "trigger__run_url",
+                     "trigger__alert__name", "trigger__serving_version__number")

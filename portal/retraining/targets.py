@@ -103,6 +103,8 @@ def build(target: str, *, rule_id: int | None, project: str) -> Target:
                                 code="rule_deleted")
         return retraining.target_class(WEBHOOK)({
             "secret": webhook_secret(rule_id), "sign": sign, "refuse": private_refusal,
-            "project": project})
+            "project": project,
+            # The peer connected to is checked too (DNS rebinding), as the address rule says.
+            "public_only": not settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE})
     kind_of(target)
     return _instance(target, configured()[target])

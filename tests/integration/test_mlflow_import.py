@@ -460,7 +460,160 @@ def test_webhook_deliveries_with_a_wrong_signature_are_refused(clf, users, setti
                         HTTP_X_MLFLOW_DELIVERY_ID="d1", HTTP_X_MLFLOW_TIMESTAMP=old,
                         HTTP_X_MLFLOW_SIGNATURE=webhook_signature(follow.secret, "d1", old,
                                                                   body.encode()))
-    assert stale.status_code == 401 and stale.json()["code"] == "stale_webhook"
+    # Every refusal answers alike (a stale delivery too): follow ids are not probed.
+    assert (stale.status_code, stale.json()) == (wrong.status_code, wrong.json())
     unknown = client.post("/api/v1/mlflow-follows/999999/webhook/", body,
                           content_type="application/json", **headers)
-    assert unknown.status_code == 401  # as a wrong signature: follow ids are not probed
+    assert (unknown.status_code, unknown.json()) == (wrong.status_code, wrong.json())
+
+
+def _webhook(client, follow_id, **headers):
+    return client.post(f"/api/v1/mlflow-follows/{follow_id}/webhook/", b"{}",
+                       content_type="application/json", **headers)
+
+
+def test_an_existing_follow_answers_refused_deliveries_as_a_missing_one(
+        clf, users, settings, client):
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    follow = mlflow_services.follow(users["contributor"], clf, registered_name="tumor",
+                                    alias="champion", tracking_uri="http://127.0.0.1:5999")
+    now = str(int(time.time()))
+    for headers in ({}, {"HTTP_X_MLFLOW_DELIVERY_ID": "d", "HTTP_X_MLFLOW_TIMESTAMP": "1",
+                         "HTTP_X_MLFLOW_SIGNATURE": "v1,x"},
+                    {"HTTP_X_MLFLOW_DELIVERY_ID": "d", "HTTP_X_MLFLOW_TIMESTAMP": now,
+                     "HTTP_X_MLFLOW_SIGNATURE": "v1,x"}):
+        known, unknown = _webhook(client, follow.pk, **headers), _webhook(client, 999999,
+                                                                           **headers)
+        assert known.status_code == 401
+        assert (known.status_code, known.json()) == (unknown.status_code, unknown.json())
+
+
+def test_a_non_ascii_signature_is_a_401_not_a_500(clf, users, settings, client):
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    follow = mlflow_services.follow(users["contributor"], clf, registered_name="tumor",
+                                    alias="champion", tracking_uri="http://127.0.0.1:5999")
+    client.raise_request_exception = False
+    answer = _webhook(client, follow.pk, HTTP_X_MLFLOW_DELIVERY_ID="d",
+                      HTTP_X_MLFLOW_TIMESTAMP=str(int(time.time())),
+                      HTTP_X_MLFLOW_SIGNATURE="v1,\u00e9")
+    assert answer.status_code == 401 and answer.json()["code"] == "bad_signature"
+
+
+def test_a_name_rebound_to_loopback_is_not_connected_to(settings, monkeypatch):
+    import http.server
+
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = False
+    settings.MLFLOW_TRACKING_URI = ""
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    real, answers = socket.getaddrinfo, iter(["93.184.215.14"])  # public once, then loopback
+
+    def rebinding(host, *args, **kwargs):
+        if host == "rebind.attacker.example":
+            address = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    try:
+        client = mlflow_services.tracking_server(f"http://rebind.attacker.example:{port}")
+        with pytest.raises(mlflow_services.ops_mlflow.MlflowError) as refused:
+            client.run("abc")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not hits and refused.value.code == "tracking_uri_refused"
+
+
+def _with_upload_rate(settings, rate):
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import SimpleRateThrottle
+
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": rate}}
+    before = SimpleRateThrottle.THROTTLE_RATES
+    api_settings.reload()
+    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    return before
+
+
+def test_mlflow_imports_and_follows_count_against_the_upload_rate(
+        api, clf, settings, task_queue):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    settings.MLFLOW_TRACKING_URI = "http://127.0.0.1:5999"
+    task_queue.hold("workers.registry.import_mlflow_version")
+    task_queue.hold("workers.registry.sync_mlflow_follow")
+    before = _with_upload_rate(settings, "3/hour")
+    try:
+        client = api("contributor")
+        codes = [_import(client, clf.pk, name="m", version=str(i)).status_code
+                 for i in range(1, 5)]
+        assert codes == [202, 202, 202, 429]
+        other = api("owner")
+        answers = [other.post("/api/v1/mlflow-follows/", {
+            "model": clf.pk, "registered_name": f"m{i}", "alias": "champion",
+            "tracking_uri": "http://127.0.0.1:5999"},
+            format="json") for i in range(4)]
+        assert [a.status_code for a in answers] == [201, 201, 201, 429], answers[0].json()
+    finally:
+        SimpleRateThrottle.THROTTLE_RATES = before
+
+
+def test_follows_of_one_model_are_bounded(users, clf, settings, task_queue):
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    settings.MODELGATE_MLFLOW_MAX_FOLLOWS = 3
+    task_queue.hold("workers.registry.sync_mlflow_follow")
+    for i in range(3):
+        mlflow_services.follow(users["contributor"], clf, registered_name=f"m{i}",
+                               alias="champion", tracking_uri="http://127.0.0.1:5999")
+    with pytest.raises(mlflow_services.ValidationFailed) as refused:
+        mlflow_services.follow(users["contributor"], clf, registered_name="m3",
+                               alias="champion", tracking_uri="http://127.0.0.1:5999")
+    assert refused.value.code == "too_many_follows" and "3" in refused.value.detail
+    assert mlflow_services.poll_follows() == 3
+
+
+def test_a_follow_whose_looks_keep_failing_is_polled_less_and_less_often(
+        users, clf, settings, task_queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    settings.MODELGATE_MLFLOW_POLL_SECONDS = 300
+    task_queue.hold("workers.registry.sync_mlflow_follow")
+    dead = f"http://127.0.0.1:{_free_port()}"
+    follow = mlflow_services.follow(users["contributor"], clf, registered_name="tumor",
+                                    alias="champion", tracking_uri=dead)
+    assert mlflow_services.poll_follows() == 1  # never looked at
+    for failures in (1, 2, 3):
+        mlflow_services.sync_follow(follow.pk)
+        follow.refresh_from_db()
+        assert mlflow_services.failures_in_a_row(follow.last_error) == failures
+        assert "mlflow_unavailable" in follow.last_error
+        wait = min(300 * 2 ** failures, 86400)
+        MlflowFollow.objects.filter(pk=follow.pk).update(
+            last_checked_at=timezone.now() - timedelta(seconds=wait - 200))
+        assert mlflow_services.poll_follows() == 0  # still backing off
+        MlflowFollow.objects.filter(pk=follow.pk).update(
+            last_checked_at=timezone.now() - timedelta(seconds=wait))
+        assert mlflow_services.poll_follows() == 1
+    assert mlflow_services.backoff_seconds(20) == 86400  # at most a day
+    # A look that succeeds clears the count: polled every interval again.
+    MlflowFollow.objects.filter(pk=follow.pk).update(last_error="",
+                                                     last_checked_at=timezone.now())
+    assert mlflow_services.poll_follows() == 1

@@ -21,6 +21,7 @@ from portal.registry.models import ModelVersion
 from portal.releases.specs import variant_of
 from tests.integration.test_model_server import ServerProcess, free_port, scrape, total
 from tests.portal_fixtures import FEATURES, metadata, stored_files
+from tests.unit.test_native_models import CRAFTED_UBJSON, SHORT_LIGHTGBM_TREE
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
@@ -138,3 +139,20 @@ def test_a_pickle_named_model_json_is_treated_as_a_pickle(api, clf, fitted_class
     assert response.json()["code"] == "unsafe_artifact"
     assert stored_files(artifact_root) == []
 
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("model.ubj", CRAFTED_UBJSON, "the XGBoost file crashed its parser: stopped by signal SIGSEGV"),
+    ("model.txt", SHORT_LIGHTGBM_TREE.encode(),
+     "the LightGBM file crashed its parser: stopped by signal SIGABRT"),
+])
+def test_a_file_that_crashes_its_parser_leaves_the_version_invalid_not_the_worker_dead(
+        api, clf, name, content, words):
+    """Validation loads native files in a forked child: the crash ends the child, and the
+    version (validated here, in the test's own process) is invalid in words."""
+    meta = metadata(input_schema=[{"name": n, "type": "double"} for n in ("a", "b")])
+    response = api("contributor").upload(clf.pk, content, meta, name=name)
+    assert response.status_code == 201, response.json()
+    version = ModelVersion.objects.get(pk=response.json()["id"])
+    assert version.status == "invalid"
+    assert version.status_reason == f"corrupt_artifact: {words}"

@@ -519,3 +519,24 @@ def test_release_requests_decisions_and_rollouts_are_announced(api, project, clf
     assert succeeded["data"]["model"] == "tumor-classifier" and succeeded["data"]["version"] == 1
     assert any("tumor-classifier" in m.subject and m.to == ["alice@example.com"]
                for m in mail.outbox), [(m.subject, m.to) for m in mail.outbox]
+
+
+def test_a_name_rebound_to_loopback_after_the_check_is_not_posted_to(
+        api, project, receiver, notify, settings, monkeypatch):
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True  # made while allowed (no DNS then)
+    _webhook(api, project, f"http://rebind.attacker.example:{port}/hook")
+    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = False
+    real, answers = socket.getaddrinfo, iter(["93.184.215.14"])  # public once, then loopback
+
+    def rebinding(host, *args, **kwargs):
+        if host == "rebind.attacker.example":
+            address = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    [delivery] = notify()
+    assert receiver.requests == []
+    assert (delivery.status, delivery.last_status_code) == ("failed", None)
+    assert "127.0.0.1 is not a public address" in delivery.last_error

@@ -3,6 +3,7 @@ decision 64); they must say exactly what the declared serializers (the published
 say of the same objects, for every kind of row: a parent, a dataset, tags, aliases, a
 pickle, nobody recorded as author, not yet validated, archived."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -42,7 +43,10 @@ def registry(users, project, clf):
                      validated_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
     version(3, artifact_format="pickle", status="invalid", status_reason="bad",
             created_by=None)
-    version(4, parent=second, status="pending")
+    # Integers beyond 64 bits and long decimals, which orjson alone would read as floats.
+    version(4, parent=second, status="pending",
+            metrics={"seed": 2**70 + 1, "low": -(2**64) - 1, "max": 2**63 - 1,
+                     "tiny": 1.5e-7, "long": 0.1234567890123456789, "n": 12345678901234567})
     VersionTag.objects.bulk_create([VersionTag(version=second, name=n) for n in ("b", "a")]
                                    + [VersionTag(version=first, name="nightly")])
     Alias.objects.create(model=clf, name="champion", version=second, updated_by=contributor)
@@ -64,6 +68,8 @@ def declared_version(version) -> dict:
 def same_document(built: dict, declared: dict) -> None:
     assert built == declared
     assert list(built) == list(declared)  # and in the same order
+    # and the same types (1 == 1.0): as written by the standard library, byte for byte
+    assert json.dumps(built, default=str) == json.dumps(declared, default=str)
 
 
 def test_version_documents_match_the_declared_serializer(registry, users):

@@ -200,6 +200,34 @@ def test_a_webhook_rule_gets_its_secret_once_and_a_private_address_is_refused(
     assert RetrainingRule.objects.filter(params__icontains=made.json()["secret"]).count() == 0
 
 
+def test_a_webhook_rules_address_is_shown_whole_to_owners_only(api, clf, settings):
+    """Receivers such as Slack carry their token in the path: non-owners see scheme and
+    host, as the notifications' webhooks show theirs, for the rule and its triggers."""
+    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True
+    secret_path = "/services/T000/B000/XXXXsecrettokenXXXX"
+    url = f"https://hooks.example.com{secret_path}"
+    made = api("contributor").post("/api/v1/retraining-rules/", {
+        "model": clf.pk, "name": "hook", "condition": "drift", "target": "webhook",
+        "params": {"url": url}}, format="json")
+    assert made.status_code == 201, made.json()
+    made_rule = RetrainingRule.objects.get(pk=made.json()["id"])
+    trigger = RetrainingTrigger.objects.create(
+        rule=made_rule, model=clf, rule_name="hook", condition="drift", target="webhook",
+        kind="webhook", params=made_rule.params, reason="drift")
+    for role in ("viewer", "contributor"):
+        for path in (f"/api/v1/retraining-rules/{made_rule.pk}/", "/api/v1/retraining-rules/",
+                     f"/api/v1/retraining-triggers/{trigger.pk}/",
+                     "/api/v1/retraining-triggers/"):
+            shown = api(role).get(path)
+            assert shown.status_code == 200, (role, path)
+            assert secret_path not in shown.content.decode(), (role, path)
+            assert "https://hooks.example.com/…" in shown.content.decode(), (role, path)
+    assert api("owner").get(f"/api/v1/retraining-rules/{made_rule.pk}/").json()["params"] \
+        == {"url": url}
+    assert api("owner").get(f"/api/v1/retraining-triggers/{trigger.pk}/").json()["params"] \
+        == {"url": url}
+
+
 # -- drift: firing, evidence, sending ------------------------------------------------------------
 
 def test_critical_drift_lasting_fires_one_trigger_with_the_evidence_and_starts_the_dag_run(
@@ -458,3 +486,20 @@ def test_rules_are_added_from_the_model_page(users, clf, targets):
     viewer = Client()
     viewer.force_login(users["viewer"])
     assert viewer.get(f"/p/{clf.project.slug}/m/{clf.name}/retraining/new/").status_code == 403
+
+
+def test_a_webhook_target_checks_the_address_it_connects_to_unless_private_is_allowed(
+        settings):
+    from requests.adapters import HTTPAdapter
+
+    from portal.retraining import targets as retraining_targets
+
+    def adapter(target):
+        return type(target.session.get_adapter("https://receiver.example/hook"))
+
+    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = False
+    checked = retraining_targets.build("webhook", rule_id=1, project="p")
+    assert adapter(checked).__name__ == "PublicOnlyAdapter"
+    settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True
+    allowed = retraining_targets.build("webhook", rule_id=1, project="p")
+    assert adapter(allowed) is HTTPAdapter

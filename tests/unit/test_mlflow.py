@@ -119,3 +119,119 @@ def test_a_global_whose_name_is_built_on_the_stack_is_not_trusted():
             + b"0" + b"0" + b"\x93" + b".")  # POP, POP, STACK_GLOBAL, STOP
     assert pickles.pickle_globals(data) == {pickles.UNKNOWN}
     assert pickles.UNKNOWN in pickles.untrusted_globals(data)
+
+
+# -- answers the portal does not trust (review: DNS rebinding, unbounded JSON) --------------------
+
+def _serve(handler_get):
+    """A loopback HTTP server whose GET and POST run ``handler_get(handler)``."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            handler_get(self)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _rebinding(monkeypatch, name: str, port: int, first: str = "93.184.215.14"):
+    """``name`` resolves to the public ``first`` once, then to loopback (TTL 0)."""
+    import socket
+
+    real, answers = socket.getaddrinfo, iter([first])
+
+    def rebinding(host, *args, **kwargs):
+        if host == name:
+            address = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+
+
+def test_a_name_rebound_to_loopback_after_the_check_is_not_connected_to(monkeypatch):
+    hits = []
+
+    def answer(handler):
+        hits.append(handler.path)
+        handler.send_response(404)
+        handler.end_headers()
+
+    server = _serve(answer)
+    port = server.server_address[1]
+    _rebinding(monkeypatch, "rebind.attacker.example", port)
+    uri = f"http://rebind.attacker.example:{port}"
+    try:
+        assert mlflow.tracking_uri_refusal(uri, allow_private=False) is None  # "public"
+        client = mlflow.TrackingServer(uri, public_only=True)
+        with pytest.raises(mlflow.MlflowError) as refused:
+            client.run("abc")
+    finally:
+        server.shutdown()
+    assert not hits
+    assert refused.value.code == "tracking_uri_refused"
+    assert "127.0.0.1 is not a public address" in refused.value.detail
+    # Without public_only (the operator's server, or private servers allowed) it connects.
+    with pytest.raises(mlflow.MlflowUnavailable):  # the server is gone: not refused
+        mlflow.TrackingServer(uri).run("abc")
+
+
+def test_a_huge_json_answer_is_refused_before_it_is_all_read():
+    sent = []
+
+    def answer(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.end_headers()
+        try:
+            for _ in range(48):
+                handler.wfile.write(b" " * (1 << 20))
+                sent.append(1 << 20)
+            handler.wfile.write(b'{"run": {"info": {}, "data": {}}}')
+        except OSError:
+            pass
+
+    server = _serve(answer)
+    client = mlflow.TrackingServer(f"http://127.0.0.1:{server.server_address[1]}",
+                                   timeout=10)
+    try:
+        with pytest.raises(mlflow.MlflowError, match="more than 8 MiB") as refused:
+            client.run("abc")
+    finally:
+        server.shutdown()
+    assert refused.value.code == "mlflow_error"
+    assert sum(sent) < 16 << 20, f"{sum(sent) >> 20} MiB sent"  # the socket's buffers aside
+
+
+def test_a_huge_error_answer_is_not_read_for_its_message():
+    def answer(handler):
+        handler.send_response(400)
+        handler.end_headers()
+        try:
+            handler.wfile.write(b'{"message": "' + b"x" * (4 << 20) + b'"}')
+        except OSError:
+            pass
+
+    server = _serve(answer)
+    client = mlflow.TrackingServer(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        with pytest.raises(mlflow.MlflowError) as refused:
+            client.run("abc")
+    finally:
+        server.shutdown()
+    assert refused.value.detail.endswith("HTTP 400 for run abc")
+
+
+def test_a_non_ascii_signature_is_refused_not_raised():
+    headers = {"X-MLflow-Delivery-Id": "delivery-1", "X-MLflow-Timestamp": "1764950000",
+               "X-MLflow-Signature": "v1,\u00e9 v1,\udce9"}
+    with pytest.raises(mlflow.WebhookRefused, match="does not match"):
+        mlflow.verify_webhook("s3cret", headers, BODY.encode(), now=1764950100)

@@ -8,7 +8,12 @@ seconds.
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import lightgbm
 import numpy as np
@@ -37,6 +42,7 @@ from ops.schema import parse_input_schema
 from ops.serving.variants import NUMPY, BatchingOptions, load_variant
 
 NAMES = ["a", "b", "c"]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore:LightGBM binary classifier with TreeExplainer")
 
 
@@ -260,3 +266,98 @@ def test_a_sparse_initializer_reading_a_file_is_refused_too(tmp_path, monkeypatc
     with pytest.raises(UnsafeArtifactError) as refused:
         load_native(_sparse_external_model("secret.bin"))
     assert "W_values" in str(refused.value.detail)
+
+
+# -- files that crash their library's parser ---------------------------------------------------
+
+def _ubjson_key(name: bytes) -> bytes:
+    return b"L" + struct.pack(">q", len(name)) + name
+
+
+# 74 bytes whose typed array declares 2**24 float32s: XGBoost's parser reads past its buffer.
+CRAFTED_UBJSON = (b"{" + _ubjson_key(b"learner") + b"{" + _ubjson_key(b"gradient_booster")
+                  + b"[$d#L" + struct.pack(">q", 1 << 24) + b"\x00" * 16 + b"}}")
+# num_leaves=50 with two leaves' arrays: LightGBM throws inside its OpenMP loop (SIGABRT).
+SHORT_LIGHTGBM_TREE = """tree
+version=v4
+num_class=1
+num_tree_per_iteration=1
+label_index=0
+max_feature_idx=1
+objective=regression
+feature_names=a b
+feature_infos=[0:1] [0:1]
+tree_sizes=300
+
+Tree=0
+num_leaves=50
+num_cat=0
+split_feature=0
+split_gain=1
+threshold=0.5
+decision_type=2
+left_child=-1
+right_child=-2
+leaf_value=1 2
+leaf_weight=1 1
+leaf_count=1 1
+internal_value=0
+internal_weight=1
+internal_count=2
+is_linear=0
+shrinkage=1
+
+
+end of trees
+
+pandas_categorical:null
+"""
+VALIDATE = """import sys
+from pathlib import Path
+from ops.artifacts import load_model, validate_artifact
+from ops.exceptions import ArtifactError
+from ops.schema import parse_input_schema
+if len(sys.argv) > 2:  # the parent ran OpenMP before (libgomp's pool does not survive fork)
+    load_model(Path(sys.argv[2]))
+try:
+    validate_artifact(Path(sys.argv[1]), task=sys.argv[3] if len(sys.argv) > 3 else 'regression',
+                      input_schema=parse_input_schema([{'name': 'a', 'type': 'double'},
+                                                       {'name': 'b', 'type': 'double'}]))
+    print('valid')
+except ArtifactError as e:
+    print('refused:', e.code, e.detail)
+"""
+
+
+def _validate_in_a_process(*args) -> str:
+    done = subprocess.run([sys.executable, "-c", VALIDATE, *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, f"the validating process died with {done.returncode}: " \
+                                 f"{done.stderr[-300:]}"
+    return done.stdout.strip().splitlines()[-1]  # LightGBM prints its warnings there
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("model.ubj", CRAFTED_UBJSON, "the XGBoost file crashed its parser: stopped by signal SIGSEGV"),
+    ("model.txt", SHORT_LIGHTGBM_TREE.encode(),
+     "the LightGBM file crashed its parser: stopped by signal SIGABRT"),
+])
+def test_a_file_that_crashes_its_parser_is_refused_and_the_validating_process_lives(
+        tmp_path, name, content, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert _validate_in_a_process(path) == f"refused: corrupt_artifact {words}"
+
+
+def test_a_native_model_is_validated_in_a_child_of_a_process_that_ran_openmp(files, tmp_path):
+    """LightGBM loads with OpenMP threads; a forked child of that process must not wait for
+    them (the validation child runs OpenMP on one thread)."""
+    lgb = tmp_path / "two.txt"
+    frame = pd.DataFrame(np.random.default_rng(1).normal(size=(40, 2)), columns=["a", "b"])
+    lightgbm.LGBMRegressor(n_estimators=3, num_leaves=4, min_child_samples=5, verbose=-1) \
+        .fit(frame, frame["a"]).booster_.save_model(lgb)
+    xgb = tmp_path / "two.json"
+    xgboost.XGBRegressor(n_estimators=3, max_depth=2).fit(frame, frame["a"]).save_model(xgb)
+    assert _validate_in_a_process(lgb, files["lgb"]) == "valid"
+    assert _validate_in_a_process(xgb, files["lgb"]) == "valid"

@@ -173,3 +173,90 @@ def test_parameters_are_checked_against_the_kind_and_the_operators_list():
     with pytest.raises(TargetRefused, match="unknown retraining target kind 'jenkins'; "
                                             "known: airflow, kubeflow, github, webhook"):
         retraining.target_class("jenkins")
+
+
+def _loopback_server(answer):
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            answer(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_webhook_name_rebound_to_loopback_after_the_check_is_not_posted_to(monkeypatch):
+    import socket
+
+    from ops.addresses import url_non_public
+
+    hits = []
+
+    def answer(handler):
+        hits.append(handler.path)
+        handler.send_response(200)
+        handler.end_headers()
+
+    server = _loopback_server(answer)
+    port = server.server_address[1]
+    real, answers = socket.getaddrinfo, iter(["93.184.215.14"])  # public once, then loopback
+
+    def rebinding(host, *args, **kwargs):
+        if host == "rebind.attacker.example":
+            address = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    target = retraining.target_class("webhook")({"secret": SECRET, "sign": sign,
+                                                 "refuse": url_non_public,
+                                                 "public_only": True})
+    try:
+        with pytest.raises(TargetRefused) as refused:
+            target.start(RunRequest(1, "modelgate-trigger-1", EVIDENCE,
+                                    {"url": f"http://rebind.attacker.example:{port}/hook"}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not hits
+    assert refused.value.code == "private_address"
+    assert "127.0.0.1 is not a public address" in refused.value.detail
+
+
+def test_a_huge_answer_is_refused_before_it_is_all_read():
+    sent = []
+
+    def answer(handler):
+        handler.send_response(200 if handler.path == "/ok" else 400)
+        handler.send_header("Content-Type", "application/json")
+        handler.end_headers()
+        try:
+            for _ in range(32):
+                handler.wfile.write(b" " * (1 << 20))
+                sent.append(1 << 20)
+            handler.wfile.write(b'{"run_id": "r", "detail": "no"}')
+        except OSError:
+            pass
+
+    server = _loopback_server(answer)
+    target = retraining.target_class("webhook")({"secret": SECRET, "sign": sign,
+                                                 "refuse": lambda url: None})
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(TargetRefused) as refused:
+            target.start(RunRequest(1, "modelgate-trigger-1", EVIDENCE, {"url": url + "/ok"}))
+        with pytest.raises(TargetRefused) as error:
+            target.start(RunRequest(2, "modelgate-trigger-2", EVIDENCE, {"url": url + "/no"}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refused.value.code == "answer_too_large"
+    assert error.value.detail == "webhook: HTTP 400"  # its text is not read for a message
+    assert sum(sent) < 24 << 20, f"{sum(sent) >> 20} MiB sent"

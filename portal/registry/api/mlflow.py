@@ -131,6 +131,8 @@ class MlflowFollowViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                           mixins.DestroyModelMixin, PortalViewSet):
     """MLflow registered models your models follow by alias or tag."""
 
+    throttle_scopes = {"create": "uploads"}  # each follow is polled: not created in bulk
+
     queryset = MlflowFollow.objects.all()
     serializer_class = MlflowFollowSerializer
     filterset_fields = ["model"]

@@ -104,7 +104,8 @@ class RegisteredModelViewSet(ArchiveActions, MlflowImportActions, mixins.ListMod
     restore_service = staticmethod(services.restore_model)
     archived_lookups = ("archived_at", "project__archived_at")
 
-    throttle_scopes = {"versions": "uploads"}  # POST: a new version (reads are not limited)
+    # POST: a new version, uploaded or imported from MLflow (reads are not limited).
+    throttle_scopes = {"versions": "uploads", "import_mlflow": "uploads"}
 
     # Token scopes of these actions: ROUTE_SCOPES in portal/api/urls.py ("model"). Its
     # monitoring thresholds (models/<id>/monitoring/) are portal.monitoring.api's.
@@ -150,7 +151,7 @@ class RegisteredModelViewSet(ArchiveActions, MlflowImportActions, mixins.ListMod
         if request.method == "GET":
             filterset = ModelVersionFilterSet(
                 request.query_params, request=request,
-                queryset=queries.versions_for(request.user).filter(model=model))
+                queryset=queries.visible_versions(request.user).filter(model=model))
             if not filterset.is_valid():
                 raise ValidationError(filterset.errors)
             page = self.paginate_queryset(documents.version_rows(filterset.qs))
@@ -202,8 +203,9 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
 
     def list(self, request):
         # The document ModelVersionSerializer describes, built from rows (decision 64).
+        # Of the versions visible, not get_queryset's: its joins and prefetches are dropped.
         page = self.paginate_queryset(documents.version_rows(self.filter_queryset(
-            self.get_queryset())))
+            queries.visible_versions(request.user))))
         return self.get_paginated_response(documents.versions(page))
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(

@@ -18,6 +18,7 @@ before working on it, so two deliveries of the task never download it twice.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import tempfile
 from datetime import timedelta
@@ -53,6 +54,14 @@ CLAIM_STALE_AFTER = timedelta(seconds=660)
 # Versions of a followed tag imported per look, newest first (a tag on hundreds of versions
 # is not a release stream).
 MAX_TAGGED_VERSIONS = 10
+# A follow whose looks keep failing waits the poll interval doubled per failure in a row,
+# at most a day; the count is kept at the start of ``last_error`` ("(3 failures in a row) ").
+MAX_BACKOFF_SECONDS = 86400
+_FAILURES = re.compile(r"^\((\d+) failures in a row\) ")
+# Every refused webhook delivery answers this, whether the follow exists or not.
+WEBHOOK_REFUSAL = ("the delivery is unsigned, stale (more than "
+                   f"{ops_mlflow.WEBHOOK_TOLERANCE_SECONDS} s old) or not signed with this "
+                   "follow's secret")
 
 
 # The tracking server ---------------------------------------------------------------------------
@@ -83,7 +92,10 @@ def tracking_server(uri: str) -> ops_mlflow.TrackingServer:
     credentials = ops_mlflow.Credentials(
         token=settings.MLFLOW_TRACKING_TOKEN, username=settings.MLFLOW_TRACKING_USERNAME,
         password=settings.MLFLOW_TRACKING_PASSWORD) if _is_operators(uri) else None
-    return ops_mlflow.TrackingServer(uri, credentials, timeout=settings.MODELGATE_MLFLOW_TIMEOUT)
+    # The address connected to is checked too (DNS rebinding), unless private ones are allowed.
+    public_only = not (_is_operators(uri) or settings.MODELGATE_MLFLOW_ALLOW_PRIVATE)
+    return ops_mlflow.TrackingServer(uri, credentials, timeout=settings.MODELGATE_MLFLOW_TIMEOUT,
+                                     public_only=public_only)
 
 
 # Requesting an import ---------------------------------------------------------------------------
@@ -301,6 +313,11 @@ def follow(user, model: RegisteredModel, *, registered_name: str, alias: str = "
         raise ValidationFailed("give the MLflow registered model's name",
                                code="invalid_follow", field="registered_name")
     uri = tracking_uri_for(tracking_uri)
+    limit = settings.MODELGATE_MLFLOW_MAX_FOLLOWS
+    if MlflowFollow.objects.filter(model=model).count() >= limit:
+        raise ValidationFailed(f"{model.name} already follows {limit} MLflow models, the most "
+                               "a model may (MODELGATE_MLFLOW_MAX_FOLLOWS); stop following "
+                               "one first", code="too_many_follows")
     try:
         with transaction.atomic():
             item = MlflowFollow.objects.create(
@@ -351,19 +368,65 @@ def sync_follow(follow_id: int) -> list[MlflowImport]:
             server.close()
         for number in numbers:
             source = ops_mlflow.Source("model", name=item.registered_name, version=number)
+            if _failed_for_good(item, source.key):
+                continue  # polled again, it would only fail again (and download again)
             imports.append(_request(item.model, item.tracking_uri, source, follow=item)[0])
     except (ops_mlflow.MlflowError, ops_mlflow.MlflowUnavailable, ValidationFailed) as e:
         error = f"{e.code}: {e.detail}"
+        failures = failures_in_a_row(item.last_error) + 1
+        if failures > 1:
+            error = f"({failures} failures in a row) {error}"
     MlflowFollow.objects.filter(pk=item.pk).update(last_checked_at=timezone.now(),
                                                    last_error=error)
     return imports
 
 
+def failures_in_a_row(last_error: str) -> int:
+    """How many looks in a row failed, as ``sync_follow`` wrote it in ``last_error``."""
+    if not last_error:
+        return 0
+    match = _FAILURES.match(last_error)
+    return int(match.group(1)) if match else 1
+
+
+def backoff_seconds(failures: int) -> float:
+    """How long a follow whose last ``failures`` looks failed waits before the next one:
+    the poll interval doubled per failure, at most a day."""
+    if failures <= 0:
+        return 0
+    interval = max(settings.MODELGATE_MLFLOW_POLL_SECONDS, 1)
+    return min(interval * 2 ** min(failures, 32), MAX_BACKOFF_SECONDS)
+
+
+def _due(item: MlflowFollow, now) -> bool:
+    failures = failures_in_a_row(item.last_error)
+    if not failures or item.last_checked_at is None:
+        return True
+    # Half an interval of slack: beat's ticks and the look's own time do not line up.
+    slack = max(settings.MODELGATE_MLFLOW_POLL_SECONDS, 1) / 2
+    waited = (now - item.last_checked_at).total_seconds()
+    return waited + slack >= backoff_seconds(failures)
+
+
+# A failure the next poll may not repeat: the server unreachable, or the import timed out.
+RETRYABLE_FAILURES = ("mlflow_unavailable:", "transient:", "timed_out:")
+
+
+def _failed_for_good(item: MlflowFollow, key: str) -> bool:
+    failed = MlflowImport.objects.filter(follow=item, source=key, status=ImportStatus.FAILED)
+    for prefix in RETRYABLE_FAILURES:
+        failed = failed.exclude(reason__startswith=prefix)
+    return failed.exists()
+
+
 def poll_follows() -> int:
-    """Beat: ask a worker to look at each follow of a model in use; how many were queued."""
-    ids = list(MlflowFollow.objects.filter(model__archived_at__isnull=True,
+    """Beat: ask a worker to look at each follow of a model in use, skipping one whose
+    looks keep failing until its back-off has passed; how many were queued."""
+    now = timezone.now()
+    follows = (MlflowFollow.objects.filter(model__archived_at__isnull=True,
                                            model__project__archived_at__isnull=True)
-               .values_list("pk", flat=True))
+               .only("pk", "last_checked_at", "last_error"))
+    ids = [item.pk for item in follows if _due(item, now)]
     for follow_id in ids:
         send_now("workers.registry.sync_mlflow_follow", follow_id)
     return len(ids)
@@ -378,13 +441,16 @@ def receive_webhook(follow_id: int, headers, body: bytes) -> bool:
     secret, it queues a look at MLflow (whose answer, not the payload, says what to import).
     False when the event is about another registered model."""
     item = MlflowFollow.objects.filter(pk=follow_id).first()
-    if item is None:  # answered as a wrong signature: follow ids are not probed from outside
-        raise WebhookNotAuthenticated("the signature does not match this follow's secret",
-                                      code="bad_signature")
+    # An unknown follow is checked against a random secret, and every refusal answers the
+    # same (code, text, status): follow ids are not probed from outside.
+    secret = item.secret if item is not None else secrets.token_urlsafe(32)
     try:
-        payload = ops_mlflow.verify_webhook(item.secret, headers, body)
+        payload = ops_mlflow.verify_webhook(secret, headers, body)
     except ops_mlflow.WebhookRefused as e:
-        raise WebhookNotAuthenticated(e.detail, code=e.code) from e
+        log.info("MLflow webhook for follow %s refused: %s", follow_id, e.code)
+        raise WebhookNotAuthenticated(WEBHOOK_REFUSAL, code="bad_signature") from e
+    if item is None:  # a random secret matched: not possible in practice
+        raise WebhookNotAuthenticated(WEBHOOK_REFUSAL, code="bad_signature")
     name = (payload.get("data") or {}).get("name") if isinstance(payload.get("data"),
                                                                  dict) else None
     if name != item.registered_name:

@@ -54,12 +54,23 @@ def requeue_stuck_work(older_than_seconds: int = 120) -> int:
                    .values_list("pk", flat=True)[:100])
     for pk in measure:
         send_now("workers.registry.evaluate_version", pk)
+    from portal.registry.choices import ImportStatus
+    from portal.registry.models import MlflowImport
     from portal.registry.services.explanations import (
         LOST_AFTER,
         lost_instance_explanations,
         requeue_instances,
     )
+    from portal.registry.services.mlflow import CLAIM_STALE_AFTER
 
+    # MLflow imports whose task was lost (broker away at request, worker killed): the
+    # claim is free or stale; _claim lets only one delivery run it.
+    imports = list(MlflowImport.objects.filter(
+        status=ImportStatus.PENDING, created_at__lt=cutoff - timedelta(minutes=15))
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=timezone.now() - CLAIM_STALE_AFTER))
+        .values_list("pk", flat=True)[:100])
+    for pk in imports:
+        send_now("workers.registry.import_mlflow_version", pk)
     rows = lost_instance_explanations(max(LOST_AFTER, timedelta(seconds=older_than_seconds)))
     requeue_instances(rows, send=send_now)
     queue_missing()  # pairs never created (a version ready while its dataset was profiled)

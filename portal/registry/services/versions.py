@@ -355,11 +355,16 @@ def _inspect(version: ModelVersion, path) -> tuple:
     Returns the report and the (schema, source) settled on, or None."""
     trusted = tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES)
     fmt = ops_artifacts.detect_file_format(path)
-    loaded = ops_artifacts.load_model(path, extra_trusted=trusted)
+    # XGBoost, LightGBM and ONNX files are parsed by C++ that a crafted file can crash:
+    # they are loaded, and predicted with, in a forked child (``check_native``), so such
+    # a file leaves the version invalid instead of killing this worker.
+    in_child = fmt in ops_native.NATIVE_FORMATS
+    loaded = None if in_child else ops_artifacts.load_model(path, extra_trusted=trusted)
     filled = None
     schema = version.input_schema
     if version.schema_source == SchemaSource.AUTO:
-        names = getattr(loaded, "feature_names_in_", None)
+        names = (ops_artifacts.check_native(path, fmt)[0] if in_child
+                 else getattr(loaded, "feature_names_in_", None))
         try:
             filled = schemas.from_artifact(
                 version, [str(n) for n in names] if names is not None else None)
@@ -373,8 +378,12 @@ def _inspect(version: ModelVersion, path) -> tuple:
         sample = sample_rows(version, [f.name for f in features])
     except DatasetError:
         sample = None
-    report = ops_artifacts.inspect_model(loaded, task=version.model.task,
-                                         input_schema=features, sample=sample, fmt=fmt)
+    if in_child:
+        report = ops_artifacts.check_native(path, fmt, task=version.model.task,
+                                            input_schema=features, sample=sample)[1]
+    else:
+        report = ops_artifacts.inspect_model(loaded, task=version.model.task,
+                                             input_schema=features, sample=sample, fmt=fmt)
     return report, filled
 
 

@@ -1,10 +1,24 @@
 from rest_framework import serializers
 
+from portal.accounts.choices import Role
+from portal.accounts.services import has_role
 from portal.api.fields import ReferenceField
 from portal.api.serializers import CreatedByField, read_only_with
+from portal.notifications.models import redacted_url
 from portal.registry.models import RegisteredModel
 from portal.retraining.choices import Condition
 from portal.retraining.models import RetrainingRule, RetrainingTrigger
+
+
+def shown_params(params, project, request) -> dict:
+    """A rule's (or trigger's) params as the caller may see them: a webhook's ``url``
+    whole to the project's owners only, scheme and host to the others (receivers such as
+    Slack carry their token in the path), as the notifications' webhooks show theirs."""
+    if not isinstance(params, dict) or "url" not in params:
+        return params
+    if request is not None and has_role(request.user, project, Role.OWNER):
+        return params
+    return {**params, "url": redacted_url(params["url"])}
 
 
 class RuleSerializer(serializers.ModelSerializer):
@@ -21,6 +35,12 @@ class RuleSerializer(serializers.ModelSerializer):
                   "min_accuracy", "min_outcomes", "target", "params", "cooldown_minutes",
                   "active", "last_triggered_at", "created_by", "created_at", "updated_at"]
         read_only_fields = fields
+
+    def to_representation(self, rule):
+        data = super().to_representation(rule)
+        data["params"] = shown_params(data.get("params"), rule.model.project,
+                                      self.context.get("request"))
+        return data
 
 
 class RuleCreatedSerializer(RuleSerializer):
@@ -69,6 +89,12 @@ class TriggerSerializer(serializers.ModelSerializer):
                   "state", "attempts", "last_error", "next_attempt_at", "run_id", "run_url",
                   "created_at", "sent_at", "versions"]
         read_only_fields = fields
+
+    def to_representation(self, trigger):
+        data = super().to_representation(trigger)
+        data["params"] = shown_params(data.get("params"), trigger.model.project,
+                                      self.context.get("request"))
+        return data
 
     def get_versions(self, trigger) -> list[int]:
         return [link.version_id for link in trigger.versions.all()]
