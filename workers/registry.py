@@ -85,8 +85,10 @@ def requeue_stuck_work(older_than_seconds: int = 120) -> int:
 MLFLOW_IMPORT_RETRIES = 5
 
 
+# Both limits under the broker's redelivery timeout (600 s): a task still running is never
+# handed to a second worker.
 @shared_task(bind=True, autoretry_for=(OperationalError, InterfaceError), retry_backoff=True,
-             max_retries=MLFLOW_IMPORT_RETRIES, soft_time_limit=600, time_limit=630,
+             max_retries=MLFLOW_IMPORT_RETRIES, soft_time_limit=540, time_limit=570,
              on_time_limit="portal.registry.services.mlflow:import_timed_out")
 def import_mlflow_version(self, import_id: int) -> None:
     """Download a model version from MLflow and register it; an unreachable server is tried

@@ -214,6 +214,7 @@ def test_a_dataset_that_failed_profiling_is_not_read_again_by_other_tasks(
 OBJECT_TASKS = {"workers.registry.validate_version", "workers.registry.profile_dataset",
                 "workers.registry.evaluate_version",
                 "workers.registry.explain_version", "workers.registry.explain_instances",
+                "workers.registry.import_mlflow_version",
                 "workers.releases.compute_release_diff"}
 
 
@@ -223,7 +224,7 @@ def test_every_task_has_a_soft_and_a_hard_time_limit_under_the_redelivery_timeou
     for module in app.conf.imports:  # what a worker imports: every task module
         importlib.import_module(module)
     tasks = {name: task for name, task in app.tasks.items() if name.startswith("workers.")}
-    assert len(tasks) == 19, sorted(tasks)
+    assert len(tasks) == 25, sorted(tasks)
     redelivery = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 600)
     limits = {}
     for name, task in tasks.items():

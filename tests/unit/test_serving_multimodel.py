@@ -20,6 +20,7 @@ from ops.serving.multimodel import (
     estimate_loaded_bytes,
     loaded_size,
 )
+from tests.asyncio_thread import run_async
 
 MB = 1 << 20
 
@@ -51,7 +52,7 @@ class Loader:
 
 
 def run(coroutine):
-    return asyncio.run(coroutine)
+    return run_async(coroutine)
 
 
 async def use(cache: ModelCache, name: str):

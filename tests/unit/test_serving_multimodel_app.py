@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 
@@ -16,6 +15,7 @@ from ops.serving.metrics import ServerMetrics
 from ops.serving.multimodel_app import MultiModelServer, sagemaker_catalog
 from ops.serving.server import _multimodel_app, parse_args
 from ops.serving.variants import BatchingOptions
+from tests.asyncio_thread import run_async
 
 FEATURES = ["a", "b", "c"]
 
@@ -71,7 +71,7 @@ def test_sagemaker_loads_invokes_lists_and_unloads_a_model(tmp_path):
         gone = await call(app, "POST", "/models/shop-1/invoke", {"instances": [[0, 0, 0]]})
         return loaded, again, outside, listed, invoked, targeted, unloaded, gone
 
-    loaded, again, outside, listed, invoked, targeted, unloaded, gone = asyncio.run(scenario())
+    loaded, again, outside, listed, invoked, targeted, unloaded, gone = run_async(scenario())
     assert loaded[0] == 200 and app.cache.is_loaded("shop-1") is False  # unloaded last
     assert again[0] == 409
     assert outside[0] == 400 and "only from under" in outside[1]["error"]

@@ -1,10 +1,10 @@
 """A member changed while a request holds its old version: the old copy stays counted
 against the budget until it is released (review finding)."""
 
-import asyncio
 
 from ops.serving.exceptions import Overloaded
 from ops.serving.multimodel import ModelCache
+from tests.asyncio_thread import run_async
 from tests.unit.test_serving_multimodel import MB, Loader, catalog, entry, use
 
 
@@ -30,7 +30,7 @@ def test_changed_member_in_use_stays_accounted():
         new.release()
         return held
 
-    result = asyncio.run(scenario())
+    result = run_async(scenario())
     assert result == "Overloaded", f"held {result} bytes with a budget of {3*MB}"
 
 
@@ -55,5 +55,5 @@ def test_old_version_in_use_is_forgotten_when_new_version_loads():
         assert cache.used_bytes == 2 * MB, cache.used_bytes
         return in_memory
 
-    in_memory = asyncio.run(scenario())
+    in_memory = run_async(scenario())
     assert in_memory <= 4 * MB, f"{in_memory / MB} MB held with a 4 MB budget"

@@ -3,7 +3,6 @@ chosen stably; the rest are one ``__other__``; unknown names never become labels
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 
 import numpy as np
@@ -17,6 +16,7 @@ from ops.serving.multimodel import Catalog, CatalogModel
 from ops.serving.multimodel_app import MultiModelServer
 from ops.serving.toplabels import OTHER, TopLabels
 from ops.serving.variants import BatchingOptions
+from tests.asyncio_thread import run_async
 
 FEATURES = ["a", "b", "c"]
 
@@ -137,7 +137,7 @@ def test_metrics_keep_at_most_n_model_labels_and_fold_the_rest(tmp_path):
             answers.append(await _call(app, f"/v2/models/ghost{i}/infer", {"instances": []}))
         return answers, (await _call(app, "/metrics", None))[1].decode()
 
-    answers, exposition = asyncio.run(traffic())
+    answers, exposition = run_async(traffic())
     assert [a[0] for a in answers[:6]] == [200] * 6
     assert {a[0] for a in answers[6:]} == {404}
     assert b"ghost0" in answers[6][1]  # the 404 names the model
@@ -152,7 +152,7 @@ def test_metrics_keep_at_most_n_model_labels_and_fold_the_rest(tmp_path):
     loaded = [s for s in families["modelgate_multimodel_loaded_models"].samples]
     assert loaded[0].value == 5
     app._drop_labels({"m1"})  # what a window's end does to a model that lost its place
-    exposition = asyncio.run(_call(app, "/metrics", None))[1].decode()
+    exposition = run_async(_call(app, "/metrics", None))[1].decode()
     families = {f.name: f for f in text_string_to_metric_families(exposition)}
     labels = {s.labels["variant"] for s in families["modelgate_requests"].samples}
     assert labels == {"m0", OTHER, "none"}

@@ -1,7 +1,6 @@
 """A model that loses its metric label while a request is answered gets no series back
 when the request ends (review finding)."""
 
-import asyncio
 
 import orjson
 
@@ -9,6 +8,7 @@ from ops.serving.metrics import ServerMetrics
 from ops.serving.multimodel_app import MultiModelServer, sagemaker_catalog
 from ops.serving.toplabels import TopLabels
 from ops.serving.variants import BatchingOptions
+from tests.asyncio_thread import run_async
 from tests.unit.test_serving_multimodel_app import call, sagemaker_download
 
 
@@ -48,7 +48,7 @@ def test_a_model_that_lost_its_label_mid_request_keeps_no_series(tmp_path):
                    "headers": [(b"content-type", b"application/json")]}, receive, send)
         return sent[0]["status"]
 
-    assert asyncio.run(scenario()) == 200
+    assert run_async(scenario()) == 200
     assert "shop-1" not in app.top.top
     leaked = series_of(app.metrics.requests, "shop-1") + series_of(app.metrics.latency, "shop-1")
     assert not leaked, f"series of a model without its own label: {leaked}"
