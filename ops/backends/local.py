@@ -366,6 +366,11 @@ class LocalBackend(Backend):
         return self._pid(endpoint)
 
     def delete(self, endpoint: str) -> None:
+        self.stop_and_forget(endpoint, "plan.json")
+
+    def stop_and_forget(self, endpoint: str, state_file: str) -> None:
+        """Stop the endpoint's server (if this backend owns it) and remove what it was
+        given (``state_file``: a plan, or a multi-model catalog) with its pid and key."""
         folder = self._dir(endpoint)
         if not folder.is_dir():
             return
@@ -375,7 +380,7 @@ class LocalBackend(Backend):
             pid = self._pid(endpoint)
             if pid is not None:
                 self._stop(endpoint, pid)
-            for name in ("plan.json", "server.pid", "key.mark"):
+            for name in (state_file, "server.pid", "key.mark"):
                 (folder / name).unlink(missing_ok=True)
 
 

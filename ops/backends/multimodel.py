@@ -158,18 +158,7 @@ class LocalMultiModel(MultiModelBackend):
                                extra={"last_error": health.get("last_error")})
 
     def delete_catalog(self, endpoint: str) -> None:
-        servers = self.servers
-        folder = servers._dir(endpoint)
-        if not folder.is_dir():
-            return
-        if (folder / "owner").exists():
-            servers._check_owner(endpoint)
-        with servers._locked(endpoint):
-            pid = servers._pid(endpoint)
-            if pid is not None:
-                servers._stop(endpoint, pid)
-            for name in ("catalog.json", "server.pid", "key.mark"):
-                (folder / name).unlink(missing_ok=True)
+        self.servers.stop_and_forget(endpoint, "catalog.json")
 
 
 def _parsed(text: str | None) -> Catalog | None:
