@@ -11,6 +11,8 @@
     if (!target) { return; }
     var text = textOf(target), label = button.textContent;
     function done(ok) {
+      // The word goes after 2 s; the state stays, for assistive tools and for tests.
+      button.setAttribute("data-copy-state", ok ? "copied" : "failed");
       button.textContent = ok ? "Copied" : "Select and copy by hand";
       setTimeout(function () { button.textContent = label; }, 2000);
     }
