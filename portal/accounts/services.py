@@ -204,7 +204,10 @@ def invite_by_email(actor, project, email: str, role: str, *,
     to join with one's own, and the one account with that address (if just one, not a
     member nor invited already) also finds the invitation on its Invitations page. An
     address invited already gets a new link, which replaces the old one.
-    ``site_url`` is the portal's address, which the link is made from."""
+    ``site_url`` is the address the owner is using, which a link shown to them is made
+    from; a mailed link starts with the portal's configured address
+    (``MODELGATE_BASE_URL``) instead, never with what a request's Host header said: a link
+    in someone's mailbox must not lead to a host a request could name."""
     require_role(actor, project, Role.OWNER, "invite members")
     if role not in Role.values:
         raise ValidationFailed(f"role must be one of {', '.join(Role.values)}", field="role")
@@ -219,7 +222,7 @@ def invite_by_email(actor, project, email: str, role: str, *,
                                field="email")
     mailed = mail_configured()
     key = secrets.token_urlsafe(32)
-    url = site_url.rstrip("/") + join_path(key)
+    url = (settings.MODELGATE_BASE_URL if mailed else site_url).rstrip("/") + join_path(key)
     answer = InvitedByEmail(INVITED_BY_EMAIL) if mailed else \
         InvitedByEmail(INVITED_WITH_LINK, accept_url=url)
     user_model = get_user_model()

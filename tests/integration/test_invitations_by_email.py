@@ -108,6 +108,21 @@ def test_with_mail_the_link_is_mailed_and_the_owner_shown_nothing(api, project, 
     assert Membership.objects.get(project=project, user__username="nina").role == "contributor"
 
 
+def test_a_mailed_link_starts_with_the_configured_address_not_the_requests_host(
+        api, project, with_mail, settings):
+    # A Host header the portal accepts (behind a proxy ALLOWED_HOSTS is often wide) must
+    # not choose where the key in the invitee's mailbox leads.
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.MODELGATE_BASE_URL = "https://models.example.org"
+    answer = api("owner").post(URL, {"project": project.pk, "email": "nina@example.com",
+                                     "role": "viewer"}, format="json",
+                               HTTP_HOST="attacker.example.net")
+    assert answer.status_code == 201
+    body = mail.outbox[0].body
+    assert "https://models.example.org/invitations/join/" in body
+    assert "attacker.example.net" not in body
+
+
 def test_a_link_works_once(api, project, no_mail):
     path = join_path(invite(api("owner"), project, "nina@example.com").json()["accept_url"])
     assert join(path).status_code == 302
