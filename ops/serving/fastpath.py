@@ -265,14 +265,20 @@ def edge_rows(model, probe: np.ndarray, count: int = EDGE_ROWS) -> np.ndarray:
 
 
 def _split_points(model, n_features: int) -> dict[int, np.ndarray]:
-    """Feature -> thresholds of every split of the ensemble's trees (scikit-learn's)."""
+    """Feature -> thresholds of every split of the ensemble's trees (scikit-learn's, and
+    histogram gradient boosting's numeric splits)."""
     points: dict[int, list] = {}
-    for tree in _trees(model):
-        internal = tree.feature >= 0
-        for feature in np.unique(tree.feature[internal]):
+    splits = [(tree.feature, tree.threshold, tree.feature >= 0) for tree in _trees(model)]
+    for iteration in getattr(model, "_predictors", None) or []:
+        for predictor in iteration:
+            nodes = predictor.nodes
+            splits.append((nodes["feature_idx"], nodes["num_threshold"],
+                           (nodes["is_leaf"] == 0) & (nodes["is_categorical"] == 0)))
+    for features, thresholds, internal in splits:
+        for feature in np.unique(features[internal]):
             if feature < n_features:
                 points.setdefault(int(feature), []).append(
-                    tree.threshold[internal & (tree.feature == feature)])
+                    thresholds[internal & (features == feature)])
     return {f: np.concatenate(t) for f, t in points.items()}
 
 

@@ -206,3 +206,36 @@ def test_other_models_and_a_disabled_fast_path_serve_the_model(tmp_path, data, m
     fast, choice = fastpath.choose_predictor(forest, task="classification",
                                              probe=frame.to_numpy()[:16], derive_labels=True)
     assert (fast, choice.predictor, choice.reason) == (None, "model", "disabled")
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_histogram_boosting_is_checked_on_its_own_split_points(data, monkeypatch, kind):
+    """skl2onnx 1.20 cannot convert histogram gradient boosting (a bool in an integer
+    attribute). Mended here as a later release would, the converted model answers the probe
+    rows alike but not rows on its float64 thresholds: the check must place its rows on
+    those splits too (they are not in ``tree_``) and keep the model serving."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from skl2onnx.common import tree_ensemble
+
+    build = tree_ensemble.add_node
+
+    def mended(*args, **kwargs):
+        if "nodes_missing_value_tracks_true" in kwargs:
+            kwargs["nodes_missing_value_tracks_true"] = int(
+                kwargs["nodes_missing_value_tracks_true"])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(tree_ensemble, "add_node", mended)
+    frame, target = data
+    rows = frame.to_numpy() * np.array([1e-3, 1.0, 1e3, 1e6])  # float32 loses the far digits
+    if kind == "classifier":
+        model = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(rows, target)
+    else:
+        model = HistGradientBoostingRegressor(max_iter=100, random_state=0).fit(
+            rows, rows[:, 0] * 3 + (target == "yes"))
+    points = fastpath._split_points(model, len(NAMES))
+    assert sorted(points) == [0, 1, 2, 3] and sum(len(p) for p in points.values()) > 100
+    fast, choice = fastpath.choose_predictor(
+        model, task="classification" if kind == "classifier" else "regression",
+        probe=rows[:64], derive_labels=kind == "classifier")
+    assert (fast, choice.reason) == (None, "outputs_differ"), choice
