@@ -10,8 +10,9 @@ Layout of a managed directory (``write_managed``)::
     prometheus.yml        the main configuration (``main_config``), checked with
                           ``promtool check config``
     targets/modelgate.json  file_sd targets: every model server, with the labels
-                          ``environment``, ``project``, ``model``; Prometheus re-reads it
-                          by itself, no reload needed
+                          ``environment``, ``project``, ``model`` (a multi-model server:
+                          ``multimodel_endpoint``, its name, instead of ``model``);
+                          Prometheus re-reads it by itself, no reload needed
     rules/modelgate.yml   recording and alerting rules per endpoint, checked with
                           ``promtool check rules``; a reload makes them live
 
@@ -29,6 +30,12 @@ labels itself (scraped with ``honor_labels``). Rules:
   carries ``environment``, ``endpoint``, ``variant`` (where the series has one),
   ``project``, ``model`` and ``severity``, so the portal can place it and a rollout can
   tell its candidate's alerts from the stable's.
+
+A multi-model endpoint (``EndpointRules.multimodel``, decision 68) serves many models, its
+``variant`` label being the model (or ``__other__``): its alerts carry
+``multimodel_endpoint`` and take ``model`` from the series (the drift gauges carry it; the
+error and latency alerts copy it from ``variant``), and it has no ``ModelgateNoTraffic``
+(no model is meant to get a share of the traffic).
 """
 
 from __future__ import annotations
@@ -69,12 +76,23 @@ class PrometheusUnavailable(TransientError):
 
 @dataclass(frozen=True)
 class Target:
-    """One model server to scrape."""
+    """One model server to scrape: a plan server names its ``model``, a multi-model server
+    its ``multimodel_endpoint`` (its series' ``variant`` names each model)."""
 
     address: str  # host:port
     environment: str
     project: str
-    model: str
+    model: str = ""
+    multimodel_endpoint: str = ""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = {"environment": self.environment, "project": self.project}
+        if self.multimodel_endpoint:
+            labels["multimodel_endpoint"] = self.multimodel_endpoint
+        else:
+            labels["model"] = self.model
+        return labels
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,7 @@ class EndpointRules:
     no_traffic_minutes: int = 10
     for_seconds: int = 60  # how long a condition must hold before an alert fires
     drift_for_seconds: int = 60
+    multimodel: str = ""  # a multi-model endpoint's name: ``model`` comes from each series
 
     def __post_init__(self):
         problems = []
@@ -101,7 +120,7 @@ class EndpointRules:
             problems.append("no_traffic_minutes must be at least 1")
         if int(self.for_seconds) < 0 or int(self.drift_for_seconds) < 0:
             problems.append("for durations cannot be negative")
-        for name in ("environment", "endpoint", "project", "model"):
+        for name in ("environment", "endpoint", "project", "model", "multimodel"):
             if not _LABEL_VALUE.match(str(getattr(self, name))):
                 problems.append(f"{name} cannot hold quotes, backslashes or newlines")
         if problems:
@@ -114,7 +133,16 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
     for e in sorted(endpoints, key=lambda e: (e.environment, e.endpoint)):
         where = promql.selector(environment=e.environment, endpoint=e.endpoint)
         by = "environment, endpoint, variant"
-        static = {"project": e.project, "model": e.model}
+        static = ({"project": e.project, "multimodel_endpoint": e.multimodel} if e.multimodel
+                  else {"project": e.project, "model": e.model})
+        per_model = _model_from_variant if e.multimodel else str
+        # A multi-model server's target says which endpoint it is (``up`` has no endpoint).
+        scraped = (promql.selector(environment=e.environment, multimodel_endpoint=e.multimodel)
+                   if e.multimodel else where)
+        # How a summary names the place: a multi-model endpoint by its own name and the model.
+        place = f"{e.multimodel or e.endpoint} ({e.environment})"
+        at = ("{{ $labels.variant }} on " if e.multimodel else "") + place
+        feature = "{{ $labels.feature }}" + (" of {{ $labels.variant }}" if e.multimodel else "")
         drifted = f"{promql.DRIFT_VERDICT}{{{where}}}"
         psi = f"{promql.DRIFT_PSI}{{{where}}}"
         duration = promql.seconds(e.for_seconds)
@@ -127,21 +155,21 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                 {"record": promql.LATENCY_P99_1M,
                  "expr": promql.p99_latency(where, "1m", by=by)},
                 {"alert": "ModelgateErrorRateHigh",
-                 "expr": f"{promql.ERROR_RATE_1M}{{{where}}} > {e.max_error_rate:g}",
+                 "expr": per_model(f"{promql.ERROR_RATE_1M}{{{where}}} > {e.max_error_rate:g}"),
                  "for": duration,
                  "labels": {"severity": "critical", **static},
                  "annotations": {
-                     "summary": f"{e.endpoint} ({e.environment}): server errors above "
+                     "summary": f"{at}: server errors above "
                                 f"{e.max_error_rate:.1%}",
                      "description": "{{ $labels.variant }} answers {{ $value | humanizePercentage }}"
                                     " of requests with a server error."}},
                 {"alert": "ModelgateLatencyHigh",
-                 "expr": (f"{promql.LATENCY_P99_1M}{{{where}}} > "
-                          f"{e.max_p99_latency_seconds:g}"),
+                 "expr": per_model(f"{promql.LATENCY_P99_1M}{{{where}}} > "
+                                   f"{e.max_p99_latency_seconds:g}"),
                  "for": duration,
                  "labels": {"severity": "warning", **static},
                  "annotations": {
-                     "summary": f"{e.endpoint} ({e.environment}): p99 latency above "
+                     "summary": f"{at}: p99 latency above "
                                 f"{e.max_p99_latency_seconds:g} s",
                      "description": "p99 latency of {{ $labels.variant }} is "
                                     "{{ $value | humanizeDuration }}."}},
@@ -151,16 +179,16 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                  "for": f"{int(e.no_traffic_minutes)}m",
                  "labels": {"severity": "warning", **static},
                  "annotations": {
-                     "summary": f"{e.endpoint} ({e.environment}): no requests for "
+                     "summary": f"{place}: no requests for "
                                 f"{int(e.no_traffic_minutes)} minutes",
                      "description": "{{ $labels.variant }} is meant to get traffic and got "
                                     "none; no drift verdict is possible without it."}},
                 {"alert": "ModelgateServerDown",
-                 "expr": f"{promql.UP}{{{where}}} == 0",
+                 "expr": f"{promql.UP}{{{scraped}}} == 0",
                  "for": duration,
                  "labels": {"severity": "critical", **static},
                  "annotations": {
-                     "summary": f"{e.endpoint} ({e.environment}): model server not answering "
+                     "summary": f"{place}: model server not answering "
                                 "scrapes",
                      "description": "{{ $labels.instance }} has not answered Prometheus."}},
                 # The verdict (drift needs PSI and significance) decides; the alert's
@@ -170,8 +198,7 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                  "for": drift_duration,
                  "labels": {"severity": "warning", **static},
                  "annotations": {
-                     "summary": "{{ $labels.feature }} drifted on " + f"{e.endpoint} "
-                                f"({e.environment})",
+                     "summary": f"{feature} drifted on {place}",
                      "description": "PSI of {{ $labels.feature }} on {{ $labels.variant }} is "
                                     "{{ $value | printf \"%.3f\" }}, above the warning "
                                     "threshold."}},
@@ -180,8 +207,7 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                  "for": drift_duration,
                  "labels": {"severity": "critical", **static},
                  "annotations": {
-                     "summary": "{{ $labels.feature }} drifted far on " + f"{e.endpoint} "
-                                f"({e.environment})",
+                     "summary": f"{feature} drifted far on {place}",
                      "description": "PSI of {{ $labels.feature }} on {{ $labels.variant }} is "
                                     "{{ $value | printf \"%.3f\" }}, above the critical "
                                     "threshold."}},
@@ -191,18 +217,26 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                  "for": drift_duration,
                  "labels": {"severity": "critical", **static},
                  "annotations": {
-                     "summary": f"{e.endpoint} ({e.environment}): inputs drifted",
+                     "summary": f"{at}: inputs drifted",
                      "description": "{{ $labels.variant }}: {{ $value | humanizePercentage }} "
                                     "of the features drifted."}},
             ],
         })
+        if e.multimodel:
+            groups[-1]["rules"] = [r for r in groups[-1]["rules"]
+                                   if r.get("alert") != "ModelgateNoTraffic"]
     return {"groups": groups}
+
+
+def _model_from_variant(expr: str) -> str:
+    """A multi-model endpoint's ``variant`` is the model: copied into ``model``, so the
+    portal places the alert on it (``__other__`` names no model and places none)."""
+    return f'label_replace({expr}, "model", "$1", "variant", "(.+)")'
 
 
 def file_sd(targets: list[Target]) -> list[dict]:
     """Prometheus file service discovery: one entry per target with its labels."""
-    return [{"targets": [t.address],
-             "labels": {"environment": t.environment, "project": t.project, "model": t.model}}
+    return [{"targets": [t.address], "labels": t.labels}
             for t in sorted(targets, key=lambda t: (t.environment, t.address))]
 
 

@@ -341,7 +341,7 @@ class LocalBackend(Backend):
         """Start the endpoint's model server again when it has a plan (applied, not
         deleted) but no server runs: model servers do not outlive the machine, or the demo
         that stopped them. It serves its last plan; True when one was started."""
-        if not (self._dir(endpoint) / "plan.json").exists():
+        if not (self._dir(endpoint) / self.SERVED_FILE).exists():
             return False
         with self._locked(endpoint):
             if self._pid(endpoint) is not None:

@@ -160,6 +160,11 @@ class LocalMultiModel(MultiModelBackend):
     def delete_catalog(self, endpoint: str) -> None:
         self.servers.stop_and_forget(endpoint, "catalog.json")
 
+    def restore_catalog(self, endpoint: str) -> bool:
+        """Start the endpoint's server again on its last catalog when none runs (after a
+        restart); True when one was started."""
+        return self.servers.restore(endpoint)
+
 
 def _parsed(text: str | None) -> Catalog | None:
     if text is None:

@@ -7,6 +7,14 @@ bin over the model's window (``increase`` of the model server's feature bin coun
 (``ops.drift``), and stores the report in ``DriftWindow``. The portal's ``/metrics`` exports the latest reports as gauges,
 Prometheus's rules turn them into alerts with ``for:`` durations.
 
+Each member of a multi-model endpoint (decision 68) that has its own metric label is judged
+the same way, against the version it serves (``member_windows``): its window is stored under
+the endpoint's name with the model as its variant. The models counted together as
+``__other__`` (beyond the endpoint's ``top_models`` by traffic) export no feature bins, so
+they are not judged; the run's status says how many were left so. The work per endpoint is
+bounded by ``top_models``, not by its members: one query for the labels that have bins now,
+then one per drift window length among them, at most ``top_models`` windows stored.
+
 Prometheus away: the stored reports stay as they were, the failure is recorded in
 ``SyncStatus("drift")`` (pages show it), and the gauges go stale after a few intervals so no
 alert fires on old data. A feature absent from requests (or a variant with no traffic) has
@@ -23,8 +31,14 @@ from django.utils import timezone
 
 from ops import drift, promql
 from ops.prometheus import PrometheusClient, PrometheusUnavailable
-from portal.monitoring.endpoints import ServedEndpoint, served_endpoints
-from portal.monitoring.models import DriftWindow, SyncStatus
+from ops.serving.toplabels import OTHER
+from portal.monitoring.endpoints import (
+    ServedEndpoint,
+    ServedMultiModel,
+    served_endpoints,
+    served_multimodel_endpoints,
+)
+from portal.monitoring.models import DriftWindow, MonitorSettings, SyncStatus
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +52,19 @@ def client() -> PrometheusClient | None:
 
 
 def thresholds_of(served: ServedEndpoint) -> drift.Thresholds:
+    return _thresholds(served.settings(), served.model)
+
+
+def _settings_of(model) -> MonitorSettings:
+    found = getattr(model, "monitor_settings", None)
+    return found if found is not None else MonitorSettings(model=model)
+
+
+def _thresholds(options: MonitorSettings, model) -> drift.Thresholds:
     try:
-        return drift.Thresholds.from_dict(served.settings().drift)
+        return drift.Thresholds.from_dict(options.drift)
     except ValueError:
-        log.warning("invalid drift thresholds on %s; using the defaults", served.model)
+        log.warning("invalid drift thresholds on %s; using the defaults", model)
         return drift.Thresholds()
 
 
@@ -62,7 +85,12 @@ def live_counts(prometheus: PrometheusClient, served: ServedEndpoint, variant: s
     rows = prometheus.query(promql.summed(promql.total(promql.FEATURE_BIN), where,
                                           promql.seconds(window), by="feature, bin",
                                           over=promql.INCREASE))
-    counts: dict[str, dict[int, float]] = defaultdict(dict)
+    return _bins(rows, variant).get(variant, {})
+
+
+def _bins(rows: list[dict], variant: str = "") -> dict[str, dict[str, dict[int, float]]]:
+    """Query rows → inputs by variant (its label, else ``variant``), feature and bin."""
+    counts: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
         labels = row.get("metric") or {}
         try:
@@ -71,13 +99,17 @@ def live_counts(prometheus: PrometheusClient, served: ServedEndpoint, variant: s
         except (KeyError, IndexError, TypeError, ValueError):
             continue
         if value == value and value >= 0:  # NaN-safe
-            counts[labels.get("feature", "")][index] = value
+            counts[labels.get("variant", variant)][labels.get("feature", "")][index] = value
     return counts
 
 
 def report_for(served: ServedEndpoint, variant: str, live: dict[str, dict[int, float]],
                thresholds: drift.Thresholds) -> drift.DriftReport:
-    version = served.variants[variant]
+    return report_of(served.variants[variant], live, thresholds)
+
+
+def report_of(version, live: dict[str, dict[int, float]],
+              thresholds: drift.Thresholds) -> drift.DriftReport:
     baseline = baseline_of(version)
     names, base, current, edges, stds = [], [], [], [], []
     for name, profile in baseline.items():
@@ -96,7 +128,8 @@ def report_for(served: ServedEndpoint, variant: str, live: dict[str, dict[int, f
 
 
 def compute_all(now=None) -> int:
-    """Recompute every served variant's window; returns how many were stored."""
+    """Recompute every served variant's window, and every multi-model endpoint's members'
+    (``member_windows``); returns how many were stored."""
     prometheus = client()
     if prometheus is None:
         SyncStatus.record("drift", False,
@@ -119,8 +152,71 @@ def compute_all(now=None) -> int:
                               "window_seconds": window, "report": report.to_dict(),
                               "error": "", "computed_at": now})
                 stored += 1
+        members = unlabelled = 0
+        for served in served_multimodel_endpoints():
+            judged, skipped = member_windows(prometheus, served, now)
+            members += judged
+            unlabelled += skipped
     except PrometheusUnavailable as e:
         SyncStatus.record("drift", False, f"drift not computed: {e}")
         return stored
-    SyncStatus.record("drift", True, f"{stored} variant windows computed")
-    return stored
+    detail = f"{stored} variant windows computed"
+    if members or unlabelled:
+        detail += (f"; {members} models of multi-model endpoints judged, {unlabelled} not: "
+                   f"no label of their own in the window (counted as {OTHER}, whose inputs "
+                   "are not binned, or no requests)")
+    SyncStatus.record("drift", True, detail)
+    return stored + members
+
+
+def _labelled(prometheus: PrometheusClient, served: ServedMultiModel, window: int) -> set[str]:
+    """The models of ``served`` whose inputs its server binned in the last ``window``
+    seconds (those with a label of their own: at most ``top_models`` at a time)."""
+    where = promql.selector(environment=served.environment.name, endpoint=served.name)
+    rows = prometheus.query(f"count by (variant) (count_over_time("
+                            f"{promql.total(promql.FEATURE_BIN)}{{{where}}}"
+                            f"[{promql.seconds(window)}]))")
+    return {(row.get("metric") or {}).get("variant", "") for row in rows}
+
+
+def member_windows(prometheus: PrometheusClient, served: ServedMultiModel,
+                   now) -> tuple[int, int]:
+    """Judge each member of a multi-model endpoint that has its own label against the
+    version it serves; returns (windows stored, members with a baseline not judged for want
+    of a label). A member without a dataset profile has nothing to be compared with.
+
+    The windows of models no longer members are deleted (their gauges end, their alerts
+    resolve); a member that lost its label keeps its window until it is stale."""
+    DriftWindow.objects.filter(environment=served.environment, endpoint=served.name) \
+        .exclude(variant__in=list(served.members)).delete()
+    profiled = {name: (model, version, _settings_of(model))
+                for name, (model, version) in served.members.items()
+                if version is not None and baseline_of(version)}
+    if not profiled:
+        return 0, 0
+    longest = max(int(options.drift_window_seconds) for _, _, options in profiled.values())
+    labelled = _labelled(prometheus, served, longest)
+    if OTHER in labelled:  # the server never bins it; said so, never judged
+        log.warning("%s exports feature bins as %s; they are not judged", served.name, OTHER)
+    judged = {name: found for name, found in profiled.items()
+              if name in labelled and name != OTHER}
+    # The server labels at most top_models; more would be a server not keeping its bound.
+    judged = dict(sorted(judged.items())[:served.endpoint.top_models])
+    by_window: dict[int, list[str]] = defaultdict(list)
+    for name, (_, _, options) in judged.items():
+        by_window[int(options.drift_window_seconds)].append(name)
+    stored = 0
+    for window, names in sorted(by_window.items()):
+        where = promql.selector(environment=served.environment.name, endpoint=served.name)
+        live = _bins(prometheus.query(promql.summed(
+            promql.total(promql.FEATURE_BIN), where, promql.seconds(window),
+            by="variant, feature, bin", over=promql.INCREASE)))
+        for name in names:
+            model, version, options = judged[name]
+            report = report_of(version, live.get(name, {}), _thresholds(options, model))
+            DriftWindow.objects.update_or_create(
+                environment=served.environment, endpoint=served.name, variant=name,
+                defaults={"model": model, "version": version, "window_seconds": window,
+                          "report": report.to_dict(), "error": "", "computed_at": now})
+            stored += 1
+    return stored, len(profiled) - len(judged)

@@ -1,4 +1,5 @@
-"""What runs where now: every endpoint the portal has deployed, with its variants' versions.
+"""What runs where now: every endpoint the portal has deployed, with its variants' versions,
+and every multi-model endpoint with its members' versions.
 
 The latest rollout of each (environment, model) decides: its current plan (rebuilt from the
 recorded state, as the orchestrator does) names the variants serving and their versions.
@@ -12,8 +13,14 @@ from urllib.parse import urlsplit
 from ops import rollout
 from ops.exceptions import OpsError
 from portal.monitoring.models import MonitorSettings
-from portal.registry.models import ModelVersion, RegisteredModel
-from portal.releases.models import Deployment, EndpointSlot, Environment
+from portal.registry.models import Alias, ModelVersion, RegisteredModel
+from portal.releases.models import (
+    Deployment,
+    EndpointSlot,
+    Environment,
+    MultiModelEndpoint,
+    MultiModelMember,
+)
 from portal.releases.targets import local_host
 
 
@@ -86,3 +93,54 @@ def served_endpoints(environments=None) -> list[ServedEndpoint]:
             weights=plan.weights(), address=address))
     return sorted(served, key=lambda s: (s.environment.project.slug, s.environment.name,
                                          s.endpoint))
+
+
+@dataclass
+class ServedMultiModel:
+    """A multi-model endpoint the backend accepted a catalog for (decision 68), with each
+    member's model and the version it serves (its pinned one, or where its alias points:
+    what the catalog of its next apply holds; an alias move is applied at once)."""
+
+    environment: Environment
+    endpoint: MultiModelEndpoint
+    members: dict[str, tuple[RegisteredModel, ModelVersion | None]]  # name -> (model, version)
+    address: str | None = None  # host:port a Prometheus can scrape (local backend)
+
+    @property
+    def name(self) -> str:
+        """The endpoint as its series and drift windows name it (``endpoint`` label)."""
+        return self.endpoint.backend_endpoint
+
+
+def served_multimodel_endpoints(environments=None) -> list[ServedMultiModel]:
+    """Every multi-model endpoint applied at least once (optionally only in
+    ``environments``); three queries however many members."""
+    endpoints = (MultiModelEndpoint.objects.filter(applied__gt=0)
+                 .select_related("environment__project").order_by("pk"))
+    if environments is not None:
+        endpoints = endpoints.filter(environment__in=environments)
+    endpoints = list(endpoints)
+    members = list(MultiModelMember.objects.filter(endpoint__in=endpoints)
+                   .select_related("model__monitor_settings", "version__dataset",
+                                   "version__model"))
+    aliases = {(a.model_id, a.name): a.version for a in Alias.objects.filter(
+        model_id__in={m.model_id for m in members if m.alias},
+        name__in={m.alias for m in members if m.alias}).select_related(
+        "version__dataset", "version__model")}
+    by_endpoint: dict[int, dict] = {e.pk: {} for e in endpoints}
+    for member in members:
+        version = member.version or aliases.get((member.model_id, member.alias))
+        by_endpoint[member.endpoint_id][member.model.name] = (member.model, version)
+    served = []
+    for endpoint in endpoints:
+        environment = endpoint.environment
+        address = None
+        if environment.backend == "local" and endpoint.port:
+            try:
+                address = f"{local_host(environment)}:{endpoint.port}"
+            except (OpsError, ValueError):
+                address = None
+        served.append(ServedMultiModel(environment, endpoint, by_endpoint[endpoint.pk],
+                                       address))
+    return sorted(served, key=lambda s: (s.environment.project.slug, s.environment.name,
+                                         s.endpoint.name))

@@ -3,7 +3,11 @@
 With ``MODELGATE_PROMETHEUS_CONFIG_DIR`` set, ``sync`` (a periodic task, and the demo at
 start) writes the file_sd targets of every local model server and the rules of every served
 endpoint with its model's thresholds, checks the rules with promtool, and reloads
-Prometheus when they changed. A rule file promtool rejects is never loaded: the previous
+Prometheus when they changed. Multi-model servers (decision 68) are among them: their
+targets are labelled with the endpoint's name (``multimodel_endpoint``), their rules take
+the default error and latency thresholds (``MonitorSettings``' defaults: the members' own
+differ, and one rule per member would grow with the members) and each member's drift alert
+its model's drift thresholds, which the drift task applied. A rule file promtool rejects is never loaded: the previous
 one stays, and the error is recorded in ``SyncStatus("prometheus-rules")`` for the pages.
 
 ``export_rules`` gives the same rules as text for a Prometheus managed elsewhere
@@ -19,8 +23,13 @@ from django.conf import settings
 
 from ops import prometheus
 from ops.prometheus import EndpointRules, PrometheusConfigError, PrometheusUnavailable, Target
-from portal.monitoring.endpoints import ServedEndpoint, served_endpoints
-from portal.monitoring.models import SyncStatus
+from portal.monitoring.endpoints import (
+    ServedEndpoint,
+    ServedMultiModel,
+    served_endpoints,
+    served_multimodel_endpoints,
+)
+from portal.monitoring.models import MonitorSettings, SyncStatus
 
 log = logging.getLogger(__name__)
 JOB = "prometheus-rules"
@@ -38,9 +47,27 @@ def rules_for(served: ServedEndpoint) -> EndpointRules:
         drift_for_seconds=settings.MODELGATE_DRIFT_FOR_SECONDS)
 
 
+def multimodel_rules_for(served: ServedMultiModel) -> EndpointRules:
+    defaults = MonitorSettings()
+    return EndpointRules(
+        environment=served.environment.name, endpoint=served.name,
+        project=served.environment.project.slug, model="",
+        multimodel=served.endpoint.name, max_error_rate=defaults.max_error_rate,
+        max_p99_latency_seconds=defaults.max_p99_latency_seconds,
+        no_traffic_minutes=defaults.no_traffic_minutes,
+        for_seconds=settings.MODELGATE_ALERT_FOR_SECONDS,
+        drift_for_seconds=settings.MODELGATE_DRIFT_FOR_SECONDS)
+
+
+def multimodel_target(served: ServedMultiModel) -> Target:
+    return Target(served.address, served.environment.name, served.environment.project.slug,
+                  multimodel_endpoint=served.endpoint.name)
+
+
 def export_rules(environments=None) -> str:
     return prometheus.dump(prometheus.rule_groups(
-        [rules_for(s) for s in served_endpoints(environments)]))
+        [rules_for(s) for s in served_endpoints(environments)]
+        + [multimodel_rules_for(s) for s in served_multimodel_endpoints(environments)]))
 
 
 def sync() -> dict:
@@ -50,14 +77,21 @@ def sync() -> dict:
         return {"managed": False}
     directory = Path(directory)
     served = served_endpoints()
+    multimodel = served_multimodel_endpoints()
     targets = [Target(s.address, s.environment.name, s.environment.project.slug, s.model.name)
                for s in served if s.address]
+    targets += [multimodel_target(s) for s in multimodel if s.address]
     rules = []
     for s in served:
         try:
             rules.append(rules_for(s))
         except ValueError as e:
             log.warning("skipping the rules of %s: %s", s.model, e)
+    for s in multimodel:
+        try:
+            rules.append(multimodel_rules_for(s))
+        except ValueError as e:
+            log.warning("skipping the rules of multi-model endpoint %s: %s", s.endpoint, e)
     result = {"managed": True, "targets": len(targets), "endpoints": len(rules)}
     prometheus.write_targets(directory, targets)
     last = SyncStatus.objects.filter(job=JOB).first()

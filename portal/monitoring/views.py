@@ -21,7 +21,7 @@ from portal.accounts.services import has_role
 from portal.errors import NotFound
 from portal.monitoring import alerts, drift, incidents, queries
 from portal.monitoring.choices import AlertState
-from portal.monitoring.endpoints import served_endpoints
+from portal.monitoring.endpoints import served_endpoints, served_multimodel_endpoints
 from portal.monitoring.filtersets import AlertFilterSet
 from portal.monitoring.live import NO_PROMETHEUS, live_charts, rollout_marks
 from portal.monitoring.metrics import exposition
@@ -168,6 +168,8 @@ def endpoint_monitoring(request, slug, name, endpoint):
     environment = get_object_or_404(release_queries.environments_for(request.user),
                                     project__slug=slug, name=name)
     served = next((s for s in served_endpoints([environment]) if s.endpoint == endpoint), None)
+    multimodel = None if served else next(
+        (s for s in served_multimodel_endpoints([environment]) if s.name == endpoint), None)
     windows = list(queries.drift_windows_for(request.user, environment, endpoint))
     if served is None and not windows:
         raise Http404("nothing is served under this name here")
@@ -198,6 +200,7 @@ def endpoint_monitoring(request, slug, name, endpoint):
         "windows_choices": list(WINDOWS), "stale": current and current.computed_at < stale_before,
         "live": live, "comparison": comparison, "unavailable": unavailable,
         "thresholds": thresholds, "options": options, "problems": _problems(),
+        "multimodel": multimodel,
         "summary": drift_summary(features),
         "alerts": queries.alerts_for(request.user).filter(environment=environment,
                                                           endpoint=endpoint)[:20],

@@ -9,9 +9,12 @@ class ReleasesConfig(AppConfig):
 
     def ready(self):
         checks.register(check_targets, checks.Tags.compatibility)
-        from portal.releases import archive
+        from portal.registry.signals import alias_moved
+        from portal.releases import archive, multimodel
 
         archive.register()  # what refuses archiving: rollouts in progress, open requests
+        # A moved alias reaches the multi-model endpoints following it (decision 68).
+        alias_moved.connect(multimodel.on_alias_moved, dispatch_uid="releases.follow_alias")
 
 
 def check_targets(app_configs=None, **kwargs):

@@ -33,7 +33,7 @@ from portal.notifications.services import notify
 from portal.queue import enqueue
 from portal.registry.models import ModelVersion
 from portal.registry.services.archive import lock_open
-from portal.releases import release_alias, targets
+from portal.releases import multimodel, release_alias, targets
 from portal.releases.choices import RequestStatus, Strategy
 from portal.releases.models import ApprovalRequest, Deployment, DeploymentEvent, Environment
 from portal.releases.specs import (  # noqa: F401 - re-exported: deployments.variant_of...
@@ -71,7 +71,8 @@ def _backend(environment: Environment, model):
 def restore_local_servers() -> list[str]:
     """Start again the model servers of local-backend endpoints that still have a plan but
     no running server (after a restart of the machine or of the demo); each serves what its
-    latest rollout left it serving. Returns "environment/endpoint" for each started."""
+    latest rollout left it serving, and each multi-model server its last catalog. Returns
+    "environment/endpoint" for each started ("environment/name (multi-model)")."""
     latest: dict[tuple[int, str], Deployment] = {}
     for deployment in (Deployment.objects.filter(environment__backend="local")
                        .select_related("environment", "model").order_by("pk")):
@@ -84,7 +85,7 @@ def restore_local_servers() -> list[str]:
         except BackendError as e:  # e.g. its port is taken by another program now
             log.warning("model server %s/%s not started again: %s", d.environment.name,
                         d.endpoint, e)
-    return started
+    return started + multimodel.restore_servers()
 
 
 def analyzer(deployment: Deployment | None = None):

@@ -6,6 +6,11 @@ owners adding at once cannot both write the same generation, and the catalog a w
 applies is fenced by it, decision 51). A model is refused when its stated estimate
 (``ops.serving.multimodel.estimate_loaded_bytes``) exceeds the endpoint's whole budget: the
 server could never hold it.
+
+A member following an alias serves where it points when the catalog is built; a move of the
+alias (or its deletion) re-applies, as a new generation, every endpoint with a member
+following it (``follow_alias``, in the move's transaction). ``restore_servers`` starts the
+local servers again after a restart, on the catalog each was last given.
 """
 
 from __future__ import annotations
@@ -74,6 +79,11 @@ def add_member(user, endpoint: MultiModelEndpoint, model: RegisteredModel, *,
     resolved = version or _alias_version(model, alias)
     size = estimate_loaded_bytes(resolved.artifact_size)
     with transaction.atomic():
+        if alias:
+            # Alias first, as a move takes it (``follow_alias``): a move racing this add
+            # either commits before (the catalog reads its version) or waits and then sees
+            # this member, and re-applies the endpoint.
+            Alias.objects.select_for_update().filter(model=model, name=alias).exists()
         locked = _locked(endpoint)
         if size > locked.memory_budget:
             raise ValidationFailed(
@@ -124,6 +134,38 @@ def reapply(user, endpoint: MultiModelEndpoint) -> MultiModelEndpoint:
                      changes={"generation": locked.generation})
         enqueue(APPLY_TASK, locked.pk)
     return locked
+
+
+def follow_alias(user, model_id: int, alias: str, version: ModelVersion | None) -> list[int]:
+    """Alias ``alias`` of model ``model_id`` moved to ``version`` (None: deleted): every
+    endpoint with a member following it gets a new generation and its apply queued, audited
+    as ``multimodel.alias_moved``; returns their ids.
+
+    Called inside the move's transaction, which holds the alias's row lock (the registry's
+    ``alias_moved`` signal), so the move and the new generations commit together: a catalog
+    built before holds the old version under an older generation, one built after holds
+    the new one (the worker builds it under the endpoint's lock, which this takes)."""
+    followers = (MultiModelMember.objects.filter(model_id=model_id, alias=alias)
+                 .values_list("endpoint_id", flat=True))
+    # In id order: two moves re-applying the same endpoints take their locks alike.
+    endpoints = list(MultiModelEndpoint.objects.select_for_update()
+                     .filter(pk__in=followers).select_related("environment").order_by("pk"))
+    model_name = RegisteredModel.objects.values_list("name", flat=True).get(pk=model_id) \
+        if endpoints else ""
+    for endpoint in endpoints:
+        _bump(endpoint)
+        audit.record(user, "multimodel.alias_moved", endpoint,
+                     project_id=endpoint.environment.project_id,
+                     changes={"model": model_name, "alias": alias,
+                              "version": version.number if version else None,
+                              "generation": endpoint.generation})
+        enqueue(APPLY_TASK, endpoint.pk)
+    return [endpoint.pk for endpoint in endpoints]
+
+
+def on_alias_moved(sender, alias, version, user, **kwargs) -> None:
+    """The registry's ``alias_moved``, received (connected in ``ReleasesConfig.ready``)."""
+    follow_alias(user, alias.model_id, alias.name, version)
 
 
 # -- the catalog and its apply (worker) -----------------------------------------------------
@@ -185,6 +227,24 @@ def apply_endpoint(endpoint_id: int) -> str:
     rows.filter(applied__lt=catalog.generation).update(applied=catalog.generation,
                                                        status_detail=detail)
     return detail
+
+
+def restore_servers() -> list[str]:
+    """Start again the local multi-model servers that have a catalog but no running server
+    (after a restart of the machine or of the demo), each on its last catalog; returns
+    "environment/name (multi-model)" for each started."""
+    started = []
+    for endpoint in (MultiModelEndpoint.objects.filter(environment__backend="local",
+                                                       applied__gt=0, port__isnull=False)
+                     .select_related("environment").order_by("pk")):
+        try:
+            backend = get_multimodel_backend("local", _options(endpoint))
+            if backend.restore_catalog(endpoint.backend_endpoint):
+                started.append(f"{endpoint.environment.name}/{endpoint.name} (multi-model)")
+        except BackendError as e:  # e.g. its port is taken by another program now
+            log.warning("multi-model server %s not started again: %s", endpoint,
+                        without_paths(str(e)))
+    return started
 
 
 def _options(endpoint: MultiModelEndpoint) -> dict:

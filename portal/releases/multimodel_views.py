@@ -1,8 +1,14 @@
 """The pages of multi-model endpoints (decision 68): an environment's endpoint, its members,
 and owners' forms to create it and add or remove models. Form or button → service →
-message, as every page (``portal.views``)."""
+message, as every page (``portal.views``).
+
+Apps above releases add sections to an endpoint's page (``add_section``, from their
+``AppConfig.ready``; releases may not import them): monitoring adds each member's drift and
+the endpoint's alerts."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -16,6 +22,13 @@ from portal.registry.models import ModelVersion, RegisteredModel
 from portal.releases import multimodel, queries
 from portal.releases.api.multimodel import endpoints_for
 from portal.views import handle_action, handle_form
+
+# section(user, endpoint, members) -> the page's context it adds
+SECTIONS: dict[str, Callable] = {}
+
+
+def add_section(name: str, section: Callable) -> None:
+    SECTIONS[name] = section
 
 
 class EndpointForm(forms.Form):
@@ -90,12 +103,16 @@ def endpoint_detail(request, slug, name, endpoint):
 
     if request.method == "POST":
         require_role(request.user, project, Role.OWNER, "change multi-model endpoints")
-    return handle_form(request, form, add, success="Model added.",
-                       redirect_to=_url(found)) or render(
-        request, "releases/multimodel_detail.html", {
-            "endpoint": found, "environment": found.environment, "project": project,
-            "members": found.members.select_related("model", "version"), "form": form,
-            "is_owner": has_role(request.user, project, Role.OWNER)})
+    answered = handle_form(request, form, add, success="Model added.", redirect_to=_url(found))
+    if answered:
+        return answered
+    members = list(found.members.select_related("model", "version"))
+    context = {"endpoint": found, "environment": found.environment, "project": project,
+               "members": members, "form": form,
+               "is_owner": has_role(request.user, project, Role.OWNER)}
+    for section in SECTIONS.values():
+        context.update(section(request.user, found, members))
+    return render(request, "releases/multimodel_detail.html", context)
 
 
 @login_required

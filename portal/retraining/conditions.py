@@ -119,8 +119,9 @@ def _released(environment_id, endpoint: str):
 def _drift_finding(rule, members: list[Alert], since: datetime, now: datetime) -> Finding:
     lead = members[0]
     environment = lead.environment
+    # The model's own windows: a multi-model endpoint holds other models' too (decision 68).
     windows = list(DriftWindow.objects.filter(environment_id=lead.environment_id,
-                                              endpoint=lead.endpoint)
+                                              endpoint=lead.endpoint, model_id=rule.model_id)
                    .select_related("version").order_by("variant"))
     serving = next((w.version for w in windows if w.variant == STABLE and w.version), None) \
         or next((w.version for w in windows if w.version), None) \

@@ -11,6 +11,7 @@ from portal.errors import Conflict, ValidationFailed
 from portal.registry.choices import VersionStatus
 from portal.registry.models import Alias, ModelVersion, RegisteredModel
 from portal.registry.services.base import _full_clean
+from portal.registry.signals import alias_moved
 
 PROTECTED_ALIASES = {"champion"}  # moving these needs the approver role
 
@@ -70,6 +71,8 @@ def _point(user, model: RegisteredModel, name: str, version: ModelVersion, seen=
         alias.version = version
         alias.updated_by = user
         alias.save()
+        # Before the audit: its chain lock, held to the commit, is taken last by every act.
+        alias_moved.send(Alias, alias=alias, version=version, user=user)
         audit.record(user, "alias.set", alias,
                      changes={"version": audit.change(before, version.number), **context},
                      project_id=model.project_id)
@@ -80,6 +83,9 @@ def delete_alias(user, alias: Alias) -> None:
     needed = Role.APPROVER if alias.name in PROTECTED_ALIASES else Role.CONTRIBUTOR
     require_role(user, alias.model.project, needed, f"remove the {alias.name} alias")
     with transaction.atomic():
+        # Locked first, as a move locks it: what follows it is re-applied in this order too.
+        Alias.objects.select_for_update().filter(pk=alias.pk).exists()
+        alias_moved.send(Alias, alias=alias, version=None, user=user)
         audit.record(user, "alias.delete", alias,
                      changes={"version": audit.change(alias.version.number, None)},
                      project_id=alias.model.project_id)
