@@ -136,9 +136,13 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
         static = ({"project": e.project, "multimodel_endpoint": e.multimodel} if e.multimodel
                   else {"project": e.project, "model": e.model})
         per_model = _model_from_variant if e.multimodel else str
-        # A multi-model server's target says which endpoint it is (``up`` has no endpoint).
+        # ``up`` carries only its target's labels (``Target.labels``), never ``endpoint``:
+        # a plan server's target names its project and model, a multi-model server's its
+        # endpoint. (Selecting ``endpoint`` matched nothing: the alert could never fire.)
         scraped = (promql.selector(environment=e.environment, multimodel_endpoint=e.multimodel)
-                   if e.multimodel else where)
+                   if e.multimodel else
+                   promql.selector(environment=e.environment, project=e.project,
+                                   model=e.model))
         # How a summary names the place: a multi-model endpoint by its own name and the model.
         place = f"{e.multimodel or e.endpoint} ({e.environment})"
         at = ("{{ $labels.variant }} on " if e.multimodel else "") + place

@@ -150,6 +150,40 @@ def test_no_traffic_fires_only_for_a_variant_meant_to_get_traffic(tmp_path):
 
 
 @needs_promtool
+def test_server_down_fires_from_up_which_carries_only_the_targets_labels(tmp_path):
+    # ``up`` has the labels of the target the portal writes (environment, project, model)
+    # and Prometheus's own, never the server's ``endpoint``; another model's server down
+    # is not this endpoint's alert.
+    labels = dict(Target("127.0.0.1:9201", "production", "crm", "churn").labels)
+    churn = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    done = promtool_test(tmp_path, prometheus.rule_groups([RULES]), f"""
+        rule_files: [rules.yml]
+        evaluation_interval: 15s
+        tests:
+          - interval: 15s
+            input_series:
+              - series: 'up{{{churn},instance="127.0.0.1:9201",job="modelgate-models"}}'
+                values: '1 1 0x20'
+              - series: 'up{{environment="production",project="crm",model="fraud",instance="127.0.0.1:9202",job="modelgate-models"}}'
+                values: '0x20'
+            alert_rule_test:
+              - eval_time: 30s
+                alertname: ModelgateServerDown
+                exp_alerts: []
+              - eval_time: 3m
+                alertname: ModelgateServerDown
+                exp_alerts:
+                  - exp_labels: {{severity: critical, environment: production, project: crm,
+                                 model: churn, instance: "127.0.0.1:9201",
+                                 job: modelgate-models}}
+                    exp_annotations:
+                      summary: "churn (production): model server not answering scrapes"
+                      description: "127.0.0.1:9201 has not answered Prometheus."
+    """)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
 def test_a_rule_file_promtool_rejects_never_replaces_the_good_one(tmp_path, monkeypatch):
     assert prometheus.write_rules(tmp_path, [RULES]) is True
     good = (tmp_path / prometheus.RULES_FILE).read_text()
