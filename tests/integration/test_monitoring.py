@@ -172,3 +172,23 @@ def test_alerts_arrive_through_a_real_alertmanager_and_resolve(
         time.sleep(0.5)
         alert.refresh_from_db()
     assert alert.state == "resolved" and alert.ends_at is not None
+
+
+def test_a_dead_model_server_raises_server_down_for_its_model(monitored):
+    """Review: the server-down rule selected ``up`` by the server's own ``endpoint`` label,
+    which ``up`` never has (only its target's); a killed server raised nothing."""
+    import os
+    import signal
+
+    result = prometheus_sync.sync()
+    assert result["targets"] == 1 and "error" not in result
+    env, model = monitored["env"], monitored["model"]
+    pidfile = (django_settings.MODELGATE_SERVING_DIR / f"env-{env.pk}" / model.name
+               / "server.pid")
+    wait_for(lambda: drift.client().query('up{job="modelgate-models"} == 1'), 20,
+             "the model server was never scraped")
+    assert firing(name="ModelgateServerDown") == []
+    os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+    down = wait_for(lambda: firing(name="ModelgateServerDown"), 30, "no server-down alert")
+    assert [(a.model, a.environment, a.severity) for a in down] == [(model, env, "critical")]
+    assert down[0].summary.endswith("model server not answering scrapes")
