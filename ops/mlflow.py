@@ -25,12 +25,16 @@ import requests
 
 from ops.addresses import public_only as only_public
 from ops.addresses import refused_peer, url_non_public
-from ops.exceptions import DetailedError, PermanentError, TransientError
+from ops.exceptions import ArtifactError, DetailedError, PermanentError, TransientError
 
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 # Flavours the portal imports, in the order one is chosen when a model has several.
 FLAVOURS = ("sklearn", "xgboost", "lightgbm", "onnx")
+# MLflow's lightgbm flavour: a Booster is saved as LightGBM's text model; anything else
+# (the scikit-learn API's LGBMClassifier...) as a pickle or skops file of the wrapper.
+BOOSTER = "lightgbm.basic.Booster"
+WRAPPER_SUFFIXES = (".pkl", ".pickle", ".skops")
 MAX_MLMODEL_BYTES = 1 << 20
 # The largest JSON answer read (runs with thousands of metrics stay far below it) and the
 # most of an error answer read for its message: an answer is never read whole.
@@ -105,7 +109,7 @@ class Source:
 class Flavour:
     name: str  # one of FLAVOURS
     file: str  # relative to the model's folder
-    pickled: bool  # the file is a pickle (sklearn's pickle/cloudpickle, LightGBM's sklearn API)
+    pickled: bool  # the file is a pickle (the sklearn flavour's pickle/cloudpickle)
 
 
 @dataclass(frozen=True)
@@ -404,8 +408,58 @@ def _flavour(name: str, conf: dict) -> Flavour:
     if not file:
         raise MlflowError(f"the MLmodel file's {name} flavour names no model file",
                           code="mlflow_error")
-    # LightGBM's scikit-learn API models (LGBMClassifier...) are pickled; a Booster is text.
-    return Flavour(name, file, pickled=file.endswith((".pkl", ".pickle")))
+    if name == "lightgbm" and (file.endswith(WRAPPER_SUFFIXES)
+                               or conf.get("model_class", BOOSTER) != BOOSTER):
+        _refuse_lightgbm_wrapper(file, conf)
+    return Flavour(name, file, pickled=False)
+
+
+def _refuse_lightgbm_wrapper(file: str, conf: dict) -> None:
+    """MLflow saves LightGBM's scikit-learn API models (``LGBMClassifier``...) as a pickle
+    or a skops file of the wrapper, never as LightGBM's text model: the portal loads
+    neither (decision 62), and the booster inside is what can be imported."""
+    model_class = str(conf.get("model_class") or "a LightGBM scikit-learn model")
+    fmt = str(conf.get("serialization_format") or
+              ("skops" if file.endswith(".skops") else "cloudpickle"))
+    how = ("log the booster instead, saved as LightGBM's text model: "
+           "mlflow.lightgbm.log_model(model.booster_, ...)")
+    if fmt == "skops":
+        raise UnsupportedFlavour(f"MLflow's lightgbm flavour holds {file}, a skops file of "
+                                 f"{model_class} (LightGBM's scikit-learn API), which the "
+                                 f"portal does not load; {how}")
+    kind = "a pickle" + (f" ({fmt})" if fmt != "pickle" else "")
+    raise MlflowError(f"MLflow's lightgbm flavour holds {file}, {kind} of "
+                      f"{model_class} (LightGBM's scikit-learn API): a pickle can run code "
+                      f"when loaded and the portal never loads one of these; {how}",
+                      code="unsafe_artifact")
+
+
+def check_flavour_file(flavour: Flavour, head: bytes) -> None:
+    """Refuse, in words, a downloaded xgboost, lightgbm or onnx flavour file that is not
+    in its framework's own format (``head``: its first bytes; nothing is loaded): a pickle
+    under any name, XGBoost's deprecated binary format."""
+    from ops import native
+    from ops.artifacts import PICKLE, detect_format
+
+    if flavour.name == "sklearn":
+        return
+    try:
+        found = detect_format(head)
+    except ArtifactError:
+        found = None
+    if found == flavour.name:
+        return
+    if found == PICKLE:
+        raise MlflowError(f"MLflow's {flavour.name} flavour file {flavour.file} is a pickle, "
+                          f"not {native.NAMES[flavour.name]}'s own format: a pickle can run "
+                          "code when loaded and is not imported", code="unsafe_artifact")
+    hint = {"xgboost": "XGBoost's JSON or UBJSON model (XGBoost before 2.1 wrote its "
+                       "deprecated binary format for model_format='xgb': log it with "
+                       "model_format='json' or 'ubj')",
+            "lightgbm": "LightGBM's text model (log a Booster)",
+            "onnx": "an ONNX ModelProto"}[flavour.name]
+    raise MlflowError(f"MLflow's {flavour.name} flavour file {flavour.file} is not "
+                      f"{hint}", code="not_a_model")
 
 
 def signature_schema(signature) -> list[dict] | None:

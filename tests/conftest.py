@@ -44,6 +44,7 @@ pytest_plugins = [
     "tests.integration.sagemaker_fixtures",
     "tests.integration.monitoring_fixtures",
     "tests.integration.matrix_fixtures",
+    "tests.integration.mlflow_fixtures",
 ]
 
 

@@ -209,7 +209,8 @@ def load_onnx(data: bytes) -> OnnxModel:
         raise UnsafeArtifactError(
             f"the ONNX graph reads {len(external)} tensor(s) from external files "
             f"({', '.join(external[:3])}); save it with its data inside "
-            "(onnx.save_model(..., save_as_external_data=False))")
+            "(onnx.save_model(..., save_as_external_data=False); from MLflow, "
+            "mlflow.onnx.log_model(..., save_as_external_data=False))")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3

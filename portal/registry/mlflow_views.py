@@ -1,18 +1,22 @@
-"""The model page's "Import from MLflow" form (decision 66): the API's request, from the
-browser, and the model's recent imports with what became of them."""
+"""The model's MLflow page (decision 66): the "Import from MLflow" form (the API's
+request, from the browser) with the model's recent imports and what became of them, and
+its follows of MLflow registered models: followed, listed with their state, stopped."""
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from portal.accounts.choices import Role
 from portal.accounts.services import require_role
 from portal.errors import ValidationFailed
 from portal.registry.api.mlflow import MlflowImportRequestSerializer
-from portal.registry.models import MlflowImport
+from portal.registry.models import MlflowFollow, MlflowImport
 from portal.registry.services import mlflow as mlflow_services
 from portal.registry.views import _model
-from portal.views import handle_form
+from portal.views import handle_action, handle_form, submit_form
 
 
 class MlflowImportForm(forms.Form):
@@ -39,6 +43,42 @@ class MlflowImportForm(forms.Form):
         return serializer.mlflow_source()
 
 
+class MlflowFollowForm(forms.Form):
+    """What ``mlflow_services.follow`` takes (it checks alias or tag, as for the API)."""
+
+    tracking_uri = forms.CharField(required=False, max_length=300, label="Tracking URI",
+                                   help_text="Left empty: this instance's MLflow server.")
+    registered_name = forms.CharField(max_length=256, label="Registered model",
+                                      help_text="Its name in MLflow's model registry.")
+    alias = forms.CharField(required=False, max_length=64, label="Alias",
+                            help_text="Import the version MLflow gives this alias "
+                                      "(champion, prod…); or follow a tag below instead.")
+    tag_key = forms.CharField(required=False, max_length=250, label="Tag key",
+                              help_text="Import every version tagged key = value.")
+    tag_value = forms.CharField(required=False, max_length=500, label="Tag value")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, prefix="follow", **kwargs)
+
+
+def _page(request, model, *, form=None, follow_form=None):
+    return render(request, "registry/mlflow_import.html", {
+        "form": form or MlflowImportForm(), "follow_form": follow_form or MlflowFollowForm(),
+        "model": model, "project": model.project,
+        "imports": MlflowImport.objects.filter(model=model).select_related("version")[:20],
+        "follows": mlflow_services.follows_of(model),
+        "poll_minutes": _poll_minutes(),
+    })
+
+
+def _poll_minutes() -> int:
+    return max(round(settings.MODELGATE_MLFLOW_POLL_SECONDS / 60), 1)
+
+
+def _back(model) -> str:
+    return reverse("registry:mlflow-import", args=[model.project.slug, model.name])
+
+
 @login_required
 def mlflow_import(request, slug, name):
     model = _model(request, slug, name)
@@ -57,7 +97,36 @@ def mlflow_import(request, slug, name):
             "versions once validated." if result[1] else
             f"{result[0].source} was imported already (or is being imported): nothing new."),
         redirect_to=lambda result: request.path,
-    ) or render(request, "registry/mlflow_import.html", {
-        "form": form, "model": model, "project": model.project,
-        "imports": MlflowImport.objects.filter(model=model).select_related("version")[:20],
-    })
+    ) or _page(request, model, form=form)
+
+
+@login_required
+@require_POST
+def mlflow_follow(request, slug, name):
+    """Follow a registered model; the page that answers shows the webhook's secret, once."""
+    model = _model(request, slug, name)
+    require_role(request.user, model.project, Role.CONTRIBUTOR, "follow MLflow models")
+    form = MlflowFollowForm(request.POST)
+    item = submit_form(request, form, lambda data: mlflow_services.follow(
+        request.user, model, registered_name=data["registered_name"], alias=data["alias"],
+        tag_key=data["tag_key"], tag_value=data["tag_value"],
+        tracking_uri=data["tracking_uri"]))
+    if item is None:
+        return _page(request, model, follow_form=form)
+    return render(request, "registry/mlflow_follow_created.html", {
+        "follow": item, "webhook_url": mlflow_services.webhook_url(item),
+        "event": "model_version_alias.created" if item.alias else "model_version_tag.set",
+        "model": model, "project": model.project, "back": _back(model),
+        "poll_minutes": _poll_minutes()})
+
+
+@login_required
+@require_POST
+def mlflow_unfollow(request, slug, name, pk):
+    model = _model(request, slug, name)
+    item = get_object_or_404(MlflowFollow, model=model, pk=pk)
+    return handle_action(
+        request, lambda: mlflow_services.unfollow(request.user, item),
+        success=f"{model.name} no longer follows {item.registered_name}{item.selector}; "
+                "the versions it imported stay.",
+        redirect_to=_back(model) + "#follows")

@@ -1,5 +1,9 @@
 from portal.accounts.services import filter_visible
+from portal.audit.models import AuditEvent
 from portal.retraining.models import RetrainingRule, RetrainingTrigger
+
+# The audit events of a trigger's attempts (``triggers.send`` records one per attempt).
+ATTEMPT_OUTCOMES = ("retraining.retrying", "retraining.sent", "retraining.failed")
 
 
 def rules_for(user):
@@ -9,8 +13,22 @@ def rules_for(user):
 
 def triggers_for(user):
     return (filter_visible(RetrainingTrigger.objects.all(), user, "model__project")
-            .select_related("model__project", "environment", "serving_version", "alert")
+            .select_related("model__project", "environment", "serving_version", "alert",
+                            "rule")
             .prefetch_related("versions__version__model__project"))
+
+
+def attempts_of(trigger) -> list[dict]:
+    """Each attempt to send ``trigger``, oldest first: when, its number, what came of it
+    (retrying, sent, failed) and the error. The trigger keeps only the last error; its
+    audit trail keeps every attempt's (on the index of an object's events)."""
+    events = (AuditEvent.objects.filter(object_type=RetrainingTrigger._meta.label_lower,
+                                        object_id=str(trigger.pk),
+                                        action__in=ATTEMPT_OUTCOMES)
+              .only("created_at", "action", "changes").order_by("id"))
+    return [{"at": event.created_at, "attempt": event.changes.get("attempt"),
+             "outcome": event.action.removeprefix("retraining."),
+             "error": event.changes.get("error", "")} for event in events]
 
 
 def rules_of(model):

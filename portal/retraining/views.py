@@ -61,4 +61,5 @@ def trigger_detail(request, pk):
     trigger = get_object_or_404(queries.triggers_for(request.user), pk=pk)
     return render(request, "retraining/trigger_detail.html", {
         "trigger": trigger, "model": trigger.model, "project": trigger.model.project,
-        "versions": [link.version for link in trigger.versions.all()]})
+        "versions": [link.version for link in trigger.versions.all()],
+        "attempts": queries.attempts_of(trigger)})

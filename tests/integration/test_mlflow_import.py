@@ -1,26 +1,16 @@
-"""MLflow as the training side (decision 66), against a real ``mlflow server``.
-
-The server runs from its own virtualenv (built once with uv and cached under
-~/.cache/modelgate, by benchmarks/baseline_venv.py), with a SQLite backend and its artifact
-proxy, on loopback; the models are trained and logged by that virtualenv's python in a
-subprocess, started while the server boots. The portal imports through the API, validates
-in the (eager) worker and loads the result with the model server's own loader."""
+"""MLflow as the training side (decision 66), against a real ``mlflow server``
+(tests/integration/mlflow_fixtures.py): scikit-learn models logged by MLflow's own client,
+imported through the API and the CLI, validated in the (eager) worker and loaded with the
+model server's own loader; follows, webhooks and the address rules."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,149 +19,13 @@ from django.db import connection
 
 from portal.registry.models import MlflowFollow, MlflowImport, ModelVersion
 from portal.registry.services import mlflow as mlflow_services
+from tests.integration.mlflow_fixtures import _free_port
 from tests.portal_fixtures import FEATURES
 
 # The first test's setup boots MLflow and logs its models (about 20 s of CPU): on a machine
 # shared with other work that can take minutes, so the module's tests get twice the default.
 pytestmark = [pytest.mark.django_db, pytest.mark.integration,
               pytest.mark.xdist_group("mlflow"), pytest.mark.timeout(600)]
-
-ROOT = Path(__file__).resolve().parents[2]
-VENV = Path.home() / ".cache" / "modelgate" / "mlflow-venv"
-ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-       "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_CACHE_TTL": "1"}
-
-# Run by the MLflow virtualenv's python: three versions of registered model "tumor".
-TRAIN = r'''
-import json, sys, time, urllib.request
-url = sys.argv[1]
-import mlflow, mlflow.sklearn
-from mlflow.models import infer_signature
-from sklearn.datasets import load_breast_cancer
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-data = load_breast_cancer(as_frame=True)
-X, y = data.data[json.loads(sys.argv[2])], data.target
-for _ in range(600):
-    try:
-        urllib.request.urlopen(url + "/health", timeout=2); break
-    except OSError:
-        time.sleep(0.2)
-mlflow.set_tracking_uri(url)
-mlflow.set_experiment("modelgate")
-out = {}
-def log(key, model, signature_frame, **kwargs):
-    with mlflow.start_run() as run:
-        model.fit(X, y)
-        mlflow.log_params({"model": type(model).__name__, "seed": 7})
-        mlflow.log_metric("accuracy", float(model.score(X, y)))
-        mlflow.set_tag("mlflow.source.git.commit", "0123456789abcdef0123456789abcdef01234567")
-        mlflow.log_input(mlflow.data.from_pandas(X.assign(target=y), name="cancer",
-                                                 targets="target"), context="training")
-        info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name="tumor", pip_requirements=[],
-            signature=infer_signature(signature_frame, model.predict(X)), **kwargs)
-    out[key] = {"run_id": run.info.run_id, "version": str(info.registered_model_version),
-                "experiment_id": run.info.experiment_id}
-log("skops", LogisticRegression(max_iter=2000), X)
-log("pickled", RandomForestClassifier(n_estimators=5, random_state=0), X,
-    serialization_format="cloudpickle")
-log("mismatch", LogisticRegression(max_iter=2000), X.rename(columns=lambda c: c.upper()))
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer
-log("lambda", make_pipeline(FunctionTransformer(lambda x: x * 1.0),
-                            LogisticRegression(max_iter=2000)), X,
-    serialization_format="cloudpickle")
-print(json.dumps(out))
-'''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _empty_database(python: Path) -> Path:
-    """An MLflow database with its tables made, cached per MLflow version beside the
-    virtualenv: a copy spares every run the migrations (seconds of CPU)."""
-    release = next((python.parents[1] / "lib").glob("python*/site-packages/mlflow-*.dist-info"))
-    template = VENV.parent / f"{release.name.removesuffix('.dist-info')}-empty.sqlite"
-    if not template.exists():
-        partial = template.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        subprocess.run([str(python.parent / "mlflow"), "db", "upgrade", f"sqlite:///{partial}"],
-                       check=True, capture_output=True, env={**os.environ, **ENV})
-        partial.replace(template)
-    return template
-
-
-def _start_mlflow(folder: Path) -> dict:
-    """Boot ``mlflow server`` in its own session and log the models; what the tests read,
-    with the server's pid."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from baseline_venv import ensure_baseline_venv
-
-    python = ensure_baseline_venv(VENV, ["mlflow"], "mlflow, sklearn", quick=True)
-    if python is None:
-        pytest.skip("MLflow could not be installed in its throwaway virtualenv")
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_empty_database(python), folder / "mlflow.sqlite")
-    url = f"http://127.0.0.1:{_free_port()}"
-    env = {**os.environ, **ENV}
-    server = subprocess.Popen(
-        [str(python.parent / "mlflow"), "server", "--host", "127.0.0.1",
-         "--port", url.rsplit(":", 1)[1], "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.sqlite'}",
-         "--artifacts-destination", str(folder / "artifacts")],
-        cwd=folder, env=env, stdout=open(folder / "server.log", "wb"),
-        stderr=subprocess.STDOUT, start_new_session=True)
-    # Trained while the server boots; the script waits for it.
-    trained = subprocess.run([str(python), "-c", TRAIN, url, json.dumps(FEATURES)],
-                             capture_output=True, env=env, timeout=600, cwd=folder)
-    if trained.returncode != 0:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-        pytest.fail(f"logging the models failed: {trained.stderr.decode()[-3000:]}\n"
-                    f"{(folder / 'server.log').read_text()[-3000:]}")
-    return {"url": url, "pid": server.pid,
-            **json.loads(trained.stdout.decode().strip().splitlines()[-1])}
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real ``mlflow server`` on loopback with four logged versions of ``tumor``:
-    ``{"url", "skops", "pickled", "mismatch", "lambda"}`` (each: run_id, version,
-    experiment_id).
-
-    One per test run, shared by the xdist workers (booting costs ~20 s of CPU, and
-    ``xdist_group`` does not keep these tests on one worker with this pytest-xdist): the
-    first worker to need it starts it under a file lock and records it beside the workers'
-    temporary folders; each user counts itself in and out, and the last one out stops it."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the run's folder, above each worker's own
-    state = shared / "mlflow-server.json"
-    with open(shared / "mlflow-server.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        info = json.loads(state.read_text()) if state.exists() else None
-        if info is None:
-            info = {**_start_mlflow(shared / "mlflow"), "users": 0}
-        info["users"] += 1
-        state.write_text(json.dumps(info))
-    try:
-        yield info
-    finally:
-        with open(shared / "mlflow-server.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            info = json.loads(state.read_text())
-            info["users"] -= 1
-            if info["users"] == 0:  # its database is this run's to throw away
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(info["pid"], signal.SIGKILL)
-                state.unlink()
-            else:
-                state.write_text(json.dumps(info))
 
 
 def _cli(capsys, monkeypatch, live_server, user, home, *argv):
@@ -344,6 +198,60 @@ def test_the_model_pages_form_queues_an_import(client, users, clf, settings, tas
                               "version": "3"}, follow=True)
     assert "A worker is importing models:/tumor/3" in done.content.decode()
     assert MlflowImport.objects.get().source == "models:/tumor/3"
+
+
+def test_follows_are_made_and_stopped_from_the_mlflow_page_by_contributors_only(
+        client, users, clf, settings, task_queue):
+    settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
+    task_queue.hold("workers.registry.sync_mlflow_follow")
+    made = f"/p/{clf.project.slug}/m/{clf.name}/mlflow-follows/"
+    body = {"follow-tracking_uri": "http://127.0.0.1:5999", "follow-registered_name": "tumor",
+            "follow-alias": "champion"}
+    client.force_login(users["viewer"])
+    assert client.post(made, body).status_code == 403
+    client.force_login(users["outsider"])
+    assert client.post(made, body).status_code == 404
+    assert not MlflowFollow.objects.exists()
+    client.force_login(users["contributor"])
+    answer = client.post(made, body)
+    follow = MlflowFollow.objects.get()
+    assert answer.status_code == 200 and follow.secret in answer.content.decode()
+    page = client.get(f"/p/{clf.project.slug}/m/{clf.name}/import-mlflow/").content.decode()
+    assert "tumor@champion" in page and follow.secret not in page
+    client.force_login(users["viewer"])
+    stop = f"{made}{follow.pk}/delete/"
+    client.post(stop)
+    assert MlflowFollow.objects.filter(pk=follow.pk).exists()  # refused: viewers
+    client.force_login(users["owner"])
+    assert client.post(stop).status_code == 302
+    assert not MlflowFollow.objects.exists()
+
+
+def test_the_webhook_code_the_follow_page_gives_creates_mlflows_webhook(
+        client, users, clf, mlflow_server, allowed, task_queue, settings):
+    """The snippet shown once a follow is made, run by MLflow's own client as given."""
+    settings.MODELGATE_BASE_URL = "http://127.0.0.1:8000"
+    import html
+    import re
+    import subprocess
+
+    from tests.integration.mlflow_fixtures import ENV, _python
+
+    task_queue.hold("workers.registry.sync_mlflow_follow")
+    client.force_login(users["contributor"])
+    answer = client.post(f"/p/{clf.project.slug}/m/{clf.name}/mlflow-follows/", {
+        "follow-tracking_uri": mlflow_server["url"], "follow-registered_name": "tumor",
+        "follow-tag_key": "stage", "follow-tag_value": "candidate"})
+    follow = MlflowFollow.objects.get()
+    code = html.unescape(re.search(r'<pre[^>]*id="follow-webhook-code">(.*?)</pre>',
+                                   answer.content.decode(), re.S).group(1))
+    ran = subprocess.run([str(_python()), "-c", code], capture_output=True, timeout=120,
+                         env={**os.environ, **ENV, "MLFLOW_TRACKING_URI": mlflow_server["url"]})
+    assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+    hooks = requests.get(f"{mlflow_server['url']}/api/2.0/mlflow/webhooks", timeout=10).json()
+    [hook] = [h for h in hooks["webhooks"] if h["name"] == f"modelgate-{follow.pk}"]
+    assert hook["url"].endswith(f"/api/v1/mlflow-follows/{follow.pk}/webhook/")
+    assert hook["events"] == [{"entity": "MODEL_VERSION_TAG", "action": "SET"}]
 
 
 @pytest.mark.django_db(transaction=True)

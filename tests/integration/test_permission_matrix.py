@@ -423,6 +423,13 @@ def actions(w) -> list[tuple[str, str, dict, object]]:
         # Answers in place (200) with the rows' explanations or what is wrong with them.
         ("registry:version-explain", f"/p/{slug}/m/{name}/v/{w['version'].number}/explain/",
          {"rows": "not, numbers"}, lambda role, ok: allowed("viewer")(role, 200)),
+        # Answers in place (200) with the webhook's secret, shown once.
+        ("registry:mlflow-follow", f"/p/{slug}/m/{name}/mlflow-follows/",
+         {"follow-tracking_uri": "http://127.0.0.1:9", "follow-registered_name": "tumor",
+          "follow-alias": "staging"}, lambda role, ok: allowed("contributor")(role, 200)),
+        ("registry:mlflow-unfollow",
+         f"/p/{slug}/m/{name}/mlflow-follows/{w['mlflow_follow'].pk}/delete/", {},
+         allowed("contributor")),
         ("registry:version-archive", f"/p/{slug}/m/{name}/v/{w['spare'].number}/archive/", {},
          allowed("contributor")),
         ("registry:version-restore", f"/p/{slug}/m/{name}/v/{w['spare'].number}/restore/", {},

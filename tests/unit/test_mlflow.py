@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import time
 
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -65,6 +66,47 @@ def test_a_flavour_the_portal_does_not_import_is_named():
         mlflow.read_mlmodel("flavors:\n  pytorch: {}\n  python_function: {}\n")
     assert refused.value.detail == ("the MLflow model's flavours are python_function, pytorch; "
                                     "the portal imports sklearn, xgboost, lightgbm, onnx models")
+
+
+def test_lightgbms_scikit_learn_api_is_refused_naming_what_to_log_instead():
+    """MLflow saves an LGBMClassifier as skops (its default) or a pickle of the wrapper,
+    never as LightGBM's text model; a Booster's text model is imported."""
+    def mlmodel(data, **conf):
+        extra = "".join(f"    {key}: {value}\n" for key, value in conf.items())
+        return f"flavors:\n  lightgbm:\n    data: {data}\n{extra}"
+
+    with pytest.raises(mlflow.UnsupportedFlavour) as skops:
+        mlflow.read_mlmodel(mlmodel("model.skops", model_class="lightgbm.sklearn.LGBMClassifier",
+                                    serialization_format="skops"))
+    assert skops.value.detail.startswith(
+        "MLflow's lightgbm flavour holds model.skops, a skops file of "
+        "lightgbm.sklearn.LGBMClassifier (LightGBM's scikit-learn API)")
+    assert "mlflow.lightgbm.log_model(model.booster_, ...)" in skops.value.detail
+    with pytest.raises(mlflow.MlflowError) as pickled:
+        mlflow.read_mlmodel(mlmodel("model.pkl", model_class="lightgbm.sklearn.LGBMRegressor",
+                                    serialization_format="pickle"))
+    assert pickled.value.code == "unsafe_artifact"
+    assert "model.pkl, a pickle of lightgbm.sklearn.LGBMRegressor" in pickled.value.detail
+    booster = mlflow.read_mlmodel(mlmodel("model.lgb", model_class="lightgbm.basic.Booster"))
+    assert booster.flavour == mlflow.Flavour("lightgbm", "model.lgb", pickled=False)
+
+
+def test_a_native_flavour_file_in_another_format_is_refused_in_words():
+    xgboost = mlflow.Flavour("xgboost", "model.json", pickled=False)
+    mlflow.check_flavour_file(xgboost, b'{"learner": {"attributes": {}}}')
+    with pytest.raises(mlflow.MlflowError) as pickled:
+        mlflow.check_flavour_file(xgboost, pickle.dumps({"learner": 1}))
+    assert pickled.value.code == "unsafe_artifact"
+    assert pickled.value.detail.startswith("MLflow's xgboost flavour file model.json is a "
+                                           "pickle, not XGBoost's own format")
+    legacy = mlflow.Flavour("xgboost", "model.xgb", pickled=False)
+    with pytest.raises(mlflow.MlflowError) as binary:
+        mlflow.check_flavour_file(legacy, b"\x00\x00\x00?binf\x00\x00\x00\x00")
+    assert binary.value.code == "not_a_model"
+    assert "model_format='json' or 'ubj'" in binary.value.detail
+    with pytest.raises(mlflow.MlflowError, match="is not LightGBM's text model"):
+        mlflow.check_flavour_file(mlflow.Flavour("lightgbm", "model.lgb", pickled=False),
+                                  b'{"learner": {}}')
 
 
 def test_signatures_the_portal_cannot_feed_are_refused_and_tensors_left_to_the_model():
@@ -171,17 +213,23 @@ def test_a_name_rebound_to_loopback_after_the_check_is_not_connected_to(monkeypa
     uri = f"http://rebind.attacker.example:{port}"
     try:
         assert mlflow.tracking_uri_refusal(uri, allow_private=False) is None  # "public"
-        client = mlflow.TrackingServer(uri, public_only=True)
+        client = mlflow.TrackingServer(uri, public_only=True, timeout=5)
+        started = time.monotonic()
         with pytest.raises(mlflow.MlflowError) as refused:
             client.run("abc")
+        # Refused on connecting, before a byte is sent: no timeout is waited for.
+        assert time.monotonic() - started < 2
+        assert not hits
+        # Without public_only (the operator's server, or private servers allowed) the same
+        # name reaches the same server: the refusal above is the check's, not the network's.
+        with pytest.raises(mlflow.MlflowNotFound):
+            mlflow.TrackingServer(uri, timeout=5).run("abc")
     finally:
         server.shutdown()
-    assert not hits
+        server.server_close()
     assert refused.value.code == "tracking_uri_refused"
     assert "127.0.0.1 is not a public address" in refused.value.detail
-    # Without public_only (the operator's server, or private servers allowed) it connects.
-    with pytest.raises(mlflow.MlflowUnavailable):  # the server is gone: not refused
-        mlflow.TrackingServer(uri).run("abc")
+    assert hits == ["/api/2.0/mlflow/runs/get?run_id=abc"]
 
 
 def test_a_huge_json_answer_is_refused_before_it_is_all_read():

@@ -2,7 +2,6 @@
 /models/{id}/versions/import-mlflow/`` (``MlflowImportActions``, mixed into the models'
 viewset), ``/mlflow-imports/``, ``/mlflow-follows/`` and MLflow's webhook receiver."""
 
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -76,7 +75,7 @@ class MlflowFollowSerializer(serializers.ModelSerializer):
                         "model": {"queryset": RegisteredModel.objects.all()}}
 
     def get_webhook_url(self, item) -> str:
-        return f"{settings.MODELGATE_BASE_URL}/api/v1/mlflow-follows/{item.pk}/webhook/"
+        return mlflow_services.webhook_url(item)
 
 
 class MlflowFollowCreatedSerializer(MlflowFollowSerializer):

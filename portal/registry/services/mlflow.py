@@ -21,7 +21,8 @@ import logging
 import re
 import secrets
 import tempfile
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -29,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from ops import artifacts as ops_artifacts
 from ops import mlflow as ops_mlflow
 from ops.exceptions import ArtifactError, TransientError
 from ops.pickles import pickle_globals, untrusted_globals
@@ -240,6 +242,8 @@ def _loadable(item: MlflowImport, flavour: ops_mlflow.Flavour, path: Path,
     conversion when every type in it is trusted, else the pickle itself where the project
     accepts pickles (validation converts it in the sandbox, decision 43)."""
     if not flavour.pickled:
+        with open(path, "rb") as handle:  # a pickle named model.json is refused here
+            ops_mlflow.check_flavour_file(flavour, handle.read(ops_artifacts.HEAD_BYTES))
         return path
     data = path.read_bytes()
     extra = tuple(settings.MODELGATE_SKOPS_TRUSTED_TYPES)
@@ -332,6 +336,44 @@ def follow(user, model: RegisteredModel, *, registered_name: str, alias: str = "
         raise ValidationFailed(f"{model.name} already follows {registered_name} that way",
                                code="duplicate_follow") from e
     return item
+
+
+def webhook_url(item: MlflowFollow) -> str:
+    """Where MLflow delivers a follow's webhook (``receive_webhook``)."""
+    return f"{settings.MODELGATE_BASE_URL}/api/v1/mlflow-follows/{item.pk}/webhook/"
+
+
+@dataclass(frozen=True)
+class FollowState:
+    """A follow as its page shows it: the failed looks in a row and the last one's error
+    (without the count ``sync_follow`` keeps in front of it), when beat looks next (None:
+    never looked at, at its next tick), and the newest import the follow asked for."""
+
+    follow: MlflowFollow
+    failures: int
+    error: str
+    next_look_at: datetime | None
+    last_import: MlflowImport | None
+
+    @property
+    def webhook_url(self) -> str:
+        return webhook_url(self.follow)
+
+
+def follows_of(model: RegisteredModel) -> list[FollowState]:
+    """The model's follows with their state (at most MODELGATE_MLFLOW_MAX_FOLLOWS)."""
+    states = []
+    for item in MlflowFollow.objects.filter(model=model).order_by("created_at", "id"):
+        failures = failures_in_a_row(item.last_error)
+        wait = backoff_seconds(failures) if failures else \
+            max(settings.MODELGATE_MLFLOW_POLL_SECONDS, 1)
+        next_look_at = (item.last_checked_at + timedelta(seconds=wait)
+                        if item.last_checked_at else None)
+        last_import = (item.imports.select_related("version__model__project")
+                       .order_by("-created_at", "-id").first())
+        states.append(FollowState(item, failures, _FAILURES.sub("", item.last_error),
+                                  next_look_at, last_import))
+    return states
 
 
 def unfollow(user, item: MlflowFollow) -> None:

@@ -95,10 +95,11 @@ def chart_json(figure, element_id):
 
 
 @register.filter
-def as_json(value):
+def as_json(value, indent=None):
+    """``value`` as JSON; ``as_json:2`` indented, for a document people read."""
     import json
 
-    return json.dumps(value, sort_keys=True)
+    return json.dumps(value, sort_keys=True, indent=indent)
 
 
 @register.filter
