@@ -205,7 +205,8 @@ def choose_predictor(model, *, task: str, probe: np.ndarray, derive_labels: bool
     if route is None:
         return None, Choice(MODEL, NOT_A_TREE_ENSEMBLE, _qualified(model))
     classification = task == "classification"
-    refusal = _unsupported(model, probe, classification, derive_labels, numpy_input)
+    refusal = (_unsupported(model, probe, classification, derive_labels, numpy_input)
+               or _narrower(model, route))
     if refusal:
         return None, Choice(MODEL, UNSUPPORTED_INPUT, refusal)
     nodes = _node_count(model)
@@ -265,20 +266,14 @@ def edge_rows(model, probe: np.ndarray, count: int = EDGE_ROWS) -> np.ndarray:
 
 
 def _split_points(model, n_features: int) -> dict[int, np.ndarray]:
-    """Feature -> thresholds of every split of the ensemble's trees (scikit-learn's, and
-    histogram gradient boosting's numeric splits)."""
+    """Feature -> thresholds of every split of the ensemble's trees (scikit-learn's)."""
     points: dict[int, list] = {}
-    splits = [(tree.feature, tree.threshold, tree.feature >= 0) for tree in _trees(model)]
-    for iteration in getattr(model, "_predictors", None) or []:
-        for predictor in iteration:
-            nodes = predictor.nodes
-            splits.append((nodes["feature_idx"], nodes["num_threshold"],
-                           (nodes["is_leaf"] == 0) & (nodes["is_categorical"] == 0)))
-    for features, thresholds, internal in splits:
-        for feature in np.unique(features[internal]):
+    for tree in _trees(model):
+        internal = tree.feature >= 0
+        for feature in np.unique(tree.feature[internal]):
             if feature < n_features:
                 points.setdefault(int(feature), []).append(
-                    thresholds[internal & (features == feature)])
+                    tree.threshold[internal & (tree.feature == feature)])
     return {f: np.concatenate(t) for f, t in points.items()}
 
 
@@ -296,6 +291,21 @@ def _node_count(model) -> int:
         return sum(int(t.node_count) for t in trees)
     predictors = getattr(model, "_predictors", None) or []  # histogram gradient boosting
     return sum(len(p.nodes) for iteration in predictors for p in iteration)
+
+
+# Tree ensembles whose splits compare rows in float64 (scikit-learn's other trees cast rows
+# to float32 first, so a float32 route sees what they see).
+FLOAT64_SPLITS = frozenset(name for name in SKLEARN_TREE_ENSEMBLES if "_hist_gradient" in name)
+
+
+def _narrower(model, route: Route) -> str:
+    """Why a route cannot be exact for this model whatever the check rows: it reads rows
+    in a narrower type than the model compares them in (a float64 threshold such as
+    0.15000000000000002 and the row 0.15 are one float32)."""
+    if _qualified(model) in FLOAT64_SPLITS and np.dtype(route.input_dtype).itemsize < 8:
+        return (f"the model compares rows in float64; the {route.name} route reads "
+                f"{np.dtype(route.input_dtype).name}")
+    return ""
 
 
 def _unsupported(model, probe: np.ndarray, classification: bool, derive_labels: bool,
