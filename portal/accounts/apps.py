@@ -7,4 +7,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self):
-        from portal.accounts import signals  # noqa: F401 - sign-ins in the audit trail
+        from portal.accounts import checks, signals  # noqa: F401 - system checks; sign-ins in the audit trail

@@ -7,6 +7,7 @@ import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -174,9 +175,29 @@ INVITED_WITH_LINK = ("No mail is configured, so nothing was sent: hand this link
                      "the invitation.")
 
 
+# ...and when mail is configured but the portal's own address is not.
+INVITED_WITH_LINK_NO_ADDRESS = (
+    "Mail is configured, but the portal's address is not (MODELGATE_BASE_URL), so nothing "
+    "was sent: a mailed link would lead to this server's loopback address. Hand this link to "
+    "the person yourself; it is shown only now, works once and expires with the "
+    "invitation. Ask your operator to set MODELGATE_BASE_URL.")
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
 def mail_configured() -> bool:
     """Whether mail reaches people (``MODELGATE_EMAIL_BACKEND`` is not the console default)."""
     return settings.EMAIL_BACKEND not in UNDELIVERED_MAIL_BACKENDS
+
+
+def base_url_for_mail() -> str | None:
+    """The address links in e-mails start with (``MODELGATE_BASE_URL``); ``None`` in the
+    production profile while it is still a loopback address (the default when neither it
+    nor ``DJANGO_CSRF_TRUSTED_ORIGINS`` is set): such a link would lead the person who
+    opens it to their own machine. System check modelgate.W103 says so at start."""
+    base = settings.MODELGATE_BASE_URL
+    if settings.MODELGATE_PRODUCTION and urlsplit(base).hostname in LOOPBACK_HOSTS:
+        return None
+    return base
 
 
 def join_path(key: str) -> str:
@@ -220,11 +241,13 @@ def invite_by_email(actor, project, email: str, role: str, *,
     if len(email) > 150:
         raise ValidationFailed("an address to invite has at most 150 characters",
                                field="email")
-    mailed = mail_configured()
+    base = base_url_for_mail()
+    mailed = mail_configured() and base is not None
     key = secrets.token_urlsafe(32)
-    url = (settings.MODELGATE_BASE_URL if mailed else site_url).rstrip("/") + join_path(key)
+    url = (base if mailed else site_url).rstrip("/") + join_path(key)
+    shown = INVITED_WITH_LINK if not mail_configured() else INVITED_WITH_LINK_NO_ADDRESS
     answer = InvitedByEmail(INVITED_BY_EMAIL) if mailed else \
-        InvitedByEmail(INVITED_WITH_LINK, accept_url=url)
+        InvitedByEmail(shown, accept_url=url)
     user_model = get_user_model()
     now = timezone.now()
     with transaction.atomic():

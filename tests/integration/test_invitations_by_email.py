@@ -123,6 +123,28 @@ def test_a_mailed_link_starts_with_the_configured_address_not_the_requests_host(
     assert "attacker.example.net" not in body
 
 
+def test_in_production_without_an_address_the_link_is_shown_not_mailed_to_loopback(
+        api, project, with_mail, settings):
+    # Review: an HTTPS install needs neither MODELGATE_BASE_URL nor trusted origins for its
+    # own forms; the default address is loopback, and a link to it would have been mailed.
+    from django.core.checks import run_checks
+
+    settings.MODELGATE_PRODUCTION = True
+    settings.MODELGATE_BASE_URL = "http://127.0.0.1:8000"
+    assert "modelgate.W103" in {m.id for m in run_checks()}
+    answer = api("owner").post(URL, {"project": project.pk, "email": "nina@example.com",
+                                     "role": "viewer"}, format="json")
+    body = answer.json()
+    assert answer.status_code == 201 and mail.outbox == []
+    assert "MODELGATE_BASE_URL" in body["detail"] and "nothing was sent" in body["detail"]
+    assert body["accept_url"].startswith("http://testserver/invitations/join/")
+    assert Client().get(join_path(body["accept_url"])).status_code == 200
+    settings.MODELGATE_BASE_URL = "https://models.example.org"  # set: mailed, no warning
+    assert "modelgate.W103" not in {m.id for m in run_checks()}
+    invite(api("owner"), project, "omar@example.com")
+    assert "https://models.example.org/invitations/join/" in mail.outbox[0].body
+
+
 def test_a_link_works_once(api, project, no_mail):
     path = join_path(invite(api("owner"), project, "nina@example.com").json()["accept_url"])
     assert join(path).status_code == 302
