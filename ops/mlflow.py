@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,9 @@ FLAVOURS = ("sklearn", "xgboost", "lightgbm", "onnx")
 BOOSTER = "lightgbm.basic.Booster"
 WRAPPER_SUFFIXES = (".pkl", ".pickle", ".skops")
 MAX_MLMODEL_BYTES = 1 << 20
+# The longest file name, class or format an MLmodel file may give a flavour (MLflow's are a
+# few dozen characters); a longer one, or anything but a string, is refused unread.
+MAX_SETTING_CHARS = 500
 # The largest JSON answer read (runs with thousands of metrics stay far below it) and the
 # most of an error answer read for its message: an answer is never read whole.
 MAX_JSON_BYTES = 8 << 20
@@ -136,6 +140,40 @@ class Resolved:
     commit: str = ""
     repository: str = ""
     datasets: list[dict] = field(default_factory=list)
+
+
+def path_refusal(path) -> str | None:
+    """Why ``path`` does not name a file inside a model's artifact folder, or None.
+
+    Relative, ``/``-separated, no ``.`` or ``..`` segment (urllib3 resolves them before the
+    request is sent: another run's artifacts, any endpoint of the server), no backslash, no
+    ``%`` (no encoded dots either), no control character, at most MAX_SETTING_CHARS."""
+    if not isinstance(path, str) or not path:
+        return "it is not a file name"
+    if len(path) > MAX_SETTING_CHARS:
+        return f"it is longer than {MAX_SETTING_CHARS} characters"
+    if path.startswith("/"):
+        return "it is absolute (it must be relative to the model's folder)"
+    if "\\" in path or "%" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "it contains a backslash, a % or a control character"
+    segments = path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        return "it has an empty, '.' or '..' segment (it must stay in the model's folder)"
+    if not posixpath.normpath("/model/" + path).startswith("/model/"):  # belt and braces
+        return "it leaves the model's folder"
+    return None
+
+
+def _inside(folder: str, relative: str, what: str) -> str:
+    """``folder/relative``, refused unless ``relative`` stays under ``folder``."""
+    refusal = path_refusal(relative)
+    joined = f"{folder}/{relative}"
+    if refusal is None and not posixpath.normpath("/" + joined).startswith(f"/{folder}/"):
+        refusal = "it leaves the model's folder"
+    if refusal:
+        shown = relative[:100] if isinstance(relative, str) else type(relative).__name__
+        raise MlflowError(f"{what} {shown!r} is refused: {refusal}", code="unsafe_path")
+    return joined
 
 
 def tracking_uri_refusal(url: str, *, allow_private: bool) -> str | None:
@@ -262,7 +300,7 @@ class TrackingServer:
     def download(self, artifact_uri: str, relative: str, target: Path, max_bytes: int) -> int:
         """Stream ``relative`` under ``artifact_uri`` into ``target``; its size. Refuses a
         file larger than ``max_bytes`` (``too_large``) without keeping it."""
-        path = _proxied_path(artifact_uri) + "/" + relative.lstrip("/")
+        path = _inside(_proxied_path(artifact_uri), relative, "the artifact path")
         response = self._request(f"{ARTIFACTS}/{quote(path)}", None, f"artifact {relative}")
         size = 0
         with response, open(target, "wb") as out:
@@ -287,6 +325,10 @@ class TrackingServer:
             run_id = version.get("run_id") or ""
         else:
             run_id = source.run_id
+            refusal = path_refusal(source.artifact_path)
+            if refusal:
+                raise MlflowError(f"the run's model path {source.artifact_path[:100]!r} is "
+                                  f"refused: {refusal}", code="unsafe_path")
             artifact_uri = self._run_model_uri(source)
         resolved = Resolved(source=source, artifact_uri=artifact_uri, run_id=run_id)
         if run_id:
@@ -352,7 +394,12 @@ def _proxied_path(artifact_uri: str) -> str:
                           "not read; serve artifacts through the tracking server (mlflow "
                           "server's default artifact proxy, mlflow-artifacts:)",
                           code="unsupported_artifact_store")
-    return parts.path.strip("/")
+    path = parts.path.strip("/")
+    if not path or "\\" in path or any(s in ("", ".", "..") for s in path.split("/")):
+        raise MlflowError(f"MLflow keeps this model at {artifact_uri[:200]}, a path the "
+                          "portal does not follow (empty, '.' or '..' segments)",
+                          code="unsafe_path")
+    return path
 
 
 def _read_run(resolved: Resolved, run: dict) -> None:
@@ -386,41 +433,87 @@ def read_mlmodel(text: str) -> ModelFile:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise MlflowError(f"the MLmodel file is not YAML: {e}", code="mlflow_error") from e
-    flavours = (document or {}).get("flavors") if isinstance(document, dict) else None
-    if not isinstance(flavours, dict):
+    except RecursionError as e:
+        raise MlflowError("the MLmodel file is not an MLflow model's: its YAML is nested "
+                          "deeper than the portal reads", code="mlflow_error") from e
+    except Exception as e:  # noqa: BLE001 - a value YAML cannot build (a 30th of February...)
+        raise MlflowError(f"the MLmodel file cannot be read ({type(e).__name__})",
+                          code="mlflow_error") from e
+    flavours = document.get("flavors") if isinstance(document, dict) else None
+    if not isinstance(flavours, dict) or not flavours:
         raise MlflowError("the MLmodel file names no flavours", code="mlflow_error")
+    if not all(isinstance(name, str) for name in flavours):
+        raise MlflowError("the MLmodel file's flavours are not all named by strings: is it "
+                          "an MLflow model's?", code="mlflow_error")
+    names = sorted(flavours)
     chosen = next((name for name in FLAVOURS if name in flavours), None)
     if chosen is None:
+        shown = ", ".join(name[:50] for name in names[:10]) + (", ..." if len(names) > 10
+                                                               else "")
         raise UnsupportedFlavour(
-            "the MLflow model's flavours are " + ", ".join(sorted(flavours)) + "; the portal "
-            "imports " + ", ".join(FLAVOURS) + " models")
-    return ModelFile(flavour=_flavour(chosen, flavours[chosen] or {}),
+            f"the MLflow model's flavours are {shown}; the portal imports "
+            + ", ".join(FLAVOURS) + " models")
+    return ModelFile(flavour=_flavour(chosen, flavours[chosen]),
                      input_schema=signature_schema(document.get("signature")),
-                     flavours=sorted(flavours))
+                     flavours=names)
 
 
-def _flavour(name: str, conf: dict) -> Flavour:
+def _setting(name: str, conf: dict, key: str, default: str = "") -> str:
+    """A flavour's string setting (``data``, ``pickled_model``...): a string of at most
+    MAX_SETTING_CHARS, else refused. Never ``str()`` of what YAML built: an alias of
+    aliases expands to gigabytes."""
+    value = conf.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > MAX_SETTING_CHARS:
+        raise MlflowError(f"the MLmodel file's {name} flavour gives {key} as "
+                          + (f"a {type(value).__name__}" if not isinstance(value, str) else
+                             f"{len(value):,} characters")
+                          + f"; MLflow writes a string (of at most {MAX_SETTING_CHARS})",
+                          code="mlflow_error")
+    return value
+
+
+def _flavour(name: str, conf) -> Flavour:
+    if conf is None:
+        conf = {}
+    if not isinstance(conf, dict):
+        raise MlflowError(f"the MLmodel file's {name} flavour is a {type(conf).__name__}, "
+                          "not the settings MLflow writes (data, model_class...)",
+                          code="mlflow_error")
     if name == "sklearn":
-        fmt = str(conf.get("serialization_format", "cloudpickle"))
-        file = conf.get("pickled_model") or ("model.skops" if fmt == "skops" else "model.pkl")
-        return Flavour(name, str(file), pickled=fmt != "skops")
-    file = str(conf.get("data") or "")
+        fmt = _setting(name, conf, "serialization_format") or "cloudpickle"
+        file = (_setting(name, conf, "pickled_model")
+                or ("model.skops" if fmt == "skops" else "model.pkl"))
+        return Flavour(name, _flavour_file(name, file), pickled=fmt != "skops")
+    file = _setting(name, conf, "data")
     if not file:
         raise MlflowError(f"the MLmodel file's {name} flavour names no model file",
                           code="mlflow_error")
-    if name == "lightgbm" and (file.endswith(WRAPPER_SUFFIXES)
-                               or conf.get("model_class", BOOSTER) != BOOSTER):
-        _refuse_lightgbm_wrapper(file, conf)
+    file = _flavour_file(name, file)
+    model_class = _setting(name, conf, "model_class", BOOSTER)
+    fmt = _setting(name, conf, "serialization_format")
+    if name == "lightgbm" and (file.endswith(WRAPPER_SUFFIXES) or model_class != BOOSTER):
+        _refuse_lightgbm_wrapper(file, model_class, fmt)
     return Flavour(name, file, pickled=False)
 
 
-def _refuse_lightgbm_wrapper(file: str, conf: dict) -> None:
+def _flavour_file(name: str, file: str) -> str:
+    """The flavour's file, refused unless it stays inside the model's folder."""
+    refusal = path_refusal(file)
+    if refusal:
+        raise MlflowError(f"the MLmodel file's {name} flavour names the file {file[:100]!r}, "
+                          f"refused: {refusal}", code="unsafe_path")
+    return file
+
+
+def _refuse_lightgbm_wrapper(file: str, model_class: str, fmt: str) -> None:
     """MLflow saves LightGBM's scikit-learn API models (``LGBMClassifier``...) as a pickle
     or a skops file of the wrapper, never as LightGBM's text model: the portal loads
     neither (decision 62), and the booster inside is what can be imported."""
-    model_class = str(conf.get("model_class") or "a LightGBM scikit-learn model")
-    fmt = str(conf.get("serialization_format") or
-              ("skops" if file.endswith(".skops") else "cloudpickle"))
+    if model_class == BOOSTER:
+        model_class = "a LightGBM scikit-learn model"
+    fmt = fmt or ("skops" if file.endswith(".skops") else "cloudpickle")
     how = ("log the booster instead, saved as LightGBM's text model: "
            "mlflow.lightgbm.log_model(model.booster_, ...)")
     if fmt == "skops":
@@ -468,15 +561,23 @@ def signature_schema(signature) -> list[dict] | None:
     feature names then). A column type the portal has no equivalent for is refused."""
     if not isinstance(signature, dict) or not signature.get("inputs"):
         return None
+    if not isinstance(signature["inputs"], str):  # MLflow writes its inputs as JSON text
+        raise MlflowError("the model's signature cannot be read: its inputs are a "
+                          f"{type(signature['inputs']).__name__}, not JSON text",
+                          code="bad_signature")
     try:
         inputs = json.loads(signature["inputs"])
-    except (TypeError, ValueError) as e:
-        raise MlflowError(f"the model's signature cannot be read: {e}",
+    except (ValueError, RecursionError) as e:
+        raise MlflowError("the model's signature cannot be read: "
+                          + (str(e) if isinstance(e, ValueError) else "nested too deep"),
                           code="bad_signature") from e
     if not isinstance(inputs, list) or not inputs:
         return None
     if any(not isinstance(c, dict) or "name" not in c for c in inputs):
         return None  # a tensor signature: no names to check the model against
+    if any(not isinstance(c["name"], str) for c in inputs):
+        raise MlflowError("the signature's inputs are not all named by strings",
+                          code="bad_signature")
     schema = []
     for column in inputs:
         kind = COLUMN_TYPES.get(str(column.get("type")))

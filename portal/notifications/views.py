@@ -30,11 +30,14 @@ def webhook_list(request, slug):
         if made:
             created, secret = made
             form = forms.WebhookForm()
-    return render(request, "notifications/webhook_list.html", {
+    response = render(request, "notifications/webhook_list.html", {
         "project": project, "is_owner": is_owner, "form": form,
         "webhooks": queries.webhooks_for(request.user).filter(project=project),
         "new_webhook": created, "new_secret": secret,
     })
+    if secret:
+        response["Cache-Control"] = "no-store"  # the secret, shown once: keep no copy
+    return response
 
 
 @login_required

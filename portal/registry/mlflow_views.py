@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from portal.accounts.choices import Role
 from portal.accounts.services import require_role
+from portal.accounts.throttling import check_page_rate
 from portal.errors import ValidationFailed
 from portal.registry.api.mlflow import MlflowImportRequestSerializer
 from portal.registry.models import MlflowFollow, MlflowImport
@@ -86,6 +87,7 @@ def mlflow_import(request, slug, name):
     form = MlflowImportForm(request.POST or None)
 
     def start(data):
+        check_page_rate(request, "uploads")  # counted as the API's import is
         item, created = mlflow_services.request_import(
             request.user, model, form.source(), tracking_uri=data.get("tracking_uri"))
         return item, created
@@ -103,21 +105,29 @@ def mlflow_import(request, slug, name):
 @login_required
 @require_POST
 def mlflow_follow(request, slug, name):
-    """Follow a registered model; the page that answers shows the webhook's secret, once."""
+    """Follow a registered model; the page that answers shows the webhook's secret, once
+    (and is not to be kept: no-store)."""
     model = _model(request, slug, name)
     require_role(request.user, model.project, Role.CONTRIBUTOR, "follow MLflow models")
     form = MlflowFollowForm(request.POST)
-    item = submit_form(request, form, lambda data: mlflow_services.follow(
-        request.user, model, registered_name=data["registered_name"], alias=data["alias"],
-        tag_key=data["tag_key"], tag_value=data["tag_value"],
-        tracking_uri=data["tracking_uri"]))
+
+    def start(data):
+        check_page_rate(request, "uploads")  # counted as the API's new follow is
+        return mlflow_services.follow(
+            request.user, model, registered_name=data["registered_name"],
+            alias=data["alias"], tag_key=data["tag_key"], tag_value=data["tag_value"],
+            tracking_uri=data["tracking_uri"])
+
+    item = submit_form(request, form, start)
     if item is None:
         return _page(request, model, follow_form=form)
-    return render(request, "registry/mlflow_follow_created.html", {
+    response = render(request, "registry/mlflow_follow_created.html", {
         "follow": item, "webhook_url": mlflow_services.webhook_url(item),
         "event": "model_version_alias.created" if item.alias else "model_version_tag.set",
         "model": model, "project": model.project, "back": _back(model),
         "poll_minutes": _poll_minutes()})
+    response["Cache-Control"] = "no-store"  # the secret: keep no copy
+    return response
 
 
 @login_required

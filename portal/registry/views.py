@@ -16,6 +16,7 @@ from explainability import charts
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
 from portal.accounts.services import has_role, open_invitations_of, require_role, role_in
+from portal.accounts.throttling import check_page_rate
 from portal.audit.models import AuditEvent
 from portal.errors import DomainError
 from portal.registry import forms, queries, services
@@ -236,11 +237,15 @@ def version_create(request, slug, name):
     model = _model(request, slug, name)
     require_role(request.user, model.project, Role.CONTRIBUTOR, "upload versions")
     form = forms.VersionForm(request.POST or None, request.FILES or None, model=model)
+
+    def upload(data):
+        check_page_rate(request, "uploads")  # counted as the API's upload is
+        return services.register_version(request.user, model, data["artifact"],
+                                         form.metadata(),
+                                         schema_from=data["schema_from"] or "auto")
+
     return handle_form(
-        request, form,
-        lambda data: services.register_version(request.user, model, data["artifact"],
-                                               form.metadata(),
-                                               schema_from=data["schema_from"] or "auto"),
+        request, form, upload,
         success=lambda version: f"{version.display_name} uploaded; a worker is validating "
                                 f"the artifact now. {services.schema_words(version)}",
     ) or render(request, "registry/form.html", {
@@ -326,14 +331,16 @@ def dataset_create(request, slug):
     project = _project(request, slug)
     require_role(request.user, project, Role.CONTRIBUTOR, "upload datasets")
     form = forms.DatasetForm(request.POST or None, request.FILES or None, project=project)
+
+    def upload(data):
+        check_page_rate(request, "uploads")  # counted as the API's upload is
+        return services.upload_dataset(request.user, project, name=data["name"],
+                                       file=data["file"], filename=data["file"].name,
+                                       target=data["target"], purpose=data["purpose"],
+                                       model=data["model"], description=data["description"])
+
     return handle_form(
-        request, form,
-        lambda data: services.upload_dataset(request.user, project, name=data["name"],
-                                             file=data["file"], filename=data["file"].name,
-                                             target=data["target"],
-                                             purpose=data["purpose"],
-                                             model=data["model"],
-                                             description=data["description"]),
+        request, form, upload,
         success=lambda dataset: f"Dataset {dataset.name} uploaded; its profile is being "
                                 "computed.",
     ) or render(request, "registry/form.html", {

@@ -26,8 +26,10 @@ def rule_create(request, slug, name):
                        lambda data: services.create_rule(request.user, model, **data))
     if made:
         rule, secret = made
-        return render(request, "retraining/rule_created.html", {
+        response = render(request, "retraining/rule_created.html", {
             "rule": rule, "secret": secret, "model": model, "project": model.project})
+        response["Cache-Control"] = "no-store"  # the secret, shown once: keep no copy
+        return response
     return render(request, "registry/form.html", {
         "form": form, "title": f"New retraining rule of {model.name}", "submit": "Add rule",
         "project": model.project, "model": model,

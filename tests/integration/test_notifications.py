@@ -451,6 +451,7 @@ def test_owners_add_webhooks_on_the_page_and_see_the_secret_once(browser_for, pr
         "name": "ops", "url": receiver.url, "events": ["rollout.failed", "rollout.rolled_back"]})
     secret = Webhook.objects.get(name="ops").secret
     assert created.status_code == 200 and secret.encode() in created.content
+    assert created.headers["Cache-Control"] == "no-store"  # shown once: no copy kept
     assert Webhook.objects.get(name="ops").events == ["rollout.failed", "rollout.rolled_back"]
     again = owner.get("/p/clinical-ml/webhooks/")
     assert secret.encode() not in again.content and receiver.url.encode() in again.content

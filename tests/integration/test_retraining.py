@@ -477,6 +477,7 @@ def test_rules_are_added_from_the_model_page(users, clf, targets):
         "min_outcomes": 100, "target": "airflow", "params": '{"dag_id": "retrain"}',
         "cooldown_minutes": 60})
     assert answer.status_code == 200 and "Rule nightly drift added" in answer.content.decode()
+    assert answer.headers["Cache-Control"] == "no-store"  # its secret, shown once: no copy
     bad = client.post(f"/p/{clf.project.slug}/m/{clf.name}/retraining/new/", {
         "name": "x", "condition": "drift", "for_minutes": 30, "min_outcomes": 100,
         "target": "airflow", "params": '{"dag": "retrain"}', "cooldown_minutes": 60})

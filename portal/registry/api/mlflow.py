@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ops.mlflow import Source
+from ops.mlflow import Source, path_refusal
 from portal.accounts.services import filter_visible
 from portal.api.views import PortalViewSet, validated
 from portal.registry import queries
@@ -28,6 +28,14 @@ class MlflowImportRequestSerializer(serializers.Serializer):
     version = serializers.CharField(required=False, allow_blank=True, max_length=20)
     run_id = serializers.RegexField(r"^[0-9a-zA-Z_-]{1,64}$", required=False, allow_blank=True)
     artifact_path = serializers.CharField(required=False, default="model", max_length=200)
+
+    def validate_artifact_path(self, value: str) -> str:
+        """The name the run logged its model under: a path inside the run's artifacts."""
+        refusal = path_refusal(value)
+        if refusal:
+            raise serializers.ValidationError(f"the model's name in the run is refused: "
+                                              f"{refusal}")
+        return value
 
     def validate(self, data):
         by_version = bool(data.get("name") or data.get("version"))

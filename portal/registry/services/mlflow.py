@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -118,6 +118,11 @@ def _check_source(source: ops_mlflow.Source) -> None:
                                code="invalid_source", field="name")
     if source.kind == "run" and not source.run_id:
         raise ValidationFailed("give the run id", code="invalid_source", field="run_id")
+    if source.kind == "run":
+        refusal = ops_mlflow.path_refusal(source.artifact_path)
+        if refusal:
+            raise ValidationFailed(f"the model's name in the run is refused: {refusal}",
+                                   code="invalid_source", field="artifact_path")
 
 
 def _live(model, tracking_uri: str, key: str) -> MlflowImport | None:
@@ -179,7 +184,13 @@ def run_import(import_id: int, *, final_attempt: bool = True) -> MlflowImport | 
     """Import one pending MLflow model version: download, convert, register (worker).
 
     A server that cannot be reached is retried by the task (``TransientError``); on its
-    last attempt the import fails with the reason, as every permanent error does."""
+    last attempt the import fails with the reason, as every permanent error does. Anything
+    else a crafted MLflow answer could raise fails it too (``internal_error``, the type only:
+    the traceback goes to the log), never leaving it pending, claimed and blocking its
+    source; only the task's time limit and the database's connection errors (the task
+    records or retries those) pass through."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
     item = _claim(import_id)
     if item is None:
         return MlflowImport.objects.filter(pk=import_id).first()
@@ -195,6 +206,12 @@ def run_import(import_id: int, *, final_attempt: bool = True) -> MlflowImport | 
         return _fail(item, f"{e.code}: {without_paths(e.detail)}")
     except DomainError as e:  # register_version refused it (duplicate, archived, role...)
         return _fail(item, f"{e.code}: {e.detail}")
+    except (SoftTimeLimitExceeded, OperationalError, InterfaceError):
+        raise  # the task records the time limit, and retries a lost database connection
+    except Exception as e:  # noqa: BLE001 - a bug or an input nobody foresaw: fail, in words
+        log.exception("mlflow import %s failed unexpectedly", item.pk)
+        return _fail(item, f"internal_error: {type(e).__name__} (the portal's log has the "
+                           "details)")
 
 
 def _import(item: MlflowImport, folder: Path) -> MlflowImport:
