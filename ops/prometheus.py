@@ -22,7 +22,8 @@ portal's own ``/metrics`` exports the drift gauges (``modelgate_drift_*``) with 
 labels itself (scraped with ``honor_labels``). Rules:
 
 - recording ``modelgate:error_rate:ratio_1m`` and ``modelgate:latency_p99:seconds_1m`` per
-  environment, endpoint and variant;
+  environment, project, endpoint and variant (every selector names the project: environment
+  names are per project, and a plan endpoint is named after its model);
 - alerts ``ModelgateErrorRateHigh`` (critical), ``ModelgateLatencyHigh`` (warning),
   ``ModelgateNoTraffic`` (warning: a variant meant to get traffic got none),
   ``ModelgateServerDown`` (critical), ``ModelgateFeatureDrift`` (warning),
@@ -128,18 +129,25 @@ class EndpointRules:
 
 
 def rule_groups(endpoints: list[EndpointRules]) -> dict:
-    """The rule file's content: one group per environment and endpoint."""
+    """The rule file's content: one group per project, environment and endpoint."""
     groups = []
-    for e in sorted(endpoints, key=lambda e: (e.environment, e.endpoint)):
-        where = promql.selector(environment=e.environment, endpoint=e.endpoint)
-        by = "environment, endpoint, variant"
+    for e in sorted(endpoints, key=lambda e: (e.project, e.environment, e.multimodel,
+                                              e.endpoint)):
+        # Environment names are per project, and a plan endpoint is named after its model
+        # (names per project too): the project keeps two projects' same-named endpoints
+        # apart. Every series carries it (the target's label, or the portal's gauges).
+        where = promql.selector(environment=e.environment, project=e.project,
+                                endpoint=e.endpoint)
+        by = "environment, project, endpoint, variant"
         static = ({"project": e.project, "multimodel_endpoint": e.multimodel} if e.multimodel
                   else {"project": e.project, "model": e.model})
         per_model = _model_from_variant if e.multimodel else str
         # ``up`` carries only its target's labels (``Target.labels``), never ``endpoint``:
         # a plan server's target names its project and model, a multi-model server's its
-        # endpoint. (Selecting ``endpoint`` matched nothing: the alert could never fire.)
-        scraped = (promql.selector(environment=e.environment, multimodel_endpoint=e.multimodel)
+        # project and endpoint. (Selecting ``endpoint`` matched nothing: the alert could
+        # never fire.) ``endpoint`` is set by the rule, so the alert is the endpoint's.
+        scraped = (promql.selector(environment=e.environment, project=e.project,
+                                   multimodel_endpoint=e.multimodel)
                    if e.multimodel else
                    promql.selector(environment=e.environment, project=e.project,
                                    model=e.model))
@@ -152,7 +160,11 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
         duration = promql.seconds(e.for_seconds)
         drift_duration = promql.seconds(e.drift_for_seconds)
         groups.append({
-            "name": f"modelgate/{e.environment}/{e.endpoint}",
+            # Unique per file (promtool refuses a file with two groups of one name): a
+            # multi-model endpoint's under multimodel/, so a plan endpoint named like it
+            # (a model named mme-..., from before the name was reserved) cannot collide.
+            "name": (f"modelgate/{e.project}/{e.environment}/multimodel/{e.multimodel}"
+                     if e.multimodel else f"modelgate/{e.project}/{e.environment}/{e.endpoint}"),
             "rules": [
                 {"record": promql.ERROR_RATE_1M,
                  "expr": promql.error_rate(where, "1m", by=by)},
@@ -190,7 +202,7 @@ def rule_groups(endpoints: list[EndpointRules]) -> dict:
                 {"alert": "ModelgateServerDown",
                  "expr": f"{promql.UP}{{{scraped}}} == 0",
                  "for": duration,
-                 "labels": {"severity": "critical", **static},
+                 "labels": {"severity": "critical", "endpoint": e.endpoint, **static},
                  "annotations": {
                      "summary": f"{place}: model server not answering "
                                 "scrapes",

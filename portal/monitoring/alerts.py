@@ -196,7 +196,7 @@ def _record(item: Incoming, place: dict, source: str, now: datetime, reason: str
                 "labels": item.labels, "name": item.labels["alertname"][:200],
                 "severity": item.labels.get("severity", "warning")[:16],
                 "endpoint": item.labels.get("endpoint", "")[:120],
-                "variant": item.labels.get("variant", "")[:64],
+                "variant": item.labels.get("variant", "")[:100],
                 "feature": item.labels.get("feature", "")[:200],
                 "state": item.state, "source": source, "starts_at": item.starts_at,
                 "last_seen_at": now, **place})

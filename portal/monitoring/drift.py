@@ -27,6 +27,8 @@ import logging
 from collections import defaultdict
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from ops import drift, promql
@@ -55,6 +57,11 @@ def thresholds_of(served: ServedEndpoint) -> drift.Thresholds:
     return _thresholds(served.settings(), served.model)
 
 
+def model_thresholds(model) -> drift.Thresholds:
+    """``model``'s own drift thresholds (its settings', else the defaults)."""
+    return _thresholds(_settings_of(model), model)
+
+
 def _settings_of(model) -> MonitorSettings:
     found = getattr(model, "monitor_settings", None)
     return found if found is not None else MonitorSettings(model=model)
@@ -80,7 +87,8 @@ def baseline_of(version) -> dict[str, dict]:
 def live_counts(prometheus: PrometheusClient, served: ServedEndpoint, variant: str,
                 window: int) -> dict[str, dict[int, float]]:
     """Inputs per feature and bin over the last ``window`` seconds."""
-    where = promql.selector(environment=served.environment.name, endpoint=served.endpoint,
+    where = promql.selector(environment=served.environment.name,
+                            project=served.environment.project.slug, endpoint=served.endpoint,
                             variant=variant)
     rows = prometheus.query(promql.summed(promql.total(promql.FEATURE_BIN), where,
                                           promql.seconds(window), by="feature, bin",
@@ -129,54 +137,103 @@ def report_of(version, live: dict[str, dict[int, float]],
 
 def compute_all(now=None) -> int:
     """Recompute every served variant's window, and every multi-model endpoint's members'
-    (``member_windows``); returns how many were stored."""
+    (``member_windows``); returns how many were stored.
+
+    Each endpoint's windows are written in a transaction of their own: one that fails (a
+    row the database refuses, a report that cannot be computed) is logged and named in the
+    run's status, and the others are still computed. Prometheus away stops the run."""
     prometheus = client()
     if prometheus is None:
         SyncStatus.record("drift", False,
                           "no Prometheus is configured (set MODELGATE_PROMETHEUS_URL)")
         return 0
     now = now or timezone.now()
-    stored = 0
+    stored = members = unlabelled = 0
+    failed: list[str] = []
     try:
         for served in served_endpoints():
-            thresholds = thresholds_of(served)
-            window = int(served.settings().drift_window_seconds)
-            for variant, version in served.variants.items():
-                if not baseline_of(version):
-                    continue  # no dataset profile: nothing to compare with
-                live = live_counts(prometheus, served, variant, window)
-                report = report_for(served, variant, live, thresholds)
-                DriftWindow.objects.update_or_create(
-                    environment=served.environment, endpoint=served.endpoint, variant=variant,
-                    defaults={"model": served.model, "version": version,
-                              "window_seconds": window, "report": report.to_dict(),
-                              "error": "", "computed_at": now})
-                stored += 1
-        members = unlabelled = 0
+            try:
+                with transaction.atomic():
+                    stored += _variant_windows(prometheus, served, now)
+            except PrometheusUnavailable:
+                raise
+            except Exception as e:  # noqa: BLE001 - one endpoint never stops the others
+                log.exception("drift of %s in %s not computed", served.endpoint,
+                              served.environment)
+                failed.append(f"{served.environment.name}/{served.endpoint}: {_said(e)}")
         for served in served_multimodel_endpoints():
-            judged, skipped = member_windows(prometheus, served, now)
+            try:
+                with transaction.atomic():
+                    judged, skipped = member_windows(prometheus, served, now)
+            except PrometheusUnavailable:
+                raise
+            except Exception as e:  # noqa: BLE001 - one endpoint never stops the others
+                log.exception("drift of multi-model endpoint %s in %s not computed",
+                              served.endpoint.name, served.environment)
+                failed.append(f"{served.environment.name}/{served.endpoint.name} "
+                              f"(multi-model): {_said(e)}")
+                continue
             members += judged
             unlabelled += skipped
     except PrometheusUnavailable as e:
         SyncStatus.record("drift", False, f"drift not computed: {e}")
-        return stored
+        return stored + members
     detail = f"{stored} variant windows computed"
     if members or unlabelled:
         detail += (f"; {members} models of multi-model endpoints judged, {unlabelled} not: "
                    f"no label of their own in the window (counted as {OTHER}, whose inputs "
                    "are not binned, or no requests)")
-    SyncStatus.record("drift", True, detail)
+    if failed:
+        detail = (f"drift not computed for {len(failed)} endpoint"
+                  f"{'s' if len(failed) != 1 else ''}: " + "; ".join(failed[:5])
+                  + ("; ..." if len(failed) > 5 else "") + f". {detail}")
+    SyncStatus.record("drift", not failed, detail)
     return stored + members
 
 
-def _labelled(prometheus: PrometheusClient, served: ServedMultiModel, window: int) -> set[str]:
+def _variant_windows(prometheus: PrometheusClient, served: ServedEndpoint, now) -> int:
+    """Judge each variant of a plan endpoint; returns the windows stored."""
+    thresholds = thresholds_of(served)
+    window = int(served.settings().drift_window_seconds)
+    stored = 0
+    for variant, version in served.variants.items():
+        if not baseline_of(version):
+            continue  # no dataset profile: nothing to compare with
+        live = live_counts(prometheus, served, variant, window)
+        report = report_for(served, variant, live, thresholds)
+        DriftWindow.objects.update_or_create(
+            environment=served.environment, endpoint=served.endpoint, variant=variant,
+            defaults={"model": served.model, "version": version,
+                      "window_seconds": window, "report": report.to_dict(),
+                      "error": "", "computed_at": now})
+        stored += 1
+    return stored
+
+
+def _said(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).strip()[:200]}"
+
+
+def _where(served: ServedMultiModel) -> str:
+    return promql.selector(environment=served.environment.name,
+                           project=served.environment.project.slug, endpoint=served.name)
+
+
+def _labelled(prometheus: PrometheusClient, served: ServedMultiModel,
+              window: int) -> dict[str, float]:
     """The models of ``served`` whose inputs its server binned in the last ``window``
-    seconds (those with a label of their own: at most ``top_models`` at a time)."""
-    where = promql.selector(environment=served.environment.name, endpoint=served.name)
-    rows = prometheus.query(f"count by (variant) (count_over_time("
-                            f"{promql.total(promql.FEATURE_BIN)}{{{where}}}"
+    seconds (those with a label of their own: at most ``top_models`` at a time), each with
+    how long it kept its label there: the samples of its longest-lived bin series."""
+    rows = prometheus.query(f"max by (variant) (count_over_time("
+                            f"{promql.total(promql.FEATURE_BIN)}{{{_where(served)}}}"
                             f"[{promql.seconds(window)}]))")
-    return {(row.get("metric") or {}).get("variant", "") for row in rows}
+    found = {}
+    for row in rows:
+        try:
+            found[(row.get("metric") or {}).get("variant", "")] = float(row["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+    return found
 
 
 def member_windows(prometheus: PrometheusClient, served: ServedMultiModel,
@@ -186,8 +243,14 @@ def member_windows(prometheus: PrometheusClient, served: ServedMultiModel,
     of a label). A member without a dataset profile has nothing to be compared with.
 
     The windows of models no longer members are deleted (their gauges end, their alerts
-    resolve); a member that lost its label keeps its window until it is stale."""
-    DriftWindow.objects.filter(environment=served.environment, endpoint=served.name) \
+    resolve): only members' windows, whose variant is their model's name; a plan endpoint
+    of a model named like this endpoint (``mme-...``, from before the prefix was reserved)
+    keeps its own. A member that lost its label keeps its window until it is stale.
+
+    When more models than ``top_models`` had a label during the window (the top set is
+    chosen every 5 minutes), those that kept theirs longest are judged."""
+    DriftWindow.objects.filter(environment=served.environment, endpoint=served.name,
+                               variant=F("model__name")) \
         .exclude(variant__in=list(served.members)).delete()
     profiled = {name: (model, version, _settings_of(model))
                 for name, (model, version) in served.members.items()
@@ -198,18 +261,18 @@ def member_windows(prometheus: PrometheusClient, served: ServedMultiModel,
     labelled = _labelled(prometheus, served, longest)
     if OTHER in labelled:  # the server never bins it; said so, never judged
         log.warning("%s exports feature bins as %s; they are not judged", served.name, OTHER)
-    judged = {name: found for name, found in profiled.items()
-              if name in labelled and name != OTHER}
-    # The server labels at most top_models; more would be a server not keeping its bound.
-    judged = dict(sorted(judged.items())[:served.endpoint.top_models])
+    # At most top_models: the models that kept their label longest in the window (a model
+    # that held a place briefly does not push out one labelled throughout); ties by name.
+    ranked = sorted((name for name in profiled if name in labelled and name != OTHER),
+                    key=lambda name: (-labelled[name], name))
+    judged = {name: profiled[name] for name in ranked[:served.endpoint.top_models]}
     by_window: dict[int, list[str]] = defaultdict(list)
     for name, (_, _, options) in judged.items():
         by_window[int(options.drift_window_seconds)].append(name)
     stored = 0
     for window, names in sorted(by_window.items()):
-        where = promql.selector(environment=served.environment.name, endpoint=served.name)
         live = _bins(prometheus.query(promql.summed(
-            promql.total(promql.FEATURE_BIN), where, promql.seconds(window),
+            promql.total(promql.FEATURE_BIN), _where(served), promql.seconds(window),
             by="variant, feature, bin", over=promql.INCREASE)))
         for name in names:
             model, version, options = judged[name]

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from ops import rollout
 from ops.exceptions import OpsError
 from portal.monitoring.models import MonitorSettings
-from portal.registry.models import Alias, ModelVersion, RegisteredModel
+from portal.registry.models import ModelVersion, RegisteredModel
 from portal.releases.models import (
     Deployment,
     EndpointSlot,
@@ -98,8 +98,9 @@ def served_endpoints(environments=None) -> list[ServedEndpoint]:
 @dataclass
 class ServedMultiModel:
     """A multi-model endpoint the backend accepted a catalog for (decision 68), with each
-    member's model and the version it serves (its pinned one, or where its alias points:
-    what the catalog of its next apply holds; an alias move is applied at once)."""
+    member's model and the version its server serves: the one its applied catalog holds
+    (``MultiModelMember.served_version``; an alias moved since serves its old version until
+    the new catalog is applied; None: that catalog listed it unready)."""
 
     environment: Environment
     endpoint: MultiModelEndpoint
@@ -114,23 +115,19 @@ class ServedMultiModel:
 
 def served_multimodel_endpoints(environments=None) -> list[ServedMultiModel]:
     """Every multi-model endpoint applied at least once (optionally only in
-    ``environments``); three queries however many members."""
+    ``environments``); two queries however many members."""
     endpoints = (MultiModelEndpoint.objects.filter(applied__gt=0)
                  .select_related("environment__project").order_by("pk"))
     if environments is not None:
         endpoints = endpoints.filter(environment__in=environments)
     endpoints = list(endpoints)
     members = list(MultiModelMember.objects.filter(endpoint__in=endpoints)
-                   .select_related("model__monitor_settings", "version__dataset",
-                                   "version__model"))
-    aliases = {(a.model_id, a.name): a.version for a in Alias.objects.filter(
-        model_id__in={m.model_id for m in members if m.alias},
-        name__in={m.alias for m in members if m.alias}).select_related(
-        "version__dataset", "version__model")}
+                   .select_related("model__monitor_settings", "served_version__dataset",
+                                   "served_version__model"))
     by_endpoint: dict[int, dict] = {e.pk: {} for e in endpoints}
     for member in members:
-        version = member.version or aliases.get((member.model_id, member.alias))
-        by_endpoint[member.endpoint_id][member.model.name] = (member.model, version)
+        by_endpoint[member.endpoint_id][member.model.name] = (member.model,
+                                                              member.served_version)
     served = []
     for endpoint in endpoints:
         environment = endpoint.environment

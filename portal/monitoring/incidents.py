@@ -125,7 +125,15 @@ def explanation_of(alert: Alert) -> str:
 
 def _mark(incident: Incident) -> None:
     """Mark the alerts firing on every variant that serves (or, when what serves is not
-    known, on every variant the incident has: two at least)."""
+    known, on every variant the incident has: two at least).
+
+    Never on a multi-model endpoint (decision 68): its variants are its models, each with
+    its own inputs, and the few judged are not every model it serves."""
+    if any((a.labels or {}).get("multimodel_endpoint") for a in incident.alerts):
+        incident.endpoint_wide = set()
+        for alert in incident.alerts:
+            alert.endpoint_alert = False
+        return
     every = incident.serving if incident.serving else frozenset(incident.variants)
     on = defaultdict(set)
     for alert in incident.alerts:

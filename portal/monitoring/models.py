@@ -27,7 +27,8 @@ class Alert(models.Model):
     environment = models.ForeignKey("releases.Environment", null=True, blank=True,
                                     on_delete=models.SET_NULL, related_name="alerts")
     endpoint = models.CharField(max_length=120, blank=True)
-    variant = models.CharField(max_length=64, blank=True)
+    # A plan's variant, or a multi-model endpoint's model: as long as a model's name.
+    variant = models.CharField(max_length=100, blank=True)
     feature = models.CharField(max_length=200, blank=True)
     labels = models.JSONField(default=dict)
     annotations = models.JSONField(default=dict)
@@ -107,7 +108,7 @@ class DriftWindow(models.Model):
     version = models.ForeignKey("registry.ModelVersion", null=True, on_delete=models.SET_NULL,
                                 related_name="+")
     endpoint = models.CharField(max_length=120)
-    variant = models.CharField(max_length=64)
+    variant = models.CharField(max_length=100)  # a multi-model member's: its model's name
     window_seconds = models.PositiveIntegerField()
     report = models.JSONField(default=dict)
     error = models.TextField(blank=True)

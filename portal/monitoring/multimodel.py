@@ -24,7 +24,7 @@ MAX_ALERTS = 20
 class MemberDrift:
     """One member's drift as its row shows it: a verdict with its window, or why none."""
 
-    version: object = None  # the ModelVersion it serves (an alias's: where it points now)
+    version: object = None  # the ModelVersion its applied catalog holds
     verdict: str = ""  # the worst feature's (drift_summary), "" when not judged
     drifted: int = 0
     total: int = 0

@@ -171,17 +171,22 @@ def endpoint_monitoring(request, slug, name, endpoint):
     multimodel = None if served else next(
         (s for s in served_multimodel_endpoints([environment]) if s.name == endpoint), None)
     windows = list(queries.drift_windows_for(request.user, environment, endpoint))
-    if served is None and not windows:
+    if served is None and multimodel is None and not windows:
         raise Http404("nothing is served under this name here")
     window_key = request.GET.get("window", "1h")
     window = WINDOWS.get(window_key, WINDOWS["1h"])
     variants = list(served.variants) if served else [w.variant for w in windows]
     variant = request.GET.get("variant") if request.GET.get("variant") in variants else (
         "candidate" if "candidate" in variants else (variants[0] if variants else None))
-    options = served.settings() if served else None
-    thresholds = drift.thresholds_of(served) if served else ops_drift.Thresholds()
-    stale_before = timezone.now() - timedelta(seconds=settings.MODELGATE_DRIFT_STALE_SECONDS)
     current = next((w for w in windows if w.variant == variant), None)
+    options = served.settings() if served else None
+    if served:
+        thresholds = drift.thresholds_of(served)
+    elif current is not None:  # a multi-model member's, or a past variant's: its model's own
+        thresholds = drift.model_thresholds(current.model)
+    else:
+        thresholds = ops_drift.Thresholds()
+    stale_before = timezone.now() - timedelta(seconds=settings.MODELGATE_DRIFT_STALE_SECONDS)
     features = (current.report.get("features", []) if current else [])
     ranked = sorted(features, key=lambda f: -(f.get("psi") or 0))
     feature = request.GET.get("feature") or (ranked[0]["name"] if ranked else None)

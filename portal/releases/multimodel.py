@@ -76,14 +76,15 @@ def add_member(user, endpoint: MultiModelEndpoint, model: RegisteredModel, *,
     if version is not None and version.model_id != model.pk:
         raise ValidationFailed(f"version {version.pk} is not a version of {model.name}",
                                field="version")
-    resolved = version or _alias_version(model, alias)
-    size = estimate_loaded_bytes(resolved.artifact_size)
     with transaction.atomic():
         if alias:
             # Alias first, as a move takes it (``follow_alias``): a move racing this add
             # either commits before (the catalog reads its version) or waits and then sees
-            # this member, and re-applies the endpoint.
+            # this member, and re-applies the endpoint. Resolved under that lock, so the
+            # version checked against the budget and recorded is the one it points at.
             Alias.objects.select_for_update().filter(model=model, name=alias).exists()
+        resolved = version or _alias_version(model, alias)
+        size = estimate_loaded_bytes(resolved.artifact_size)
         locked = _locked(endpoint)
         if size > locked.memory_budget:
             raise ValidationFailed(
@@ -95,7 +96,7 @@ def add_member(user, endpoint: MultiModelEndpoint, model: RegisteredModel, *,
             with transaction.atomic():
                 member = MultiModelMember.objects.create(
                     endpoint=locked, model=model, alias=alias, version=version,
-                    memory_bytes=size, added_by=user)
+                    served_version=resolved, memory_bytes=size, added_by=user)
         except IntegrityError:
             raise Conflict(f"{model.name} is already served by {locked.name}",
                            code="duplicate", field="model") from None
@@ -223,10 +224,23 @@ def apply_endpoint(endpoint_id: int) -> str:
         rows.update(status_detail=detail)
         return detail
     detail = f"generation {catalog.generation} applied; {state.detail or 'serving'}"
-    # Only forward: a slow worker's older generation never overwrites a newer one's record.
-    rows.filter(applied__lt=catalog.generation).update(applied=catalog.generation,
-                                                       status_detail=detail)
+    # Only forward: a slow worker's older generation never overwrites a newer one's record
+    # (the row stays locked to the commit: a newer apply's record waits and comes after).
+    with transaction.atomic():
+        if rows.filter(applied__lt=catalog.generation).update(applied=catalog.generation,
+                                                              status_detail=detail):
+            record_served(endpoint, catalog)
     return detail
+
+
+def record_served(endpoint: MultiModelEndpoint, catalog: Catalog) -> None:
+    """Each member's ``served_version``: what the applied ``catalog`` holds for it (None:
+    not in it, unready or added since). Drift is judged against it (decision 68)."""
+    members = list(MultiModelMember.objects.filter(endpoint=endpoint).select_related("model"))
+    for member in members:
+        held = catalog.models.get(member.model.name)
+        member.served_version_id = held.spec.version_id if held else None
+    MultiModelMember.objects.bulk_update(members, ["served_version"], batch_size=500)
 
 
 def restore_servers() -> list[str]:

@@ -64,6 +64,12 @@ class MultiModelMember(models.Model):
                              help_text="Serve the version this alias points at (followed)")
     version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="+", help_text="Or serve this version")
+    # What the endpoint's server serves for it: the version its catalog resolved to when it
+    # was added, then what each applied catalog held (None: that catalog listed it unready).
+    # An alias that moved since serves its old version until the new catalog is applied.
+    served_version = models.ForeignKey(ModelVersion, null=True, blank=True,
+                                       on_delete=models.SET_NULL, related_name="+",
+                                       help_text="The version the applied catalog holds")
     memory_bytes = models.BigIntegerField(
         help_text="What the model is accounted for in the budget (the stated estimate)")
     added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,

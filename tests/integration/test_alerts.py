@@ -384,7 +384,7 @@ def test_export_prometheus_rules_prints_checked_rules_of_what_runs(
     target = tmp_path / "rules.yml"
     call_command("export_prometheus_rules", "--output", str(target))
     text = target.read_text()
-    assert "modelgate/production/tumor-classifier" in text and "ModelgateDatasetDrift" in text
+    assert "modelgate/clinical-ml/production/tumor-classifier" in text and "ModelgateDatasetDrift" in text
     with pytest.raises(CommandError, match="no environment"):
         call_command("export_prometheus_rules", "--environment", "nowhere")
 

@@ -12,7 +12,7 @@ from tests.unit.test_prometheus_rules import RULES, needs_promtool, promtool_tes
 TENANTS = EndpointRules(environment="production", endpoint="mme-tenants-env-3", project="crm",
                         model="", multimodel="tenants", max_error_rate=0.05,
                         max_p99_latency_seconds=0.5, for_seconds=60, drift_for_seconds=30)
-WHERE = 'environment="production",endpoint="mme-tenants-env-3"'
+WHERE = 'environment="production",project="crm",endpoint="mme-tenants-env-3"'
 
 
 @needs_promtool
@@ -73,7 +73,7 @@ def test_error_alerts_take_the_model_from_the_variant_and_the_server_down_alert_
                 values: '0+10x20'
               - series: 'modelgate_requests_total{{{WHERE},variant="__other__",status="5xx"}}'
                 values: '0+10x20'
-              - series: 'up{{environment="production",multimodel_endpoint="tenants",instance="a:1"}}'
+              - series: 'up{{environment="production",project="crm",multimodel_endpoint="tenants",instance="a:1"}}'
                 values: '0x20'
             alert_rule_test:
               - eval_time: 3m
@@ -95,7 +95,8 @@ def test_error_alerts_take_the_model_from_the_variant_and_the_server_down_alert_
                 alertname: ModelgateServerDown
                 exp_alerts:
                   - exp_labels: {{severity: critical, environment: production,
-                                 multimodel_endpoint: tenants, instance: "a:1", project: crm}}
+                                 endpoint: mme-tenants-env-3, multimodel_endpoint: tenants,
+                                 instance: "a:1", project: crm}}
                     exp_annotations:
                       summary: "tenants (production): model server not answering scrapes"
                       description: "a:1 has not answered Prometheus."

@@ -47,13 +47,13 @@ def test_error_rate_alert_fires_after_its_for_duration_with_the_labels_the_porta
         tests:
           - interval: 15s
             input_series:
-              - series: 'modelgate_requests_total{environment="production",endpoint="churn",variant="candidate",status="2xx"}'
+              - series: 'modelgate_requests_total{environment="production",project="crm",endpoint="churn",variant="candidate",status="2xx"}'
                 values: '0+90x20'
-              - series: 'modelgate_requests_total{environment="production",endpoint="churn",variant="candidate",status="5xx"}'
+              - series: 'modelgate_requests_total{environment="production",project="crm",endpoint="churn",variant="candidate",status="5xx"}'
                 values: '0+10x20'
-              - series: 'modelgate_requests_total{environment="production",endpoint="churn",variant="stable",status="2xx"}'
+              - series: 'modelgate_requests_total{environment="production",project="crm",endpoint="churn",variant="stable",status="2xx"}'
                 values: '0+100x20'
-              - series: 'modelgate_requests_total{environment="staging",endpoint="churn",variant="candidate",status="5xx"}'
+              - series: 'modelgate_requests_total{environment="staging",project="crm",endpoint="churn",variant="candidate",status="5xx"}'
                 values: '0+100x20'
             alert_rule_test:
               - eval_time: 1m
@@ -79,17 +79,17 @@ def test_drift_alerts_follow_the_exported_verdicts(tmp_path):
         tests:
           - interval: 15s
             input_series:
-              - series: 'modelgate_drift_verdict{environment="production",endpoint="churn",variant="candidate",feature="age"}'
+              - series: 'modelgate_drift_verdict{environment="production",project="crm",endpoint="churn",variant="candidate",feature="age"}'
                 values: '0 0 2 2 2 2 2 2'
-              - series: 'modelgate_drift_verdict{environment="production",endpoint="churn",variant="stable",feature="age"}'
+              - series: 'modelgate_drift_verdict{environment="production",project="crm",endpoint="churn",variant="stable",feature="age"}'
                 values: '0 1 1 1 1 1 1 1'
-              - series: 'modelgate_drift_psi{environment="production",endpoint="churn",variant="candidate",feature="age"}'
+              - series: 'modelgate_drift_psi{environment="production",project="crm",endpoint="churn",variant="candidate",feature="age"}'
                 values: '0.01 0.02 0.91 0.91 0.91 0.91 0.91 0.91'
-              - series: 'modelgate_drift_psi{environment="production",endpoint="churn",variant="stable",feature="age"}'
+              - series: 'modelgate_drift_psi{environment="production",project="crm",endpoint="churn",variant="stable",feature="age"}'
                 values: '0.01 0.12 0.12 0.12 0.12 0.12 0.12 0.12'
-              - series: 'modelgate_drift_dataset{environment="production",endpoint="churn",variant="candidate"}'
+              - series: 'modelgate_drift_dataset{environment="production",project="crm",endpoint="churn",variant="candidate"}'
                 values: '0 0 1 1 1 1 1 1'
-              - series: 'modelgate_drift_share{environment="production",endpoint="churn",variant="candidate"}'
+              - series: 'modelgate_drift_share{environment="production",project="crm",endpoint="churn",variant="candidate"}'
                 values: '0 0 0.6 0.6 0.6 0.6 0.6 0.6'
             alert_rule_test:
               - eval_time: 75s
@@ -128,13 +128,13 @@ def test_no_traffic_fires_only_for_a_variant_meant_to_get_traffic(tmp_path):
         tests:
           - interval: 1m
             input_series:
-              - series: 'modelgate_requests_total{environment="production",endpoint="churn",variant="stable",status="2xx"}'
+              - series: 'modelgate_requests_total{environment="production",project="crm",endpoint="churn",variant="stable",status="2xx"}'
                 values: '5x30'
-              - series: 'modelgate_variant_weight{environment="production",endpoint="churn",variant="stable"}'
+              - series: 'modelgate_variant_weight{environment="production",project="crm",endpoint="churn",variant="stable"}'
                 values: '1x30'
-              - series: 'modelgate_requests_total{environment="production",endpoint="churn",variant="shadow",status="2xx"}'
+              - series: 'modelgate_requests_total{environment="production",project="crm",endpoint="churn",variant="shadow",status="2xx"}'
                 values: '5x30'
-              - series: 'modelgate_variant_weight{environment="production",endpoint="churn",variant="shadow"}'
+              - series: 'modelgate_variant_weight{environment="production",project="crm",endpoint="churn",variant="shadow"}'
                 values: '0x30'
             alert_rule_test:
               - eval_time: 20m
@@ -152,8 +152,8 @@ def test_no_traffic_fires_only_for_a_variant_meant_to_get_traffic(tmp_path):
 @needs_promtool
 def test_server_down_fires_from_up_which_carries_only_the_targets_labels(tmp_path):
     # ``up`` has the labels of the target the portal writes (environment, project, model)
-    # and Prometheus's own, never the server's ``endpoint``; another model's server down
-    # is not this endpoint's alert.
+    # and Prometheus's own, never the server's ``endpoint`` (the rule sets it, so the
+    # endpoint's page lists the alert); another model's server down is not this endpoint's.
     labels = dict(Target("127.0.0.1:9201", "production", "crm", "churn").labels)
     churn = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     done = promtool_test(tmp_path, prometheus.rule_groups([RULES]), f"""
@@ -174,7 +174,7 @@ def test_server_down_fires_from_up_which_carries_only_the_targets_labels(tmp_pat
                 alertname: ModelgateServerDown
                 exp_alerts:
                   - exp_labels: {{severity: critical, environment: production, project: crm,
-                                 model: churn, instance: "127.0.0.1:9201",
+                                 endpoint: churn, model: churn, instance: "127.0.0.1:9201",
                                  job: modelgate-models}}
                     exp_annotations:
                       summary: "churn (production): model server not answering scrapes"

@@ -77,10 +77,21 @@ def update_project(user, project: Project, **fields) -> Project:
 
 # Models ----------------------------------------------------------------------------------
 
+# A multi-model endpoint's name on the platform is mme-<name>-env-<id> (decision 68); a plan
+# endpoint is named after its model, so a model named so would share its series, windows and
+# rules.
+RESERVED_MODEL_PREFIX = "mme-"
+
+
 def create_model(user, project: Project, *, name: str, task: str,
                  description: str = "") -> RegisteredModel:
     require_role(user, project, Role.CONTRIBUTOR, "register models")
     refuse_archived(project)
+    if str(name).startswith(RESERVED_MODEL_PREFIX):
+        raise ValidationFailed(
+            f"model names cannot start with {RESERVED_MODEL_PREFIX!r}: it is reserved for "
+            "multi-model endpoints, whose platform names (mme-<name>-env-<id>) a model's "
+            "endpoint would collide with", field="name")
     model = RegisteredModel(project=project, name=name, task=task, description=description,
                             created_by=user)
     _full_clean(model, exclude=["created_by"])
