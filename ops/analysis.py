@@ -40,32 +40,36 @@ class Analyzer(ABC):
 
     @abstractmethod
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None, baseline_seconds: int | None = None) -> Measured:
+                environment: str | None = None, baseline_seconds: int | None = None,
+                project: str | None = None) -> Measured:
         """The candidate of ``endpoint`` over the last ``window_seconds`` (its shadow
-        comparison when ``shadow``), matched to ``environment`` where the source can tell
-        environments apart; what the stable lacks over that window (no traffic: the 100 %
+        comparison when ``shadow``), matched to ``environment`` (and ``project``, whose
+        environments it is) where the source can tell environments apart; what the stable lacks over that window (no traffic: the 100 %
         step) over the last ``baseline_seconds`` (the rollout so far) where the source can.
         Never raises for an unreachable source or missing data: the ``Measured`` then has
         ``None`` values (inconclusive) and says why in ``error``."""
 
 
-def _selector(endpoint: str, variant: str, environment: str | None = None) -> str:
-    where = f'endpoint="{endpoint}",variant="{variant}"'
-    return f'environment="{environment}",{where}' if environment else where
+def _selector(endpoint: str, variant: str, environment: str | None = None,
+              project: str | None = None) -> str:
+    return promql.selector(environment=environment, project=project, endpoint=endpoint,
+                           variant=variant)
 
 
 def queries_for(endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None) -> dict[str, str]:
+                environment: str | None = None, project: str | None = None) -> dict[str, str]:
     """The PromQL of each measurement, over the last ``window_seconds``.
 
-    ``environment``, when given, is matched on the ``environment`` label that the scrape
-    adds to every model-server series (the portal's managed Prometheus does; a Prometheus
-    managed elsewhere must too, or the same model in staging and production would mix).
+    ``environment`` and ``project``, when given, are matched on the labels the scrape adds
+    to every model-server series (the portal's managed Prometheus does; a Prometheus
+    managed elsewhere must too, or the same model in staging and production would mix, and
+    two projects' ``production``/``churn`` would judge each other's rollouts).
     A shadow candidate answers nobody: its traffic and latency are the server's shadow
     series (copies of live requests), and it has no error series of its own.
     """
     w = f"{max(int(window_seconds), 1)}s"
-    c, s = _selector(endpoint, CANDIDATE, environment), _selector(endpoint, STABLE, environment)
+    c = _selector(endpoint, CANDIDATE, environment, project)
+    s = _selector(endpoint, STABLE, environment, project)
     if shadow:
         return {
             "requests": promql.shadow_compared(c, w),
@@ -129,16 +133,18 @@ class PrometheusAnalyzer(Analyzer):
                 for name, query in queries.items()}
 
     def _baseline(self, values: dict, queries: dict, endpoint: str, baseline_seconds: int,
-                  environment: str | None) -> None:
+                  environment: str | None, project: str | None = None) -> None:
         """Fill the stable's missing measurements from the rollout so far (in place)."""
-        longer = queries_for(endpoint, baseline_seconds, environment=environment)
+        longer = queries_for(endpoint, baseline_seconds, environment=environment,
+                             project=project)
         for name in STABLE_BASELINE:
             if values.get(name) is None and name in queries:
                 key = f"{name} (over the rollout so far)"
                 queries[key] = longer[name]
                 values[name] = self._values({name: longer[name]})[name]
 
-    def _alerts(self, endpoint: str, environment: str | None = None) -> tuple[Alert, ...]:
+    def _alerts(self, endpoint: str, environment: str | None = None,
+                project: str | None = None) -> tuple[Alert, ...]:
         """Firing alerts on the candidate (or on no variant). One that the stable has too
         (firing or pending: the same alert and feature) is the endpoint's, not the
         candidate's: shifted inputs reach every variant alike, and blaming the candidate for
@@ -147,7 +153,9 @@ class PrometheusAnalyzer(Analyzer):
         active = [a for a in self.client.alerts()
                   if (a.get("labels") or {}).get("endpoint") == endpoint
                   and (environment is None
-                       or (a.get("labels") or {}).get("environment") in (environment, None))]
+                       or (a.get("labels") or {}).get("environment") in (environment, None))
+                  and (project is None
+                       or (a.get("labels") or {}).get("project") in (project, None))]
         on_stable = {_kind(a["labels"]) for a in active
                      if a["labels"].get("variant") == STABLE
                      and a.get("state") in ("firing", "pending")}
@@ -168,13 +176,15 @@ class PrometheusAnalyzer(Analyzer):
         return tuple(alerts)
 
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None, baseline_seconds: int | None = None) -> Measured:
-        promql = queries_for(endpoint, window_seconds, shadow, environment)
+                environment: str | None = None, baseline_seconds: int | None = None,
+                project: str | None = None) -> Measured:
+        promql = queries_for(endpoint, window_seconds, shadow, environment, project)
         try:
             values = self._values(promql)
             if not shadow and baseline_seconds and baseline_seconds > window_seconds:
-                self._baseline(values, promql, endpoint, int(baseline_seconds), environment)
-            alerts = self._alerts(endpoint, environment)
+                self._baseline(values, promql, endpoint, int(baseline_seconds), environment,
+                               project)
+            alerts = self._alerts(endpoint, environment, project)
         except PrometheusUnavailable as e:
             return Measured(Analysis(), promql, error=str(e))
         except (ValueError, KeyError, IndexError, TypeError) as e:
@@ -191,7 +201,8 @@ class NoAnalyzer(Analyzer):
     """Used where no Prometheus is configured: every analysis is inconclusive, and says why."""
 
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None, baseline_seconds: int | None = None) -> Measured:
+                environment: str | None = None, baseline_seconds: int | None = None,
+                project: str | None = None) -> Measured:
         return Measured(Analysis(), {}, error="no Prometheus is configured "
                                               "(set MODELGATE_PROMETHEUS_URL)")
 

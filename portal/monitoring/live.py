@@ -57,7 +57,11 @@ class _Span:
     def of(cls, served: ServedEndpoint, window: int) -> _Span:
         end = time.time()
         step = max(window / 150, 1.0)
-        return cls(promql.selector(environment=served.environment.name, endpoint=served.endpoint),
+        # Scoped as the rules are (decision 21): two projects may each have a
+        # production/<endpoint>.
+        return cls(promql.selector(environment=served.environment.name,
+                                   project=served.environment.project.slug,
+                                   endpoint=served.endpoint),
                    end - window, end, step, f"{int(max(60, 4 * step))}s", promql.seconds(window))
 
     def over_time(self, client, query: str) -> list[dict]:

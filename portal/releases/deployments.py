@@ -421,7 +421,8 @@ def advance(deployment_id: int, expected_step: int | None = None) -> Deployment 
         baseline = int(min(time.time() - deployment.created_at.timestamp(), 6 * 3600.0))
         measured = analyzer(deployment).measure(
             deployment.endpoint, window, shadow=spec.strategy == rollout.Strategy.SHADOW,
-            environment=deployment.environment.name, baseline_seconds=baseline)
+            environment=deployment.environment.name, baseline_seconds=baseline,
+            project=deployment.environment.project.slug)
     decision = rollout.decide(spec, state, measured.analysis if measured else None, time.time(),
                               served=served)
     with transaction.atomic():

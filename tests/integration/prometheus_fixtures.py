@@ -48,18 +48,21 @@ def _require_binary():
 
 @pytest.fixture
 def prometheus(tmp_path):
-    """``start(targets, environment="production")`` → the URL of a Prometheus scraping
-    ``targets`` (host:port) and labelling their series with the environment, as the
-    portal's managed configuration does."""
+    """``start(targets, environment="production", project="clinical-ml")`` → the URL of a
+    Prometheus scraping ``targets`` (host:port) and labelling their series with the
+    environment and its project (the test project's slug by default), as the portal's
+    managed configuration does."""
     _require_binary()
     processes = []
 
-    def start(targets: list[str], environment: str = "production") -> str:
+    def start(targets: list[str], environment: str = "production",
+              project: str = "clinical-ml") -> str:
         config = tmp_path / "prometheus.yml"
         config.write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [{"job_name": "modelgate", "static_configs": [
-                {"targets": targets, "labels": {"environment": environment}}]}]}))
+                {"targets": targets,
+                 "labels": {"environment": environment, "project": project}}]}]}))
         return _launch(config, tmp_path, processes)
 
     yield start

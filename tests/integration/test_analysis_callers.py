@@ -129,6 +129,13 @@ def test_a_candidate_refusing_every_caller_fails_though_it_answers_no_5xx(tmp_pa
     assert evaluation.verdict == Verdict.FAIL
     assert by["client_error_excess"].verdict == Verdict.FAIL, by["client_error_excess"]
     assert by["error_rate"].verdict == Verdict.PASS  # all the analysis of old looked at
+    # Scoped by project too: the scrape labels this server's series with its project, and
+    # another project's production/<same endpoint> is not this rollout's evidence.
+    mine = analyzer.measure(ENDPOINT, 60, environment="production", project="clinical-ml")
+    assert mine.analysis.client_error_rate == pytest.approx(1.0)
+    assert 'project="clinical-ml"' in mine.queries["requests"]
+    theirs = analyzer.measure(ENDPOINT, 60, environment="production", project="elsewhere")
+    assert theirs.analysis.requests is None and theirs.analysis.client_error_rate is None
 
 
 def test_a_candidate_predicting_one_class_fails_on_the_same_traffic(tmp_path, served):

@@ -36,7 +36,9 @@ class FakePrometheus:
 
 def served() -> SimpleNamespace:
     options = SimpleNamespace(max_error_rate=0.05, max_p99_latency_seconds=0.5)
-    return SimpleNamespace(environment=SimpleNamespace(name="production"), endpoint="churn",
+    return SimpleNamespace(environment=SimpleNamespace(name="production",
+                                                       project=SimpleNamespace(slug="crm")),
+                           endpoint="churn",
                            variants={}, settings=lambda: options)
 
 
@@ -57,7 +59,7 @@ def test_rejected_requests_and_server_errors_are_charted_apart_per_variant(monke
     assert lines(errors) == {"candidate": [1.0], "stable": [0.0]}
     # The error threshold judges the version: drawn on the 5xx chart only.
     assert errors["layout"]["shapes"] and not rejects["layout"]["shapes"]
-    where = promql.selector(environment="production", endpoint="churn")
+    where = promql.selector(environment="production", project="crm", endpoint="churn")
     assert promql.client_error_rate(where, "60s", by="variant",
                                     zero_without_errors=True) in prometheus.asked
 

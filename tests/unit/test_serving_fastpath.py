@@ -215,8 +215,8 @@ def test_histogram_boosting_is_never_served_through_a_float32_route(monkeypatch,
     0.15000000000000002 and the row 0.15 are one float32. Even with skl2onnx's bool bug
     mended (as a later release would), the model itself serves, saying why, and nothing is
     converted."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from skl2onnx.common import tree_ensemble
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     build = tree_ensemble.add_node
     converted = []

@@ -76,7 +76,8 @@ class CloudWatchAnalyzer(Analyzer):
         return tuple(alerts)
 
     def measure(self, endpoint: str, window_seconds: int, shadow: bool = False,
-                environment: str | None = None, baseline_seconds: int | None = None) -> Measured:
+                environment: str | None = None, baseline_seconds: int | None = None,
+                project: str | None = None) -> Measured:
         # One SageMaker endpoint per environment's account/region: the name is enough.
         name = self.endpoint_name(endpoint)
         if shadow:

@@ -12,8 +12,8 @@ from portal.releases.models import Environment
 class Command(BaseCommand):
     help = ("Export the recording and alerting rules of every served endpoint (error rate, "
             "latency, no traffic, server down, drift) as a Prometheus rule file. The series "
-            "must carry an 'environment' label (the environment's name) from your scrape "
-            "configuration, and your Prometheus must scrape the portal's /metrics for the "
+            "must carry an 'environment' label (the environment's name) and a 'project' label "
+            "(its project's slug) from your scrape configuration, and your Prometheus must scrape the portal's /metrics for the "
             "drift gauges.")
 
     def add_arguments(self, parser):
