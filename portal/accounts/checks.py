@@ -10,7 +10,7 @@ def check_mail_links(app_configs, **kwargs):
     set): invitation links are then shown to the inviting owner instead of mailed, and the
     links in notification e-mails lead nowhere. A warning, as modelgate.W101: the portal
     works, and ``check --deploy --fail-level WARNING`` fails on it."""
-    from portal.accounts.services import base_url_for_mail, mail_configured
+    from portal.accounts.mail import base_url_for_mail, mail_configured
 
     if mail_configured() and base_url_for_mail() is None:
         return [Warning(

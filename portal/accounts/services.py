@@ -7,7 +7,6 @@ import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -26,6 +25,7 @@ from portal.accounts.choices import (
     Role,
     TokenScope,
 )
+from portal.accounts.mail import base_url_for_mail, mail_configured
 from portal.accounts.models import ApiToken, Invitation, Membership, hash_token
 from portal.accounts.users import checked_new_user
 from portal.audit import services as audit
@@ -163,9 +163,6 @@ def invite(actor, project, username: str, role: str) -> None:
 
 # Inviting by e-mail address ------------------------------------------------------------
 
-# Backends that deliver nothing to the person: with these the owner is shown the link.
-UNDELIVERED_MAIL_BACKENDS = {"django.core.mail.backends.console.EmailBackend",
-                             "django.core.mail.backends.dummy.EmailBackend"}
 # What an owner is told after inviting an address when mail is configured: the same whether
 # or not an account has that address.
 INVITED_BY_EMAIL = "An invitation has been sent to that address."
@@ -181,25 +178,6 @@ INVITED_WITH_LINK_NO_ADDRESS = (
     "was sent: a mailed link would lead to this server's loopback address. Hand this link to "
     "the person yourself; it is shown only now, works once and expires with the "
     "invitation. Ask your operator to set MODELGATE_BASE_URL.")
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
-
-
-def mail_configured() -> bool:
-    """Whether mail reaches people (``MODELGATE_EMAIL_BACKEND`` is not the console default)."""
-    return settings.EMAIL_BACKEND not in UNDELIVERED_MAIL_BACKENDS
-
-
-def base_url_for_mail() -> str | None:
-    """The address links in e-mails start with (``MODELGATE_BASE_URL``); ``None`` in the
-    production profile while it is still a loopback address (the default when neither it
-    nor ``DJANGO_CSRF_TRUSTED_ORIGINS`` is set): such a link would lead the person who
-    opens it to their own machine. System check modelgate.W103 says so at start."""
-    base = settings.MODELGATE_BASE_URL
-    if settings.MODELGATE_PRODUCTION and urlsplit(base).hostname in LOOPBACK_HOSTS:
-        return None
-    return base
-
-
 def join_path(key: str) -> str:
     return reverse("accounts:invitation-join", args=[key])
 

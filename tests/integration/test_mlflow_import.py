@@ -352,7 +352,7 @@ def test_webhook_deliveries_with_a_wrong_signature_are_refused(clf, users, setti
     settings.MODELGATE_MLFLOW_ALLOW_PRIVATE = True
     follow = mlflow_services.follow(users["contributor"], clf, registered_name="tumor",
                                     alias="champion", tracking_uri="http://127.0.0.1:5999")
-    from ops.mlflow import webhook_signature
+    from ops.mlflow_webhooks import webhook_signature
 
     body = json.dumps({"entity": "model_version_alias", "action": "created",
                        "data": {"name": "tumor", "alias": "champion", "version": "1"}})

@@ -11,7 +11,7 @@ import time
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from ops import mlflow, pickles
+from ops import mlflow, mlflow_webhooks, pickles
 
 BODY = ('{"entity": "model_version_alias", "action": "created", '
         '"data": {"name": "tumor"}}')
@@ -31,24 +31,24 @@ signature:
 
 
 def test_the_signature_matches_mlflows_own():
-    assert mlflow.webhook_signature("s3cret", "delivery-1", "1764950000",
+    assert mlflow_webhooks.webhook_signature("s3cret", "delivery-1", "1764950000",
                                     BODY.encode()) == MLFLOW_SIGNATURE
 
 
 def test_a_delivery_is_accepted_only_signed_and_recent():
     headers = {"X-MLflow-Delivery-Id": "delivery-1", "X-MLflow-Timestamp": "1764950000",
                "X-MLflow-Signature": MLFLOW_SIGNATURE}
-    payload = mlflow.verify_webhook("s3cret", headers, BODY.encode(), now=1764950100)
+    payload = mlflow_webhooks.verify_webhook("s3cret", headers, BODY.encode(), now=1764950100)
     assert payload["data"]["name"] == "tumor"
-    with pytest.raises(mlflow.WebhookRefused, match="does not match"):
-        mlflow.verify_webhook("other", headers, BODY.encode(), now=1764950100)
-    with pytest.raises(mlflow.WebhookRefused, match="does not match"):
-        mlflow.verify_webhook("s3cret", headers, BODY.encode() + b" ", now=1764950100)
-    with pytest.raises(mlflow.WebhookRefused) as stale:
-        mlflow.verify_webhook("s3cret", headers, BODY.encode(), now=1764950000 + 3600)
+    with pytest.raises(mlflow_webhooks.WebhookRefused, match="does not match"):
+        mlflow_webhooks.verify_webhook("other", headers, BODY.encode(), now=1764950100)
+    with pytest.raises(mlflow_webhooks.WebhookRefused, match="does not match"):
+        mlflow_webhooks.verify_webhook("s3cret", headers, BODY.encode() + b" ", now=1764950100)
+    with pytest.raises(mlflow_webhooks.WebhookRefused) as stale:
+        mlflow_webhooks.verify_webhook("s3cret", headers, BODY.encode(), now=1764950000 + 3600)
     assert stale.value.code == "stale_webhook"
-    with pytest.raises(mlflow.WebhookRefused, match="carries"):
-        mlflow.verify_webhook("s3cret", {}, BODY.encode())
+    with pytest.raises(mlflow_webhooks.WebhookRefused, match="carries"):
+        mlflow_webhooks.verify_webhook("s3cret", {}, BODY.encode())
 
 
 def test_the_mlmodel_file_names_the_flavour_file_and_schema():
@@ -281,5 +281,5 @@ def test_a_huge_error_answer_is_not_read_for_its_message():
 def test_a_non_ascii_signature_is_refused_not_raised():
     headers = {"X-MLflow-Delivery-Id": "delivery-1", "X-MLflow-Timestamp": "1764950000",
                "X-MLflow-Signature": "v1,\u00e9 v1,\udce9"}
-    with pytest.raises(mlflow.WebhookRefused, match="does not match"):
-        mlflow.verify_webhook("s3cret", headers, BODY.encode(), now=1764950100)
+    with pytest.raises(mlflow_webhooks.WebhookRefused, match="does not match"):
+        mlflow_webhooks.verify_webhook("s3cret", headers, BODY.encode(), now=1764950100)

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from ops import artifacts as ops_artifacts
 from ops import mlflow as ops_mlflow
+from ops import mlflow_webhooks
 from ops.exceptions import ArtifactError, TransientError
 from ops.pickles import pickle_globals, untrusted_globals
 from ops.redact import without_paths
@@ -62,7 +63,7 @@ MAX_BACKOFF_SECONDS = 86400
 _FAILURES = re.compile(r"^\((\d+) failures in a row\) ")
 # Every refused webhook delivery answers this, whether the follow exists or not.
 WEBHOOK_REFUSAL = ("the delivery is unsigned, stale (more than "
-                   f"{ops_mlflow.WEBHOOK_TOLERANCE_SECONDS} s old) or not signed with this "
+                   f"{mlflow_webhooks.WEBHOOK_TOLERANCE_SECONDS} s old) or not signed with this "
                    "follow's secret")
 
 
@@ -504,8 +505,8 @@ def receive_webhook(follow_id: int, headers, body: bytes) -> bool:
     # same (code, text, status): follow ids are not probed from outside.
     secret = item.secret if item is not None else secrets.token_urlsafe(32)
     try:
-        payload = ops_mlflow.verify_webhook(secret, headers, body)
-    except ops_mlflow.WebhookRefused as e:
+        payload = mlflow_webhooks.verify_webhook(secret, headers, body)
+    except mlflow_webhooks.WebhookRefused as e:
         log.info("MLflow webhook for follow %s refused: %s", follow_id, e.code)
         raise WebhookNotAuthenticated(WEBHOOK_REFUSAL, code="bad_signature") from e
     if item is None:  # a random secret matched: not possible in practice
