@@ -69,7 +69,7 @@ class ClientGone(Exception):
     """The client disconnected before its body arrived; nobody is left to answer."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Incoming:
     """An inference request as read, before a variant parses its rows."""
 
@@ -96,17 +96,17 @@ class ModelServer:
         self.max_body_bytes = max_body_bytes
         self.shadow_tolerance = shadow_tolerance
         self._background: set[asyncio.Task] = set()
+        # Attribution headers of a successful answer, by (generation, variant, version).
+        self._answer_headers: dict[tuple, list[tuple[bytes, bytes]]] = {}
         metrics.add_collector(lambda: manager.state)
 
     async def __call__(self, scope: dict, receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-
-    # -- routing ----------------------------------------------------------------------------
-
-    async def _http(self, scope: dict, receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        # -- routing: an HTTP request (here, not in a coroutine of its own: the hot path) --
         method = scope["method"]
         path = scope["path"]
         try:
@@ -178,15 +178,20 @@ class ModelServer:
         try:
             incoming, variant = await self._choose(state, scope, receive, name, version,
                                                    sagemaker)
-            parsed, prediction, (content_type, payload, base) = await self._predict(
-                state, variant, incoming, name)
+            parsed = _parse(variant, incoming)
+            _check_outputs(parsed.outputs, variant)
+            rows = parsed.rows
+            prediction: Prediction = await variant.batcher.submit(rows, len(rows))
+            content_type, payload, base = self._answer(state, variant, incoming, parsed,
+                                                       prediction, name)
         except ClientGone:
             raise
         except Exception as e:  # noqa: BLE001 - every failure is answered, then counted
             await self._infer_failed(send, e, state, variant, started)
             return
-        await _send(send, 200, payload, content_type, [
-            *Attribution.of(state, variant).headers(), (b"x-prediction-id", base.encode())])
+        await _send(send, 200, payload, content_type,
+                    [*self._attribution_headers(state, variant),
+                     (b"x-prediction-id", base.encode())])
         ok, latency = self.metrics.bound(state.plan.endpoint, variant.name)
         ok.inc()
         latency.observe(time.perf_counter() - started)
@@ -209,15 +214,13 @@ class ModelServer:
         variant = explicit or state.live_variant(unit_id)
         return Incoming(headers, body, document, csv, sagemaker), variant
 
-    async def _predict(self, state: ServingState, variant: LoadedVariant, incoming: Incoming,
-                       name: str | None) -> tuple[ParsedRequest, Prediction, tuple]:
-        """The variant's prediction and the answer's (content type, body, prediction id)."""
-        parsed = _parse(variant, incoming)
-        _check_outputs(parsed.outputs, variant)
-        rows = parsed.rows
-        prediction: Prediction = await variant.batcher.submit(rows, len(rows))
+    def _answer(self, state: ServingState, variant: LoadedVariant, incoming: Incoming,
+                parsed: ParsedRequest, prediction: Prediction,
+                name: str | None) -> tuple[bytes, bytes, str]:
+        """The answer's content type, body and (request-level) prediction id."""
         generation = state.plan.generation
-        base, ids = new_prediction_ids(variant.name, generation, len(rows), signer=self.signer)
+        base, ids = new_prediction_ids(variant.name, generation, len(parsed.rows),
+                                       signer=self.signer)
         if incoming.sagemaker:
             content_type, payload = invocation_answer(variant, prediction, ids,
                                                       incoming.headers.get(b"accept", ""))
@@ -226,7 +229,18 @@ class ModelServer:
             payload = orjson.dumps(
                 infer_answer(name, variant, prediction, parsed, base, ids, generation),
                 option=NUMPY_JSON)
-        return parsed, prediction, (content_type, payload, base)
+        return content_type, payload, base
+
+    def _attribution_headers(self, state: ServingState,
+                             variant: LoadedVariant) -> list[tuple[bytes, bytes]]:
+        """``Attribution.of(state, variant).headers()``, made once per plan and variant."""
+        key = (state.plan.generation, variant.name, variant.spec.version)
+        headers = self._answer_headers.get(key)
+        if headers is None:
+            if len(self._answer_headers) >= 256:  # plans come and go: keep it bounded
+                self._answer_headers.clear()
+            headers = self._answer_headers[key] = Attribution.of(state, variant).headers()
+        return headers
 
     async def _infer_failed(self, send: Send, error: Exception, state: ServingState | None,
                             variant: LoadedVariant | None, started: float) -> None:
@@ -266,8 +280,17 @@ class ModelServer:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise PayloadTooLarge(f"the body is {declared} bytes; the limit is "
                                   f"{self.max_body_bytes}")
-        chunks = []
-        size = 0
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        body = message.get("body", b"")
+        if not message.get("more_body", False) and len(body) <= self.max_body_bytes:
+            return body  # the usual case: the whole body in one message
+        chunks = [body] if body else []
+        size = len(body)
+        if size > self.max_body_bytes:
+            raise PayloadTooLarge(f"the body is larger than the limit of "
+                                  f"{self.max_body_bytes} bytes")
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":

@@ -7,6 +7,13 @@ under load the next batch starts at once and is naturally large; at low load the
 the window. scikit-learn's fixed per-call overhead (a forest pays about the same for one row
 as for a hundred) is then paid once per batch instead of once per request.
 
+A batch goes to the thread pool, so the event loop keeps reading requests meanwhile, unless
+the variant's batches cost less CPU than ``inline_below`` on average (a moving average of
+the CPU time of each predict call, after ``INLINE_AFTER`` of them): such a batch runs on the
+event loop, because handing it to a thread and back (a wake-up on each side, the GIL
+changing hands) costs about as much as it (~20-40 µs of CPU per batch). One dearer batch
+raises the average and sends the next ones back to the pool.
+
 The queue is bounded in rows: past ``max_queue_rows`` a request is refused at once with
 ``Overloaded`` instead of joining a backlog that could only grow. Runners are started on
 demand and exit when the queue is empty, so a variant retired by a plan reload finishes its
@@ -30,6 +37,7 @@ DEFAULT_MAX_BATCH_ROWS = 64
 DEFAULT_MAX_QUEUE_ROWS = 1024
 EWMA_WEIGHT = 0.2
 DEFAULT_IDLE_ROUNDS = 3  # event-loop passes without a new request that end the window early
+INLINE_AFTER = 16  # batches measured in the pool before one may run on the event loop
 
 
 @dataclass(slots=True)
@@ -51,10 +59,10 @@ class MicroBatcher:
     def __init__(self, process: Callable[[list], Sequence], executor: Executor | None, *,
                  timeout: float = DEFAULT_TIMEOUT, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
                  max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS, concurrency: int = 1,
-                 idle_rounds: int = DEFAULT_IDLE_ROUNDS,
+                 idle_rounds: int = DEFAULT_IDLE_ROUNDS, inline_below: float = 0.0,
                  on_batch: Callable[[int, int], None] | None = None, name: str = "variant"):
         if (max_batch_rows < 1 or max_queue_rows < 1 or concurrency < 1 or timeout < 0
-                or idle_rounds < 0):
+                or idle_rounds < 0 or inline_below < 0):
             raise ValueError("batch sizes and concurrency must be positive, timeout >= 0")
         self.process = process
         self.executor = executor
@@ -63,6 +71,7 @@ class MicroBatcher:
         self.max_queue_rows = max_queue_rows
         self.concurrency = concurrency
         self.idle_rounds = idle_rounds
+        self.inline_below = inline_below
         self.on_batch = on_batch
         self.name = name
         self._queue: deque[_Pending] = deque()
@@ -70,6 +79,8 @@ class MicroBatcher:
         self._runners = 0
         self._waiters: set[asyncio.Future] = set()  # runners waiting for a full batch
         self._batch_seconds = 0.0  # moving average of one predict call
+        self._cpu_seconds = 0.0  # moving average of its CPU time (no queue or GIL wait)
+        self._measured = 0  # predict calls measured, up to INLINE_AFTER
 
     @property
     def queued_rows(self) -> int:
@@ -111,10 +122,11 @@ class MicroBatcher:
                     self.on_batch(len(batch), rows)
                 started = time.perf_counter()
                 try:
-                    if self.executor is None:
-                        results = self.process(items)
+                    if self.executor is None or self._inline():
+                        results = self._measured_process(items)
                     else:
-                        results = await loop.run_in_executor(self.executor, self.process, items)
+                        results = await loop.run_in_executor(self.executor,
+                                                             self._measured_process, items)
                     elapsed = time.perf_counter() - started
                     self._batch_seconds += EWMA_WEIGHT * (elapsed - self._batch_seconds)
                     if len(results) != len(batch):
@@ -131,6 +143,19 @@ class MicroBatcher:
                         pending.future.set_result(result)
         finally:
             self._runners -= 1
+
+    def _inline(self) -> bool:
+        """Whether the next batch runs on the event loop: when a batch costs less CPU than
+        handing it to a thread and back (a wake-up on each side, the GIL changing hands)."""
+        return (self._cpu_seconds < self.inline_below and self._measured >= INLINE_AFTER)
+
+    def _measured_process(self, items: list) -> Sequence:
+        started = time.thread_time()
+        results = self.process(items)
+        self._cpu_seconds += EWMA_WEIGHT * (time.thread_time() - started - self._cpu_seconds)
+        if self._measured < INLINE_AFTER:
+            self._measured += 1
+        return results
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until the batch is full, the window has passed, or nobody else is arriving."""

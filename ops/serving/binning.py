@@ -46,6 +46,11 @@ class FeatureBinner:
         self._interior = np.full((len(self.features), max(widest, 1)), np.inf)
         for i, e in enumerate(self.edges):
             self._interior[i, : len(e) - 2] = e[1:-1]
+        # The same, edges first, (edges, 1, features): comparing a batch against it and summing
+        # over the first axis is twice as fast as summing over a short last axis.
+        self._interior_t = np.ascontiguousarray(self._interior.T)[:, None, :]
+        # Binned columns 0..k-1 in order: rows of exactly k columns need no column selection.
+        self._in_order = bool(np.array_equal(self.columns, np.arange(len(self.features))))
         # Start of each feature's bins in the flat counts (empty when nothing is binned).
         self._offsets = np.concatenate([[0], np.cumsum(self.bins)])[:-1].astype(np.intp)
         self._counts = np.zeros(int(self.bins.sum()), dtype=np.int64)
@@ -56,11 +61,20 @@ class FeatureBinner:
         """Count a batch of rows (``(n, width)`` float array)."""
         if not self.features or len(rows) == 0:
             return
-        values = rows[:, self.columns].astype(np.float64, copy=False)  # (n, k)
+        if self._in_order and rows.shape[1] == len(self.features):
+            values = rows.astype(np.float64, copy=False)  # (n, k)
+        else:
+            values = rows[:, self.columns].astype(np.float64, copy=False)
+        # Interior edges <= value, counted per value: its bin (NaN: 0, left out below).
+        index = np.add.reduce(self._interior_t <= values[None, :, :], axis=0, dtype=np.intp)
+        index += self._offsets  # (n, k): positions in the flat counts
         finite = np.isfinite(values)
-        index = (self._interior[None, :, :] <= values[:, :, None]).sum(axis=2)  # (n, k)
-        flat = (index + self._offsets[None, :])[finite]
-        counts = np.bincount(flat, minlength=len(self._counts))
+        if finite.all():  # the usual case: nothing missing, no mask
+            counts = np.bincount(index.ravel(), minlength=len(self._counts))
+            with self._lock:
+                self._counts += counts
+            return
+        counts = np.bincount(index[finite], minlength=len(self._counts))
         missing = (~finite).sum(axis=0)
         with self._lock:
             self._counts += counts

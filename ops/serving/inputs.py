@@ -42,17 +42,15 @@ class InputSpec:
     index: dict = field(init=False)
     numeric: bool = field(init=False)
     required: np.ndarray = field(init=False)  # True where null is refused
+    width: int = field(init=False)  # the number of features
 
     def __post_init__(self):
+        object.__setattr__(self, "width", len(self.features))
         object.__setattr__(self, "names", tuple(f.name for f in self.features))
         object.__setattr__(self, "index", {f.name: i for i, f in enumerate(self.features)})
         object.__setattr__(self, "numeric", all(f.numeric for f in self.features))
         object.__setattr__(self, "required",
                            np.array([not f.nullable for f in self.features], dtype=bool))
-
-    @property
-    def width(self) -> int:
-        return len(self.features)
 
 
 @dataclass
@@ -87,7 +85,7 @@ def parse_infer(document, spec: InputSpec) -> ParsedRequest:
         rows = rows_from_instances(document["instances"], spec, "instances")
     elif "inputs" in document:
         inputs = document["inputs"]
-        if isinstance(inputs, list) and inputs and all(isinstance(t, dict) for t in inputs):
+        if isinstance(inputs, list) and inputs and _all_objects(inputs):
             rows = rows_from_tensors(inputs, spec)
         else:
             rows = rows_from_instances(inputs, spec, "inputs")
@@ -95,6 +93,13 @@ def parse_infer(document, spec: InputSpec) -> ParsedRequest:
         raise BadInput("the body has no \"inputs\" (nor \"instances\")", code="invalid_input")
     return ParsedRequest(rows=rows, unit_id=_unit_id(parameters.get("unit_id")),
                          request_id=request_id, outputs=outputs)
+
+
+def _all_objects(items: list) -> bool:
+    for item in items:
+        if not isinstance(item, dict):
+            return False
+    return True
 
 
 def invocation_media(content_type: str) -> str:
@@ -168,12 +173,20 @@ def _tensor_parts(tensor: dict, where: str):
     if "data" not in tensor:
         raise BadInput(f"input {name!r} has no \"data\"")
     shape = tensor.get("shape")
-    if shape is not None and (not isinstance(shape, list)
-                              or not all(isinstance(d, int) and not isinstance(d, bool)
-                                         and d >= -1 for d in shape)):
+    if shape is not None and not _is_shape(shape):
         raise BadInput(f"input {name!r}: shape must be a list of non-negative integers",
                        code="bad_shape")
     return name, datatype, shape, tensor["data"]
+
+
+def _is_shape(shape) -> bool:
+    """A list of integers, each -1 (any) or more."""
+    if not isinstance(shape, list):
+        return False
+    for d in shape:
+        if not isinstance(d, int) or isinstance(d, bool) or d < -1:
+            return False
+    return True
 
 
 def _rows_from_matrix_tensor(tensor: dict, spec: InputSpec) -> np.ndarray:
@@ -183,8 +196,7 @@ def _rows_from_matrix_tensor(tensor: dict, spec: InputSpec) -> np.ndarray:
                        code="invalid_type")
     array = _numbers(data, spec, name) if spec.numeric else _objects(data, name)
     if shape is not None:
-        expected = math.prod(d for d in shape if d != -1)
-        if -1 not in shape and array.size != expected:
+        if -1 not in shape and array.size != (expected := math.prod(shape)):
             raise BadInput(f"input {name!r}: shape {shape} holds {expected} values but data has "
                            f"{array.size}", code="bad_shape")
         if len(shape) == 2 and shape[1] not in (-1, spec.width):
@@ -411,15 +423,15 @@ def _checked(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Refuse infinities and nulls in features that are not nullable."""
     if array.shape[0] == 0:
         raise BadInput("the request has no rows", code="invalid_input")
-    if array.dtype == object:
+    kind = array.dtype.kind
+    if kind == "O":
         _check_object_types(array, spec, "inputs")
         nulls = np.array([[v is None for v in row] for row in array], dtype=bool)
         bad = nulls & spec.required
         if bad.any():
             raise _null_error(bad, spec)
         return array
-    finite = np.isfinite(array)
-    if finite.all():
+    if np.isfinite(array).all():
         return array
     if np.isinf(array).any():
         column = int(np.argwhere(np.isinf(array))[0][1])

@@ -5,7 +5,7 @@ label of a classifier and the feature name (with the baseline's bin index). Requ
 unit ids and values never become labels. The series' names are ``ops.promql``'s.
 
 Per-row distributions (feature bins, predicted classes, regression values) are counted with
-numpy in the prediction thread, once per batch, and read by a custom collector at scrape
+numpy where the batch is predicted, once per batch, and read by a custom collector at scrape
 time; calling ``Counter.labels().inc()`` for every feature of every row would cost more than
 the prediction.
 """

@@ -6,10 +6,13 @@ SageMaker starts containers as ``docker run IMAGE serve`` with ``SAGEMAKER_BIND_
 set (8080 when absent) and the model under ``/opt/ml/model``: in that mode the server binds
 0.0.0.0 on that port and reads ``/opt/ml/model/plan.json`` unless ``--plan`` says otherwise.
 
-One uvicorn worker on uvloop + httptools: predictions run in a small thread pool, so the
-event loop keeps accepting while a batch is computed. Several uvicorn workers would not
-share batches and (uvicorn 0.54) lose TCP_NODELAY on the listening socket, adding ~48 ms to
-every answer; scale with more processes behind the platform's load balancer instead.
+One uvicorn worker on uvloop + httptools (uvicorn's protocol, sending each answer in one
+write: ``protocol.py``): predictions run in a small thread pool, so the event loop keeps
+accepting while a batch is computed, except a variant's batches that cost less CPU than
+handing them to a thread and back (``--batch-inline-us``, ``batching.py``). Several uvicorn
+workers would not share batches and (uvicorn 0.54) lose TCP_NODELAY on the listening
+socket, adding ~48 ms to every answer; scale with more processes behind the platform's load
+balancer instead.
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=_env_int("MODELGATE_BATCH_IDLE_ROUNDS", 3),
                         help="end the window early after this many event-loop passes bring no "
                              "new request (default 3; 0 always waits the full window)")
+    parser.add_argument("--batch-inline-us", type=float, default=200.0,
+                        help="predict a variant's batches on the event loop while they cost "
+                             "less CPU than this on average, less than handing them to a "
+                             "thread and back (default 200 µs; 0: always in the thread pool)")
     parser.add_argument("--threads", type=int, default=_env_int("MODELGATE_THREADS", 2),
                         help="prediction threads shared by all variants (default 2)")
     parser.add_argument("--max-body-bytes", type=int,
@@ -92,7 +99,8 @@ def build_app(args: argparse.Namespace) -> ModelServer:
     batching = BatchingOptions(timeout=max(0.0, args.batch_timeout_ms) / 1000.0,
                                max_batch_rows=args.max_batch, max_queue_rows=args.max_queue,
                                concurrency=args.batch_concurrency,
-                               idle_rounds=args.batch_idle_rounds)
+                               idle_rounds=args.batch_idle_rounds,
+                               inline_below=max(0.0, args.batch_inline_us) / 1e6)
     try:
         signer = Signer.from_environment()
     except (OSError, ValueError) as e:
@@ -129,9 +137,12 @@ def main(argv: list[str] | None = None) -> None:
              " (SageMaker mode)" if sagemaker else "")
     config = uvicorn.Config(
         app, host=args.host, port=args.port, workers=1, loop=_choice("uvloop", "asyncio"),
-        http=_choice("httptools", "h11"), lifespan="on", access_log=False,
+        http=_http_protocol(), lifespan="on", access_log=False,
         log_level=args.log_level.lower(), server_header=False, date_header=False,
         backlog=2048, timeout_keep_alive=75,
+        # Nothing here reads the client's address or scheme: no X-Forwarded-* rewriting
+        # middleware in front of every request.
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()
 
@@ -153,6 +164,16 @@ def _multimodel_app(args, metrics, executor, batching, signer):
     return MultiModelServer(args.catalog, metrics, executor, batching,
                             poll_interval=args.poll_interval, signer=signer,
                             max_body_bytes=args.max_body_bytes, sagemaker_catalog=first)
+
+
+def _http_protocol():
+    """uvicorn's httptools protocol writing each answer in one write (``protocol.py``), or
+    h11 where httptools is missing."""
+    if _choice("httptools", "h11") == "h11":
+        return "h11"
+    from ops.serving.protocol import HttpToolsOneWrite
+
+    return HttpToolsOneWrite
 
 
 def _choice(preferred: str, fallback: str) -> str:

@@ -86,6 +86,7 @@ class BatchingOptions:
     max_queue_rows: int = 1024
     concurrency: int = 1
     idle_rounds: int = 3
+    inline_below: float = 0.0
 
 
 @dataclass(slots=True)
@@ -137,10 +138,11 @@ class LoadedVariant:
         self.batcher = MicroBatcher(
             self.predict_batch, executor, timeout=batching.timeout,
             max_batch_rows=batching.max_batch_rows, max_queue_rows=batching.max_queue_rows,
-            concurrency=batching.concurrency, idle_rounds=batching.idle_rounds, name=spec.name,
+            concurrency=batching.concurrency, idle_rounds=batching.idle_rounds,
+            inline_below=batching.inline_below, name=spec.name,
         )
 
-    # -- prediction (runs in a worker thread) ------------------------------------------------
+    # -- prediction (in a worker thread, or on the event loop when cheap: batching.py) -------
 
     def predict_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels (or values) and probabilities for a matrix of validated rows."""

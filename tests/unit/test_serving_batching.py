@@ -186,3 +186,28 @@ def test_batch_sizes_are_reported(executor):
 
     run(scenario())
     assert seen == [(5, 10)]
+
+
+def test_cheap_batches_run_on_the_event_loop_once_measured(executor):
+    from ops.serving.batching import INLINE_AFTER
+
+    def where(inline_below):
+        threads = []
+
+        def process(items):
+            threads.append(threading.current_thread())
+            return [item * 2 for item in items]
+
+        async def scenario():
+            batcher = MicroBatcher(process, executor, timeout=0.0, inline_below=inline_below)
+            answers = [await batcher.submit(i) for i in range(INLINE_AFTER + 3)]
+            return answers, threading.current_thread()
+
+        answers, loop_thread = run(scenario())
+        assert answers == [i * 2 for i in range(INLINE_AFTER + 3)]
+        return [t is loop_thread for t in threads]
+
+    # The first INLINE_AFTER batches are measured in the pool, then they cost less than 1 s.
+    assert where(1.0) == [False] * INLINE_AFTER + [True] * 3
+    assert where(0.0) == [False] * (INLINE_AFTER + 3)  # 0: always in the pool
+    assert where(1e-12) == [False] * (INLINE_AFTER + 3)  # dearer than the bound
