@@ -21,6 +21,7 @@ started. Not part of the test suite: it downloads Airflow and takes minutes.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -38,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 UV = ROOT / ".venv" / "bin" / "uv"
 DAG_ID = "modelgate_retrain"
+FEATURES = ["mean radius", "mean texture", "mean perimeter"]
+DRIFTED = ["mean radius", "mean texture"]
 USER, PASSWORD = "admin", "roundtrip-password"
 DAG = f'''
 from datetime import datetime
@@ -164,6 +167,7 @@ def fire_through_the_portal(url: str, work: Path) -> dict:
 
     from portal.monitoring import alerts
     from portal.monitoring.choices import AlertSource
+    from portal.monitoring.models import DriftWindow
     from portal.registry import services as registry
     from portal.releases import services as releases
     from portal.retraining import services
@@ -175,7 +179,22 @@ def fire_through_the_portal(url: str, work: Path) -> dict:
     project = registry.create_project(owner, name="Clinical ML", slug="clinical-ml")
     model = registry.create_model(owner, project, name="tumor-classifier",
                                   task="classification")
-    releases.create_environment(owner, project, name="production")
+    production = releases.create_environment(owner, project, name="production")
+    # What serves there: a validated version, and the drift window the worker would have
+    # computed for its inputs (two features drifted far), so the evidence Airflow receives
+    # names the serving version and the drifted features with their statistics.
+    version = registry.validate_version(registry.register_version(
+        owner, model, io.BytesIO(_classifier()),
+        {"input_schema": [{"name": n, "type": "double"} for n in FEATURES]}).pk)
+    feature_report = [{"name": n, "verdict": "critical" if n in DRIFTED else "no_drift",
+                       "count": 800, "psi": 0.91 if n in DRIFTED else 0.01,
+                       "ks": 0.42 if n in DRIFTED else 0.02} for n in FEATURES]
+    DriftWindow.objects.create(environment=production, model=model, version=version,
+                               endpoint="tumor-classifier", variant="stable",
+                               window_seconds=300, computed_at=timezone.now(),
+                               report={"features": feature_report, "dataset_drift": False})
+    say(f"v{version.number} ({version.status}) serving in production; its drift window: "
+        f"{', '.join(DRIFTED)} critical")
     rule, _ = services.create_rule(owner, model, name="drift in production",
                                    condition="drift", for_minutes=30, target="airflow",
                                    params={"dag_id": DAG_ID})
@@ -186,7 +205,7 @@ def fire_through_the_portal(url: str, work: Path) -> dict:
     body = {"alerts": [{"status": "firing", "startsAt": since,
                         "labels": {**labels, "feature": feature},
                         "annotations": {"summary": f"{feature} drifted far"}}
-                       for feature in ("mean radius", "mean texture")]}
+                       for feature in DRIFTED]}
     alerts.ingest(alerts.from_alertmanager(body), AlertSource.ALERTMANAGER)
     say(f"rule {rule.name!r} -> airflow DAG {DAG_ID}; a critical drift incident 40 min old")
     result = services.evaluate()
@@ -198,6 +217,17 @@ def fire_through_the_portal(url: str, work: Path) -> dict:
     return {"id": trigger.pk, "state": trigger.state, "run_id": trigger.run_id,
             "run_url": trigger.run_url, "error": trigger.last_error,
             "evidence": trigger.evidence}
+
+
+def _classifier() -> bytes:
+    """A small fitted classifier over FEATURES, as skops."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from ops.artifacts import dump_skops
+
+    rows = np.random.default_rng(0).normal(size=(40, len(FEATURES)))
+    return dump_skops(LogisticRegression().fit(rows, [0, 1] * 20))
 
 
 def _group_alive(pgid: int) -> bool:
@@ -248,6 +278,13 @@ def check(url: str, trigger: dict) -> list[str]:
         problems.append("the evidence does not list the drifted features' alerts")
     if not evidence.get("window", {}).get("from"):
         problems.append("the evidence has no window")
+    if (evidence.get("serving_version") or {}).get("number") != 1:
+        problems.append(f"the evidence names no serving v1: {evidence.get('serving_version')}")
+    drifted = {f.get("name"): f for f in evidence.get("features", [])}
+    if sorted(drifted) != sorted(DRIFTED) or any(f.get("psi") != 0.91
+                                                 for f in drifted.values()):
+        problems.append(f"the evidence's drifted features are {sorted(drifted)}, not "
+                        f"{sorted(DRIFTED)} with their statistics")
     if evidence != trigger["evidence"]:
         problems.append("the conf's evidence differs from the trigger's")
     return problems
