@@ -234,7 +234,9 @@ class ModelServer:
     def _attribution_headers(self, state: ServingState,
                              variant: LoadedVariant) -> list[tuple[bytes, bytes]]:
         """``Attribution.of(state, variant).headers()``, made once per plan and variant."""
-        key = (state.plan.generation, variant.name, variant.spec.version)
+        # Keyed by exactly what the headers are made of (7 and 7.0 are one dict key but
+        # two versions as written).
+        key = (str(state.plan.generation), variant.name, str(variant.spec.version))
         headers = self._answer_headers.get(key)
         if headers is None:
             if len(self._answer_headers) >= 256:  # plans come and go: keep it bounded

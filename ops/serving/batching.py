@@ -9,10 +9,17 @@ as for a hundred) is then paid once per batch instead of once per request.
 
 A batch goes to the thread pool, so the event loop keeps reading requests meanwhile, unless
 the variant's batches cost less CPU than ``inline_below`` on average (a moving average of
-the CPU time of each predict call, after ``INLINE_AFTER`` of them): such a batch runs on the
+each predict call's CPU time, after ``INLINE_AFTER`` of them): such a batch runs on the
 event loop, because handing it to a thread and back (a wake-up on each side, the GIL
-changing hands) costs about as much as it (~20-40 µs of CPU per batch). One dearer batch
-raises the average and sends the next ones back to the pool.
+changing hands) costs about as much as it (~20-40 µs of CPU per batch). Bounds keep the
+loop from standing still: a batch with more rows than any batch measured cheap goes to the
+pool (one request of 20,000 rows once froze the server for half a second after sixteen
+one-row ones); a predict that waits on other threads (OpenMP, BLAS, a lock) costs little CPU
+but its wall time is averaged too and must stay under ``INLINE_CAP`` times the bound (wall
+time in the pool also counts waits for the GIL, hence the margin); and a batch on the loop
+whose CPU or wall time passes that cap sends the variant's next ``INLINE_PAUSE`` batches
+back to the pool, measured again (not for good: the machine pausing the process once would
+otherwise end it).
 
 The queue is bounded in rows: past ``max_queue_rows`` a request is refused at once with
 ``Overloaded`` instead of joining a backlog that could only grow. Runners are started on
@@ -38,6 +45,8 @@ DEFAULT_MAX_QUEUE_ROWS = 1024
 EWMA_WEIGHT = 0.2
 DEFAULT_IDLE_ROUNDS = 3  # event-loop passes without a new request that end the window early
 INLINE_AFTER = 16  # batches measured in the pool before one may run on the event loop
+INLINE_CAP = 5  # a batch on the loop costing this many times inline_below pauses inlining
+INLINE_PAUSE = 64  # batches then run in the pool (and measured) before inlining again
 
 
 @dataclass(slots=True)
@@ -81,6 +90,9 @@ class MicroBatcher:
         self._batch_seconds = 0.0  # moving average of one predict call
         self._cpu_seconds = 0.0  # moving average of its CPU time (no queue or GIL wait)
         self._measured = 0  # predict calls measured, up to INLINE_AFTER
+        self._wall_seconds = 0.0  # moving average of its wall time
+        self._cheap_rows = 0  # the most rows of a batch measured under inline_below
+        self._pool_for = 0  # batches to run in the pool after one on the loop cost too much
 
     @property
     def queued_rows(self) -> int:
@@ -122,11 +134,16 @@ class MicroBatcher:
                     self.on_batch(len(batch), rows)
                 started = time.perf_counter()
                 try:
-                    if self.executor is None or self._inline():
-                        results = self._measured_process(items)
+                    if self.executor is None:
+                        results = self._measured_process(items, rows)
+                    elif self._inline(rows):
+                        results, cost = self._timed(items, rows)
+                        if cost > INLINE_CAP * self.inline_below:
+                            self._pool_for = INLINE_PAUSE
                     else:
                         results = await loop.run_in_executor(self.executor,
-                                                             self._measured_process, items)
+                                                             self._measured_process, items,
+                                                             rows)
                     elapsed = time.perf_counter() - started
                     self._batch_seconds += EWMA_WEIGHT * (elapsed - self._batch_seconds)
                     if len(results) != len(batch):
@@ -144,18 +161,35 @@ class MicroBatcher:
         finally:
             self._runners -= 1
 
-    def _inline(self) -> bool:
-        """Whether the next batch runs on the event loop: when a batch costs less CPU than
-        handing it to a thread and back (a wake-up on each side, the GIL changing hands)."""
-        return (self._cpu_seconds < self.inline_below and self._measured >= INLINE_AFTER)
+    def _inline(self, rows: int) -> bool:
+        """Whether a batch of ``rows`` runs on the event loop: when this variant's batches
+        cost less than handing them to a thread and back (a wake-up on each side, the GIL
+        changing hands), and batches of that many rows were measured so cheap."""
+        if self._pool_for:
+            self._pool_for -= 1
+            return False
+        return (self._measured >= INLINE_AFTER
+                and self._cpu_seconds < self.inline_below
+                and self._wall_seconds < INLINE_CAP * self.inline_below
+                and rows <= self._cheap_rows)
 
-    def _measured_process(self, items: list) -> Sequence:
-        started = time.thread_time()
+    def _measured_process(self, items: list, rows: int = 1) -> Sequence:
+        return self._timed(items, rows)[0]
+
+    def _timed(self, items: list, rows: int) -> tuple[Sequence, float]:
+        """The results, and the larger of the call's CPU and wall time. CPU time alone
+        would call a predict that waits on other threads (OpenMP, BLAS, a lock) cheap, and
+        it would then hold the loop for its whole wall time."""
+        cpu, wall = time.thread_time(), time.perf_counter()
         results = self.process(items)
-        self._cpu_seconds += EWMA_WEIGHT * (time.thread_time() - started - self._cpu_seconds)
+        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        self._cpu_seconds += EWMA_WEIGHT * (cpu - self._cpu_seconds)
+        self._wall_seconds += EWMA_WEIGHT * (wall - self._wall_seconds)
+        if cpu < self.inline_below and wall < INLINE_CAP * self.inline_below:
+            self._cheap_rows = max(self._cheap_rows, rows)
         if self._measured < INLINE_AFTER:
             self._measured += 1
-        return results
+        return results, max(cpu, wall)
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until the batch is full, the window has passed, or nobody else is arriving."""

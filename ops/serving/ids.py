@@ -131,10 +131,12 @@ class _Tokens:
     PER_READ = 256
 
     def __init__(self):
-        self._lock = threading.Lock()
         self._reset()
 
     def _reset(self) -> None:
+        # A new lock too: a child forked while another thread held the old one would find
+        # its copy held forever.
+        self._lock = threading.Lock()
         self._pool = ""  # hex digits not handed out yet, from self._next on
         self._next = 0
 

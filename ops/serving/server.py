@@ -70,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=_env_int("MODELGATE_BATCH_IDLE_ROUNDS", 3),
                         help="end the window early after this many event-loop passes bring no "
                              "new request (default 3; 0 always waits the full window)")
-    parser.add_argument("--batch-inline-us", type=float, default=200.0,
+    parser.add_argument("--batch-inline-us", type=float,
+                        default=float(os.environ.get("MODELGATE_BATCH_INLINE_US", "200")),
                         help="predict a variant's batches on the event loop while they cost "
                              "less CPU than this on average, less than handing them to a "
                              "thread and back (default 200 µs; 0: always in the thread pool)")

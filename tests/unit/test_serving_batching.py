@@ -211,3 +211,33 @@ def test_cheap_batches_run_on_the_event_loop_once_measured(executor):
     assert where(1.0) == [False] * INLINE_AFTER + [True] * 3
     assert where(0.0) == [False] * (INLINE_AFTER + 3)  # 0: always in the pool
     assert where(1e-12) == [False] * (INLINE_AFTER + 3)  # dearer than the bound
+
+
+def test_a_batch_too_dear_on_the_loop_sends_the_next_ones_back_to_the_pool_for_a_while():
+    from ops.serving.batching import INLINE_AFTER, INLINE_CAP, INLINE_PAUSE
+
+    executor = ThreadPoolExecutor(max_workers=1)
+    threads, slow = [], set()
+    bound = 0.005
+
+    def process(items):
+        threads.append(threading.current_thread())
+        if items[0] in slow:
+            time.sleep(INLINE_CAP * bound * 2)  # the machine paused it, or a dear batch
+        return [item * 2 for item in items]
+
+    async def scenario():
+        batcher = MicroBatcher(process, executor, timeout=0.0, inline_below=bound)
+        slow.add(INLINE_AFTER + 1)
+        for i in range(INLINE_AFTER + 2 + INLINE_PAUSE + 2):
+            await batcher.submit(i)
+        return threading.current_thread()
+
+    loop_thread = run(scenario())
+    on_loop = [t is loop_thread for t in threads]
+    assert on_loop[:INLINE_AFTER] == [False] * INLINE_AFTER  # measured first
+    assert on_loop[INLINE_AFTER:INLINE_AFTER + 2] == [True, True]  # the second one too dear
+    pause = on_loop[INLINE_AFTER + 2:INLINE_AFTER + 2 + INLINE_PAUSE]
+    assert pause == [False] * INLINE_PAUSE  # measured again in the pool
+    assert on_loop[-2:] == [True, True]  # then cheap again: back on the loop
+    executor.shutdown()
