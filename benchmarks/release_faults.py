@@ -302,7 +302,9 @@ class Stack:
 
     def prometheus(self, ports: tuple[int, int]) -> str:
         """A Prometheus scraping every port of the range each second, as the tests start one
-        (tests/integration/prometheus_fixtures.py), labelling the series "production"."""
+        (tests/integration/prometheus_fixtures.py), labelling the series "production" and
+        no project: a Prometheus set up as the docs said before the project label (decision
+        23), whose rollouts must still be judged."""
         import requests
         import yaml
 

@@ -81,8 +81,16 @@ def bucket(name: str) -> str:
 
 
 def selector(**labels: str | None) -> str:
-    """``k="v",...`` of the labels given a value (None: left out); values are not escaped."""
-    return ",".join(f'{k}="{v}"' for k, v in labels.items() if v is not None)
+    """``k="v",...`` of the labels given a value (None: left out); values are not escaped.
+
+    ``project`` matches the project's series and series with no ``project`` label at all
+    (``project=~"<slug>|"``; slugs hold no regular-expression characters): a Prometheus
+    scraping as the portal's docs said before decision 23 took the project in (the
+    environment only) keeps getting its rollouts judged, as before, rather than every
+    analysis turning inconclusive; one that labels the project keeps each project to its
+    own series."""
+    return ",".join(f'{k}=~"{v}|"' if k == "project" else f'{k}="{v}"'
+                    for k, v in labels.items() if v is not None)
 
 
 def seconds(n: float) -> str:

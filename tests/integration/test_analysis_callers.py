@@ -133,7 +133,7 @@ def test_a_candidate_refusing_every_caller_fails_though_it_answers_no_5xx(tmp_pa
     # another project's production/<same endpoint> is not this rollout's evidence.
     mine = analyzer.measure(ENDPOINT, 60, environment="production", project="clinical-ml")
     assert mine.analysis.client_error_rate == pytest.approx(1.0)
-    assert 'project="clinical-ml"' in mine.queries["requests"]
+    assert 'project=~"clinical-ml|"' in mine.queries["requests"]
     theirs = analyzer.measure(ENDPOINT, 60, environment="production", project="elsewhere")
     assert theirs.analysis.requests is None and theirs.analysis.client_error_rate is None
 
