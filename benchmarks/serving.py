@@ -408,11 +408,14 @@ def lua_script(path: Path, url_path: str, bodies: list[str]) -> None:
         local bodies = {{
         {quoted}
         }}
-        -- Each request is formatted once: formatting per request made wrk itself the
-        -- bottleneck (one thread, sharing two cores with the server under test).
+        -- Each request is formatted once, in init: wrk has set the Host header by then
+        -- (formatted at load, the requests had none, and servers holding to HTTP/1.1
+        -- refused every one).
         local requests = {{}}
-        for n, body in ipairs(bodies) do
-          requests[n] = wrk.format(nil, "{url_path}", nil, body)
+        function init(args)
+          for n, body in ipairs(bodies) do
+            requests[n] = wrk.format(nil, "{url_path}", nil, body)
+          end
         end
         local i = 0
         request = function()
@@ -674,6 +677,12 @@ def report(results: list[Result], floors: dict, top: int, note: str | None) -> N
             if theirs is None:
                 print(f"{model}: ours/{other} at c={top}: not measured")
                 continue
+            if theirs.non_2xx or theirs.errors:
+                # Requests per second of a server answering errors are not a throughput.
+                print(f"{model}: ours/{theirs.server} at c={top}: not comparable, "
+                      f"{theirs.server} answered {theirs.non_2xx} errors and "
+                      f"{theirs.errors} socket errors (see its log in the work directory)")
+                continue
             print(f"{model}: ours/{theirs.server} at c={top}: throughput "
                   f"x{ours.rps / theirs.rps:.1f} ({ours.rps:.0f} vs {theirs.rps:.0f} req/s), "
                   f"p99 {ours.p99_ms:.1f} ms vs {theirs.p99_ms:.1f} ms")
@@ -699,6 +708,11 @@ def verdict(results: list[Result], floors: dict, checks: dict, top: int) -> bool
     floor = floors.get(model, {}).get(FLOOR)
     if ours is None or theirs is None or floor is None or ("ours", model) not in checks:
         print(f"verdict ({model}): not measured (needs ours and MLServer at c={top})")
+        return False
+    if theirs.non_2xx or theirs.errors or ours.errors:
+        print(f"verdict ({model}, c={top}): FAIL: not comparable (MLServer answered "
+              f"{theirs.non_2xx} errors, {theirs.errors} socket errors; ours "
+              f"{ours.non_2xx} and {ours.errors}); load average {load_average()}")
         return False
     ratio = ours.rps / theirs.rps
     cpu_ratio = ours.cpu_ms_per_request / floor if ours.cpu_ms_per_request else float("inf")
