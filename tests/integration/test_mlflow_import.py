@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from portal.registry.models import MlflowFollow, MlflowImport, ModelVersion
 from portal.registry.services import mlflow as mlflow_services
 from tests.integration.mlflow_fixtures import _free_port
 from tests.portal_fixtures import FEATURES
+from tests.rebinding import rebind_to_loopback
 
 # The first test's setup boots MLflow and logs its models (about 20 s of CPU): on a machine
 # shared with other work that can take minutes, so the module's tests get twice the default.
@@ -426,15 +426,7 @@ def test_a_name_rebound_to_loopback_is_not_connected_to(settings, monkeypatch):
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    real, answers = socket.getaddrinfo, iter(["93.184.215.14"])  # public once, then loopback
-
-    def rebinding(host, *args, **kwargs):
-        if host == "rebind.attacker.example":
-            address = next(answers, "127.0.0.1")
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    rebind_to_loopback(monkeypatch, port)  # public once, then loopback
     try:
         client = mlflow_services.tracking_server(f"http://rebind.attacker.example:{port}")
         with pytest.raises(mlflow_services.ops_mlflow.MlflowError) as refused:

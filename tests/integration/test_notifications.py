@@ -25,6 +25,7 @@ from portal.notifications import services
 from portal.notifications.choices import MAX_ATTEMPTS, Event
 from portal.notifications.exceptions import DeliveryRetry
 from portal.notifications.models import Delivery, Webhook
+from tests.rebinding import rebind_to_loopback
 from workers.notifications import deliver_webhook
 
 pytestmark = pytest.mark.django_db
@@ -528,15 +529,7 @@ def test_a_name_rebound_to_loopback_after_the_check_is_not_posted_to(
     settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = True  # made while allowed (no DNS then)
     _webhook(api, project, f"http://rebind.attacker.example:{port}/hook")
     settings.MODELGATE_WEBHOOK_ALLOW_PRIVATE = False
-    real, answers = socket.getaddrinfo, iter(["93.184.215.14"])  # public once, then loopback
-
-    def rebinding(host, *args, **kwargs):
-        if host == "rebind.attacker.example":
-            address = next(answers, "127.0.0.1")
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    rebind_to_loopback(monkeypatch, port)  # public once, then loopback
     [delivery] = notify()
     assert receiver.requests == []
     assert (delivery.status, delivery.last_status_code) == ("failed", None)

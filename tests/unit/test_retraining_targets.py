@@ -16,6 +16,7 @@ import pytest
 
 from ops import retraining
 from ops.retraining import RunRequest, TargetRefused, TargetUnreachable
+from tests.rebinding import rebind_to_loopback
 from tests.retraining_emulators import Emulator, request_errors, start, target_settings
 
 EVIDENCE = {"rule": {"id": 1, "name": "drift"}, "model": "tumor-classifier",
@@ -193,7 +194,6 @@ def _loopback_server(answer):
 
 
 def test_a_webhook_name_rebound_to_loopback_after_the_check_is_not_posted_to(monkeypatch):
-    import socket
 
     from ops.addresses import url_non_public
 
@@ -206,15 +206,7 @@ def test_a_webhook_name_rebound_to_loopback_after_the_check_is_not_posted_to(mon
 
     server = _loopback_server(answer)
     port = server.server_address[1]
-    real, answers = socket.getaddrinfo, iter(["93.184.215.14"])  # public once, then loopback
-
-    def rebinding(host, *args, **kwargs):
-        if host == "rebind.attacker.example":
-            address = next(answers, "127.0.0.1")
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    rebind_to_loopback(monkeypatch, port)  # public once, then loopback
     target = retraining.target_class("webhook")({"secret": SECRET, "sign": sign,
                                                  "refuse": url_non_public,
                                                  "public_only": True})
