@@ -17,8 +17,13 @@
       setTimeout(function () { button.textContent = label; }, 2000);
     }
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(function () { done(true); },
-                                                function () { done(false); });
+      // A browser that neither grants nor refuses (a permission prompt left open) must not
+      // leave the button silent: after 2 s the person is told to copy by hand.
+      var settled = false;
+      function once(ok) { if (!settled) { settled = true; done(ok); } }
+      setTimeout(function () { once(false); }, 2000);
+      navigator.clipboard.writeText(text).then(function () { once(true); },
+                                                function () { once(false); });
     } else {  // plain http: the old way
       var area = document.createElement("textarea");
       area.value = text; area.setAttribute("readonly", ""); area.style.position = "fixed";

@@ -133,6 +133,8 @@ def test_owner_manages_members_and_environments_with_a_word(live_server, page, s
     settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
     page.click("button:has-text('Invite')")
     expect(page.locator("#invitation-link")).to_contain_text("newcomer@example.com")
+    # The link shows as the page parses; its script (deferred) may not have run yet.
+    page.wait_for_load_state()
     page.click("button:has-text('Copy link')")
     # The word shows for 2 s (a loaded machine can miss that); the state it leaves stays.
     expect(page.locator("button[data-copy]")).to_have_attribute("data-copy-state",
