@@ -148,8 +148,11 @@ def follow_alias(user, model_id: int, alias: str, version: ModelVersion | None) 
     the new one (the worker builds it under the endpoint's lock, which this takes)."""
     followers = (MultiModelMember.objects.filter(model_id=model_id, alias=alias)
                  .values_list("endpoint_id", flat=True))
-    # In id order: two moves re-applying the same endpoints take their locks alike.
-    endpoints = list(MultiModelEndpoint.objects.select_for_update()
+    # In id order: two moves re-applying the same endpoints take their locks alike. The
+    # endpoints' rows only (``of``): locking the joined environments too, a move held an
+    # endpoint and waited for its environment while ``add_member`` (``_locked``: environment,
+    # then endpoint) held the environment and waited for the endpoint, a deadlock.
+    endpoints = list(MultiModelEndpoint.objects.select_for_update(of=("self",))
                      .filter(pk__in=followers).select_related("environment").order_by("pk"))
     model_name = RegisteredModel.objects.values_list("name", flat=True).get(pk=model_id) \
         if endpoints else ""
@@ -261,11 +264,17 @@ def restore_servers() -> list[str]:
     return started
 
 
+def local_servers(endpoint: MultiModelEndpoint):
+    """The local backend's process management of ``endpoint``'s server (list, stop, start:
+    ``manage.py model_servers``)."""
+    return get_multimodel_backend("local", _options(endpoint)).servers
+
+
 def _options(endpoint: MultiModelEndpoint) -> dict:
     environment = endpoint.environment
     target = targets._target_of(environment)
     options = {**target.options, **targets.safe_settings(target, environment.settings)}
-    options["owner"] = f"env-{environment.pk}"
+    options.update(targets.portal_owned(environment, target))
     if target.backend == "local":
         from django.conf import settings
 
@@ -303,8 +312,8 @@ def _port(endpoint: MultiModelEndpoint, target) -> int:
 
 def _locked(endpoint: MultiModelEndpoint) -> MultiModelEndpoint:
     # Two owners changing members at once: the second waits here and bumps after the first.
-    lock_open(endpoint.environment)
-    return MultiModelEndpoint.objects.select_for_update().select_related(
+    lock_open(endpoint.environment)  # its project and environment, in that order
+    return MultiModelEndpoint.objects.select_for_update(of=("self",)).select_related(
         "environment").get(pk=endpoint.pk)
 
 

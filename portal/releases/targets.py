@@ -32,7 +32,7 @@ DEFAULT_TARGETS = {"local": {"backend": "local", "ports": "9100-9999"}}
 # Keys of a target the portal reads itself; the rest are the backend's own settings.
 TARGET_KEYS = {"backend", "allowed", "ports", "description"}
 # Settings the portal hands a backend itself, never from a target or an environment.
-PORTAL_OWNED = {"prediction_key", "owner", "state_dir", "port"}
+PORTAL_OWNED = {"prediction_key", "owner", "state_dir", "port", "monitoring_labels"}
 
 
 @dataclass(frozen=True)
@@ -240,6 +240,16 @@ def _target_of(environment) -> Target:
         raise BackendError(f"environment {environment.name}: {e.detail}") from e
 
 
+def portal_owned(environment, target: Target) -> dict:
+    """What the portal gives every backend of ``environment``: the owner mark, and on
+    Kubernetes the labels a Prometheus puts on its model pods' series (decision 22)."""
+    owned = {"owner": f"env-{environment.pk}"}
+    if target.backend == "kubernetes":
+        owned["monitoring_labels"] = {"project": environment.project.slug,
+                                      "environment": environment.name}
+    return owned
+
+
 def backend_options(environment, model, prediction_key: str) -> dict:
     """Everything a backend is built with: the target's settings, the environment's safe
     settings, and what the portal owns (key, owner mark, folder, port)."""
@@ -249,7 +259,7 @@ def backend_options(environment, model, prediction_key: str) -> dict:
                            f"environment but its target {target.name} is {target.backend}")
     options = {**target.options, **safe_settings(target, environment.settings)}
     options["prediction_key"] = prediction_key
-    options["owner"] = f"env-{environment.pk}"
+    options.update(portal_owned(environment, target))
     if target.backend == "local":
         options["state_dir"] = str(settings.MODELGATE_SERVING_DIR / f"env-{environment.pk}")
         options["ports"] = {model.name: allocate_port(environment, model, target)}

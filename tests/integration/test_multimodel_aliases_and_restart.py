@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, transaction
 
 from ops.backends.multimodel import get_multimodel_backend
 from portal.audit.models import AuditEvent
@@ -185,6 +185,67 @@ def test_an_alias_move_racing_a_member_change_never_applies_a_stale_catalog(
         backend.delete_catalog(endpoint.backend_endpoint)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_member_added_while_a_move_re_applies_the_endpoint_waits_for_it_not_deadlocks(
+        users, project, clf, staging, task_queue):
+    """The interleaving the race above met in CI, forced: a member change holds the
+    environment (``lock_open``) when a move locks the endpoint. The move must not then wait
+    for the environment (it locked the joined environment row too, and PostgreSQL broke the
+    deadlock by failing one of them): it commits, and the change waits for it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers; the row locks are PostgreSQL's to prove")
+    from portal.registry.services.archive import lock_open
+
+    task_queue.hold(multimodel.APPLY_TASK)
+    v1, v2 = ready_version(users, clf, 3), ready_version(users, clf, 4)
+    set_alias(users["approver"], clf, "champion", v1)
+    second = registry.create_model(users["contributor"], project, name="second-model",
+                                   task="classification")
+    second_v1 = ready_version(users, second, 5)
+    endpoint = endpoint_with(users, staging, "raced", clf, alias="champion")
+    held, moved, adding = threading.Event(), threading.Event(), threading.Event()
+    errors = []
+
+    def change():
+        try:
+            with transaction.atomic():
+                lock_open(staging)  # as add_member begins
+                held.set()
+                if not moved.wait(10):
+                    errors.append("the move waited for the environment a change held")
+                adding.set()
+                multimodel.add_member(users["owner"], endpoint, second, version=second_v1)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            connection.close()
+
+    def move():
+        try:
+            held.wait(10)
+            with transaction.atomic():
+                set_alias(users["approver"], clf, "champion", v2)  # locks the endpoint
+                moved.set()
+                adding.wait(10)
+                time.sleep(0.3)  # the change is waiting for the endpoint now
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+            moved.set()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=change), threading.Thread(target=move)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    endpoint.refresh_from_db()
+    assert endpoint.generation == 4  # the move's, then the change's after it
+    assert [e.changes["generation"] for e in alias_moves(endpoint)] == [3]
+    assert served_version(endpoint, clf.name) == v2.number
+
+
 def wait_served(backend, name: str, generation: int, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     state = None
@@ -222,3 +283,46 @@ def test_a_stopped_multimodel_server_is_started_again_on_its_last_catalog(
     finally:
         backend.delete_catalog(endpoint.backend_endpoint)
     assert deployments.restore_local_servers() == []  # deleted: nothing to start
+
+
+def test_an_operator_lists_stops_and_starts_a_multimodel_server(users, clf, staging,
+                                                                 task_queue):
+    """``manage.py model_servers`` shows a multi-model server beside the endpoints' ones,
+    with its catalog and the version each member is served at, and stops and starts it
+    again by its environment/name."""
+    from django.core.management import CommandError, call_command
+
+    def run(*args) -> str:
+        out = io.StringIO()
+        call_command("model_servers", *args, stdout=out)
+        return out.getvalue()
+
+    task_queue.hold(multimodel.APPLY_TASK)
+    version = ready_version(users, clf, 7)
+    endpoint = endpoint_with(users, staging, "shared", clf, version=version)
+    assert run("list").strip() == "No local endpoint has been released to."  # not applied
+    assert multimodel.apply_endpoint(endpoint.pk).startswith("generation 2 applied")
+    endpoint.refresh_from_db()
+    backend = get_multimodel_backend("local", multimodel._options(endpoint))
+    try:
+        state = wait_served(backend, endpoint.backend_endpoint, 2)
+        (line,) = run("list").splitlines()
+        name, running, url, catalog, members, detail = line.split("\t")
+        assert (name, url, catalog, detail) == ("staging/shared", state.url, "catalog 2",
+                                                "multi-model")
+        assert running.startswith("running (pid ")
+        assert members == f"{clf.name} v{version.number}"
+        with pytest.raises(CommandError, match=r"no local endpoint named staging/x \(known: "
+                                               r"staging/shared\)"):
+            run("stop", "staging/x")
+        assert run("stop", "staging/shared").strip() == "stopped: staging/shared"
+        assert "staging/shared\tstopped\t" in run("list")
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{state.url}/v2/health/ready", timeout=2)
+        assert run("start").strip() == "started: staging/shared"
+        state = wait_served(backend, endpoint.backend_endpoint, 2)
+        answer = requests.post(f"{state.url}/v2/models/{clf.name}/infer",
+                               json={"instances": ROW}, timeout=30)
+        assert answer.status_code == 200, answer.text
+    finally:
+        backend.delete_catalog(endpoint.backend_endpoint)

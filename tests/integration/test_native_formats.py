@@ -141,10 +141,19 @@ def test_a_pickle_named_model_json_is_treated_as_a_pickle(api, clf, fitted_class
 
 
 
+# XGBoost copies the crafted array's 64 MiB from a 74-byte buffer and checks the bounds
+# after: the copy crashes where the bytes past the buffer are unmapped (a small process, as
+# in tests/unit/test_native_models.py), and in a child forked from a large test process it
+# can find 64 MiB mapped and reach the check instead. Either way the version is invalid in
+# words and the worker lives; LightGBM's abort is certain.
+XGBOOST_WORDS = ("the XGBoost file crashed its parser: stopped by signal SIGSEGV",
+                 "the XGBoost model cannot be read: ")
+
+
 @pytest.mark.parametrize("name, content, words", [
-    ("model.ubj", CRAFTED_UBJSON, "the XGBoost file crashed its parser: stopped by signal SIGSEGV"),
+    ("model.ubj", CRAFTED_UBJSON, XGBOOST_WORDS),
     ("model.txt", SHORT_LIGHTGBM_TREE.encode(),
-     "the LightGBM file crashed its parser: stopped by signal SIGABRT"),
+     ("the LightGBM file crashed its parser: stopped by signal SIGABRT",)),
 ])
 def test_a_file_that_crashes_its_parser_leaves_the_version_invalid_not_the_worker_dead(
         api, clf, name, content, words):
@@ -155,4 +164,6 @@ def test_a_file_that_crashes_its_parser_leaves_the_version_invalid_not_the_worke
     assert response.status_code == 201, response.json()
     version = ModelVersion.objects.get(pk=response.json()["id"])
     assert version.status == "invalid"
-    assert version.status_reason == f"corrupt_artifact: {words}"
+    assert version.status_reason.startswith("corrupt_artifact: ")
+    reason = version.status_reason.removeprefix("corrupt_artifact: ")
+    assert reason == words[0] or reason.startswith(words[1:]), version.status_reason

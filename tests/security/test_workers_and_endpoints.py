@@ -308,9 +308,12 @@ def test_settings_stored_before_targets_never_reach_a_backend(settings):
                     "allowed": {"namespace": ["team-a"]}}}
     legacy = SimpleNamespace(pk=7, name="prod", backend="kubernetes", target="", settings={
         "kubeconfig": "/srv/evil.yaml", "host": "http://127.0.0.1:1", "namespace": "kube-system",
-        "env": {"MODELGATE_THREADS": "2"}})
+        "env": {"MODELGATE_THREADS": "2"},
+        "monitoring_labels": {"project": "another-team"}},  # whose series these would be
+        project=SimpleNamespace(slug="clinical-ml"))
     options = backend_options(legacy, SimpleNamespace(name="churn"), prediction_key="k")
     assert "kubeconfig" not in options and "host" not in options
     assert "namespace" not in options  # not allowed any more: the target's own applies
     assert options["env"] == {"MODELGATE_THREADS": "2"}
     assert options["in_cluster"] is True and options["owner"] == "env-7"
+    assert options["monitoring_labels"] == {"project": "clinical-ml", "environment": "prod"}

@@ -245,9 +245,30 @@ def test_the_grafana_dashboard_queries_are_valid_promql():
     assert len(exprs) >= 7
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": f"dashboard:query_{i}", "expr": e.replace("$environment", ".*")
-         .replace("$endpoint", ".*")} for i, e in enumerate(exprs)]}]}
+         .replace("$endpoint", ".*").replace("$project", ".*")} for i, e in enumerate(exprs)]}]}
     prometheus.check_rules_text(prometheus.dump(rules))
     used = " ".join(exprs)
     for series in ("modelgate_requests_total", "modelgate_request_duration_seconds_bucket",
                    "modelgate_predictions_total", "modelgate_drift_psi", "modelgate_drift_share"):
         assert series in used
+
+
+def test_the_grafana_dashboard_keeps_projects_apart_and_shows_refusals():
+    """Two projects may each have a production serving a churn (decision 23): every panel
+    selects the project as well, "All" also matches series with no project label (a
+    Prometheus labelling the environment only), and the error panel shows the 4xx refusals
+    a rollout is judged on beside the 5xx."""
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" /
+                            "grafana-dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert list(variables) == ["project", "environment", "endpoint"]
+    assert all(v["allValue"] == ".*" for v in variables.values())
+    assert 'project=~"$project"' in variables["environment"]["query"]["query"]
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert all('project=~"$project",environment=~"$environment"' in e for e in exprs), exprs
+    (errors,) = [p for p in dashboard["panels"] if "5xx" in p["title"]]
+    assert {'status="5xx"', 'status="4xx"'} <= {s for t in errors["targets"]
+                                                 for s in ('status="5xx"', 'status="4xx"')
+                                                 if s in t["expr"]}

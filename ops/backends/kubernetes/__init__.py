@@ -102,7 +102,8 @@ class KubernetesBackend(Backend):
                  env: dict | None = None, validate: bool = True,
                  kubernetes_version: str = "1.30", crd_schema: str | None = None,
                  retries: int = 1, prediction_key: str | None = None,
-                 owner: str | None = None, **extra):
+                 owner: str | None = None, monitoring_labels: dict | None = None,
+                 **extra):
         """Settings come from an environment's JSON settings; credentials never do.
 
         ``host`` talks to that API URL without credentials (``kubectl proxy``, tests);
@@ -116,8 +117,10 @@ class KubernetesBackend(Backend):
         portal, never a stored setting) the key model servers sign prediction ids with,
         kept in a Secret the pods read it from; ``owner`` (given by the portal) labels every
         object, and an object labelled for another owner is never patched or deleted (two
-        projects' endpoints of one name in one namespace). Unknown settings are kept in
-        ``extra`` and otherwise ignored.
+        projects' endpoints of one name in one namespace); ``monitoring_labels`` (given by
+        the portal: ``project`` and ``environment``) are annotated on the model pods for a
+        Prometheus to label their series with. Unknown settings are kept in ``extra`` and
+        otherwise ignored.
         """
         if mode not in MODES:
             raise BackendError(f"unknown kubernetes mode {mode!r}; valid modes: "
@@ -147,7 +150,8 @@ class KubernetesBackend(Backend):
         self._client = KubeClient(self.api, namespace, timeout, owner)
         manifests = ManifestBuilder(namespace, image, service_account, resources, self.env,
                                     prediction_key, owner,
-                                    namer=lambda endpoint: self._name(endpoint))
+                                    namer=lambda endpoint: self._name(endpoint),
+                                    monitoring_labels=monitoring_labels)
         validator = ManifestValidator(validate, kubernetes_version, crd_schema)
         self._mode: Mode = (
             DeploymentsMode(self._client, manifests, validator, self.total_replicas)

@@ -32,6 +32,8 @@ from ops.backends.kubernetes.names import (
     KSERVE_GROUP,
     KSERVE_VERSION,
     MANAGED_BY,
+    MONITORING_ANNOTATION,
+    MONITORING_LABELS,
     OWNER_LABEL,
     PLAN_DIGEST_ANNOTATION,
     PLAN_DIR,
@@ -164,7 +166,8 @@ class ManifestBuilder:
     def __init__(self, namespace: str, image: str, service_account: str | None = None,
                  resources: dict | None = None, env: dict | None = None,
                  prediction_key: str | None = None, owner: str | None = None,
-                 namer: Callable[[str], str] | None = None):
+                 namer: Callable[[str], str] | None = None,
+                 monitoring_labels: dict | None = None):
         self._namer = namer or (lambda endpoint: owned_name(endpoint, owner))
         self.namespace = namespace
         self.image = image
@@ -173,6 +176,7 @@ class ManifestBuilder:
         self.env = env or {}
         self.prediction_key = prediction_key
         self.owner = owner
+        self.monitoring = monitoring_annotations(monitoring_labels)
 
     def name(self, endpoint: str) -> str:
         """The name of the endpoint's objects (by default its owner's, see ``owned_name``;
@@ -182,6 +186,11 @@ class ManifestBuilder:
     def labels(self, name: str, **more: str) -> dict:
         owner = {OWNER_LABEL: self.owner} if self.owner else {}
         return {MANAGED_BY: "modelgate", ENDPOINT_LABEL: name, **owner, **more}
+
+    def pod_annotations(self, **more: str) -> dict:
+        """A model pod's annotations: its monitoring labels (project, environment) and
+        ``more``."""
+        return {**self.monitoring, **more}
 
     def container(self, name: str, endpoint: str, probe_port: int | str) -> dict:
         env = [{"name": k, "value": v}
@@ -261,6 +270,8 @@ class ManifestBuilder:
                 "canaryTrafficPercent": percent,  # None: removed, all traffic to the latest
                 "containers": [container],
                 "volumes": [{"name": "plan", "configMap": {"name": config_map}}],
+                # KServe puts a component's annotations on its pods.
+                **({"annotations": self.pod_annotations()} if self.monitoring else {}),
             }},
         }
 
@@ -288,8 +299,8 @@ class ManifestBuilder:
                 "replicas": replicas,
                 "selector": {"matchLabels": {"app": name, VARIANT_LABEL: label}},
                 "template": {
-                    "metadata": {"labels": pod_labels,
-                                 "annotations": {CHECKSUM_ANNOTATION: checksum}},
+                    "metadata": {"labels": pod_labels, "annotations": self.pod_annotations(
+                        **{CHECKSUM_ANNOTATION: checksum})},
                     "spec": {
                         "serviceAccountName": self.service_account,
                         "containers": [container],
@@ -315,3 +326,14 @@ class ManifestBuilder:
                            "protocol": "TCP"}],
             },
         }
+
+
+def monitoring_annotations(labels: dict | None) -> dict[str, str]:
+    """``{"project": "p", "environment": "e"}`` as pod annotations; other keys are refused
+    (the portal gives these two, never a stored setting)."""
+    unknown = set(labels or {}) - set(MONITORING_LABELS)
+    if unknown:
+        raise BackendError(f"unknown monitoring labels {sorted(unknown)}; valid: "
+                           + ", ".join(MONITORING_LABELS))
+    return {MONITORING_ANNOTATION.format(k): str(v)
+            for k, v in sorted((labels or {}).items()) if v}

@@ -55,7 +55,8 @@ class KubernetesMultiModel(MultiModelBackend):
                  in_cluster: bool = False, host: str | None = None, verify_ssl: bool = True,
                  timeout: float = 10, env: dict | None = None, validate: bool = True,
                  kubernetes_version: str = "1.30", retries: int = 1,
-                 owner: str | None = None, replicas: int = 1, **extra):
+                 owner: str | None = None, replicas: int = 1,
+                 monitoring_labels: dict | None = None, **extra):
         if not image:
             raise BackendError("the kubernetes backend needs the model-server image "
                                "(setting 'image')")
@@ -65,7 +66,7 @@ class KubernetesMultiModel(MultiModelBackend):
         self.resources = resources
         self.builder = ManifestBuilder(namespace, image, service_account, resources,
                                        {str(k): str(v) for k, v in (env or {}).items()},
-                                       None, owner)
+                                       None, owner, monitoring_labels=monitoring_labels)
         self.validator = ManifestValidator(validate, kubernetes_version)
         self._api = api_client(kubeconfig, context, in_cluster, host, verify_ssl, retries)
         self._client = KubeClient(self._api, namespace, timeout, owner)
@@ -113,8 +114,8 @@ class KubernetesMultiModel(MultiModelBackend):
                 "replicas": self.replicas,
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
-                    "metadata": {"labels": labels,
-                                 "annotations": {CHECKSUM_ANNOTATION: rolled_by}},
+                    "metadata": {"labels": labels, "annotations": self.builder.pod_annotations(
+                        **{CHECKSUM_ANNOTATION: rolled_by})},
                     "spec": {
                         "serviceAccountName": self.builder.service_account,
                         "containers": [container],

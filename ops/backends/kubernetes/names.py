@@ -36,6 +36,11 @@ VARIANTS_ANNOTATION = "modelgate.io/variants"
 SHADOW_ANNOTATION = "modelgate.io/shadow"
 FINGERPRINT_ANNOTATION = "modelgate.io/fingerprint"
 CHECKSUM_ANNOTATION = "modelgate.io/plan-checksum"
+# A model pod's monitoring labels (the portal's project and environment) as annotations
+# ``modelgate.io/<label>``: any value fits an annotation, and a Prometheus relabels them onto
+# the pod's series (docs/operations.md, "Model servers on Kubernetes").
+MONITORING_LABELS = ("project", "environment")
+MONITORING_ANNOTATION = "modelgate.io/{}"
 
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 

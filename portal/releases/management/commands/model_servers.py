@@ -1,4 +1,5 @@
-"""``manage.py model_servers list|stop|start``: the local backend's model-server processes.
+"""``manage.py model_servers list|stop|start``: the local backend's model-server processes
+(each multi-model endpoint's too: its members and the version each is served at).
 
 They run in sessions of their own and outlive the portal that started them (the demo stops
 its own on Ctrl-C). ``stop`` keeps each endpoint's plan; ``start`` (and ``make demo`` when it starts) starts a
@@ -25,7 +26,8 @@ class Command(BaseCommand):
                 self.stdout.write("No local endpoint has been released to.")
             for s in servers:
                 state = f"running (pid {s.pid})" if s.pid else "stopped"
-                self.stdout.write(f"{s.name}\t{state}\t{s.url or '-'}\tplan {s.generation}\t"
+                served = "catalog" if s.multimodel else "plan"
+                self.stdout.write(f"{s.name}\t{state}\t{s.url or '-'}\t{served} {s.generation}\t"
                                   f"{', '.join(s.variants) or '-'}"
                                   + (f"\t{s.detail}" if s.detail else ""))
             return
