@@ -309,8 +309,10 @@ def review(user, request: ApprovalRequest, decision: str, comment: str, *,
     now = timezone.now()
     with transaction.atomic():
         # Two approvers deciding at once must not both see "one approval missing" and
-        # neither approve, nor approve a request the other just rejected.
-        request = ApprovalRequest.objects.select_for_update().select_related(
+        # neither approve, nor approve a request the other just rejected. The request's row
+        # only (``of``): locking the joined environment, project, version and model too, a
+        # review waited for a release starting there (``lock_open``) and could deadlock it.
+        request = ApprovalRequest.objects.select_for_update(of=("self",)).select_related(
             "environment__project", "version__model").get(pk=request.pk)
         _check_reviewable(user, request, project, decision, now)
         if decision == Decision.APPROVE and comparison.stale(request):
