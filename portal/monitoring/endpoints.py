@@ -29,10 +29,11 @@ class ServedEndpoint:
     environment: Environment
     model: RegisteredModel
     endpoint: str
-    deployment: Deployment
+    deployment: Deployment | None  # None: a multi-model member (ServedMultiModel.member)
     variants: dict[str, ModelVersion] = field(default_factory=dict)  # name -> version
     weights: dict[str, float] = field(default_factory=dict)
     address: str | None = None  # host:port a Prometheus can scrape (local backend)
+    only_variant: str | None = None  # a multi-model member: its own series only
 
     @property
     def key(self) -> tuple[int, str]:
@@ -111,6 +112,16 @@ class ServedMultiModel:
     def name(self) -> str:
         """The endpoint as its series and drift windows name it (``endpoint`` label)."""
         return self.endpoint.backend_endpoint
+
+    def member(self, name: str) -> ServedEndpoint | None:
+        """Member ``name`` as one endpoint serving one variant (its model, under its name),
+        for its live charts: its series are the endpoint's with that ``variant`` label. None
+        when it is not a member or its catalog did not serve it."""
+        model, version = self.members.get(name, (None, None))
+        if version is None:
+            return None
+        return ServedEndpoint(self.environment, model, self.name, None, {name: version},
+                              {name: 1.0}, self.address, only_variant=name)
 
 
 def served_multimodel_endpoints(environments=None) -> list[ServedMultiModel]:

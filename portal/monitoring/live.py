@@ -61,7 +61,7 @@ class _Span:
         # production/<endpoint>.
         return cls(promql.selector(environment=served.environment.name,
                                    project=served.environment.project.slug,
-                                   endpoint=served.endpoint),
+                                   endpoint=served.endpoint, variant=served.only_variant),
                    end - window, end, step, f"{int(max(60, 4 * step))}s", promql.seconds(window))
 
     def over_time(self, client, query: str) -> list[dict]:

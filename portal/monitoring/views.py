@@ -192,10 +192,14 @@ def endpoint_monitoring(request, slug, name, endpoint):
     feature = request.GET.get("feature") or (ranked[0]["name"] if ranked else None)
 
     live, comparison, unavailable = {}, None, ""
+    member = multimodel.member(variant) if multimodel and variant else None
     if served is not None:
         live, comparison, unavailable = live_charts(
             served, window, variant, thresholds, [f["name"] for f in ranked], feature,
             marks=rollout_marks(served, time.time() - window))
+    elif member is not None:  # no rollouts to mark: members change by catalog
+        live, comparison, unavailable = live_charts(
+            member, window, variant, thresholds, [f["name"] for f in ranked], feature)
     elif drift.client() is None:
         unavailable = NO_PROMETHEUS
     return render(request, "monitoring/endpoint.html", {

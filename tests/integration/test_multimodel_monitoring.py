@@ -130,6 +130,17 @@ def test_a_member_models_drift_fires_shows_and_reaches_its_retraining_rule(monit
     assert "drifted" in page and alert.summary in page
     assert "counted together as __other__" in page
 
+    # The member's page: live charts of its own series only (quiet-model's requests, counted
+    # as __other__ on the same server, are not drawn), and its inputs beside its baseline.
+    response = viewer.get(f"/p/{production.project.slug}/environments/production/monitoring/"
+                          f"{endpoint.backend_endpoint}/", {"variant": clf.name})
+    assert response.status_code == 200
+    live, comparison = response.context["live"], response.context["comparison"]
+    assert live.get("traffic") and comparison, response.context["unavailable"]
+    assert {line["name"] for line in live["traffic"]["data"]} == {clf.name}
+    assert {bars["name"] for bars in comparison["data"]} == {"baseline", f"live: {clf.name}"}
+    assert f"The charts are <strong>{clf.name}</strong>" in response.content.decode()
+
     # The member leaves: its window goes, and the alert resolves.
     member = endpoint.members.get(model=clf)
     multimodel.remove_member(users["owner"], endpoint, member.pk)
