@@ -38,7 +38,7 @@ def served() -> SimpleNamespace:
     options = SimpleNamespace(max_error_rate=0.05, max_p99_latency_seconds=0.5)
     return SimpleNamespace(environment=SimpleNamespace(name="production",
                                                        project=SimpleNamespace(slug="crm")),
-                           endpoint="churn",
+                           endpoint="churn", only_variant=None,
                            variants={}, settings=lambda: options)
 
 
@@ -105,3 +105,17 @@ def test_predicted_classes_carry_the_names_the_model_gives_them(monkeypatch):
     charts, _, _ = live.live_charts(endpoint, 900, None, ops_drift.Thresholds(), [], None)
     bars = charts["predictions"]["data"]
     assert [list(trace["x"]) for trace in bars] == [["benign"]]
+
+
+def test_a_multimodel_members_charts_ask_for_its_own_series_only(monkeypatch):
+    """A member of a multi-model endpoint (``ServedMultiModel.member``) shares the endpoint's
+    series with the other members: every chart selects its variant label."""
+    prometheus = FakePrometheus()
+    monkeypatch.setattr(drift, "client", lambda: prometheus)
+    member = served()
+    member.endpoint, member.only_variant = "mme-tenants-env-3", "churn"
+    _, _, unavailable = live.live_charts(member, 900, "churn", ops_drift.Thresholds(), [],
+                                         None)
+    assert unavailable == "" and prometheus.asked
+    mine = 'endpoint="mme-tenants-env-3",variant="churn"'
+    assert all(mine in query for query in prometheus.asked), prometheus.asked
