@@ -9,7 +9,8 @@
   // fail Plotly's own set-up) Plotly leaves a notice in place of the chart: draw them again
   // as SVG, slower but the same chart.
   function plot(el, source) {
-    var first = figure(source);
+    var first = el.modelgateFigure || figure(source);
+    el.modelgateFigure = null;
     return window.Plotly.newPlot(el, first.data, first.layout, CONFIG)
       .then(function () {
         if (!el.querySelector(".no-webgl")) { return; }
@@ -81,10 +82,22 @@
     render(el).then(next, next);
   }
 
+  // A chart's box takes its figure's height before it is drawn: charts drawn one after
+  // another would otherwise push down what is below them while a person reads or clicks
+  // it (a radio button moved from under a click on the A/B test page).
+  function reserve(el) {
+    var source = document.getElementById(el.dataset.chart);
+    if (!source) { return; }
+    try { el.modelgateFigure = figure(source); } catch (e) { return; }
+    var height = el.modelgateFigure.layout && el.modelgateFigure.layout.height;
+    if (height) { el.style.minHeight = height + "px"; }
+  }
+
   function draw(root) {
     (root || document).querySelectorAll("[data-chart]").forEach(function (el) {
       if (el.dataset.queued || el.classList.contains("drawn")) { return; }
       el.dataset.queued = "1";
+      reserve(el);
       if (!watcher) { render(el); return; }
       watcher.observe(el);
       waiting.push(el);

@@ -84,6 +84,11 @@ def test_a_viewer_reads_which_version_does_better(live_server, page, shoot, ab_t
 def test_an_approver_extends_the_test_with_a_comment(live_server, page, shoot, ab_test):
     sign_in(page, live_server.url, "alice")
     page.goto(f"{live_server.url}/experiments/{ab_test.pk}/")
+    # The form stays where it is while the charts above it are drawn one after another
+    # (each box takes its figure's height first): a click is never moved off its target.
+    where = page.locator("#decide-form").bounding_box()["y"]
+    expect(page.locator("[data-chart]:not(.drawn)")).to_have_count(0)
+    assert page.locator("#decide-form").bounding_box()["y"] == where
     page.check("input[name=decision][value=extend]")
     page.fill("#extend-hours", "48")
     page.fill("#decide-comment", "Wait for the weekend's traffic before deciding")
