@@ -189,6 +189,15 @@ def test_the_guides_scrape_job_labels_each_projects_model_pods_with_project_and_
                                                   "modelgate.io/environment": "production"}
     assert pods[1]["metadata"]["annotations"]["modelgate.io/project"] == "fraud-team"
 
+    # A pod of another program in the namespace: not scraped. A model pod created before
+    # the annotations (the portal's label only): scraped, with no project or environment.
+    container = {"name": "model-server", "ports": [{"containerPort": 8080}]}
+    old_ip = loopback_address()
+    pods.append(pod(kube_cluster.namespace, "other-app-1", loopback_address(),
+                    {"labels": {"app": "other"}}, {"containers": [container]}))
+    pods.append(pod(kube_cluster.namespace, "churn-env-3-stable-1", old_ip,
+                    {"labels": {"app.kubernetes.io/managed-by": "modelgate"}},
+                    {"containers": [container]}))
     processes: list[subprocess.Popen] = []
     try:
         clinical_url = run_pod(kube_cluster, pods[0], clinical_ip, tmp_path, processes)
@@ -219,14 +228,18 @@ def test_the_guides_scrape_job_labels_each_projects_model_pods_with_project_and_
         while time.monotonic() < deadline:
             targets = requests.get(f"{prometheus}/api/v1/targets", timeout=5).json()[
                 "data"]["activeTargets"]
-            if len(targets) == 2 and all(t["health"] == "up" for t in targets) and query(
+            running = [t for t in targets if old_ip not in t["scrapeUrl"]]
+            if len(running) == 2 and all(t["health"] == "up" for t in running) and query(
                     prometheus, "modelgate_requests_total"):
                 break
             time.sleep(0.5)
-        # One target a pod (the queue-proxy's ports are dropped), both scraped.
+        # One target a pod (the queue-proxy's ports and the other program are dropped); the
+        # old pod's (nothing runs it here) carries neither label.
         assert sorted(t["scrapeUrl"] for t in targets) == sorted(
-            f"http://{ip}:8080/metrics" for ip in (clinical_ip, fraud_ip)), targets
-        assert all(t["health"] == "up" for t in targets), targets
+            f"http://{ip}:8080/metrics" for ip in (clinical_ip, fraud_ip, old_ip)), targets
+        assert all(t["health"] == "up" for t in running), targets
+        (old,) = [t for t in targets if old_ip in t["scrapeUrl"]]
+        assert "project" not in old["labels"] and "environment" not in old["labels"]
 
         for project, ip in (("clinical-ml", clinical_ip), ("fraud-team", fraud_ip)):
             where = promql.selector(environment="production", project=project,

@@ -289,7 +289,7 @@ def test_an_operator_lists_stops_and_starts_a_multimodel_server(users, clf, stag
                                                                  task_queue):
     """``manage.py model_servers`` shows a multi-model server beside the endpoints' ones,
     with its catalog and the version each member is served at, and stops and starts it
-    again by its environment/name."""
+    again by its name, ``environment/mme-<name>`` (no model's endpoint is named so)."""
     from django.core.management import CommandError, call_command
 
     def run(*args) -> str:
@@ -308,21 +308,71 @@ def test_an_operator_lists_stops_and_starts_a_multimodel_server(users, clf, stag
         state = wait_served(backend, endpoint.backend_endpoint, 2)
         (line,) = run("list").splitlines()
         name, running, url, catalog, members, detail = line.split("\t")
-        assert (name, url, catalog, detail) == ("staging/shared", state.url, "catalog 2",
+        assert (name, url, catalog, detail) == ("staging/mme-shared", state.url, "catalog 2",
                                                 "multi-model")
         assert running.startswith("running (pid ")
         assert members == f"{clf.name} v{version.number}"
         with pytest.raises(CommandError, match=r"no local endpoint named staging/x \(known: "
-                                               r"staging/shared\)"):
+                                               r"staging/mme-shared\)"):
             run("stop", "staging/x")
-        assert run("stop", "staging/shared").strip() == "stopped: staging/shared"
-        assert "staging/shared\tstopped\t" in run("list")
+        assert run("stop", "staging/mme-shared").strip() == "stopped: staging/mme-shared"
+        assert "staging/mme-shared\tstopped\t" in run("list")
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{state.url}/v2/health/ready", timeout=2)
-        assert run("start").strip() == "started: staging/shared"
+        assert run("start").strip() == "started: staging/mme-shared"
         state = wait_served(backend, endpoint.backend_endpoint, 2)
         answer = requests.post(f"{state.url}/v2/models/{clf.name}/infer",
                                json={"instances": ROW}, timeout=30)
         assert answer.status_code == 200, answer.text
     finally:
         backend.delete_catalog(endpoint.backend_endpoint)
+
+
+def test_two_projects_servers_of_one_name_are_each_listed_stopped_and_started(
+        users, project, other_project, clf, settings, task_queue):
+    """Environments are named per project: two projects' staging/mme-shared are listed
+    with their projects in front, a stop of every server stops both, and the short name,
+    which could be either, is refused rather than guessed."""
+    from django.core.management import CommandError, call_command
+
+    def run(*args) -> str:
+        out = io.StringIO()
+        call_command("model_servers", *args, stdout=out)
+        return out.getvalue()
+
+    low = free_port()  # a port each
+    settings.MODELGATE_TARGETS = {"local": {"backend": "local", "ports": f"{low}-{low + 20}"}}
+    task_queue.hold(multimodel.APPLY_TASK)
+    other_model = registry.create_model(users["outsider"], other_project, name="other-model",
+                                        task="classification")
+    endpoints = []
+    for user, owned, model, seed in ((users["owner"], project, clf, 1),
+                                     (users["outsider"], other_project, other_model, 2)):
+        environment = releases.create_environment(user, owned, name="staging",
+                                                  backend="local")
+        version = registry.validate_version(registry.register_version(
+            user, model, io.BytesIO(random_classifier_bytes(seed)), metadata()).pk)
+        endpoint = multimodel.create_endpoint(user, environment, name="shared",
+                                              memory_budget_mb=64)
+        multimodel.add_member(user, endpoint, model, version=version)
+        multimodel.apply_endpoint(endpoint.pk)
+        endpoint.refresh_from_db()
+        endpoints.append(endpoint)
+    backends = [get_multimodel_backend("local", multimodel._options(e)) for e in endpoints]
+    names = [f"{e.environment.project.slug}/staging/mme-shared" for e in endpoints]
+    try:
+        for backend, endpoint in zip(backends, endpoints, strict=True):
+            wait_served(backend, endpoint.backend_endpoint, endpoint.applied)
+        assert sorted(line.split("\t")[0] for line in run("list").splitlines()) == sorted(names)
+        with pytest.raises(CommandError, match="staging/mme-shared is in more than one "
+                                               "project; name one of"):
+            run("stop", "staging/mme-shared")
+        assert run("stop", names[1]).strip() == f"stopped: {names[1]}"
+        assert backends[0].servers.running(endpoints[0].backend_endpoint)
+        assert run("stop").strip() == f"stopped: {names[0]}"
+        assert not any(b.servers.running(e.backend_endpoint)
+                       for b, e in zip(backends, endpoints, strict=True))
+        assert sorted(run("start").strip().removeprefix("started: ").split(", ")) == sorted(names)
+    finally:
+        for backend, endpoint in zip(backends, endpoints, strict=True):
+            backend.delete_catalog(endpoint.backend_endpoint)
