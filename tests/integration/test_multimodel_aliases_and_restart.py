@@ -102,6 +102,18 @@ def test_a_moved_alias_reapplies_the_endpoints_following_it_and_no_other(
     assert [e.changes["version"] for e in alias_moves(follows)] == [v2.number, v1.number, None]
 
 
+def a_race(users, project, clf, staging):
+    """What the races below share: champion at v1 (v2 ready to move it to), a second model
+    with a ready version to add, and an endpoint following champion."""
+    v1, v2 = ready_version(users, clf, 3), ready_version(users, clf, 4)
+    set_alias(users["approver"], clf, "champion", v1)
+    second = registry.create_model(users["contributor"], project, name="second-model",
+                                   task="classification")
+    second_v1 = ready_version(users, second, 5)
+    return v1, v2, second, second_v1, endpoint_with(users, staging, "raced", clf,
+                                                    alias="champion")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_alias_move_racing_a_member_change_never_applies_a_stale_catalog(
         users, project, clf, staging, task_queue):
@@ -111,12 +123,7 @@ def test_an_alias_move_racing_a_member_change_never_applies_a_stale_catalog(
     if connection.vendor != "postgresql":
         pytest.skip("SQLite serialises writers; the row locks are PostgreSQL's to prove")
     queued = task_queue.hold(multimodel.APPLY_TASK)
-    v1, v2 = ready_version(users, clf, 3), ready_version(users, clf, 4)
-    set_alias(users["approver"], clf, "champion", v1)
-    second = registry.create_model(users["contributor"], project, name="second-model",
-                                   task="classification")
-    second_v1 = ready_version(users, second, 5)
-    endpoint = endpoint_with(users, staging, "raced", clf, alias="champion")
+    v1, v2, second, second_v1, endpoint = a_race(users, project, clf, staging)
     barrier = threading.Barrier(3)
     stop = threading.Event()
     built, errors = [], []
@@ -197,12 +204,7 @@ def test_a_member_added_while_a_move_re_applies_the_endpoint_waits_for_it_not_de
     from portal.registry.services.archive import lock_open
 
     task_queue.hold(multimodel.APPLY_TASK)
-    v1, v2 = ready_version(users, clf, 3), ready_version(users, clf, 4)
-    set_alias(users["approver"], clf, "champion", v1)
-    second = registry.create_model(users["contributor"], project, name="second-model",
-                                   task="classification")
-    second_v1 = ready_version(users, second, 5)
-    endpoint = endpoint_with(users, staging, "raced", clf, alias="champion")
+    v1, v2, second, second_v1, endpoint = a_race(users, project, clf, staging)
     held, moved, adding = threading.Event(), threading.Event(), threading.Event()
     errors = []
 
