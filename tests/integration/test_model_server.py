@@ -631,16 +631,25 @@ def test_overload_answers_503_at_once_instead_of_queueing(servers, artifacts):
         answer = requests.post(f"{sm.base}/invocations", json=body, timeout=10)
         return answer.status_code, answer.json(), time.perf_counter() - started
 
+    duration = "modelgate_request_duration_seconds"
+    before = scrape(sm.base)
     with ThreadPoolExecutor(24) as pool:
         results = list(pool.map(call, range(24)))
+    after = scrape(sm.base)
     refused = [r for r in results if r[0] == 503]
     served = [r for r in results if r[0] == 200]
     assert len(refused) + len(served) == 24
     assert len(refused) >= 15, [r[0] for r in results]
     assert all(r[1]["code"] == "overloaded" for r in refused)
-    # Refused at once, not after the 500 ms window that the queued requests wait.
-    assert max(r[2] for r in refused) < 0.25, sorted(r[2] for r in refused)
+    # Refused at once, not after the 500 ms window that the queued requests wait. The
+    # server's own clock decides (body to answer): the client's is this test process's, whose
+    # 24 threads can wait a second for a CPU on a loaded machine after the answer has gone.
+    def observed(samples: dict, name: str, **labels) -> float:
+        return total(samples, name, **labels) - total(before, name, **labels)
+    assert observed(after, f"{duration}_count") == 24
+    assert observed(after, f"{duration}_bucket", le="0.25") == len(refused), \
+        sorted(r[2] for r in results)
+    assert sorted(r[2] for r in refused)[len(refused) // 2] < 0.25  # and callers feel it
     assert served and all(r[2] >= 0.4 for r in served)
-    assert total(scrape(sm.base), "modelgate_request_errors_total", code="overloaded") \
-        == len(refused)
+    assert observed(after, "modelgate_request_errors_total", code="overloaded") == len(refused)
     assert requests.get(f"{sm.base}/ping", timeout=5).status_code == 200
