@@ -30,12 +30,20 @@ from portal.accounts.models import ApiToken, Invitation, Membership, hash_token
 from portal.accounts.users import checked_new_user
 from portal.audit import services as audit
 from portal.errors import NOT_FOUND, Conflict, NotAllowed, NotFound, ValidationFailed
+from portal.prepared import Prepared
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "mg_"
 # last_used_at is written at most this often per token, so reads don't each cost a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@Prepared
+def _roles_of(user_id: int):
+    # Unordered: the memberships' default order joins the users table for nothing here.
+    return Membership.objects.filter(user_id=user_id).order_by().values_list("project_id",
+                                                                             "role")
 
 
 def role_in(user, project) -> str | None:
@@ -46,9 +54,7 @@ def role_in(user, project) -> str | None:
         return Role.OWNER
     cache = getattr(user, "_modelgate_roles", None)
     if cache is None:
-        # Unordered: the memberships' default order joins the users table for nothing here.
-        cache = dict(Membership.objects.filter(user=user).order_by()
-                     .values_list("project_id", "role"))
+        cache = dict(_roles_of.rows(user.pk))
         user._modelgate_roles = cache
     return cache.get(project.pk if hasattr(project, "pk") else project)
 

@@ -28,6 +28,7 @@ from explainability import shap_charts
 from explainability.words import Output, label_of, num, quoted
 from ops.schema import parse_input_schema
 from portal.errors import DomainError, ValidationFailed
+from portal.prepared import Prepared
 from portal.registry import queries
 from portal.registry.choices import ExplanationStatus
 from portal.registry.models import Explanation, InstanceExplanation, ModelVersion
@@ -84,10 +85,16 @@ def _encoded(figure):
     return EncodedChart(figure) if figure is not None else None
 
 
+@Prepared
+def _explanation_of(version_id: int):
+    """The version's explanation without its sample's columns (``first()``'s order)."""
+    return (Explanation.objects.filter(version_id=version_id).defer(*CHART_COLUMNS)
+            .order_by("pk")[:1])
+
+
 def explanation_context(version: ModelVersion, query) -> dict:
     """The version page's explanation section: words, charts, a chosen feature and row."""
-    explanation = (Explanation.objects.filter(version=version).defer(*CHART_COLUMNS)
-                   .first())
+    explanation = _explanation_of.first(version.pk)
     if explanation is None or explanation.status != ExplanationStatus.READY:
         # Only a ready explanation has rows: the example is the schema's, with zeros.
         return {"explanation": explanation, "explain_example": example_text(version)}

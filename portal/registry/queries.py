@@ -6,6 +6,8 @@ from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.db.models.lookups import In
 
 from portal.accounts.services import filter_visible
+from portal.accounts.visibility import visible_by
+from portal.prepared import Prepared
 from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
 
 
@@ -93,12 +95,16 @@ def versions_for(user):
     )
 
 
-def version_page_for(user):
-    """One version, for its page: as ``versions_for``, its dataset joined rather than
-    prefetched (one row plans in no time; the dataset's profile and columns are not shown)."""
-    return (versions_for(user).select_related("dataset")
+@Prepared
+def version_page(viewer, slug: str, name: str, number: int):
+    """One version, for its page (``version_page.first(viewer_of(user), ...)``): as
+    ``versions_for``, its dataset and MLflow source joined rather than prefetched (one row
+    plans in no time; the dataset's profile and columns are not shown)."""
+    return (visible_by(ModelVersion.objects.all(), viewer, "model__project")
+            .filter(model__project__slug=slug, model__name=name, number=number)
+            .select_related("model__project", "created_by", "dataset", "mlflow_import")
             .defer("dataset__columns", "dataset__profile")
-            .prefetch_related(None).prefetch_related(
+            .prefetch_related(
                 "tags",
                 Prefetch("aliases", queryset=Alias.objects.only(
                     "id", "name", "version_id", "model_id")),

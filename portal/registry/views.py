@@ -15,10 +15,17 @@ from django.views.decorators.http import require_POST
 from explainability import charts
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
-from portal.accounts.services import has_role, open_invitations_of, require_role, role_in
+from portal.accounts.services import (
+    has_role,
+    open_invitations_of,
+    require_role,
+    role_in,
+)
 from portal.accounts.throttling import check_page_rate
+from portal.accounts.visibility import viewer_of
 from portal.audit.models import AuditEvent
 from portal.errors import DomainError
+from portal.prepared import Prepared
 from portal.registry import forms, queries, services
 from portal.registry.explain_views import explanation_context
 from portal.registry.models import ModelVersion, Project
@@ -287,17 +294,23 @@ def alias_set(request, slug, name):
         redirect_to=model)
 
 
+@Prepared
+def _history(object_type: str, object_id: str):
+    """An object's last 50 audit events, newest first."""
+    return AuditEvent.objects.filter(object_type=object_type,
+                                     object_id=object_id).order_by("-id")[:50]
+
+
 @login_required
 def version_detail(request, slug, name, number, more_context=None):
     """The version page; ``more_context(version)`` as for ``model_detail``."""
     # Its MLflow source (none, mostly) joined: one row, where the template's read was a query.
-    version = get_object_or_404(queries.version_page_for(request.user)
-                                .select_related("mlflow_import"),
-                                model__project__slug=slug, model__name=name, number=number)
+    version = queries.version_page.first(viewer_of(request.user), slug, name, number)
+    if version is None:
+        raise Http404
     queries.attach_model(version.model, version.parent)  # its link reads no model, no project
     graph = services.lineage(version)
-    history = AuditEvent.objects.filter(object_type="registry.modelversion",
-                                        object_id=str(version.pk)).order_by("-id")[:50]
+    history = _history.rows("registry.modelversion", str(version.pk))
     alias_names = [a.name for a in version.aliases.all()]
     return render(request, "registry/version_detail.html", {
         "version": version, "model": version.model, "project": version.model.project,

@@ -22,6 +22,7 @@ from django.db.models import Max
 
 from ops.backends.base import ObservedState
 from ops.redact import without_paths
+from portal.prepared import Prepared
 from portal.registry.models import ModelVersion, RegisteredModel
 from portal.releases import deployments
 from portal.releases.models import Deployment, Environment
@@ -74,14 +75,19 @@ def serving_now(environment: Environment) -> list[ServingEndpoint]:
 def serving_model(model: RegisteredModel) -> list[ServingEndpoint]:
     """The model's endpoint in each environment of its project it was released to (the
     latest deployment there), by environment name, as the backends observe them."""
-    latest = list(_latest(Deployment.objects.filter(model=model,
-                                                    environment__project_id=model.project_id),
-                          "environment")
-                  .select_related(None).select_related("environment", "candidate")
-                  .only(*MODEL_ENDPOINT_COLUMNS).order_by("environment__name"))
+    latest = _latest_of_model.rows(model.pk, model.project_id)
     for deployment in latest:  # the model at hand: not joined again
         deployment.model = model
     return observe_all(latest)
+
+
+@Prepared
+def _latest_of_model(model_id: int, project_id: int):
+    return (_latest(Deployment.objects.filter(model_id=model_id,
+                                              environment__project_id=project_id),
+                    "environment")
+            .select_related(None).select_related("environment", "candidate")
+            .only(*MODEL_ENDPOINT_COLUMNS).order_by("environment__name"))
 
 
 def serving_version(version: ModelVersion) -> list[ServingEndpoint]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from portal.audit import services as audit
 from portal.errors import ValidationFailed
+from portal.prepared import Prepared
 from portal.retraining.models import RetrainedVersion, RetrainingTrigger
 
 
@@ -35,9 +36,13 @@ def retrained_because(version) -> RetrainedVersion | None:
     served then, or None: what the version page says of it
     (``retraining/inc/version_trigger.html``), and no other column."""
     # At most one row (one to one): no ordering to compile, as ``first()`` would add.
-    return next(iter(RetrainedVersion.objects.select_related("trigger__alert",
-                                                             "trigger__serving_version")
-                     .only(*RETRAINED_BECAUSE).filter(version=version)[:1]), None)
+    return _retrained.first(version.pk)
+
+
+@Prepared
+def _retrained(version_id: int):
+    return (RetrainedVersion.objects.select_related("trigger__alert", "trigger__serving_version")
+            .only(*RETRAINED_BECAUSE).filter(version_id=version_id)[:1])
 
 
 RETRAINED_BECAUSE = ("version", "trigger__condition", "trigger__reason", "trigger__run_url",

@@ -22,6 +22,7 @@ from ops import evaluation as ops_evaluation
 from ops.exceptions import OpsError, TransientError
 from ops.redact import without_paths
 from ops.schema import parse_input_schema
+from portal.prepared import Prepared
 from portal.queue import enqueue
 from portal.registry.choices import DatasetPurpose, EvaluationStatus, ProfileStatus, VersionStatus
 from portal.registry.models import Dataset, Evaluation, ModelVersion
@@ -210,11 +211,18 @@ def evidence(version: ModelVersion, dataset: Dataset | None) -> Evidence:
     return Evidence(declared, sources, dataset, found.status, found.reason, measurable)
 
 
+@Prepared
+def _evaluations_of(version_id: int):
+    return (Evaluation.objects.filter(version_id=version_id).select_related("dataset")
+            .defer("dataset__columns", "dataset__profile"))
+
+
 def metric_table(version: ModelVersion) -> dict:
     """The version page's metrics: one row per metric, the declared figure beside what was
     measured on each evaluation dataset (newest first), and each measurement's state."""
-    found = list(version.evaluations.select_related("dataset")
-                 .defer("dataset__columns", "dataset__profile"))
+    found = _evaluations_of.rows(version.pk)
+    for evaluation in found:  # the version at hand, as its related manager would give it
+        evaluation.version = version
     names = list(version.metrics or {})
     for evaluation in found:
         names += [n for n in evaluation.metrics if n not in names]
