@@ -23,7 +23,9 @@ Redis, a Celery worker; the load comes from another process.
    latency, not as less load.
    With ``--costs``, first: each read's web CPU one request at a time, beside the
    framework's floor (``/healthz``, and a signed-in page that does nothing), and the most
-   requests/s two cores of web alone could hold for that mix.
+   requests/s two cores of web alone could hold for that mix; the same beside a second
+   gunicorn with ``MODELGATE_PREPARED=off`` (every query compiled anew, as before
+   ``portal/prepared.py``), measured in turn, medians of three rounds, and their ratio.
 4. Prints per endpoint: requests, errors (status >= 400 or no answer; the first of each is
    shown), p50 and p95; the achieved rate; the most PostgreSQL connections seen (sampled
    every 0.5 s); and PASS/FAIL against >= 200 requests/s, p95 < 200 ms for every endpoint,
@@ -287,13 +289,18 @@ def endpoints(world: dict) -> tuple[list, list]:
     return pages, reads
 
 
-def sequential_costs(base: str, world: dict, server_pid: int, repeat: int = 40) -> float:
+def sequential_costs(base: str, world: dict, server_pid: int, baseline=None,
+                     repeat: int = 20, rounds: int = 3) -> float:
     """The web processes' CPU per request of each read, one request at a time, beside the
     framework's floor (a probe, and a signed-in page that does nothing: session, user,
-    middleware and the page frame). Returns the mix's weighted CPU a request (ms), reads
-    standing in for the writes, so ``cores / cost`` bounds the rate the web can hold."""
+    middleware and the page frame): the median of ``rounds`` runs of ``repeat`` requests.
+    With ``baseline`` (base, pid: the same portal with ``MODELGATE_PREPARED=off``), each
+    round measures both in turn, and the ratio is printed. Returns the mix's weighted CPU a
+    request (ms), reads standing in for the writes, so ``cores / cost`` bounds the rate the
+    web can hold."""
+    cookie = browser_cookies(base, f"load-viewer-{BROWSERS - 1}")  # sessions are shared
     browser = requests.Session()
-    browser.headers["Cookie"] = browser_cookies(base, f"load-viewer-{BROWSERS - 1}")
+    browser.headers["Cookie"] = cookie
     api = requests.Session()
     api.headers["Authorization"] = f"Token {world['token']}"
     pages, reads = endpoints(world)
@@ -303,17 +310,29 @@ def sequential_costs(base: str, world: dict, server_pid: int, repeat: int = 40) 
     rows += [(name, browser, path or version_page, 0.55 / len(pages)) for name, path in pages]
     rows += [(name, api, path or f"/api/v1/versions/{world['versions'][3]}/", 0.45 / len(reads))
              for name, path in reads]
-    print(f"\n{'one request at a time':<28} {'web CPU ms':>10}")
+    servers = [(base, server_pid)] + ([baseline] if baseline else [])
+    head = f"{'one request at a time':<28} {'web CPU ms':>10}"
+    print(f"\n{head} {'unprepared':>10} {'ratio':>6}" if baseline else f"\n{head}")
     weighted = 0.0
-    for name, session, path, weight in rows:
-        for _ in range(3):
-            session.get(base + path, timeout=30)
-        before = process_tree_cpu(server_pid)
+
+    def cost(session, url, pid) -> float:
+        before = process_tree_cpu(pid)
         for _ in range(repeat):
-            session.get(base + path, timeout=30)
-        cost = 1000 * (process_tree_cpu(server_pid) - before) / repeat
-        weighted += weight * cost
-        print(f"{name:<28} {cost:>10.1f}")
+            session.get(url, timeout=30)
+        return 1000 * (process_tree_cpu(pid) - before) / repeat
+
+    for name, session, path, weight in rows:
+        for server, _ in servers:
+            for _ in range(3):
+                session.get(server + path, timeout=30)
+        runs = [[cost(session, server + path, pid) for server, pid in servers]
+                for _ in range(rounds)]
+        medians = [statistics.median(run[i] for run in runs) for i in range(len(servers))]
+        weighted += weight * medians[0]
+        line = f"{name:<28} {medians[0]:>10.1f}"
+        if baseline:
+            line += f" {medians[1]:>10.1f} {medians[0] / medians[1]:>6.2f}"
+        print(line)
     print(f"{'weighted reads of the mix':<28} {weighted:>10.1f}  -> two cores of web alone "
           f"hold at most {2000 / weighted:.0f} requests/s")
     return weighted
@@ -538,7 +557,13 @@ def main() -> int:
     sampler.start()
     out = Path(data_dir) / "results.json"
     if args.costs:
-        sequential_costs(base, world, proc.pid)
+        # The baseline, in the same run: the same portal compiling every query anew.
+        plain, plain_base = start_server({**env, "MODELGATE_PREPARED": "off"},
+                                         Path(data_dir) / "gunicorn-unprepared.log")
+        try:
+            sequential_costs(base, world, proc.pid, baseline=(plain_base, plain.pid))
+        finally:
+            stop_server(plain)
     web_cpu = process_tree_cpu(proc.pid)
     try:
         subprocess.run([sys.executable, __file__, "--rate", str(args.rate), "--seconds",

@@ -8,9 +8,10 @@ QueryTurbo, which fingerprints every query at run time) cost as much as it saved
 this is written by hand, narrowly:
 
 - ``Prepared(build)`` wraps a function that builds a queryset from plain values only
-  (ints, strings, tuples of ints, None). The first call of each *shape* (which arguments are
-  None, how long each tuple is) builds it with marker values, compiles it, and finds where
-  each marker landed among the statement's parameters. Later calls bind their values there
+  (ints, strings, aware datetimes, tuples of ints, None). The first call of each *shape* (which arguments are
+  None, how long each tuple is, and the values of the first ``literal`` arguments, which
+  Django writes into the SQL: a page's offset) builds it with marker values, compiles it,
+  and finds where each marker landed among the statement's parameters. Later calls bind their values there
   and run the same SQL; rows become model instances as Django's own iterables make them,
   and ``prefetch_related`` lookups run as usual.
 - What cannot be bound safely is not prepared: a marker Django transformed (``contains``
@@ -20,8 +21,9 @@ this is written by hand, narrowly:
 - The first ``VERIFY_CALLS`` real calls of every shape also compile the ordinary way and
   compare SQL and parameters; a difference (a build reading the clock or anything but its
   arguments) retires the shape to the ordinary way for good, logged as an error.
-  ``MODELGATE_PREPARED_VERIFY=all`` compares on every call; ``strict`` (the test suite's
-  setting, ``tests/conftest.py``) also raises on a difference.
+  ``MODELGATE_PREPARED=all`` compares on every call; ``strict`` (the test suite's
+  setting, ``tests/conftest.py``) also raises on a difference; ``off`` runs every query the
+  ordinary way (and is the baseline of ``benchmarks/page_cpu.py``).
 
 Nothing is cached but SQL text: every call reads the database, so nothing shown is stale.
 """
@@ -34,6 +36,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet, FullResultSet
@@ -47,6 +50,7 @@ VERIFY_CALLS = 2
 # turns an out-of-range int into an empty lookup) and positive (for positive fields).
 _INT_MARKER = 2_000_000_000
 _STR_MARKER = "\x00modelgate-prepared-{}\x00"
+_TIME_MARKER = datetime(2999, 1, 1, tzinfo=UTC)  # plus a marker's number of seconds
 
 
 EVERY: list[Prepared] = []  # for tests: every prepared query of the process
@@ -61,8 +65,8 @@ class PreparedMismatch(AssertionError):
     """A prepared statement differed from Django's own (``strict`` verification only)."""
 
 
-def _verify() -> str:
-    return os.environ.get("MODELGATE_PREPARED_VERIFY", "").strip().lower()
+def _mode() -> str:
+    return os.environ.get("MODELGATE_PREPARED", "").strip().lower()
 
 
 @dataclass
@@ -89,20 +93,27 @@ def _canonical(value):
     if value is None or isinstance(value, str) or (isinstance(value, int)
                                                    and not isinstance(value, bool)):
         return value
-    raise TypeError(f"a prepared query takes ints, strings, tuples of ints and None, "
-                    f"not {type(value).__name__}")
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    raise TypeError(f"a prepared query takes ints, strings, aware datetimes, tuples of ints "
+                    f"and None, not {type(value).__name__}")
 
 
-def _shape_key(args: tuple) -> tuple:
-    return tuple("n" if a is None else (len(a) if isinstance(a, tuple) else type(a).__name__)
-                 for a in args)
+MAX_SHAPES = 64  # per query; past it, a new shape runs the ordinary way (literal arguments)
+
+
+def _shape_key(args: tuple, literal: int) -> tuple:
+    return args[:literal] + tuple(
+        "n" if a is None else (len(a) if isinstance(a, tuple) else type(a).__name__)
+        for a in args[literal:])
 
 
 class Prepared:
     """A queryset shape compiled once per process (see the module's notes)."""
 
-    def __init__(self, build: Callable[..., QuerySet]):
+    def __init__(self, build: Callable[..., QuerySet], *, literal: int = 0):
         self.build = build
+        self.literal = literal
         self.name = f"{build.__module__}.{build.__qualname__}"
         self._shapes: dict[tuple, _Shape] = {}
         self._lock = threading.Lock()
@@ -113,13 +124,16 @@ class Prepared:
     def rows(self, *args) -> list:
         """The rows the built queryset gives for ``args``, as evaluating it would."""
         args = tuple(_canonical(a) for a in args)
-        shape = self._shapes.get(_shape_key(args)) or self._prepare(args)
-        if shape.queryset is None:
+        mode = _mode()
+        if mode == "off":
+            return list(self.build(*args))
+        shape = self._shapes.get(_shape_key(args, self.literal)) or self._prepare(args)
+        if shape is None or shape.queryset is None:
             return list(self.build(*args))
         params = _bind(shape.slots, args)
         if params is None:  # a value out of its column's range: Django decides, as ever
             return list(self.build(*args))
-        if shape.verified < VERIFY_CALLS or _verify() in {"all", "strict"}:
+        if shape.verified < VERIFY_CALLS or mode in {"all", "strict"}:
             if not self._same(shape, args, params):
                 return list(self.build(*args))
         return list(_bound(shape, params))
@@ -135,11 +149,13 @@ class Prepared:
 
     # -- preparing -------------------------------------------------------------------------
 
-    def _prepare(self, args: tuple) -> _Shape:
-        key = _shape_key(args)
+    def _prepare(self, args: tuple) -> _Shape | None:
+        key = _shape_key(args, self.literal)
         with self._lock:
             shape = self._shapes.get(key)
             if shape is None:
+                if len(self._shapes) >= MAX_SHAPES:
+                    return None
                 shape = self._compile(args)
                 if shape.queryset is None:
                     log.info("%s runs unprepared for shape %s: %s", self.name, key, shape.reason)
@@ -147,8 +163,8 @@ class Prepared:
         return shape
 
     def _compile(self, args: tuple) -> _Shape:
-        markers, marked = _markers(args)
-        queryset = self.build(*marked)
+        markers, marked = _markers(args[self.literal:], start=self.literal)
+        queryset = self.build(*args[:self.literal], *marked)
         if not isinstance(queryset, QuerySet):
             raise TypeError(f"{self.name} must return a QuerySet")
         if queryset._known_related_objects or queryset._result_cache is not None:
@@ -161,7 +177,7 @@ class Prepared:
         slots, seen = [], set()
         for param in params:
             # Django's PostgreSQL backend wraps integers in psycopg's Int2/Int4/Int8.
-            plain = isinstance(param, (int, str)) and not isinstance(param, bool)
+            plain = isinstance(param, (int, str, datetime)) and not isinstance(param, bool)
             hit = markers.get(param) if plain else None
             if hit is not None:
                 slots.append((True, hit, type(param)))
@@ -170,7 +186,7 @@ class Prepared:
                 slots.append((False, (None, None), param))
         if any(hit not in seen for hit in markers.values()):
             return _Shape(None, reason="an argument is not a plain parameter of the SQL")
-        if any(str(m) in sql for m in markers):
+        if any(str(m) in sql for m in markers if not isinstance(m, datetime)) or "2999" in sql:
             return _Shape(None, reason="an argument is written into the SQL text")
         return _Shape(queryset, sql=sql, slots=slots, compiler=compiler)
 
@@ -184,7 +200,7 @@ class Prepared:
         if sql == shape.sql and list(expected) == params:
             shape.verified += 1
             return True
-        if _verify() == "strict":
+        if _mode() == "strict":
             raise PreparedMismatch(f"{self.name}{args!r}: prepared {shape.sql!r} {params!r}, "
                                    f"Django's {sql!r} {expected!r}")
         log.error("%s: prepared SQL differs from Django's for %r; running it unprepared "
@@ -206,7 +222,7 @@ def _bind(slots: list, args: tuple) -> list | None:
             params.append(value)
             continue
         kind, given = value, (args[i] if j is None else args[i][j])
-        if kind is str:
+        if kind is str or kind is datetime:
             params.append(given)
             continue
         bound = _RANGES.get(kind.__name__, 2 ** 63)
@@ -216,17 +232,22 @@ def _bind(slots: list, args: tuple) -> list | None:
     return params
 
 
-def _markers(args: tuple) -> tuple[dict, list]:
-    """({marker: (argument, index in a tuple or None)}, the arguments as markers)."""
+def _markers(args: tuple, start: int = 0) -> tuple[dict, list]:
+    """({marker: (argument's position from ``start``, index in a tuple or None)}, the
+    arguments as markers)."""
     markers, marked = {}, []
 
     def marker_for(value, where):
-        marker = (_INT_MARKER + len(markers) if isinstance(value, int)
-                  else _STR_MARKER.format(len(markers)))
+        if isinstance(value, datetime):
+            marker = _TIME_MARKER + timedelta(seconds=len(markers))
+        elif isinstance(value, int):
+            marker = _INT_MARKER + len(markers)
+        else:
+            marker = _STR_MARKER.format(len(markers))
         markers[marker] = where
         return marker
 
-    for i, value in enumerate(args):
+    for i, value in enumerate(args, start=start):
         if isinstance(value, tuple):
             marked.append(tuple(marker_for(v, (i, j)) for j, v in enumerate(value)))
         elif value is None:

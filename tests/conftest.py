@@ -38,7 +38,7 @@ import pytest
 
 # Every prepared query (portal/prepared.py) is compared with Django's own SQL on every call,
 # in this process and in the servers and workers it starts; a difference fails the test.
-os.environ.setdefault("MODELGATE_PREPARED_VERIFY", "strict")
+os.environ.setdefault("MODELGATE_PREPARED", "strict")
 
 pytest_plugins = [
     "tests.portal_fixtures",

@@ -16,6 +16,18 @@ def viewer_of(user) -> int | None:
     return None if user.is_staff else user.pk
 
 
+class Reader:
+    """Stands in for a user in ``services.filter_visible`` inside a prepared query's build:
+    one who may read the projects ``ids`` (a tuple; None: every project), as
+    ``memberships_read_once`` gives them."""
+
+    is_authenticated = True
+
+    def __init__(self, ids: tuple | None):
+        self.is_staff = ids is None
+        self._modelgate_visible_now = None if ids is None else list(ids)
+
+
 def visible_by(queryset: QuerySet, viewer: int | None, project_field: str = "project"):
     """``filter_visible`` for a viewer from ``viewer_of``: one statement whoever reads (the
     memberships as a subquery on the user's id), so it is compiled once."""

@@ -96,6 +96,14 @@ def versions_for(user):
 
 
 @Prepared
+def model_page(viewer, slug: str, name: str):
+    """One model, for its page (``model_page.first(viewer_of(user), ...)``): none of the
+    list annotations (latest version, aliases prefetched)."""
+    return (visible_by(RegisteredModel.objects.all(), viewer, "project")
+            .filter(project__slug=slug, name=name).select_related("project", "archived_by"))
+
+
+@Prepared
 def version_page(viewer, slug: str, name: str, number: int):
     """One version, for its page (``version_page.first(viewer_of(user), ...)``): as
     ``versions_for``, its dataset and MLflow source joined rather than prefetched (one row

@@ -1,6 +1,6 @@
 """Registry pages. Each view: permission-checked fetch → one service call → render."""
 
-from functools import reduce
+from functools import partial, reduce
 from operator import or_
 
 from django.contrib import messages
@@ -28,7 +28,7 @@ from portal.errors import DomainError
 from portal.prepared import Prepared
 from portal.registry import forms, queries, services
 from portal.registry.explain_views import explanation_context
-from portal.registry.models import ModelVersion, Project
+from portal.registry.models import Alias, ModelVersion, Project
 from portal.registry.services import evaluations
 from portal.views import handle_action, handle_form
 
@@ -195,17 +195,36 @@ ALIAS_ROW = ("name", "model", "updated_at", "version__model", "version__number",
              "version__label", "updated_by__username")
 
 
+@Prepared
+def _charted_versions(model_id: int):
+    return (ModelVersion.objects.filter(model_id=model_id).order_by("-number")
+            .values("number", "label", "metrics")[:CHARTED_VERSIONS])
+
+
+@partial(Prepared, literal=1)
+def _version_table(offset: int, model_id: int):
+    """A page of the model page's version table (its offset is written into the SQL)."""
+    return (ModelVersion.objects.filter(model_id=model_id)
+            .select_related("parent", "dataset", "created_by")
+            .only(*VERSION_TABLE_ROW).order_by("-number")[offset:offset + 25])
+
+
+@Prepared
+def _aliases_of(model_id: int):
+    return (Alias.objects.filter(model_id=model_id).select_related("version", "updated_by")
+            .only(*ALIAS_ROW))
+
+
 @login_required
 def model_detail(request, slug, name, more_context=None):
     """The model page. ``more_context(model)``: what a higher app adds to it (the releases
     app's ``model_views``, routed here by ``urls.py``, adds what serves it now)."""
     # The page shows none of the list annotations (latest version, aliases prefetched).
-    model = get_object_or_404(queries.visible_models(request.user)
-                              .select_related("project", "archived_by"),
-                              project__slug=slug, name=name)
+    model = queries.model_page.first(viewer_of(request.user), slug, name)
+    if model is None:
+        raise Http404
     # The chart reads three columns of the last 200 versions; the table shows a page of 25.
-    recent = list(ModelVersion.objects.filter(model=model).order_by("-number")
-                  .values("number", "label", "metrics")[:CHARTED_VERSIONS])
+    recent = _charted_versions.rows(model.pk)
     history = charts.metric_history([
         {"number": v["number"], "metrics": v["metrics"],
          "label": f"v{v['number']}" + (f" ({v['label']})" if v["label"] else "")}
@@ -219,10 +238,12 @@ def model_detail(request, slug, name, more_context=None):
     if len(recent) < CHARTED_VERSIONS:  # the chart read every version: no query to count them
         paginator.count = len(recent)
     page = paginator.get_page(request.GET.get("page"))
-    page.object_list = list(page.object_list)
+    page.object_list = _version_table.rows((page.number - 1) * paginator.per_page, model.pk)
     queries.attach_model(model, *page.object_list)
     can_contribute = has_role(request.user, model.project, Role.CONTRIBUTOR)
-    aliases = list(model.aliases.select_related("version", "updated_by").only(*ALIAS_ROW))
+    aliases = _aliases_of.rows(model.pk)
+    for alias in aliases:  # the model at hand, as its related manager would give it
+        alias.model = model
     queries.attach_model(model, *(alias.version for alias in aliases))
     aliases_of = {}  # the table's badges: each version's aliases, by name as listed
     for alias in aliases:

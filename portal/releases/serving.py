@@ -103,11 +103,16 @@ def by_environment(model: RegisteredModel) -> list[tuple[Environment, ServingEnd
     """Every environment of the model's project with the model's endpoint there (None: never
     released there), for the model page."""
     endpoints = {e.environment.pk: e for e in serving_model(model)}
-    environments = list(Environment.objects.filter(project_id=model.project_id)
-                        .only("name", "project").order_by("name"))
+    environments = _environments_of.rows(model.project_id)
     for environment in environments:  # the model's project, at hand: no join to read it again
         environment.project = model.project
     return [(environment, endpoints.get(environment.pk)) for environment in environments]
+
+
+@Prepared
+def _environments_of(project_id: int):
+    return Environment.objects.filter(project_id=project_id).only("name", "project").order_by(
+        "name")
 
 
 def _latest(deployments_, per: str):

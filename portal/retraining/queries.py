@@ -1,5 +1,8 @@
+from functools import partial
+
 from portal.accounts.services import filter_visible
 from portal.audit.models import AuditEvent
+from portal.prepared import Prepared
 from portal.retraining.models import RetrainingRule, RetrainingTrigger
 
 # The audit events of a trigger's attempts (``triggers.send`` records one per attempt).
@@ -31,8 +34,13 @@ def attempts_of(trigger) -> list[dict]:
              "error": event.changes.get("error", "")} for event in events]
 
 
-def rules_of(model):
-    return RetrainingRule.objects.filter(model=model).select_related("environment")
+def rules_of(model) -> list:
+    return _rules_of.rows(model.pk)
+
+
+@Prepared
+def _rules_of(model_id: int):
+    return RetrainingRule.objects.filter(model_id=model_id).select_related("environment")
 
 
 # What the model page's trigger table shows (``retraining/inc/model_rules.html``): no alert,
@@ -41,8 +49,13 @@ TRIGGER_ROW = ("created_at", "rule_name", "reason", "state", "last_error", "next
                "attempts", "run_id", "run_url")
 
 
-def triggers_of(model, limit: int = 20):
+def triggers_of(model, limit: int = 20) -> list:
+    return _triggers_of.rows(limit, model.pk)
+
+
+@partial(Prepared, literal=1)
+def _triggers_of(limit: int, model_id: int):
     # The linked versions with their model and project: each link's address needs both.
-    return list(RetrainingTrigger.objects.filter(model=model).only(*TRIGGER_ROW)
-                .prefetch_related("versions__version__model__project")
-                .order_by("-created_at", "-id")[:limit])
+    return (RetrainingTrigger.objects.filter(model_id=model_id).only(*TRIGGER_ROW)
+            .prefetch_related("versions__version__model__project")
+            .order_by("-created_at", "-id")[:limit])

@@ -1,51 +1,34 @@
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.shortcuts import render
+from django.utils import timezone
 
-from portal.accounts.services import memberships_read_once, open_invitations_to
-from portal.monitoring import queries as monitoring_queries
-from portal.monitoring.incidents import open_incidents
+from portal.accounts.services import memberships_read_once, visible_project_ids
+from portal.monitoring.incidents import group
 from portal.registry import queries
-from portal.registry.choices import VersionStatus
-from portal.releases import queries as release_queries
-from portal.releases.choices import RequestStatus
-from portal.releases.deployments import ACTIVE
-
-# The columns the dashboard's rows show: the page is the most visited one, and Django
-# compiles (and PostgreSQL sends) every column of every joined table unless told otherwise.
-_VERSION_ROW = ("number", "label", "status", "status_reason", "artifact_format", "created_at",
-                "model__name", "model__project__slug", "created_by__username")
-_REQUEST_ROW = ("created_at", "gates_passed", "version__number", "version__label",
-                "version__model__name", "version__model__project__slug", "environment__name")
-_ROLLOUT_ROW = ("status", "strategy", "environment__name", "model__name", "candidate__number")
-_INVITATION_ROW = ("role", "project__name", "invited_by__username")
+from portal.web import lists
 
 
 @login_required
 def dashboard(request):
     # Nine lists, each filtered by the projects the person may see: their memberships are
-    # read once for this request, not compiled into each query as a subquery.
+    # read once for this request and given to each list (``portal.web.lists``).
     with memberships_read_once(request.user):
         return _dashboard(request)
 
 
 def _dashboard(request):
-    # What is archived (or in an archived project) is out of the dashboard, as of every list;
-    # the versions counted are those of the models counted, and their statuses add up to
-    # the total (archived versions included).
-    versions = queries.version_rows_for(request.user).filter(
-        model__archived_at__isnull=True, model__project__archived_at__isnull=True)
-    rows = versions.only(*_VERSION_ROW)
+    ids = visible_project_ids(request.user)
+    ids = None if ids is None else tuple(ids)
     # Projects and their live models counted in one query.
     counts = queries.visible_projects(request.user).filter(archived_at__isnull=True).aggregate(
         projects=Count("pk", distinct=True),
         models=Count("models", filter=Q(models__archived_at__isnull=True), distinct=True))
-    status_counts = dict(versions.order_by().values_list("status").annotate(n=Count("id")))
-    incidents = open_incidents(monitoring_queries.firing_alerts_for(request.user))
+    # Its statuses add up to the total (archived versions included).
+    status_counts = dict(lists.status_counts.rows(ids))
+    incidents = group(lists.firing_alerts.rows(ids))  # firing alerts only
     return render(request, "web/dashboard.html", {
-        # The in-portal notice of invitations (no email: the portal knows no base URL).
-        "invitations": open_invitations_to(request.user)
-        .select_related("project", "invited_by").only(*_INVITATION_ROW)[:5],
+        "invitations": lists.open_invitations.rows(request.user.pk, timezone.now()),
         "firing_incidents": incidents[:8],
         "incident_count": len(incidents),
         "firing_count": sum(len(i.alerts) for i in incidents),
@@ -55,16 +38,9 @@ def _dashboard(request):
         "dataset_count": queries.datasets_for(request.user)
         .filter(archived_at__isnull=True, project__archived_at__isnull=True).count(),
         "status_counts": status_counts,
-        "recent_versions": rows[:10],
-        "attention": rows.filter(status__in=[VersionStatus.PENDING, VersionStatus.INVALID])[:5],
-        "models": queries.model_rows_for(request.user)
-        .filter(archived_at__isnull=True, project__archived_at__isnull=True)
-        .order_by("-created_at")[:8],
-        "open_requests": release_queries.requests_for(request.user)
-        .filter(status=RequestStatus.OPEN).select_related(None)
-        .select_related("version__model__project", "environment")
-        .only(*_REQUEST_ROW).prefetch_related(None)[:5],
-        "active_rollouts": release_queries.deployments_for(request.user)
-        .filter(status__in=ACTIVE).select_related(None)
-        .select_related("environment", "model", "candidate").only(*_ROLLOUT_ROW)[:5],
+        "recent_versions": lists.recent_versions.rows(ids),
+        "attention": lists.attention.rows(ids),
+        "models": lists.models.rows(ids),
+        "open_requests": lists.open_requests.rows(ids),
+        "active_rollouts": lists.active_rollouts.rows(ids),
     })

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import io
 import threading
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection, connections
 from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from portal.accounts.visibility import viewer_of
 from portal.prepared import Prepared, PreparedMismatch, unprepared
@@ -66,7 +68,7 @@ def test_the_version_page_reads_what_django_reads_for_everyone_and_every_number(
 @pytest.mark.django_db
 def test_once_checked_a_shape_is_not_compiled_again(users, project, clf, versions,
                                                     monkeypatch):
-    monkeypatch.setenv("MODELGATE_PREPARED_VERIFY", "")
+    monkeypatch.setenv("MODELGATE_PREPARED", "")
     viewer = viewer_of(users["viewer"])
     for _ in range(3):  # the first two calls are checked against Django's compilation
         queries.version_page.rows(viewer, project.slug, clf.name, versions[0].number)
@@ -96,6 +98,14 @@ def test_tuples_none_and_values_lists(users, project):
         for staff in (None, 1):
             assert slugs.rows(ids, staff) == list(slugs.build(tuple(sorted(set(ids))), staff))
     assert slugs.rows((other.pk, project.pk), 1) == [project.slug, other.slug]
+    before = Prepared(lambda at, pk: Project.objects.filter(created_at__lt=at, pk__gte=pk)
+                      .order_by("pk").values_list("slug", flat=True))
+    now = timezone.now()
+    for at in (now, project.created_at, other.created_at, now - timedelta(days=1)):
+        assert before.rows(at, 0) == list(before.build(at, 0))
+    assert before.rows(now, 0) == [project.slug, other.slug] and before.reasons() == {}
+    with pytest.raises(TypeError):
+        before.rows(datetime(2026, 1, 1), 0)  # naive
     with pytest.raises(TypeError):
         slugs.rows([1.5], None)
     with pytest.raises(TypeError):
@@ -136,7 +146,7 @@ def test_a_build_that_reads_more_than_its_arguments_is_caught(users, project, mo
     wanted[0] = other.slug  # a value the build reads from elsewhere: not in the SQL's slots
     with pytest.raises(PreparedMismatch):
         by_slug.rows(0)
-    monkeypatch.setenv("MODELGATE_PREPARED_VERIFY", "")
+    monkeypatch.setenv("MODELGATE_PREPARED", "")
     assert [p.pk for p in by_slug.rows(0)] == [other.pk]  # still checked: second call
     assert "differs from Django's" in caplog.text
     wanted[0] = project.slug
@@ -147,7 +157,7 @@ def test_a_build_that_reads_more_than_its_arguments_is_caught(users, project, mo
 @pytest.mark.django_db(transaction=True)
 def test_threads_share_a_shape_and_each_reads_its_own(users, project, clf, versions,
                                                       monkeypatch):
-    monkeypatch.setenv("MODELGATE_PREPARED_VERIFY", "")
+    monkeypatch.setenv("MODELGATE_PREPARED", "")
     people = [users[w] for w in ("owner", "viewer", "outsider", "staff")]
     expected = {u.pk: [v.pk for v in queries.version_page.build(
         viewer_of(u), project.slug, clf.name, versions[0].number)] for u in people}
