@@ -8,9 +8,9 @@ the rows they count, so a readout reads two rows whatever the traffic.
 
 from django.conf import settings
 from django.db import models
-from django.urls import reverse
 
 from portal.experiments.choices import DecisionChoice, OutcomeKind
+from portal.reversing import reverse
 
 
 class Experiment(models.Model):

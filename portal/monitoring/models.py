@@ -1,9 +1,9 @@
 from django.conf import settings
 from django.db import models
-from django.urls import reverse
 from django.utils import timezone
 
 from portal.monitoring.choices import AlertSource, AlertState, Severity
+from portal.reversing import reverse
 
 
 class Alert(models.Model):

@@ -3,10 +3,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.db import models
-from django.urls import reverse
 
 from portal.notifications.choices import DeliveryStatus
 from portal.registry.models import Project
+from portal.reversing import reverse
 
 
 class Webhook(models.Model):

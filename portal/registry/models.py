@@ -4,7 +4,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.urls import reverse
 
 from portal.errors import ImmutableError
 from portal.registry.choices import (
@@ -19,6 +18,7 @@ from portal.registry.choices import (
     Task,
     VersionStatus,
 )
+from portal.reversing import reverse
 
 name_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9._-]{0,99}$",

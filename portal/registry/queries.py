@@ -8,7 +8,14 @@ from django.db.models.lookups import In
 from portal.accounts.services import filter_visible
 from portal.accounts.visibility import visible_by
 from portal.prepared import Prepared
-from portal.registry.models import Alias, Dataset, ModelVersion, Project, RegisteredModel
+from portal.registry.models import (
+    Alias,
+    Dataset,
+    ModelVersion,
+    Project,
+    RegisteredModel,
+    VersionTag,
+)
 
 
 class AnyOf(In):
@@ -107,17 +114,30 @@ def model_page(viewer, slug: str, name: str):
 def version_page(viewer, slug: str, name: str, number: int):
     """One version, for its page (``version_page.first(viewer_of(user), ...)``): as
     ``versions_for``, its dataset and MLflow source joined rather than prefetched (one row
-    plans in no time; the dataset's profile and columns are not shown)."""
+    plans in no time; the dataset's profile and columns are not shown). Its tags, aliases
+    and parent are read by the three below, prepared as well (a prefetch compiles anew)."""
     return (visible_by(ModelVersion.objects.all(), viewer, "model__project")
             .filter(model__project__slug=slug, model__name=name, number=number)
             .select_related("model__project", "created_by", "dataset", "mlflow_import")
-            .defer("dataset__columns", "dataset__profile")
-            .prefetch_related(
-                "tags",
-                Prefetch("aliases", queryset=Alias.objects.only(
-                    "id", "name", "version_id", "model_id")),
-                Prefetch("parent", queryset=ModelVersion.objects.only("model", "number",
-                                                                      "label"))))
+            .defer("dataset__columns", "dataset__profile"))
+
+
+@Prepared
+def tag_names(version_id: int):
+    return (VersionTag.objects.filter(version_id=version_id).order_by("name")
+            .values_list("name", flat=True))
+
+
+@Prepared
+def alias_names(version_id: int):
+    return (Alias.objects.filter(version_id=version_id).order_by("name")
+            .values_list("name", flat=True))
+
+
+@Prepared
+def parent_of(parent_id: int):
+    """A version's parent, as its page links it: number, label, model."""
+    return ModelVersion.objects.filter(pk=parent_id).only("model", "number", "label")
 
 
 def version_rows_for(user):

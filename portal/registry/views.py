@@ -15,12 +15,7 @@ from django.views.decorators.http import require_POST
 from explainability import charts
 from portal.accounts.choices import Role
 from portal.accounts.models import Membership
-from portal.accounts.services import (
-    has_role,
-    open_invitations_of,
-    require_role,
-    role_in,
-)
+from portal.accounts.services import has_role, open_invitations_of, require_role, role_in
 from portal.accounts.throttling import check_page_rate
 from portal.accounts.visibility import viewer_of
 from portal.audit.models import AuditEvent
@@ -329,14 +324,18 @@ def version_detail(request, slug, name, number, more_context=None):
     version = queries.version_page.first(viewer_of(request.user), slug, name, number)
     if version is None:
         raise Http404
+    parent = version.parent_id and queries.parent_of.first(version.parent_id)
+    if parent:
+        version.parent = parent
     queries.attach_model(version.model, version.parent)  # its link reads no model, no project
     graph = services.lineage(version)
     history = _history.rows("registry.modelversion", str(version.pk))
-    alias_names = [a.name for a in version.aliases.all()]
+    alias_names = queries.alias_names.rows(version.pk)
     return render(request, "registry/version_detail.html", {
         "version": version, "model": version.model, "project": version.model.project,
         "lineage_chart": charts.lineage_graph(graph), "lineage": graph,
         "history": history, "alias_names": alias_names,
+        "tags": queries.tag_names.rows(version.pk),
         "metric_table": evaluations.metric_table(version),
         "can_contribute": has_role(request.user, version.model.project, Role.CONTRIBUTOR),
         "is_owner": has_role(request.user, version.model.project, Role.OWNER),

@@ -1,6 +1,5 @@
 from django.conf import settings
 from django.db import models
-from django.urls import reverse
 
 from portal.registry.models import Archivable, ModelVersion, Project, name_validator
 from portal.releases.choices import (
@@ -11,6 +10,7 @@ from portal.releases.choices import (
     backend_choices,
     strategy_choices,
 )
+from portal.reversing import reverse
 
 
 class Environment(Archivable):

@@ -9,9 +9,9 @@ server's secret and the rule (``services.webhook_secret``).
 
 from django.conf import settings
 from django.db import models
-from django.urls import reverse
 
 from portal.retraining.choices import Condition, TriggerState, kind_choices
+from portal.reversing import reverse
 
 
 class RetrainingRule(models.Model):

@@ -3,11 +3,46 @@ import decimal
 
 from django import template
 from django.contrib.humanize.templatetags.humanize import naturaltime
-from django.utils.html import format_html
+from django.template import defaulttags
+from django.urls import NoReverseMatch
+from django.utils.html import conditional_escape, format_html
 
 from ops import numbers
+from portal.reversing import reverse
 
 register = template.Library()
+
+
+class _URLNode(defaulttags.URLNode):
+    """``{% url %}`` through ``portal.reversing.reverse`` (each address worked out once)."""
+
+    def render(self, context):
+        args = [arg.resolve(context) for arg in self.args]
+        kwargs = {k: v.resolve(context) for k, v in self.kwargs.items()}
+        view_name = self.view_name.resolve(context)
+        request = getattr(context, "request", None)
+        current_app = getattr(request, "current_app", None)
+        if current_app is None:
+            current_app = getattr(getattr(request, "resolver_match", None), "namespace", None)
+        try:
+            url = reverse(view_name, args=args, kwargs=kwargs, current_app=current_app)
+        except NoReverseMatch:
+            if self.asvar is None:
+                raise
+            url = ""
+        if self.asvar:
+            context[self.asvar] = url
+            return ""
+        return conditional_escape(url) if context.autoescape else url
+
+
+@register.tag
+def url(parser, token):
+    """Django's ``{% url %}``, same syntax and output (this library is a builtin, so it
+    stands for Django's in every template)."""
+    node = defaulttags.url(parser, token)
+    node.__class__ = _URLNode
+    return node
 
 
 @register.filter
