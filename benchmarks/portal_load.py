@@ -290,7 +290,7 @@ def endpoints(world: dict) -> tuple[list, list]:
 
 
 def sequential_costs(base: str, world: dict, server_pid: int, baseline=None,
-                     repeat: int = 20, rounds: int = 3) -> float:
+                     repeat: int = 40, rounds: int = 3) -> float:
     """The web processes' CPU per request of each read, one request at a time, beside the
     framework's floor (a probe, and a signed-in page that does nothing: session, user,
     middleware and the page frame): the median of ``rounds`` runs of ``repeat`` requests.

@@ -79,6 +79,7 @@ class _Shape:
     # bound value, (False, (None, None), value) for a constant of the statement.
     slots: list = field(default_factory=list)
     compiler: Any = field(default=None, repr=False)
+    ops: Any = field(default=None, repr=False)  # the database's operations (adapting values)
     verified: int = 0
     reason: str = ""
 
@@ -130,7 +131,7 @@ class Prepared:
         shape = self._shapes.get(_shape_key(args, self.literal)) or self._prepare(args)
         if shape is None or shape.queryset is None:
             return list(self.build(*args))
-        params = _bind(shape.slots, args)
+        params = _bind(shape.slots, args, shape.ops)
         if params is None:  # a value out of its column's range: Django decides, as ever
             return list(self.build(*args))
         if shape.verified < VERIFY_CALLS or mode in {"all", "strict"}:
@@ -174,13 +175,21 @@ class Prepared:
             sql, params = compiler.as_sql()
         except (EmptyResultSet, FullResultSet):
             return _Shape(None, reason="the markers make the lookup empty or total")
+        # SQLite's backend passes datetimes as text: their markers are looked for as such.
+        ops = connections[queryset.db].ops
+        adapted = {ops.adapt_datetimefield_value(m): hit for m, hit in markers.items()
+                   if isinstance(m, datetime)}
+        adapted = {text: hit for text, hit in adapted.items() if isinstance(text, str)}
         slots, seen = [], set()
         for param in params:
             # Django's PostgreSQL backend wraps integers in psycopg's Int2/Int4/Int8.
             plain = isinstance(param, (int, str, datetime)) and not isinstance(param, bool)
             hit = markers.get(param) if plain else None
+            kind = type(param)
+            if hit is None and isinstance(param, str) and param in adapted:
+                hit, kind = adapted[param], _AdaptedDatetime
             if hit is not None:
-                slots.append((True, hit, type(param)))
+                slots.append((True, hit, kind))
                 seen.add(hit)
             else:
                 slots.append((False, (None, None), param))
@@ -188,7 +197,7 @@ class Prepared:
             return _Shape(None, reason="an argument is not a plain parameter of the SQL")
         if any(str(m) in sql for m in markers if not isinstance(m, datetime)) or "2999" in sql:
             return _Shape(None, reason="an argument is written into the SQL text")
-        return _Shape(queryset, sql=sql, slots=slots, compiler=compiler)
+        return _Shape(queryset, sql=sql, slots=slots, compiler=compiler, ops=ops)
 
     def _same(self, shape: _Shape, args: tuple, params: list) -> bool:
         """Compile the ordinary way and compare; retire the shape on a difference."""
@@ -212,7 +221,11 @@ class Prepared:
 _RANGES = {"Int2": 2 ** 15, "Int4": 2 ** 31}
 
 
-def _bind(slots: list, args: tuple) -> list | None:
+class _AdaptedDatetime:
+    """The kind of a slot holding a datetime as the backend adapts it (SQLite: text)."""
+
+
+def _bind(slots: list, args: tuple, ops) -> list | None:
     """The statement's parameters for ``args``, each of the type the marker had; None for
     a negative int or one past its column type's range, which Django may turn into a lookup
     that matches nothing (a positive field's range starts at 0): the ordinary way decides."""
@@ -224,6 +237,9 @@ def _bind(slots: list, args: tuple) -> list | None:
         kind, given = value, (args[i] if j is None else args[i][j])
         if kind is str or kind is datetime:
             params.append(given)
+            continue
+        if kind is _AdaptedDatetime:
+            params.append(ops.adapt_datetimefield_value(given))
             continue
         bound = _RANGES.get(kind.__name__, 2 ** 63)
         if not 0 <= given < bound:
