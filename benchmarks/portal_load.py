@@ -25,7 +25,8 @@ Redis, a Celery worker; the load comes from another process.
    framework's floor (``/healthz``, and a signed-in page that does nothing), and the most
    requests/s two cores of web alone could hold for that mix; the same beside a second
    gunicorn with ``MODELGATE_PREPARED=off`` (every query compiled anew, as before
-   ``portal/prepared.py``), measured in turn, medians of three rounds, and their ratio.
+   ``portal/prepared.py``), or serving ``--baseline-tree`` (``git worktree add /tmp/base
+   <commit>``), measured in turn, medians of three rounds, and their ratio.
 4. Prints per endpoint: requests, errors (status >= 400 or no answer; the first of each is
    shown), p50 and p95; the achieved rate; the most PostgreSQL connections seen (sampled
    every 0.5 s); and PASS/FAIL against >= 200 requests/s, p95 < 200 ms for every endpoint,
@@ -312,7 +313,7 @@ def sequential_costs(base: str, world: dict, server_pid: int, baseline=None,
              for name, path in reads]
     servers = [(base, server_pid)] + ([baseline] if baseline else [])
     head = f"{'one request at a time':<28} {'web CPU ms':>10}"
-    print(f"\n{head} {'unprepared':>10} {'ratio':>6}" if baseline else f"\n{head}")
+    print(f"\n{head} {'baseline':>10} {'ratio':>6}" if baseline else f"\n{head}")
     weighted = 0.0
 
     def cost(session, url, pid) -> float:
@@ -421,15 +422,16 @@ async def _load(base: str, world: dict, rate: float, seconds: float, out: str) -
                                      "first_errors": first_errors}))
 
 
-def start_server(env: dict, log_path: Path, seconds: float = 60) -> tuple[subprocess.Popen, str]:
+def start_server(env: dict, log_path: Path, seconds: float = 60,
+                 tree: Path = ROOT) -> tuple[subprocess.Popen, str]:
     """gunicorn with the portal's configuration, as deployed (no benchmark middleware),
-    answering ``/healthz`` within ``seconds``."""
+    answering ``/healthz`` within ``seconds``; ``tree``: the source tree it serves."""
     port = free_port()
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
                              "python:portal.gunicorn_conf", "portal.wsgi", "-b",
                              f"127.0.0.1:{port}", "--access-logfile", "/dev/null"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -518,6 +520,9 @@ def main() -> int:
                         help="threads per gunicorn process (default: portal/gunicorn_conf.py's)")
     parser.add_argument("--costs", action="store_true",
                         help="first measure each read's CPU one request at a time")
+    parser.add_argument("--baseline-tree", type=Path, default=None,
+                        help="with --costs: the baseline is this source tree (another commit's "
+                             "checkout, same database schema) rather than MODELGATE_PREPARED=off")
     parser.add_argument("--load", nargs=3, metavar=("BASE", "WORLD", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -557,9 +562,11 @@ def main() -> int:
     sampler.start()
     out = Path(data_dir) / "results.json"
     if args.costs:
-        # The baseline, in the same run: the same portal compiling every query anew.
-        plain, plain_base = start_server({**env, "MODELGATE_PREPARED": "off"},
-                                         Path(data_dir) / "gunicorn-unprepared.log")
+        # The baseline, in the same run: the same portal compiling every query anew, or
+        # another commit's tree.
+        plain, plain_base = start_server(
+            {**env, "MODELGATE_PREPARED": "off"}, Path(data_dir) / "gunicorn-baseline.log",
+            tree=args.baseline_tree or ROOT)
         try:
             sequential_costs(base, world, proc.pid, baseline=(plain_base, plain.pid))
         finally:
