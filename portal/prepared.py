@@ -23,7 +23,7 @@ this is written by hand, narrowly:
   arguments) retires the shape to the ordinary way for good, logged as an error.
   ``MODELGATE_PREPARED=all`` compares on every call; ``strict`` (the test suite's
   setting, ``tests/conftest.py``) also raises on a difference; ``off`` runs every query the
-  ordinary way (and is the baseline of ``benchmarks/page_cpu.py``).
+  ordinary way (the baseline ``benchmarks/portal_load.py --costs`` serves beside it).
 
 Nothing is cached but SQL text: every call reads the database, so nothing shown is stale.
 """
@@ -46,11 +46,15 @@ from django.db.models import QuerySet
 log = logging.getLogger(__name__)
 
 VERIFY_CALLS = 2
-# Markers: far from any real id or version number, inside a 32-bit column's range (Django
-# turns an out-of-range int into an empty lookup) and positive (for positive fields).
-_INT_MARKER = 2_000_000_000
-_STR_MARKER = "\x00modelgate-prepared-{}\x00"
-_TIME_MARKER = datetime(2999, 1, 1, tzinfo=UTC)  # plus a marker's number of seconds
+# Markers, in two sets (a shape is compiled with each, and prepared only when both give the
+# same SQL with the markers in the same places). Ints: far from any real id or version
+# number, far apart, inside a 32-bit column's range (Django turns an out-of-range int into
+# an empty lookup) and positive (for positive fields). Strings: what escaping (LIKE's % _ \),
+# case folding, stripping or normalising (e + combining acute) would change.
+_INT_MARKERS = (2_000_000_000, 1_000_000_007)
+_INT_STEP = 1000
+_STR_MARKER = " \x00Mg%_\\e\u0301-prepared-{}-{}\x00 "
+_TIME_MARKER = datetime(2999, 1, 1, tzinfo=UTC)  # plus days per set, seconds per marker
 
 
 EVERY: list[Prepared] = []  # for tests: every prepared query of the process
@@ -128,21 +132,24 @@ class Prepared:
         mode = _mode()
         if mode == "off":
             return list(self.build(*args))
-        shape = self._shapes.get(_shape_key(args, self.literal)) or self._prepare(args)
-        if shape is None or shape.queryset is None:
+        key = _shape_key(args, self.literal)
+        shape = self._shapes.get(key) or self._prepare(key, args)
+        # One read of the shape: another thread may retire it (a new entry, never a change).
+        queryset = shape.queryset if shape is not None else None
+        if queryset is None:
             return list(self.build(*args))
         params = _bind(shape.slots, args, shape.ops)
         if params is None:  # a value out of its column's range: Django decides, as ever
             return list(self.build(*args))
         if shape.verified < VERIFY_CALLS or mode in {"all", "strict"}:
-            if not self._same(shape, args, params):
+            if not self._same(key, shape, args, params):
                 return list(self.build(*args))
-        return list(_bound(shape, params))
+        return list(_bound(queryset, shape.sql, shape.compiler, params))
 
     def reasons(self) -> dict[tuple, str]:
         """{shape: why it runs the ordinary way} for the shapes used so far."""
-        return {key: shape.reason or "retired: its SQL differed from Django's"
-                for key, shape in list(self._shapes.items()) if shape.queryset is None}
+        return {key: shape.reason for key, shape in list(self._shapes.items())
+                if shape.queryset is None}
 
     def first(self, *args):
         rows = self.rows(*args)
@@ -150,8 +157,7 @@ class Prepared:
 
     # -- preparing -------------------------------------------------------------------------
 
-    def _prepare(self, args: tuple) -> _Shape | None:
-        key = _shape_key(args, self.literal)
+    def _prepare(self, key: tuple, args: tuple) -> _Shape | None:
         with self._lock:
             shape = self._shapes.get(key)
             if shape is None:
@@ -164,7 +170,18 @@ class Prepared:
         return shape
 
     def _compile(self, args: tuple) -> _Shape:
-        markers, marked = _markers(args[self.literal:], start=self.literal)
+        shapes = [self._compile_with(args, salt) for salt in (0, 1)]
+        first, second = shapes
+        if first.queryset is None or second.queryset is None:
+            return first if first.queryset is None else second
+        if first.sql != second.sql or [s[:2] for s in first.slots] != [
+                s[:2] for s in second.slots] or [s[2] for s in first.slots if not s[0]] != [
+                s[2] for s in second.slots if not s[0]]:
+            return _Shape(None, reason="its SQL depends on the arguments' values")
+        return first
+
+    def _compile_with(self, args: tuple, salt: int) -> _Shape:
+        markers, marked = _markers(args[self.literal:], start=self.literal, salt=salt)
         queryset = self.build(*args[:self.literal], *marked)
         if not isinstance(queryset, QuerySet):
             raise TypeError(f"{self.name} must return a QuerySet")
@@ -195,11 +212,11 @@ class Prepared:
                 slots.append((False, (None, None), param))
         if any(hit not in seen for hit in markers.values()):
             return _Shape(None, reason="an argument is not a plain parameter of the SQL")
-        if any(str(m) in sql for m in markers if not isinstance(m, datetime)) or "2999" in sql:
+        if any(str(m.year if isinstance(m, datetime) else m) in sql for m in markers):
             return _Shape(None, reason="an argument is written into the SQL text")
         return _Shape(queryset, sql=sql, slots=slots, compiler=compiler, ops=ops)
 
-    def _same(self, shape: _Shape, args: tuple, params: list) -> bool:
+    def _same(self, key: tuple, shape: _Shape, args: tuple, params: list) -> bool:
         """Compile the ordinary way and compare; retire the shape on a difference."""
         queryset = self.build(*args)
         try:
@@ -214,7 +231,7 @@ class Prepared:
                                    f"Django's {sql!r} {expected!r}")
         log.error("%s: prepared SQL differs from Django's for %r; running it unprepared "
                   "from now on", self.name, args)
-        shape.queryset = None
+        self._shapes[key] = _Shape(None, reason="retired: its SQL differed from Django's")
         return False
 
 
@@ -248,18 +265,18 @@ def _bind(slots: list, args: tuple, ops) -> list | None:
     return params
 
 
-def _markers(args: tuple, start: int = 0) -> tuple[dict, list]:
+def _markers(args: tuple, start: int = 0, salt: int = 0) -> tuple[dict, list]:
     """({marker: (argument's position from ``start``, index in a tuple or None)}, the
-    arguments as markers)."""
+    arguments as markers of the set ``salt``)."""
     markers, marked = {}, []
 
     def marker_for(value, where):
         if isinstance(value, datetime):
-            marker = _TIME_MARKER + timedelta(seconds=len(markers))
+            marker = _TIME_MARKER + timedelta(days=1000 * salt, seconds=len(markers))
         elif isinstance(value, int):
-            marker = _INT_MARKER + len(markers)
+            marker = _INT_MARKERS[salt] + _INT_STEP * len(markers)
         else:
-            marker = _STR_MARKER.format(len(markers))
+            marker = _STR_MARKER.format(salt, len(markers))
         markers[marker] = where
         return marker
 
@@ -273,15 +290,14 @@ def _markers(args: tuple, start: int = 0) -> tuple[dict, list]:
     return markers, marked
 
 
-def _bound(shape: _Shape, params: list) -> QuerySet:
-    """A private clone of the shape's queryset whose compiler answers with the prepared SQL
-    and these parameters, on this thread's connection."""
-    queryset = shape.queryset._chain()
+def _bound(prepared: QuerySet, sql: str, compiled, params: list) -> QuerySet:
+    """A private clone of a shape's queryset whose compiler (a copy of ``compiled``)
+    answers with the prepared SQL and these parameters, on this thread's connection."""
+    queryset = prepared._chain()
     query = copy.copy(queryset.query)
-    sql = shape.sql
 
     def get_compiler(using=None, connection=None, elide_empty=True):
-        compiler = copy.copy(shape.compiler)
+        compiler = copy.copy(compiled)
         compiler.connection = connections[using or queryset.db]
         compiler.query = query
         compiler.as_sql = lambda *args, **kwargs: (sql, params)

@@ -181,3 +181,41 @@ def test_threads_share_a_shape_and_each_reads_its_own(users, project, clf, versi
         thread.join()
     assert not failures, failures[:5]
     assert expected[users["outsider"].pk] == [] and expected[users["viewer"].pk]
+
+
+@pytest.mark.django_db
+def test_a_value_django_escapes_or_folds_is_never_bound_raw(users, project):
+    """``iexact`` escapes LIKE's wildcards on SQLite; lower() and strip() change a string:
+    bound raw, a later value with ``_`` or capitals would match what Django's SQL does not."""
+    other = make_other_project(users)
+    checks = [Prepared(lambda s: Project.objects.filter(slug__iexact=s).order_by("pk")),
+              Prepared(lambda s: Project.objects.filter(slug=s.lower().strip()).order_by("pk")),
+              Prepared(lambda n: Project.objects.filter(pk=n + 1).order_by("pk"))]
+    for check in checks[:2]:
+        for value in (project.slug, other.slug, "_" * len(project.slug), project.slug.upper(),
+                      f" {other.slug} ", "%", "\\"):
+            assert [p.pk for p in check.rows(value)] == [p.pk for p in check.build(value)]
+    assert [p.pk for p in checks[2].rows(project.pk - 1)] == [project.pk]
+    for check in checks[1:]:
+        assert list(check.reasons().values()) == [
+            "an argument is not a plain parameter of the SQL"], check.reasons()
+    if connection.vendor == "sqlite":  # PostgreSQL's iexact is UPPER(%s): bound as given
+        assert list(checks[0].reasons().values()) == [
+            "an argument is not a plain parameter of the SQL"]
+
+
+@pytest.mark.django_db
+def test_a_shape_retired_by_one_thread_does_not_fail_another(users, project, monkeypatch):
+    monkeypatch.setenv("MODELGATE_PREPARED", "")
+    by_pk = Prepared(lambda pk: Project.objects.filter(pk=pk))
+    assert [p.pk for p in by_pk.rows(project.pk)] == [project.pk]
+    shape = next(iter(by_pk._shapes.values()))
+    original = by_pk._same
+
+    def retired_meanwhile(key, shape, args, params):
+        by_pk._shapes[key] = type(shape)(None, reason="retired: its SQL differed from Django's")
+        return original(key, shape, args, params)
+
+    monkeypatch.setattr(by_pk, "_same", retired_meanwhile)
+    assert [p.pk for p in by_pk.rows(project.pk)] == [project.pk]  # no AttributeError
+    assert shape.queryset is not None  # the shape itself is never changed
