@@ -26,6 +26,7 @@ this is written by hand, narrowly:
   ordinary way (the baseline ``benchmarks/portal_load.py --costs`` serves beside it).
 
 Nothing is cached but SQL text: every call reads the database, so nothing shown is stale.
+Why, and what was measured: ``docs/architecture.md``, decision 70.
 """
 
 from __future__ import annotations
