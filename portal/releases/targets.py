@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from ops.backends import REGISTRY, backend_class
 from ops.backends.base import BackendError
 from portal.errors import ValidationFailed
+from portal.prepared import Prepared
 
 DEFAULT_TARGETS = {"local": {"backend": "local", "ports": "9100-9999"}}
 # Keys of a target the portal reads itself; the rest are the backend's own settings.
@@ -198,14 +199,23 @@ def _free_on_host(host: str, port: int) -> bool:
     return True
 
 
+@Prepared
+def _allocated_port(environment_id: int, model_id: int):
+    """The endpoint's port if allocated (read by every page that shows what serves)."""
+    from portal.releases.models import EndpointSlot
+
+    return (EndpointSlot.objects.filter(environment_id=environment_id, model_id=model_id)
+            .order_by("pk").values_list("port", flat=True)[:1])
+
+
 def allocate_port(environment, model, target: Target) -> int:
     """The endpoint's port: allocated once from the target's range, unique across every
     project and environment (a unique constraint settles two workers racing for one)."""
     from portal.releases.models import EndpointSlot
 
-    slot = EndpointSlot.objects.filter(environment=environment, model=model).first()
-    if slot is not None:
-        return slot.port
+    port = _allocated_port.first(environment.pk, model.pk)
+    if port is not None:
+        return port
     low, high = target.ports
     host = target.options.get("host", "127.0.0.1")
     for _ in range(5):
