@@ -175,9 +175,7 @@ class Prepared:
         first, second = shapes
         if first.queryset is None or second.queryset is None:
             return first if first.queryset is None else second
-        if first.sql != second.sql or [s[:2] for s in first.slots] != [
-                s[:2] for s in second.slots] or [s[2] for s in first.slots if not s[0]] != [
-                s[2] for s in second.slots if not s[0]]:
+        if first.sql != second.sql or first.slots != second.slots:
             return _Shape(None, reason="its SQL depends on the arguments' values")
         return first
 

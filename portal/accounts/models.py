@@ -96,6 +96,11 @@ class Invitation(models.Model):
         indexes = [models.Index(fields=["user", "status"], name="invitation_user_status")]
         ordering = ["-created_at", "-id"]
 
+    @staticmethod
+    def open_at(now) -> models.Q:
+        """Invitations still open at ``now``: neither answered nor expired."""
+        return models.Q(status=InvitationStatus.OPEN, expires_at__gt=now)
+
     def __str__(self):
         return f"invitation of {self.username} to {self.project} as {self.role}"
 

@@ -437,15 +437,13 @@ def invitations_to(user) -> QuerySet:
 
 
 def open_invitations_to(user) -> QuerySet:
-    return invitations_to(user).filter(status=InvitationStatus.OPEN,
-                                       expires_at__gt=timezone.now())
+    return invitations_to(user).filter(Invitation.open_at(timezone.now()))
 
 
 def open_invitations_of(project) -> QuerySet:
     """The project's open invitations, for its owners' members page: every username as
     typed, whether or not an account has it."""
-    return (Invitation.objects.filter(project=project, status=InvitationStatus.OPEN,
-                                      expires_at__gt=timezone.now())
+    return (Invitation.objects.filter(Invitation.open_at(timezone.now()), project=project)
             .only("username", "role", "expires_at").order_by("username"))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from django.db.models import Count
 
-from portal.accounts.choices import InvitationStatus
 from portal.accounts.models import Invitation
 from portal.accounts.visibility import Reader
 from portal.monitoring import queries as monitoring_queries
@@ -81,7 +80,6 @@ def firing_alerts(ids):
 
 @Prepared
 def open_invitations(user_id: int, now):
-    """The in-portal notice of invitations (``services.open_invitations_to``'s filter)."""
-    return (Invitation.objects.filter(user_id=user_id, status=InvitationStatus.OPEN,
-                                      expires_at__gt=now)
+    """The in-portal notice of invitations (as ``services.open_invitations_to``)."""
+    return (Invitation.objects.filter(Invitation.open_at(now), user_id=user_id)
             .select_related("project", "invited_by").only(*_INVITATION_ROW)[:5])
